@@ -1,0 +1,28 @@
+//! The `gwcore` command.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod check;
+
+/// Kubernetes Gateway API tooling: check manifests, explain routing, serve.
+#[derive(Parser)]
+#[command(name = "gwcore", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load manifests, print diagnostics and the status of every object.
+    Check(check::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => check::run(args),
+    }
+}

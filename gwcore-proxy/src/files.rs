@@ -1,0 +1,90 @@
+//! Reading manifests from files and folders.
+
+use std::path::{Path, PathBuf};
+
+use gwcore::load::{Diagnostic, Loaded, Severity, load_str};
+
+/// Whether a path names a manifest file gwcore reads (`.yaml`, `.yml`, `.json`).
+pub fn is_manifest(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// Lists the manifest files under `paths` (files as given, folders walked
+/// recursively), sorted within each folder so the order never depends on the
+/// file system.
+pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, (PathBuf, std::io::Error)> {
+    let mut out = Vec::new();
+    for p in paths {
+        walk(p, true, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn walk(p: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<(), (PathBuf, std::io::Error)> {
+    let meta = std::fs::metadata(p).map_err(|e| (p.to_path_buf(), e))?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+            .map_err(|e| (p.to_path_buf(), e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for e in entries {
+            let hidden = e
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            if !hidden {
+                walk(&e, false, out)?;
+            }
+        }
+    } else if explicit || is_manifest(p) {
+        out.push(p.to_path_buf());
+    }
+    Ok(())
+}
+
+/// Reads and loads every manifest under `paths`. A file that cannot be read
+/// becomes an error diagnostic; everything else is still loaded.
+pub fn read_manifests(paths: &[PathBuf]) -> Loaded {
+    let mut loaded = Loaded::default();
+    let mut files = Vec::new();
+    for p in paths {
+        match manifest_files(std::slice::from_ref(p)) {
+            Ok(f) => files.extend(f),
+            Err((path, e)) => loaded.diagnostics.push(io_diagnostic(&path, &e)),
+        }
+    }
+    for f in files {
+        match std::fs::read(&f) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => loaded.extend(load_str(&f.display().to_string(), &text)),
+                Err(_) => loaded.diagnostics.push(Diagnostic {
+                    severity: Severity::Error,
+                    source: f.display().to_string(),
+                    document: 0,
+                    line: None,
+                    object: None,
+                    field: None,
+                    message: "not UTF-8 text; nothing read from it".into(),
+                }),
+            },
+            Err(e) => loaded.diagnostics.push(io_diagnostic(&f, &e)),
+        }
+    }
+    loaded
+}
+
+fn io_diagnostic(path: &Path, e: &std::io::Error) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        source: path.display().to_string(),
+        document: 0,
+        line: None,
+        object: None,
+        field: None,
+        message: format!("cannot read: {e}"),
+    }
+}

@@ -1,0 +1,200 @@
+//! What the attachment engine hands to the routing table: for each of our
+//! Gateways, its valid listeners (ListenerSet listeners merged in) and, per
+//! listener, the Accepted routes with their effective hostnames and their
+//! rules with every backendRef already resolved.
+//!
+//! This is the contract between [`crate::engine`] and [`crate::table`]: the
+//! table never looks at the snapshot, and the engine never ranks matches.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::model::{
+    GrpcRouteMatch, HttpRouteFilter, HttpRouteMatch, HttpRouteRetry, HttpRouteTimeouts, ObjectKey,
+};
+
+/// Routing input for one Gateway.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GatewayRouting {
+    /// The Gateway.
+    pub gateway: ObjectKey,
+    /// Valid listeners in the spec's order: the Gateway's own first, then
+    /// those of accepted ListenerSets (oldest set first, then by
+    /// namespace/name).
+    pub listeners: Vec<ListenerRouting>,
+}
+
+/// The protocol of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum ListenerProtocol {
+    /// `HTTP`
+    Http,
+    /// `HTTPS`
+    Https,
+    /// `TLS`
+    Tls,
+    /// `TCP`
+    Tcp,
+    /// `UDP`
+    Udp,
+}
+
+impl ListenerProtocol {
+    /// Parses a listener protocol as spelled in the spec.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "HTTP" => ListenerProtocol::Http,
+            "HTTPS" => ListenerProtocol::Https,
+            "TLS" => ListenerProtocol::Tls,
+            "TCP" => ListenerProtocol::Tcp,
+            "UDP" => ListenerProtocol::Udp,
+            _ => return None,
+        })
+    }
+}
+
+/// TLS mode of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TlsMode {
+    /// TLS is terminated at the Gateway.
+    Terminate,
+    /// The TLS stream is forwarded by SNI.
+    Passthrough,
+}
+
+/// One valid listener and the routes attached to it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListenerRouting {
+    /// Listener name (unique within its Gateway or ListenerSet).
+    pub name: String,
+    /// The Gateway or ListenerSet that declares it.
+    pub source: ObjectKey,
+    /// Port.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: ListenerProtocol,
+    /// Hostname, possibly a wildcard (`*.example.com`); `None` matches all.
+    pub hostname: Option<String>,
+    /// TLS mode, for HTTPS and TLS listeners.
+    pub tls_mode: Option<TlsMode>,
+    /// Resolved certificate Secrets, in `certificateRefs` order.
+    pub certificates: Vec<ObjectKey>,
+    /// Accepted routes attached to this listener, sorted by key.
+    pub routes: Vec<AttachedRoute>,
+}
+
+/// A route attached to one listener.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttachedRoute {
+    /// The route (kind, namespace, name).
+    pub key: ObjectKey,
+    /// `metadata.creationTimestamp`; `None` sorts as oldest-equal.
+    pub creation_timestamp: Option<String>,
+    /// Effective hostnames: the intersection of the route's `hostnames` with
+    /// the listener's hostname. Empty means "any host the listener accepts".
+    pub hostnames: Vec<String>,
+    /// The rules.
+    pub rules: RouteRules,
+}
+
+/// A route's rules, by route family.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum RouteRules {
+    /// HTTPRoute rules.
+    Http(Arc<Vec<HttpRule>>),
+    /// GRPCRoute rules.
+    Grpc(Arc<Vec<GrpcRule>>),
+    /// TLSRoute / TCPRoute / UDPRoute rules.
+    L4(Arc<Vec<L4Rule>>),
+}
+
+/// An HTTPRoute rule with defaults applied and refs resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpRule {
+    /// Index in `spec.rules`.
+    pub index: usize,
+    /// `rules[].name`.
+    pub name: Option<String>,
+    /// Matches (defaults applied; never empty).
+    pub matches: Vec<HttpRouteMatch>,
+    /// Filters as written (RequestMirror targets are in `mirrors`).
+    pub filters: Vec<HttpRouteFilter>,
+    /// Resolved mirror targets of the rule's RequestMirror filters, in order.
+    pub mirrors: Vec<Mirror>,
+    /// Backends; empty when the rule has no backendRefs.
+    pub backends: Vec<ResolvedBackend>,
+    /// Timeouts.
+    pub timeouts: Option<HttpRouteTimeouts>,
+    /// Retry policy.
+    pub retry: Option<HttpRouteRetry>,
+}
+
+/// A GRPCRoute rule with refs resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GrpcRule {
+    /// Index in `spec.rules`.
+    pub index: usize,
+    /// `rules[].name`.
+    pub name: Option<String>,
+    /// Matches; empty matches every gRPC request.
+    pub matches: Vec<GrpcRouteMatch>,
+    /// Filters as written.
+    pub filters: Vec<HttpRouteFilter>,
+    /// Resolved mirror targets.
+    pub mirrors: Vec<Mirror>,
+    /// Backends.
+    pub backends: Vec<ResolvedBackend>,
+}
+
+/// A TLSRoute / TCPRoute / UDPRoute rule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct L4Rule {
+    /// Index in `spec.rules`.
+    pub index: usize,
+    /// `rules[].name`.
+    pub name: Option<String>,
+    /// Backends.
+    pub backends: Vec<ResolvedBackend>,
+}
+
+/// A backendRef after resolution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResolvedBackend {
+    /// Weight (default 1; 0 = never chosen).
+    pub weight: u32,
+    /// The Service and port, or why it cannot be used. An invalid backend
+    /// keeps its weight: its share of requests is answered with 500.
+    pub target: Result<BackendTarget, BackendError>,
+    /// Backend-level filters.
+    pub filters: Vec<HttpRouteFilter>,
+}
+
+/// A resolved Service port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct BackendTarget {
+    /// The Service.
+    pub service: ObjectKey,
+    /// The Service port.
+    pub port: u16,
+    /// The Service port's `appProtocol` (`kubernetes.io/h2c`, `kubernetes.io/ws`...).
+    pub app_protocol: Option<String>,
+}
+
+/// Why a backendRef cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackendError {
+    /// The ResolvedRefs reason (`BackendNotFound`, `RefNotPermitted`, `InvalidKind`...).
+    pub reason: &'static str,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// A mirror target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mirror {
+    /// Where to send the copy.
+    pub target: BackendTarget,
+    /// Share of requests mirrored, 0.0..=1.0 (default 1.0).
+    pub fraction: f64,
+}

@@ -1,0 +1,427 @@
+//! Reading manifests: YAML (multi-document) or JSON, `kind: List`.
+//!
+//! Loading never fails as a whole. Each document is parsed on its own, so a
+//! truncated or malformed document costs only itself; every problem becomes a
+//! [`Diagnostic`] naming the source, the document index (0-based), the line
+//! where the parser knows it, the object and the field path.
+//!
+//! YAML is read with `serde_norway`, a maintained fork of the deprecated
+//! `serde_yaml` (same data model, libyaml-based, ~25 MB/s here, alias
+//! expansion bounded).
+
+use serde::Serialize;
+
+use crate::model::{Kind, Object, ObjectKey};
+use crate::validate;
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The object (or document) was left out.
+    Error,
+    /// Something was skipped or defaulted; the rest was read.
+    Warning,
+}
+
+/// A problem found while loading or validating.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The file (or other source) name.
+    pub source: String,
+    /// 0-based index of the document within the source.
+    pub document: usize,
+    /// 1-based line, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// The object, when known (`HTTPRoute ns/name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// The field path (`spec.listeners[1].hostname`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{sev}: {}", self.source)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, " (document {})", self.document)?;
+        if let Some(obj) = &self.object {
+            write!(f, " {obj}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, " field {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Where an object was read from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Origin {
+    /// The source name.
+    pub source: String,
+    /// 0-based document index.
+    pub document: usize,
+    /// 1-based line of the document's start.
+    pub line: usize,
+}
+
+/// The result of loading one or more sources.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    /// Valid objects (defaults applied), in reading order.
+    pub objects: Vec<(Object, Origin)>,
+    /// Everything that went wrong.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    /// Appends another load result.
+    pub fn extend(&mut self, other: Loaded) {
+        self.objects.extend(other.objects);
+        self.diagnostics.extend(other.diagnostics);
+    }
+}
+
+/// Limits on what one source may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted source, in bytes. Default 64 MiB.
+    pub max_source_bytes: usize,
+    /// Largest number of documents (or `List` items) in one source. Default 1 000 000.
+    pub max_documents: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_source_bytes: 64 << 20,
+            max_documents: 1_000_000,
+        }
+    }
+}
+
+/// Loads every object in `text` (YAML or JSON), with default limits.
+pub fn load_str(source: &str, text: &str) -> Loaded {
+    load_str_with(source, text, Limits::default())
+}
+
+/// Loads every object in `text` (YAML or JSON).
+pub fn load_str_with(source: &str, text: &str, limits: Limits) -> Loaded {
+    let mut out = Loaded::default();
+    if text.len() > limits.max_source_bytes {
+        out.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            source: source.to_string(),
+            document: 0,
+            line: None,
+            object: None,
+            field: None,
+            message: format!(
+                "source is {} bytes, larger than the limit of {} bytes; nothing read from it",
+                text.len(),
+                limits.max_source_bytes
+            ),
+        });
+        return out;
+    }
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        load_json(source, text, &mut out);
+    } else {
+        load_yaml(source, text, &mut out);
+    }
+    if out.objects.len() > limits.max_documents {
+        out.objects.truncate(limits.max_documents);
+        out.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            source: source.to_string(),
+            document: limits.max_documents,
+            line: None,
+            object: None,
+            field: None,
+            message: format!(
+                "more than {} objects in one source; the rest were left out",
+                limits.max_documents
+            ),
+        });
+    }
+    out
+}
+
+fn load_json(source: &str, text: &str, out: &mut Loaded) {
+    let stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+    for (doc, value) in stream.enumerate() {
+        match value {
+            Ok(v) => {
+                let line = 1;
+                read_value(source, doc, line, v, out);
+            }
+            Err(e) => {
+                out.diagnostics.push(Diagnostic {
+                    severity: Severity::Error,
+                    source: source.to_string(),
+                    document: doc,
+                    line: Some(e.line()),
+                    object: None,
+                    field: None,
+                    message: format!("invalid JSON: {e}"),
+                });
+                return;
+            }
+        }
+    }
+}
+
+/// Splits a YAML stream at document markers (`---` at column 0), returning
+/// each document's text and its 1-based starting line. Splitting by hand
+/// keeps one broken document from hiding those after it.
+fn split_yaml(text: &str) -> Vec<(usize, &str)> {
+    let mut docs = Vec::new();
+    let mut start = 0usize;
+    let mut start_line = 1usize;
+    let mut offset = 0usize;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let is_marker = content == "---"
+            || content.starts_with("--- ")
+            || content.starts_with("---\t")
+            || content == "...";
+        if is_marker {
+            docs.push((start_line, &text[start..offset]));
+            // A `--- value` line starts a document whose content is on that line.
+            if content.len() > 3 && content.starts_with("---") {
+                start = offset + 3;
+                start_line = i + 1;
+            } else {
+                start = offset + line.len();
+                start_line = i + 2;
+            }
+        }
+        offset += line.len();
+    }
+    docs.push((start_line, &text[start..]));
+    docs
+}
+
+fn is_blank_yaml(doc: &str) -> bool {
+    doc.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t.starts_with('%')
+    })
+}
+
+fn load_yaml(source: &str, text: &str, out: &mut Loaded) {
+    let mut doc_index = 0usize;
+    for (line, doc) in split_yaml(text) {
+        if is_blank_yaml(doc) {
+            continue;
+        }
+        let this = doc_index;
+        doc_index += 1;
+        match serde_norway::from_str::<serde_json::Value>(doc) {
+            Ok(v) => read_value(source, this, line, v, out),
+            Err(e) => {
+                let at = e.location().map(|l| line + l.line().saturating_sub(1));
+                out.diagnostics.push(Diagnostic {
+                    severity: Severity::Error,
+                    source: source.to_string(),
+                    document: this,
+                    line: at.or(Some(line)),
+                    object: None,
+                    field: None,
+                    message: format!("invalid YAML: {e}"),
+                });
+            }
+        }
+    }
+}
+
+fn read_value(source: &str, doc: usize, line: usize, v: serde_json::Value, out: &mut Loaded) {
+    let diag = |severity, object: Option<String>, field: Option<String>, message: String| Diagnostic {
+        severity,
+        source: source.to_string(),
+        document: doc,
+        line: Some(line),
+        object,
+        field,
+        message,
+    };
+    if v.is_null() {
+        return;
+    }
+    let serde_json::Value::Object(map) = &v else {
+        out.diagnostics.push(diag(
+            Severity::Error,
+            None,
+            None,
+            "expected a Kubernetes object (a mapping with apiVersion and kind)".into(),
+        ));
+        return;
+    };
+    let kind_str = map.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    let api_version = map.get("apiVersion").and_then(|k| k.as_str()).unwrap_or("");
+    if kind_str == "List" || (kind_str.ends_with("List") && map.contains_key("items")) {
+        match map.get("items") {
+            Some(serde_json::Value::Array(items)) => {
+                for item in items.clone() {
+                    read_value(source, doc, line, item, out);
+                }
+            }
+            Some(serde_json::Value::Null) | None => {}
+            Some(_) => out.diagnostics.push(diag(
+                Severity::Error,
+                None,
+                Some("items".into()),
+                "expected a list of objects".into(),
+            )),
+        }
+        return;
+    }
+    let name = map
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(|n| n.as_str())
+        .unwrap_or("");
+    let ns = map
+        .get("metadata")
+        .and_then(|m| m.get("namespace"))
+        .and_then(|n| n.as_str())
+        .unwrap_or("");
+    let label = if ns.is_empty() {
+        format!("{kind_str} {name}")
+    } else {
+        format!("{kind_str} {ns}/{name}")
+    };
+    if kind_str.is_empty() || api_version.is_empty() {
+        out.diagnostics.push(diag(
+            Severity::Error,
+            Some(label),
+            Some(if kind_str.is_empty() { "kind" } else { "apiVersion" }.into()),
+            "missing; every object needs apiVersion and kind".into(),
+        ));
+        return;
+    }
+    let Some(kind) = Kind::parse(kind_str) else {
+        out.diagnostics.push(diag(
+            Severity::Warning,
+            Some(label),
+            Some("kind".into()),
+            format!("kind {kind_str} ({api_version}) is not read by gwcore; skipped"),
+        ));
+        return;
+    };
+    if !kind.accepts_api_version(api_version) {
+        out.diagnostics.push(diag(
+            Severity::Warning,
+            Some(label),
+            Some("apiVersion".into()),
+            format!("{kind_str} is not served as {api_version}; skipped"),
+        ));
+        return;
+    }
+    let mut obj = match Object::from_value(kind, v) {
+        Ok(o) => o,
+        Err(e) => {
+            let path = e.path().to_string();
+            out.diagnostics.push(diag(
+                Severity::Error,
+                Some(label),
+                Some(path),
+                e.into_inner().to_string(),
+            ));
+            return;
+        }
+    };
+    if kind.is_namespaced() && obj.meta().namespace.as_deref().unwrap_or("").is_empty() {
+        // kubectl applies namespaced objects without a namespace to `default`.
+        obj.meta_mut().namespace = Some("default".to_string());
+    }
+    let errors = validate::validate(&mut obj);
+    if errors.is_empty() {
+        out.objects.push((
+            obj,
+            Origin {
+                source: source.to_string(),
+                document: doc,
+                line,
+            },
+        ));
+    } else {
+        let key: ObjectKey = obj.key();
+        for e in errors {
+            out.diagnostics.push(diag(
+                Severity::Error,
+                Some(key.to_string()),
+                Some(e.field),
+                e.message,
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_keeps_line_numbers() {
+        let docs = split_yaml("a: 1\n---\nb: 2\nc: 3\n---\nd: 4\n");
+        let lines: Vec<usize> = docs.iter().map(|d| d.0).collect();
+        assert_eq!(lines, vec![1, 3, 6]);
+    }
+
+    #[test]
+    fn broken_document_does_not_hide_the_next() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n";
+        let l = load_str("x.yaml", text);
+        assert_eq!(l.objects.len(), 1);
+        assert_eq!(l.objects[0].0.meta().name, "b");
+        assert_eq!(l.diagnostics.len(), 1);
+        assert_eq!(l.diagnostics[0].document, 0);
+        assert_eq!(l.diagnostics[0].severity, Severity::Error);
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g, namespace: n}\nspec:\n  gatewayClassName: c\n  listeners:\n  - name: a\n    port: eighty\n    protocol: HTTP\n";
+        let l = load_str("g.yaml", text);
+        assert!(l.objects.is_empty());
+        let d = &l.diagnostics[0];
+        assert_eq!(d.field.as_deref(), Some("spec.listeners[0].port"));
+        assert_eq!(d.object.as_deref(), Some("Gateway n/g"));
+    }
+
+    #[test]
+    fn list_and_json_are_read() {
+        let text = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a"}},{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"b"}}]}"#;
+        let l = load_str("l.json", text);
+        assert_eq!(l.objects.len(), 2);
+        assert!(l.diagnostics.is_empty());
+    }
+
+    #[test]
+    fn unknown_kind_is_a_warning() {
+        let l = load_str("d.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n");
+        assert!(l.objects.is_empty());
+        assert_eq!(l.diagnostics[0].severity, Severity::Warning);
+        assert!(!l.has_errors());
+    }
+}

@@ -1,0 +1,72 @@
+//! A set of objects keyed by kind, namespace and name.
+
+use std::collections::BTreeMap;
+
+use crate::model::{Kind, Object, ObjectKey};
+
+/// Every object the engine looks at, keyed for deterministic iteration.
+/// Inserting an object with the key of one already present replaces it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    objects: BTreeMap<ObjectKey, Object>,
+}
+
+impl Snapshot {
+    /// An empty snapshot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds a snapshot; later objects with the same key win.
+    pub fn from_objects(objects: impl IntoIterator<Item = Object>) -> Self {
+        let mut s = Snapshot::new();
+        for o in objects {
+            s.insert(o);
+        }
+        s
+    }
+
+    /// Inserts or replaces an object, returning the one it replaced.
+    pub fn insert(&mut self, object: Object) -> Option<Object> {
+        self.objects.insert(object.key(), object)
+    }
+
+    /// Removes an object.
+    pub fn remove(&mut self, key: &ObjectKey) -> Option<Object> {
+        self.objects.remove(key)
+    }
+
+    /// Looks up an object.
+    pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
+        self.objects.get(key)
+    }
+
+    /// Mutable lookup.
+    pub fn get_mut(&mut self, key: &ObjectKey) -> Option<&mut Object> {
+        self.objects.get_mut(key)
+    }
+
+    /// All objects, ordered by key.
+    pub fn iter(&self) -> impl Iterator<Item = &Object> {
+        self.objects.values()
+    }
+
+    /// All objects of one kind, ordered by (namespace, name).
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Object> {
+        let lo = ObjectKey::new(kind, "", "");
+        self.objects
+            .range(lo..)
+            .take_while(move |(k, _)| k.kind == kind)
+            .map(|(_, v)| v)
+    }
+
+    /// Number of objects.
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Whether there are no objects.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+}
