@@ -1,20 +1,70 @@
-//! `gwcore check FILE|DIR...`
+//! `gwcore check FILE|DIR...`: validate manifests and show what the
+//! controller would write, without a cluster.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use gwcore::Snapshot;
+use gwcore::engine::Refusal;
+use gwcore::load::Loaded;
+use gwcore::model::Kind;
+
+use crate::common::{ControllerArgs, OutputFormat, run_controllers, status_documents};
+
 /// Arguments of `gwcore check`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// Manifest files or folders.
+    /// Manifest files or folders (YAML or JSON; folders are read recursively).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    #[command(flatten)]
+    controller: ControllerArgs,
+    /// Output format of the statuses.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Yaml)]
+    output: OutputFormat,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
-    let loaded = gwcore_proxy::files::read_manifests(&args.paths);
+    let loaded: Loaded = gwcore_proxy::files::read_manifests(&args.paths);
     for d in &loaded.diagnostics {
         eprintln!("{d}");
     }
+    let snapshot = Snapshot::from_objects(loaded.objects.iter().map(|(o, _)| o.clone()));
+    let controllers = args.controller.controllers(&snapshot);
+    if controllers.is_empty() {
+        eprintln!("note: no GatewayClass in the input; pass --controller-name to act as a controller anyway");
+    }
+    let (computed, refusals) = run_controllers(&snapshot, &controllers, &crate::common::now_rfc3339());
+    let kinds = [
+        Kind::GatewayClass,
+        Kind::Gateway,
+        Kind::ListenerSet,
+        Kind::HTTPRoute,
+        Kind::GRPCRoute,
+        Kind::TLSRoute,
+        Kind::TCPRoute,
+        Kind::UDPRoute,
+        Kind::BackendTLSPolicy,
+    ];
+    let docs = status_documents(&computed, &kinds);
+    match args.output {
+        OutputFormat::Yaml => {
+            for d in &docs {
+                println!("---");
+                print!("{}", serde_norway::to_string(d).unwrap_or_default());
+            }
+        }
+        OutputFormat::Json => {
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs});
+            println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+        }
+    }
+    for r in &refusals {
+        print_refusal(r);
+    }
     if loaded.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+fn print_refusal(r: &Refusal) {
+    eprintln!("refused ({}): {}", r.reason, r.message);
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod common;
 
 /// Kubernetes Gateway API tooling: check manifests, explain routing, serve.
 #[derive(Parser)]

@@ -1,13 +1,54 @@
-//! The attachment and status engine.
+//! The attachment and status engine: a pure function of a snapshot.
+//!
+//! [`compute`] takes every object, our controller name and "now", and
+//! returns the status of every GatewayClass, Gateway, ListenerSet, route and
+//! BackendTLSPolicy we own a part of, plus the routing input of each of our
+//! Gateways. It reads the previous status from the objects in the snapshot
+//! so that `lastTransitionTime` only moves when a condition's status
+//! changes, and so that route `status.parents` entries of other controllers
+//! are kept untouched and in place.
+//!
+//! Decisions the spec leaves open, and what gwcore does:
+//! - A route refused by every candidate listener gets one reason, checked in
+//!   this order: no listener matches `sectionName`/`port` →
+//!   `NoMatchingParent`; none of those is valid → `NoMatchingParent`; none
+//!   admits the route's kind and namespace → `NotAllowedByListeners`; none
+//!   shares a hostname → `NoMatchingListenerHostname`.
+//! - `ResolvedRefs` reports the first failing reference in document order
+//!   (rules, then each rule's backendRefs, then its mirror targets); for one
+//!   reference the checks run kind (`InvalidKind`), then grant
+//!   (`RefNotPermitted`), then existence (`BackendNotFound`), then the
+//!   port's `appProtocol` (`UnsupportedProtocol`).
+//! - Listener conflicts are settled by precedence: the Gateway's own
+//!   listeners in spec order, then those of accepted ListenerSets (oldest
+//!   first, then by namespace/name). The first listener keeps its port and
+//!   hostname; a later one that clashes is `Conflicted`.
+//! - A parentRef naming a Gateway attaches to the Gateway's own listeners; a
+//!   parentRef naming a ListenerSet attaches to that set's listeners.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
+use base64::Engine as _;
 use serde::Serialize;
 
-use crate::attachments::GatewayRouting;
-use crate::model::ObjectKey;
+use crate::attachments::{
+    AttachedRoute, BackendError, BackendTarget, GatewayRouting, GrpcRule, HttpRule, L4Rule,
+    ListenerProtocol, ListenerRouting, Mirror, ResolvedBackend, RouteRules, TlsMode,
+};
+use crate::hostname;
+use crate::model::{
+    BackendRef, GATEWAY_GROUP, Gateway, HttpRouteFilter, Kind, LabelSelector, Listener,
+    ListenerSet, Object, ObjectKey, ObjectMeta, ParentReference, RouteGroupKind, RouteNamespaces,
+    SecretObjectReference,
+};
+use crate::selector;
 use crate::snapshot::Snapshot;
-use crate::status::ObjectStatus;
+use crate::status::{
+    Condition, ConditionType as T, GatewayClassStatus, GatewayStatus, GatewayStatusAddress,
+    ListenerSetStatus, ListenerStatus, ObjectStatus, PolicyAncestorStatus, PolicyStatus, Reason,
+    RouteParentStatus, RouteStatus,
+};
 
 /// What the engine needs besides the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +57,9 @@ pub struct ComputeOptions {
     pub controller_name: String,
     /// "Now" (RFC 3339), used as `lastTransitionTime` of changed conditions.
     pub now: String,
+    /// Addresses reported in `status.addresses` of Gateways that request
+    /// none (or request one without a value). Default: none.
+    pub addresses: Vec<GatewayStatusAddress>,
 }
 
 impl ComputeOptions {
@@ -24,7 +68,14 @@ impl ComputeOptions {
         ComputeOptions {
             controller_name: controller_name.into(),
             now: now.into(),
+            addresses: Vec::new(),
         }
+    }
+
+    /// Sets the default Gateway addresses.
+    pub fn with_addresses(mut self, addresses: Vec<GatewayStatusAddress>) -> Self {
+        self.addresses = addresses;
+        self
     }
 }
 
@@ -52,8 +103,1018 @@ pub struct Computed {
     pub refusals: Vec<Refusal>,
 }
 
+type Fail = (Reason, String);
+
 /// Computes every status and the routing input from a snapshot.
 pub fn compute(snapshot: &Snapshot, opts: &ComputeOptions) -> Computed {
-    let _ = (snapshot, opts);
-    Computed::default()
+    let mut e = Engine::new(snapshot, opts);
+    e.classes();
+    e.gateways();
+    e.routes();
+    e.policies();
+    e.finish()
+}
+
+/// One listener of a Gateway, or of a ListenerSet merged into it.
+struct Lst<'a> {
+    spec: &'a Listener,
+    /// The Gateway or ListenerSet declaring it.
+    owner: ObjectKey,
+    owner_ns: &'a str,
+    protocol: Option<ListenerProtocol>,
+    supported: Vec<RouteGroupKind>,
+    accepted: Result<(), Fail>,
+    resolved: Result<(), Fail>,
+    conflict: Option<Fail>,
+    certs: Vec<ObjectKey>,
+    attached: BTreeSet<ObjectKey>,
+    routes: Vec<AttachedRoute>,
+}
+
+impl Lst<'_> {
+    fn usable(&self) -> bool {
+        self.accepted.is_ok() && self.conflict.is_none()
+    }
+}
+
+struct Gw<'a> {
+    obj: &'a Gateway,
+    params: Result<(), Fail>,
+    /// Own listeners first, then accepted ListenerSets' in precedence order.
+    listeners: Vec<Lst<'a>>,
+    sets: Vec<Ls<'a>>,
+}
+
+struct Ls<'a> {
+    obj: &'a ListenerSet,
+    key: ObjectKey,
+    allowed: Result<(), Fail>,
+}
+
+struct Engine<'a> {
+    snap: &'a Snapshot,
+    opts: &'a ComputeOptions,
+    our_classes: BTreeSet<&'a str>,
+    gws: BTreeMap<ObjectKey, Gw<'a>>,
+    out: Computed,
+}
+
+fn cond(ty: T, ok: bool, reason: Reason, msg: impl Into<String>) -> Condition {
+    Condition::new(ty, ok, reason, msg)
+}
+
+fn group_of(g: &Option<String>, default: &str) -> String {
+    g.clone().unwrap_or_else(|| default.to_string())
+}
+
+impl<'a> Engine<'a> {
+    fn new(snap: &'a Snapshot, opts: &'a ComputeOptions) -> Self {
+        Engine {
+            snap,
+            opts,
+            our_classes: BTreeSet::new(),
+            gws: BTreeMap::new(),
+            out: Computed::default(),
+        }
+    }
+
+    /// Whether a reference from (`from_kind` in `from_ns`) to (`to_group`,
+    /// `to_kind`, `to_name` in `to_ns`) is allowed: same namespace, or a
+    /// ReferenceGrant in the target namespace permits it.
+    fn permitted(&self, from_kind: &str, from_ns: &str, to_group: &str, to_kind: &str, to_ns: &str, to_name: &str) -> bool {
+        if from_ns == to_ns {
+            return true;
+        }
+        self.snap.of_kind(Kind::ReferenceGrant).any(|o| {
+            let Object::ReferenceGrant(g) = o else { return false };
+            g.metadata.ns() == to_ns
+                && g.spec.from.iter().any(|f| f.group == GATEWAY_GROUP && f.kind == from_kind && f.namespace == from_ns)
+                && g.spec.to.iter().any(|t| {
+                    t.group == to_group && t.kind == to_kind && t.name.as_deref().is_none_or(|n| n.is_empty() || n == to_name)
+                })
+        })
+    }
+
+    fn namespace_allowed(&self, from: &RouteNamespaces, owner_ns: &str, ns: &str) -> Result<(), String> {
+        namespace_allowed_free(self.snap, from, owner_ns, ns)
+    }
+
+    // ---------------------------------------------------------------- classes
+
+    fn classes(&mut self) {
+        for o in self.snap.of_kind(Kind::GatewayClass) {
+            let Object::GatewayClass(gc) = o else { continue };
+            if gc.spec.controller_name != self.opts.controller_name {
+                continue;
+            }
+            let accepted = match &gc.spec.parameters_ref {
+                None => Ok(()),
+                Some(p) => {
+                    let found = p.group.is_empty()
+                        && p.kind == "ConfigMap"
+                        && p.namespace.as_deref().is_some_and(|ns| {
+                            self.snap.get(&ObjectKey::new(Kind::ConfigMap, ns, p.name.clone())).is_some()
+                        });
+                    if found {
+                        Ok(())
+                    } else {
+                        Err((Reason::InvalidParameters, format!("parametersRef {}/{} {} is not a ConfigMap that exists", p.group, p.kind, p.name)))
+                    }
+                }
+            };
+            let mut conds = vec![match &accepted {
+                Ok(()) => cond(T::Accepted, true, Reason::Accepted, "handled by gwcore"),
+                Err((r, m)) => cond(T::Accepted, false, *r, m.clone()),
+            }];
+            conds.push(cond(T::SupportedVersion, true, Reason::SupportedVersion, "Gateway API CRDs are a supported version"));
+            if accepted.is_ok() {
+                self.our_classes.insert(gc.metadata.name.as_str());
+            }
+            let prev = gc.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+            let conditions = self.stamp(conds, prev, &gc.metadata);
+            self.out.statuses.insert(
+                o.key(),
+                ObjectStatus::GatewayClass(GatewayClassStatus {
+                    conditions,
+                    supported_features: gc.status.as_ref().map(|s| s.supported_features.clone()).unwrap_or_default(),
+                }),
+            );
+        }
+    }
+
+    // ---------------------------------------------------------------- gateways
+
+    fn gateways(&mut self) {
+        for o in self.snap.of_kind(Kind::Gateway) {
+            let Object::Gateway(gw) = o else { continue };
+            if !self.our_classes.contains(gw.spec.gateway_class_name.as_str()) {
+                continue;
+            }
+            let key = o.key();
+            let params = match gw.spec.infrastructure.as_ref().and_then(|i| i.parameters_ref.as_ref()) {
+                None => Ok(()),
+                Some(p) => {
+                    let ok = p.group.is_empty()
+                        && p.kind == "ConfigMap"
+                        && self.snap.get(&ObjectKey::new(Kind::ConfigMap, gw.metadata.ns(), p.name.clone())).is_some();
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err((Reason::InvalidParameters, format!("infrastructure.parametersRef {}/{} {} is not a ConfigMap in namespace {}", p.group, p.kind, p.name, gw.metadata.ns())))
+                    }
+                }
+            };
+            let mut listeners: Vec<Lst<'a>> = gw
+                .spec
+                .listeners
+                .iter()
+                .map(|l| self.listener(l, &key, gw.metadata.ns()))
+                .collect();
+            // ListenerSets targeting this Gateway.
+            let mut sets: Vec<Ls<'a>> = Vec::new();
+            for so in self.snap.of_kind(Kind::ListenerSet) {
+                let Object::ListenerSet(ls) = so else { continue };
+                let p = &ls.spec.parent_ref;
+                let pns = p.namespace.as_deref().unwrap_or(ls.metadata.ns());
+                if group_of(&p.group, GATEWAY_GROUP) != GATEWAY_GROUP
+                    || p.kind.as_deref().unwrap_or("Gateway") != "Gateway"
+                    || pns != gw.metadata.ns()
+                    || p.name != gw.metadata.name
+                {
+                    continue;
+                }
+                let allowed = self.listener_set_allowed(gw, ls.metadata.ns());
+                sets.push(Ls { obj: ls, key: so.key(), allowed });
+            }
+            // Precedence among ListenerSets: oldest first, then namespace/name.
+            sets.sort_by(|a, b| {
+                ts_key(&a.obj.metadata).cmp(&ts_key(&b.obj.metadata)).then_with(|| a.key.cmp(&b.key))
+            });
+            for s in &sets {
+                if s.allowed.is_ok() {
+                    for l in &s.obj.spec.listeners {
+                        let lst = self.listener(l, &s.key, s.obj.metadata.ns());
+                        listeners.push(lst);
+                    }
+                }
+            }
+            resolve_conflicts(&mut listeners);
+            self.gws.insert(key, Gw { obj: gw, params, listeners, sets });
+        }
+    }
+
+    fn listener_set_allowed(&self, gw: &Gateway, ls_ns: &str) -> Result<(), Fail> {
+        let none = RouteNamespaces { from: Some("None".into()), selector: None };
+        let from = gw.spec.allowed_listeners.as_ref().and_then(|a| a.namespaces.as_ref()).unwrap_or(&none);
+        match from.from.as_deref().unwrap_or("None") {
+            "None" => Err((Reason::NotAllowed, format!("Gateway {}/{} does not allow ListenerSets (allowedListeners)", gw.metadata.ns(), gw.metadata.name))),
+            _ => self
+                .namespace_allowed(from, gw.metadata.ns(), ls_ns)
+                .map_err(|m| (Reason::NotAllowed, format!("not allowed by Gateway {}/{}: {m}", gw.metadata.ns(), gw.metadata.name))),
+        }
+    }
+
+    fn listener(&self, l: &'a Listener, owner: &ObjectKey, owner_ns: &'a str) -> Lst<'a> {
+        let protocol = ListenerProtocol::parse(&l.protocol);
+        let tls_mode = l.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("Terminate");
+        let native: Vec<&str> = match protocol {
+            Some(ListenerProtocol::Http | ListenerProtocol::Https) => vec!["HTTPRoute", "GRPCRoute"],
+            Some(ListenerProtocol::Tls) => vec!["TLSRoute"],
+            Some(ListenerProtocol::Tcp) => vec!["TCPRoute"],
+            Some(ListenerProtocol::Udp) => vec!["UDPRoute"],
+            None => vec![],
+        };
+        let accepted = match protocol {
+            Some(_) => Ok(()),
+            None => Err((Reason::UnsupportedProtocol, format!("protocol {} is not supported", l.protocol))),
+        };
+        let mut resolved = Ok(());
+        let kinds = l.allowed_routes.as_ref().map(|a| a.kinds.as_slice()).unwrap_or(&[]);
+        let supported: Vec<RouteGroupKind> = if accepted.is_err() {
+            vec![]
+        } else if kinds.is_empty() {
+            native.iter().map(|k| RouteGroupKind { group: Some(GATEWAY_GROUP.into()), kind: k.to_string() }).collect()
+        } else {
+            let mut out = Vec::new();
+            for k in kinds {
+                let g = group_of(&k.group, GATEWAY_GROUP);
+                if g == GATEWAY_GROUP && native.contains(&k.kind.as_str()) {
+                    let gk = RouteGroupKind { group: Some(g), kind: k.kind.clone() };
+                    if !out.contains(&gk) {
+                        out.push(gk);
+                    }
+                } else if resolved.is_ok() {
+                    resolved = Err((Reason::InvalidRouteKinds, format!("route kind {g}/{} is not supported on a {} listener", k.kind, l.protocol)));
+                }
+            }
+            out
+        };
+        let mut certs = Vec::new();
+        let terminates = matches!(protocol, Some(ListenerProtocol::Https))
+            || (matches!(protocol, Some(ListenerProtocol::Tls)) && tls_mode == "Terminate");
+        if terminates && let Some(tls) = &l.tls {
+            for c in &tls.certificate_refs {
+                match self.certificate(c, owner, owner_ns) {
+                    Ok(k) => certs.push(k),
+                    Err(f) => {
+                        if resolved.is_ok() || matches!(resolved, Err((Reason::InvalidRouteKinds, _))) {
+                            resolved = Err(f);
+                        }
+                    }
+                }
+            }
+        }
+        Lst {
+            spec: l,
+            owner: owner.clone(),
+            owner_ns,
+            protocol,
+            supported,
+            accepted,
+            resolved,
+            conflict: None,
+            certs,
+            attached: BTreeSet::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    fn certificate(&self, c: &SecretObjectReference, owner: &ObjectKey, owner_ns: &str) -> Result<ObjectKey, Fail> {
+        let group = c.group.as_deref().unwrap_or("");
+        let kind = c.kind.as_deref().unwrap_or("Secret");
+        if !group.is_empty() || kind != "Secret" {
+            return Err((Reason::InvalidCertificateRef, format!("certificateRef {group}/{kind} {} is not a core Secret", c.name)));
+        }
+        let ns = c.namespace.as_deref().unwrap_or(owner_ns);
+        if !self.permitted(owner.kind.as_str(), owner_ns, "", "Secret", ns, &c.name) {
+            return Err((Reason::RefNotPermitted, format!("Secret {ns}/{} is in another namespace and no ReferenceGrant allows it", c.name)));
+        }
+        let key = ObjectKey::new(Kind::Secret, ns, c.name.clone());
+        let Some(Object::Secret(s)) = self.snap.get(&key) else {
+            return Err((Reason::InvalidCertificateRef, format!("Secret {ns}/{} does not exist", c.name)));
+        };
+        let value = |k: &str| -> Option<Vec<u8>> {
+            if let Some(v) = s.string_data.get(k) {
+                return Some(v.as_bytes().to_vec());
+            }
+            s.data.get(k).and_then(|v| base64::engine::general_purpose::STANDARD.decode(v.trim()).ok())
+        };
+        let crt = value("tls.crt").unwrap_or_default();
+        let keyb = value("tls.key").unwrap_or_default();
+        let has = |b: &[u8], needle: &str| String::from_utf8_lossy(b).contains(needle);
+        if !has(&crt, "-----BEGIN CERTIFICATE-----") || !has(&keyb, "PRIVATE KEY-----") {
+            return Err((Reason::InvalidCertificateRef, format!("Secret {ns}/{} does not hold a PEM certificate and private key in tls.crt and tls.key", c.name)));
+        }
+        Ok(key)
+    }
+
+    // ---------------------------------------------------------------- routes
+
+    fn routes(&mut self) {
+        for kind in [Kind::HTTPRoute, Kind::GRPCRoute, Kind::TLSRoute, Kind::TCPRoute, Kind::UDPRoute] {
+            let objs: Vec<&'a Object> = self.snap.of_kind(kind).collect();
+            for o in objs {
+                self.route(o);
+            }
+        }
+    }
+
+    fn route(&mut self, o: &'a Object) {
+        let key = o.key();
+        let meta = o.meta();
+        let route_ns = meta.ns();
+        let (parent_refs, hostnames, prev): (&[ParentReference], &[String], Option<&RouteStatusRef>) = match o {
+            Object::HttpRoute(r) => (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref()),
+            Object::GrpcRoute(r) => (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref()),
+            Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref()),
+            _ => return,
+        };
+        let (rules, resolved) = self.resolve_rules(o);
+        let mut ours: Vec<RouteParentStatus> = Vec::new();
+        for pr in parent_refs {
+            let group = group_of(&pr.group, GATEWAY_GROUP);
+            let pkind = pr.kind.as_deref().unwrap_or("Gateway");
+            let pns = pr.namespace.as_deref().unwrap_or(route_ns);
+            if group != GATEWAY_GROUP || !(pkind == "Gateway" || pkind == "ListenerSet") {
+                continue;
+            }
+            // Find the Gateway this parentRef leads to, and the listeners it may use.
+            let (gw_key, set_key) = if pkind == "Gateway" {
+                (ObjectKey::new(Kind::Gateway, pns, pr.name.clone()), None)
+            } else {
+                let lk = ObjectKey::new(Kind::ListenerSet, pns, pr.name.clone());
+                let Some(Object::ListenerSet(ls)) = self.snap.get(&lk) else { continue };
+                let p = &ls.spec.parent_ref;
+                let gns = p.namespace.as_deref().unwrap_or(ls.metadata.ns());
+                (ObjectKey::new(Kind::Gateway, gns, p.name.clone()), Some(lk))
+            };
+            let Some(gw) = self.gws.get_mut(&gw_key) else { continue };
+            let status_ref = ParentReference {
+                group: Some(group.clone()),
+                kind: Some(pkind.to_string()),
+                namespace: Some(pns.to_string()),
+                name: pr.name.clone(),
+                section_name: pr.section_name.clone(),
+                port: pr.port,
+            };
+            let parent_label = describe_parent(pns, pr);
+            let owner = set_key.clone().unwrap_or_else(|| gw_key.clone());
+            let set_ok = match &set_key {
+                Some(sk) => gw.sets.iter().find(|s| &s.key == sk).map(|s| s.allowed.clone()),
+                None => Some(Ok(())),
+            };
+            let verdict: Result<Vec<(usize, Vec<String>)>, Fail> = (|| {
+                if let Some(Err((_, m))) = &set_ok {
+                    return Err((Reason::NoMatchingParent, format!("ListenerSet is not accepted: {m}")));
+                }
+                let candidates: Vec<usize> = gw
+                    .listeners
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.owner == owner)
+                    .filter(|(_, l)| pr.section_name.as_deref().is_none_or(|s| s.is_empty() || s == l.spec.name))
+                    .filter(|(_, l)| pr.port.is_none_or(|p| p == l.spec.port))
+                    .map(|(i, _)| i)
+                    .collect();
+                if candidates.is_empty() {
+                    return Err((Reason::NoMatchingParent, "no listener matches the parentRef's sectionName and port".to_string()));
+                }
+                let usable: Vec<usize> = candidates.iter().copied().filter(|&i| gw.listeners[i].usable()).collect();
+                if usable.is_empty() {
+                    return Err((Reason::NoMatchingParent, "every listener the parentRef names is invalid or conflicted".to_string()));
+                }
+                let mut why = Vec::new();
+                let admitted: Vec<usize> = usable
+                    .iter()
+                    .copied()
+                    .filter(|&i| {
+                        let l = &gw.listeners[i];
+                        if !l.supported.iter().any(|k| k.kind == key.kind.as_str()) {
+                            why.push(format!("listener {} does not allow kind {}", l.spec.name, key.kind));
+                            return false;
+                        }
+                        let default_ns = RouteNamespaces::default();
+                        let from = l.spec.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref()).unwrap_or(&default_ns);
+                        match namespace_allowed_free(self.snap, from, l.owner_ns, route_ns) {
+                            Ok(()) => true,
+                            Err(m) => {
+                                why.push(m);
+                                false
+                            }
+                        }
+                    })
+                    .collect();
+                if admitted.is_empty() {
+                    why.dedup();
+                    return Err((Reason::NotAllowedByListeners, format!("not allowed: {}", why.join("; "))));
+                }
+                let mut matched = Vec::new();
+                for i in admitted {
+                    let l = &gw.listeners[i];
+                    let effective: Option<Vec<String>> = match (&l.spec.hostname, hostnames.is_empty() || key.kind == Kind::TCPRoute || key.kind == Kind::UDPRoute) {
+                        (_, true) => Some(l.spec.hostname.iter().cloned().collect()),
+                        (None, false) => Some(hostnames.to_vec()),
+                        (Some(lh), false) => {
+                            let hs: Vec<String> = hostnames.iter().filter_map(|h| hostname::intersect(lh, h).map(str::to_string)).collect();
+                            (!hs.is_empty()).then_some(hs)
+                        }
+                    };
+                    if let Some(hs) = effective {
+                        matched.push((i, hs));
+                    }
+                }
+                if matched.is_empty() {
+                    return Err((Reason::NoMatchingListenerHostname, "no listener hostname intersects the route's hostnames".to_string()));
+                }
+                Ok(matched)
+            })();
+            let mut conds = Vec::new();
+            match &verdict {
+                Ok(matched) => {
+                    conds.push(cond(T::Accepted, true, Reason::Accepted, "attached"));
+                    for (i, hs) in matched {
+                        let l = &mut gw.listeners[*i];
+                        if l.attached.insert(key.clone()) {
+                            l.routes.push(AttachedRoute {
+                                key: key.clone(),
+                                creation_timestamp: meta.creation_timestamp.clone(),
+                                hostnames: hs.clone(),
+                                rules: rules.clone(),
+                            });
+                        } else if let Some(ar) = l.routes.iter_mut().find(|r| r.key == key) {
+                            for h in hs {
+                                if !ar.hostnames.contains(h) {
+                                    ar.hostnames.push(h.clone());
+                                }
+                            }
+                        }
+                    }
+                }
+                Err((reason, msg)) => {
+                    conds.push(cond(T::Accepted, false, *reason, msg.clone()));
+                    self.out.refusals.push(Refusal {
+                        route: key.clone(),
+                        parent: parent_label.clone(),
+                        reason: reason.as_str().to_string(),
+                        message: format!("{}/{} → {parent_label}: {msg}", route_ns, meta.name),
+                    });
+                }
+            }
+            conds.push(match &resolved {
+                Ok(()) => cond(T::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved"),
+                Err((r, m)) => cond(T::ResolvedRefs, false, *r, m.clone()),
+            });
+            let prev_conds = prev
+                .and_then(|s| {
+                    s.parents.iter().find(|p| p.controller_name == self.opts.controller_name && same_parent(&p.parent_ref, &status_ref, route_ns))
+                })
+                .map(|p| p.conditions.as_slice())
+                .unwrap_or(&[]);
+            let conditions = stamp(conds, prev_conds, meta, &self.opts.now);
+            ours.push(RouteParentStatus {
+                parent_ref: status_ref,
+                controller_name: self.opts.controller_name.clone(),
+                conditions,
+            });
+        }
+        // Keep other controllers' entries untouched and in place; ours follow.
+        let mut parents: Vec<RouteParentStatus> = prev
+            .map(|s| s.parents.iter().filter(|p| p.controller_name != self.opts.controller_name).cloned().collect())
+            .unwrap_or_default();
+        let had_ours = prev.is_some_and(|s| s.parents.iter().any(|p| p.controller_name == self.opts.controller_name));
+        if ours.is_empty() && !had_ours {
+            return;
+        }
+        parents.extend(ours);
+        self.out.statuses.insert(key, ObjectStatus::Route(RouteStatus { parents }));
+    }
+
+    /// Resolves every backendRef of a route; returns its rules and the first
+    /// failing reference.
+    fn resolve_rules(&self, o: &Object) -> (RouteRules, Result<(), Fail>) {
+        let meta = o.meta();
+        let kind = o.kind();
+        let mut first: Result<(), Fail> = Ok(());
+        let mut note = |r: &ResolvedBackend| {
+            if let (Ok(()), Err(e)) = (&first, &r.target) {
+                first = Err((reason_from_str(e.reason), e.message.clone()));
+            }
+        };
+        let backends = |refs: &[BackendRef], note: &mut dyn FnMut(&ResolvedBackend)| -> Vec<ResolvedBackend> {
+            refs.iter()
+                .map(|b| {
+                    let r = self.backend(b, kind, meta.ns());
+                    note(&r);
+                    r
+                })
+                .collect()
+        };
+        let rules = match o {
+            Object::HttpRoute(r) => {
+                let mut out = Vec::new();
+                for (i, rule) in r.spec.rules.iter().enumerate() {
+                    let mirrors = self.mirrors(&rule.filters, kind, meta.ns(), &mut note);
+                    self.check_filters(&rule.filters, &mut note);
+                    let bs = backends(&rule.backend_refs, &mut note);
+                    for b in &bs {
+                        self.check_filters(&b.filters, &mut note);
+                    }
+                    out.push(HttpRule {
+                        index: i,
+                        name: rule.name.clone(),
+                        matches: rule.matches.clone(),
+                        filters: rule.filters.clone(),
+                        mirrors,
+                        backends: bs,
+                        timeouts: rule.timeouts.clone(),
+                        retry: rule.retry.clone(),
+                    });
+                }
+                RouteRules::Http(Arc::new(out))
+            }
+            Object::GrpcRoute(r) => {
+                let mut out = Vec::new();
+                for (i, rule) in r.spec.rules.iter().enumerate() {
+                    let mirrors = self.mirrors(&rule.filters, kind, meta.ns(), &mut note);
+                    self.check_filters(&rule.filters, &mut note);
+                    let bs = backends(&rule.backend_refs, &mut note);
+                    out.push(GrpcRule {
+                        index: i,
+                        name: rule.name.clone(),
+                        matches: rule.matches.clone(),
+                        filters: rule.filters.clone(),
+                        mirrors,
+                        backends: bs,
+                    });
+                }
+                RouteRules::Grpc(Arc::new(out))
+            }
+            Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => {
+                let out = r
+                    .spec
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, rule)| L4Rule { index: i, name: rule.name.clone(), backends: backends(&rule.backend_refs, &mut note) })
+                    .collect();
+                RouteRules::L4(Arc::new(out))
+            }
+            _ => RouteRules::L4(Arc::new(Vec::new())),
+        };
+        (rules, first)
+    }
+
+    fn check_filters(&self, filters: &[HttpRouteFilter], note: &mut dyn FnMut(&ResolvedBackend)) {
+        for f in filters {
+            if let Some(x) = &f.extension_ref {
+                note(&ResolvedBackend {
+                    weight: 0,
+                    target: Err(BackendError {
+                        reason: "InvalidKind",
+                        message: format!("ExtensionRef filter {}/{} {} is not supported by gwcore; matching requests get 500", x.group, x.kind, x.name),
+                    }),
+                    filters: vec![],
+                });
+            }
+        }
+    }
+
+    fn mirrors(&self, filters: &[HttpRouteFilter], kind: Kind, ns: &str, note: &mut dyn FnMut(&ResolvedBackend)) -> Vec<Mirror> {
+        let mut out = Vec::new();
+        for f in filters {
+            let Some(m) = &f.request_mirror else { continue };
+            let r = self.backend(&m.backend_ref, kind, ns);
+            note(&r);
+            if let Ok(target) = r.target {
+                let fraction = match (&m.percent, &m.fraction) {
+                    (Some(p), _) => f64::from(*p) / 100.0,
+                    (None, Some(fr)) => f64::from(fr.numerator) / f64::from(fr.denominator.unwrap_or(100).max(1)),
+                    (None, None) => 1.0,
+                };
+                out.push(Mirror { target, fraction });
+            }
+        }
+        out
+    }
+
+    fn backend(&self, b: &BackendRef, from_kind: Kind, route_ns: &str) -> ResolvedBackend {
+        let group = b.group.as_deref().unwrap_or("");
+        let kind = b.kind.as_deref().unwrap_or("Service");
+        let ns = b.namespace.as_deref().unwrap_or(route_ns);
+        let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
+        let err = |reason: &'static str, message: String| ResolvedBackend {
+            weight,
+            target: Err(BackendError { reason, message }),
+            filters: b.filters.clone(),
+        };
+        if !group.is_empty() || kind != "Service" {
+            return err("InvalidKind", format!("backendRef {group}/{kind} {} is not a Service", b.name));
+        }
+        if !self.permitted(from_kind.as_str(), route_ns, "", "Service", ns, &b.name) {
+            return err("RefNotPermitted", format!("Service {ns}/{} is in another namespace and no ReferenceGrant allows it", b.name));
+        }
+        let Some(Object::Service(svc)) = self.snap.get(&ObjectKey::new(Kind::Service, ns, b.name.clone())) else {
+            return err("BackendNotFound", format!("Service {ns}/{} does not exist", b.name));
+        };
+        let Some(port) = b.port else {
+            return err("BackendNotFound", format!("backendRef to Service {ns}/{} has no port", b.name));
+        };
+        let sp = svc.spec.ports.iter().find(|p| p.port == port);
+        let Some(sp) = sp else {
+            return err("BackendNotFound", format!("Service {ns}/{} has no port {port}", b.name));
+        };
+        if let Some(ap) = &sp.app_protocol
+            && !SUPPORTED_APP_PROTOCOLS.contains(&ap.as_str())
+        {
+            return err("UnsupportedProtocol", format!("Service {ns}/{} port {port} has appProtocol {ap}, which gwcore does not speak", b.name));
+        }
+        ResolvedBackend {
+            weight,
+            target: Ok(BackendTarget {
+                service: ObjectKey::new(Kind::Service, ns, b.name.clone()),
+                port: u16::try_from(port).unwrap_or(0),
+                app_protocol: sp.app_protocol.clone(),
+            }),
+            filters: b.filters.clone(),
+        }
+    }
+
+    // ---------------------------------------------------------------- policies
+
+    fn policies(&mut self) {
+        for o in self.snap.of_kind(Kind::BackendTLSPolicy) {
+            let Object::BackendTlsPolicy(p) = o else { continue };
+            let ns = p.metadata.ns();
+            // Ancestors: our Gateways with a route whose backend is a target.
+            let targets: BTreeSet<(String, String)> = p
+                .spec
+                .target_refs
+                .iter()
+                .filter(|t| t.group.is_empty() && t.kind == "Service")
+                .map(|t| (ns.to_string(), t.name.clone()))
+                .collect();
+            let mut ancestors: Vec<&ObjectKey> = Vec::new();
+            for (gk, gw) in &self.gws {
+                let uses = gw.listeners.iter().any(|l| {
+                    l.routes.iter().any(|r| route_backends(&r.rules).any(|t| targets.contains(&(t.service.namespace.clone(), t.service.name.clone()))))
+                });
+                if uses {
+                    ancestors.push(gk);
+                }
+            }
+            if ancestors.is_empty() {
+                continue;
+            }
+            let resolved = self.policy_refs(p);
+            let mut entries: Vec<PolicyAncestorStatus> = p
+                .status
+                .as_ref()
+                .map(|s| s.ancestors.iter().filter(|a| a.controller_name != self.opts.controller_name).cloned().collect())
+                .unwrap_or_default();
+            for gk in ancestors {
+                let aref = ParentReference {
+                    group: Some(GATEWAY_GROUP.into()),
+                    kind: Some("Gateway".into()),
+                    namespace: Some(gk.namespace.clone()),
+                    name: gk.name.clone(),
+                    section_name: None,
+                    port: None,
+                };
+                let conds = match &resolved {
+                    Ok(()) => vec![
+                        cond(T::Accepted, true, Reason::Accepted, "policy accepted"),
+                        cond(T::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved"),
+                    ],
+                    Err((r, m)) => vec![
+                        cond(T::Accepted, false, Reason::NoCaCertificates, m.clone()),
+                        cond(T::ResolvedRefs, false, *r, m.clone()),
+                    ],
+                };
+                let prev = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.ancestors.iter().find(|a| a.controller_name == self.opts.controller_name && a.ancestor_ref.name == aref.name && a.ancestor_ref.namespace == aref.namespace))
+                    .map(|a| a.conditions.as_slice())
+                    .unwrap_or(&[]);
+                let conditions = stamp(conds, prev, &p.metadata, &self.opts.now);
+                entries.push(PolicyAncestorStatus { ancestor_ref: aref, controller_name: self.opts.controller_name.clone(), conditions });
+            }
+            self.out.statuses.insert(o.key(), ObjectStatus::Policy(PolicyStatus { ancestors: entries }));
+        }
+    }
+
+    fn policy_refs(&self, p: &crate::model::BackendTlsPolicy) -> Result<(), Fail> {
+        let ns = p.metadata.ns();
+        for c in &p.spec.validation.ca_certificate_refs {
+            let kind = match (c.group.as_str(), c.kind.as_str()) {
+                ("", "ConfigMap") => Kind::ConfigMap,
+                ("", "Secret") => Kind::Secret,
+                (g, k) => return Err((Reason::InvalidKindCa, format!("caCertificateRef {g}/{k} {} is not a ConfigMap or Secret", c.name))),
+            };
+            let data = match self.snap.get(&ObjectKey::new(kind, ns, c.name.clone())) {
+                Some(Object::ConfigMap(cm)) => cm.data.get("ca.crt").cloned().unwrap_or_default(),
+                Some(Object::Secret(s)) => s
+                    .data
+                    .get("ca.crt")
+                    .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v.trim()).ok())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default(),
+                _ => return Err((Reason::InvalidCaCertificateRef, format!("{} {ns}/{} does not exist", kind, c.name))),
+            };
+            if !data.contains("-----BEGIN CERTIFICATE-----") {
+                return Err((Reason::InvalidCaCertificateRef, format!("{} {ns}/{} has no PEM certificate in ca.crt", kind, c.name)));
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- output
+
+    fn stamp(&self, conds: Vec<Condition>, prev: &[Condition], meta: &ObjectMeta) -> Vec<Condition> {
+        stamp(conds, prev, meta, &self.opts.now)
+    }
+
+    fn listener_status(&self, l: &Lst<'_>, prev: &[ListenerStatus], meta: &ObjectMeta) -> ListenerStatus {
+        let mut conds = Vec::new();
+        match (&l.accepted, &l.conflict) {
+            (Err((r, m)), _) => conds.push(cond(T::Accepted, false, *r, m.clone())),
+            (Ok(()), Some((r, m))) => conds.push(cond(T::Accepted, false, *r, m.clone())),
+            (Ok(()), None) => conds.push(cond(T::Accepted, true, Reason::Accepted, "listener accepted")),
+        }
+        conds.push(match &l.conflict {
+            Some((r, m)) => cond(T::Conflicted, true, *r, m.clone()),
+            None => cond(T::Conflicted, false, Reason::NoConflicts, "no conflicts"),
+        });
+        conds.push(match &l.resolved {
+            Ok(()) => cond(T::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved"),
+            Err((r, m)) => cond(T::ResolvedRefs, false, *r, m.clone()),
+        });
+        conds.push(match (&l.accepted, &l.conflict, &l.resolved) {
+            (Ok(()), None, Ok(())) => cond(T::Programmed, true, Reason::Programmed, "listener programmed"),
+            (_, Some((r, m)), _) => cond(T::Programmed, false, *r, m.clone()),
+            _ => cond(T::Programmed, false, Reason::Invalid, "listener is not valid"),
+        });
+        let prev_conds = prev.iter().find(|p| p.name == l.spec.name).map(|p| p.conditions.as_slice()).unwrap_or(&[]);
+        ListenerStatus {
+            name: l.spec.name.clone(),
+            supported_kinds: l.supported.clone(),
+            attached_routes: i32::try_from(l.attached.len()).unwrap_or(i32::MAX),
+            conditions: self.stamp(conds, prev_conds, meta),
+        }
+    }
+
+    fn finish(mut self) -> Computed {
+        let gws = std::mem::take(&mut self.gws);
+        for (key, gw) in gws {
+            let own: Vec<&Lst<'_>> = gw.listeners.iter().filter(|l| l.owner == key).collect();
+            let prev = gw.obj.status.as_ref();
+            let prev_listeners = prev.map(|s| s.listeners.as_slice()).unwrap_or(&[]);
+            let listeners: Vec<ListenerStatus> = own.iter().map(|l| self.listener_status(l, prev_listeners, &gw.obj.metadata)).collect();
+            let valid = own.iter().filter(|l| l.usable()).count();
+            let all_ok = own.iter().all(|l| l.usable() && l.resolved.is_ok());
+            let accepted = match &gw.params {
+                Err((r, m)) => cond(T::Accepted, false, *r, m.clone()),
+                Ok(()) if valid == 0 => cond(T::Accepted, false, Reason::ListenersNotValid, "no listener is valid"),
+                Ok(()) if !all_ok => cond(T::Accepted, true, Reason::ListenersNotValid, "some listeners are not valid"),
+                Ok(()) => cond(T::Accepted, true, Reason::Accepted, "gateway accepted"),
+            };
+            let programmed = if accepted.is_true() {
+                cond(T::Programmed, true, Reason::Programmed, "gateway programmed")
+            } else {
+                cond(T::Programmed, false, Reason::Invalid, accepted.message.clone())
+            };
+            let conds = vec![accepted, programmed];
+            let prev_conds = prev.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+            let conditions = self.stamp(conds, prev_conds, &gw.obj.metadata);
+            let mut addresses: Vec<GatewayStatusAddress> = gw
+                .obj
+                .spec
+                .addresses
+                .iter()
+                .filter(|a| !a.value.is_empty())
+                .map(|a| GatewayStatusAddress { type_: a.type_.clone().or(Some("IPAddress".into())), value: a.value.clone() })
+                .collect();
+            if addresses.is_empty() {
+                addresses = self.opts.addresses.clone();
+            }
+            let accepted_sets = gw.sets.iter().filter(|s| s.allowed.is_ok()).count();
+            let attached_listener_sets = (gw.obj.spec.allowed_listeners.is_some() || !gw.sets.is_empty())
+                .then(|| i32::try_from(accepted_sets).unwrap_or(i32::MAX));
+            self.out.statuses.insert(
+                key.clone(),
+                ObjectStatus::Gateway(GatewayStatus { addresses, conditions, listeners, attached_listener_sets }),
+            );
+            // ListenerSets.
+            for s in &gw.sets {
+                let prev = s.obj.status.as_ref();
+                let prev_conds = prev.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
+                let prev_l = prev.map(|p| p.listeners.as_slice()).unwrap_or(&[]);
+                let (conds, listeners) = match &s.allowed {
+                    Err((r, m)) => (vec![cond(T::Accepted, false, *r, m.clone()), cond(T::Programmed, false, *r, m.clone())], vec![]),
+                    Ok(()) => {
+                        let mine: Vec<&Lst<'_>> = gw.listeners.iter().filter(|l| l.owner == s.key).collect();
+                        let valid = mine.iter().filter(|l| l.usable()).count();
+                        let all_ok = mine.iter().all(|l| l.usable() && l.resolved.is_ok());
+                        let conds = if valid == 0 {
+                            vec![
+                                cond(T::Accepted, false, Reason::ListenersNotValid, "no listener is valid"),
+                                cond(T::Programmed, false, Reason::ListenersNotValid, "no listener is valid"),
+                            ]
+                        } else {
+                            vec![
+                                if all_ok {
+                                    cond(T::Accepted, true, Reason::Accepted, "listener set accepted")
+                                } else {
+                                    cond(T::Accepted, true, Reason::ListenersNotValid, "some listeners are not valid")
+                                },
+                                cond(T::Programmed, true, Reason::Programmed, "listener set programmed"),
+                            ]
+                        };
+                        (conds, mine.iter().map(|l| self.listener_status(l, prev_l, &s.obj.metadata)).collect())
+                    }
+                };
+                let conditions = self.stamp(conds, prev_conds, &s.obj.metadata);
+                self.out.statuses.insert(s.key.clone(), ObjectStatus::ListenerSet(ListenerSetStatus { conditions, listeners }));
+            }
+            // Routing input: usable listeners only.
+            let listeners = gw
+                .listeners
+                .into_iter()
+                .filter(|l| l.usable())
+                .filter_map(|l| {
+                    let protocol = l.protocol?;
+                    let mut routes = l.routes;
+                    routes.sort_by(|a, b| a.key.cmp(&b.key));
+                    Some(ListenerRouting {
+                        name: l.spec.name.clone(),
+                        source: l.owner.clone(),
+                        port: u16::try_from(l.spec.port).unwrap_or(0),
+                        protocol,
+                        hostname: l.spec.hostname.clone(),
+                        tls_mode: l.spec.tls.as_ref().map(|t| {
+                            if t.mode.as_deref() == Some("Passthrough") { TlsMode::Passthrough } else { TlsMode::Terminate }
+                        }),
+                        certificates: l.certs,
+                        routes,
+                    })
+                })
+                .collect();
+            self.out.routing.insert(key.clone(), GatewayRouting { gateway: key, listeners });
+        }
+        self.out.refusals.sort();
+        self.out
+    }
+}
+
+type RouteStatusRef = RouteStatus;
+
+/// `appProtocol`s gwcore can speak to a backend.
+const SUPPORTED_APP_PROTOCOLS: [&str; 6] = ["http", "kubernetes.io/h2c", "kubernetes.io/ws", "kubernetes.io/wss", "https", "h2c"];
+
+fn route_backends(rules: &RouteRules) -> Box<dyn Iterator<Item = &BackendTarget> + '_> {
+    fn ok(bs: &[ResolvedBackend]) -> impl Iterator<Item = &BackendTarget> {
+        bs.iter().filter_map(|b| b.target.as_ref().ok())
+    }
+    match rules {
+        RouteRules::Http(rs) => Box::new(rs.iter().flat_map(|r| ok(&r.backends))),
+        RouteRules::Grpc(rs) => Box::new(rs.iter().flat_map(|r| ok(&r.backends))),
+        RouteRules::L4(rs) => Box::new(rs.iter().flat_map(|r| ok(&r.backends))),
+    }
+}
+
+fn reason_from_str(s: &str) -> Reason {
+    match s {
+        "RefNotPermitted" => Reason::RefNotPermitted,
+        "InvalidKind" => Reason::InvalidKind,
+        "UnsupportedProtocol" => Reason::UnsupportedProtocolBackend,
+        _ => Reason::BackendNotFound,
+    }
+}
+
+fn namespace_allowed_free(snap: &Snapshot, from: &RouteNamespaces, owner_ns: &str, ns: &str) -> Result<(), String> {
+    match from.from.as_deref().unwrap_or("Same") {
+        "All" => Ok(()),
+        "Same" if owner_ns == ns => Ok(()),
+        "Same" => Err(format!("only routes from namespace {owner_ns} may attach")),
+        "Selector" => {
+            let empty = LabelSelector::default();
+            let sel = from.selector.as_ref().unwrap_or(&empty);
+            let none = BTreeMap::new();
+            let labels = match snap.get(&ObjectKey::new(Kind::Namespace, "", ns)) {
+                Some(Object::Namespace(n)) => &n.metadata.labels,
+                _ => &none,
+            };
+            if selector::matches(sel, labels) {
+                Ok(())
+            } else {
+                Err(format!("namespace {ns} lacks label {}", describe_selector(sel)))
+            }
+        }
+        other => Err(format!("allowedRoutes from {other} admits nothing")),
+    }
+}
+
+fn describe_selector(sel: &LabelSelector) -> String {
+    let mut parts: Vec<String> = sel.match_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for e in &sel.match_expressions {
+        parts.push(match e.operator.as_str() {
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            op => format!("{} {} ({})", e.key, op.to_lowercase().replace("notin", "notin"), e.values.join(",")),
+        });
+    }
+    parts.join(",")
+}
+
+fn describe_parent(ns: &str, pr: &ParentReference) -> String {
+    let mut s = format!("{ns}/{}", pr.name);
+    if pr.kind.as_deref() == Some("ListenerSet") {
+        s = format!("ListenerSet {s}");
+    }
+    if let Some(sec) = &pr.section_name {
+        s.push('/');
+        s.push_str(sec);
+    }
+    if let Some(p) = pr.port {
+        s.push_str(&format!(":{p}"));
+    }
+    s
+}
+
+fn same_parent(a: &ParentReference, b: &ParentReference, route_ns: &str) -> bool {
+    group_of(&a.group, GATEWAY_GROUP) == group_of(&b.group, GATEWAY_GROUP)
+        && a.kind.as_deref().unwrap_or("Gateway") == b.kind.as_deref().unwrap_or("Gateway")
+        && a.namespace.as_deref().unwrap_or(route_ns) == b.namespace.as_deref().unwrap_or(route_ns)
+        && a.name == b.name
+        && a.section_name == b.section_name
+        && a.port == b.port
+}
+
+fn ts_key(m: &ObjectMeta) -> (bool, &str) {
+    // Objects without a timestamp count as equally old (and older than any
+    // stamped one, which sorts them first, then by key).
+    (m.creation_timestamp.is_some(), m.creation_timestamp.as_deref().unwrap_or(""))
+}
+
+/// Transport family of a protocol, for conflicts: listeners on one port must
+/// share it (UDP lives beside the TCP-based ones).
+fn family(p: Option<ListenerProtocol>) -> Option<&'static str> {
+    Some(match p? {
+        ListenerProtocol::Http => "http",
+        ListenerProtocol::Https | ListenerProtocol::Tls => "tls",
+        ListenerProtocol::Tcp => "tcp",
+        ListenerProtocol::Udp => "udp",
+    })
+}
+
+/// Marks listeners that clash with an earlier (higher-precedence) one.
+fn resolve_conflicts(ls: &mut [Lst<'_>]) {
+    for i in 0..ls.len() {
+        if ls[i].accepted.is_err() {
+            continue;
+        }
+        let fi = family(ls[i].protocol);
+        for j in 0..i {
+            if ls[j].accepted.is_err() || ls[j].conflict.is_some() || ls[j].spec.port != ls[i].spec.port {
+                continue;
+            }
+            let fj = family(ls[j].protocol);
+            let udp = |f: Option<&str>| f == Some("udp");
+            if udp(fi) != udp(fj) {
+                continue;
+            }
+            if fi != fj {
+                ls[i].conflict = Some((
+                    Reason::ProtocolConflict,
+                    format!("port {} is already used by listener {} with protocol {}", ls[i].spec.port, ls[j].spec.name, ls[j].spec.protocol),
+                ));
+                break;
+            }
+            if ls[i].spec.hostname == ls[j].spec.hostname {
+                ls[i].conflict = Some((
+                    Reason::HostnameConflict,
+                    format!(
+                        "listener {} already serves hostname {} on port {}",
+                        ls[j].spec.name,
+                        ls[j].spec.hostname.as_deref().unwrap_or("(any)"),
+                        ls[i].spec.port
+                    ),
+                ));
+                break;
+            }
+        }
+    }
+}
+
+/// Fills `observedGeneration` and `lastTransitionTime`: the previous
+/// condition's time is kept when its status is unchanged.
+fn stamp(mut conds: Vec<Condition>, prev: &[Condition], meta: &ObjectMeta, now: &str) -> Vec<Condition> {
+    for c in &mut conds {
+        c.observed_generation = meta.generation;
+        c.last_transition_time = match prev.iter().find(|p| p.type_ == c.type_) {
+            Some(p) if p.status == c.status && !p.last_transition_time.is_empty() => p.last_transition_time.clone(),
+            _ => now.to_string(),
+        };
+    }
+    conds
 }

@@ -1,0 +1,141 @@
+//! Pieces the subcommands share: controller selection, status output, time.
+
+use std::collections::BTreeSet;
+
+use gwcore::Snapshot;
+use gwcore::engine::{ComputeOptions, Refusal, compute};
+use gwcore::model::{Kind, Object};
+use gwcore::status::ObjectStatus;
+
+/// The controller to act as.
+#[derive(clap::Args, Clone)]
+pub(crate) struct ControllerArgs {
+    /// Act as this controller (a GatewayClass `spec.controllerName`).
+    /// Default: every controller named by a GatewayClass in the input, in turn.
+    #[arg(long = "controller-name")]
+    pub(crate) controller_name: Option<String>,
+}
+
+impl ControllerArgs {
+    pub(crate) fn controllers(&self, snap: &Snapshot) -> Vec<String> {
+        if let Some(c) = &self.controller_name {
+            return vec![c.clone()];
+        }
+        let set: BTreeSet<String> = snap
+            .of_kind(Kind::GatewayClass)
+            .filter_map(|o| match o {
+                Object::GatewayClass(gc) => Some(gc.spec.controller_name.clone()),
+                _ => None,
+            })
+            .collect();
+        set.into_iter().collect()
+    }
+}
+
+/// Output formats.
+#[derive(clap::ValueEnum, Clone, Copy)]
+pub(crate) enum OutputFormat {
+    Yaml,
+    Json,
+}
+
+/// Runs the engine as each controller in turn, writing each one's statuses
+/// back into the snapshot so the next sees them as the previous status (as
+/// controllers sharing a cluster do). Returns the final objects and every
+/// refusal.
+pub(crate) fn run_controllers(snap: &Snapshot, controllers: &[String], now: &str) -> (Snapshot, Vec<Refusal>) {
+    let mut snap = snap.clone();
+    let mut refusals = Vec::new();
+    for c in controllers {
+        let out = compute(&snap, &ComputeOptions::new(c.clone(), now));
+        for (key, status) in out.statuses {
+            if let Some(obj) = snap.get_mut(&key) {
+                write_status(obj, status);
+            }
+        }
+        refusals.extend(out.refusals);
+    }
+    (snap, refusals)
+}
+
+/// Stores a computed status in its object.
+pub(crate) fn write_status(obj: &mut Object, status: ObjectStatus) {
+    match (obj, status) {
+        (Object::GatewayClass(o), ObjectStatus::GatewayClass(s)) => o.status = Some(s),
+        (Object::Gateway(o), ObjectStatus::Gateway(s)) => o.status = Some(s),
+        (Object::ListenerSet(o), ObjectStatus::ListenerSet(s)) => o.status = Some(s),
+        (Object::HttpRoute(o), ObjectStatus::Route(s)) => o.status = Some(s),
+        (Object::GrpcRoute(o), ObjectStatus::Route(s)) => o.status = Some(s),
+        (Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o), ObjectStatus::Route(s)) => o.status = Some(s),
+        (Object::BackendTlsPolicy(o), ObjectStatus::Policy(s)) => o.status = Some(s),
+        _ => {}
+    }
+}
+
+/// `{apiVersion, kind, metadata, status}` for every object of `kinds` that has a status.
+pub(crate) fn status_documents(snap: &Snapshot, kinds: &[Kind]) -> Vec<serde_json::Value> {
+    let mut docs = Vec::new();
+    for &k in kinds {
+        for o in snap.of_kind(k) {
+            let status = match o {
+                Object::GatewayClass(x) => x.status.as_ref().map(serde_json::to_value),
+                Object::Gateway(x) => x.status.as_ref().map(serde_json::to_value),
+                Object::ListenerSet(x) => x.status.as_ref().map(serde_json::to_value),
+                Object::HttpRoute(x) => x.status.as_ref().map(serde_json::to_value),
+                Object::GrpcRoute(x) => x.status.as_ref().map(serde_json::to_value),
+                Object::TlsRoute(x) | Object::TcpRoute(x) | Object::UdpRoute(x) => x.status.as_ref().map(serde_json::to_value),
+                Object::BackendTlsPolicy(x) => x.status.as_ref().map(serde_json::to_value),
+                _ => None,
+            };
+            let Some(Ok(status)) = status else { continue };
+            let m = o.meta();
+            let mut meta = serde_json::json!({"name": m.name});
+            if let Some(ns) = &m.namespace {
+                meta["namespace"] = serde_json::Value::String(ns.clone());
+            }
+            docs.push(serde_json::json!({
+                "apiVersion": k.api_version(),
+                "kind": k.as_str(),
+                "metadata": meta,
+                "status": status,
+            }));
+        }
+    }
+    docs
+}
+
+/// The current UTC time in RFC 3339, whole seconds.
+pub(crate) fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339(secs)
+}
+
+/// Formats seconds since the epoch as RFC 3339 UTC.
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil-from-days (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_000_000), "2026-11-18T07:46:40Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
