@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use gwcore::Snapshot;
 use gwcore::engine::{ComputeOptions, Refusal, compute};
 use gwcore::model::{Kind, Object};
-use gwcore::status::ObjectStatus;
 
 /// The controller to act as.
 #[derive(clap::Args, Clone)]
@@ -48,28 +47,10 @@ pub(crate) fn run_controllers(snap: &Snapshot, controllers: &[String], now: &str
     let mut refusals = Vec::new();
     for c in controllers {
         let out = compute(&snap, &ComputeOptions::new(c.clone(), now));
-        for (key, status) in out.statuses {
-            if let Some(obj) = snap.get_mut(&key) {
-                write_status(obj, status);
-            }
-        }
+        snap.apply_statuses(&out.statuses);
         refusals.extend(out.refusals);
     }
     (snap, refusals)
-}
-
-/// Stores a computed status in its object.
-pub(crate) fn write_status(obj: &mut Object, status: ObjectStatus) {
-    match (obj, status) {
-        (Object::GatewayClass(o), ObjectStatus::GatewayClass(s)) => o.status = Some(s),
-        (Object::Gateway(o), ObjectStatus::Gateway(s)) => o.status = Some(s),
-        (Object::ListenerSet(o), ObjectStatus::ListenerSet(s)) => o.status = Some(s),
-        (Object::HttpRoute(o), ObjectStatus::Route(s)) => o.status = Some(s),
-        (Object::GrpcRoute(o), ObjectStatus::Route(s)) => o.status = Some(s),
-        (Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o), ObjectStatus::Route(s)) => o.status = Some(s),
-        (Object::BackendTlsPolicy(o), ObjectStatus::Policy(s)) => o.status = Some(s),
-        _ => {}
-    }
 }
 
 /// `{apiVersion, kind, metadata, status}` for every object of `kinds` that has a status.

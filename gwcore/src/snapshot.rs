@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::{Kind, Object, ObjectKey};
+use crate::status::ObjectStatus;
 
 /// Every object the engine looks at, keyed for deterministic iteration.
 /// Inserting an object with the key of one already present replaces it.
@@ -68,5 +69,32 @@ impl Snapshot {
     /// Whether there are no objects.
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
+    }
+
+    /// Stores a computed status in its object, as the API server's status
+    /// subresource would. Returns `false` when the object is absent or the
+    /// status is of another shape.
+    pub fn set_status(&mut self, key: &ObjectKey, status: ObjectStatus) -> bool {
+        let Some(obj) = self.objects.get_mut(key) else { return false };
+        match (obj, status) {
+            (Object::GatewayClass(o), ObjectStatus::GatewayClass(s)) => o.status = Some(s),
+            (Object::Gateway(o), ObjectStatus::Gateway(s)) => o.status = Some(s),
+            (Object::ListenerSet(o), ObjectStatus::ListenerSet(s)) => o.status = Some(s),
+            (Object::HttpRoute(o), ObjectStatus::Route(s)) => o.status = Some(s),
+            (Object::GrpcRoute(o), ObjectStatus::Route(s)) => o.status = Some(s),
+            (Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o), ObjectStatus::Route(s)) => {
+                o.status = Some(s)
+            }
+            (Object::BackendTlsPolicy(o), ObjectStatus::Policy(s)) => o.status = Some(s),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Stores every status of an engine run (see [`Snapshot::set_status`]).
+    pub fn apply_statuses<'s>(&mut self, statuses: impl IntoIterator<Item = (&'s ObjectKey, &'s ObjectStatus)>) {
+        for (k, s) in statuses {
+            self.set_status(k, s.clone());
+        }
     }
 }
