@@ -43,6 +43,9 @@ pub mod model;
 pub mod selector;
 pub mod snapshot;
 pub mod status;
+pub mod table;
 pub mod validate;
 
 pub use snapshot::Snapshot;
+#[cfg(feature = "proptest")]
+pub mod testing;

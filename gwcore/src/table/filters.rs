@@ -1,0 +1,824 @@
+//! HTTPRoute and GRPCRoute filters as pure functions over `http` types.
+//!
+//! Each filter of the model is compiled once ([`Filter::compile`]) into a
+//! form that needs no parsing per request: header names and values are
+//! checked `http` types. A filter that cannot be compiled (unknown type,
+//! `ExtensionRef`, invalid header name) becomes [`Filter::Unsupported`]; the
+//! rule then answers 500 — spec: "If a reference to a custom filter type
+//! cannot be resolved, the filter MUST NOT be skipped. Instead, requests
+//! that would have been processed by that filter MUST receive a HTTP error
+//! response." — and the table lists it in [`super::Table::problems`].
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+
+use crate::model::{HeaderModifier, HttpPathModifier, HttpRouteFilter};
+
+use super::path::prefix_matches;
+use super::request::RequestHead;
+
+/// A compiled filter.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Filter {
+    /// `RequestHeaderModifier`.
+    RequestHeaders(HeaderOps),
+    /// `ResponseHeaderModifier`.
+    ResponseHeaders(HeaderOps),
+    /// `RequestRedirect`.
+    Redirect(Redirect),
+    /// `URLRewrite`.
+    Rewrite(Rewrite),
+    /// `CORS`.
+    Cors(Cors),
+    /// `RequestMirror`: the resolved targets are in the rule's mirrors.
+    Mirror,
+    /// A filter gwcore cannot apply; requests it would process get 500.
+    Unsupported(String),
+}
+
+impl Filter {
+    /// Compiles one filter of the model.
+    pub fn compile(f: &HttpRouteFilter) -> Filter {
+        let missing = || Filter::Unsupported(format!("filter {} has no configuration", f.type_));
+        match f.type_.as_str() {
+            "RequestHeaderModifier" => match &f.request_header_modifier {
+                Some(m) => {
+                    HeaderOps::compile(m).map_or_else(Filter::Unsupported, Filter::RequestHeaders)
+                }
+                None => missing(),
+            },
+            "ResponseHeaderModifier" => match &f.response_header_modifier {
+                Some(m) => {
+                    HeaderOps::compile(m).map_or_else(Filter::Unsupported, Filter::ResponseHeaders)
+                }
+                None => missing(),
+            },
+            "RequestRedirect" => match &f.request_redirect {
+                Some(r) => Redirect::compile(r).map_or_else(Filter::Unsupported, Filter::Redirect),
+                None => missing(),
+            },
+            "URLRewrite" => match &f.url_rewrite {
+                Some(r) => Rewrite::compile(r).map_or_else(Filter::Unsupported, Filter::Rewrite),
+                None => missing(),
+            },
+            "CORS" => match &f.cors {
+                Some(c) => Filter::Cors(Cors::compile(c)),
+                None => missing(),
+            },
+            "RequestMirror" => Filter::Mirror,
+            "ExtensionRef" => Filter::Unsupported(match &f.extension_ref {
+                Some(r) => format!(
+                    "ExtensionRef {}/{} {} is not supported",
+                    r.group, r.kind, r.name
+                ),
+                None => "ExtensionRef without a reference".to_owned(),
+            }),
+            other => Filter::Unsupported(format!("filter type {other:?} is not supported")),
+        }
+    }
+}
+
+/// Checks a list of filters; the message of each one that cannot be
+/// applied. The engine uses this to set `Accepted`/`ResolvedRefs` reasons.
+pub fn check_filters(filters: &[HttpRouteFilter]) -> Vec<String> {
+    filters
+        .iter()
+        .filter_map(|f| match Filter::compile(f) {
+            Filter::Unsupported(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Compiled `set` / `add` / `remove` of a header modifier.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderOps {
+    set: Vec<(HeaderName, HeaderValue)>,
+    add: Vec<(HeaderName, HeaderValue)>,
+    remove: Vec<HeaderName>,
+}
+
+fn header_pair(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let n = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("invalid header name {name:?}"))?;
+    let v =
+        HeaderValue::from_str(value).map_err(|_| format!("invalid value for header {name:?}"))?;
+    Ok((n, v))
+}
+
+impl HeaderOps {
+    /// Compiles a header modifier.
+    pub fn compile(m: &HeaderModifier) -> Result<HeaderOps, String> {
+        Ok(HeaderOps {
+            set: m
+                .set
+                .iter()
+                .map(|h| header_pair(&h.name, &h.value))
+                .collect::<Result<_, _>>()?,
+            add: m
+                .add
+                .iter()
+                .map(|h| header_pair(&h.name, &h.value))
+                .collect::<Result<_, _>>()?,
+            remove: m
+                .remove
+                .iter()
+                .map(|n| {
+                    HeaderName::from_bytes(n.as_bytes())
+                        .map_err(|_| format!("invalid header name {n:?}"))
+                })
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Applies `set`, then `add`, then `remove`.
+    ///
+    /// Spec: "Set overwrites the request with the given header (name,
+    /// value)"; "Add adds the given header(s) (name, value) to the request
+    /// before the action. It appends to any existing values associated with
+    /// the header name." — its example turns `my-header: foo` plus
+    /// `bar,baz` into `my-header: foo,bar,baz`, one line, which is what
+    /// `add` writes.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (n, v) in &self.set {
+            headers.insert(n.clone(), v.clone());
+        }
+        for (n, v) in &self.add {
+            let joined = {
+                let existing: Vec<&[u8]> = headers
+                    .get_all(n)
+                    .iter()
+                    .map(HeaderValue::as_bytes)
+                    .collect();
+                if existing.is_empty() {
+                    None
+                } else {
+                    let mut b = existing.join(&b","[..]);
+                    b.push(b',');
+                    b.extend_from_slice(v.as_bytes());
+                    HeaderValue::from_bytes(&b).ok()
+                }
+            };
+            match joined {
+                Some(j) => {
+                    headers.insert(n.clone(), j);
+                }
+                None => {
+                    headers.insert(n.clone(), v.clone());
+                }
+            }
+        }
+        for n in &self.remove {
+            headers.remove(n);
+        }
+    }
+}
+
+/// How a redirect or rewrite changes the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathChange {
+    /// `ReplaceFullPath`.
+    Full(String),
+    /// `ReplacePrefixMatch`.
+    Prefix(String),
+}
+
+impl PathChange {
+    fn compile(m: &HttpPathModifier) -> Result<PathChange, String> {
+        match m.type_.as_str() {
+            "ReplaceFullPath" => Ok(PathChange::Full(
+                m.replace_full_path.clone().unwrap_or_default(),
+            )),
+            "ReplacePrefixMatch" => Ok(PathChange::Prefix(
+                m.replace_prefix_match.clone().unwrap_or_default(),
+            )),
+            other => Err(format!("path modifier type {other:?} is not supported")),
+        }
+    }
+
+    /// The new path for `path`, which matched the PathPrefix `matched`
+    /// (`None` for Exact or regex matches: then `ReplacePrefixMatch` leaves
+    /// the path as is — the spec allows it only with a PathPrefix match).
+    pub fn apply(&self, path: &str, matched: Option<&str>) -> String {
+        match self {
+            PathChange::Full(p) => {
+                if p.is_empty() {
+                    "/".to_owned()
+                } else {
+                    p.clone()
+                }
+            }
+            PathChange::Prefix(r) => match matched {
+                Some(m) if prefix_matches(m, path) => replace_prefix(path, m, r),
+                _ => path.to_owned(),
+            },
+        }
+    }
+}
+
+/// `ReplacePrefixMatch`: replaces the element-wise prefix `prefix` of `path`
+/// with `replacement`. Trailing slashes of both are ignored, and the path
+/// keeps its own trailing slash; an empty result is `/`.
+///
+/// Spec table (request, prefix, replacement → result): `/foo/bar`,`/foo`,
+/// `/xyz` → `/xyz/bar`; `/foo/bar`,`/foo`,`/xyz/` → `/xyz/bar`; `/foo/`,
+/// `/foo`,`/xyz` → `/xyz/`; `/foo/bar`,`/foo`,`` → `/bar`; `/foo`,`/foo`,
+/// `` → `/`; `/foo/`,`/foo`,`/` → `/`.
+pub fn replace_prefix(path: &str, prefix: &str, replacement: &str) -> String {
+    let m = prefix.trim_end_matches('/');
+    let rest = path.get(m.len()..).unwrap_or("");
+    let r = replacement.trim_end_matches('/');
+    let mut out = String::with_capacity(r.len() + rest.len() + 1);
+    out.push_str(r);
+    out.push_str(rest);
+    if out.is_empty() {
+        out.push('/');
+    } else if !out.starts_with('/') {
+        out.insert(0, '/');
+    }
+    out
+}
+
+/// A compiled `RequestRedirect`.
+#[derive(Debug, Clone)]
+pub struct Redirect {
+    scheme: Option<String>,
+    hostname: Option<String>,
+    path: Option<PathChange>,
+    port: Option<u16>,
+    status: StatusCode,
+}
+
+impl Redirect {
+    fn compile(r: &crate::model::RequestRedirect) -> Result<Redirect, String> {
+        let status = match r.status_code.unwrap_or(302) {
+            c @ (301 | 302 | 303 | 307 | 308) => {
+                // The match arm lists valid status codes only.
+                StatusCode::from_u16(c as u16).map_err(|e| e.to_string())?
+            }
+            c => return Err(format!("redirect status code {c} is not supported")),
+        };
+        let scheme = match r.scheme.as_deref() {
+            None => None,
+            Some(s @ ("http" | "https")) => Some(s.to_owned()),
+            Some(s) => return Err(format!("redirect scheme {s:?} is not supported")),
+        };
+        let port = match r.port {
+            None => None,
+            Some(p) => Some(
+                u16::try_from(p)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or(format!("invalid redirect port {p}"))?,
+            ),
+        };
+        Ok(Redirect {
+            scheme,
+            hostname: r.hostname.clone(),
+            path: r.path.as_ref().map(PathChange::compile).transpose()?,
+            port,
+            status,
+        })
+    }
+
+    /// The redirect status (default 302).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The `Location` for a request that arrived on a listener with
+    /// `listener_scheme` (`http`/`https`) and `listener_port`, whose path
+    /// matched the PathPrefix `matched` (if any). The query is kept.
+    ///
+    /// Spec (`port`): "If no port is specified, the redirect port MUST be
+    /// derived using the following rules: If redirect scheme is not-empty,
+    /// the redirect port MUST be the well-known port associated with the
+    /// redirect scheme. Specifically "http" to port 80 and "https" to port
+    /// 443. [...] If redirect scheme is empty, the redirect port MUST be the
+    /// Gateway Listener port. Implementations SHOULD NOT add the port number
+    /// in the 'Location' header in the following cases: A Location header
+    /// that will use HTTP [...] _and_ use port 80. A Location header that
+    /// will use HTTPS [...] _and_ use port 443."
+    pub fn location(
+        &self,
+        head: &RequestHead,
+        listener_scheme: &str,
+        listener_port: u16,
+        matched: Option<&str>,
+    ) -> String {
+        let scheme = self.scheme.as_deref().unwrap_or(listener_scheme);
+        let port = match (self.port, &self.scheme) {
+            (Some(p), _) => p,
+            (None, Some(s)) => {
+                if s == "https" {
+                    443
+                } else {
+                    80
+                }
+            }
+            (None, None) => listener_port,
+        };
+        let host = self.hostname.as_deref().unwrap_or(head.host());
+        let path = head.path().unwrap_or("/");
+        let path = match &self.path {
+            Some(change) => change.apply(path, matched),
+            None => path.to_owned(),
+        };
+        let default_port = (scheme == "http" && port == 80) || (scheme == "https" && port == 443);
+        let mut loc = format!("{scheme}://{host}");
+        if !default_port {
+            loc.push(':');
+            loc.push_str(&port.to_string());
+        }
+        loc.push_str(&path);
+        if let Some(q) = head.query() {
+            loc.push('?');
+            loc.push_str(q);
+        }
+        loc
+    }
+}
+
+/// A compiled `URLRewrite`.
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    hostname: Option<HeaderValue>,
+    path: Option<PathChange>,
+}
+
+impl Rewrite {
+    fn compile(r: &crate::model::UrlRewrite) -> Result<Rewrite, String> {
+        Ok(Rewrite {
+            hostname: r
+                .hostname
+                .as_deref()
+                .map(|h| {
+                    HeaderValue::from_str(h).map_err(|_| format!("invalid rewrite hostname {h:?}"))
+                })
+                .transpose()?,
+            path: r.path.as_ref().map(PathChange::compile).transpose()?,
+        })
+    }
+
+    /// Rewrites the Host and path of an outgoing request (the query is
+    /// kept). `matched` is the PathPrefix that matched, if any.
+    pub fn apply(&self, parts: &mut http::request::Parts, matched: Option<&str>) {
+        if let Some(h) = &self.hostname {
+            parts.headers.insert(header::HOST, h.clone());
+            if parts.uri.authority().is_some()
+                && let Ok(a) = http::uri::Authority::try_from(h.as_bytes())
+            {
+                let mut up = std::mem::take(&mut parts.uri).into_parts();
+                up.authority = Some(a);
+                parts.uri = http::Uri::from_parts(up).unwrap_or_default();
+            }
+        }
+        if let Some(change) = &self.path {
+            let path = parts.uri.path().to_owned();
+            let query = parts.uri.query().map(str::to_owned);
+            let new_path = change.apply(&path, matched);
+            set_path(&mut parts.uri, &new_path, query.as_deref());
+        }
+    }
+}
+
+/// Replaces the path (and query) of a URI, keeping scheme and authority.
+pub(crate) fn set_path(uri: &mut http::Uri, path: &str, query: Option<&str>) {
+    let pq = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let Ok(pq) = http::uri::PathAndQuery::try_from(pq) else {
+        return;
+    };
+    let mut up = std::mem::take(uri).into_parts();
+    up.path_and_query = Some(pq);
+    *uri = http::Uri::from_parts(up).unwrap_or_default();
+}
+
+/// A compiled `CORS` filter.
+#[derive(Debug, Clone)]
+pub struct Cors {
+    origins: Vec<String>,
+    credentials: bool,
+    methods: Vec<String>,
+    headers: Vec<String>,
+    expose: Vec<String>,
+    max_age: i32,
+}
+
+/// An origin as (scheme, host, port).
+fn parse_origin(o: &str) -> Option<(&str, &str, u16)> {
+    let (scheme, rest) = o.split_once("://")?;
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            (h, p.parse().ok()?)
+        }
+        _ => (
+            rest,
+            if scheme.eq_ignore_ascii_case("https") {
+                443
+            } else {
+                80
+            },
+        ),
+    };
+    Some((scheme, host, port))
+}
+
+impl Cors {
+    fn compile(c: &crate::model::Cors) -> Cors {
+        Cors {
+            origins: c.allow_origins.clone(),
+            credentials: c.allow_credentials.unwrap_or(false),
+            methods: c.allow_methods.clone(),
+            headers: c.allow_headers.clone(),
+            expose: c.expose_headers.clone(),
+            max_age: c.max_age.unwrap_or(5),
+        }
+    }
+
+    /// Whether `origin` is allowed.
+    ///
+    /// Spec: "`*` is a greedy match to the _left_, including any number of
+    /// DNS labels to the left of its position"; "if not included, port `80`
+    /// is assumed for `http` scheme origins, and port `443` is assumed for
+    /// `https` origins."
+    pub fn allows(&self, origin: &str) -> bool {
+        let Some((s, h, p)) = parse_origin(origin) else {
+            return false;
+        };
+        self.origins.iter().any(|allowed| {
+            if allowed == "*" {
+                return true;
+            }
+            let Some((as_, ah, ap)) = parse_origin(allowed) else {
+                return false;
+            };
+            if !as_.eq_ignore_ascii_case(s) || ap != p {
+                return false;
+            }
+            match ah.strip_prefix('*') {
+                Some(suffix) => {
+                    h.len() > suffix.len()
+                        && h.to_ascii_lowercase()
+                            .ends_with(&suffix.to_ascii_lowercase())
+                }
+                None => ah.eq_ignore_ascii_case(h),
+            }
+        })
+    }
+
+    /// Whether `head` is a CORS preflight (OPTIONS with `Origin` and
+    /// `Access-Control-Request-Method`).
+    pub fn is_preflight(head: &RequestHead) -> bool {
+        head.method() == Method::OPTIONS
+            && head.headers().contains_key(header::ORIGIN)
+            && head
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    }
+
+    fn list(
+        values: &[String],
+        credentials: bool,
+        echo: Option<&HeaderValue>,
+    ) -> Option<HeaderValue> {
+        if values.iter().any(|v| v == "*") {
+            if credentials {
+                // Spec: "the gateway must not return `*` [...] it must
+                // return [...] the value of the request header".
+                return echo.cloned();
+            }
+            return Some(HeaderValue::from_static("*"));
+        }
+        if values.is_empty() {
+            return None;
+        }
+        HeaderValue::from_str(&values.join(", ")).ok()
+    }
+
+    /// The headers of the answer to a preflight; without CORS headers when
+    /// the origin is not allowed (spec: "the gateway returns 204/200 response
+    /// but doesn't set the relevant cross-origin response headers").
+    pub fn preflight_headers(&self, head: &RequestHead) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        let req = head.headers();
+        let Some(origin) = req.get(header::ORIGIN) else {
+            return out;
+        };
+        if !origin.to_str().map(|o| self.allows(o)).unwrap_or(false) {
+            return out;
+        }
+        out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        if self.credentials {
+            out.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+        if let Some(v) = Self::list(
+            &self.methods,
+            self.credentials,
+            req.get(header::ACCESS_CONTROL_REQUEST_METHOD),
+        ) {
+            out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, v);
+        }
+        if let Some(v) = Self::list(
+            &self.headers,
+            self.credentials,
+            req.get(header::ACCESS_CONTROL_REQUEST_HEADERS),
+        ) {
+            out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
+        }
+        out.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from(self.max_age),
+        );
+        out
+    }
+
+    /// Adds the CORS headers of an actual (not preflight) response.
+    pub fn apply_response(&self, head: &RequestHead, headers: &mut HeaderMap) {
+        let Some(origin) = head.headers().get(header::ORIGIN) else {
+            return;
+        };
+        if !origin.to_str().map(|o| self.allows(o)).unwrap_or(false) {
+            return;
+        }
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        if self.credentials {
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+        let expose = if self.credentials {
+            self.expose
+                .iter()
+                .filter(|e| *e != "*")
+                .cloned()
+                .collect::<Vec<_>>()
+        } else {
+            self.expose.clone()
+        };
+        if !expose.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&expose.join(", "))
+        {
+            headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v);
+        }
+    }
+}
+
+/// Parses a Gateway API duration (GEP-2257: one to four `<number><unit>`
+/// pairs, units `h`, `m`, `s`, `ms`, e.g. `1h30m`, `500ms`, `0s`).
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let b = s.as_bytes();
+    let (mut i, mut total_ms, mut parts) = (0usize, 0u64, 0);
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start || i - start > 5 {
+            return None;
+        }
+        let n: u64 = s[start..i].parse().ok()?;
+        let unit_ms = if b[i..].starts_with(b"ms") {
+            i += 2;
+            1
+        } else {
+            let u = match b.get(i)? {
+                b'h' => 3_600_000,
+                b'm' => 60_000,
+                b's' => 1000,
+                _ => return None,
+            };
+            i += 1;
+            u
+        };
+        total_ms += n * unit_ms;
+        parts += 1;
+    }
+    (1..=4)
+        .contains(&parts)
+        .then(|| std::time::Duration::from_millis(total_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{HttpHeader, RequestRedirect};
+
+    #[test]
+    fn replace_prefix_spec_table() {
+        let rows = [
+            ("/foo/bar", "/foo", "/xyz", "/xyz/bar"),
+            ("/foo/bar", "/foo", "/xyz/", "/xyz/bar"),
+            ("/foo/bar", "/foo/", "/xyz", "/xyz/bar"),
+            ("/foo/bar", "/foo/", "/xyz/", "/xyz/bar"),
+            ("/foo", "/foo", "/xyz", "/xyz"),
+            ("/foo/", "/foo", "/xyz", "/xyz/"),
+            ("/foo/bar", "/foo", "", "/bar"),
+            ("/foo/", "/foo", "", "/"),
+            ("/foo", "/foo", "", "/"),
+            ("/foo/", "/foo", "/", "/"),
+            ("/foo", "/foo", "/", "/"),
+            ("/anything", "/", "/xyz", "/xyz/anything"),
+        ];
+        for (path, prefix, repl, want) in rows {
+            assert_eq!(
+                replace_prefix(path, prefix, repl),
+                want,
+                "{path} {prefix} {repl}"
+            );
+        }
+    }
+
+    fn redirect(scheme: Option<&str>, port: Option<i32>) -> Redirect {
+        Redirect::compile(&RequestRedirect {
+            scheme: scheme.map(str::to_owned),
+            hostname: Some("example.org".into()),
+            port,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn redirect_port_defaulting() {
+        let head = RequestHead::new(80, "gw", "GET", "/p?q=1");
+        let rows = [
+            (
+                None,
+                None,
+                "http",
+                80,
+                "http://example.org/p?q=1",
+                "no scheme, no port: listener port 80 omitted",
+            ),
+            (
+                None,
+                None,
+                "http",
+                8080,
+                "http://example.org:8080/p?q=1",
+                "no scheme: listener port",
+            ),
+            (
+                None,
+                Some(80),
+                "http",
+                8080,
+                "http://example.org/p?q=1",
+                "port 80 with http omitted",
+            ),
+            (
+                None,
+                Some(8080),
+                "http",
+                80,
+                "http://example.org:8080/p?q=1",
+                "explicit port",
+            ),
+            (
+                Some("https"),
+                None,
+                "http",
+                80,
+                "https://example.org/p?q=1",
+                "https scheme: 443 omitted",
+            ),
+            (
+                Some("https"),
+                None,
+                "http",
+                8080,
+                "https://example.org/p?q=1",
+                "scheme given: well-known port, not the listener's",
+            ),
+            (
+                Some("https"),
+                Some(443),
+                "http",
+                80,
+                "https://example.org/p?q=1",
+                "443 with https omitted",
+            ),
+            (
+                Some("https"),
+                Some(8443),
+                "http",
+                80,
+                "https://example.org:8443/p?q=1",
+                "explicit https port",
+            ),
+            (
+                Some("http"),
+                None,
+                "https",
+                443,
+                "http://example.org/p?q=1",
+                "http scheme from https",
+            ),
+            (
+                None,
+                None,
+                "https",
+                443,
+                "https://example.org/p?q=1",
+                "https listener keeps scheme and 443",
+            ),
+        ];
+        for (scheme, port, ls, lp, want, msg) in rows {
+            assert_eq!(
+                redirect(scheme, port).location(&head, ls, lp, None),
+                want,
+                "{msg}"
+            );
+        }
+        assert_eq!(
+            redirect(None, None).status(),
+            StatusCode::FOUND,
+            "302 by default"
+        );
+    }
+
+    #[test]
+    fn header_ops_set_add_remove() {
+        let ops = HeaderOps::compile(&HeaderModifier {
+            set: vec![HttpHeader {
+                name: "X-Set".into(),
+                value: "s".into(),
+            }],
+            add: vec![HttpHeader {
+                name: "x-add".into(),
+                value: "b,c".into(),
+            }],
+            remove: vec!["X-Gone".into()],
+        })
+        .unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-set", HeaderValue::from_static("old"));
+        h.insert("x-add", HeaderValue::from_static("a"));
+        h.insert("x-gone", HeaderValue::from_static("bye"));
+        ops.apply(&mut h);
+        assert_eq!(h["x-set"], "s");
+        assert_eq!(h["x-add"], "a,b,c");
+        assert!(!h.contains_key("x-gone"));
+        let mut empty = HeaderMap::new();
+        ops.apply(&mut empty);
+        assert_eq!(empty["x-add"], "b,c", "add without an existing value");
+    }
+
+    #[test]
+    fn invalid_header_names_are_unsupported_not_skipped() {
+        let f = HttpRouteFilter {
+            type_: "RequestHeaderModifier".into(),
+            request_header_modifier: Some(HeaderModifier {
+                set: vec![HttpHeader {
+                    name: "bad name".into(),
+                    value: "v".into(),
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(Filter::compile(&f), Filter::Unsupported(_)));
+        assert_eq!(check_filters(&[f]).len(), 1);
+    }
+
+    #[test]
+    fn cors_origins() {
+        let c = Cors::compile(&crate::model::Cors {
+            allow_origins: vec![
+                "https://www.foo.com".into(),
+                "https://*.bar.com".into(),
+                "http://x.com:8080".into(),
+            ],
+            ..Default::default()
+        });
+        assert!(c.allows("https://www.foo.com"));
+        assert!(c.allows("https://www.foo.com:443"), "default port");
+        assert!(!c.allows("http://www.foo.com"), "scheme differs");
+        assert!(
+            c.allows("https://a.b.bar.com"),
+            "wildcard is greedy to the left"
+        );
+        assert!(!c.allows("https://bar.com"));
+        assert!(c.allows("http://x.com:8080"));
+        assert!(!c.allows("http://x.com"));
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("1s2s3s4s5s"), None);
+        assert_eq!(parse_duration("1.5s"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+}

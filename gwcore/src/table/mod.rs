@@ -1,0 +1,1360 @@
+//! The compiled routing table: from the engine's [`GatewayRouting`] to a
+//! [`Decision`] per request.
+//!
+//! ```text
+//!  GatewayRouting ──Table::compile──▶ Table (immutable, Send + Sync, share in an Arc)
+//!                                       │
+//!  http::request::Parts ──RequestHead::from_parts──▶ Table::find ──▶ Decision
+//!                                                                    ├─ listener (always, when one accepts the request)
+//!                                                                    ├─ matched: route ns/name, rule index + name, match index
+//!                                                                    └─ action: Forward | Redirect | Respond(status)
+//! ```
+//!
+//! # Stable API
+//!
+//! - [`Table::compile`] / [`Tables::compile`], [`Table::find`],
+//!   [`Table::explain`], [`Table::problems`].
+//! - [`RequestHead`]: [`RequestHead::from_parts`], [`RequestHead::new`],
+//!   [`RequestHead::grpc`], `with_header`, `with_sni`.
+//! - [`Decision`] with [`Action`]: [`Forward`] (weighted backends with
+//!   [`Forward::pick`], [`Forward::apply_request`],
+//!   [`Forward::apply_response`], timeouts, retry, mirrors), redirects with
+//!   their `Location`, and direct responses with a [`RespondReason`].
+//!
+//! # How a request is matched
+//!
+//! 1. **Port**, then **listener**: on a port, listeners are chosen by
+//!    hostname — an exact listener hostname beats a wildcard, a longer
+//!    wildcard beats a shorter, any hostname beats none. A request is
+//!    served by one listener only. With TLS the listener is chosen by SNI;
+//!    if the Host would choose another listener the answer is 421
+//!    (Misdirected Request, RFC 9110 §15.5.20), so a connection set up for
+//!    one listener never reaches another listener's routes.
+//! 2. **Route hostname buckets** of that listener: the exact Host, then
+//!    wildcard hostnames from the longest, then routes without hostnames.
+//!    Hostname specificity is the first step of the precedence, so the first
+//!    bucket with a matching rule holds the winner.
+//! 3. In a bucket, a **path trie** by segment: Exact paths at the node where
+//!    the path ends, PathPrefix candidates on the way back from the deepest
+//!    node (a deeper node is a longer prefix), then RegularExpression paths.
+//!    Each list is sorted by [`Precedence`], so the first candidate whose
+//!    method, headers and query parameters match wins.
+//!
+//! A match costs one hash lookup per host label and one step per path
+//! segment; it does not grow with the number of routes.
+//!
+//! GRPCRoute rules are kept apart (spec: "Merging MUST not be done between
+//! GRPCRoutes and HTTPRoutes"): a gRPC request (`content-type:
+//! application/grpc...`) is matched against the GRPCRoute rules first and
+//! falls back to HTTPRoute rules only if none matches; other requests never
+//! match GRPCRoute rules. The engine has already rejected one of two
+//! routes of different families with intersecting hostnames.
+
+pub mod explain;
+pub mod filters;
+mod matching;
+pub mod path;
+mod precedence;
+mod request;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use serde::Serialize;
+
+use crate::attachments::{
+    BackendError, BackendTarget, GatewayRouting, ListenerProtocol, ListenerRouting, Mirror,
+    RouteRules, TlsMode,
+};
+use crate::model::{HttpRouteRetry, HttpRouteTimeouts, ObjectKey};
+
+pub use filters::{Filter, check_filters, parse_duration, replace_prefix};
+pub use matching::{REGEX_SIZE_LIMIT, compile_regex};
+pub use path::PathError;
+pub use precedence::{CreationTime, HostRank, MatchRank, PathRank, Precedence, RouteRank, Step};
+pub use request::{RequestHead, normalize_host};
+
+use matching::Conditions;
+
+// ---------------------------------------------------------------------------
+// A small, fast hasher for the host and gRPC method maps. Keys come from
+// configuration (route and listener hostnames), lookups from requests.
+
+#[derive(Default, Clone, Copy)]
+struct FastHasher(u64);
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(SEED);
+        }
+        let rem = chunks.remainder();
+        if !rem.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rem.len()].copy_from_slice(rem);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(SEED);
+        }
+        self.0 = h;
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(SEED);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        // Mix high bits down: hashbrown uses both ends of the hash.
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+// ---------------------------------------------------------------------------
+// Host maps: exact, wildcard suffix, catch-all.
+
+#[derive(Debug)]
+struct HostMap<T> {
+    exact: FastMap<Box<str>, T>,
+    /// Keyed by the wildcard's suffix including its dot (`.example.com`).
+    wild: FastMap<Box<str>, T>,
+    wild_min: usize,
+    wild_max: usize,
+    any: Option<T>,
+}
+
+impl<T> Default for HostMap<T> {
+    fn default() -> Self {
+        HostMap {
+            exact: FastMap::default(),
+            wild: FastMap::default(),
+            wild_min: usize::MAX,
+            wild_max: 0,
+            any: None,
+        }
+    }
+}
+
+impl<T> HostMap<T> {
+    fn insert_if_absent(&mut self, hostname: Option<&str>, v: T) {
+        match hostname {
+            None => {
+                if self.any.is_none() {
+                    self.any = Some(v);
+                }
+            }
+            Some(h) => match h.strip_prefix('*') {
+                Some(suffix) => {
+                    self.wild_min = self.wild_min.min(suffix.len());
+                    self.wild_max = self.wild_max.max(suffix.len());
+                    self.wild.entry(suffix.into()).or_insert(v);
+                }
+                None => {
+                    self.exact.entry(h.into()).or_insert(v);
+                }
+            },
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wild.is_empty() && self.any.is_none()
+    }
+
+    /// Calls `f` on the entries that accept `host`, most specific first,
+    /// until it returns `Some`.
+    #[inline]
+    fn find_map<'a, R>(&'a self, host: &str, mut f: impl FnMut(&'a T) -> Option<R>) -> Option<R> {
+        if !self.exact.is_empty()
+            && let Some(t) = self.exact.get(host)
+            && let Some(r) = f(t)
+        {
+            return Some(r);
+        }
+        if !self.wild.is_empty() {
+            let b = host.as_bytes();
+            for i in 1..b.len() {
+                if b[i] != b'.' {
+                    continue;
+                }
+                let l = b.len() - i;
+                if l > self.wild_max {
+                    continue;
+                }
+                if l < self.wild_min {
+                    break;
+                }
+                if let Some(t) = self.wild.get(&host[i..])
+                    && let Some(r) = f(t)
+                {
+                    return Some(r);
+                }
+            }
+        }
+        self.any.as_ref().and_then(f)
+    }
+}
+
+impl<T: Default> HostMap<T> {
+    fn entry(&mut self, hostname: Option<&str>) -> &mut T {
+        match hostname {
+            None => self.any.get_or_insert_with(T::default),
+            Some(h) => match h.strip_prefix('*') {
+                Some(suffix) => {
+                    self.wild_min = self.wild_min.min(suffix.len());
+                    self.wild_max = self.wild_max.max(suffix.len());
+                    self.wild.entry(suffix.into()).or_default()
+                }
+                None => self.exact.entry(h.into()).or_default(),
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Public descriptions.
+
+/// A listener, as a decision names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenerInfo {
+    /// Listener name.
+    pub name: String,
+    /// The Gateway or ListenerSet that declares it.
+    pub source: ObjectKey,
+    /// Port.
+    pub port: u16,
+    /// `HTTP` or `HTTPS`.
+    pub protocol: ListenerProtocol,
+    /// Hostname; `None` accepts every host.
+    pub hostname: Option<String>,
+}
+
+impl ListenerInfo {
+    /// `http` or `https`: the scheme clients used to reach this listener.
+    pub fn scheme(&self) -> &'static str {
+        if self.protocol == ListenerProtocol::Https {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// A route attached to a listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteInfo {
+    /// Kind, namespace, name.
+    pub key: ObjectKey,
+    /// `metadata.creationTimestamp`.
+    pub creation_timestamp: Option<String>,
+    /// Effective hostnames on this listener (empty: all it accepts).
+    pub hostnames: Vec<String>,
+}
+
+/// The family of a matched rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Family {
+    /// HTTPRoute.
+    Http,
+    /// GRPCRoute.
+    Grpc,
+}
+
+/// A rule's timeouts, parsed. `Some(Duration::ZERO)` disables the timeout
+/// (spec: "Setting a timeout to the zero duration (e.g. "0s") SHOULD disable
+/// the timeout completely").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Timeouts {
+    /// `timeouts.request`.
+    pub request: Option<Duration>,
+    /// `timeouts.backendRequest`.
+    pub backend_request: Option<Duration>,
+}
+
+impl Timeouts {
+    fn parse(t: Option<&HttpRouteTimeouts>) -> Timeouts {
+        let Some(t) = t else {
+            return Timeouts::default();
+        };
+        Timeouts {
+            request: t.request.as_deref().and_then(parse_duration),
+            backend_request: t.backend_request.as_deref().and_then(parse_duration),
+        }
+    }
+}
+
+/// A backend of a rule.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    weight: u32,
+    target: Result<BackendTarget, BackendError>,
+    filters: Vec<Filter>,
+}
+
+impl Backend {
+    /// Weight (0: never chosen).
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// The Service port, or why the backendRef is invalid (its share of
+    /// requests answers 500).
+    pub fn target(&self) -> Result<&BackendTarget, &BackendError> {
+        self.target.as_ref()
+    }
+
+    /// Backend-level filters.
+    pub fn filters(&self) -> &[Filter] {
+        &self.filters
+    }
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    route: u32,
+    family: Family,
+    index: usize,
+    name: Option<String>,
+    filters: Vec<Filter>,
+    backends: Vec<Backend>,
+    total_weight: u64,
+    mirrors: Vec<Mirror>,
+    timeouts: Timeouts,
+    retry: Option<HttpRouteRetry>,
+}
+
+impl Rule {
+    /// Index in `spec.rules`.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// `rules[].name`.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The rule's filters, in order.
+    pub fn filters(&self) -> &[Filter] {
+        &self.filters
+    }
+
+    /// The backends.
+    pub fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+}
+
+/// How a candidate's path was matched.
+#[derive(Debug, Clone)]
+enum CandPath {
+    Exact(Box<str>),
+    Prefix(Box<str>),
+    Regex(Box<str>),
+    Grpc,
+}
+
+/// One match of one rule under one hostname.
+#[derive(Debug, Clone)]
+struct Candidate {
+    prec: Precedence,
+    hostname: Option<Arc<str>>,
+    cond: Conditions,
+    path: CandPath,
+    rule: u32,
+    match_index: u32,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    children: Vec<(Box<str>, u32)>,
+    exact: Vec<u32>,
+    prefix: Vec<u32>,
+    parent: u32,
+}
+
+#[derive(Debug)]
+struct HttpBucket {
+    nodes: Vec<Node>,
+    regex: Vec<u32>,
+}
+
+impl Default for HttpBucket {
+    fn default() -> Self {
+        HttpBucket {
+            nodes: vec![Node::default()],
+            regex: Vec::new(),
+        }
+    }
+}
+
+impl HttpBucket {
+    #[inline]
+    fn child(&self, n: u32, seg: &str) -> Option<u32> {
+        let ch = &self.nodes[n as usize].children;
+        if ch.len() <= 8 {
+            ch.iter().find(|(s, _)| **s == *seg).map(|c| c.1)
+        } else {
+            ch.binary_search_by(|(s, _)| (**s).cmp(seg))
+                .ok()
+                .map(|i| ch[i].1)
+        }
+    }
+
+    fn node_for(&mut self, segs: &[&str]) -> u32 {
+        let mut n = 0u32;
+        for s in segs {
+            n = match self.nodes[n as usize]
+                .children
+                .iter()
+                .find(|(c, _)| **c == **s)
+            {
+                Some(c) => c.1,
+                None => {
+                    let id = self.nodes.len() as u32;
+                    self.nodes.push(Node {
+                        parent: n,
+                        ..Node::default()
+                    });
+                    self.nodes[n as usize].children.push(((*s).into(), id));
+                    id
+                }
+            };
+        }
+        n
+    }
+}
+
+#[derive(Debug, Default)]
+struct GrpcBucket {
+    /// Exact `service/method` matches.
+    exact: FastMap<Box<str>, Vec<u32>>,
+    other: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct ListenerTable {
+    info: ListenerInfo,
+    routes: Vec<RouteInfo>,
+    rules: Vec<Rule>,
+    cands: Vec<Candidate>,
+    http: HostMap<HttpBucket>,
+    grpc: HostMap<GrpcBucket>,
+}
+
+#[derive(Debug)]
+struct PortTable {
+    port: u16,
+    listeners: Vec<ListenerTable>,
+    select: HostMap<u32>,
+}
+
+/// A configuration problem found while compiling: the part it affects
+/// answers 500 or never matches, it is never silently skipped.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Problem {
+    /// The route.
+    pub route: ObjectKey,
+    /// The rule index.
+    pub rule: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The compiled routing table of one Gateway.
+#[derive(Debug)]
+pub struct Table {
+    gateway: ObjectKey,
+    ports: Vec<PortTable>,
+    problems: Vec<Problem>,
+}
+
+fn u16_len(s: &str) -> u16 {
+    u16::try_from(s.len()).unwrap_or(u16::MAX)
+}
+
+fn u8_count(n: usize) -> u8 {
+    u8::try_from(n).unwrap_or(u8::MAX)
+}
+
+impl ListenerTable {
+    fn compile(l: &ListenerRouting, problems: &mut BTreeSet<Problem>) -> ListenerTable {
+        let mut lt = ListenerTable {
+            info: ListenerInfo {
+                name: l.name.clone(),
+                source: l.source.clone(),
+                port: l.port,
+                protocol: l.protocol,
+                hostname: l.hostname.clone(),
+            },
+            routes: Vec::with_capacity(l.routes.len()),
+            rules: Vec::new(),
+            cands: Vec::new(),
+            http: HostMap::default(),
+            grpc: HostMap::default(),
+        };
+        let mut http_lists: BTreeMap<Option<Arc<str>>, Vec<u32>> = BTreeMap::new();
+        let mut grpc_lists: BTreeMap<Option<Arc<str>>, Vec<u32>> = BTreeMap::new();
+        for (ri, route) in l.routes.iter().enumerate() {
+            lt.routes.push(RouteInfo {
+                key: route.key.clone(),
+                creation_timestamp: route.creation_timestamp.clone(),
+                hostnames: route.hostnames.clone(),
+            });
+            let rank = RouteRank {
+                created: CreationTime::parse(route.creation_timestamp.as_deref()),
+                namespace: route.key.namespace.as_str().into(),
+                name: route.key.name.as_str().into(),
+            };
+            let hostnames: Vec<Option<Arc<str>>> = if route.hostnames.is_empty() {
+                vec![None]
+            } else {
+                route
+                    .hostnames
+                    .iter()
+                    .map(|h| Some(Arc::from(h.as_str())))
+                    .collect()
+            };
+            let mut msgs = Vec::new();
+            match &route.rules {
+                RouteRules::Http(rules) => {
+                    for rule in rules.iter() {
+                        let rule_id = lt.rules.len() as u32;
+                        lt.rules.push(compile_rule(
+                            ri as u32,
+                            Family::Http,
+                            rule.index,
+                            &rule.name,
+                            &rule.filters,
+                            &rule.backends,
+                            &rule.mirrors,
+                            Timeouts::parse(rule.timeouts.as_ref()),
+                            rule.retry.clone(),
+                            &mut msgs,
+                        ));
+                        for (mi, m) in rule.matches.iter().enumerate() {
+                            let (ptype, pvalue) = match &m.path {
+                                None => ("PathPrefix", "/"),
+                                Some(p) => (
+                                    p.type_.as_deref().unwrap_or("PathPrefix"),
+                                    p.value.as_deref().unwrap_or("/"),
+                                ),
+                            };
+                            let (path, rank_path, regex) = match ptype {
+                                "Exact" => (CandPath::Exact(pvalue.into()), PathRank::Exact, None),
+                                "PathPrefix" => (
+                                    CandPath::Prefix(pvalue.into()),
+                                    PathRank::Prefix(u16_len(pvalue.trim_end_matches('/'))),
+                                    None,
+                                ),
+                                "RegularExpression" => (
+                                    CandPath::Regex(pvalue.into()),
+                                    PathRank::RegularExpression,
+                                    Some(pvalue),
+                                ),
+                                other => {
+                                    msgs.push(format!(
+                                        "path match type {other:?} is not supported"
+                                    ));
+                                    continue;
+                                }
+                            };
+                            let cond = Conditions::http(
+                                m.method.as_deref(),
+                                &m.headers,
+                                &m.query_params,
+                                regex,
+                                &mut msgs,
+                            );
+                            let matched = MatchRank::Http {
+                                path: rank_path,
+                                method: m.method.is_some(),
+                                headers: u8_count(cond.headers.len()),
+                                query_params: u8_count(cond.queries.len()),
+                            };
+                            for h in &hostnames {
+                                let id = lt.cands.len() as u32;
+                                lt.cands.push(Candidate {
+                                    prec: Precedence {
+                                        host: HostRank::of(h.as_deref()),
+                                        matched,
+                                        route: rank.clone(),
+                                        rule: rule.index as u32,
+                                        match_index: mi as u32,
+                                    },
+                                    hostname: h.clone(),
+                                    cond: cond.clone(),
+                                    path: path.clone(),
+                                    rule: rule_id,
+                                    match_index: mi as u32,
+                                });
+                                http_lists.entry(h.clone()).or_default().push(id);
+                            }
+                        }
+                        for m in msgs.drain(..) {
+                            problems.insert(Problem {
+                                route: route.key.clone(),
+                                rule: rule.index,
+                                message: m,
+                            });
+                        }
+                    }
+                }
+                RouteRules::Grpc(rules) => {
+                    for rule in rules.iter() {
+                        let rule_id = lt.rules.len() as u32;
+                        lt.rules.push(compile_rule(
+                            ri as u32,
+                            Family::Grpc,
+                            rule.index,
+                            &rule.name,
+                            &rule.filters,
+                            &rule.backends,
+                            &rule.mirrors,
+                            Timeouts::default(),
+                            None,
+                            &mut msgs,
+                        ));
+                        let matches: Vec<Option<&crate::model::GrpcRouteMatch>> =
+                            if rule.matches.is_empty() {
+                                vec![None]
+                            } else {
+                                rule.matches.iter().map(Some).collect()
+                            };
+                        for (mi, m) in matches.into_iter().enumerate() {
+                            let cond = Conditions::grpc(m, &mut msgs);
+                            let (sc, mc) = match m.and_then(|m| m.method.as_ref()) {
+                                Some(mm) if mm.type_.as_deref().unwrap_or("Exact") == "Exact" => (
+                                    mm.service.as_deref().map_or(0, u16_len),
+                                    mm.method.as_deref().map_or(0, u16_len),
+                                ),
+                                _ => (0, 0),
+                            };
+                            let matched = MatchRank::Grpc {
+                                service_chars: sc,
+                                method_chars: mc,
+                                headers: u8_count(cond.headers.len()),
+                            };
+                            for h in &hostnames {
+                                let id = lt.cands.len() as u32;
+                                lt.cands.push(Candidate {
+                                    prec: Precedence {
+                                        host: HostRank::of(h.as_deref()),
+                                        matched,
+                                        route: rank.clone(),
+                                        rule: rule.index as u32,
+                                        match_index: mi as u32,
+                                    },
+                                    hostname: h.clone(),
+                                    cond: cond.clone(),
+                                    path: CandPath::Grpc,
+                                    rule: rule_id,
+                                    match_index: mi as u32,
+                                });
+                                grpc_lists.entry(h.clone()).or_default().push(id);
+                            }
+                        }
+                        for m in msgs.drain(..) {
+                            problems.insert(Problem {
+                                route: route.key.clone(),
+                                rule: rule.index,
+                                message: m,
+                            });
+                        }
+                    }
+                }
+                RouteRules::L4(_) => {}
+            }
+        }
+        // Build the buckets, each list sorted by precedence.
+        let cands = &lt.cands;
+        let by_prec = |a: &u32, b: &u32| cands[*a as usize].prec.cmp(&cands[*b as usize].prec);
+        for (h, ids) in http_lists {
+            let bucket = lt.http.entry(h.as_deref());
+            for id in ids {
+                match &cands[id as usize].path {
+                    CandPath::Exact(p) => {
+                        let segs: Vec<&str> = path::segments(p).collect();
+                        let n = bucket.node_for(&segs);
+                        bucket.nodes[n as usize].exact.push(id);
+                    }
+                    CandPath::Prefix(p) => {
+                        let n = bucket.node_for(&path::prefix_segments(p));
+                        bucket.nodes[n as usize].prefix.push(id);
+                    }
+                    CandPath::Regex(_) | CandPath::Grpc => bucket.regex.push(id),
+                }
+            }
+            for node in &mut bucket.nodes {
+                node.exact.sort_by(by_prec);
+                node.prefix.sort_by(by_prec);
+                node.children.sort_by(|a, b| a.0.cmp(&b.0));
+                node.children.shrink_to_fit();
+            }
+            bucket.regex.sort_by(by_prec);
+        }
+        for (h, ids) in grpc_lists {
+            let bucket = lt.grpc.entry(h.as_deref());
+            for id in ids {
+                let c = &cands[id as usize];
+                let key = match (&c.prec.matched, &c.cond.grpc) {
+                    (
+                        MatchRank::Grpc {
+                            service_chars,
+                            method_chars,
+                            ..
+                        },
+                        Some(_),
+                    ) if *service_chars > 0 && *method_chars > 0 => grpc_exact_key(c),
+                    _ => None,
+                };
+                match key {
+                    Some(k) => bucket.exact.entry(k.into()).or_default().push(id),
+                    None => bucket.other.push(id),
+                }
+            }
+            for v in bucket.exact.values_mut() {
+                v.sort_by(by_prec);
+            }
+            bucket.other.sort_by(by_prec);
+        }
+        lt
+    }
+
+    #[inline]
+    fn first_match(&self, ids: &[u32], head: &RequestHead, path: &str) -> Option<u32> {
+        ids.iter()
+            .copied()
+            .find(|&id| self.cands[id as usize].cond.matches(head, path))
+    }
+
+    #[inline]
+    fn find_http(&self, b: &HttpBucket, head: &RequestHead, path: &str) -> Option<u32> {
+        let mut node = 0u32;
+        let mut complete = true;
+        for seg in path::segments(path) {
+            match b.child(node, seg) {
+                Some(c) => node = c,
+                None => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        if complete && let Some(id) = self.first_match(&b.nodes[node as usize].exact, head, path) {
+            return Some(id);
+        }
+        loop {
+            let n = &b.nodes[node as usize];
+            if let Some(id) = self.first_match(&n.prefix, head, path) {
+                return Some(id);
+            }
+            if node == 0 {
+                break;
+            }
+            node = n.parent;
+        }
+        self.first_match(&b.regex, head, path)
+    }
+
+    fn find_grpc(&self, b: &GrpcBucket, head: &RequestHead, path: &str) -> Option<u32> {
+        let exact = path
+            .strip_prefix('/')
+            .and_then(|k| b.exact.get(k))
+            .and_then(|ids| self.first_match(ids, head, path));
+        let other = self.first_match(&b.other, head, path);
+        match (exact, other) {
+            (Some(a), Some(o)) => Some(
+                if self.cands[a as usize].prec <= self.cands[o as usize].prec {
+                    a
+                } else {
+                    o
+                },
+            ),
+            (a, o) => a.or(o),
+        }
+    }
+
+    fn find(&self, head: &RequestHead, path: &str) -> Option<u32> {
+        let host = head.host();
+        if !self.grpc.is_empty() && head.is_grpc() {
+            let found = self.grpc.find_map(host, |b| self.find_grpc(b, head, path));
+            if found.is_some() {
+                return found;
+            }
+        }
+        self.http.find_map(host, |b| self.find_http(b, head, path))
+    }
+}
+
+/// The exact `service/method` key of a gRPC candidate with an Exact
+/// service and method.
+fn grpc_exact_key(c: &Candidate) -> Option<String> {
+    // The configured strings are not kept in the condition; rebuild them from
+    // the Exact value matches.
+    let g = c.cond.grpc.as_ref()?;
+    let (s, m) = g.exact_parts()?;
+    Some(format!("{s}/{m}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_rule(
+    route: u32,
+    family: Family,
+    index: usize,
+    name: &Option<String>,
+    filters: &[crate::model::HttpRouteFilter],
+    backends: &[crate::attachments::ResolvedBackend],
+    mirrors: &[Mirror],
+    timeouts: Timeouts,
+    retry: Option<HttpRouteRetry>,
+    msgs: &mut Vec<String>,
+) -> Rule {
+    let mut compile_filters = |fs: &[crate::model::HttpRouteFilter]| -> Vec<Filter> {
+        fs.iter()
+            .map(|f| {
+                let c = Filter::compile(f);
+                if let Filter::Unsupported(m) = &c {
+                    msgs.push(m.clone());
+                }
+                c
+            })
+            .collect()
+    };
+    let filters = compile_filters(filters);
+    let backends: Vec<Backend> = backends
+        .iter()
+        .map(|b| Backend {
+            weight: b.weight,
+            target: b.target.clone(),
+            filters: compile_filters(&b.filters),
+        })
+        .collect();
+    Rule {
+        route,
+        family,
+        index,
+        name: name.clone(),
+        filters,
+        total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
+        backends,
+        mirrors: mirrors.to_vec(),
+        timeouts,
+        retry,
+    }
+}
+
+/// Why the table answers a request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum RespondReason {
+    /// No listener on this port accepts the Host (or SNI): 404.
+    NoListener,
+    /// The Host belongs to another listener than the connection's SNI: 421.
+    Misdirected,
+    /// The path cannot be normalized: 400.
+    BadPath(PathError),
+    /// No rule matches: 404. Spec: "When no rules matching a request have
+    /// been successfully attached to the parent a request is coming from, a
+    /// HTTP 404 status code MUST be returned."
+    NoRoute,
+    /// The rule has no backendRefs, or all weights are 0: 500.
+    NoBackends,
+    /// Every backend with weight is invalid: 500. Spec: "If *all* entries in
+    /// BackendRefs are invalid, and there are also no filters specified in
+    /// this route rule, *all* traffic which matches this rule MUST receive a
+    /// 500 status code." (gRPC: `UNAVAILABLE`.)
+    InvalidBackends,
+    /// A filter of the rule cannot be applied: 500.
+    UnsupportedFilter,
+    /// A CORS preflight answered by the gateway: 200.
+    CorsPreflight,
+}
+
+impl RespondReason {
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            RespondReason::NoListener | RespondReason::NoRoute => StatusCode::NOT_FOUND,
+            RespondReason::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            RespondReason::BadPath(_) => StatusCode::BAD_REQUEST,
+            RespondReason::NoBackends
+            | RespondReason::InvalidBackends
+            | RespondReason::UnsupportedFilter => StatusCode::INTERNAL_SERVER_ERROR,
+            RespondReason::CorsPreflight => StatusCode::OK,
+        }
+    }
+}
+
+/// The rule that matched, and where it comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Matched<'t> {
+    route: &'t RouteInfo,
+    rule: &'t Rule,
+    cand: &'t Candidate,
+}
+
+impl<'t> Matched<'t> {
+    /// The route.
+    pub fn route(&self) -> &'t ObjectKey {
+        &self.route.key
+    }
+
+    /// The route's description.
+    pub fn route_info(&self) -> &'t RouteInfo {
+        self.route
+    }
+
+    /// The rule.
+    pub fn rule(&self) -> &'t Rule {
+        self.rule
+    }
+
+    /// The rule's index in `spec.rules`.
+    pub fn rule_index(&self) -> usize {
+        self.rule.index
+    }
+
+    /// The rule's name.
+    pub fn rule_name(&self) -> Option<&'t str> {
+        self.rule.name.as_deref()
+    }
+
+    /// The match index in `rules[].matches` (0 for a gRPC rule without
+    /// matches).
+    pub fn match_index(&self) -> usize {
+        self.cand.match_index as usize
+    }
+
+    /// The route hostname that matched (`None`: the route names none).
+    pub fn hostname(&self) -> Option<&'t str> {
+        self.cand.hostname.as_deref()
+    }
+
+    /// The candidate's rank.
+    pub fn precedence(&self) -> &'t Precedence {
+        &self.cand.prec
+    }
+
+    /// The PathPrefix value that matched, for `ReplacePrefixMatch`.
+    pub fn matched_prefix(&self) -> Option<&'t str> {
+        match &self.cand.path {
+            CandPath::Prefix(p) => Some(p),
+            CandPath::Exact(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// A redirect answered by the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectTo {
+    /// 301, 302, 303, 307 or 308.
+    pub status: StatusCode,
+    /// The `Location` header.
+    pub location: String,
+}
+
+/// A response made by the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Respond {
+    /// Why.
+    pub reason: RespondReason,
+    /// Headers to send (CORS preflight answers).
+    pub headers: HeaderMap,
+}
+
+impl Respond {
+    fn new(reason: RespondReason) -> Respond {
+        Respond {
+            reason,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.reason.status()
+    }
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone)]
+pub enum Action<'t> {
+    /// Send it to one of the rule's backends.
+    Forward(Forward<'t>),
+    /// Answer with a redirect.
+    Redirect(RedirectTo),
+    /// Answer with a status.
+    Respond(Respond),
+}
+
+/// A request to forward.
+#[derive(Debug, Clone, Copy)]
+pub struct Forward<'t> {
+    listener: &'t ListenerInfo,
+    matched: Matched<'t>,
+}
+
+/// What to do once a backend was picked.
+#[derive(Debug, Clone)]
+pub enum BackendAction<'t> {
+    /// Forward to this Service port.
+    Forward(&'t BackendTarget),
+    /// A backend-level RequestRedirect.
+    Redirect(RedirectTo),
+    /// Answer with this status (500 for an invalid backend or filter).
+    Respond(Respond),
+}
+
+impl<'t> Forward<'t> {
+    /// The rule's backends, weights included.
+    pub fn backends(&self) -> &'t [Backend] {
+        &self.matched.rule.backends
+    }
+
+    /// The sum of the weights (never 0 for a forward).
+    pub fn total_weight(&self) -> u64 {
+        self.matched.rule.total_weight
+    }
+
+    /// Picks a backend by weight with a random `draw` supplied by the caller
+    /// (any `u64`; `draw % total_weight` is used). Invalid backends keep
+    /// their weight: spec: "the proportion of requests that would otherwise
+    /// have been routed to an invalid backend MUST receive a 500".
+    pub fn pick(&self, draw: u64) -> &'t Backend {
+        let rule = self.matched.rule;
+        let mut x = draw % rule.total_weight.max(1);
+        for b in &rule.backends {
+            let w = u64::from(b.weight);
+            if x < w {
+                return b;
+            }
+            x -= w;
+        }
+        // total_weight > 0 for a Forward, so the loop returns; keep a
+        // defined answer anyway.
+        &rule.backends[0]
+    }
+
+    /// What to do with the picked backend.
+    pub fn backend_action(&self, head: &RequestHead, backend: &'t Backend) -> BackendAction<'t> {
+        let target = match &backend.target {
+            Ok(t) => t,
+            Err(_) => return BackendAction::Respond(Respond::new(RespondReason::InvalidBackends)),
+        };
+        for f in &backend.filters {
+            match f {
+                Filter::Unsupported(_) => {
+                    return BackendAction::Respond(Respond::new(RespondReason::UnsupportedFilter));
+                }
+                Filter::Redirect(r) => {
+                    return BackendAction::Redirect(RedirectTo {
+                        status: r.status(),
+                        location: r.location(
+                            head,
+                            self.listener.scheme(),
+                            self.listener.port,
+                            self.matched.matched_prefix(),
+                        ),
+                    });
+                }
+                _ => {}
+            }
+        }
+        BackendAction::Forward(target)
+    }
+
+    /// The matched rule.
+    pub fn matched(&self) -> Matched<'t> {
+        self.matched
+    }
+
+    /// The rule's timeouts.
+    pub fn timeouts(&self) -> Timeouts {
+        self.matched.rule.timeouts
+    }
+
+    /// The rule's retry policy.
+    pub fn retry(&self) -> Option<&'t HttpRouteRetry> {
+        self.matched.rule.retry.as_ref()
+    }
+
+    /// Where to mirror, with the share of requests for each.
+    pub fn mirrors(&self) -> &'t [Mirror] {
+        &self.matched.rule.mirrors
+    }
+
+    /// Rewrites an outgoing request: the normalized path (query kept), then
+    /// the rule's filters in order (RequestHeaderModifier, URLRewrite), then
+    /// those of `backend`.
+    pub fn apply_request(
+        &self,
+        head: &RequestHead,
+        backend: Option<&Backend>,
+        parts: &mut http::request::Parts,
+    ) {
+        if let Ok(p) = head.path() {
+            filters::set_path(&mut parts.uri, p, head.query());
+        }
+        let prefix = self.matched.matched_prefix();
+        let backend_filters = backend.map(|b| b.filters.as_slice()).unwrap_or(&[]);
+        for f in self.matched.rule.filters.iter().chain(backend_filters) {
+            match f {
+                Filter::RequestHeaders(ops) => ops.apply(&mut parts.headers),
+                Filter::Rewrite(r) => r.apply(parts, prefix),
+                _ => {}
+            }
+        }
+    }
+
+    /// Rewrites a response: ResponseHeaderModifier of the rule then of
+    /// `backend`, and CORS headers.
+    pub fn apply_response(
+        &self,
+        head: &RequestHead,
+        backend: Option<&Backend>,
+        parts: &mut http::response::Parts,
+    ) {
+        let backend_filters = backend.map(|b| b.filters.as_slice()).unwrap_or(&[]);
+        for f in self.matched.rule.filters.iter().chain(backend_filters) {
+            match f {
+                Filter::ResponseHeaders(ops) => ops.apply(&mut parts.headers),
+                Filter::Cors(c) => c.apply_response(head, &mut parts.headers),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The table's answer for one request.
+#[derive(Debug, Clone)]
+pub struct Decision<'t> {
+    /// The listener that serves the request (`None` when no listener on the
+    /// port accepts it).
+    pub listener: Option<&'t ListenerInfo>,
+    /// The rule that matched.
+    pub matched: Option<Matched<'t>>,
+    /// What to do.
+    pub action: Action<'t>,
+}
+
+impl Decision<'_> {
+    /// The status the gateway answers with itself; `None` when forwarding.
+    pub fn status(&self) -> Option<StatusCode> {
+        match &self.action {
+            Action::Forward(_) => None,
+            Action::Redirect(r) => Some(r.status),
+            Action::Respond(r) => Some(r.status()),
+        }
+    }
+}
+
+impl Table {
+    /// Compiles the routing of one Gateway. Never fails: problems are
+    /// recorded in [`Table::problems`] and the affected rules answer 500 or
+    /// never match.
+    pub fn compile(routing: &GatewayRouting) -> Table {
+        let mut problems = BTreeSet::new();
+        let mut ports: Vec<PortTable> = Vec::new();
+        for l in &routing.listeners {
+            let http_like = matches!(l.protocol, ListenerProtocol::Http)
+                || (l.protocol == ListenerProtocol::Https
+                    && l.tls_mode != Some(TlsMode::Passthrough));
+            if !http_like {
+                continue;
+            }
+            let pt = match ports.iter().position(|p| p.port == l.port) {
+                Some(i) => &mut ports[i],
+                None => {
+                    ports.push(PortTable {
+                        port: l.port,
+                        listeners: Vec::new(),
+                        select: HostMap::default(),
+                    });
+                    let last = ports.len() - 1;
+                    &mut ports[last]
+                }
+            };
+            let idx = pt.listeners.len() as u32;
+            // The first listener with a hostname keeps it (the engine marks
+            // later duplicates Conflicted).
+            pt.select.insert_if_absent(l.hostname.as_deref(), idx);
+            pt.listeners.push(ListenerTable::compile(l, &mut problems));
+        }
+        ports.sort_by_key(|p| p.port);
+        Table {
+            gateway: routing.gateway.clone(),
+            ports,
+            problems: problems.into_iter().collect(),
+        }
+    }
+
+    /// The Gateway.
+    pub fn gateway(&self) -> &ObjectKey {
+        &self.gateway
+    }
+
+    /// Configuration problems found while compiling.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// The ports with at least one HTTP or HTTPS listener.
+    pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ports.iter().map(|p| p.port)
+    }
+
+    /// The listeners of a port, in the order given.
+    pub fn listeners(&self, port: u16) -> impl Iterator<Item = &ListenerInfo> + '_ {
+        self.port(port)
+            .into_iter()
+            .flat_map(|p| p.listeners.iter().map(|l| &l.info))
+    }
+
+    #[inline]
+    fn port(&self, port: u16) -> Option<&PortTable> {
+        self.ports.iter().find(|p| p.port == port)
+    }
+
+    /// The listener index that serves `head` on its port, or the reason
+    /// none does.
+    fn select_listener<'t>(
+        &'t self,
+        pt: &'t PortTable,
+        head: &RequestHead,
+    ) -> Result<u32, (Option<u32>, RespondReason)> {
+        let by_host = pt.select.find_map(head.host(), |&i| Some(i));
+        match head.sni() {
+            Some(sni) => match pt.select.find_map(sni, |&i| Some(i)) {
+                None => Err((None, RespondReason::NoListener)),
+                Some(s) if by_host == Some(s) => Ok(s),
+                Some(s) => Err((Some(s), RespondReason::Misdirected)),
+            },
+            None => by_host.ok_or((None, RespondReason::NoListener)),
+        }
+    }
+
+    /// Routes one request.
+    pub fn find<'t>(&'t self, head: &RequestHead) -> Decision<'t> {
+        let respond = |listener, reason| Decision {
+            listener,
+            matched: None,
+            action: Action::Respond(Respond::new(reason)),
+        };
+        let Some(pt) = self.port(head.port()) else {
+            return respond(None, RespondReason::NoListener);
+        };
+        let li = match self.select_listener(pt, head) {
+            Ok(i) => i,
+            Err((l, reason)) => return respond(l.map(|i| &pt.listeners[i as usize].info), reason),
+        };
+        let lt = &pt.listeners[li as usize];
+        let path = match head.path() {
+            Ok(p) => p,
+            Err(e) => return respond(Some(&lt.info), RespondReason::BadPath(e)),
+        };
+        let Some(id) = lt.find(head, path) else {
+            return respond(Some(&lt.info), RespondReason::NoRoute);
+        };
+        let cand = &lt.cands[id as usize];
+        let rule = &lt.rules[cand.rule as usize];
+        let matched = Matched {
+            route: &lt.routes[rule.route as usize],
+            rule,
+            cand,
+        };
+        let action = decide(&lt.info, matched, head);
+        Decision {
+            listener: Some(&lt.info),
+            matched: Some(matched),
+            action,
+        }
+    }
+}
+
+fn decide<'t>(listener: &'t ListenerInfo, matched: Matched<'t>, head: &RequestHead) -> Action<'t> {
+    let rule = matched.rule;
+    for f in &rule.filters {
+        match f {
+            Filter::Unsupported(_) => {
+                return Action::Respond(Respond::new(RespondReason::UnsupportedFilter));
+            }
+            Filter::Redirect(r) => {
+                return Action::Redirect(RedirectTo {
+                    status: r.status(),
+                    location: r.location(
+                        head,
+                        listener.scheme(),
+                        listener.port,
+                        matched.matched_prefix(),
+                    ),
+                });
+            }
+            Filter::Cors(c) if filters::Cors::is_preflight(head) => {
+                return Action::Respond(Respond {
+                    reason: RespondReason::CorsPreflight,
+                    headers: c.preflight_headers(head),
+                });
+            }
+            _ => {}
+        }
+    }
+    if rule.total_weight == 0 {
+        return Action::Respond(Respond::new(RespondReason::NoBackends));
+    }
+    if rule
+        .backends
+        .iter()
+        .all(|b| b.weight == 0 || b.target.is_err())
+    {
+        return Action::Respond(Respond::new(RespondReason::InvalidBackends));
+    }
+    Action::Forward(Forward { listener, matched })
+}
+
+/// The compiled tables of every Gateway.
+#[derive(Debug, Default)]
+pub struct Tables {
+    by_gateway: BTreeMap<ObjectKey, Arc<Table>>,
+}
+
+impl Tables {
+    /// Compiles the routing of each Gateway (`Computed::routing`).
+    pub fn compile(routing: &BTreeMap<ObjectKey, GatewayRouting>) -> Tables {
+        Tables {
+            by_gateway: routing
+                .iter()
+                .map(|(k, r)| (k.clone(), Arc::new(Table::compile(r))))
+                .collect(),
+        }
+    }
+
+    /// The table of one Gateway.
+    pub fn get(&self, gateway: &ObjectKey) -> Option<&Arc<Table>> {
+        self.by_gateway.get(gateway)
+    }
+
+    /// Every table, by Gateway.
+    pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, &Arc<Table>)> {
+        self.by_gateway.iter()
+    }
+}
