@@ -49,3 +49,5 @@ pub mod validate;
 pub use snapshot::Snapshot;
 #[cfg(feature = "proptest")]
 pub mod testing;
+#[cfg(feature = "proptest")]
+pub mod testing;

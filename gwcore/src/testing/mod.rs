@@ -1,0 +1,7 @@
+//! Test support for harnesses (enabled by the `proptest` cargo feature):
+//! proptest strategies that generate valid inputs, and reference
+//! implementations to check faster ones against.
+//!
+//! - [`snapshot`]: strategies for valid snapshots (the engine's input).
+
+pub mod snapshot;

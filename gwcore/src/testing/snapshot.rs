@@ -1,0 +1,223 @@
+//! proptest strategies for valid snapshots.
+//!
+//! [`objects`] generates a small cluster: GatewayClasses (ours and another
+//! controller's), labelled Namespaces, Services, Gateways with mixed
+//! listeners, HTTPRoutes with parentRefs, hostnames, path matches and
+//! (sometimes cross-namespace) backendRefs, and ReferenceGrants. Every
+//! object has passed [`crate::validate::validate`], so the API server would
+//! have admitted it, and keys are unique.
+//!
+//! ```
+//! use gwcore::testing::snapshot::{objects, CONTROLLER};
+//! use gwcore::engine::{compute, ComputeOptions};
+//! use proptest::prelude::*;
+//!
+//! proptest!(|(objs in objects())| {
+//!     let snap = gwcore::Snapshot::from_objects(objs);
+//!     let out = compute(&snap, &ComputeOptions::new(CONTROLLER, "2026-01-01T00:00:00Z"));
+//!     prop_assert!(out.routing.len() <= 3);
+//! });
+//! ```
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use crate::model::{
+    AllowedRoutes, BackendRef, Gateway, GatewayClass, GatewayClassSpec, GatewaySpec, HttpPathMatch,
+    HttpRoute, HttpRouteMatch, HttpRouteRule, HttpRouteSpec, LabelSelector, Listener, ListenerTls,
+    Namespace, Object, ObjectMeta, ParentReference, ReferenceGrant, ReferenceGrantFrom,
+    ReferenceGrantSpec, ReferenceGrantTo, RouteNamespaces, SecretObjectReference, Service,
+    ServicePort, ServiceSpec,
+};
+use crate::validate::validate;
+
+/// The controller name the generated "ours" GatewayClass uses.
+pub const CONTROLLER: &str = "gwcore.dev/test-controller";
+
+/// Namespaces the generator draws from.
+pub const NAMESPACES: [&str; 4] = ["ns-a", "ns-b", "ns-c", "ns-d"];
+
+const HOSTNAMES: [&str; 5] = ["a.example.com", "*.example.com", "b.example.org", "*.b.example.com", "example.com"];
+const PATHS: [&str; 5] = ["/", "/a", "/a/b", "/b", "/api"];
+
+fn meta(ns: Option<&str>, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name,
+        namespace: ns.map(str::to_string),
+        labels,
+        ..Default::default()
+    }
+}
+
+fn namespace() -> impl Strategy<Value = &'static str> {
+    proptest::sample::select(&NAMESPACES[..])
+}
+
+fn listener(i: usize) -> impl Strategy<Value = Listener> {
+    (
+        proptest::sample::select(&[80i32, 443, 8080][..]),
+        proptest::sample::select(&["HTTP", "HTTPS", "TCP", "UDP", "TLS"][..]),
+        proptest::option::of(proptest::sample::select(&HOSTNAMES[..])),
+        0u8..3,
+    )
+        .prop_map(move |(port, protocol, hostname, from)| {
+            let l4 = matches!(protocol, "TCP" | "UDP");
+            let tls = match protocol {
+                "HTTPS" => Some(ListenerTls {
+                    certificate_refs: vec![SecretObjectReference { name: "cert".into(), ..Default::default() }],
+                    ..Default::default()
+                }),
+                "TLS" => Some(ListenerTls { mode: Some("Passthrough".into()), ..Default::default() }),
+                _ => None,
+            };
+            let namespaces = match from {
+                0 => RouteNamespaces { from: Some("All".into()), selector: None },
+                1 => RouteNamespaces { from: Some("Same".into()), selector: None },
+                _ => RouteNamespaces {
+                    from: Some("Selector".into()),
+                    selector: Some(LabelSelector {
+                        match_labels: [("env".to_string(), "prod".to_string())].into(),
+                        ..Default::default()
+                    }),
+                },
+            };
+            Listener {
+                name: format!("l{i}"),
+                hostname: if l4 { None } else { hostname.map(str::to_string) },
+                port,
+                protocol: protocol.to_string(),
+                tls,
+                allowed_routes: Some(AllowedRoutes { namespaces: Some(namespaces), kinds: vec![] }),
+            }
+        })
+}
+
+fn gateway(i: usize) -> impl Strategy<Value = Object> {
+    (proptest::collection::vec((0usize..4).prop_flat_map(listener), 1..4), proptest::bool::weighted(0.8)).prop_map(
+        move |(mut listeners, ours)| {
+            let ns = NAMESPACES[i % NAMESPACES.len()];
+            for (j, l) in listeners.iter_mut().enumerate() {
+                l.name = format!("l{j}");
+            }
+            Object::Gateway(Gateway {
+                metadata: meta(Some(ns), format!("gw{i}"), BTreeMap::new()),
+                spec: GatewaySpec {
+                    gateway_class_name: if ours { "ours".into() } else { "theirs".into() },
+                    listeners,
+                    ..Default::default()
+                },
+                status: None,
+            })
+        },
+    )
+}
+
+fn route(i: usize, gateways: usize) -> impl Strategy<Value = Object> {
+    (
+        namespace(),
+        proptest::collection::vec(
+            (0..gateways.max(1), proptest::option::weighted(0.2, namespace()), proptest::option::weighted(0.3, 0usize..3)),
+            1..3,
+        ),
+        proptest::collection::vec(proptest::sample::select(&HOSTNAMES[..]), 0..3),
+        proptest::collection::vec((proptest::sample::select(&PATHS[..]), any::<bool>(), proptest::option::of(namespace())), 1..4),
+    )
+        .prop_map(move |(ns, parents, hostnames, rules)| {
+            let mut parent_refs: Vec<ParentReference> = parents
+                .into_iter()
+                .map(|(g, wrong_ns, section)| ParentReference {
+                    namespace: Some(wrong_ns.unwrap_or(NAMESPACES[g % NAMESPACES.len()]).to_string()),
+                    name: format!("gw{g}"),
+                    section_name: section.map(|s| format!("l{s}")),
+                    ..Default::default()
+                })
+                .collect();
+            parent_refs.sort();
+            parent_refs.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
+            let mut hostnames: Vec<String> = hostnames.into_iter().map(str::to_string).collect();
+            hostnames.sort();
+            hostnames.dedup();
+            let rules = rules
+                .into_iter()
+                .map(|(path, exact, backend_ns)| HttpRouteRule {
+                    matches: vec![HttpRouteMatch {
+                        path: Some(HttpPathMatch {
+                            type_: Some(if exact { "Exact" } else { "PathPrefix" }.into()),
+                            value: Some(path.into()),
+                        }),
+                        ..Default::default()
+                    }],
+                    backend_refs: vec![BackendRef {
+                        name: "svc".into(),
+                        namespace: backend_ns.map(str::to_string),
+                        port: Some(80),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect();
+            Object::HttpRoute(HttpRoute {
+                metadata: meta(Some(ns), format!("r{i}"), BTreeMap::new()),
+                spec: HttpRouteSpec { parent_refs, hostnames, rules },
+                status: None,
+            })
+        })
+}
+
+fn grant(i: usize) -> impl Strategy<Value = Object> {
+    (namespace(), namespace()).prop_map(move |(to_ns, from_ns)| {
+        Object::ReferenceGrant(ReferenceGrant {
+            metadata: meta(Some(to_ns), format!("grant{i}"), BTreeMap::new()),
+            spec: ReferenceGrantSpec {
+                from: vec![ReferenceGrantFrom {
+                    group: crate::model::GATEWAY_GROUP.into(),
+                    kind: "HTTPRoute".into(),
+                    namespace: from_ns.into(),
+                }],
+                to: vec![ReferenceGrantTo { group: String::new(), kind: "Service".into(), name: None }],
+            },
+        })
+    })
+}
+
+/// A valid set of objects with unique keys (see the module docs).
+pub fn objects() -> impl Strategy<Value = Vec<Object>> {
+    (1usize..4, 0usize..9, 0usize..3)
+        .prop_flat_map(|(gws, routes, grants)| {
+            (
+                proptest::collection::vec(any::<bool>(), NAMESPACES.len()),
+                (0..gws).map(gateway).collect::<Vec<_>>(),
+                (0..routes).map(move |i| route(i, gws)).collect::<Vec<_>>(),
+                (0..grants).map(grant).collect::<Vec<_>>(),
+            )
+        })
+        .prop_map(|(prod, gateways, routes, grants)| {
+            let mut out = vec![
+                Object::GatewayClass(GatewayClass {
+                    metadata: meta(None, "ours".into(), BTreeMap::new()),
+                    spec: GatewayClassSpec { controller_name: CONTROLLER.into(), ..Default::default() },
+                    status: None,
+                }),
+                Object::GatewayClass(GatewayClass {
+                    metadata: meta(None, "theirs".into(), BTreeMap::new()),
+                    spec: GatewayClassSpec { controller_name: "example.net/other".into(), ..Default::default() },
+                    status: None,
+                }),
+            ];
+            for (ns, prod) in NAMESPACES.iter().zip(prod) {
+                let labels = if prod { [("env".to_string(), "prod".to_string())].into() } else { BTreeMap::new() };
+                out.push(Object::Namespace(Namespace { metadata: meta(None, ns.to_string(), labels) }));
+                out.push(Object::Service(Service {
+                    metadata: meta(Some(ns), "svc".into(), BTreeMap::new()),
+                    spec: ServiceSpec { ports: vec![ServicePort { port: 80, ..Default::default() }], ..Default::default() },
+                }));
+            }
+            out.extend(gateways);
+            out.extend(routes);
+            out.extend(grants);
+            out.into_iter()
+                .filter_map(|mut o| validate(&mut o).is_empty().then_some(o))
+                .collect()
+        })
+}
