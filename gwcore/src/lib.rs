@@ -49,5 +49,3 @@ pub mod validate;
 pub use snapshot::Snapshot;
 #[cfg(feature = "proptest")]
 pub mod testing;
-#[cfg(feature = "proptest")]
-pub mod testing;
