@@ -1,0 +1,156 @@
+//! The runner judges: wrong expectations fail with the check that failed,
+//! what engine mode cannot judge is counted as not run, and edits behave as
+//! the API server's do. Vectors are written to a temporary folder and use
+//! the project's ACME scenario manifest.
+
+use std::path::{Path, PathBuf};
+
+use gwcore_conformance::{
+    CheckKind, Outcome, Report, RunOptions, VectorResult, Verdict, run_paths,
+};
+
+fn scenario_manifests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/manifests")
+}
+
+/// Runs one vector given as YAML text.
+fn run(test: &str, yaml: &str) -> (Report, VectorResult) {
+    let dir =
+        std::env::temp_dir().join(format!("gwcore-conformance-{test}-{}", std::process::id()));
+    let vectors = dir.join("vectors");
+    std::fs::create_dir_all(&vectors).expect("temp folder");
+    let file = vectors.join("v.yaml");
+    std::fs::write(&file, yaml).expect("vector written");
+    let opts = RunOptions {
+        manifest_dirs: vec![scenario_manifests()],
+        ..RunOptions::default()
+    };
+    let report = run_paths(&[file], &opts).expect("vector readable");
+    std::fs::remove_dir_all(&dir).ok();
+    let v = report.vectors[0].clone();
+    (report, v)
+}
+
+const HEAD: &str =
+    "name: T\ncontrollerName: example.com/gateway-controller\nmanifests: [acme.yaml]\n";
+
+#[test]
+fn a_wrong_condition_fails_with_the_check_that_failed() {
+    let yaml = format!(
+        "{HEAD}steps:\n- routes:\n  - kind: HTTPRoute\n    name: hr/hr\n    parents:\n    - parentRef: {{namespace: infra-ns, name: shared-gateway}}\n      conditions:\n      - {{type: Accepted, status: \"True\"}}\n"
+    );
+    let (_, v) = run("wrong-condition", &yaml);
+    assert_eq!(v.verdict, Verdict::Fail);
+    let msg = v.message.expect("a failing vector says why");
+    assert!(
+        msg.starts_with("step 1: HTTPRoute hr/hr: parent infra-ns/shared-gateway"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("NotAllowedByListeners"),
+        "shows what status holds: {msg}"
+    );
+}
+
+#[test]
+fn a_wrong_backend_fails_the_request_check() {
+    let yaml = format!(
+        "{HEAD}steps:\n- requests:\n  - {{gateway: infra-ns/shared-gateway, port: 80, request: {{path: /careers}}, response: {{statusCodes: [200]}}, backend: product, namespace: product}}\n"
+    );
+    let (report, v) = run("wrong-backend", &yaml);
+    assert_eq!(v.verdict, Verdict::Fail, "{:?}", v.message);
+    let r = report.tally(CheckKind::Request);
+    assert_eq!((r.passed, r.failed, r.total), (0, 1, 1));
+}
+
+#[test]
+fn a_refused_route_gets_404_and_a_right_expectation_passes() {
+    let yaml = format!(
+        "{HEAD}steps:\n- requests:\n  - {{gateway: infra-ns/shared-gateway, port: 80, request: {{path: /hr}}, response: {{statusCodes: [404]}}}}\n  - {{gateway: infra-ns/shared-gateway, port: 80, request: {{path: /product/x}}, backend: product, namespace: product}}\n"
+    );
+    let (report, v) = run("right", &yaml);
+    assert_eq!(v.verdict, Verdict::Pass, "{:?}", v.message);
+    assert_eq!(report.tally(CheckKind::Request).passed, 2);
+}
+
+#[test]
+fn wire_only_requests_count_but_do_not_run() {
+    let yaml = format!(
+        "{HEAD}steps:\n- gateways:\n  - name: infra-ns/shared-gateway\n    addresses: present\n  requests:\n  - {{gateway: infra-ns/shared-gateway, port: 80, request: {{path: /careers}}, backend: careers, wire_only: true}}\n"
+    );
+    let (report, v) = run("wire-only", &yaml);
+    assert_eq!(
+        v.verdict,
+        Verdict::Skip,
+        "nothing could be judged: {:?}",
+        v.message
+    );
+    let r = report.tally(CheckKind::Request);
+    assert_eq!((r.passed, r.not_run, r.total), (0, 1, 1));
+    assert!(
+        report
+            .lines()
+            .contains(&"request checks: 0/1 passed".to_string())
+    );
+}
+
+#[test]
+fn a_failed_edit_fails_the_vector_and_later_checks_count_as_not_run() {
+    let yaml = format!(
+        "{HEAD}steps:\n- gateways:\n  - name: infra-ns/shared-gateway\n    conditions: [{{type: Accepted, status: \"True\"}}]\n- delete: [{{kind: HTTPRoute, namespace: hr, name: nope}}]\n  gateways:\n  - name: infra-ns/shared-gateway\n    conditions: [{{type: Accepted, status: \"True\"}}]\n"
+    );
+    let (report, v) = run("failed-edit", &yaml);
+    assert_eq!(v.verdict, Verdict::Fail);
+    assert_eq!(
+        v.message.as_deref(),
+        Some("step 2: HTTPRoute hr/nope not found")
+    );
+    let s = report.tally(CheckKind::Status);
+    assert_eq!((s.passed, s.not_run, s.total), (1, 1, 2));
+}
+
+#[test]
+fn patches_bump_the_generation_and_the_engine_sees_them() {
+    // Labelling hr lets its route attach; a spec patch bumps the generation.
+    let yaml = format!(
+        "{HEAD}steps:\n- patch:\n  - {{kind: Namespace, name: hr, merge: {{metadata: {{labels: {{shared-gateway-access: \"true\"}}}}}}}}\n  - {{kind: HTTPRoute, namespace: hr, name: hr, merge: {{spec: {{hostnames: [hr.example.com]}}}}, expectGenerationChange: true}}\n  routes:\n  - kind: HTTPRoute\n    name: hr/hr\n    latestConditions: true\n    parents:\n    - parentRef: {{namespace: infra-ns, name: shared-gateway}}\n      conditions: [{{type: Accepted, status: \"True\", reason: Accepted}}]\n  requests:\n  - {{gateway: infra-ns/shared-gateway, port: 80, request: {{host: hr.example.com, path: /hr}}, backend: hr, namespace: hr}}\n"
+    );
+    let (report, v) = run("patch", &yaml);
+    assert_eq!(v.verdict, Verdict::Pass, "{:?}", v.message);
+    let s = report.tally(CheckKind::Status);
+    assert_eq!(
+        (s.passed, s.total),
+        (3, 3),
+        "generation, latestConditions, Accepted"
+    );
+    assert!(v.checks.iter().all(|c| c.outcome == Outcome::Pass));
+}
+
+#[test]
+fn a_missing_manifest_fails_the_setup() {
+    let yaml = "name: T\ncontrollerName: x\nmanifests: [absent.yaml]\nsteps:\n- gateways:\n  - {name: a/b, latestConditions: true}\n";
+    let (report, v) = run("missing-manifest", yaml);
+    assert_eq!(v.verdict, Verdict::Fail);
+    assert!(
+        v.message
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("setup: manifest absent.yaml not found"),
+        "{:?}",
+        v.message
+    );
+    assert_eq!(report.tally(CheckKind::Status).not_run, 1);
+}
+
+#[test]
+fn unknown_fields_make_a_vector_unreadable() {
+    let yaml =
+        format!("{HEAD}steps:\n- gateways:\n  - {{name: infra-ns/shared-gateway, listenrs: []}}\n");
+    let (_, v) = run("unknown-field", &yaml);
+    assert_eq!(v.verdict, Verdict::Fail);
+    assert!(
+        v.message.as_deref().unwrap_or("").contains("listenrs"),
+        "{:?}",
+        v.message
+    );
+}
