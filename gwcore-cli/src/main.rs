@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod check;
 mod common;
+mod serve;
 
 /// Kubernetes Gateway API tooling: check manifests, explain routing, serve.
 #[derive(Parser)]
@@ -19,11 +20,14 @@ struct Cli {
 enum Command {
     /// Load manifests, print diagnostics and the status of every object.
     Check(check::Args),
+    /// Serve Gateways from manifests (watched for changes): the data plane.
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

@@ -1,7 +1,60 @@
 //! # gwcore-proxy — a data plane for gwcore
 //!
-//! Serves the routing table that `gwcore` compiles. The file provider
-//! ([`files`]) reads manifests from files and folders so it runs with no
-//! cluster.
+//! Serves the routing table that `gwcore` compiles: HTTP/1.1 with
+//! keep-alive, HTTP/2 (h2c with prior knowledge, and over TLS by ALPN),
+//! HTTPS listeners terminating TLS with the certificates of their Secrets,
+//! forwarding to backends over pooled connections, WebSocket upgrades, hot
+//! reload without dropping connections, an admin endpoint, and echo
+//! backends for demos and conformance.
+//!
+//! ```text
+//!  files ──FileProvider──▶ Snapshot ──Config::build──▶ Config (tables, endpoints, TLS)
+//!    ▲  poll mtimes                                        │ ArcSwap (whole swap)
+//!    └──────────── reload ◀────────────────────────────────┤
+//!                                                          ▼
+//!  client ──socket per Gateway port──▶ Proxy::handle ──table.find(head)──▶ Decision
+//!                                                          │
+//!                          respond (404/500/redirect) ◀────┴──▶ forward ──▶ backend
+//! ```
+//!
+//! The proxy holds no routing logic of its own: [`gwcore::table`] decides,
+//! and [`route`] maps each decision to an HTTP exchange.
+//!
+//! ```no_run
+//! use gwcore_proxy::provider::{Runtime, RuntimeOptions};
+//! use gwcore_proxy::server::ListenOptions;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut listen = ListenOptions::default();
+//! listen.map.insert(80, "127.0.0.1:8080".parse()?);
+//! let rt = Runtime::start(
+//!     vec!["examples/acme".into()],
+//!     RuntimeOptions {
+//!         controller_name: "example.com/gateway-controller".into(),
+//!         listen,
+//!         echo_backends: true,
+//!     },
+//! )
+//! .await?;
+//! rt.run_until(
+//!     std::time::Duration::from_secs(1),
+//!     std::time::Duration::from_secs(10),
+//!     async { let _ = tokio::signal::ctrl_c().await; },
+//! )
+//! .await;
+//! # Ok(()) }
+//! ```
 
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod echo;
+pub mod endpoints;
 pub mod files;
+pub mod forward;
+pub mod metrics;
+pub mod provider;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,155 @@
+//! `gwcore serve FILE|DIR...`: the data plane with the file provider.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use gwcore_proxy::provider::{Runtime, RuntimeOptions};
+use gwcore_proxy::server::ListenOptions;
+
+/// Arguments of `gwcore serve`.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Manifest files or folders, watched for changes.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Act as this controller: serve the Gateways of GatewayClasses whose
+    /// `spec.controllerName` is this.
+    #[arg(long, default_value = "gwcore.dev/gateway-controller")]
+    controller_name: String,
+    /// Serve Gateway port PORT on ADDR (repeatable), e.g. `80=127.0.0.1:8080`.
+    #[arg(long = "listen", value_name = "PORT=ADDR", value_parser = parse_listen)]
+    listen: Vec<(u16, SocketAddr)>,
+    /// Address for Gateway ports without `--listen`, bound at their own
+    /// number.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Start an echo backend for every Service without endpoints.
+    #[arg(long)]
+    echo_backends: bool,
+    /// Serve /healthz, /readyz, /metrics and /status on this address.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// How often the inputs are checked for changes, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    poll_ms: u64,
+    /// How long open connections may take to finish on SIGTERM/SIGINT, in
+    /// seconds.
+    #[arg(long, default_value_t = 10)]
+    grace_secs: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_listen(s: &str) -> Result<(u16, SocketAddr), String> {
+    let (port, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected PORT=ADDR, got {s:?}"))?;
+    let port = port
+        .parse()
+        .map_err(|e| format!("bad Gateway port {port:?}: {e}"))?;
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("bad address {addr:?} (want IP:PORT): {e}"))?;
+    Ok((port, addr))
+}
+
+pub(crate) fn run(args: Args) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> ExitCode {
+    let opts = RuntimeOptions {
+        controller_name: args.controller_name.clone(),
+        listen: ListenOptions {
+            map: args.listen.iter().copied().collect(),
+            default_ip: args.bind,
+        },
+        echo_backends: args.echo_backends,
+    };
+    let runtime = match Runtime::start(args.paths.clone(), opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cfg = runtime.proxy().config();
+    if cfg.ports.is_empty() {
+        tracing::warn!(
+            controller = %args.controller_name,
+            "no Gateway to serve: does a GatewayClass name this controller (--controller-name)?"
+        );
+    }
+    let _admin = match args.admin {
+        Some(addr) => match gwcore_proxy::admin::serve(runtime.proxy().clone(), addr).await {
+            Ok((local, task)) => {
+                tracing::info!(addr = %local, "admin endpoint");
+                Some(task)
+            }
+            Err(e) => {
+                eprintln!("error: cannot serve the admin endpoint on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    runtime
+        .run_until(
+            Duration::from_millis(args.poll_ms.max(50)),
+            Duration::from_secs(args.grace_secs),
+            shutdown_signal(),
+        )
+        .await;
+    ExitCode::SUCCESS
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

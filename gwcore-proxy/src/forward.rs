@@ -1,0 +1,394 @@
+//! Forwarding a request to one backend endpoint: proxy headers, connection
+//! pools, timeouts and protocol upgrades.
+//!
+//! HTTP/1.1 backends share a keep-alive pool per endpoint (hyper-util's
+//! client, keyed by address). HTTP/2 cleartext backends (`appProtocol:
+//! kubernetes.io/h2c`) get one multiplexed connection per endpoint, opened on
+//! first use and replaced when it closes; the request's authority is kept as
+//! `:authority`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper::client::conn::http2;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use crate::body::Body;
+
+/// How the proxy talks to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendProtocol {
+    /// HTTP/1.1 (the default).
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge.
+    H2c,
+}
+
+impl BackendProtocol {
+    /// From a Service port's `appProtocol`: `kubernetes.io/h2c` means h2c;
+    /// anything else (including `kubernetes.io/ws` and `wss`) is HTTP/1.1.
+    pub fn from_app_protocol(app_protocol: Option<&str>) -> BackendProtocol {
+        match app_protocol {
+            Some("kubernetes.io/h2c") => BackendProtocol::H2c,
+            _ => BackendProtocol::Http1,
+        }
+    }
+}
+
+/// Why forwarding failed, and so what the client is answered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// No connection could be made (503).
+    #[error("backend {0} is unreachable: {1}")]
+    Unreachable(SocketAddr, String),
+    /// The backend did not answer in time (504).
+    #[error("backend {0} did not answer within {1:?}")]
+    Timeout(SocketAddr, Duration),
+    /// The connection broke or the answer was not HTTP (502).
+    #[error("backend {0} failed: {1}")]
+    Failed(SocketAddr, String),
+}
+
+impl ForwardError {
+    /// The status the client gets.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            ForwardError::Unreachable(..) => http::StatusCode::SERVICE_UNAVAILABLE,
+            ForwardError::Timeout(..) => http::StatusCode::GATEWAY_TIMEOUT,
+            ForwardError::Failed(..) => http::StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// Sends requests to backend endpoints over pooled connections.
+#[derive(Debug)]
+pub struct Forwarder {
+    http1: Client<HttpConnector, Body>,
+    h2c: Mutex<HashMap<SocketAddr, http2::SendRequest<Body>>>,
+    connect_timeout: Duration,
+}
+
+impl Default for Forwarder {
+    fn default() -> Self {
+        Forwarder::new(Duration::from_secs(5))
+    }
+}
+
+impl Forwarder {
+    /// A forwarder giving up on a connection attempt after `connect_timeout`.
+    pub fn new(connect_timeout: Duration) -> Forwarder {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(connect_timeout));
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Forwarder {
+            http1,
+            h2c: Mutex::new(HashMap::new()),
+            connect_timeout,
+        }
+    }
+
+    /// Sends `req` (already prepared with [`prepare_request`]) to `addr`,
+    /// waiting at most `timeout` for the response head.
+    pub async fn send(
+        &self,
+        req: Request<Body>,
+        addr: SocketAddr,
+        protocol: BackendProtocol,
+        timeout: Option<Duration>,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        let fut = self.send_inner(req, addr, protocol);
+        match timeout {
+            Some(t) => tokio::time::timeout(t, fut)
+                .await
+                .unwrap_or(Err(ForwardError::Timeout(addr, t))),
+            None => fut.await,
+        }
+    }
+
+    async fn send_inner(
+        &self,
+        mut req: Request<Body>,
+        addr: SocketAddr,
+        protocol: BackendProtocol,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        match protocol {
+            BackendProtocol::Http1 => {
+                *req.uri_mut() = upstream_uri(req.uri(), &addr.to_string());
+                *req.version_mut() = Version::HTTP_11;
+                self.http1.request(req).await.map_err(|e| {
+                    if e.is_connect() {
+                        ForwardError::Unreachable(addr, error_chain(&e))
+                    } else {
+                        ForwardError::Failed(addr, error_chain(&e))
+                    }
+                })
+            }
+            BackendProtocol::H2c => {
+                let authority = req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| addr.to_string());
+                *req.uri_mut() = upstream_uri(req.uri(), &authority);
+                req.headers_mut().remove(header::HOST);
+                *req.version_mut() = Version::HTTP_2;
+                let mut sender = self.h2c_sender(addr).await?;
+                sender
+                    .send_request(req)
+                    .await
+                    .map_err(|e| ForwardError::Failed(addr, error_chain(&e)))
+            }
+        }
+    }
+
+    async fn h2c_sender(&self, addr: SocketAddr) -> Result<http2::SendRequest<Body>, ForwardError> {
+        {
+            // Held only to clone or remove an entry, never across an await.
+            let mut conns = self.h2c.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = conns.get(&addr) {
+                if !s.is_closed() {
+                    return Ok(s.clone());
+                }
+                conns.remove(&addr);
+            }
+        }
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ForwardError::Unreachable(addr, "connect timed out".into()))?
+            .map_err(|e| ForwardError::Unreachable(addr, e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| ForwardError::Unreachable(addr, error_chain(&e)))?;
+        tokio::spawn(conn);
+        sender
+            .ready()
+            .await
+            .map_err(|e| ForwardError::Unreachable(addr, error_chain(&e)))?;
+        let mut conns = self.h2c.lock().unwrap_or_else(|e| e.into_inner());
+        conns.insert(addr, sender.clone());
+        Ok(sender)
+    }
+}
+
+fn upstream_uri(uri: &Uri, authority: &str) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Authority::try_from(authority).ok();
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Who sent a request to the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Whether it came over TLS.
+    pub tls: bool,
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers: the fixed list, `Upgrade` unless `keep_upgrade`,
+/// and every header the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        if !(keep_upgrade && n == header::UPGRADE) {
+            headers.remove(n);
+        }
+    }
+    for n in &HOP_BY_HOP {
+        headers.remove(n);
+    }
+    if !keep_upgrade {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Turns a request received from a client into the one sent to a backend:
+/// hop-by-hop headers removed (a WebSocket upgrade is kept), `Host` set from
+/// the request's authority (HTTP/2 clients send none), and the standard
+/// proxy headers: `X-Forwarded-For` (appended), `X-Forwarded-Proto`,
+/// `X-Forwarded-Host` (kept when a previous proxy set it) and `Via`.
+pub fn prepare_request(parts: &mut http::request::Parts, client: &ClientInfo) {
+    let upgrade = crate::echo::is_websocket_parts(&parts.headers);
+    remove_hop_by_hop(&mut parts.headers, upgrade);
+    if upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let host = match parts.headers.get(header::HOST) {
+        Some(h) => Some(h.clone()),
+        None => parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
+    if let Some(host) = &host {
+        parts.headers.insert(header::HOST, host.clone());
+        if !parts.headers.contains_key("x-forwarded-host") {
+            parts.headers.insert("x-forwarded-host", host.clone());
+        }
+    }
+    let ip = client.peer.ip().to_string();
+    let xff = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        parts.headers.insert("x-forwarded-for", v);
+    }
+    parts.headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if client.tls { "https" } else { "http" }),
+    );
+    let via = match parts.version {
+        Version::HTTP_10 => "1.0 gwcore",
+        Version::HTTP_2 => "2 gwcore",
+        _ => "1.1 gwcore",
+    };
+    parts
+        .headers
+        .append(header::VIA, HeaderValue::from_static(via));
+}
+
+/// Cleans a backend's response for the client: hop-by-hop headers removed,
+/// except on `101 Switching Protocols`.
+pub fn prepare_response<B>(resp: &mut Response<B>) {
+    let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    remove_hop_by_hop(resp.headers_mut(), switching);
+    if switching {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(req: Request<()>) -> http::request::Parts {
+        req.into_parts().0
+    }
+
+    #[test]
+    fn proxy_headers_are_added_and_hop_by_hop_removed() {
+        let mut p = parts(
+            Request::builder()
+                .uri("/a?b=1")
+                .header("host", "example.com")
+                .header("connection", "keep-alive, x-private")
+                .header("x-private", "secret")
+                .header("keep-alive", "timeout=5")
+                .header("te", "trailers")
+                .header("x-forwarded-for", "10.1.1.1")
+                .body(())
+                .unwrap(),
+        );
+        let client = ClientInfo {
+            peer: "192.0.2.7:5555".parse().unwrap(),
+            tls: false,
+        };
+        prepare_request(&mut p, &client);
+        let h = &p.headers;
+        assert!(h.get("x-private").is_none(), "named by Connection");
+        assert!(h.get("connection").is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get("te").is_none());
+        assert_eq!(h["x-forwarded-for"], "10.1.1.1, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "example.com");
+        assert_eq!(h["via"], "1.1 gwcore");
+        assert_eq!(h["host"], "example.com");
+    }
+
+    #[test]
+    fn http2_authority_becomes_host_and_websocket_upgrade_is_kept() {
+        let mut p = parts(
+            Request::builder()
+                .uri("https://example.com:8443/ws")
+                .version(Version::HTTP_2)
+                .header("upgrade", "websocket")
+                .header("connection", "Upgrade")
+                .body(())
+                .unwrap(),
+        );
+        let client = ClientInfo {
+            peer: "[::1]:1".parse().unwrap(),
+            tls: true,
+        };
+        prepare_request(&mut p, &client);
+        assert_eq!(p.headers["host"], "example.com:8443");
+        assert_eq!(p.headers["upgrade"], "websocket");
+        assert_eq!(p.headers["connection"], "upgrade");
+        assert_eq!(p.headers["x-forwarded-proto"], "https");
+        assert_eq!(p.headers["via"], "2 gwcore");
+    }
+
+    #[test]
+    fn app_protocol_h2c_selects_http2() {
+        assert_eq!(
+            BackendProtocol::from_app_protocol(Some("kubernetes.io/h2c")),
+            BackendProtocol::H2c
+        );
+        assert_eq!(
+            BackendProtocol::from_app_protocol(Some("kubernetes.io/ws")),
+            BackendProtocol::Http1
+        );
+        assert_eq!(
+            BackendProtocol::from_app_protocol(None),
+            BackendProtocol::Http1
+        );
+    }
+}

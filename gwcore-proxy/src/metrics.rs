@@ -1,0 +1,253 @@
+//! Request metrics in the Prometheus text format.
+//!
+//! One series per (gateway, route, backend): request counts by status code
+//! and a latency histogram. Recording takes a read lock and a few atomic
+//! increments; a new series takes the write lock once.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// What a request is counted under.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesKey {
+    /// The Gateway, `namespace/name` (empty when no Gateway serves the port).
+    pub gateway: String,
+    /// The route, `Kind namespace/name` (empty when no route matched).
+    pub route: String,
+    /// The backend, `namespace/service:port` (empty when not forwarded).
+    pub backend: String,
+}
+
+struct Series {
+    /// Count per status code 100..=599, at index `code - 100`.
+    codes: Box<[AtomicU64; 500]>,
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Series {
+    fn new() -> Series {
+        Series {
+            codes: Box::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Counters of requests and reloads.
+#[derive(Default)]
+pub struct Metrics {
+    series: RwLock<HashMap<SeriesKey, Arc<Series>>>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    reloads_unchanged: AtomicU64,
+    generation: AtomicU64,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// How a reload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// A new configuration is served.
+    Applied,
+    /// The new input was refused; the last good configuration stays.
+    Failed,
+    /// The input changed nothing that is served.
+    Unchanged,
+}
+
+impl Metrics {
+    /// Counts one answered request.
+    pub fn record(&self, key: &SeriesKey, status: u16, latency: Duration) {
+        let series = {
+            let map = self.series.read().unwrap_or_else(|e| e.into_inner());
+            map.get(key).cloned()
+        };
+        let series = match series {
+            Some(s) => s,
+            None => {
+                let mut map = self.series.write().unwrap_or_else(|e| e.into_inner());
+                map.entry(key.clone())
+                    .or_insert_with(|| Arc::new(Series::new()))
+                    .clone()
+            }
+        };
+        if let Some(c) = status
+            .checked_sub(100)
+            .and_then(|i| series.codes.get(usize::from(i)))
+        {
+            c.fetch_add(1, Relaxed);
+        }
+        let secs = latency.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            series.buckets[i].fetch_add(1, Relaxed);
+        }
+        series.count.fetch_add(1, Relaxed);
+        series.sum_micros.fetch_add(
+            u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+    }
+
+    /// Counts a reload.
+    pub fn record_reload(&self, outcome: ReloadOutcome, generation: u64) {
+        match outcome {
+            ReloadOutcome::Applied => &self.reloads_ok,
+            ReloadOutcome::Failed => &self.reloads_failed,
+            ReloadOutcome::Unchanged => &self.reloads_unchanged,
+        }
+        .fetch_add(1, Relaxed);
+        self.generation.store(generation, Relaxed);
+    }
+
+    /// The number of requests counted under `key` with status `code`.
+    pub fn count(&self, key: &SeriesKey, code: u16) -> u64 {
+        let map = self.series.read().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .and_then(|s| s.codes.get(usize::from(code.checked_sub(100)?)))
+            .map_or(0, |c| c.load(Relaxed))
+    }
+
+    /// Everything, in the Prometheus text exposition format, series sorted.
+    pub fn render(&self) -> String {
+        let mut series: Vec<(SeriesKey, Arc<Series>)> = {
+            let map = self.series.read().unwrap_or_else(|e| e.into_inner());
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = String::new();
+        out.push_str("# HELP gwcore_requests_total Requests answered, by gateway, route, backend and status code.\n");
+        out.push_str("# TYPE gwcore_requests_total counter\n");
+        for (k, s) in &series {
+            for (i, c) in s.codes.iter().enumerate() {
+                let n = c.load(Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "gwcore_requests_total{{{},code=\"{}\"}} {n}",
+                        labels(k),
+                        i + 100
+                    );
+                }
+            }
+        }
+        out.push_str(
+            "# HELP gwcore_request_duration_seconds Time from request head to response head.\n",
+        );
+        out.push_str("# TYPE gwcore_request_duration_seconds histogram\n");
+        for (k, s) in &series {
+            let l = labels(k);
+            let mut cumulative = 0;
+            for (b, c) in BUCKETS.iter().zip(&s.buckets) {
+                cumulative += c.load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "gwcore_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {cumulative}"
+                );
+            }
+            let count = s.count.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "gwcore_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {count}"
+            );
+            let sum = s.sum_micros.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "gwcore_request_duration_seconds_sum{{{l}}} {sum}");
+            let _ = writeln!(out, "gwcore_request_duration_seconds_count{{{l}}} {count}");
+        }
+        out.push_str("# HELP gwcore_reloads_total Configuration reloads, by result.\n");
+        out.push_str("# TYPE gwcore_reloads_total counter\n");
+        for (result, c) in [
+            ("applied", &self.reloads_ok),
+            ("failed", &self.reloads_failed),
+            ("unchanged", &self.reloads_unchanged),
+        ] {
+            let _ = writeln!(
+                out,
+                "gwcore_reloads_total{{result=\"{result}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP gwcore_config_generation Generation of the configuration being served.\n",
+        );
+        out.push_str("# TYPE gwcore_config_generation gauge\n");
+        let _ = writeln!(
+            out,
+            "gwcore_config_generation {}",
+            self.generation.load(Relaxed)
+        );
+        out
+    }
+}
+
+fn labels(k: &SeriesKey) -> String {
+    format!(
+        "gateway=\"{}\",route=\"{}\",backend=\"{}\"",
+        escape(&k.gateway),
+        escape(&k.route),
+        escape(&k.backend)
+    )
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_code_and_fills_cumulative_buckets() {
+        let m = Metrics::default();
+        let k = SeriesKey {
+            gateway: "infra/gw".into(),
+            route: "HTTPRoute a/\"b\"".into(),
+            backend: "a/svc:80".into(),
+        };
+        m.record(&k, 200, Duration::from_millis(2));
+        m.record(&k, 200, Duration::from_millis(30));
+        m.record(&k, 503, Duration::from_secs(10));
+        assert_eq!(m.count(&k, 200), 2);
+        assert_eq!(m.count(&k, 503), 1);
+        let text = m.render();
+        let l = r#"gateway="infra/gw",route="HTTPRoute a/\"b\"",backend="a/svc:80""#;
+        assert!(
+            text.contains(&format!("gwcore_requests_total{{{l},code=\"200\"}} 2\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("gwcore_requests_total{{{l},code=\"503\"}} 1\n")));
+        assert!(text.contains(&format!(
+            "gwcore_request_duration_seconds_bucket{{{l},le=\"0.0025\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "gwcore_request_duration_seconds_bucket{{{l},le=\"0.05\"}} 2\n"
+        )));
+        assert!(text.contains(&format!(
+            "gwcore_request_duration_seconds_bucket{{{l},le=\"5\"}} 2\n"
+        )));
+        assert!(text.contains(&format!(
+            "gwcore_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} 3\n"
+        )));
+        assert!(text.contains(&format!("gwcore_request_duration_seconds_count{{{l}}} 3\n")));
+    }
+}

@@ -1,0 +1,374 @@
+//! The file provider: reads manifests, watches them, and reloads.
+//!
+//! Watching polls: every interval it lists the manifest files under the
+//! given paths and compares each file's length and modification time with
+//! the last look. Polling needs no platform API, sees files replaced by
+//! rename (as editors and `kubectl`-style tools write them), and costs one
+//! `stat` per file per interval.
+//!
+//! A reload never makes things worse:
+//! - input with load errors is refused; the last good configuration keeps
+//!   serving, and the errors are logged and shown on `/status`;
+//! - input whose objects equal the served ones changes nothing (no new
+//!   generation, no socket touched);
+//! - otherwise a new [`Config`] is built and swapped in whole.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use gwcore::Snapshot;
+use gwcore::load::Loaded;
+use gwcore::model::{Kind, ObjectKey};
+
+use crate::config::{BuildOptions, Config};
+use crate::echo::{EchoIdentity, EchoServer};
+use crate::endpoints::Endpoints;
+use crate::metrics::ReloadOutcome;
+use crate::proxy::{Proxy, ReloadError};
+use crate::server::{ListenOptions, Server};
+
+/// One look at the inputs: every manifest file with its length and mtime.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stamp(Vec<(PathBuf, u64, Option<SystemTime>)>);
+
+/// Reads manifests from files and folders.
+#[derive(Debug, Clone)]
+pub struct FileProvider {
+    paths: Vec<PathBuf>,
+    last: Option<Stamp>,
+}
+
+impl FileProvider {
+    /// A provider for `paths` (files or folders, walked recursively).
+    pub fn new(paths: Vec<PathBuf>) -> FileProvider {
+        FileProvider { paths, last: None }
+    }
+
+    /// The inputs' current stamp. A path that cannot be read gets an entry
+    /// of its own so that its coming back counts as a change.
+    pub fn stamp(&self) -> Stamp {
+        let files = match crate::files::manifest_files(&self.paths) {
+            Ok(f) => f,
+            Err((p, _)) => return Stamp(vec![(p, u64::MAX, None)]),
+        };
+        Stamp(
+            files
+                .into_iter()
+                .map(|f| {
+                    let meta = std::fs::metadata(&f).ok();
+                    let len = meta.as_ref().map_or(u64::MAX, |m| m.len());
+                    let mtime = meta.and_then(|m| m.modified().ok());
+                    (f, len, mtime)
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether the inputs changed since the last call (the first call says
+    /// yes).
+    pub fn changed(&mut self) -> bool {
+        let now = self.stamp();
+        let changed = self.last.as_ref() != Some(&now);
+        self.last = Some(now);
+        changed
+    }
+
+    /// Reads every manifest.
+    pub fn load(&self) -> Loaded {
+        crate::files::read_manifests(&self.paths)
+    }
+}
+
+/// Echo backends for Services without endpoints, started on demand.
+#[derive(Debug, Default)]
+pub struct EchoBackends {
+    servers: BTreeMap<ObjectKey, EchoServer>,
+}
+
+impl EchoBackends {
+    /// Echo backends listening on ephemeral ports of `127.0.0.1`.
+    pub fn new() -> EchoBackends {
+        EchoBackends::default()
+    }
+
+    /// Starts an echo server for every Service of `snapshot` that has no
+    /// endpoint, stops those whose Service is gone or has endpoints now, and
+    /// returns the address of each.
+    pub async fn sync(
+        &mut self,
+        snapshot: &Snapshot,
+    ) -> std::io::Result<BTreeMap<ObjectKey, SocketAddr>> {
+        let endpoints = Endpoints::from_snapshot(snapshot);
+        let wanted: Vec<ObjectKey> = snapshot
+            .of_kind(Kind::Service)
+            .map(|o| o.key())
+            .filter(|k| !endpoints.has_service(k))
+            .collect();
+        self.servers.retain(|k, _| wanted.contains(k));
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        for k in wanted {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.servers.entry(k) {
+                let k = slot.key();
+                let id = EchoIdentity::new(k.namespace.clone(), k.name.clone(), 0);
+                let server = EchoServer::start(id, SocketAddr::new(ip, 0)).await?;
+                tracing::info!(service = %k, addr = %server.addr(), "echo backend started");
+                slot.insert(server);
+            }
+        }
+        Ok(self
+            .servers
+            .iter()
+            .map(|(k, s)| (k.clone(), s.addr()))
+            .collect())
+    }
+}
+
+/// Now, as RFC 3339 in UTC with second precision.
+pub fn now_rfc3339() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    rfc3339(secs)
+}
+
+/// Formats seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn rfc3339(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Options of [`Runtime::start`].
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Our `controllerName`.
+    pub controller_name: String,
+    /// Where Gateway ports are served.
+    pub listen: ListenOptions,
+    /// Whether to start echo backends for Services without endpoints.
+    /// Default is `false`.
+    pub echo_backends: bool,
+}
+
+/// Why the first configuration could not be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The manifests have errors.
+    #[error("the manifests have errors:\n{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    /// An echo backend could not start.
+    #[error("cannot start an echo backend: {0}")]
+    Echo(#[from] std::io::Error),
+}
+
+/// A running proxy fed by a [`FileProvider`]: the state, the sockets, the
+/// echo backends, and what a reload needs.
+#[derive(Debug)]
+pub struct Runtime {
+    proxy: Arc<Proxy>,
+    server: Server,
+    provider: FileProvider,
+    echo: Option<EchoBackends>,
+    opts: RuntimeOptions,
+}
+
+impl Runtime {
+    /// Loads the inputs, builds the first configuration, binds its ports.
+    /// Fails when the first load has errors: there is no good configuration
+    /// to fall back on.
+    pub async fn start(paths: Vec<PathBuf>, opts: RuntimeOptions) -> Result<Runtime, StartError> {
+        let mut provider = FileProvider::new(paths);
+        provider.changed();
+        let loaded = provider.load();
+        if loaded.has_errors() {
+            return Err(StartError::Invalid(error_lines(&loaded)));
+        }
+        for d in &loaded.diagnostics {
+            tracing::warn!("{d}");
+        }
+        let snapshot = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
+        let mut echo = opts.echo_backends.then(EchoBackends::new);
+        let extra = match &mut echo {
+            Some(e) => e.sync(&snapshot).await?,
+            None => BTreeMap::new(),
+        };
+        let config = Config::build(
+            1,
+            snapshot,
+            loaded.diagnostics,
+            &build_options(&opts),
+            &extra,
+        );
+        let proxy = Proxy::new(config);
+        proxy.metrics().record_reload(ReloadOutcome::Applied, 1);
+        let mut server = Server::new(proxy.clone(), opts.listen.clone());
+        server.reconcile().await;
+        proxy.set_ready(true);
+        Ok(Runtime {
+            proxy,
+            server,
+            provider,
+            echo,
+            opts,
+        })
+    }
+
+    /// The shared state.
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+
+    /// The local address serving Gateway port `port`.
+    pub fn local_addr(&self, port: u16) -> Option<SocketAddr> {
+        self.server.local_addr(port)
+    }
+
+    /// Reloads if the inputs changed since the last look; `None` when they
+    /// did not.
+    pub async fn poll(&mut self) -> Option<ReloadOutcome> {
+        if !self.provider.changed() {
+            return None;
+        }
+        Some(self.reload().await)
+    }
+
+    /// Reads the inputs and serves them if they are good and different.
+    pub async fn reload(&mut self) -> ReloadOutcome {
+        let loaded = self.provider.load();
+        let current = self.proxy.config();
+        let outcome = if loaded.has_errors() {
+            let errors = error_lines(&loaded);
+            for e in &errors {
+                tracing::error!(target: "gwcore::reload", "{e}");
+            }
+            tracing::error!(
+                target: "gwcore::reload",
+                generation = current.generation,
+                "reload refused; still serving the last good configuration"
+            );
+            self.proxy.set_reload_error(ReloadError {
+                at: now_rfc3339(),
+                errors,
+            });
+            ReloadOutcome::Failed
+        } else {
+            let snapshot = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
+            if snapshot == current.snapshot {
+                ReloadOutcome::Unchanged
+            } else {
+                match self
+                    .build(snapshot, loaded.diagnostics, current.generation + 1)
+                    .await
+                {
+                    Ok(config) => {
+                        let generation = config.generation;
+                        self.proxy.swap(config);
+                        self.server.reconcile().await;
+                        tracing::info!(target: "gwcore::reload", generation, "configuration applied");
+                        ReloadOutcome::Applied
+                    }
+                    Err(e) => {
+                        tracing::error!(target: "gwcore::reload", error = %e, "reload refused");
+                        self.proxy.set_reload_error(ReloadError {
+                            at: now_rfc3339(),
+                            errors: vec![e.to_string()],
+                        });
+                        ReloadOutcome::Failed
+                    }
+                }
+            }
+        };
+        self.proxy
+            .metrics()
+            .record_reload(outcome, self.proxy.config().generation);
+        outcome
+    }
+
+    async fn build(
+        &mut self,
+        snapshot: Snapshot,
+        diagnostics: Vec<gwcore::load::Diagnostic>,
+        generation: u64,
+    ) -> std::io::Result<Config> {
+        let extra = match &mut self.echo {
+            Some(e) => e.sync(&snapshot).await?,
+            None => BTreeMap::new(),
+        };
+        Ok(Config::build(
+            generation,
+            snapshot,
+            diagnostics,
+            &build_options(&self.opts),
+            &extra,
+        ))
+    }
+
+    /// Polls the inputs every `interval` until `stop` resolves, then drains
+    /// open connections for at most `grace`.
+    pub async fn run_until(
+        mut self,
+        interval: Duration,
+        grace: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tick.tick() => { self.poll().await; }
+            }
+        }
+        tracing::info!("draining connections");
+        self.proxy.set_ready(false);
+        self.server.shutdown(grace).await;
+    }
+}
+
+fn build_options(opts: &RuntimeOptions) -> BuildOptions {
+    BuildOptions {
+        controller_name: opts.controller_name.clone(),
+        now: now_rfc3339(),
+    }
+}
+
+fn error_lines(loaded: &Loaded) -> Vec<String> {
+    loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == gwcore::load::Severity::Error)
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_dates_across_leap_years() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_767_225_599), "2025-12-31T23:59:59Z");
+    }
+}

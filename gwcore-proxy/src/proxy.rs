@@ -1,0 +1,168 @@
+//! The proxy's shared state: the configuration being served (swapped whole
+//! on reload), the backend connection pools, metrics, and the answer to each
+//! request.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use crate::body::Body;
+use crate::config::Config;
+use crate::forward::Forwarder;
+use crate::metrics::Metrics;
+use crate::server::{BoundPort, ConnInfo};
+
+/// A refused reload, kept until the next good one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadError {
+    /// When it happened (RFC 3339).
+    pub at: String,
+    /// What was wrong, one line per problem.
+    pub errors: Vec<String>,
+}
+
+/// Everything a request needs, shared by all connections.
+pub struct Proxy {
+    config: ArcSwap<Config>,
+    pub(crate) forwarder: Forwarder,
+    metrics: Metrics,
+    reload_error: Mutex<Option<ReloadError>>,
+    listeners: Mutex<(Vec<BoundPort>, BTreeMap<u16, String>)>,
+    ready: AtomicBool,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("generation", &self.config.load().generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// A proxy serving `initial`.
+    pub fn new(initial: Config) -> Arc<Proxy> {
+        Arc::new(Proxy {
+            config: ArcSwap::from_pointee(initial),
+            forwarder: Forwarder::default(),
+            metrics: Metrics::default(),
+            reload_error: Mutex::new(None),
+            listeners: Mutex::new((Vec::new(), BTreeMap::new())),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// The configuration being served now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Serves `next` from now on. Requests already running keep the
+    /// configuration they loaded.
+    pub fn swap(&self, next: Config) {
+        self.config.store(Arc::new(next));
+        *self.reload_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Records a refused reload (the served configuration is unchanged).
+    pub fn set_reload_error(&self, err: ReloadError) {
+        *self.reload_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(err);
+    }
+
+    /// The last refused reload, if no good one came since.
+    pub fn reload_error(&self) -> Option<ReloadError> {
+        self.reload_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Marks the proxy ready (the first configuration is served).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether the first configuration is served and every port is bound.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+            && self
+                .listeners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .1
+                .is_empty()
+    }
+
+    pub(crate) fn set_listeners(&self, bound: Vec<BoundPort>, errors: BTreeMap<u16, String>) {
+        *self.listeners.lock().unwrap_or_else(|e| e.into_inner()) = (bound, errors);
+    }
+
+    /// What `/status` shows: the served generation's statuses, the sockets,
+    /// and the last refused reload.
+    pub fn status_json(&self) -> serde_json::Value {
+        let mut v = self.config().status_json();
+        let (bound, errors) = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("listeners".into(), serde_json::json!(bound));
+            obj.insert("listenerErrors".into(), serde_json::json!(errors));
+            obj.insert("reloadError".into(), serde_json::json!(self.reload_error()));
+        }
+        v
+    }
+
+    /// Answers one request received on a connection.
+    pub async fn handle(
+        self: &Arc<Self>,
+        conn: &ConnInfo,
+        req: Request<Incoming>,
+    ) -> Response<Body> {
+        let start = Instant::now();
+        let cfg = self.config();
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let version = req.version();
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| uri.authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let answered = crate::route::answer(self, &cfg, conn, req).await;
+        let status = answered.response.status().as_u16();
+        let elapsed = start.elapsed();
+        self.metrics.record(&answered.series, status, elapsed);
+        tracing::info!(
+            target: "gwcore::access",
+            client = %conn.client.peer,
+            port = conn.port,
+            method = %method,
+            host = %host,
+            uri = %uri,
+            version = ?version,
+            status,
+            micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            gateway = %answered.series.gateway,
+            route = %answered.series.route,
+            backend = %answered.series.backend,
+            matched = %answered.provenance,
+            generation = cfg.generation,
+        );
+        answered.response
+    }
+}

@@ -1,0 +1,456 @@
+//! The one place where the table's decision becomes an HTTP exchange.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gwcore::attachments::BackendTarget;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use gwcore::model::ObjectKey;
+use gwcore::table::{
+    Action, BackendAction, Decision, Forward, RedirectTo, RequestHead, Respond, RespondReason,
+    parse_duration,
+};
+
+use crate::body::{Body, empty, full, incoming};
+use crate::config::Config;
+use crate::forward::{BackendProtocol, ForwardError, prepare_request, prepare_response};
+use crate::metrics::SeriesKey;
+use crate::proxy::Proxy;
+use crate::server::ConnInfo;
+
+/// A request's answer, with what it is counted and logged under.
+#[derive(Debug)]
+pub struct Answered {
+    /// The response.
+    pub response: Response<Body>,
+    /// The metrics series.
+    pub series: SeriesKey,
+    /// Which listener, route, rule and match decided (empty when none did).
+    pub provenance: String,
+}
+
+/// How to forward: the rule's timeouts and retry policy, parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwardPolicy {
+    /// `timeouts.request`: the whole exchange, retries included.
+    pub request_timeout: Option<Duration>,
+    /// `timeouts.backendRequest`: each attempt.
+    pub backend_timeout: Option<Duration>,
+    /// `retry`, when the rule has one.
+    pub retry: Option<RetryPolicy>,
+}
+
+/// HTTPRouteRetry, parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Statuses that are retried.
+    pub codes: Vec<u16>,
+    /// Retries after the first attempt.
+    pub attempts: u32,
+    /// Wait between attempts.
+    pub backoff: Duration,
+}
+
+/// Bodies up to this size are kept so a retry can send them again; a
+/// larger body is streamed and its request is not retried.
+const RETRY_BODY_LIMIT: usize = 1 << 20;
+
+/// Reads a whole body of at most `limit` bytes; `None` when it is larger
+/// or breaks.
+async fn collect_limited<B>(mut body: B, limit: usize) -> Option<Bytes>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return None };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return None;
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Some(buf.freeze())
+}
+
+/// A response with only a status and a short text body.
+pub fn status_response(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Forwards a request to one Service port: picks a ready endpoint, applies
+/// the policy's timeouts and retries, and tunnels protocol upgrades.
+///
+/// Spec (HTTPBackendRef): "When a HTTPBackendRef refers to a Service that
+/// has no ready endpoints, implementations SHOULD return a 503 for requests
+/// to that backend instead [of 500]." A connection refused by every attempt
+/// is answered the same way.
+pub async fn forward(
+    proxy: &Arc<Proxy>,
+    cfg: &Config,
+    conn: &ConnInfo,
+    req: Request<Body>,
+    target: &BackendTarget,
+    policy: &ForwardPolicy,
+) -> Response<Body> {
+    let addrs = cfg.endpoints.get(&target.service, target.port);
+    if addrs.is_empty() {
+        return status_response(StatusCode::SERVICE_UNAVAILABLE, "no ready endpoints\n");
+    }
+    let protocol = BackendProtocol::from_app_protocol(target.app_protocol.as_deref());
+    let (mut parts, body) = req.into_parts();
+    let client_upgrade = if crate::echo::is_websocket_parts(&parts.headers) {
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    } else {
+        None
+    };
+    prepare_request(&mut parts, &conn.client);
+
+    let deadline = policy.request_timeout.map(|t| Instant::now() + t);
+    let retry = policy.retry.as_ref().filter(|r| r.attempts > 0);
+    // Retries need the body again; keep it when small enough.
+    let (replay, mut body) = match retry {
+        Some(_) => match collect_limited(body, RETRY_BODY_LIMIT).await {
+            Some(b) => (Some(b.clone()), Some(full(b))),
+            None => {
+                return status_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large to retry\n",
+                );
+            }
+        },
+        None => (None, Some(body)),
+    };
+    let attempts = 1 + retry.map_or(0, |r| r.attempts);
+    let mut last: Option<Result<Response<Incoming>, ForwardError>> = None;
+    for attempt in 0..attempts {
+        if attempt > 0
+            && let Some(r) = retry
+        {
+            tokio::time::sleep(r.backoff).await;
+        }
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if remaining == Some(Duration::ZERO) {
+            break;
+        }
+        let timeout = match (remaining, policy.backend_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let this_body = match (&replay, body.take()) {
+            (Some(b), _) => full(b.clone()),
+            (None, Some(b)) => b,
+            (None, None) => break,
+        };
+        let mut attempt_parts = parts.clone();
+        if attempt > 0 {
+            attempt_parts.extensions = http::Extensions::new();
+        }
+        let req = Request::from_parts(attempt_parts, this_body);
+        let addr = addrs[fastrand::usize(..addrs.len())];
+        let result = proxy.forwarder.send(req, addr, protocol, timeout).await;
+        let retryable = match (&result, retry) {
+            (Ok(resp), Some(r)) => r.codes.contains(&resp.status().as_u16()),
+            (Err(ForwardError::Unreachable(..)), Some(_)) => true,
+            (Err(ForwardError::Failed(..)), Some(_)) => true,
+            _ => false,
+        };
+        last = Some(result);
+        if !retryable {
+            break;
+        }
+    }
+    let resp = match last {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, "forward failed");
+            let text = match e.status() {
+                StatusCode::GATEWAY_TIMEOUT => "backend timed out\n",
+                StatusCode::SERVICE_UNAVAILABLE => "backend unreachable\n",
+                _ => "bad gateway\n",
+            };
+            return status_response(e.status(), text);
+        }
+        None => return status_response(StatusCode::GATEWAY_TIMEOUT, "request timed out\n"),
+    };
+    let mut resp = resp;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        match (
+            client_upgrade,
+            resp.extensions_mut().remove::<hyper::upgrade::OnUpgrade>(),
+        ) {
+            (Some(client), Some(backend)) => {
+                tokio::spawn(tunnel(client, backend));
+            }
+            _ => {
+                return status_response(
+                    StatusCode::BAD_GATEWAY,
+                    "backend switched protocols unasked\n",
+                );
+            }
+        }
+    }
+    prepare_response(&mut resp);
+    resp.map(incoming)
+}
+
+/// Copies bytes both ways between an upgraded client and backend until
+/// either side closes. The tunnel owns both ends; a reload does not touch it.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade) {
+    let (Ok(client), Ok(backend)) = (client.await, backend.await) else {
+        return;
+    };
+    let mut client = TokioIo::new(client);
+    let mut backend = TokioIo::new(backend);
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+}
+
+/// The metrics label of a route: `Kind namespace/name`.
+fn route_label(key: &ObjectKey) -> String {
+    format!("{} {}/{}", key.kind, key.namespace, key.name)
+}
+
+/// The metrics label of a backend: `namespace/service:port`.
+fn backend_label(t: &BackendTarget) -> String {
+    format!("{}/{}:{}", t.service.namespace, t.service.name, t.port)
+}
+
+/// Where a decision came from, for the access log:
+/// `listener=ns/gw/http route=HTTPRoute ns/name rule=0(name) match=1`.
+fn provenance(d: &Decision<'_>) -> String {
+    let mut s = String::new();
+    if let Some(l) = d.listener {
+        s.push_str(&format!(
+            "listener={}/{}/{}",
+            l.source.namespace, l.source.name, l.name
+        ));
+    }
+    if let Some(m) = &d.matched {
+        s.push_str(&format!(
+            " route={} rule={}",
+            route_label(m.route()),
+            m.rule_index()
+        ));
+        if let Some(n) = m.rule_name() {
+            s.push_str(&format!("({n})"));
+        }
+        s.push_str(&format!(" match={}", m.match_index()));
+    }
+    s
+}
+
+/// The answer the gateway makes itself for a [`Respond`].
+fn respond(r: &Respond) -> Response<Body> {
+    let status = r.status();
+    let text = match r.reason {
+        RespondReason::NoListener => "no listener accepts this host\n",
+        RespondReason::Misdirected => {
+            "this host is served by another listener; use a connection with its SNI\n"
+        }
+        RespondReason::BadPath(_) => "the request path cannot be normalized\n",
+        RespondReason::NoRoute => "no route matches\n",
+        RespondReason::NoBackends | RespondReason::InvalidBackends => {
+            "no valid backend for this route\n"
+        }
+        RespondReason::UnsupportedFilter => "the route has a filter that cannot be applied\n",
+        _ => "",
+    };
+    let mut resp = if text.is_empty() {
+        Response::new(empty())
+    } else {
+        status_response(status, text)
+    };
+    *resp.status_mut() = status;
+    for (k, v) in &r.headers {
+        resp.headers_mut().append(k, v.clone());
+    }
+    resp
+}
+
+fn redirect(r: &RedirectTo) -> Response<Body> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = r.status;
+    if let Ok(v) = http::HeaderValue::from_str(&r.location) {
+        resp.headers_mut().insert(http::header::LOCATION, v);
+    }
+    resp
+}
+
+/// A zero timeout disables it (spec: "Setting a timeout to the zero
+/// duration (e.g. "0s") SHOULD disable the timeout completely").
+fn enabled(t: Option<Duration>) -> Option<Duration> {
+    t.filter(|d| !d.is_zero())
+}
+
+/// The rule's timeouts and retry policy as the forwarder uses them.
+///
+/// Retry (GEP-1731): `codes` are the statuses retried; a connection that
+/// cannot be made or breaks is retried too. When `attempts` is not given,
+/// we retry once; `backoff` defaults to none.
+fn policy(f: &Forward<'_>) -> ForwardPolicy {
+    let t = f.timeouts();
+    ForwardPolicy {
+        request_timeout: enabled(t.request),
+        backend_timeout: enabled(t.backend_request),
+        retry: f.retry().map(|r| RetryPolicy {
+            codes: r
+                .codes
+                .iter()
+                .filter_map(|c| u16::try_from(*c).ok())
+                .collect(),
+            attempts: r.attempts.map_or(1, |a| u32::try_from(a).unwrap_or(0)),
+            backoff: r
+                .backoff
+                .as_deref()
+                .and_then(parse_duration)
+                .unwrap_or_default(),
+        }),
+    }
+}
+
+/// Sends a copy of a request to a mirror target and drops the answer.
+/// Spec (RequestMirror): "Responses from the mirrored backends are
+/// ignored"; the copy is sent on its own task, so it never delays the
+/// response.
+fn mirror(
+    proxy: &Arc<Proxy>,
+    cfg: &Arc<Config>,
+    conn: &ConnInfo,
+    parts: &http::request::Parts,
+    body: Bytes,
+    target: &BackendTarget,
+) {
+    let addrs = cfg.endpoints.get(&target.service, target.port);
+    if addrs.is_empty() {
+        return;
+    }
+    let addr = addrs[fastrand::usize(..addrs.len())];
+    let mut p = parts.clone();
+    p.extensions = http::Extensions::new();
+    prepare_request(&mut p, &conn.client);
+    let protocol = BackendProtocol::from_app_protocol(target.app_protocol.as_deref());
+    let proxy = proxy.clone();
+    tokio::spawn(async move {
+        let req = Request::from_parts(p, full(body));
+        match proxy
+            .forwarder
+            .send(req, addr, protocol, Some(Duration::from_secs(30)))
+            .await
+        {
+            Ok(resp) => {
+                let _ = resp.into_body().collect().await;
+            }
+            Err(e) => tracing::debug!(error = %e, "mirror failed"),
+        }
+    });
+}
+
+/// Answers a request with the table's decision: the gateway's own answer
+/// (404, 421, 500, redirect, CORS preflight), or the chosen backend's
+/// response with the rule's filters applied.
+pub async fn answer(
+    proxy: &Arc<Proxy>,
+    cfg: &Arc<Config>,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Answered {
+    let mut series = SeriesKey::default();
+    let Some(pc) = cfg.ports.get(&conn.port) else {
+        return Answered {
+            response: status_response(StatusCode::NOT_FOUND, "no Gateway serves this port\n"),
+            series,
+            provenance: String::new(),
+        };
+    };
+    series.gateway = format!("{}/{}", pc.gateway.namespace, pc.gateway.name);
+    let Some(table) = cfg.tables.get(&pc.gateway) else {
+        return Answered {
+            response: status_response(StatusCode::NOT_FOUND, "no route matches\n"),
+            series,
+            provenance: String::new(),
+        };
+    };
+    let (mut parts, body) = req.into_parts();
+    let mut head = RequestHead::from_parts(conn.port, &parts);
+    if let Some(sni) = &conn.sni {
+        head = head.with_sni(sni);
+    }
+    let decision = table.find(&head);
+    let provenance = provenance(&decision);
+    if let Some(m) = &decision.matched {
+        series.route = route_label(m.route());
+    }
+    let response = match &decision.action {
+        Action::Respond(r) => respond(r),
+        Action::Redirect(r) => redirect(r),
+        Action::Forward(f) => {
+            let backend = f.pick(fastrand::u64(..));
+            match f.backend_action(&head, backend) {
+                BackendAction::Respond(r) => respond(&r),
+                BackendAction::Redirect(r) => redirect(&r),
+                BackendAction::Forward(target) => {
+                    series.backend = backend_label(target);
+                    f.apply_request(&head, Some(backend), &mut parts);
+                    let mirrors: Vec<&BackendTarget> = f
+                        .mirrors()
+                        .iter()
+                        .filter(|m| m.fraction >= 1.0 || fastrand::f64() < m.fraction)
+                        .map(|m| &m.target)
+                        .collect();
+                    let body = if mirrors.is_empty() {
+                        incoming(body)
+                    } else {
+                        // Mirrors need their own copy of the body.
+                        match collect_limited(body, RETRY_BODY_LIMIT).await {
+                            Some(bytes) => {
+                                for m in mirrors {
+                                    mirror(proxy, cfg, conn, &parts, bytes.clone(), m);
+                                }
+                                full(bytes)
+                            }
+                            None => {
+                                return Answered {
+                                    response: status_response(
+                                        StatusCode::PAYLOAD_TOO_LARGE,
+                                        "request body too large to mirror\n",
+                                    ),
+                                    series,
+                                    provenance,
+                                };
+                            }
+                        }
+                    };
+                    let resp = forward(
+                        proxy,
+                        cfg,
+                        conn,
+                        Request::from_parts(parts, body),
+                        target,
+                        &policy(f),
+                    )
+                    .await;
+                    let (mut rp, b) = resp.into_parts();
+                    f.apply_response(&head, Some(backend), &mut rp);
+                    Response::from_parts(rp, b)
+                }
+            }
+        }
+    };
+    Answered {
+        response,
+        series,
+        provenance,
+    }
+}

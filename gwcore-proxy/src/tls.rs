@@ -1,0 +1,241 @@
+//! TLS termination for HTTPS listeners (and TLS listeners in Terminate
+//! mode): certificates from the listeners' `certificateRefs` Secrets, chosen
+//! by SNI, ALPN `h2` and `http/1.1`.
+//!
+//! Spec (Listener `hostname`): for HTTPS, "the hostname is also used to
+//! select the certificate" — among the port's listeners, the one whose
+//! hostname matches the SNI most specifically (exact, then longer wildcard,
+//! then no hostname) provides its first certificate.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use gwcore::Snapshot;
+use gwcore::attachments::{GatewayRouting, ListenerProtocol, TlsMode};
+use gwcore::model::{Object, ObjectKey};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::forward::ClientInfo;
+use crate::proxy::Proxy;
+use crate::server::ConnInfo;
+
+/// A certificate and key read from a `kubernetes.io/tls` Secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertError {
+    /// The Secret is not in the snapshot.
+    #[error("Secret {0} not found")]
+    NotFound(String),
+    /// A key is missing or not valid base64/PEM.
+    #[error("Secret {0}: {1}")]
+    Invalid(String, String),
+}
+
+/// Reads `tls.crt` and `tls.key` of a Secret (`data` is base64,
+/// `stringData` plain) into a signing key with its chain.
+pub fn certified_key(snapshot: &Snapshot, secret: &ObjectKey) -> Result<CertifiedKey, CertError> {
+    let name = format!("{}/{}", secret.namespace, secret.name);
+    let Some(Object::Secret(s)) = snapshot.get(secret) else {
+        return Err(CertError::NotFound(name));
+    };
+    let field = |k: &str| -> Result<Vec<u8>, CertError> {
+        if let Some(v) = s.string_data.get(k) {
+            return Ok(v.as_bytes().to_vec());
+        }
+        let v = s
+            .data
+            .get(k)
+            .ok_or_else(|| CertError::Invalid(name.clone(), format!("no {k}")))?;
+        base64::engine::general_purpose::STANDARD
+            .decode(v.split_whitespace().collect::<String>())
+            .map_err(|e| CertError::Invalid(name.clone(), format!("{k} is not base64: {e}")))
+    };
+    let crt = field("tls.crt")?;
+    let key = field("tls.key")?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&crt)
+        .collect::<Result<_, _>>()
+        .map_err(|e| CertError::Invalid(name.clone(), format!("tls.crt: {e}")))?;
+    if chain.is_empty() {
+        return Err(CertError::Invalid(
+            name,
+            "tls.crt holds no certificate".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key)
+        .map_err(|e| CertError::Invalid(name.clone(), format!("tls.key: {e}")))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| CertError::Invalid(name.clone(), format!("tls.key: {e}")))?;
+    Ok(CertifiedKey::new(chain, signer))
+}
+
+/// A listener hostname (`None`: any) and its certificate.
+type HostCert = (Option<String>, Arc<CertifiedKey>);
+
+/// Picks a certificate by SNI among a port's listeners.
+#[derive(Debug)]
+struct SniResolver {
+    /// (listener hostname, certificate), in listener order.
+    certs: Vec<HostCert>,
+}
+
+impl SniResolver {
+    fn pick(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let Some(sni) = sni else {
+            // No SNI: the listener without hostname, if any.
+            return self
+                .certs
+                .iter()
+                .find(|(h, _)| h.is_none())
+                .map(|(_, c)| c.clone());
+        };
+        let sni = sni.to_ascii_lowercase();
+        self.certs
+            .iter()
+            .filter(|(h, _)| {
+                h.as_deref()
+                    .is_none_or(|h| gwcore::hostname::matches(h, &sni))
+            })
+            .max_by_key(|(h, _)| match h {
+                // Exact beats any wildcard; a longer wildcard beats a shorter.
+                Some(h) if !gwcore::hostname::is_wildcard(h) => (2, h.len()),
+                Some(h) => (1, h.len()),
+                None => (0, 0),
+            })
+            .map(|(_, c)| c.clone())
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.pick(hello.server_name())
+    }
+}
+
+/// TLS server settings for every terminating port of a Gateway, and the
+/// certificates that could not be read.
+pub fn server_configs(
+    routing: &GatewayRouting,
+    snapshot: &Snapshot,
+) -> (BTreeMap<u16, Arc<rustls::ServerConfig>>, Vec<String>) {
+    let mut per_port: BTreeMap<u16, Vec<HostCert>> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for l in &routing.listeners {
+        let terminates = l.protocol == ListenerProtocol::Https
+            || (l.protocol == ListenerProtocol::Tls && l.tls_mode == Some(TlsMode::Terminate));
+        if !terminates {
+            continue;
+        }
+        let entry = per_port.entry(l.port).or_default();
+        // The first certificate that reads is used; rustls offers one chain
+        // per handshake.
+        for secret in &l.certificates {
+            match certified_key(snapshot, secret) {
+                Ok(c) => {
+                    entry.push((l.hostname.clone(), Arc::new(c)));
+                    break;
+                }
+                Err(e) => errors.push(format!("listener {}: {e}", l.name)),
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut out = BTreeMap::new();
+    for (port, certs) in per_port {
+        let builder = match rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+        {
+            Ok(b) => b,
+            Err(e) => {
+                errors.push(format!("port {port}: {e}"));
+                continue;
+            }
+        };
+        let mut cfg = builder
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(SniResolver { certs }));
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        out.insert(port, Arc::new(cfg));
+    }
+    (out, errors)
+}
+
+/// Terminates TLS on an accepted connection, then serves HTTP on it.
+pub(crate) async fn serve_https(
+    stream: TcpStream,
+    peer: SocketAddr,
+    port: u16,
+    proxy: Arc<Proxy>,
+    drain: watch::Receiver<bool>,
+) {
+    let Some(tls) = proxy.config().tls.get(&port).cloned() else {
+        tracing::warn!(port, %peer, "no usable certificate for this port; closing");
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let stream =
+        match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream))
+            .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(port, %peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(port, %peer, "TLS handshake timed out");
+                return;
+            }
+        };
+    let sni = stream.get_ref().1.server_name().map(str::to_owned);
+    let info = ConnInfo {
+        port,
+        client: ClientInfo { peer, tls: true },
+        sni,
+    };
+    crate::server::serve_http(TokioIo::new(stream), info, proxy, drain).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Arc<CertifiedKey> {
+        let c = rcgen::generate_simple_self_signed(vec!["x.example".to_owned()]).unwrap();
+        let der = PrivateKeyDer::try_from(c.key_pair.serialize_der()).unwrap();
+        let signer = rustls::crypto::ring::sign::any_supported_type(&der).unwrap();
+        Arc::new(CertifiedKey::new(vec![c.cert.der().clone()], signer))
+    }
+
+    #[test]
+    fn sni_picks_exact_then_longest_wildcard_then_catch_all() {
+        let (exact, wild, longer, any) = (key(), key(), key(), key());
+        let r = SniResolver {
+            certs: vec![
+                (None, any.clone()),
+                (Some("*.example.com".into()), wild.clone()),
+                (Some("*.a.example.com".into()), longer.clone()),
+                (Some("foo.a.example.com".into()), exact.clone()),
+            ],
+        };
+        let is = |got: Option<Arc<CertifiedKey>>, want: &Arc<CertifiedKey>| {
+            got.is_some_and(|g| Arc::ptr_eq(&g, want))
+        };
+        assert!(is(r.pick(Some("foo.a.example.com")), &exact));
+        assert!(
+            is(r.pick(Some("FOO.A.example.com")), &exact),
+            "SNI is case-insensitive"
+        );
+        assert!(is(r.pick(Some("bar.a.example.com")), &longer));
+        assert!(is(r.pick(Some("bar.example.com")), &wild));
+        assert!(is(r.pick(Some("other.org")), &any));
+        assert!(is(r.pick(None), &any));
+    }
+}

@@ -1,0 +1,335 @@
+//! `Runtime` end to end over real sockets: the ACME scenario, reloads,
+//! h2c, WebSockets, the admin endpoint and graceful shutdown.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use gwcore_proxy::echo::Echoed;
+use gwcore_proxy::metrics::ReloadOutcome;
+use gwcore_proxy::provider::{Runtime, RuntimeOptions};
+use gwcore_proxy::server::ListenOptions;
+use tokio_tungstenite::tungstenite::Message;
+
+const CONTROLLER: &str = "example.com/gateway-controller";
+
+fn acme_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme")
+}
+
+fn options() -> RuntimeOptions {
+    let mut listen = ListenOptions::default();
+    listen.map.insert(80, "127.0.0.1:0".parse().unwrap());
+    RuntimeOptions {
+        controller_name: CONTROLLER.into(),
+        listen,
+        echo_backends: true,
+    }
+}
+
+/// A temporary folder removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "gwcore-proxy-{name}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn echoed(body: &[u8]) -> Echoed {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not echo JSON ({e}): {:?}", String::from_utf8_lossy(body)))
+}
+
+#[tokio::test]
+async fn acme_careers_and_product_are_served_and_hr_gets_404() {
+    let rt = Runtime::start(vec![acme_dir()], options()).await.unwrap();
+    let addr = rt.local_addr(80).expect("port 80 is served");
+    let c = common::client();
+    for (path, ns) in [
+        ("/careers", "careers"),
+        ("/product", "product"),
+        ("/careers/jobs?id=7", "careers"),
+    ] {
+        let (status, _, body) = common::get(&c, addr, "anything", path).await;
+        assert_eq!(status, 200, "{path}");
+        let e = echoed(&body);
+        assert_eq!(e.path, path);
+        assert_eq!(e.namespace, ns);
+        assert!(e.pod.starts_with(&format!("{ns}-")), "{}", e.pod);
+        assert_eq!(e.host, "anything");
+    }
+    let (status, _, _) = common::get(&c, addr, "anything", "/hr").await;
+    assert_eq!(status, 404, "the hr route is not allowed to attach");
+    let (status, _, _) = common::get(&c, addr, "anything", "/").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_clients_are_served() {
+    let rt = Runtime::start(vec![acme_dir()], options()).await.unwrap();
+    let addr = rt.local_addr(80).unwrap();
+    let c = common::h2c_client();
+    let (status, _, body) = common::get(&c, addr, "acme.example", "/product/x").await;
+    assert_eq!(status, 200);
+    let e = echoed(&body);
+    assert_eq!(
+        e.host, "acme.example",
+        "the HTTP/2 authority reaches the backend as Host"
+    );
+    assert_eq!(e.headers["Via"], ["2 gwcore"]);
+}
+
+#[tokio::test]
+async fn admin_endpoint_reports_health_metrics_and_status() {
+    let rt = Runtime::start(vec![acme_dir()], options()).await.unwrap();
+    let addr = rt.local_addr(80).unwrap();
+    let (admin, task) =
+        gwcore_proxy::admin::serve(rt.proxy().clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+    let c = common::client();
+    common::get(&c, addr, "x", "/careers").await;
+    common::get(&c, addr, "x", "/hr").await;
+    assert_eq!(common::get(&c, admin, "x", "/healthz").await.0, 200);
+    assert_eq!(common::get(&c, admin, "x", "/readyz").await.0, 200);
+    let (_, _, metrics) = common::get(&c, admin, "x", "/metrics").await;
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    assert!(
+        metrics.contains(r#"gwcore_requests_total{gateway="infra-ns/shared-gateway",route="HTTPRoute careers/careers",backend="careers/careers:9080",code="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"gwcore_requests_total{gateway="infra-ns/shared-gateway",route="",backend="",code="404"} 1"#));
+    let (_, _, status) = common::get(&c, admin, "x", "/status").await;
+    let status: serde_json::Value = serde_json::from_slice(&status).unwrap();
+    assert_eq!(status["generation"], 1);
+    let hr = status["refusals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"]["namespace"] == "hr")
+        .expect("the hr route is refused");
+    assert_eq!(hr["reason"], "NotAllowedByListeners");
+    task.abort();
+}
+
+#[tokio::test]
+async fn reload_applies_good_changes_refuses_bad_ones_and_ignores_no_ops() {
+    let dir = TempDir::new("reload");
+    let file = dir.0.join("acme.yaml");
+    let acme = std::fs::read_to_string(acme_dir().join("acme.yaml")).unwrap();
+    common::write_file(&file, &acme);
+    let mut rt = Runtime::start(vec![dir.0.clone()], options())
+        .await
+        .unwrap();
+    let addr = rt.local_addr(80).unwrap();
+    let c = common::client();
+    assert_eq!(common::get(&c, addr, "x", "/hr").await.0, 404);
+
+    // The same objects again: nothing changes.
+    common::write_file(&file, &format!("# touched\n{acme}"));
+    assert_eq!(rt.poll().await, Some(ReloadOutcome::Unchanged));
+    assert_eq!(rt.proxy().config().generation, 1);
+    assert_eq!(rt.poll().await, None, "no change since the last look");
+
+    // Label the hr namespace: its route attaches.
+    let labelled = acme.replacen(
+        "  name: hr\n---",
+        "  name: hr\n  labels:\n    shared-gateway-access: \"true\"\n---",
+        1,
+    );
+    assert_ne!(labelled, acme);
+    common::write_file(&file, &labelled);
+    assert_eq!(rt.poll().await, Some(ReloadOutcome::Applied));
+    assert_eq!(rt.proxy().config().generation, 2);
+    assert_eq!(rt.local_addr(80), Some(addr), "the socket is kept");
+    let (status, _, body) = common::get(&c, addr, "x", "/hr").await;
+    assert_eq!(status, 200);
+    assert_eq!(echoed(&body).namespace, "hr");
+
+    // A broken file is refused; the last good configuration keeps serving.
+    common::write_file(&file, &format!("{labelled}\n---\nkind: [unclosed\n"));
+    assert_eq!(rt.poll().await, Some(ReloadOutcome::Failed));
+    assert_eq!(rt.proxy().config().generation, 2);
+    assert!(rt.proxy().reload_error().is_some());
+    assert_eq!(common::get(&c, addr, "x", "/hr").await.0, 200);
+    let status = rt.proxy().status_json();
+    assert!(
+        !status["reloadError"]["errors"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Fixing it clears the error.
+    common::write_file(&file, &acme);
+    assert_eq!(rt.poll().await, Some(ReloadOutcome::Applied));
+    assert!(rt.proxy().reload_error().is_none());
+    assert_eq!(common::get(&c, addr, "x", "/hr").await.0, 404);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let rt = Runtime::start(vec![acme_dir()], options()).await.unwrap();
+    let addr = rt.local_addr(80).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner =
+        tokio::spawn(
+            rt.run_until(Duration::from_millis(100), Duration::from_secs(5), async {
+                let _ = stop_rx.await;
+            }),
+        );
+    let c = common::client();
+    let slow =
+        tokio::spawn(async move { common::get(&c, addr, "x", "/careers?delay=500ms").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop_tx.send(()).unwrap();
+    let (status, _, body) = slow.await.unwrap();
+    assert_eq!(status, 200, "the in-flight request completes");
+    assert_eq!(echoed(&body).path, "/careers?delay=500ms");
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting after shutdown"
+    );
+}
+
+/// A Gateway with one route to `echo` (the whole path space) and, in the
+/// `variant` configuration, a second route with a header filter: each
+/// switch is a real change.
+fn reload_manifest(variant: bool) -> String {
+    let mut s = String::from(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gc}
+spec: {controllerName: example.com/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: gc
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: default}
+spec: {ports: [{port: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: all, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - backendRefs: [{name: echo, port: 8080}]
+"#,
+    );
+    if variant {
+        s.push_str(
+            r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: extra, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /extra}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-variant, value: "1"}]}
+    backendRefs: [{name: echo, port: 8080}]
+"#,
+        );
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_reloads_lose_no_request_and_keep_a_websocket_open() {
+    let dir = TempDir::new("hundred");
+    let file = dir.0.join("gw.yaml");
+    common::write_file(&file, &reload_manifest(false));
+    let mut rt = Runtime::start(vec![dir.0.clone()], options())
+        .await
+        .unwrap();
+    let addr: SocketAddr = rt.local_addr(80).unwrap();
+
+    // A WebSocket through the proxy to the echo backend.
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream)
+        .await
+        .expect("websocket handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
+
+    // Clients sending requests all along, on keep-alive connections.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        clients.push(tokio::spawn(async move {
+            let c = common::client();
+            while !stop.load(Ordering::Relaxed) {
+                let (status, _, body) = common::get(&c, addr, "x", "/a?b=c").await;
+                if status == 200 && echoed(&body).path == "/a?b=c" {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+
+    for i in 0..100 {
+        common::write_file(&file, &reload_manifest(i % 2 == 0));
+        assert_eq!(rt.reload().await, ReloadOutcome::Applied, "reload {i}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(rt.proxy().config().generation, 101);
+    assert_eq!(rt.local_addr(80), Some(addr));
+
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests");
+    assert!(
+        ok.load(Ordering::Relaxed) > 100,
+        "requests ran during the reloads"
+    );
+
+    ws.send(Message::text("still here")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("still here")
+    );
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::binary(vec![1u8, 2, 3])
+    );
+}
