@@ -171,7 +171,8 @@ impl Report {
 }
 
 /// Vector files under `paths` (files as given, folders searched for
-/// `*.yaml` / `*.yml`, recursively, in name order).
+/// `*.yaml` / `*.yml`, recursively, in name order, skipping `manifests/`
+/// folders so that a corpus root can be given).
 pub fn vector_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -181,6 +182,9 @@ pub fn vector_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         entries.sort();
         for p in entries {
             if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == "manifests") {
+                    continue;
+                }
                 walk(&p, out)?;
             } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
                 out.push(p);
@@ -203,6 +207,12 @@ pub fn vector_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 
 /// Runs every vector under `paths`.
 pub fn run_paths(paths: &[PathBuf], opts: &RunOptions) -> Result<Report, String> {
+    if opts.mode == Mode::Wire {
+        return Err(
+            "wire mode is not available yet: it needs gwcore-proxy serving the vectors (issue 4); use --mode engine"
+                .to_string(),
+        );
+    }
     let files = vector_files(paths)?;
     let mut runner = Runner::new(opts.clone());
     let vectors = files.iter().map(|f| runner.run_file(f)).collect();
@@ -270,8 +280,7 @@ impl Runner {
             Mode::Engine => self.play(vector, file, &mut checks),
             Mode::Wire => Err(Abort {
                 step: 0,
-                message: "wire mode needs the proxy (issue 4); only engine mode runs here"
-                    .to_string(),
+                message: "wire mode needs gwcore-proxy serving the vectors (issue 4)".to_string(),
             }),
         };
         let mut skip = None;
