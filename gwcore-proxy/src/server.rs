@@ -241,7 +241,9 @@ async fn accept_loop(
                 }
                 PortMode::Https => crate::tls::serve_https(stream, peer, port, proxy, drain).await,
                 PortMode::TlsPassthrough | PortMode::Tcp => {
-                    tracing::warn!(port, %peer, ?mode, "TLS passthrough and TCP are not served yet; closing");
+                    // Byte streams are not drained: they end with their peers.
+                    drop(drain);
+                    crate::tcp::serve_stream(stream, peer, port, mode, proxy).await;
                 }
             }
         });

@@ -1,0 +1,286 @@
+//! Choosing the backend of a TLS-passthrough or TCP connection.
+//!
+//! The routing table in `gwcore::table` covers HTTP and gRPC; these pure
+//! functions do the same job for TLSRoute and TCPRoute from the engine's
+//! [`GatewayRouting`], with no I/O, so the connection code in [`crate::tcp`]
+//! stays thin.
+
+use gwcore::attachments::{
+    AttachedRoute, BackendTarget, GatewayRouting, L4Rule, ListenerProtocol, ListenerRouting,
+    RouteRules, TlsMode,
+};
+
+/// What a connection is forwarded to, and why.
+#[derive(Debug, Clone, Copy)]
+pub struct L4Choice<'r> {
+    /// The listener that accepted the connection.
+    pub listener: &'r ListenerRouting,
+    /// The route.
+    pub route: &'r AttachedRoute,
+    /// The rule (a TLSRoute or TCPRoute has its backends in its rules).
+    pub rule: &'r L4Rule,
+}
+
+/// How specific a hostname pattern is for a name it matches: exact beats any
+/// wildcard, a longer wildcard beats a shorter, anything beats no hostname.
+fn specificity(pattern: Option<&str>) -> (u8, usize) {
+    match pattern {
+        Some(h) if !gwcore::hostname::is_wildcard(h) => (2, h.len()),
+        Some(h) => (1, h.len()),
+        None => (0, 0),
+    }
+}
+
+fn matches(pattern: Option<&str>, name: &str) -> bool {
+    pattern.is_none_or(|p| gwcore::hostname::matches(p, name))
+}
+
+fn first_rule(route: &AttachedRoute) -> Option<&L4Rule> {
+    match &route.rules {
+        RouteRules::L4(rules) => rules.first(),
+        _ => None,
+    }
+}
+
+/// The TLSRoute serving a passthrough connection with this SNI on `port`.
+///
+/// The listener is the most specific one whose hostname matches the SNI;
+/// on it, the route whose hostname matches the SNI most specifically wins,
+/// ties going to the older route (routes come sorted). Spec (TLSRoute
+/// `hostnames`): "Hostnames that are prefixed with a wildcard label (`*.`)
+/// are interpreted as a suffix match", and a connection without SNI cannot
+/// be routed by hostname.
+pub fn tls_passthrough<'r>(
+    routing: &'r GatewayRouting,
+    port: u16,
+    sni: &str,
+) -> Option<L4Choice<'r>> {
+    let sni = sni.to_ascii_lowercase();
+    let listener = routing
+        .listeners
+        .iter()
+        .filter(|l| {
+            l.port == port
+                && l.protocol == ListenerProtocol::Tls
+                && l.tls_mode != Some(TlsMode::Terminate)
+                && matches(l.hostname.as_deref(), &sni)
+        })
+        .max_by_key(|l| specificity(l.hostname.as_deref()))?;
+    let mut best: Option<(&AttachedRoute, (u8, usize))> = None;
+    for route in &listener.routes {
+        let spec = if route.hostnames.is_empty() {
+            Some(specificity(None))
+        } else {
+            route
+                .hostnames
+                .iter()
+                .filter(|h| matches(Some(h), &sni))
+                .map(|h| specificity(Some(h)))
+                .max()
+        };
+        if let Some(spec) = spec
+            && best.is_none_or(|(_, b)| spec > b)
+        {
+            best = Some((route, spec));
+        }
+    }
+    let route = best?.0;
+    Some(L4Choice {
+        listener,
+        route,
+        rule: first_rule(route)?,
+    })
+}
+
+/// The TCPRoute serving a connection on `port`: the first listener of the
+/// port, its first route (oldest), its first rule.
+pub fn tcp<'r>(routing: &'r GatewayRouting, port: u16) -> Option<L4Choice<'r>> {
+    let listener = routing
+        .listeners
+        .iter()
+        .find(|l| l.port == port && l.protocol == ListenerProtocol::Tcp)?;
+    let route = listener.routes.first()?;
+    Some(L4Choice {
+        listener,
+        route,
+        rule: first_rule(route)?,
+    })
+}
+
+/// Picks a backend by weight with `draw` (any `u64`). `None` when no backend
+/// has weight, or when the draw lands on an invalid one: the connection is
+/// then refused (the L4 analogue of the HTTP 500 share).
+pub fn pick(rule: &L4Rule, draw: u64) -> Option<&BackendTarget> {
+    let total: u64 = rule.backends.iter().map(|b| u64::from(b.weight)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut x = draw % total;
+    for b in &rule.backends {
+        let w = u64::from(b.weight);
+        if x < w {
+            return b.target.as_ref().ok();
+        }
+        x -= w;
+    }
+    None
+}
+
+/// The SNI of a TLS ClientHello, from the first bytes of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hello {
+    /// More bytes are needed.
+    Incomplete,
+    /// Not a TLS ClientHello.
+    NotTls,
+    /// A complete ClientHello, with its server name if it sent one.
+    Complete(Option<String>),
+}
+
+/// Parses the ClientHello at the start of `buf` (which may span several
+/// TLS records) far enough to find the `server_name` extension (RFC 6066 §3).
+pub fn client_hello_sni(buf: &[u8]) -> Hello {
+    // Reassemble the handshake payload from consecutive handshake records.
+    let mut hs = Vec::new();
+    let mut at = 0;
+    let needed = loop {
+        if hs.len() >= 4 {
+            let len = usize::from(hs[1]) << 16 | usize::from(hs[2]) << 8 | usize::from(hs[3]);
+            if hs.len() >= 4 + len {
+                break len;
+            }
+        }
+        let Some(header) = buf.get(at..at + 5) else {
+            return Hello::Incomplete;
+        };
+        if header[0] != 22 || header[1] != 3 {
+            return Hello::NotTls;
+        }
+        let len = usize::from(header[3]) << 8 | usize::from(header[4]);
+        let Some(body) = buf.get(at + 5..at + 5 + len) else {
+            return Hello::Incomplete;
+        };
+        hs.extend_from_slice(body);
+        at += 5 + len;
+    };
+    if hs[0] != 1 {
+        return Hello::NotTls;
+    }
+    match parse_hello(&hs[4..4 + needed]) {
+        Some(sni) => Hello::Complete(sni),
+        None => Hello::NotTls,
+    }
+}
+
+/// `Some(None)`: a valid hello without SNI; `None`: malformed.
+fn parse_hello(h: &[u8]) -> Option<Option<String>> {
+    let mut r = Reader(h);
+    r.take(2 + 32)?; // version, random
+    let n = usize::from(r.u8()?);
+    r.take(n)?; // session id
+    let n = usize::from(r.u16()?);
+    r.take(n)?; // cipher suites
+    let n = usize::from(r.u8()?);
+    r.take(n)?; // compression methods
+    if r.0.is_empty() {
+        return Some(None);
+    }
+    let n = usize::from(r.u16()?);
+    let mut ext = Reader(r.take(n)?);
+    while !ext.0.is_empty() {
+        let ty = ext.u16()?;
+        let n = usize::from(ext.u16()?);
+        let data = ext.take(n)?;
+        if ty == 0 {
+            let mut d = Reader(data);
+            let n = usize::from(d.u16()?);
+            let mut list = Reader(d.take(n)?);
+            while !list.0.is_empty() {
+                let name_type = list.u8()?;
+                let n = usize::from(list.u16()?);
+                let name = list.take(n)?;
+                if name_type == 0 {
+                    return Some(Some(String::from_utf8(name.to_vec()).ok()?));
+                }
+            }
+        }
+    }
+    Some(None)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ClientHello as rustls writes it, captured through a pipe.
+    fn hello(sni: &str) -> Vec<u8> {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+        let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+        let mut out = Vec::new();
+        conn.write_tls(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn reads_the_sni_of_a_real_client_hello() {
+        let h = hello("abc.example.com");
+        assert_eq!(
+            client_hello_sni(&h),
+            Hello::Complete(Some("abc.example.com".into()))
+        );
+        for cut in [0, 3, 5, 40, h.len() - 1] {
+            assert_eq!(
+                client_hello_sni(&h[..cut]),
+                Hello::Incomplete,
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hello_split_across_records_is_reassembled() {
+        let h = hello("split.example");
+        let body = &h[5..];
+        let (a, b) = body.split_at(30);
+        let mut two = Vec::new();
+        for part in [a, b] {
+            two.extend_from_slice(&[22, 3, 1]);
+            two.extend_from_slice(&u16::try_from(part.len()).unwrap().to_be_bytes());
+            two.extend_from_slice(part);
+        }
+        assert_eq!(
+            client_hello_sni(&two),
+            Hello::Complete(Some("split.example".into()))
+        );
+    }
+
+    #[test]
+    fn plain_http_is_not_tls() {
+        assert_eq!(client_hello_sni(b"GET / HTTP/1.1\r\n\r\n"), Hello::NotTls);
+    }
+}

@@ -1,0 +1,122 @@
+//! Byte forwarding for TLS-passthrough and TCP listeners.
+//!
+//! A passthrough connection is read until its TLS ClientHello is complete,
+//! routed by the SNI in it ([`crate::l4`]), and the bytes read so far are
+//! sent to the backend before both directions are copied. Nothing is
+//! decrypted. A TCP connection goes to its port's TCPRoute.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::PortMode;
+use crate::l4::{self, Hello};
+use crate::proxy::Proxy;
+
+/// The largest ClientHello read before giving up.
+const MAX_HELLO: usize = 16 * 1024;
+
+pub(crate) async fn serve_stream(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    port: u16,
+    mode: PortMode,
+    proxy: Arc<Proxy>,
+) {
+    let cfg = proxy.config();
+    let Some(pc) = cfg.ports.get(&port) else {
+        return;
+    };
+    let Some(routing) = cfg.computed.routing.get(&pc.gateway) else {
+        return;
+    };
+    let mut head = Vec::new();
+    let choice = match mode {
+        PortMode::TlsPassthrough => {
+            let sni = match read_hello(&mut stream, &mut head).await {
+                Some(Some(sni)) => sni,
+                Some(None) => {
+                    tracing::debug!(port, %peer, "TLS connection without SNI cannot be routed; closing");
+                    return;
+                }
+                None => return,
+            };
+            let Some(c) = l4::tls_passthrough(routing, port, &sni) else {
+                tracing::info!(target: "gwcore::access", port, client = %peer, sni, "no TLSRoute; closing");
+                return;
+            };
+            c
+        }
+        _ => match l4::tcp(routing, port) {
+            Some(c) => c,
+            None => {
+                tracing::info!(target: "gwcore::access", port, client = %peer, "no TCPRoute; closing");
+                return;
+            }
+        },
+    };
+    let Some(target) = l4::pick(choice.rule, fastrand::u64(..)) else {
+        tracing::info!(target: "gwcore::access", port, client = %peer, route = %choice.route.key, "no valid backend; closing");
+        return;
+    };
+    let addrs = cfg.endpoints.get(&target.service, target.port);
+    if addrs.is_empty() {
+        tracing::info!(target: "gwcore::access", port, client = %peer, service = %target.service, "no ready endpoints; closing");
+        return;
+    }
+    let addr = addrs[fastrand::usize(..addrs.len())];
+    let mut backend = match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+    {
+        Ok(Ok(s)) => s,
+        _ => {
+            tracing::info!(target: "gwcore::access", port, client = %peer, %addr, "backend unreachable; closing");
+            return;
+        }
+    };
+    let _ = backend.set_nodelay(true);
+    tracing::info!(
+        target: "gwcore::access",
+        port,
+        client = %peer,
+        listener = %choice.listener.name,
+        route = %choice.route.key,
+        backend = %addr,
+        "stream forwarded"
+    );
+    // The connection keeps the configuration it started with: it owns what
+    // it needs, and a reload does not reach it.
+    drop(cfg);
+    if !head.is_empty() && backend.write_all(&head).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut stream, &mut backend).await;
+}
+
+/// Reads until the ClientHello is complete: `Some(sni)` then, `None` when
+/// the stream is not TLS, too large, closed or too slow.
+async fn read_hello(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Option<String>> {
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match l4::client_hello_sni(buf) {
+                Hello::Complete(sni) => return Some(sni),
+                Hello::NotTls => return None,
+                Hello::Incomplete if buf.len() >= MAX_HELLO => return None,
+                Hello::Incomplete => {}
+            }
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .ok()
+        .flatten()
+}

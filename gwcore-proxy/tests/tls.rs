@@ -1,0 +1,336 @@
+//! HTTPS termination, TLS passthrough and TCP forwarding over real sockets.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gwcore_proxy::echo::Echoed;
+use gwcore_proxy::provider::{Runtime, RuntimeOptions};
+use gwcore_proxy::server::ListenOptions;
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Cert {
+    pem: String,
+    key_pem: String,
+    der: CertificateDer<'static>,
+}
+
+fn cert(names: &[&str]) -> Cert {
+    let c =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    Cert {
+        pem: c.cert.pem(),
+        key_pem: c.key_pair.serialize_pem(),
+        der: c.cert.der().clone(),
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+fn secret(ns: &str, name: &str, c: &Cert) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(&c.pem),
+        indent(&c.key_pem)
+    )
+}
+
+fn endpoint_slice(ns: &str, service: &str, port: u16) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {service}-1, namespace: {ns}, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nports: [{{port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n"
+    )
+}
+
+fn client_config(trust: &CertificateDer<'static>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trust.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(cfg)
+}
+
+async fn tls_connect(
+    addr: SocketAddr,
+    sni: &str,
+    trust: &CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(client_config(trust, alpn))
+        .connect(ServerName::try_from(sni.to_owned()).unwrap(), tcp)
+        .await
+}
+
+/// Sends one GET over a fresh TLS connection; HTTP/2 when ALPN chose it.
+async fn https_get(
+    addr: SocketAddr,
+    sni: &str,
+    host: &str,
+    trust: &CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> (StatusCode, Version, Bytes) {
+    let tls = tls_connect(addr, sni, trust, alpn)
+        .await
+        .expect("TLS handshake");
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(tls);
+    let resp = if h2 {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .uri(format!("https://{host}/app"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        send.send_request(req).await.unwrap()
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .uri("/app")
+            .header("host", host)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        send.send_request(req).await.unwrap()
+    };
+    let status = resp.status();
+    let version = resp.version();
+    (
+        status,
+        version,
+        resp.into_body().collect().await.unwrap().to_bytes(),
+    )
+}
+
+fn options(ports: &[u16]) -> RuntimeOptions {
+    let mut listen = ListenOptions::default();
+    for p in ports {
+        listen.map.insert(*p, "127.0.0.1:0".parse().unwrap());
+    }
+    RuntimeOptions {
+        controller_name: "example.com/gateway-controller".into(),
+        listen,
+        echo_backends: true,
+    }
+}
+
+const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gc}\nspec: {controllerName: example.com/gateway-controller}\n";
+
+#[tokio::test]
+async fn https_picks_the_certificate_by_sni_negotiates_h2_and_answers_421_for_another_listeners_host()
+ {
+    let (a, b) = (cert(&["a.example"]), cert(&["b.example"]));
+    let manifest = [
+        CLASS.to_owned(),
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: gc
+  listeners:
+  - {name: a, port: 443, protocol: HTTPS, hostname: a.example, tls: {certificateRefs: [{name: cert-a}]}}
+  - {name: b, port: 443, protocol: HTTPS, hostname: b.example, tls: {certificateRefs: [{name: cert-b}]}}
+"#
+        .to_owned(),
+        secret("default", "cert-a", &a),
+        secret("default", "cert-b", &b),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: app, namespace: default}\nspec: {ports: [{port: 80}]}\n".to_owned(),
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: app, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: app, port: 80}]}]
+"#
+        .to_owned(),
+    ]
+    .join("---\n");
+    let dir = std::env::temp_dir().join(format!(
+        "gwcore-tls-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("gw.yaml"), manifest).unwrap();
+    let rt = Runtime::start(vec![dir.clone()], options(&[443]))
+        .await
+        .unwrap();
+    let addr = rt.local_addr(443).expect("443 is served");
+    let status = rt.proxy().status_json();
+    assert_eq!(
+        status["certificateErrors"],
+        serde_json::json!([]),
+        "{status:#}"
+    );
+
+    // Each listener's certificate is the one offered for its SNI.
+    let (s, v, body) = https_get(addr, "a.example", "a.example", &a.der, &[b"http/1.1"]).await;
+    assert_eq!((s, v), (StatusCode::OK, Version::HTTP_11));
+    let e: Echoed = serde_json::from_slice(&body).unwrap();
+    assert_eq!(e.headers["X-Forwarded-Proto"], ["https"]);
+    assert_eq!(e.path, "/app");
+    assert!(
+        tls_connect(addr, "b.example", &a.der, &[]).await.is_err(),
+        "b.example is not served with a's certificate"
+    );
+    let (s, _, _) = https_get(addr, "b.example", "b.example", &b.der, &[]).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // ALPN h2.
+    let (s, v, body) = https_get(
+        addr,
+        "a.example",
+        "a.example",
+        &a.der,
+        &[b"h2", b"http/1.1"],
+    )
+    .await;
+    assert_eq!((s, v), (StatusCode::OK, Version::HTTP_2));
+    let e: Echoed = serde_json::from_slice(&body).unwrap();
+    assert_eq!(e.host, "a.example");
+
+    // A connection made for a.example asking for b.example's host.
+    let (s, _, _) = https_get(addr, "a.example", "b.example", &a.der, &[]).await;
+    assert_eq!(s, StatusCode::MISDIRECTED_REQUEST);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A TLS server standing for a backend: says which SNI it saw, then closes.
+async fn tls_backend(c: &Cert) -> SocketAddr {
+    let key = PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![c.der.clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(s).await {
+                    let sni = tls.get_ref().1.server_name().unwrap_or("").to_owned();
+                    let _ = tls
+                        .write_all(format!("backend saw {sni}\n").as_bytes())
+                        .await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A TCP server that echoes what it reads.
+async fn tcp_echo() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn tls_passthrough_routes_by_sni_without_terminating_and_tcp_routes_forward_bytes() {
+    let pass = cert(&["pass.example"]);
+    let tls_addr = tls_backend(&pass).await;
+    let tcp_addr = tcp_echo().await;
+    let manifest = [
+        CLASS.to_owned(),
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: gc
+  listeners:
+  - {name: tls, port: 8443, protocol: TLS, hostname: "*.example", tls: {mode: Passthrough}, allowedRoutes: {kinds: [{kind: TLSRoute}]}}
+  - {name: tcp, port: 9000, protocol: TCP, allowedRoutes: {kinds: [{kind: TCPRoute}]}}
+"#
+        .to_owned(),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: secure, namespace: default}\nspec: {ports: [{port: 443}]}\n".to_owned(),
+        endpoint_slice("default", "secure", tls_addr.port()),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: raw, namespace: default}\nspec: {ports: [{port: 7}]}\n".to_owned(),
+        endpoint_slice("default", "raw", tcp_addr.port()),
+        r#"apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: secure, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: tls}]
+  hostnames: [pass.example]
+  rules: [{backendRefs: [{name: secure, port: 443}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: raw, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: tcp}]
+  rules: [{backendRefs: [{name: raw, port: 7}]}]
+"#
+        .to_owned(),
+    ]
+    .join("---\n");
+    let dir = std::env::temp_dir().join(format!(
+        "gwcore-l4-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("gw.yaml"), manifest).unwrap();
+    let rt = Runtime::start(vec![dir.clone()], options(&[8443, 9000]))
+        .await
+        .unwrap();
+    let tls_port = rt.local_addr(8443).expect("8443 is served");
+    let tcp_port = rt.local_addr(9000).expect("9000 is served");
+
+    // The client's TLS session ends at the backend: it trusts only the
+    // backend's certificate, and the backend saw the client's SNI.
+    let mut s = tls_connect(tls_port, "pass.example", &pass.der, &[])
+        .await
+        .expect("handshake with the backend");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert_eq!(out, "backend saw pass.example\n");
+
+    // No TLSRoute for this name: the connection is closed.
+    assert!(
+        tls_connect(tls_port, "other.example", &pass.der, &[])
+            .await
+            .is_err()
+    );
+
+    let mut t = TcpStream::connect(tcp_port).await.unwrap();
+    t.write_all(b"ping\n").await.unwrap();
+    let mut buf = [0u8; 5];
+    t.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
