@@ -112,15 +112,20 @@ impl Config {
         let (ports, port_conflicts) = ports(&computed.routing);
         let mut tls = BTreeMap::new();
         let mut tls_errors = Vec::new();
-        for (port, pc) in &ports {
-            if pc.mode != PortMode::Https {
-                continue;
-            }
-            if let Some(r) = computed.routing.get(&pc.gateway) {
+        let https_gateways: std::collections::BTreeSet<&ObjectKey> = ports
+            .values()
+            .filter(|pc| pc.mode == PortMode::Https)
+            .map(|pc| &pc.gateway)
+            .collect();
+        for gw in https_gateways {
+            if let Some(r) = computed.routing.get(gw) {
                 let (configs, errors) = crate::tls::server_configs(r, &snapshot);
                 tls_errors.extend(errors);
-                if let Some(c) = configs.get(port) {
-                    tls.insert(*port, c.clone());
+                for (port, c) in configs {
+                    // Only the ports this Gateway actually serves.
+                    if ports.get(&port).is_some_and(|pc| pc.gateway == *gw) {
+                        tls.insert(port, c);
+                    }
                 }
             }
         }

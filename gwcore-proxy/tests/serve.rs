@@ -333,3 +333,36 @@ async fn hundred_reloads_lose_no_request_and_keep_a_websocket_open() {
         Message::binary(vec![1u8, 2, 3])
     );
 }
+
+#[tokio::test]
+async fn listeners_are_bound_and_closed_as_gateways_change() {
+    let dir = TempDir::new("ports");
+    let file = dir.0.join("gw.yaml");
+    common::write_file(&file, &reload_manifest(false));
+    let mut opts = options();
+    opts.listen.map.insert(81, "127.0.0.1:0".parse().unwrap());
+    let mut rt = Runtime::start(vec![dir.0.clone()], opts).await.unwrap();
+    let port80 = rt.local_addr(80).unwrap();
+    assert_eq!(rt.local_addr(81), None);
+
+    let two_ports = reload_manifest(false).replace(
+        "listeners: [{name: http, port: 80, protocol: HTTP}]",
+        "listeners: [{name: http, port: 80, protocol: HTTP}, {name: other, port: 81, protocol: HTTP}]",
+    );
+    common::write_file(&file, &two_ports);
+    assert_eq!(rt.reload().await, ReloadOutcome::Applied);
+    let port81 = rt.local_addr(81).expect("the new listener's port is bound");
+    assert_eq!(rt.local_addr(80), Some(port80), "port 80 keeps its socket");
+    let c = common::client();
+    assert_eq!(common::get(&c, port81, "x", "/").await.0, 200);
+
+    common::write_file(&file, &reload_manifest(false));
+    assert_eq!(rt.reload().await, ReloadOutcome::Applied);
+    assert_eq!(rt.local_addr(81), None);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        tokio::net::TcpStream::connect(port81).await.is_err(),
+        "port 81 no longer accepts"
+    );
+    assert_eq!(common::get(&c, port80, "x", "/").await.0, 200);
+}
