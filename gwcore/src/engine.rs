@@ -132,8 +132,14 @@ struct Lst<'a> {
 }
 
 impl Lst<'_> {
+    /// Routes may attach: accepted and not conflicted.
     fn usable(&self) -> bool {
         self.accepted.is_ok() && self.conflict.is_none()
+    }
+
+    /// Fully valid: usable, with every reference resolved.
+    fn valid(&self) -> bool {
+        self.usable() && self.resolved.is_ok()
     }
 }
 
@@ -268,7 +274,17 @@ impl<'a> Engine<'a> {
                 .spec
                 .listeners
                 .iter()
-                .map(|l| self.listener(l, &key, gw.metadata.ns()))
+                .map(|l| {
+                    let mut lst = self.listener(l, &key, gw.metadata.ns());
+                    if lst.protocol == Some(ListenerProtocol::Https)
+                        && lst.accepted.is_ok()
+                        && let Err(f) = self.frontend_validation(gw, l)
+                    {
+                        lst.accepted = Err((Reason::NoValidCaCertificate, f.1.clone()));
+                        lst.resolved = Err(f);
+                    }
+                    lst
+                })
                 .collect();
             // ListenerSets targeting this Gateway.
             let mut sets: Vec<Ls<'a>> = Vec::new();
@@ -393,14 +409,8 @@ impl<'a> Engine<'a> {
         let Some(Object::Secret(s)) = self.snap.get(&key) else {
             return Err((Reason::InvalidCertificateRef, format!("Secret {ns}/{} does not exist", c.name)));
         };
-        let value = |k: &str| -> Option<Vec<u8>> {
-            if let Some(v) = s.string_data.get(k) {
-                return Some(v.as_bytes().to_vec());
-            }
-            s.data.get(k).and_then(|v| base64::engine::general_purpose::STANDARD.decode(v.trim()).ok())
-        };
-        let crt = value("tls.crt").unwrap_or_default();
-        let keyb = value("tls.key").unwrap_or_default();
+        let crt = secret_value(s, "tls.crt").unwrap_or_default();
+        let keyb = secret_value(s, "tls.key").unwrap_or_default();
         let has = |b: &[u8], needle: &str| String::from_utf8_lossy(b).contains(needle);
         if !has(&crt, "-----BEGIN CERTIFICATE-----") || !has(&keyb, "PRIVATE KEY-----") {
             return Err((Reason::InvalidCertificateRef, format!("Secret {ns}/{} does not hold a PEM certificate and private key in tls.crt and tls.key", c.name)));
@@ -724,7 +734,7 @@ impl<'a> Engine<'a> {
             return err("BackendNotFound", format!("Service {ns}/{} has no port {port}", b.name));
         };
         if let Some(ap) = &sp.app_protocol
-            && !SUPPORTED_APP_PROTOCOLS.contains(&ap.as_str())
+            && !SUPPORTED_APP_PROTOCOLS.iter().any(|p| p.eq_ignore_ascii_case(ap))
         {
             return err("UnsupportedProtocol", format!("Service {ns}/{} port {port} has appProtocol {ap}, which gwcore does not speak", b.name));
         }
@@ -766,6 +776,7 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let resolved = self.policy_refs(p);
+            let conflicted = self.policy_conflict(p);
             let mut entries: Vec<PolicyAncestorStatus> = p
                 .status
                 .as_ref()
@@ -786,9 +797,13 @@ impl<'a> Engine<'a> {
                         cond(T::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved"),
                     ],
                     Err((r, m)) => vec![
-                        cond(T::Accepted, false, Reason::NoCaCertificates, m.clone()),
+                        cond(T::Accepted, false, Reason::NoValidCaCertificate, m.clone()),
                         cond(T::ResolvedRefs, false, *r, m.clone()),
                     ],
+                };
+                let conds = match &conflicted {
+                    Some(m) => vec![cond(T::Accepted, false, Reason::Conflicted, m.clone()), conds[1].clone()],
+                    None => conds,
                 };
                 let prev = p
                     .status
@@ -806,26 +821,97 @@ impl<'a> Engine<'a> {
     fn policy_refs(&self, p: &crate::model::BackendTlsPolicy) -> Result<(), Fail> {
         let ns = p.metadata.ns();
         for c in &p.spec.validation.ca_certificate_refs {
-            let kind = match (c.group.as_str(), c.kind.as_str()) {
-                ("", "ConfigMap") => Kind::ConfigMap,
-                ("", "Secret") => Kind::Secret,
-                (g, k) => return Err((Reason::InvalidKindCa, format!("caCertificateRef {g}/{k} {} is not a ConfigMap or Secret", c.name))),
+            let r = SecretObjectReference {
+                group: Some(c.group.clone()),
+                kind: Some(c.kind.clone()),
+                name: c.name.clone(),
+                namespace: None,
             };
-            let data = match self.snap.get(&ObjectKey::new(kind, ns, c.name.clone())) {
-                Some(Object::ConfigMap(cm)) => cm.data.get("ca.crt").cloned().unwrap_or_default(),
-                Some(Object::Secret(s)) => s
-                    .data
-                    .get("ca.crt")
-                    .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v.trim()).ok())
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default(),
-                _ => return Err((Reason::InvalidCaCertificateRef, format!("{} {ns}/{} does not exist", kind, c.name))),
-            };
-            if !data.contains("-----BEGIN CERTIFICATE-----") {
-                return Err((Reason::InvalidCaCertificateRef, format!("{} {ns}/{} has no PEM certificate in ca.crt", kind, c.name)));
-            }
+            self.ca_bundle(&r, "BackendTLSPolicy", ns, Reason::InvalidKind)?;
         }
         Ok(())
+    }
+
+    /// Spec (BackendTLSPolicy, GEP-713): when policies target the same
+    /// Service (and sectionName), the oldest wins, then the first by
+    /// namespace/name; the others are `Accepted=False` with reason
+    /// `Conflicted`.
+    fn policy_conflict(&self, p: &crate::model::BackendTlsPolicy) -> Option<String> {
+        let mine = &p.metadata;
+        for o in self.snap.of_kind(Kind::BackendTLSPolicy) {
+            let Object::BackendTlsPolicy(q) = o else { continue };
+            let theirs = &q.metadata;
+            if theirs.ns() != mine.ns() || theirs.name == mine.name {
+                continue;
+            }
+            let earlier = (ts_key(theirs), theirs.name.as_str()) < (ts_key(mine), mine.name.as_str());
+            if !earlier {
+                continue;
+            }
+            if let Some(t) = p.spec.target_refs.iter().find(|t| q.spec.target_refs.contains(t)) {
+                return Some(format!(
+                    "BackendTLSPolicy {}/{} already targets {} {}{}",
+                    theirs.ns(),
+                    theirs.name,
+                    t.kind,
+                    t.name,
+                    t.section_name.as_deref().map(|s| format!(" port {s}")).unwrap_or_default()
+                ));
+            }
+        }
+        None
+    }
+
+    /// Resolves a CA bundle reference (a ConfigMap, or a Secret, holding a
+    /// PEM `ca.crt`).
+    fn ca_bundle(&self, c: &SecretObjectReference, owner_kind: &str, owner_ns: &str, bad_kind: Reason) -> Result<ObjectKey, Fail> {
+        let group = c.group.as_deref().unwrap_or("");
+        let kind = match (group, c.kind.as_deref().unwrap_or("ConfigMap")) {
+            ("", "ConfigMap") => Kind::ConfigMap,
+            ("", "Secret") => Kind::Secret,
+            (g, k) => return Err((bad_kind, format!("caCertificateRef {g}/{k} {} is not a ConfigMap or Secret", c.name))),
+        };
+        let ns = c.namespace.as_deref().unwrap_or(owner_ns);
+        if !self.permitted(owner_kind, owner_ns, "", kind.as_str(), ns, &c.name) {
+            return Err((Reason::RefNotPermitted, format!("{kind} {ns}/{} is in another namespace and no ReferenceGrant allows it", c.name)));
+        }
+        let key = ObjectKey::new(kind, ns, c.name.clone());
+        let data = match self.snap.get(&key) {
+            Some(Object::ConfigMap(cm)) => cm.data.get("ca.crt").cloned().unwrap_or_default(),
+            Some(Object::Secret(s)) => secret_value(s, "ca.crt").map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
+            _ => return Err((Reason::InvalidCaCertificateRef, format!("{kind} {ns}/{} does not exist", c.name))),
+        };
+        if !data.contains("-----BEGIN CERTIFICATE-----") {
+            return Err((Reason::InvalidCaCertificateRef, format!("{kind} {ns}/{} has no PEM certificate in ca.crt", c.name)));
+        }
+        Ok(key)
+    }
+
+    /// Frontend client-certificate validation of an HTTPS listener: the
+    /// `perPort` entry for its port, else the default.
+    fn frontend_validation(&self, gw: &Gateway, l: &Listener) -> Result<(), Fail> {
+        let Some(front) = gw.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) else { return Ok(()) };
+        let cfg = front
+            .per_port
+            .iter()
+            .find(|p| p.port == l.port)
+            .map(|p| &p.tls)
+            .or(front.default.as_ref());
+        let Some(v) = cfg.and_then(|c| c.validation.as_ref()) else { return Ok(()) };
+        for c in &v.ca_certificate_refs {
+            self.ca_bundle(c, "Gateway", gw.metadata.ns(), Reason::InvalidCaCertificateKind)?;
+        }
+        Ok(())
+    }
+
+    /// `spec.tls.backend.clientCertificateRef`, when set.
+    fn backend_client_certificate(&self, gw: &Gateway) -> Option<Result<ObjectKey, Fail>> {
+        let r = gw.spec.tls.as_ref()?.backend.as_ref()?.client_certificate_ref.as_ref()?;
+        let key = ObjectKey::new(Kind::Gateway, gw.metadata.ns(), gw.metadata.name.clone());
+        Some(self.certificate(r, &key, gw.metadata.ns()).map_err(|(reason, m)| {
+            let reason = if reason == Reason::RefNotPermitted { reason } else { Reason::InvalidClientCertificateRef };
+            (reason, m)
+        }))
     }
 
     // ---------------------------------------------------------------- output
@@ -870,8 +956,8 @@ impl<'a> Engine<'a> {
             let prev = gw.obj.status.as_ref();
             let prev_listeners = prev.map(|s| s.listeners.as_slice()).unwrap_or(&[]);
             let listeners: Vec<ListenerStatus> = own.iter().map(|l| self.listener_status(l, prev_listeners, &gw.obj.metadata)).collect();
-            let valid = own.iter().filter(|l| l.usable()).count();
-            let all_ok = own.iter().all(|l| l.usable() && l.resolved.is_ok());
+            let valid = own.iter().filter(|l| l.valid()).count();
+            let all_ok = own.iter().all(|l| l.valid());
             let accepted = match &gw.params {
                 Err((r, m)) => cond(T::Accepted, false, *r, m.clone()),
                 Ok(()) if valid == 0 => cond(T::Accepted, false, Reason::ListenersNotValid, "no listener is valid"),
@@ -883,7 +969,24 @@ impl<'a> Engine<'a> {
             } else {
                 cond(T::Programmed, false, Reason::Invalid, accepted.message.clone())
             };
-            let conds = vec![accepted, programmed];
+            let mut conds = vec![accepted, programmed];
+            conds.push(match self.backend_client_certificate(gw.obj) {
+                Some(Err((r, m))) => cond(T::ResolvedRefs, false, r, m),
+                _ => cond(T::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved"),
+            });
+            let insecure = gw.obj.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()).is_some_and(|f| {
+                f.default.iter().chain(f.per_port.iter().map(|p| &p.tls)).any(|c| {
+                    c.validation.as_ref().and_then(|v| v.mode.as_deref()) == Some("AllowInsecureFallback")
+                })
+            });
+            if insecure {
+                conds.push(cond(
+                    T::InsecureFrontendValidationMode,
+                    true,
+                    Reason::ConfigurationChanged,
+                    "client certificate validation allows insecure fallback",
+                ));
+            }
             let prev_conds = prev.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
             let conditions = self.stamp(conds, prev_conds, &gw.obj.metadata);
             let mut addresses: Vec<GatewayStatusAddress> = gw
@@ -897,7 +1000,12 @@ impl<'a> Engine<'a> {
             if addresses.is_empty() {
                 addresses = self.opts.addresses.clone();
             }
-            let accepted_sets = gw.sets.iter().filter(|s| s.allowed.is_ok()).count();
+            // Spec: attachedListenerSets counts the ListenerSets that are Accepted.
+            let accepted_sets = gw
+                .sets
+                .iter()
+                .filter(|s| s.allowed.is_ok() && gw.listeners.iter().any(|l| l.owner == s.key && l.valid()))
+                .count();
             let attached_listener_sets = (gw.obj.spec.allowed_listeners.is_some() || !gw.sets.is_empty())
                 .then(|| i32::try_from(accepted_sets).unwrap_or(i32::MAX));
             self.out.statuses.insert(
@@ -913,8 +1021,8 @@ impl<'a> Engine<'a> {
                     Err((r, m)) => (vec![cond(T::Accepted, false, *r, m.clone()), cond(T::Programmed, false, *r, m.clone())], vec![]),
                     Ok(()) => {
                         let mine: Vec<&Lst<'_>> = gw.listeners.iter().filter(|l| l.owner == s.key).collect();
-                        let valid = mine.iter().filter(|l| l.usable()).count();
-                        let all_ok = mine.iter().all(|l| l.usable() && l.resolved.is_ok());
+                        let valid = mine.iter().filter(|l| l.valid()).count();
+                        let all_ok = mine.iter().all(|l| l.valid());
                         let conds = if valid == 0 {
                             vec![
                                 cond(T::Accepted, false, Reason::ListenersNotValid, "no listener is valid"),
@@ -967,6 +1075,14 @@ impl<'a> Engine<'a> {
 }
 
 type RouteStatusRef = RouteStatus;
+
+/// A Secret's value: `stringData` first, then base64-decoded `data`.
+fn secret_value(s: &crate::model::Secret, key: &str) -> Option<Vec<u8>> {
+    if let Some(v) = s.string_data.get(key) {
+        return Some(v.as_bytes().to_vec());
+    }
+    s.data.get(key).and_then(|v| base64::engine::general_purpose::STANDARD.decode(v.trim()).ok())
+}
 
 /// `appProtocol`s gwcore can speak to a backend.
 const SUPPORTED_APP_PROTOCOLS: [&str; 6] = ["http", "kubernetes.io/h2c", "kubernetes.io/ws", "kubernetes.io/wss", "https", "h2c"];

@@ -171,9 +171,76 @@ pub struct GatewaySpec {
     /// Which ListenerSets may attach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_listeners: Option<AllowedListeners>,
-    /// Gateway-level TLS settings (client certificate validation).
+    /// Gateway-level TLS settings: client certificate validation of
+    /// frontend connections, and the client certificate shown to backends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<serde_json::Value>,
+    pub tls: Option<GatewayTlsConfig>,
+}
+
+/// `Gateway.spec.tls`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTlsConfig {
+    /// TLS towards backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<GatewayBackendTls>,
+    /// TLS towards clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontend: Option<FrontendTls>,
+}
+
+/// `Gateway.spec.tls.backend`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayBackendTls {
+    /// The client certificate the Gateway presents to backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate_ref: Option<SecretObjectReference>,
+}
+
+/// `Gateway.spec.tls.frontend`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTls {
+    /// Settings for every HTTPS listener without a per-port entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<FrontendTlsConfig>,
+    /// Settings per port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_port: Vec<FrontendTlsPerPort>,
+}
+
+/// `frontend.perPort[]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTlsPerPort {
+    /// The port.
+    #[serde(default)]
+    pub port: i32,
+    /// Its settings.
+    #[serde(default)]
+    pub tls: FrontendTlsConfig,
+}
+
+/// Frontend TLS settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTlsConfig {
+    /// Client certificate validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<FrontendValidation>,
+}
+
+/// Client certificate validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendValidation {
+    /// CA bundles (ConfigMaps with `ca.crt`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca_certificate_refs: Vec<SecretObjectReference>,
+    /// `AllowValidOnly` (default) or `AllowInsecureFallback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// `spec.addresses[]`.

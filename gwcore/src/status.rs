@@ -26,6 +26,8 @@ pub enum ConditionType {
     SupportedVersion,
     /// `OverlappingTLSConfig`
     OverlappingTlsConfig,
+    /// `InsecureFrontendValidationMode`
+    InsecureFrontendValidationMode,
 }
 
 impl ConditionType {
@@ -39,6 +41,7 @@ impl ConditionType {
             ConditionType::PartiallyInvalid => "PartiallyInvalid",
             ConditionType::SupportedVersion => "SupportedVersion",
             ConditionType::OverlappingTlsConfig => "OverlappingTLSConfig",
+            ConditionType::InsecureFrontendValidationMode => "InsecureFrontendValidationMode",
         }
     }
 }
@@ -78,8 +81,9 @@ pub enum Reason {
     UnsupportedProtocolBackend,
     IncompatibleFilters,
     InvalidCaCertificateRef,
-    InvalidKindCa,
-    NoCaCertificates,
+    InvalidCaCertificateKind,
+    NoValidCaCertificate,
+    ConfigurationChanged,
     Conflicted,
     TargetNotFound,
     ParentNotAccepted,
@@ -121,11 +125,13 @@ impl Reason {
             Reason::NotAllowedByListeners => "NotAllowedByListeners",
             Reason::NoMatchingListenerHostname => "NoMatchingListenerHostname",
             Reason::NoMatchingParent => "NoMatchingParent",
-            Reason::InvalidKind | Reason::InvalidKindCa => "InvalidKind",
+            Reason::InvalidKind => "InvalidKind",
+            Reason::InvalidCaCertificateKind => "InvalidCACertificateKind",
+            Reason::ConfigurationChanged => "ConfigurationChanged",
             Reason::BackendNotFound => "BackendNotFound",
             Reason::IncompatibleFilters => "IncompatibleFilters",
             Reason::InvalidCaCertificateRef => "InvalidCACertificateRef",
-            Reason::NoCaCertificates => "NoCACertificates",
+            Reason::NoValidCaCertificate => "NoValidCACertificate",
             Reason::Conflicted => "Conflicted",
             Reason::TargetNotFound => "TargetNotFound",
             Reason::ParentNotAccepted => "ParentNotAccepted",

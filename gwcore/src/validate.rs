@@ -124,7 +124,13 @@ pub fn validate(obj: &mut Object) -> Vec<FieldError> {
                 e.push("spec.validation.hostname", "required");
             }
         }
+        Object::Namespace(n) if !n.metadata.name.is_empty() && !is_dns_label(&n.metadata.name) => {
+            e.push("metadata.name", format!("{:?} is not a valid namespace name: a DNS label of at most 63 characters", n.metadata.name));
+        }
         Object::Service(s) => {
+            if !s.metadata.name.is_empty() && !is_dns_label(&s.metadata.name) {
+                e.push("metadata.name", format!("{:?} is not a valid Service name: a DNS label of at most 63 characters", s.metadata.name));
+            }
             for (i, p) in s.spec.ports.iter().enumerate() {
                 port_range(&mut e, &format!("spec.ports[{i}].port"), p.port);
             }
@@ -145,8 +151,16 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// RFC 1123 subdomain as Kubernetes checks it: at most 253 characters of
+/// dot-separated alphanumeric runs with inner dashes (no per-label limit).
 fn is_dns_subdomain(s: &str) -> bool {
-    s.split('.').all(is_dns_label)
+    s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
 }
 
 fn port_range(e: &mut Errs, field: &str, port: i32) {
