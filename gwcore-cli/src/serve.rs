@@ -65,11 +65,21 @@ fn parse_listen(s: &str) -> Result<(u16, SocketAddr), String> {
 pub(crate) fn run(args: Args) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Log lines (one access line per request) are written by a background
+    // thread so that a slow terminal never stalls request handling. When
+    // its buffer is full, callers wait rather than lines being dropped.
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     match args.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .init(),
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
+            .with_writer(writer)
             .init(),
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()

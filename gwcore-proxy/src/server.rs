@@ -265,9 +265,7 @@ pub(crate) async fn serve_http<I>(
     let svc = hyper::service::service_fn(move |req| {
         let proxy = proxy.clone();
         let info = info.clone();
-        let answer: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
-            Box::pin(async move { proxy.handle(&info, req).await });
-        async move { Ok::<_, std::convert::Infallible>(answer.await) }
+        async move { Ok::<_, std::convert::Infallible>(proxy.handle(&info, req).await) }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(io, svc);
