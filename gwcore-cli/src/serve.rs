@@ -101,6 +101,7 @@ async fn serve(args: Args) -> ExitCode {
         listen: ListenOptions {
             map: args.listen.iter().copied().collect(),
             default_ip: args.bind,
+            ephemeral: false,
         },
         echo_backends: args.echo_backends,
     };

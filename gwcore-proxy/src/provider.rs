@@ -94,6 +94,11 @@ impl EchoBackends {
         EchoBackends::default()
     }
 
+    /// The echo backend standing for `service`.
+    pub fn addr(&self, service: &ObjectKey) -> Option<SocketAddr> {
+        self.servers.get(service).map(EchoServer::addr)
+    }
+
     /// Starts an echo server for every Service of `snapshot` that has no
     /// endpoint, stops those whose Service is gone or has endpoints now, and
     /// returns the address of each.
@@ -180,13 +185,15 @@ pub enum StartError {
     Echo(#[from] std::io::Error),
 }
 
-/// A running proxy fed by a [`FileProvider`]: the state, the sockets, the
-/// echo backends, and what a reload needs.
+/// A running proxy: the state, the sockets, the echo backends, and what a
+/// reload needs. It is fed either by a [`FileProvider`] ([`Runtime::start`],
+/// [`Runtime::poll`]) or by snapshots from the embedding program
+/// ([`Runtime::from_snapshot`], [`Runtime::apply`]).
 #[derive(Debug)]
 pub struct Runtime {
     proxy: Arc<Proxy>,
     server: Server,
-    provider: FileProvider,
+    provider: Option<FileProvider>,
     echo: Option<EchoBackends>,
     opts: RuntimeOptions,
 }
@@ -206,18 +213,32 @@ impl Runtime {
             tracing::warn!("{d}");
         }
         let snapshot = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
+        let mut rt = Runtime::serve(snapshot, loaded.diagnostics, opts).await?;
+        rt.provider = Some(provider);
+        Ok(rt)
+    }
+
+    /// Serves `snapshot` with no file provider: for programs that embed the
+    /// proxy and hold their objects themselves (the conformance runner, a
+    /// controller). Feed changes with [`Runtime::apply`].
+    pub async fn from_snapshot(
+        snapshot: Snapshot,
+        opts: RuntimeOptions,
+    ) -> Result<Runtime, StartError> {
+        Runtime::serve(snapshot, Vec::new(), opts).await
+    }
+
+    async fn serve(
+        snapshot: Snapshot,
+        diagnostics: Vec<gwcore::load::Diagnostic>,
+        opts: RuntimeOptions,
+    ) -> Result<Runtime, StartError> {
         let mut echo = opts.echo_backends.then(EchoBackends::new);
         let extra = match &mut echo {
             Some(e) => e.sync(&snapshot).await?,
             None => BTreeMap::new(),
         };
-        let config = Config::build(
-            1,
-            snapshot,
-            loaded.diagnostics,
-            &build_options(&opts),
-            &extra,
-        );
+        let config = Config::build(1, snapshot, diagnostics, &build_options(&opts), &extra);
         let proxy = Proxy::new(config);
         proxy.metrics().record_reload(ReloadOutcome::Applied, 1);
         let mut server = Server::new(proxy.clone(), opts.listen.clone());
@@ -226,7 +247,7 @@ impl Runtime {
         Ok(Runtime {
             proxy,
             server,
-            provider,
+            provider: None,
             echo,
             opts,
         })
@@ -242,19 +263,27 @@ impl Runtime {
         self.server.local_addr(port)
     }
 
+    /// The echo backend standing for a Service, when there is one.
+    pub fn echo_addr(&self, service: &ObjectKey) -> Option<SocketAddr> {
+        self.echo.as_ref().and_then(|e| e.addr(service))
+    }
+
     /// Reloads if the inputs changed since the last look; `None` when they
-    /// did not.
+    /// did not, or when there is no file provider.
     pub async fn poll(&mut self) -> Option<ReloadOutcome> {
-        if !self.provider.changed() {
+        if !self.provider.as_mut()?.changed() {
             return None;
         }
         Some(self.reload().await)
     }
 
     /// Reads the inputs and serves them if they are good and different.
+    /// Without a file provider there is nothing to read: `Unchanged`.
     pub async fn reload(&mut self) -> ReloadOutcome {
-        let loaded = self.provider.load();
-        let current = self.proxy.config();
+        let Some(provider) = &self.provider else {
+            return ReloadOutcome::Unchanged;
+        };
+        let loaded = provider.load();
         let outcome = if loaded.has_errors() {
             let errors = error_lines(&loaded);
             for e in &errors {
@@ -262,7 +291,7 @@ impl Runtime {
             }
             tracing::error!(
                 target: "gwcore::reload",
-                generation = current.generation,
+                generation = self.proxy.config().generation,
                 "reload refused; still serving the last good configuration"
             );
             self.proxy.set_reload_error(ReloadError {
@@ -272,35 +301,52 @@ impl Runtime {
             ReloadOutcome::Failed
         } else {
             let snapshot = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
-            if snapshot == current.snapshot {
-                ReloadOutcome::Unchanged
-            } else {
-                match self
-                    .build(snapshot, loaded.diagnostics, current.generation + 1)
-                    .await
-                {
-                    Ok(config) => {
-                        let generation = config.generation;
-                        self.proxy.swap(config);
-                        self.server.reconcile().await;
-                        tracing::info!(target: "gwcore::reload", generation, "configuration applied");
-                        ReloadOutcome::Applied
-                    }
-                    Err(e) => {
-                        tracing::error!(target: "gwcore::reload", error = %e, "reload refused");
-                        self.proxy.set_reload_error(ReloadError {
-                            at: now_rfc3339(),
-                            errors: vec![e.to_string()],
-                        });
-                        ReloadOutcome::Failed
-                    }
-                }
-            }
+            self.swap_in(snapshot, loaded.diagnostics).await
         };
         self.proxy
             .metrics()
             .record_reload(outcome, self.proxy.config().generation);
         outcome
+    }
+
+    /// Serves `snapshot` if it differs from the served one.
+    pub async fn apply(&mut self, snapshot: Snapshot) -> ReloadOutcome {
+        let outcome = self.swap_in(snapshot, Vec::new()).await;
+        self.proxy
+            .metrics()
+            .record_reload(outcome, self.proxy.config().generation);
+        outcome
+    }
+
+    async fn swap_in(
+        &mut self,
+        snapshot: Snapshot,
+        diagnostics: Vec<gwcore::load::Diagnostic>,
+    ) -> ReloadOutcome {
+        let current = self.proxy.config();
+        if snapshot == current.snapshot {
+            return ReloadOutcome::Unchanged;
+        }
+        match self
+            .build(snapshot, diagnostics, current.generation + 1)
+            .await
+        {
+            Ok(config) => {
+                let generation = config.generation;
+                self.proxy.swap(config);
+                self.server.reconcile().await;
+                tracing::info!(target: "gwcore::reload", generation, "configuration applied");
+                ReloadOutcome::Applied
+            }
+            Err(e) => {
+                tracing::error!(target: "gwcore::reload", error = %e, "reload refused");
+                self.proxy.set_reload_error(ReloadError {
+                    at: now_rfc3339(),
+                    errors: vec![e.to_string()],
+                });
+                ReloadOutcome::Failed
+            }
+        }
     }
 
     async fn build(
@@ -339,6 +385,11 @@ impl Runtime {
                 _ = tick.tick() => { self.poll().await; }
             }
         }
+        self.shutdown(grace).await;
+    }
+
+    /// Stops accepting and drains open connections for at most `grace`.
+    pub async fn shutdown(self, grace: Duration) {
         tracing::info!("draining connections");
         self.proxy.set_ready(false);
         self.server.shutdown(grace).await;

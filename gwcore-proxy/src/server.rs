@@ -29,6 +29,10 @@ pub struct ListenOptions {
     /// The address other ports are bound on, at their own number.
     /// Default is `0.0.0.0`.
     pub default_ip: IpAddr,
+    /// Bind ports without an explicit address on an ephemeral port of
+    /// `default_ip` instead of their own number (tests, the conformance
+    /// runner). Default is `false`.
+    pub ephemeral: bool,
 }
 
 impl Default for ListenOptions {
@@ -36,6 +40,7 @@ impl Default for ListenOptions {
         ListenOptions {
             map: BTreeMap::new(),
             default_ip: IpAddr::from([0, 0, 0, 0]),
+            ephemeral: false,
         }
     }
 }
@@ -43,10 +48,10 @@ impl Default for ListenOptions {
 impl ListenOptions {
     /// The address Gateway port `port` is served on.
     pub fn addr(&self, port: u16) -> SocketAddr {
-        self.map
-            .get(&port)
-            .copied()
-            .unwrap_or(SocketAddr::new(self.default_ip, port))
+        self.map.get(&port).copied().unwrap_or(SocketAddr::new(
+            self.default_ip,
+            if self.ephemeral { 0 } else { port },
+        ))
     }
 }
 

@@ -366,3 +366,46 @@ async fn listeners_are_bound_and_closed_as_gateways_change() {
     );
     assert_eq!(common::get(&c, port80, "x", "/").await.0, 200);
 }
+
+fn snapshot(yaml: &str) -> gwcore::Snapshot {
+    let loaded = gwcore::load::load_str("test.yaml", yaml);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    gwcore::Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o))
+}
+
+#[tokio::test]
+async fn an_embedding_program_feeds_snapshots_on_ephemeral_ports() {
+    let listen = ListenOptions {
+        default_ip: "127.0.0.1".parse().unwrap(),
+        ephemeral: true,
+        ..ListenOptions::default()
+    };
+    let opts = RuntimeOptions {
+        controller_name: CONTROLLER.into(),
+        listen,
+        echo_backends: true,
+    };
+    let mut rt = Runtime::from_snapshot(snapshot(&reload_manifest(false)), opts)
+        .await
+        .unwrap();
+    let addr = rt.local_addr(80).expect("port 80 on an ephemeral port");
+    assert_ne!(addr.port(), 80);
+    let echo = gwcore::model::ObjectKey::new(gwcore::model::Kind::Service, "default", "echo");
+    assert!(rt.echo_addr(&echo).is_some());
+    let c = common::client();
+    let (_, _, body) = common::get(&c, addr, "x", "/extra").await;
+    assert!(!echoed(&body).headers.contains_key("X-Variant"));
+
+    assert_eq!(
+        rt.apply(snapshot(&reload_manifest(true))).await,
+        ReloadOutcome::Applied
+    );
+    let (_, _, body) = common::get(&c, addr, "x", "/extra").await;
+    assert_eq!(echoed(&body).headers["X-Variant"], ["1"]);
+    assert_eq!(
+        rt.apply(snapshot(&reload_manifest(true))).await,
+        ReloadOutcome::Unchanged
+    );
+    assert_eq!(rt.poll().await, None, "no file provider");
+    rt.shutdown(Duration::from_secs(1)).await;
+}
