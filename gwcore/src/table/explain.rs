@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::hostname;
 use crate::model::ObjectKey;
 
+use super::matching::{Conditions, Extra};
 use super::path::prefix_matches;
 use super::{
     Action, CandPath, Candidate, ListenerTable, PathError, Precedence, RequestHead, Step, Table,
@@ -83,11 +84,11 @@ fn describe(c: &Candidate) -> String {
     if let Some(m) = &c.cond.method {
         parts.push(format!("method {m}"));
     }
-    if !c.cond.headers.is_empty() {
-        parts.push(format!("{} header match(es)", c.cond.headers.len()));
+    if !c.cond.headers().is_empty() {
+        parts.push(format!("{} header match(es)", c.cond.headers().len()));
     }
-    if !c.cond.queries.is_empty() {
-        parts.push(format!("{} query match(es)", c.cond.queries.len()));
+    if !c.cond.queries().is_empty() {
+        parts.push(format!("{} query match(es)", c.cond.queries().len()));
     }
     parts.join(", ")
 }
@@ -106,33 +107,33 @@ fn why_not(c: &Candidate, head: &RequestHead, path: &str) -> Option<String> {
     {
         return Some(format!("method is not {m}"));
     }
-    let single = |cond: super::Conditions| cond.matches(head, path);
-    if let Some(r) = &c.cond.path_regex
-        && !single(super::Conditions {
+    let single = |x: Extra| Conditions::only(x).matches(head, path);
+    if let Some(r) = c.cond.path_regex()
+        && !single(Extra {
             path_regex: Some(r.clone()),
             ..Default::default()
         })
     {
         return Some("path does not match the regular expression".to_owned());
     }
-    if c.cond.grpc.is_some()
-        && !single(super::Conditions {
-            grpc: c.cond.grpc.clone(),
+    if c.cond.grpc().is_some()
+        && !single(Extra {
+            grpc: c.cond.grpc().cloned(),
             ..Default::default()
         })
     {
         return Some("gRPC service/method differs".to_owned());
     }
-    for h in c.cond.headers.iter() {
-        if !single(super::Conditions {
+    for h in c.cond.headers() {
+        if !single(Extra {
             headers: vec![h.clone()].into(),
             ..Default::default()
         }) {
             return Some(format!("header {} does not match", h.0));
         }
     }
-    for q in c.cond.queries.iter() {
-        if !single(super::Conditions {
+    for q in c.cond.queries() {
+        if !single(Extra {
             queries: vec![q.clone()].into(),
             ..Default::default()
         }) {

@@ -113,17 +113,59 @@ pub(crate) fn grpc_parts(path: &str) -> Option<(&str, &str)> {
     Some((service, method))
 }
 
-/// Everything but the path trie position that a candidate checks.
+/// Everything but the path trie position that a candidate checks. Most
+/// matches have no condition besides the path (and maybe a method), so the
+/// rest lives behind one pointer.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Conditions {
     pub(crate) method: Option<Method>,
+    pub(crate) extra: Option<Box<Extra>>,
+}
+
+/// The rarer conditions.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Extra {
     pub(crate) headers: Box<[(HeaderName, ValueMatch)]>,
     pub(crate) queries: Box<[(Box<str>, ValueMatch)]>,
     pub(crate) path_regex: Option<ValueMatch>,
     pub(crate) grpc: Option<GrpcCond>,
 }
 
+impl Extra {
+    fn boxed(self) -> Option<Box<Extra>> {
+        let empty = self.headers.is_empty()
+            && self.queries.is_empty()
+            && self.path_regex.is_none()
+            && self.grpc.is_none();
+        (!empty).then(|| Box::new(self))
+    }
+}
+
 impl Conditions {
+    /// Conditions made of `extra` only (for `explain`).
+    pub(crate) fn only(extra: Extra) -> Conditions {
+        Conditions {
+            method: None,
+            extra: extra.boxed(),
+        }
+    }
+
+    pub(crate) fn headers(&self) -> &[(HeaderName, ValueMatch)] {
+        self.extra.as_ref().map_or(&[], |e| &e.headers)
+    }
+
+    pub(crate) fn queries(&self) -> &[(Box<str>, ValueMatch)] {
+        self.extra.as_ref().map_or(&[], |e| &e.queries)
+    }
+
+    pub(crate) fn path_regex(&self) -> Option<&ValueMatch> {
+        self.extra.as_ref().and_then(|e| e.path_regex.as_ref())
+    }
+
+    pub(crate) fn grpc(&self) -> Option<&GrpcCond> {
+        self.extra.as_ref().and_then(|e| e.grpc.as_ref())
+    }
+
     /// HTTP conditions of one match (the path is checked by the trie unless
     /// it is a regex).
     pub(crate) fn http(
@@ -140,8 +182,7 @@ impl Conditions {
                 Method::from_bytes(b"GWCORE-INVALID-METHOD").unwrap_or(Method::CONNECT)
             })
         });
-        Conditions {
-            method,
+        let extra = Extra {
             headers: header_conds(headers, problems),
             queries: dedup_by_name(queries, false)
                 .into_iter()
@@ -155,19 +196,23 @@ impl Conditions {
             path_regex: path_regex
                 .map(|p| ValueMatch::compile(Some("RegularExpression"), p, problems)),
             grpc: None,
+        };
+        Conditions {
+            method,
+            extra: extra.boxed(),
         }
     }
 
     /// gRPC conditions of one match (`None`: every gRPC request).
-    pub(crate) fn grpc(m: Option<&GrpcRouteMatch>, problems: &mut Vec<String>) -> Conditions {
+    pub(crate) fn for_grpc(m: Option<&GrpcRouteMatch>, problems: &mut Vec<String>) -> Conditions {
         let Some(m) = m else {
-            return Conditions {
+            return Conditions::only(Extra {
                 grpc: Some(GrpcCond {
                     service: None,
                     method: None,
                 }),
                 ..Default::default()
-            };
+            });
         };
         let (service, method) = match &m.method {
             None => (None, None),
@@ -181,11 +226,11 @@ impl Conditions {
                 (c(&mm.service, problems), c(&mm.method, problems))
             }
         };
-        Conditions {
+        Conditions::only(Extra {
             headers: header_conds(&m.headers, problems),
             grpc: Some(GrpcCond { service, method }),
             ..Default::default()
-        }
+        })
     }
 
     /// Whether `head` satisfies every condition. `path` is the normalized
@@ -197,12 +242,13 @@ impl Conditions {
         {
             return false;
         }
-        if let Some(r) = &self.path_regex
+        let Some(x) = &self.extra else { return true };
+        if let Some(r) = &x.path_regex
             && !r.is_match(path.as_bytes())
         {
             return false;
         }
-        if let Some(g) = &self.grpc {
+        if let Some(g) = &x.grpc {
             let Some((service, method)) = grpc_parts(path) else {
                 return false;
             };
@@ -217,13 +263,13 @@ impl Conditions {
                 return false;
             }
         }
-        for (name, vm) in self.headers.iter() {
+        for (name, vm) in x.headers.iter() {
             match head.header_value(name) {
                 Some(v) if vm.is_match(&v) => {}
                 _ => return false,
             }
         }
-        for (name, vm) in self.queries.iter() {
+        for (name, vm) in x.queries.iter() {
             match head.query_param(name) {
                 Some(v) if vm.is_match(v.as_bytes()) => {}
                 _ => return false,

@@ -300,7 +300,7 @@ impl Timeouts {
 pub struct Backend {
     weight: u32,
     target: Result<BackendTarget, BackendError>,
-    filters: Vec<Filter>,
+    filters: Box<[Filter]>,
 }
 
 impl Backend {
@@ -328,12 +328,12 @@ pub struct Rule {
     family: Family,
     index: usize,
     name: Option<String>,
-    filters: Vec<Filter>,
-    backends: Vec<Backend>,
+    filters: Box<[Filter]>,
+    backends: Box<[Backend]>,
     total_weight: u64,
-    mirrors: Vec<Mirror>,
+    mirrors: Box<[Mirror]>,
     timeouts: Timeouts,
-    retry: Option<HttpRouteRetry>,
+    retry: Option<Box<HttpRouteRetry>>,
 }
 
 impl Rule {
@@ -383,27 +383,20 @@ struct Candidate {
     match_index: u32,
 }
 
+/// A trie node: children by segment (sorted), candidate ids of the Exact
+/// paths ending here and of the PathPrefixes ending here.
 #[derive(Debug, Default)]
 struct Node {
-    children: Vec<(Box<str>, u32)>,
-    exact: Vec<u32>,
-    prefix: Vec<u32>,
+    children: Box<[(Box<str>, u32)]>,
+    exact: Box<[u32]>,
+    prefix: Box<[u32]>,
     parent: u32,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct HttpBucket {
-    nodes: Vec<Node>,
-    regex: Vec<u32>,
-}
-
-impl Default for HttpBucket {
-    fn default() -> Self {
-        HttpBucket {
-            nodes: vec![Node::default()],
-            regex: Vec::new(),
-        }
-    }
+    nodes: Box<[Node]>,
+    regex: Box<[u32]>,
 }
 
 impl HttpBucket {
@@ -418,6 +411,30 @@ impl HttpBucket {
                 .map(|i| ch[i].1)
         }
     }
+}
+
+/// A trie node while the bucket is built.
+#[derive(Debug, Default)]
+struct BuildNode {
+    children: Vec<(Box<str>, u32)>,
+    exact: Vec<u32>,
+    prefix: Vec<u32>,
+    parent: u32,
+}
+
+#[derive(Debug)]
+struct BucketBuilder {
+    nodes: Vec<BuildNode>,
+    regex: Vec<u32>,
+}
+
+impl BucketBuilder {
+    fn new() -> BucketBuilder {
+        BucketBuilder {
+            nodes: vec![BuildNode::default()],
+            regex: Vec::new(),
+        }
+    }
 
     fn node_for(&mut self, segs: &[&str]) -> u32 {
         let mut n = 0u32;
@@ -430,9 +447,9 @@ impl HttpBucket {
                 Some(c) => c.1,
                 None => {
                     let id = self.nodes.len() as u32;
-                    self.nodes.push(Node {
+                    self.nodes.push(BuildNode {
                         parent: n,
-                        ..Node::default()
+                        ..BuildNode::default()
                     });
                     self.nodes[n as usize].children.push(((*s).into(), id));
                     id
@@ -440,6 +457,30 @@ impl HttpBucket {
             };
         }
         n
+    }
+
+    /// Sorts every list (`by` is the precedence order) and freezes.
+    fn build(self, by: impl Fn(&u32, &u32) -> std::cmp::Ordering) -> HttpBucket {
+        let sorted = |mut v: Vec<u32>| {
+            v.sort_by(&by);
+            v.into_boxed_slice()
+        };
+        HttpBucket {
+            nodes: self
+                .nodes
+                .into_iter()
+                .map(|mut n| {
+                    n.children.sort_by(|a, b| a.0.cmp(&b.0));
+                    Node {
+                        children: n.children.into_boxed_slice(),
+                        exact: sorted(n.exact),
+                        prefix: sorted(n.prefix),
+                        parent: n.parent,
+                    }
+                })
+                .collect(),
+            regex: sorted(self.regex),
+        }
     }
 }
 
@@ -519,11 +560,11 @@ impl ListenerTable {
                 creation_timestamp: route.creation_timestamp.clone(),
                 hostnames: route.hostnames.clone(),
             });
-            let rank = RouteRank {
+            let rank = Arc::new(RouteRank {
                 created: CreationTime::parse(route.creation_timestamp.as_deref()),
-                namespace: route.key.namespace.as_str().into(),
-                name: route.key.name.as_str().into(),
-            };
+                namespace: route.key.namespace.clone(),
+                name: route.key.name.clone(),
+            });
             let hostnames: Vec<Option<Arc<str>>> = if route.hostnames.is_empty() {
                 vec![None]
             } else {
@@ -587,8 +628,8 @@ impl ListenerTable {
                             let matched = MatchRank::Http {
                                 path: rank_path,
                                 method: m.method.is_some(),
-                                headers: u8_count(cond.headers.len()),
-                                query_params: u8_count(cond.queries.len()),
+                                headers: u8_count(cond.headers().len()),
+                                query_params: u8_count(cond.queries().len()),
                             };
                             for h in &hostnames {
                                 let id = lt.cands.len() as u32;
@@ -640,7 +681,7 @@ impl ListenerTable {
                                 rule.matches.iter().map(Some).collect()
                             };
                         for (mi, m) in matches.into_iter().enumerate() {
-                            let cond = Conditions::grpc(m, &mut msgs);
+                            let cond = Conditions::for_grpc(m, &mut msgs);
                             let (sc, mc) = match m.and_then(|m| m.method.as_ref()) {
                                 Some(mm) if mm.type_.as_deref().unwrap_or("Exact") == "Exact" => (
                                     mm.service.as_deref().map_or(0, u16_len),
@@ -651,7 +692,7 @@ impl ListenerTable {
                             let matched = MatchRank::Grpc {
                                 service_chars: sc,
                                 method_chars: mc,
-                                headers: u8_count(cond.headers.len()),
+                                headers: u8_count(cond.headers().len()),
                             };
                             for h in &hostnames {
                                 let id = lt.cands.len() as u32;
@@ -688,34 +729,28 @@ impl ListenerTable {
         let cands = &lt.cands;
         let by_prec = |a: &u32, b: &u32| cands[*a as usize].prec.cmp(&cands[*b as usize].prec);
         for (h, ids) in http_lists {
-            let bucket = lt.http.entry(h.as_deref());
+            let mut b = BucketBuilder::new();
             for id in ids {
                 match &cands[id as usize].path {
                     CandPath::Exact(p) => {
                         let segs: Vec<&str> = path::segments(p).collect();
-                        let n = bucket.node_for(&segs);
-                        bucket.nodes[n as usize].exact.push(id);
+                        let n = b.node_for(&segs);
+                        b.nodes[n as usize].exact.push(id);
                     }
                     CandPath::Prefix(p) => {
-                        let n = bucket.node_for(&path::prefix_segments(p));
-                        bucket.nodes[n as usize].prefix.push(id);
+                        let n = b.node_for(&path::prefix_segments(p));
+                        b.nodes[n as usize].prefix.push(id);
                     }
-                    CandPath::Regex(_) | CandPath::Grpc => bucket.regex.push(id),
+                    CandPath::Regex(_) | CandPath::Grpc => b.regex.push(id),
                 }
             }
-            for node in &mut bucket.nodes {
-                node.exact.sort_by(by_prec);
-                node.prefix.sort_by(by_prec);
-                node.children.sort_by(|a, b| a.0.cmp(&b.0));
-                node.children.shrink_to_fit();
-            }
-            bucket.regex.sort_by(by_prec);
+            *lt.http.entry(h.as_deref()) = b.build(by_prec);
         }
         for (h, ids) in grpc_lists {
             let bucket = lt.grpc.entry(h.as_deref());
             for id in ids {
                 let c = &cands[id as usize];
-                let key = match (&c.prec.matched, &c.cond.grpc) {
+                let key = match (&c.prec.matched, c.cond.grpc()) {
                     (
                         MatchRank::Grpc {
                             service_chars,
@@ -736,6 +771,10 @@ impl ListenerTable {
             }
             bucket.other.sort_by(by_prec);
         }
+        lt.cands.shrink_to_fit();
+        lt.rules.shrink_to_fit();
+        lt.http.exact.shrink_to_fit();
+        lt.http.wild.shrink_to_fit();
         lt
     }
 
@@ -810,7 +849,7 @@ impl ListenerTable {
 fn grpc_exact_key(c: &Candidate) -> Option<String> {
     // The configured strings are not kept in the condition; rebuild them from
     // the Exact value matches.
-    let g = c.cond.grpc.as_ref()?;
+    let g = c.cond.grpc()?;
     let (s, m) = g.exact_parts()?;
     Some(format!("{s}/{m}"))
 }
@@ -828,7 +867,7 @@ fn compile_rule(
     retry: Option<HttpRouteRetry>,
     msgs: &mut Vec<String>,
 ) -> Rule {
-    let mut compile_filters = |fs: &[crate::model::HttpRouteFilter]| -> Vec<Filter> {
+    let mut compile_filters = |fs: &[crate::model::HttpRouteFilter]| -> Box<[Filter]> {
         fs.iter()
             .map(|f| {
                 let c = Filter::compile(f);
@@ -840,7 +879,7 @@ fn compile_rule(
             .collect()
     };
     let filters = compile_filters(filters);
-    let backends: Vec<Backend> = backends
+    let backends: Box<[Backend]> = backends
         .iter()
         .map(|b| Backend {
             weight: b.weight,
@@ -856,9 +895,9 @@ fn compile_rule(
         filters,
         total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
         backends,
-        mirrors: mirrors.to_vec(),
+        mirrors: mirrors.into(),
         timeouts,
-        retry,
+        retry: retry.map(Box::new),
     }
 }
 
@@ -1095,7 +1134,7 @@ impl<'t> Forward<'t> {
 
     /// The rule's retry policy.
     pub fn retry(&self) -> Option<&'t HttpRouteRetry> {
-        self.matched.rule.retry.as_ref()
+        self.matched.rule.retry.as_deref()
     }
 
     /// Where to mirror, with the share of requests for each.
@@ -1116,7 +1155,7 @@ impl<'t> Forward<'t> {
             filters::set_path(&mut parts.uri, p, head.query());
         }
         let prefix = self.matched.matched_prefix();
-        let backend_filters = backend.map(|b| b.filters.as_slice()).unwrap_or(&[]);
+        let backend_filters = backend.map(|b| &b.filters[..]).unwrap_or(&[]);
         for f in self.matched.rule.filters.iter().chain(backend_filters) {
             match f {
                 Filter::RequestHeaders(ops) => ops.apply(&mut parts.headers),
@@ -1134,7 +1173,7 @@ impl<'t> Forward<'t> {
         backend: Option<&Backend>,
         parts: &mut http::response::Parts,
     ) {
-        let backend_filters = backend.map(|b| b.filters.as_slice()).unwrap_or(&[]);
+        let backend_filters = backend.map(|b| &b.filters[..]).unwrap_or(&[]);
         for f in self.matched.rule.filters.iter().chain(backend_filters) {
             match f {
                 Filter::ResponseHeaders(ops) => ops.apply(&mut parts.headers),

@@ -181,9 +181,9 @@ pub struct RouteRank {
     /// `metadata.creationTimestamp`.
     pub created: CreationTime,
     /// Namespace.
-    pub namespace: Arc<str>,
+    pub namespace: String,
     /// Name.
-    pub name: Arc<str>,
+    pub name: String,
 }
 
 /// The full rank of one candidate match. `a < b` means `a` takes
@@ -195,8 +195,8 @@ pub struct Precedence {
     pub host: HostRank,
     /// Path, method, headers, query (HTTP) or service, method, headers (gRPC).
     pub matched: MatchRank,
-    /// Creation time and name of the route.
-    pub route: RouteRank,
+    /// Creation time and name of the route (shared by all its candidates).
+    pub route: Arc<RouteRank>,
     /// Index of the rule in `spec.rules`.
     pub rule: u32,
     /// Index of the match in `rules[].matches`.
@@ -423,11 +423,11 @@ mod tests {
         Precedence {
             host: HostRank::of(host),
             matched: m,
-            route: RouteRank {
+            route: Arc::new(RouteRank {
                 created: CreationTime::parse(ts),
                 namespace: ns.into(),
                 name: name.into(),
-            },
+            }),
             rule,
             match_index: 0,
         }

@@ -280,11 +280,11 @@ pub fn reference_find(routing: &GatewayRouting, head: &RequestHead) -> Outcome {
         } else {
             route.hostnames.iter().map(|h| Some(h.as_str())).collect()
         };
-        let rank = RouteRank {
+        let rank = Arc::new(RouteRank {
             created: CreationTime::parse(route.creation_timestamp.as_deref()),
-            namespace: route.key.namespace.as_str().into(),
-            name: route.key.name.as_str().into(),
-        };
+            namespace: route.key.namespace.clone(),
+            name: route.key.name.clone(),
+        });
         for h in hosts {
             if let Some(h) = h
                 && !hostname::matches(h, head.host())
