@@ -1,0 +1,326 @@
+//! The controller: watchers → reducer → engine → writer, and the handle
+//! that starts and stops them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use gwcore::Snapshot;
+use gwcore::engine::{ComputeOptions, Computed, compute};
+use gwcore::model::{Kind, ObjectKey};
+use gwcore::status::GatewayStatusAddress;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
+use kube::core::DynamicObject;
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::kinds::{DiscoveryError, Served, convert, load_balancer_addresses};
+use crate::leader::{self, LeaseOptions};
+use crate::metrics::{Counters, Metrics};
+use crate::reducer::{Index, Update};
+use crate::writer::{Writer, WriterOptions};
+
+/// How the controller runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Our `controllerName`: only GatewayClasses naming it are ours.
+    pub controller_name: String,
+    /// How long changes are gathered before the engine runs. Default 20 ms.
+    pub coalesce: Duration,
+    /// Static addresses for Gateways that request none. Default: none.
+    pub addresses: Vec<GatewayStatusAddress>,
+    /// A Service (namespace, name) whose `status.loadBalancer.ingress`
+    /// gives Gateway addresses, after the static ones. Default: none.
+    pub address_service: Option<(String, String)>,
+    /// Whether to write status at all (`false`: compute and serve only).
+    /// Default `true`.
+    pub write_status: bool,
+    /// Leader election; `None` writes without electing (one replica).
+    /// Default `None`.
+    pub lease: Option<LeaseOptions>,
+    /// The status writer.
+    pub writer: WriterOptions,
+}
+
+impl Options {
+    /// Options for `controller_name` with the defaults above.
+    pub fn new(controller_name: impl Into<String>) -> Options {
+        Options {
+            controller_name: controller_name.into(),
+            coalesce: Duration::from_millis(20),
+            addresses: Vec::new(),
+            address_service: None,
+            write_status: true,
+            lease: None,
+            writer: WriterOptions::default(),
+        }
+    }
+}
+
+/// What the controller knows after an engine run.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// Bumped on every engine run; 0 before the first.
+    pub version: u64,
+    /// Whether every watched kind has been listed (nothing is computed
+    /// before).
+    pub synced: bool,
+    /// Every object, as last seen.
+    pub snapshot: Snapshot,
+    /// The engine's output for that snapshot.
+    pub computed: Computed,
+    /// Objects left out because they are not valid, with the problems.
+    pub invalid: BTreeMap<ObjectKey, Vec<String>>,
+}
+
+/// A running controller. Dropping it stops every task at once (without
+/// releasing the Lease, as a crash would); [`Controller::shutdown`] stops
+/// it cleanly.
+#[derive(Debug)]
+pub struct Controller {
+    state: watch::Receiver<Arc<State>>,
+    leader: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    served: Served,
+    stop: watch::Sender<bool>,
+    lease_task: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Controller {
+    /// Discovers the served kinds and starts watching, computing and (when
+    /// leading) writing status on the current Tokio runtime.
+    pub async fn start(client: kube::Client, opts: Options) -> Result<Controller, DiscoveryError> {
+        let served = Served::discover(&client).await?;
+        Ok(Controller::start_with(client, served, opts))
+    }
+
+    /// Starts with the kinds already discovered.
+    pub fn start_with(client: kube::Client, served: Served, opts: Options) -> Controller {
+        let metrics = Arc::new(Metrics::default());
+        let (updates_tx, updates_rx) = mpsc::unbounded_channel();
+        let (state_tx, state_rx) = watch::channel(Arc::new(State::default()));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for (kind, ar) in served.iter() {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+            tasks.push(tokio::spawn(watch_kind(
+                api,
+                kind,
+                updates_tx.clone(),
+                metrics.clone(),
+                opts.address_service.clone(),
+            )));
+        }
+        let kinds: Vec<Kind> = served.iter().map(|(k, _)| k).collect();
+        tasks.push(tokio::spawn(reduce(
+            updates_rx,
+            kinds,
+            opts.clone(),
+            state_tx,
+            metrics.clone(),
+        )));
+        let (leader_tx, leader_rx) = watch::channel(opts.lease.is_none() && opts.write_status);
+        metrics.set_leader(*leader_rx.borrow());
+        let lease_task = match (&opts.lease, opts.write_status) {
+            (Some(lease), true) => Some(tokio::spawn(leader::run(
+                client.clone(),
+                lease.clone(),
+                leader_tx,
+                metrics.clone(),
+                stop_rx,
+            ))),
+            _ => {
+                // Keep the sender alive so the writer's leader channel stays open.
+                tasks.push(tokio::spawn(async move {
+                    let _keep = leader_tx;
+                    std::future::pending::<()>().await
+                }));
+                None
+            }
+        };
+        if opts.write_status {
+            let writer = Writer {
+                client,
+                served: served.clone(),
+                opts: opts.writer.clone(),
+                metrics: metrics.clone(),
+                updates: updates_tx,
+                state: state_rx.clone(),
+                leader: leader_rx.clone(),
+            };
+            tasks.push(tokio::spawn(writer.run()));
+        }
+        Controller {
+            state: state_rx,
+            leader: leader_rx,
+            metrics,
+            served,
+            stop: stop_tx,
+            lease_task,
+            tasks,
+        }
+    }
+
+    /// The newest state; `changed()` on it waits for the next engine run.
+    pub fn state(&self) -> watch::Receiver<Arc<State>> {
+        self.state.clone()
+    }
+
+    /// Whether this instance writes status now; `changed()` on it waits
+    /// for the next change.
+    pub fn leader(&self) -> watch::Receiver<bool> {
+        self.leader.clone()
+    }
+
+    /// The counters now.
+    pub fn counters(&self) -> Counters {
+        self.metrics.read()
+    }
+
+    /// The live counters (for a `/metrics` endpoint).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// The kinds watched, and where they are served.
+    pub fn served(&self) -> &Served {
+        &self.served
+    }
+
+    /// Waits until every watched kind has been listed and the engine has
+    /// run once.
+    pub async fn synced(&self) {
+        let mut rx = self.state.clone();
+        let _ = rx.wait_for(|s| s.synced).await;
+    }
+
+    /// Stops: releases the Lease if held (waiting at most 5 s), then stops
+    /// every task.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.lease_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Some(t) = &self.lease_task {
+            t.abort();
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Watches one kind, turning events into updates. Errors are logged and
+/// retried with backoff (0.8 s doubling to 30 s); a restarted watch lists
+/// again, which the reducer turns into a full resync of the kind.
+async fn watch_kind(
+    api: Api<DynamicObject>,
+    kind: Kind,
+    tx: mpsc::UnboundedSender<Update>,
+    metrics: Arc<Metrics>,
+    address_service: Option<(String, String)>,
+) {
+    let is_address_service = |o: &DynamicObject| {
+        kind == Kind::Service
+            && address_service.as_ref().is_some_and(|(ns, name)| {
+                o.metadata.namespace.as_deref() == Some(ns.as_str()) && o.metadata.name.as_deref() == Some(name.as_str())
+            })
+    };
+    let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                metrics.watch_error();
+                tracing::warn!(kind = %kind, error = %e, "watch failed; retrying");
+                continue;
+            }
+        };
+        metrics.event();
+        let update = match event {
+            watcher::Event::Init => Update::Restart(kind),
+            watcher::Event::InitDone => Update::Done(kind),
+            watcher::Event::InitApply(o) | watcher::Event::Apply(o) if is_address_service(&o) => {
+                if tx.send(Update::Addresses(load_balancer_addresses(&o))).is_err() {
+                    return;
+                }
+                Update::Applied(convert(kind, o))
+            }
+            watcher::Event::InitApply(o) => Update::Listed(convert(kind, o)),
+            watcher::Event::Apply(o) => Update::Applied(convert(kind, o)),
+            watcher::Event::Delete(o) => {
+                if is_address_service(&o) && tx.send(Update::Addresses(Vec::new())).is_err() {
+                    return;
+                }
+                Update::Deleted(ObjectKey::new(
+                    kind,
+                    o.metadata.namespace.unwrap_or_default(),
+                    o.metadata.name.unwrap_or_default(),
+                ))
+            }
+        };
+        if tx.send(update).is_err() {
+            return;
+        }
+    }
+}
+
+/// Applies updates to the index as they come; after a change, gathers more
+/// for `coalesce`, then runs the engine and publishes the new state.
+async fn reduce(
+    mut rx: mpsc::UnboundedReceiver<Update>,
+    kinds: Vec<Kind>,
+    opts: Options,
+    state: watch::Sender<Arc<State>>,
+    metrics: Arc<Metrics>,
+) {
+    let mut index = Index::new();
+    let mut version = 0u64;
+    loop {
+        let Some(u) = rx.recv().await else { return };
+        if !index.apply(u) {
+            continue;
+        }
+        let deadline = Instant::now() + opts.coalesce;
+        while Instant::now() < deadline {
+            tokio::select! {
+                u = rx.recv() => match u {
+                    Some(u) => { index.apply(u); }
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        if !index.synced(kinds.iter().copied()) {
+            continue;
+        }
+        let mut addresses = opts.addresses.clone();
+        addresses.extend(index.addresses().iter().cloned());
+        let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let copts = ComputeOptions::new(opts.controller_name.clone(), now).with_addresses(addresses);
+        let computed = compute(index.snapshot(), &copts);
+        metrics.computed();
+        version += 1;
+        state.send_replace(Arc::new(State {
+            version,
+            synced: true,
+            snapshot: index.snapshot().clone(),
+            computed,
+            invalid: index
+                .invalid()
+                .iter()
+                .map(|(k, (_, errors))| (k.clone(), errors.clone()))
+                .collect(),
+        }));
+    }
+}

@@ -1,0 +1,48 @@
+//! # gwcore-k8s — gwcore as a Kubernetes controller
+//!
+//! Watches the Gateway API and the objects it refers to, keeps a
+//! [`gwcore::Snapshot`] of them, runs [`gwcore::engine::compute`] after each
+//! burst of changes, and writes the statuses that changed — from one elected
+//! replica only. Every replica publishes the computed state, so each can
+//! serve traffic from it (see `gwcore serve --kubernetes`).
+//!
+//! ```text
+//!  API server ──watch (one per kind)──▶ kinds::convert ──Update──▶ reducer::Index (Snapshot)
+//!      ▲                                                                │ coalesce 20 ms
+//!      │                                                                ▼
+//!      │                                                      engine::compute ──▶ State (watch channel)
+//!      │                                                                │              └──▶ proxy
+//!      └── PUT /status (rv precondition) ◀── writer::plan (changed only) ◀┘
+//!                 only while leader::run holds the Lease
+//! ```
+//!
+//! The reducer is synchronous and pure ([`reducer::Index::apply`]); only the
+//! writer and the Lease task write to the API server.
+//!
+//! ```no_run
+//! use gwcore_k8s::{Controller, Options};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = kube::Client::try_default().await?;
+//! let controller = Controller::start(client, Options::new("gwcore.dev/gateway-controller")).await?;
+//! controller.synced().await;
+//! let state = controller.state().borrow().clone();
+//! for (key, status) in &state.computed.statuses {
+//!     println!("{key}: {}", serde_json::to_string(status)?);
+//! }
+//! controller.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod controller;
+pub mod kinds;
+pub mod leader;
+pub mod metrics;
+pub mod reducer;
+pub mod writer;
+
+pub use controller::{Controller, Options, State};
+pub use kinds::{Converted, DiscoveryError, Served};
+pub use leader::LeaseOptions;
+pub use metrics::{Counters, Metrics};
+pub use writer::WriterOptions;

@@ -1,0 +1,301 @@
+//! The reducer: watch events applied synchronously to a [`Snapshot`].
+//!
+//! Every watcher turns its events into [`Update`]s; one task applies them,
+//! in arrival order, to an [`Index`]. Applying is pure and synchronous, so
+//! it is tested here without an API server.
+//!
+//! A watch that restarts (after a lost connection or an expired
+//! `resourceVersion`) lists again: [`Update::Restart`], one
+//! [`Update::Listed`] per object, [`Update::Done`]. Until `Done`, the old
+//! objects of that kind stay in the snapshot (the last good state keeps
+//! serving); at `Done` the listed set replaces them, so objects deleted while
+//! the watch was down disappear and nothing is lost.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gwcore::Snapshot;
+use gwcore::model::{Kind, Object, ObjectKey};
+use gwcore::status::GatewayStatusAddress;
+
+use crate::kinds::Converted;
+
+/// One change seen on the API server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// The watch of this kind (re)starts listing.
+    Restart(Kind),
+    /// An object of the list in progress.
+    Listed(Converted),
+    /// The list of this kind is complete.
+    Done(Kind),
+    /// An object was added or modified.
+    Applied(Converted),
+    /// An object was deleted.
+    Deleted(ObjectKey),
+    /// The object as a status write returned it, or as read after a
+    /// conflict: newer than the watch may have delivered yet.
+    Fresh(Converted),
+    /// The load-balancer addresses of the Service named by
+    /// [`crate::Options::address_service`] changed.
+    Addresses(Vec<GatewayStatusAddress>),
+}
+
+/// The objects seen so far, and what the reducer knows about them.
+#[derive(Debug, Default)]
+pub struct Index {
+    snapshot: Snapshot,
+    listing: BTreeMap<Kind, BTreeMap<ObjectKey, Converted>>,
+    synced: BTreeSet<Kind>,
+    invalid: BTreeMap<ObjectKey, (Option<String>, Vec<String>)>,
+    addresses: Vec<GatewayStatusAddress>,
+}
+
+/// `resourceVersion`s are opaque, but every API server backed by etcd
+/// issues them as increasing integers; where both parse, an older one is
+/// recognised so that a write's response, applied early, is not undone by
+/// the watch event that precedes it. Where they do not parse, the later
+/// arrival wins.
+fn older(new: Option<&str>, old: Option<&str>) -> bool {
+    match (
+        new.and_then(|v| v.parse::<u64>().ok()),
+        old.and_then(|v| v.parse::<u64>().ok()),
+    ) {
+        (Some(n), Some(o)) => n < o,
+        _ => false,
+    }
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new() -> Index {
+        Index::default()
+    }
+
+    /// The current objects.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Whether every kind in `kinds` has been listed at least once.
+    pub fn synced(&self, kinds: impl IntoIterator<Item = Kind>) -> bool {
+        kinds.into_iter().all(|k| self.synced.contains(&k))
+    }
+
+    /// Objects left out because gwcore's validation refused them, with the
+    /// problems found.
+    pub fn invalid(&self) -> &BTreeMap<ObjectKey, (Option<String>, Vec<String>)> {
+        &self.invalid
+    }
+
+    /// The load-balancer addresses last seen.
+    pub fn addresses(&self) -> &[GatewayStatusAddress] {
+        &self.addresses
+    }
+
+    /// Applies one update; returns whether anything the engine reads
+    /// changed.
+    pub fn apply(&mut self, update: Update) -> bool {
+        match update {
+            Update::Restart(kind) => {
+                self.listing.insert(kind, BTreeMap::new());
+                false
+            }
+            Update::Listed(c) => {
+                let kind = c.key().kind;
+                match self.listing.get_mut(&kind) {
+                    Some(buf) => {
+                        buf.insert(c.key(), c);
+                        false
+                    }
+                    // A list item without a list in progress: treat as an apply.
+                    None => self.upsert(c),
+                }
+            }
+            Update::Done(kind) => {
+                let listed = self.listing.remove(&kind).unwrap_or_default();
+                let first = self.synced.insert(kind);
+                self.replace_kind(kind, listed) || first
+            }
+            Update::Applied(c) | Update::Fresh(c) => self.upsert(c),
+            Update::Deleted(key) => {
+                let was_invalid = self.invalid.remove(&key).is_some();
+                if let Some(buf) = self.listing.get_mut(&key.kind) {
+                    buf.remove(&key);
+                }
+                self.snapshot.remove(&key).is_some() || was_invalid
+            }
+            Update::Addresses(a) => {
+                if self.addresses == a {
+                    false
+                } else {
+                    self.addresses = a;
+                    true
+                }
+            }
+        }
+    }
+
+    fn upsert(&mut self, c: Converted) -> bool {
+        let key = c.key();
+        let current_rv = self
+            .snapshot
+            .get(&key)
+            .and_then(|o| o.meta().resource_version.clone())
+            .or_else(|| self.invalid.get(&key).and_then(|(rv, _)| rv.clone()));
+        match c {
+            Converted::Valid(obj) => {
+                if older(obj.meta().resource_version.as_deref(), current_rv.as_deref()) {
+                    return false;
+                }
+                self.invalid.remove(&key);
+                if self.snapshot.get(&key) == Some(&obj) {
+                    return false;
+                }
+                self.snapshot.insert(obj);
+                true
+            }
+            Converted::Invalid {
+                resource_version,
+                errors,
+                ..
+            } => {
+                if older(resource_version.as_deref(), current_rv.as_deref()) {
+                    return false;
+                }
+                if self.invalid.get(&key).is_none_or(|(rv, _)| *rv != resource_version) {
+                    tracing::warn!(object = %key, errors = ?errors, "left out: the object is not valid");
+                }
+                self.invalid.insert(key.clone(), (resource_version, errors));
+                self.snapshot.remove(&key).is_some()
+            }
+        }
+    }
+
+    fn replace_kind(&mut self, kind: Kind, listed: BTreeMap<ObjectKey, Converted>) -> bool {
+        let mut changed = false;
+        let gone: Vec<ObjectKey> = self
+            .snapshot
+            .of_kind(kind)
+            .map(Object::key)
+            .filter(|k| !listed.contains_key(k))
+            .collect();
+        for k in gone {
+            self.snapshot.remove(&k);
+            changed = true;
+        }
+        self.invalid.retain(|k, _| k.kind != kind || listed.contains_key(k));
+        for (_, c) in listed {
+            changed |= self.upsert(c);
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gwcore::model::{Namespace, ObjectMeta};
+
+    fn ns(name: &str, rv: &str, label: Option<&str>) -> Converted {
+        let mut metadata = ObjectMeta {
+            name: name.into(),
+            resource_version: Some(rv.into()),
+            ..Default::default()
+        };
+        if let Some(l) = label {
+            metadata.labels.insert("team".into(), l.into());
+        }
+        Converted::Valid(Object::Namespace(Namespace { metadata }))
+    }
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new(Kind::Namespace, "", name)
+    }
+
+    fn label(ix: &Index, name: &str) -> Option<String> {
+        ix.snapshot().get(&key(name)).and_then(|o| o.meta().labels.get("team").cloned())
+    }
+
+    #[test]
+    fn initial_list_syncs_and_applies() {
+        let mut ix = Index::new();
+        assert!(!ix.apply(Update::Restart(Kind::Namespace)));
+        assert!(!ix.apply(Update::Listed(ns("a", "1", None))));
+        assert!(ix.snapshot().is_empty(), "listed objects wait for Done");
+        assert!(!ix.synced([Kind::Namespace]));
+        assert!(ix.apply(Update::Done(Kind::Namespace)));
+        assert!(ix.synced([Kind::Namespace]));
+        assert_eq!(ix.snapshot().len(), 1);
+    }
+
+    #[test]
+    fn empty_first_list_still_counts_as_a_change() {
+        let mut ix = Index::new();
+        ix.apply(Update::Restart(Kind::Namespace));
+        assert!(ix.apply(Update::Done(Kind::Namespace)), "the first sync must trigger a compute");
+        ix.apply(Update::Restart(Kind::Namespace));
+        assert!(!ix.apply(Update::Done(Kind::Namespace)), "an unchanged relist changes nothing");
+    }
+
+    #[test]
+    fn relist_keeps_old_state_until_done_then_drops_deleted_objects() {
+        let mut ix = Index::new();
+        ix.apply(Update::Restart(Kind::Namespace));
+        ix.apply(Update::Listed(ns("a", "1", None)));
+        ix.apply(Update::Listed(ns("b", "2", None)));
+        ix.apply(Update::Done(Kind::Namespace));
+        // The watch breaks; while it was down, b was deleted and a relabelled.
+        ix.apply(Update::Restart(Kind::Namespace));
+        ix.apply(Update::Listed(ns("a", "5", Some("x"))));
+        assert_eq!(ix.snapshot().len(), 2, "the last good state serves during the relist");
+        assert!(ix.apply(Update::Done(Kind::Namespace)));
+        assert_eq!(ix.snapshot().len(), 1);
+        assert_eq!(label(&ix, "a").as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn stale_event_does_not_undo_a_fresher_write_response() {
+        let mut ix = Index::new();
+        ix.apply(Update::Applied(ns("a", "10", None)));
+        assert!(ix.apply(Update::Fresh(ns("a", "12", Some("written")))));
+        assert!(!ix.apply(Update::Applied(ns("a", "11", Some("older")))));
+        assert_eq!(label(&ix, "a").as_deref(), Some("written"));
+        assert!(!ix.apply(Update::Applied(ns("a", "12", Some("written")))), "same object: no change");
+    }
+
+    #[test]
+    fn invalid_object_replaces_its_valid_version_and_is_reported() {
+        let mut ix = Index::new();
+        ix.apply(Update::Applied(ns("a", "1", None)));
+        let bad = Converted::Invalid {
+            key: key("a"),
+            resource_version: Some("2".into()),
+            errors: vec!["metadata.name: bad".into()],
+        };
+        assert!(ix.apply(Update::Applied(bad)));
+        assert!(ix.snapshot().is_empty());
+        assert_eq!(ix.invalid()[&key("a")].1, vec!["metadata.name: bad".to_string()]);
+        assert!(ix.apply(Update::Applied(ns("a", "3", None))), "fixed again");
+        assert!(ix.invalid().is_empty());
+    }
+
+    #[test]
+    fn delete_removes() {
+        let mut ix = Index::new();
+        ix.apply(Update::Applied(ns("a", "1", None)));
+        assert!(ix.apply(Update::Deleted(key("a"))));
+        assert!(!ix.apply(Update::Deleted(key("a"))));
+        assert!(ix.snapshot().is_empty());
+    }
+
+    #[test]
+    fn addresses_change_only_when_different() {
+        let mut ix = Index::new();
+        let a = vec![GatewayStatusAddress {
+            type_: Some("IPAddress".into()),
+            value: "192.0.2.1".into(),
+        }];
+        assert!(ix.apply(Update::Addresses(a.clone())));
+        assert!(!ix.apply(Update::Addresses(a)));
+    }
+}
