@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod check;
 mod common;
+mod explain;
 mod serve;
 
 /// Kubernetes Gateway API tooling: check manifests, explain routing, serve.
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Load manifests, print diagnostics and the status of every object.
     Check(check::Args),
+    /// Explain how one request to a Gateway is routed, and why.
+    Explain(explain::Args),
     /// Serve Gateways from manifests (watched for changes): the data plane.
     Serve(serve::Args),
 }
@@ -29,5 +32,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Explain(args) => explain::run(args),
     }
 }

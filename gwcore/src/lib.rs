@@ -37,6 +37,9 @@
 
 pub mod attachments;
 pub mod engine;
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
 pub mod hostname;
 pub mod load;
 pub mod model;
