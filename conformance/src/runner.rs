@@ -20,10 +20,11 @@ pub const GATEWAY_CLASS_NAME: &str = "gateway-conformance";
 /// Our controllerName for upstream vectors, unless told otherwise.
 pub const DEFAULT_CONTROLLER_NAME: &str = "gateway.networking.k8s.io/gateway-controller";
 
-/// How many times the engine may run per step before its statuses must
-/// settle: a controller reacts to its own status writes, and the second
-/// computation must change nothing.
-const MAX_RECONCILES: usize = 4;
+/// How many times the engine runs per step: a controller reacts to its own
+/// status writes, so the engine runs again on the statuses it wrote, and
+/// that second computation must change nothing (issue 2: "computing twice
+/// changes nothing").
+const MAX_RECONCILES: usize = 2;
 
 /// Where vectors are judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,6 +98,7 @@ impl VectorResult {
 
 /// Passed / total counts of one kind of check.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Tally {
     /// Checks that held.
     pub passed: usize,
@@ -758,7 +760,7 @@ fn reconcile(cluster: &mut Cluster, controller: &str, now: &str) -> Result<Compu
         }
     }
     Err(format!(
-        "statuses still changed after {MAX_RECONCILES} computations at the same time"
+        "the engine is not idempotent: statuses still changed on computation {MAX_RECONCILES} at the same time"
     ))
 }
 
