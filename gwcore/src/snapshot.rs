@@ -61,6 +61,20 @@ impl Snapshot {
             .map(|(_, v)| v)
     }
 
+    /// All objects of one kind in one namespace, ordered by name.
+    pub fn in_namespace<'s>(&'s self, kind: Kind, namespace: &'s str) -> impl Iterator<Item = &'s Object> + 's {
+        let lo = ObjectKey::new(kind, namespace, "");
+        self.objects
+            .range(lo..)
+            .take_while(move |(k, _)| k.kind == kind && k.namespace == namespace)
+            .map(|(_, v)| v)
+    }
+
+    /// All keys, ordered.
+    pub fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.objects.keys()
+    }
+
     /// Number of objects.
     pub fn len(&self) -> usize {
         self.objects.len()

@@ -44,6 +44,9 @@ use crate::model::{
 };
 use crate::selector;
 use crate::snapshot::Snapshot;
+
+mod incremental;
+pub use incremental::{Delta, Engine};
 use crate::status::{
     Condition, ConditionType as T, GatewayClassStatus, GatewayStatus, GatewayStatusAddress,
     ListenerSetStatus, ListenerStatus, ObjectStatus, PolicyAncestorStatus, PolicyStatus, Reason,
@@ -106,32 +109,31 @@ pub struct Computed {
 type Fail = (Reason, String);
 
 /// Computes every status and the routing input from a snapshot.
+///
+/// This is [`Engine`] loaded with the whole snapshot at once: the
+/// incremental engine and the full computation are one code path.
 pub fn compute(snapshot: &Snapshot, opts: &ComputeOptions) -> Computed {
-    let mut e = Engine::new(snapshot, opts);
-    e.classes();
-    e.gateways();
-    e.routes();
-    e.policies();
-    e.finish()
+    Engine::from_snapshot(snapshot.clone(), opts.clone()).computed()
 }
 
 /// One listener of a Gateway, or of a ListenerSet merged into it.
-struct Lst<'a> {
-    spec: &'a Listener,
+#[derive(Debug, Clone, PartialEq)]
+struct Lst {
+    spec: Listener,
     /// The Gateway or ListenerSet declaring it.
     owner: ObjectKey,
-    owner_ns: &'a str,
+    owner_ns: String,
     protocol: Option<ListenerProtocol>,
     supported: Vec<RouteGroupKind>,
     accepted: Result<(), Fail>,
     resolved: Result<(), Fail>,
     conflict: Option<Fail>,
     certs: Vec<ObjectKey>,
-    attached: BTreeSet<ObjectKey>,
-    routes: Vec<AttachedRoute>,
+    /// Attached routes, by key.
+    attached: BTreeMap<ObjectKey, AttachedRoute>,
 }
 
-impl Lst<'_> {
+impl Lst {
     /// Routes may attach: accepted and not conflicted.
     fn usable(&self) -> bool {
         self.accepted.is_ok() && self.conflict.is_none()
@@ -143,26 +145,59 @@ impl Lst<'_> {
     }
 }
 
-struct Gw<'a> {
-    obj: &'a Gateway,
+/// A Gateway of ours with its merged listeners.
+#[derive(Debug, Clone, PartialEq)]
+struct Gw {
+    obj: Gateway,
     params: Result<(), Fail>,
     /// Own listeners first, then accepted ListenerSets' in precedence order.
-    listeners: Vec<Lst<'a>>,
-    sets: Vec<Ls<'a>>,
+    listeners: Vec<Lst>,
+    sets: Vec<Ls>,
 }
 
-struct Ls<'a> {
-    obj: &'a ListenerSet,
+impl Gw {
+    /// Everything a route's attachment depends on. When it is unchanged, the
+    /// routes attached before stay attached as they were.
+    fn attach_view(&self) -> Vec<(&ObjectKey, &str, &Listener, bool, &[RouteGroupKind])> {
+        self.listeners
+            .iter()
+            .map(|l| (&l.owner, l.owner_ns.as_str(), &l.spec, l.usable(), l.supported.as_slice()))
+            .collect()
+    }
+
+    fn sets_view(&self) -> Vec<(&ObjectKey, bool)> {
+        self.sets.iter().map(|s| (&s.key, s.allowed.is_ok())).collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Ls {
+    obj: ListenerSet,
     key: ObjectKey,
     allowed: Result<(), Fail>,
 }
 
-struct Engine<'a> {
+/// What one route contributes: its status, its attachments and what it
+/// depends on.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct RouteState {
+    status: Option<RouteStatus>,
+    /// (Gateway, listener index, attachment).
+    attachments: Vec<(ObjectKey, usize, AttachedRoute)>,
+    refusals: Vec<Refusal>,
+    /// Gateways and ListenerSets named by parentRefs (existing or not).
+    parents: BTreeSet<ObjectKey>,
+    /// Services named by backendRefs and mirrors.
+    services: BTreeSet<ObjectKey>,
+    /// Namespaces of cross-namespace references (their ReferenceGrants matter).
+    grant_namespaces: BTreeSet<String>,
+}
+
+/// Read-only context of one computation step.
+struct Ctx<'a> {
     snap: &'a Snapshot,
     opts: &'a ComputeOptions,
-    our_classes: BTreeSet<&'a str>,
-    gws: BTreeMap<ObjectKey, Gw<'a>>,
-    out: Computed,
+    our_classes: &'a BTreeSet<String>,
 }
 
 fn cond(ty: T, ok: bool, reason: Reason, msg: impl Into<String>) -> Condition {
@@ -173,41 +208,13 @@ fn group_of(g: &Option<String>, default: &str) -> String {
     g.clone().unwrap_or_else(|| default.to_string())
 }
 
-impl<'a> Engine<'a> {
-    fn new(snap: &'a Snapshot, opts: &'a ComputeOptions) -> Self {
-        Engine {
-            snap,
-            opts,
-            our_classes: BTreeSet::new(),
-            gws: BTreeMap::new(),
-            out: Computed::default(),
-        }
-    }
-
-    /// Whether a reference from (`from_kind` in `from_ns`) to (`to_group`,
-    /// `to_kind`, `to_name` in `to_ns`) is allowed: same namespace, or a
-    /// ReferenceGrant in the target namespace permits it.
-    fn permitted(&self, from_kind: &str, from_ns: &str, to_group: &str, to_kind: &str, to_ns: &str, to_name: &str) -> bool {
-        if from_ns == to_ns {
-            return true;
-        }
-        self.snap.of_kind(Kind::ReferenceGrant).any(|o| {
-            let Object::ReferenceGrant(g) = o else { return false };
-            g.metadata.ns() == to_ns
-                && g.spec.from.iter().any(|f| f.group == GATEWAY_GROUP && f.kind == from_kind && f.namespace == from_ns)
-                && g.spec.to.iter().any(|t| {
-                    t.group == to_group && t.kind == to_kind && t.name.as_deref().is_none_or(|n| n.is_empty() || n == to_name)
-                })
-        })
-    }
-
-    fn namespace_allowed(&self, from: &RouteNamespaces, owner_ns: &str, ns: &str) -> Result<(), String> {
-        namespace_allowed_free(self.snap, from, owner_ns, ns)
-    }
-
+impl Ctx<'_> {
     // ---------------------------------------------------------------- classes
 
-    fn classes(&mut self) {
+    /// GatewayClass statuses, and the names of our accepted classes.
+    fn classes(&self) -> (BTreeMap<ObjectKey, ObjectStatus>, BTreeSet<String>) {
+        let mut statuses = BTreeMap::new();
+        let mut ours = BTreeSet::new();
         for o in self.snap.of_kind(Kind::GatewayClass) {
             let Object::GatewayClass(gc) = o else { continue };
             if gc.spec.controller_name != self.opts.controller_name {
@@ -234,11 +241,11 @@ impl<'a> Engine<'a> {
             }];
             conds.push(cond(T::SupportedVersion, true, Reason::SupportedVersion, "Gateway API CRDs are a supported version"));
             if accepted.is_ok() {
-                self.our_classes.insert(gc.metadata.name.as_str());
+                ours.insert(gc.metadata.name.clone());
             }
             let prev = gc.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
             let conditions = self.stamp(conds, prev, &gc.metadata);
-            self.out.statuses.insert(
+            statuses.insert(
                 o.key(),
                 ObjectStatus::GatewayClass(GatewayClassStatus {
                     conditions,
@@ -246,17 +253,40 @@ impl<'a> Engine<'a> {
                 }),
             );
         }
+        (statuses, ours)
+    }
+
+
+    /// Whether a reference from (`from_kind` in `from_ns`) to (`to_group`,
+    /// `to_kind`, `to_name` in `to_ns`) is allowed: same namespace, or a
+    /// ReferenceGrant in the target namespace permits it.
+    fn permitted(&self, from_kind: &str, from_ns: &str, to_group: &str, to_kind: &str, to_ns: &str, to_name: &str) -> bool {
+        if from_ns == to_ns {
+            return true;
+        }
+        self.snap.in_namespace(Kind::ReferenceGrant, to_ns).any(|o| {
+            let Object::ReferenceGrant(g) = o else { return false };
+            g.spec.from.iter().any(|f| f.group == GATEWAY_GROUP && f.kind == from_kind && f.namespace == from_ns)
+                && g.spec.to.iter().any(|t| {
+                    t.group == to_group && t.kind == to_kind && t.name.as_deref().is_none_or(|n| n.is_empty() || n == to_name)
+                })
+        })
+    }
+
+    fn namespace_allowed(&self, from: &RouteNamespaces, owner_ns: &str, ns: &str) -> Result<(), String> {
+        namespace_allowed_free(self.snap, from, owner_ns, ns)
     }
 
     // ---------------------------------------------------------------- gateways
 
-    fn gateways(&mut self) {
-        for o in self.snap.of_kind(Kind::Gateway) {
-            let Object::Gateway(gw) = o else { continue };
-            if !self.our_classes.contains(gw.spec.gateway_class_name.as_str()) {
-                continue;
-            }
-            let key = o.key();
+    /// The state of one Gateway, or `None` when it is absent or not ours.
+    fn gateway(&self, key: &ObjectKey) -> Option<Gw> {
+        let Some(Object::Gateway(gw)) = self.snap.get(key) else { return None };
+        if !self.our_classes.contains(gw.spec.gateway_class_name.as_str()) {
+            return None;
+        }
+        let key = key.clone();
+        {
             let params = match gw.spec.infrastructure.as_ref().and_then(|i| i.parameters_ref.as_ref()) {
                 None => Ok(()),
                 Some(p) => {
@@ -270,7 +300,7 @@ impl<'a> Engine<'a> {
                     }
                 }
             };
-            let mut listeners: Vec<Lst<'a>> = gw
+            let mut listeners: Vec<Lst> = gw
                 .spec
                 .listeners
                 .iter()
@@ -287,7 +317,7 @@ impl<'a> Engine<'a> {
                 })
                 .collect();
             // ListenerSets targeting this Gateway.
-            let mut sets: Vec<Ls<'a>> = Vec::new();
+            let mut sets: Vec<Ls> = Vec::new();
             for so in self.snap.of_kind(Kind::ListenerSet) {
                 let Object::ListenerSet(ls) = so else { continue };
                 let p = &ls.spec.parent_ref;
@@ -300,7 +330,7 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 let allowed = self.listener_set_allowed(gw, ls.metadata.ns());
-                sets.push(Ls { obj: ls, key: so.key(), allowed });
+                sets.push(Ls { obj: ls.clone(), key: so.key(), allowed });
             }
             // Precedence among ListenerSets: oldest first, then namespace/name.
             sets.sort_by(|a, b| {
@@ -315,7 +345,7 @@ impl<'a> Engine<'a> {
                 }
             }
             resolve_conflicts(&mut listeners);
-            self.gws.insert(key, Gw { obj: gw, params, listeners, sets });
+            Some(Gw { obj: gw.clone(), params, listeners, sets })
         }
     }
 
@@ -330,7 +360,7 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn listener(&self, l: &'a Listener, owner: &ObjectKey, owner_ns: &'a str) -> Lst<'a> {
+    fn listener(&self, l: &Listener, owner: &ObjectKey, owner_ns: &str) -> Lst {
         let protocol = ListenerProtocol::parse(&l.protocol);
         let tls_mode = l.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("Terminate");
         let native: Vec<&str> = match protocol {
@@ -381,17 +411,16 @@ impl<'a> Engine<'a> {
             }
         }
         Lst {
-            spec: l,
+            spec: l.clone(),
             owner: owner.clone(),
-            owner_ns,
+            owner_ns: owner_ns.to_string(),
             protocol,
             supported,
             accepted,
             resolved,
             conflict: None,
             certs,
-            attached: BTreeSet::new(),
-            routes: Vec::new(),
+            attached: BTreeMap::new(),
         }
     }
 
@@ -420,16 +449,9 @@ impl<'a> Engine<'a> {
 
     // ---------------------------------------------------------------- routes
 
-    fn routes(&mut self) {
-        for kind in [Kind::HTTPRoute, Kind::GRPCRoute, Kind::TLSRoute, Kind::TCPRoute, Kind::UDPRoute] {
-            let objs: Vec<&'a Object> = self.snap.of_kind(kind).collect();
-            for o in objs {
-                self.route(o);
-            }
-        }
-    }
-
-    fn route(&mut self, o: &'a Object) {
+    /// Computes one route against the current Gateways.
+    fn route(&self, o: &Object, gws: &BTreeMap<ObjectKey, Gw>) -> RouteState {
+        let mut state = RouteState::default();
         let key = o.key();
         let meta = o.meta();
         let route_ns = meta.ns();
@@ -437,8 +459,9 @@ impl<'a> Engine<'a> {
             Object::HttpRoute(r) => (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref()),
             Object::GrpcRoute(r) => (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref()),
             Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref()),
-            _ => return,
+            _ => return state,
         };
+        route_refs(o, &mut state.services, &mut state.grant_namespaces);
         let (rules, resolved) = self.resolve_rules(o);
         let mut ours: Vec<RouteParentStatus> = Vec::new();
         for pr in parent_refs {
@@ -450,15 +473,18 @@ impl<'a> Engine<'a> {
             }
             // Find the Gateway this parentRef leads to, and the listeners it may use.
             let (gw_key, set_key) = if pkind == "Gateway" {
-                (ObjectKey::new(Kind::Gateway, pns, pr.name.clone()), None)
+                let gk = ObjectKey::new(Kind::Gateway, pns, pr.name.clone());
+                state.parents.insert(gk.clone());
+                (gk, None)
             } else {
                 let lk = ObjectKey::new(Kind::ListenerSet, pns, pr.name.clone());
+                state.parents.insert(lk.clone());
                 let Some(Object::ListenerSet(ls)) = self.snap.get(&lk) else { continue };
                 let p = &ls.spec.parent_ref;
                 let gns = p.namespace.as_deref().unwrap_or(ls.metadata.ns());
                 (ObjectKey::new(Kind::Gateway, gns, p.name.clone()), Some(lk))
             };
-            let Some(gw) = self.gws.get_mut(&gw_key) else { continue };
+            let Some(gw) = gws.get(&gw_key) else { continue };
             let status_ref = ParentReference {
                 group: Some(group.clone()),
                 kind: Some(pkind.to_string()),
@@ -505,7 +531,7 @@ impl<'a> Engine<'a> {
                         }
                         let default_ns = RouteNamespaces::default();
                         let from = l.spec.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref()).unwrap_or(&default_ns);
-                        match namespace_allowed_free(self.snap, from, l.owner_ns, route_ns) {
+                        match namespace_allowed_free(self.snap, from, &l.owner_ns, route_ns) {
                             Ok(()) => true,
                             Err(m) => {
                                 why.push(m);
@@ -543,26 +569,31 @@ impl<'a> Engine<'a> {
                 Ok(matched) => {
                     conds.push(cond(T::Accepted, true, Reason::Accepted, "attached"));
                     for (i, hs) in matched {
-                        let l = &mut gw.listeners[*i];
-                        if l.attached.insert(key.clone()) {
-                            l.routes.push(AttachedRoute {
-                                key: key.clone(),
-                                creation_timestamp: meta.creation_timestamp.clone(),
-                                hostnames: hs.clone(),
-                                rules: rules.clone(),
-                            });
-                        } else if let Some(ar) = l.routes.iter_mut().find(|r| r.key == key) {
-                            for h in hs {
-                                if !ar.hostnames.contains(h) {
-                                    ar.hostnames.push(h.clone());
+                        let existing = state.attachments.iter_mut().find(|(g, li, _)| *g == gw_key && li == i);
+                        match existing {
+                            Some((_, _, ar)) => {
+                                for h in hs {
+                                    if !ar.hostnames.contains(h) {
+                                        ar.hostnames.push(h.clone());
+                                    }
                                 }
                             }
+                            None => state.attachments.push((
+                                gw_key.clone(),
+                                *i,
+                                AttachedRoute {
+                                    key: key.clone(),
+                                    creation_timestamp: meta.creation_timestamp.clone(),
+                                    hostnames: hs.clone(),
+                                    rules: rules.clone(),
+                                },
+                            )),
                         }
                     }
                 }
                 Err((reason, msg)) => {
                     conds.push(cond(T::Accepted, false, *reason, msg.clone()));
-                    self.out.refusals.push(Refusal {
+                    state.refusals.push(Refusal {
                         route: key.clone(),
                         parent: parent_label.clone(),
                         reason: reason.as_str().to_string(),
@@ -592,11 +623,11 @@ impl<'a> Engine<'a> {
             .map(|s| s.parents.iter().filter(|p| p.controller_name != self.opts.controller_name).cloned().collect())
             .unwrap_or_default();
         let had_ours = prev.is_some_and(|s| s.parents.iter().any(|p| p.controller_name == self.opts.controller_name));
-        if ours.is_empty() && !had_ours {
-            return;
+        if !ours.is_empty() || had_ours {
+            parents.extend(ours);
+            state.status = Some(RouteStatus { parents });
         }
-        parents.extend(ours);
-        self.out.statuses.insert(key, ObjectStatus::Route(RouteStatus { parents }));
+        state
     }
 
     /// Resolves every backendRef of a route; returns its rules and the first
@@ -751,7 +782,10 @@ impl<'a> Engine<'a> {
 
     // ---------------------------------------------------------------- policies
 
-    fn policies(&mut self) {
+    /// BackendTLSPolicy statuses: one ancestor entry per Gateway of ours
+    /// that routes to a targeted Service.
+    fn policies(&self, gws: &BTreeMap<ObjectKey, Gw>) -> BTreeMap<ObjectKey, ObjectStatus> {
+        let mut out = BTreeMap::new();
         for o in self.snap.of_kind(Kind::BackendTLSPolicy) {
             let Object::BackendTlsPolicy(p) = o else { continue };
             let ns = p.metadata.ns();
@@ -764,9 +798,9 @@ impl<'a> Engine<'a> {
                 .map(|t| (ns.to_string(), t.name.clone()))
                 .collect();
             let mut ancestors: Vec<&ObjectKey> = Vec::new();
-            for (gk, gw) in &self.gws {
+            for (gk, gw) in gws {
                 let uses = gw.listeners.iter().any(|l| {
-                    l.routes.iter().any(|r| route_backends(&r.rules).any(|t| targets.contains(&(t.service.namespace.clone(), t.service.name.clone()))))
+                    l.attached.values().any(|r| route_backends(&r.rules).any(|t| targets.contains(&(t.service.namespace.clone(), t.service.name.clone()))))
                 });
                 if uses {
                     ancestors.push(gk);
@@ -814,8 +848,9 @@ impl<'a> Engine<'a> {
                 let conditions = stamp(conds, prev, &p.metadata, &self.opts.now);
                 entries.push(PolicyAncestorStatus { ancestor_ref: aref, controller_name: self.opts.controller_name.clone(), conditions });
             }
-            self.out.statuses.insert(o.key(), ObjectStatus::Policy(PolicyStatus { ancestors: entries }));
+            out.insert(o.key(), ObjectStatus::Policy(PolicyStatus { ancestors: entries }));
         }
+        out
     }
 
     fn policy_refs(&self, p: &crate::model::BackendTlsPolicy) -> Result<(), Fail> {
@@ -920,7 +955,7 @@ impl<'a> Engine<'a> {
         stamp(conds, prev, meta, &self.opts.now)
     }
 
-    fn listener_status(&self, l: &Lst<'_>, prev: &[ListenerStatus], meta: &ObjectMeta) -> ListenerStatus {
+    fn listener_status(&self, l: &Lst, prev: &[ListenerStatus], meta: &ObjectMeta) -> ListenerStatus {
         let mut conds = Vec::new();
         match (&l.accepted, &l.conflict) {
             (Err((r, m)), _) => conds.push(cond(T::Accepted, false, *r, m.clone())),
@@ -949,10 +984,11 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn finish(mut self) -> Computed {
-        let gws = std::mem::take(&mut self.gws);
-        for (key, gw) in gws {
-            let own: Vec<&Lst<'_>> = gw.listeners.iter().filter(|l| l.owner == key).collect();
+    /// The statuses of a Gateway and of its ListenerSets.
+    fn gateway_statuses(&self, key: &ObjectKey, gw: &Gw) -> Vec<(ObjectKey, ObjectStatus)> {
+        let mut out = Vec::new();
+        {
+            let own: Vec<&Lst> = gw.listeners.iter().filter(|l| &l.owner == key).collect();
             let prev = gw.obj.status.as_ref();
             let prev_listeners = prev.map(|s| s.listeners.as_slice()).unwrap_or(&[]);
             let listeners: Vec<ListenerStatus> = own.iter().map(|l| self.listener_status(l, prev_listeners, &gw.obj.metadata)).collect();
@@ -970,7 +1006,7 @@ impl<'a> Engine<'a> {
                 cond(T::Programmed, false, Reason::Invalid, accepted.message.clone())
             };
             let mut conds = vec![accepted, programmed];
-            conds.push(match self.backend_client_certificate(gw.obj) {
+            conds.push(match self.backend_client_certificate(&gw.obj) {
                 Some(Err((r, m))) => cond(T::ResolvedRefs, false, r, m),
                 _ => cond(T::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved"),
             });
@@ -1008,10 +1044,7 @@ impl<'a> Engine<'a> {
                 .count();
             let attached_listener_sets = (gw.obj.spec.allowed_listeners.is_some() || !gw.sets.is_empty())
                 .then(|| i32::try_from(accepted_sets).unwrap_or(i32::MAX));
-            self.out.statuses.insert(
-                key.clone(),
-                ObjectStatus::Gateway(GatewayStatus { addresses, conditions, listeners, attached_listener_sets }),
-            );
+            out.push((key.clone(), ObjectStatus::Gateway(GatewayStatus { addresses, conditions, listeners, attached_listener_sets })));
             // ListenerSets.
             for s in &gw.sets {
                 let prev = s.obj.status.as_ref();
@@ -1020,7 +1053,7 @@ impl<'a> Engine<'a> {
                 let (conds, listeners) = match &s.allowed {
                     Err((r, m)) => (vec![cond(T::Accepted, false, *r, m.clone()), cond(T::Programmed, false, *r, m.clone())], vec![]),
                     Ok(()) => {
-                        let mine: Vec<&Lst<'_>> = gw.listeners.iter().filter(|l| l.owner == s.key).collect();
+                        let mine: Vec<&Lst> = gw.listeners.iter().filter(|l| l.owner == s.key).collect();
                         let valid = mine.iter().filter(|l| l.valid()).count();
                         let all_ok = mine.iter().all(|l| l.valid());
                         let conds = if valid == 0 {
@@ -1042,17 +1075,22 @@ impl<'a> Engine<'a> {
                     }
                 };
                 let conditions = self.stamp(conds, prev_conds, &s.obj.metadata);
-                self.out.statuses.insert(s.key.clone(), ObjectStatus::ListenerSet(ListenerSetStatus { conditions, listeners }));
+                out.push((s.key.clone(), ObjectStatus::ListenerSet(ListenerSetStatus { conditions, listeners })));
             }
-            // Routing input: usable listeners only.
-            let listeners = gw
+        }
+        out
+    }
+}
+
+/// The routing input of a Gateway: usable listeners only, routes by key.
+fn gateway_routing(key: &ObjectKey, gw: &Gw) -> GatewayRouting {
+    let listeners = gw
                 .listeners
-                .into_iter()
+                .iter()
                 .filter(|l| l.usable())
                 .filter_map(|l| {
                     let protocol = l.protocol?;
-                    let mut routes = l.routes;
-                    routes.sort_by(|a, b| a.key.cmp(&b.key));
+                    let routes: Vec<AttachedRoute> = l.attached.values().cloned().collect();
                     Some(ListenerRouting {
                         name: l.spec.name.clone(),
                         source: l.owner.clone(),
@@ -1062,19 +1100,63 @@ impl<'a> Engine<'a> {
                         tls_mode: l.spec.tls.as_ref().map(|t| {
                             if t.mode.as_deref() == Some("Passthrough") { TlsMode::Passthrough } else { TlsMode::Terminate }
                         }),
-                        certificates: l.certs,
+                        certificates: l.certs.clone(),
                         routes,
                     })
                 })
                 .collect();
-            self.out.routing.insert(key.clone(), GatewayRouting { gateway: key, listeners });
-        }
-        self.out.refusals.sort();
-        self.out
-    }
+    GatewayRouting { gateway: key.clone(), listeners }
 }
 
 type RouteStatusRef = RouteStatus;
+
+/// The Services a route refers to (backendRefs, backend filters' and rule
+/// filters' mirrors), and the namespaces of its cross-namespace references.
+fn route_refs(o: &Object, services: &mut BTreeSet<ObjectKey>, grant_ns: &mut BTreeSet<String>) {
+    let ns = o.meta().ns();
+    let mut add = |b: &BackendRef| {
+        let bns = b.namespace.as_deref().unwrap_or(ns);
+        services.insert(ObjectKey::new(Kind::Service, bns, b.name.clone()));
+        if bns != ns {
+            grant_ns.insert(bns.to_string());
+        }
+    };
+    let filters = |fs: &[HttpRouteFilter], add: &mut dyn FnMut(&BackendRef)| {
+        for f in fs {
+            if let Some(m) = &f.request_mirror {
+                add(&m.backend_ref);
+            }
+        }
+    };
+    match o {
+        Object::HttpRoute(r) => {
+            for rule in &r.spec.rules {
+                filters(&rule.filters, &mut add);
+                for b in &rule.backend_refs {
+                    add(b);
+                    filters(&b.filters, &mut add);
+                }
+            }
+        }
+        Object::GrpcRoute(r) => {
+            for rule in &r.spec.rules {
+                filters(&rule.filters, &mut add);
+                for b in &rule.backend_refs {
+                    add(b);
+                    filters(&b.filters, &mut add);
+                }
+            }
+        }
+        Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => {
+            for rule in &r.spec.rules {
+                for b in &rule.backend_refs {
+                    add(b);
+                }
+            }
+        }
+        _ => {}
+    }
+}
 
 /// A Secret's value: `stringData` first, then base64-decoded `data`.
 fn secret_value(s: &crate::model::Secret, key: &str) -> Option<Vec<u8>> {
@@ -1184,7 +1266,7 @@ fn family(p: Option<ListenerProtocol>) -> Option<&'static str> {
 }
 
 /// Marks listeners that clash with an earlier (higher-precedence) one.
-fn resolve_conflicts(ls: &mut [Lst<'_>]) {
+fn resolve_conflicts(ls: &mut [Lst]) {
     for i in 0..ls.len() {
         if ls[i].accepted.is_err() {
             continue;

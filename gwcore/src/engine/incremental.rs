@@ -1,0 +1,515 @@
+//! The incremental engine: apply or delete one object, get back only what
+//! changed.
+//!
+//! The engine keeps, besides the objects, the state of every Gateway of ours
+//! (merged listeners, with the routes attached to each) and of every route
+//! (its status, attachments and what it depends on), plus reverse indexes:
+//! routes by parent, by Service, by namespace, and by the namespaces whose
+//! ReferenceGrants they rely on. A change marks what depends on it dirty;
+//! only that is recomputed. A Gateway whose listeners changed in a way that
+//! matters to attachment re-attaches every route that names it; otherwise
+//! its routes stay attached as they were.
+//!
+//! [`super::compute`] is this engine loaded with a whole snapshot, so the
+//! incremental and the full computation share one code path; a proptest
+//! checks that any sequence of changes ends where a full computation of the
+//! final snapshot does.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::{Computed, Ctx, Gw, RouteState, gateway_routing};
+use crate::attachments::GatewayRouting;
+use crate::engine::ComputeOptions;
+use crate::model::{Kind, Object, ObjectKey};
+use crate::snapshot::Snapshot;
+use crate::status::ObjectStatus;
+
+/// What one change did: the statuses and routing inputs that changed.
+/// `None` means the status (or routing) is gone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Delta {
+    /// Objects whose computed status changed.
+    pub statuses: BTreeMap<ObjectKey, Option<ObjectStatus>>,
+    /// Gateways whose routing input changed. Untouched Gateways keep
+    /// sharing their previous `Arc`.
+    pub routing: BTreeMap<ObjectKey, Option<Arc<GatewayRouting>>>,
+}
+
+impl Delta {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.statuses.is_empty() && self.routing.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Dirty {
+    classes: bool,
+    all_gateways: bool,
+    gateways: BTreeSet<ObjectKey>,
+    routes: BTreeSet<ObjectKey>,
+    policies: bool,
+    /// Gateways whose own status must be recomputed (e.g. a status echo).
+    restamp: BTreeSet<ObjectKey>,
+}
+
+/// The incremental attachment and status engine.
+///
+/// ```
+/// use gwcore::engine::{ComputeOptions, Engine};
+/// use gwcore::load::load_str;
+///
+/// let mut engine = Engine::new(ComputeOptions::new("example.com/ctrl", "2026-01-01T00:00:00Z"));
+/// let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n";
+/// for (obj, _) in load_str("ns.yaml", yaml).objects {
+///     let delta = engine.apply(obj);
+///     assert!(delta.is_empty(), "a namespace alone changes no status");
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Engine {
+    opts: ComputeOptions,
+    snap: Snapshot,
+    our_classes: BTreeSet<String>,
+    gws: BTreeMap<ObjectKey, Gw>,
+    routes: BTreeMap<ObjectKey, RouteState>,
+    by_parent: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    by_grant_ns: BTreeMap<String, BTreeSet<ObjectKey>>,
+    by_ns: BTreeMap<String, BTreeSet<ObjectKey>>,
+    statuses: BTreeMap<ObjectKey, ObjectStatus>,
+    routing: BTreeMap<ObjectKey, Arc<GatewayRouting>>,
+}
+
+fn index_add(idx: &mut BTreeMap<ObjectKey, BTreeSet<ObjectKey>>, k: &ObjectKey, route: &ObjectKey) {
+    idx.entry(k.clone()).or_default().insert(route.clone());
+}
+
+fn index_remove(idx: &mut BTreeMap<ObjectKey, BTreeSet<ObjectKey>>, k: &ObjectKey, route: &ObjectKey) {
+    if let Some(set) = idx.get_mut(k) {
+        set.remove(route);
+        if set.is_empty() {
+            idx.remove(k);
+        }
+    }
+}
+
+/// Whether two versions of an object differ only in status and
+/// resourceVersion (a status echo from the API server).
+fn same_but_status(a: &Object, b: &Object) -> bool {
+    fn strip(o: &Object) -> Object {
+        let mut o = o.clone();
+        o.meta_mut().resource_version = None;
+        match &mut o {
+            Object::GatewayClass(x) => x.status = None,
+            Object::Gateway(x) => x.status = None,
+            Object::ListenerSet(x) => x.status = None,
+            Object::HttpRoute(x) => x.status = None,
+            Object::GrpcRoute(x) => x.status = None,
+            Object::TlsRoute(x) | Object::TcpRoute(x) | Object::UdpRoute(x) => x.status = None,
+            Object::BackendTlsPolicy(x) => x.status = None,
+            _ => {}
+        }
+        o
+    }
+    a.kind() == b.kind() && strip(a) == strip(b)
+}
+
+impl Engine {
+    /// An empty engine.
+    pub fn new(opts: ComputeOptions) -> Self {
+        Engine {
+            opts,
+            snap: Snapshot::new(),
+            our_classes: BTreeSet::new(),
+            gws: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            by_parent: BTreeMap::new(),
+            by_service: BTreeMap::new(),
+            by_grant_ns: BTreeMap::new(),
+            by_ns: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            routing: BTreeMap::new(),
+        }
+    }
+
+    /// An engine loaded with a whole snapshot.
+    pub fn from_snapshot(snap: Snapshot, opts: ComputeOptions) -> Self {
+        let mut e = Engine::new(opts);
+        let routes: BTreeSet<ObjectKey> = snap.keys().filter(|k| k.kind.is_route()).cloned().collect();
+        e.snap = snap;
+        let dirty = Dirty {
+            classes: true,
+            all_gateways: true,
+            routes,
+            policies: true,
+            ..Dirty::default()
+        };
+        e.recompute(dirty);
+        e
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &ComputeOptions {
+        &self.opts
+    }
+
+    /// Changes "now" (used as `lastTransitionTime` of conditions that change
+    /// from here on). Changes nothing else.
+    pub fn set_now(&mut self, now: impl Into<String>) {
+        self.opts.now = now.into();
+    }
+
+    /// The objects.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snap
+    }
+
+    /// Every current status.
+    pub fn statuses(&self) -> &BTreeMap<ObjectKey, ObjectStatus> {
+        &self.statuses
+    }
+
+    /// Every current routing input.
+    pub fn routing(&self) -> &BTreeMap<ObjectKey, Arc<GatewayRouting>> {
+        &self.routing
+    }
+
+    /// The whole current output, as [`super::compute`] returns it.
+    pub fn computed(&self) -> Computed {
+        let mut refusals: Vec<_> = self.routes.values().flat_map(|r| r.refusals.iter().cloned()).collect();
+        refusals.sort();
+        Computed {
+            statuses: self.statuses.clone(),
+            routing: self.routing.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect(),
+            refusals,
+        }
+    }
+
+    /// Adds or replaces an object; returns what changed.
+    pub fn apply(&mut self, obj: Object) -> Delta {
+        let key = obj.key();
+        let status_only = self.snap.get(&key).is_some_and(|old| same_but_status(old, &obj));
+        let old = self.snap.insert(obj);
+        if status_only {
+            let mut dirty = Dirty::default();
+            match key.kind {
+                Kind::Gateway => {
+                    dirty.restamp.insert(key);
+                }
+                Kind::ListenerSet => {
+                    // Its status is written with its Gateway's.
+                    if let Some(Object::ListenerSet(ls)) = &old {
+                        let p = &ls.spec.parent_ref;
+                        let ns = p.namespace.as_deref().unwrap_or(ls.metadata.ns());
+                        dirty.restamp.insert(ObjectKey::new(Kind::Gateway, ns, p.name.clone()));
+                    }
+                }
+                Kind::GatewayClass => dirty.classes = true,
+                Kind::BackendTLSPolicy => dirty.policies = true,
+                k if k.is_route() => {
+                    dirty.routes.insert(key);
+                }
+                _ => {}
+            }
+            return self.recompute(dirty);
+        }
+        self.changed(&key, old.as_ref())
+    }
+
+    /// Removes an object; returns what changed.
+    pub fn delete(&mut self, key: &ObjectKey) -> Delta {
+        let old = self.snap.remove(key);
+        if old.is_none() {
+            return Delta::default();
+        }
+        self.changed(key, old.as_ref())
+    }
+
+    fn changed(&mut self, key: &ObjectKey, old: Option<&Object>) -> Delta {
+        let mut dirty = Dirty::default();
+        match key.kind {
+            Kind::GatewayClass => dirty.classes = true,
+            Kind::Gateway => {
+                dirty.gateways.insert(key.clone());
+            }
+            Kind::ListenerSet => {
+                dirty.all_gateways = true;
+                dirty.routes.extend(self.by_parent.get(key).into_iter().flatten().cloned());
+            }
+            Kind::Namespace => {
+                dirty.all_gateways = true;
+                dirty.routes.extend(self.by_ns.get(&key.name).into_iter().flatten().cloned());
+            }
+            Kind::Service => {
+                dirty.routes.extend(self.by_service.get(key).into_iter().flatten().cloned());
+                dirty.policies = true;
+            }
+            Kind::ReferenceGrant => {
+                dirty.all_gateways = true;
+                dirty.routes.extend(self.by_grant_ns.get(&key.namespace).into_iter().flatten().cloned());
+            }
+            Kind::Secret | Kind::ConfigMap => {
+                dirty.all_gateways = true;
+                dirty.classes = true;
+                dirty.policies = true;
+            }
+            Kind::BackendTLSPolicy => dirty.policies = true,
+            Kind::EndpointSlice => {}
+            k if k.is_route() => {
+                dirty.routes.insert(key.clone());
+            }
+            _ => {}
+        }
+        let _ = old;
+        self.recompute(dirty)
+    }
+
+    fn recompute(&mut self, mut dirty: Dirty) -> Delta {
+        let mut delta = Delta::default();
+        let mut touched: BTreeSet<ObjectKey> = BTreeSet::new();
+
+        // 1. Classes.
+        if dirty.classes {
+            let (class_statuses, ours) = {
+                let ctx = Ctx { snap: &self.snap, opts: &self.opts, our_classes: &self.our_classes };
+                ctx.classes()
+            };
+            let old_keys: Vec<ObjectKey> = self.statuses.keys().filter(|k| k.kind == Kind::GatewayClass).cloned().collect();
+            for k in old_keys {
+                if !class_statuses.contains_key(&k) {
+                    self.statuses.remove(&k);
+                    delta.statuses.insert(k, None);
+                }
+            }
+            for (k, s) in class_statuses {
+                if self.statuses.get(&k) != Some(&s) {
+                    delta.statuses.insert(k.clone(), Some(s.clone()));
+                    self.statuses.insert(k, s);
+                }
+            }
+            if ours != self.our_classes {
+                self.our_classes = ours;
+                dirty.all_gateways = true;
+            }
+        }
+
+        // 2. Gateways.
+        let gw_keys: BTreeSet<ObjectKey> = if dirty.all_gateways {
+            self.snap.of_kind(Kind::Gateway).map(Object::key).chain(self.gws.keys().cloned()).collect()
+        } else {
+            std::mem::take(&mut dirty.gateways)
+        };
+        for gk in gw_keys {
+            let new = {
+                let ctx = Ctx { snap: &self.snap, opts: &self.opts, our_classes: &self.our_classes };
+                ctx.gateway(&gk)
+            };
+            let old = self.gws.remove(&gk);
+            let same_view = match (&old, &new) {
+                (Some(o), Some(n)) => o.attach_view() == n.attach_view() && o.sets_view() == n.sets_view(),
+                (None, None) => true,
+                _ => false,
+            };
+            if let Some(mut n) = new {
+                if same_view {
+                    // Carry the attachments over.
+                    if let Some(o) = old {
+                        for (nl, ol) in n.listeners.iter_mut().zip(o.listeners) {
+                            nl.attached = ol.attached;
+                        }
+                    }
+                } else {
+                    self.reattach(&gk, old.as_ref(), Some(&n), &mut dirty);
+                }
+                self.gws.insert(gk.clone(), n);
+            } else if !same_view {
+                self.reattach(&gk, old.as_ref(), None, &mut dirty);
+            }
+            touched.insert(gk);
+        }
+
+        // 3. Routes.
+        for rk in std::mem::take(&mut dirty.routes) {
+            self.route(&rk, &mut touched, &mut delta);
+        }
+
+        // 4. Gateway outputs.
+        touched.extend(std::mem::take(&mut dirty.restamp));
+        let mut routing_changed = false;
+        for gk in &touched {
+            let old_keys = self.owned_keys(gk);
+            let (statuses, routing) = match self.gws.get(gk) {
+                Some(gw) => {
+                    let ctx = Ctx { snap: &self.snap, opts: &self.opts, our_classes: &self.our_classes };
+                    (ctx.gateway_statuses(gk, gw), Some(gateway_routing(gk, gw)))
+                }
+                None => (Vec::new(), None),
+            };
+            let new_keys: BTreeSet<ObjectKey> = statuses.iter().map(|(k, _)| k.clone()).collect();
+            for k in old_keys {
+                if !new_keys.contains(&k) && self.statuses.remove(&k).is_some() {
+                    delta.statuses.insert(k, None);
+                }
+            }
+            for (k, s) in statuses {
+                if self.statuses.get(&k) != Some(&s) {
+                    delta.statuses.insert(k.clone(), Some(s.clone()));
+                    self.statuses.insert(k, s);
+                }
+            }
+            match routing {
+                Some(r) => {
+                    if self.routing.get(gk).map(|a| &**a) != Some(&r) {
+                        let a = Arc::new(r);
+                        delta.routing.insert(gk.clone(), Some(a.clone()));
+                        self.routing.insert(gk.clone(), a);
+                        routing_changed = true;
+                    }
+                }
+                None => {
+                    if self.routing.remove(gk).is_some() {
+                        delta.routing.insert(gk.clone(), None);
+                        routing_changed = true;
+                    }
+                }
+            }
+        }
+
+        // 5. Policies, which depend on what routes where.
+        let has_policies = self.snap.of_kind(Kind::BackendTLSPolicy).next().is_some()
+            || self.statuses.keys().any(|k| k.kind == Kind::BackendTLSPolicy);
+        if has_policies && (dirty.policies || routing_changed) {
+            let new = {
+                let ctx = Ctx { snap: &self.snap, opts: &self.opts, our_classes: &self.our_classes };
+                ctx.policies(&self.gws)
+            };
+            let old_keys: Vec<ObjectKey> = self.statuses.keys().filter(|k| k.kind == Kind::BackendTLSPolicy).cloned().collect();
+            for k in old_keys {
+                if !new.contains_key(&k) {
+                    self.statuses.remove(&k);
+                    delta.statuses.insert(k, None);
+                }
+            }
+            for (k, s) in new {
+                if self.statuses.get(&k) != Some(&s) {
+                    delta.statuses.insert(k.clone(), Some(s.clone()));
+                    self.statuses.insert(k, s);
+                }
+            }
+        }
+        delta
+    }
+
+    /// The status keys a Gateway's output covers: itself and the
+    /// ListenerSets that target it.
+    fn owned_keys(&self, gk: &ObjectKey) -> Vec<ObjectKey> {
+        let mut keys = vec![gk.clone()];
+        let sets = self
+            .statuses
+            .keys()
+            .filter(|k| k.kind == Kind::ListenerSet)
+            .filter(|k| match self.snap.get(k) {
+                Some(Object::ListenerSet(ls)) => {
+                    let p = &ls.spec.parent_ref;
+                    p.namespace.as_deref().unwrap_or(ls.metadata.ns()) == gk.namespace && p.name == gk.name
+                }
+                // Deleted: it was covered by whichever Gateway it targeted;
+                // every Gateway recomputes when a ListenerSet changes.
+                _ => true,
+            })
+            .cloned();
+        keys.extend(sets);
+        keys
+    }
+
+    /// A Gateway's attachment view changed: every route that named it (or
+    /// one of its ListenerSets, before or after) is recomputed.
+    fn reattach(&mut self, gk: &ObjectKey, old: Option<&Gw>, new: Option<&Gw>, dirty: &mut Dirty) {
+        dirty.routes.extend(self.by_parent.get(gk).into_iter().flatten().cloned());
+        for gw in [old, new].into_iter().flatten() {
+            for s in &gw.sets {
+                dirty.routes.extend(self.by_parent.get(&s.key).into_iter().flatten().cloned());
+            }
+        }
+        // Attachments held by the old state are dropped with it; make sure
+        // the routes' records of them do not outlive it.
+        for rk in dirty.routes.iter() {
+            if let Some(rs) = self.routes.get_mut(rk) {
+                rs.attachments.retain(|(g, _, _)| g != gk);
+            }
+        }
+    }
+
+    fn route(&mut self, rk: &ObjectKey, touched: &mut BTreeSet<ObjectKey>, delta: &mut Delta) {
+        // Undo the old state.
+        if let Some(old) = self.routes.remove(rk) {
+            for (gk, li, _) in &old.attachments {
+                if let Some(gw) = self.gws.get_mut(gk)
+                    && let Some(l) = gw.listeners.get_mut(*li)
+                {
+                    l.attached.remove(rk);
+                }
+                touched.insert(gk.clone());
+            }
+            for p in &old.parents {
+                index_remove(&mut self.by_parent, p, rk);
+            }
+            for s in &old.services {
+                index_remove(&mut self.by_service, s, rk);
+            }
+            for ns in &old.grant_namespaces {
+                if let Some(set) = self.by_grant_ns.get_mut(ns) {
+                    set.remove(rk);
+                }
+            }
+            if let Some(set) = self.by_ns.get_mut(&rk.namespace) {
+                set.remove(rk);
+            }
+        }
+        let Some(obj) = self.snap.get(rk) else {
+            if self.statuses.remove(rk).is_some() {
+                delta.statuses.insert(rk.clone(), None);
+            }
+            return;
+        };
+        let state = {
+            let ctx = Ctx { snap: &self.snap, opts: &self.opts, our_classes: &self.our_classes };
+            ctx.route(obj, &self.gws)
+        };
+        for (gk, li, ar) in &state.attachments {
+            if let Some(gw) = self.gws.get_mut(gk)
+                && let Some(l) = gw.listeners.get_mut(*li)
+            {
+                l.attached.insert(rk.clone(), ar.clone());
+            }
+            touched.insert(gk.clone());
+        }
+        for p in &state.parents {
+            index_add(&mut self.by_parent, p, rk);
+        }
+        for s in &state.services {
+            index_add(&mut self.by_service, s, rk);
+        }
+        for ns in &state.grant_namespaces {
+            self.by_grant_ns.entry(ns.clone()).or_default().insert(rk.clone());
+        }
+        self.by_ns.entry(rk.namespace.clone()).or_default().insert(rk.clone());
+        match &state.status {
+            Some(s) => {
+                let s = ObjectStatus::Route(s.clone());
+                if self.statuses.get(rk) != Some(&s) {
+                    delta.statuses.insert(rk.clone(), Some(s.clone()));
+                    self.statuses.insert(rk.clone(), s);
+                }
+            }
+            None => {
+                if self.statuses.remove(rk).is_some() {
+                    delta.statuses.insert(rk.clone(), None);
+                }
+            }
+        }
+        self.routes.insert(rk.clone(), state);
+    }
+}
