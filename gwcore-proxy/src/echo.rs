@@ -17,7 +17,7 @@
 //! by closing the connection without an answer) and then echoes; `/ws` is a
 //! WebSocket echo.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -64,6 +64,7 @@ pub struct EchoServer {
     addr: SocketAddr,
     identity: EchoIdentity,
     task: JoinHandle<()>,
+    state: Arc<EchoState>,
 }
 
 impl EchoServer {
@@ -74,7 +75,9 @@ impl EchoServer {
         let state = Arc::new(EchoState {
             identity: identity.clone(),
             retries: Mutex::new(HashMap::new()),
+            seen: Mutex::new(VecDeque::new()),
         });
+        let seen_state = state.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -97,6 +100,7 @@ impl EchoServer {
             addr,
             identity,
             task,
+            state: seen_state,
         })
     }
 
@@ -108,6 +112,19 @@ impl EchoServer {
     /// Who it says it is.
     pub fn identity(&self) -> &EchoIdentity {
         &self.identity
+    }
+
+    /// The path and query of the last requests it received (at most
+    /// [`SEEN_LIMIT`]), oldest first: how a test tells that a mirror got its
+    /// copy.
+    pub fn seen(&self) -> Vec<String> {
+        self.state
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -140,8 +157,14 @@ pub struct Echoed {
     pub pod: String,
 }
 
+/// How many request paths an echo server remembers.
+pub const SEEN_LIMIT: usize = 1024;
+
+#[derive(Debug)]
 struct EchoState {
     identity: EchoIdentity,
+    /// Paths of the last requests.
+    seen: Mutex<VecDeque<String>>,
     /// Requests seen per `/retry` uuid.
     retries: Mutex<HashMap<String, u32>>,
 }
@@ -153,6 +176,20 @@ struct Reset;
 
 impl EchoState {
     async fn answer(&self, req: Request<Incoming>) -> Result<Response<Body>, Reset> {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        tracing::debug!(pod = %self.identity.pod, "Echoing back request made to {path} to client");
+        {
+            // Only touched here and in `seen`, never across an await.
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.len() == SEEN_LIMIT {
+                seen.pop_front();
+            }
+            seen.push_back(path);
+        }
         let query = parse_query(req.uri().query().unwrap_or(""));
         if let Some(delay) = query
             .get("delay")

@@ -243,8 +243,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             headers.remove(n);
         }
     }
+    // `TE: trailers` is kept: it is the one TE value HTTP/2 allows, and gRPC
+    // servers expect it (RFC 9113 §8.2.2).
+    let te_trailers = headers
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     for n in &HOP_BY_HOP {
         headers.remove(n);
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     if !keep_upgrade {
         headers.remove(header::UPGRADE);
@@ -264,12 +272,16 @@ pub fn prepare_request(parts: &mut http::request::Parts, client: &ClientInfo) {
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let host = match parts.headers.get(header::HOST) {
-        Some(h) => Some(h.clone()),
-        None => parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    // The authority of the request target wins over a Host header, as the
+    // routing table reads it: RFC 9112 §3.2.2 (absolute-form) and RFC 9113
+    // §8.3.1 (`:authority`).
+    let host = match parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        Some(a) => Some(a),
+        None => parts.headers.get(header::HOST).cloned(),
     };
     if let Some(host) = &host {
         parts.headers.insert(header::HOST, host.clone());
@@ -331,7 +343,7 @@ mod tests {
                 .header("connection", "keep-alive, x-private")
                 .header("x-private", "secret")
                 .header("keep-alive", "timeout=5")
-                .header("te", "trailers")
+                .header("te", "gzip")
                 .header("x-forwarded-for", "10.1.1.1")
                 .body(())
                 .unwrap(),
@@ -345,7 +357,10 @@ mod tests {
         assert!(h.get("x-private").is_none(), "named by Connection");
         assert!(h.get("connection").is_none());
         assert!(h.get("keep-alive").is_none());
-        assert!(h.get("te").is_none());
+        assert!(
+            h.get("te").is_none(),
+            "TE other than trailers is hop-by-hop"
+        );
         assert_eq!(h["x-forwarded-for"], "10.1.1.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "example.com");
@@ -361,6 +376,7 @@ mod tests {
                 .version(Version::HTTP_2)
                 .header("upgrade", "websocket")
                 .header("connection", "Upgrade")
+                .header("te", "trailers")
                 .body(())
                 .unwrap(),
         );
@@ -374,6 +390,7 @@ mod tests {
         assert_eq!(p.headers["connection"], "upgrade");
         assert_eq!(p.headers["x-forwarded-proto"], "https");
         assert_eq!(p.headers["via"], "2 gwcore");
+        assert_eq!(p.headers["te"], "trailers", "gRPC needs TE: trailers");
     }
 
     #[test]

@@ -95,8 +95,8 @@ impl EchoBackends {
     }
 
     /// The echo backend standing for `service`.
-    pub fn addr(&self, service: &ObjectKey) -> Option<SocketAddr> {
-        self.servers.get(service).map(EchoServer::addr)
+    pub fn get(&self, service: &ObjectKey) -> Option<&EchoServer> {
+        self.servers.get(service)
     }
 
     /// Starts an echo server for every Service of `snapshot` that has no
@@ -264,8 +264,8 @@ impl Runtime {
     }
 
     /// The echo backend standing for a Service, when there is one.
-    pub fn echo_addr(&self, service: &ObjectKey) -> Option<SocketAddr> {
-        self.echo.as_ref().and_then(|e| e.addr(service))
+    pub fn echo(&self, service: &ObjectKey) -> Option<&EchoServer> {
+        self.echo.as_ref().and_then(|e| e.get(service))
     }
 
     /// Reloads if the inputs changed since the last look; `None` when they

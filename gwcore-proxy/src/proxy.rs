@@ -136,12 +136,15 @@ impl Proxy {
         let method = req.method().clone();
         let uri = req.uri().clone();
         let version = req.version();
-        let host = req
-            .headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| uri.authority().map(|a| a.to_string()))
+        let host = uri
+            .authority()
+            .map(|a| a.to_string())
+            .or_else(|| {
+                req.headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
             .unwrap_or_default();
         let answered = crate::route::answer(self, &cfg, conn, req).await;
         let status = answered.response.status().as_u16();

@@ -12,8 +12,8 @@ use hyper_util::rt::TokioIo;
 
 use gwcore::model::ObjectKey;
 use gwcore::table::{
-    Action, BackendAction, Decision, Forward, RedirectTo, RequestHead, Respond, RespondReason,
-    parse_duration,
+    Action, BackendAction, Decision, Family, Forward, RedirectTo, RequestHead, Respond,
+    RespondReason, parse_duration,
 };
 
 use crate::body::{Body, empty, full, incoming};
@@ -43,6 +43,9 @@ pub struct ForwardPolicy {
     pub backend_timeout: Option<Duration>,
     /// `retry`, when the rule has one.
     pub retry: Option<RetryPolicy>,
+    /// Speak HTTP/2 to the backend whatever its `appProtocol`: gRPC needs
+    /// it (GRPCRoute rules). Default is `false`.
+    pub http2: bool,
 }
 
 /// HTTPRouteRetry, parsed.
@@ -90,6 +93,14 @@ pub fn status_response(status: StatusCode, text: &'static str) -> Response<Body>
     r
 }
 
+fn backend_protocol(target: &BackendTarget, http2: bool) -> BackendProtocol {
+    if http2 {
+        BackendProtocol::H2c
+    } else {
+        BackendProtocol::from_app_protocol(target.app_protocol.as_deref())
+    }
+}
+
 /// Forwards a request to one Service port: picks a ready endpoint, applies
 /// the policy's timeouts and retries, and tunnels protocol upgrades.
 ///
@@ -109,7 +120,7 @@ pub async fn forward(
     if addrs.is_empty() {
         return status_response(StatusCode::SERVICE_UNAVAILABLE, "no ready endpoints\n");
     }
-    let protocol = BackendProtocol::from_app_protocol(target.app_protocol.as_deref());
+    let protocol = backend_protocol(target, policy.http2);
     let (mut parts, body) = req.into_parts();
     let client_upgrade = if crate::echo::is_websocket_parts(&parts.headers) {
         parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
@@ -302,6 +313,7 @@ fn enabled(t: Option<Duration>) -> Option<Duration> {
 fn policy(f: &Forward<'_>) -> ForwardPolicy {
     let t = f.timeouts();
     ForwardPolicy {
+        http2: f.matched().rule().family() == Family::Grpc,
         request_timeout: enabled(t.request),
         backend_timeout: enabled(t.backend_request),
         retry: f.retry().map(|r| RetryPolicy {
@@ -331,6 +343,7 @@ fn mirror(
     parts: &http::request::Parts,
     body: Bytes,
     target: &BackendTarget,
+    http2: bool,
 ) {
     let addrs = cfg.endpoints.get(&target.service, target.port);
     if addrs.is_empty() {
@@ -340,7 +353,7 @@ fn mirror(
     let mut p = parts.clone();
     p.extensions = http::Extensions::new();
     prepare_request(&mut p, &conn.client);
-    let protocol = BackendProtocol::from_app_protocol(target.app_protocol.as_deref());
+    let protocol = backend_protocol(target, http2);
     let proxy = proxy.clone();
     tokio::spawn(async move {
         let req = Request::from_parts(p, full(body));
@@ -415,8 +428,9 @@ pub async fn answer(
                         // Mirrors need their own copy of the body.
                         match collect_limited(body, RETRY_BODY_LIMIT).await {
                             Some(bytes) => {
+                                let http2 = f.matched().rule().family() == Family::Grpc;
                                 for m in mirrors {
-                                    mirror(proxy, cfg, conn, &parts, bytes.clone(), m);
+                                    mirror(proxy, cfg, conn, &parts, bytes.clone(), m, http2);
                                 }
                                 full(bytes)
                             }

@@ -78,6 +78,17 @@ spec:
     backendRefs: [{name: v1, port: 80}]
 "#;
 
+const GRPC_ROUTE: &str = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [grpc.example]
+  rules:
+  - matches: [{method: {service: echo.Echo, method: Say}}]
+    backendRefs: [{name: grpc, port: 80}]
+"#;
+
 /// A plain TCP server recording the first line of every HTTP request it
 /// gets, answering 200.
 async fn recorder() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
@@ -142,6 +153,8 @@ async fn env() -> Env {
         endpoint_slice("down", closed),
         service("mirror"),
         endpoint_slice("mirror", mirror_addr.port()),
+        service("grpc"),
+        GRPC_ROUTE.to_owned(),
     ]
     .join("---\n");
     let dir = std::env::temp_dir().join(format!(
@@ -284,4 +297,39 @@ async fn redirect_and_header_filters_are_applied() {
     assert_eq!(e.path, "/rewritten/a");
     assert_eq!(e.headers["X-Set"], ["yes"]);
     assert!(!e.headers.contains_key("X-Drop"));
+}
+
+#[tokio::test]
+async fn grpc_routes_speak_http2_to_their_backends_and_keep_te_trailers() {
+    let env = env().await;
+    let tcp = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("http://grpc.example/echo.Echo/Say")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let e = echoed(&body);
+    assert_eq!(e.service, "grpc");
+    assert_eq!(
+        e.proto, "HTTP/2.0",
+        "a Service port without appProtocol still gets HTTP/2 for gRPC"
+    );
+    assert_eq!(e.host, "grpc.example");
+    assert_eq!(e.path, "/echo.Echo/Say");
+    assert_eq!(e.headers["Te"], ["trailers"]);
 }

@@ -86,8 +86,7 @@ async fn acme_careers_and_product_are_served_and_hr_gets_404() {
 async fn h2c_prior_knowledge_clients_are_served() {
     let rt = Runtime::start(vec![acme_dir()], options()).await.unwrap();
     let addr = rt.local_addr(80).unwrap();
-    let c = common::h2c_client();
-    let (status, _, body) = common::get(&c, addr, "acme.example", "/product/x").await;
+    let (status, body) = common::h2c_get(addr, "acme.example", "/product/x").await;
     assert_eq!(status, 200);
     let e = echoed(&body);
     assert_eq!(
@@ -391,10 +390,14 @@ async fn an_embedding_program_feeds_snapshots_on_ephemeral_ports() {
     let addr = rt.local_addr(80).expect("port 80 on an ephemeral port");
     assert_ne!(addr.port(), 80);
     let echo = gwcore::model::ObjectKey::new(gwcore::model::Kind::Service, "default", "echo");
-    assert!(rt.echo_addr(&echo).is_some());
+    let echo_server = rt
+        .echo(&echo)
+        .expect("an echo backend stands for the Service");
+    assert!(echo_server.seen().is_empty());
     let c = common::client();
     let (_, _, body) = common::get(&c, addr, "x", "/extra").await;
     assert!(!echoed(&body).headers.contains_key("X-Variant"));
+    assert_eq!(rt.echo(&echo).unwrap().seen(), ["/extra"]);
 
     assert_eq!(
         rt.apply(snapshot(&reload_manifest(true))).await,

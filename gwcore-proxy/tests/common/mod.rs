@@ -15,11 +15,25 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
 }
 
-/// An HTTP/2 prior-knowledge client.
-pub fn h2c_client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build(HttpConnector::new())
+/// GETs `http://{authority}{path}` over a new HTTP/2 prior-knowledge
+/// connection to `addr`; returns status and body.
+pub async fn h2c_get(addr: SocketAddr, authority: &str, path: &str) -> (StatusCode, Bytes) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .uri(format!("http://{authority}{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.expect("request failed");
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let status = resp.status();
+    (status, resp.into_body().collect().await.unwrap().to_bytes())
 }
 
 /// GETs `path` from `addr` with a Host header; returns status, headers, body.
