@@ -16,8 +16,24 @@
 //! ```
 //!
 //! Every check of every vector is counted, run or not: what engine mode
-//! cannot judge (Pod readiness, addresses assigned by a data plane,
-//! `wire_only` requests) is reported as not run.
+//! cannot judge (addresses assigned by a data plane, `wire_only` requests,
+//! TCP/UDP/TLS/websocket/DNS requests, traffic shares and mirrors) is
+//! reported as not run. Choices the simulation makes:
+//!
+//! - Upstream vectors get a GatewayClass `gateway-conformance` with our
+//!   controllerName, the generated certificates of FORMAT.md (ECDSA, see
+//!   [`certs`]) and the applier's overrides; our scenarios (top-level
+//!   `controllerName`) are applied as written.
+//! - `namespacesReady` checks the Gateways; the simulated cluster has no
+//!   kubelet, so its Pods count as Ready.
+//! - Objects created after the initial manifests get a `creationTimestamp`
+//!   from a simulated clock that moves one second per step (see
+//!   [`cluster`]); "now" for the engine comes from the same clock.
+//! - After each step the engine runs, its statuses are written back, and it
+//!   runs once more on them: that second computation must change nothing.
+//! - A request is judged by every weighted backend of the matched rule, and
+//!   a Service answers through the pods of the Deployments its selector
+//!   picks (or its EndpointSlices' pods, or itself when it has neither).
 //!
 //! ```no_run
 //! use gwcore_conformance::{run_paths, RunOptions};
