@@ -13,7 +13,7 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Ready addresses per Service port, keyed by (Service, Service port).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoints {
-    map: BTreeMap<(ObjectKey, u16), Vec<SocketAddr>>,
+    map: BTreeMap<ObjectKey, BTreeMap<u16, Vec<SocketAddr>>>,
 }
 
 impl Endpoints {
@@ -47,7 +47,9 @@ impl Endpoints {
                 };
                 let addrs = slice_addresses(svc_slices, port);
                 if !addrs.is_empty() {
-                    map.insert((key.clone(), service_port), addrs);
+                    map.entry(key.clone())
+                        .or_insert_with(BTreeMap::new)
+                        .insert(service_port, addrs);
                 }
             }
         }
@@ -57,28 +59,33 @@ impl Endpoints {
     /// The addresses of a Service port (empty when it has none).
     pub fn get(&self, service: &ObjectKey, port: u16) -> &[SocketAddr] {
         self.map
-            .get(&(service.clone(), port))
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+            .get(service)
+            .and_then(|ports| ports.get(&port))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Sends every port of `service` to `addr` (an echo backend).
     pub fn insert_all_ports(&mut self, svc: &Service, key: &ObjectKey, addr: SocketAddr) {
         for p in &svc.spec.ports {
             if let Ok(port) = u16::try_from(p.port) {
-                self.map.insert((key.clone(), port), vec![addr]);
+                self.map
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(port, vec![addr]);
             }
         }
     }
 
     /// Whether a Service has an address for at least one port.
     pub fn has_service(&self, service: &ObjectKey) -> bool {
-        self.map.keys().any(|(k, _)| k == service)
+        self.map.get(service).is_some_and(|ports| !ports.is_empty())
     }
 
     /// Every (Service, port) with its addresses.
     pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, u16, &[SocketAddr])> {
-        self.map.iter().map(|((k, p), a)| (k, *p, a.as_slice()))
+        self.map
+            .iter()
+            .flat_map(|(k, ports)| ports.iter().map(move |(p, a)| (k, *p, a.as_slice())))
     }
 }
 

@@ -128,6 +128,7 @@ pub async fn forward(
         None
     };
     prepare_request(&mut parts, &conn.client);
+    let mut parts = Some(parts);
 
     let deadline = policy.request_timeout.map(|t| Instant::now() + t);
     let retry = policy.retry.as_ref().filter(|r| r.attempts > 0);
@@ -165,10 +166,15 @@ pub async fn forward(
             (None, Some(b)) => b,
             (None, None) => break,
         };
-        let mut attempt_parts = parts.clone();
-        if attempt > 0 {
-            attempt_parts.extensions = http::Extensions::new();
-        }
+        // The last attempt takes the head; earlier ones send a copy.
+        let attempt_parts = if attempt + 1 == attempts {
+            parts.take()
+        } else {
+            parts.clone()
+        };
+        let Some(attempt_parts) = attempt_parts else {
+            break;
+        };
         let req = Request::from_parts(attempt_parts, this_body);
         let addr = addrs[fastrand::usize(..addrs.len())];
         let result = proxy.forwarder.send(req, addr, protocol, timeout).await;
