@@ -38,6 +38,9 @@ pub(crate) struct Args {
     /// seconds.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
+    /// Worker threads serving connections. Default: one per CPU.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -82,10 +85,11 @@ pub(crate) fn run(args: Args) -> ExitCode {
             .with_writer(writer)
             .init(),
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        builder.worker_threads(n.max(1));
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
