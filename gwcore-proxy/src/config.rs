@@ -31,9 +31,12 @@ pub struct PortConfig {
 pub enum PortMode {
     /// Plain HTTP/1.1 and h2c.
     Http,
-    /// TLS terminated here, then HTTP (HTTPS listeners, or TLS listeners in
-    /// Terminate mode).
+    /// TLS terminated here, then HTTP (HTTPS listeners).
     Https,
+    /// TLS terminated here, then the decrypted bytes forwarded to the
+    /// TLSRoute chosen by SNI (TLS listeners in Terminate mode, the spec's
+    /// default mode).
+    TlsTerminate,
     /// TLS forwarded by SNI without terminating (TLS listeners in
     /// Passthrough mode).
     TlsPassthrough,
@@ -114,7 +117,7 @@ impl Config {
         let mut tls_errors = Vec::new();
         let https_gateways: std::collections::BTreeSet<&ObjectKey> = ports
             .values()
-            .filter(|pc| pc.mode == PortMode::Https)
+            .filter(|pc| matches!(pc.mode, PortMode::Https | PortMode::TlsTerminate))
             .map(|pc| &pc.gateway)
             .collect();
         for gw in https_gateways {
@@ -188,9 +191,9 @@ fn ports(
         for l in &r.listeners {
             let mode = match (l.protocol, l.tls_mode) {
                 (ListenerProtocol::Http, _) => PortMode::Http,
-                (ListenerProtocol::Https, _)
-                | (ListenerProtocol::Tls, Some(TlsMode::Terminate)) => PortMode::Https,
-                (ListenerProtocol::Tls, _) => PortMode::TlsPassthrough,
+                (ListenerProtocol::Https, _) => PortMode::Https,
+                (ListenerProtocol::Tls, Some(TlsMode::Passthrough)) => PortMode::TlsPassthrough,
+                (ListenerProtocol::Tls, _) => PortMode::TlsTerminate,
                 (ListenerProtocol::Tcp, _) => PortMode::Tcp,
                 (ListenerProtocol::Udp, _) => continue,
             };

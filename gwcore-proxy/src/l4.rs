@@ -42,7 +42,9 @@ fn first_rule(route: &AttachedRoute) -> Option<&L4Rule> {
     }
 }
 
-/// The TLSRoute serving a passthrough connection with this SNI on `port`.
+/// The TLSRoute serving a TLS connection with this SNI on `port`, on a
+/// listener in `mode` (Passthrough, or Terminate when the gateway ended the
+/// TLS session itself).
 ///
 /// The listener is the most specific one whose hostname matches the SNI;
 /// on it, the route whose hostname matches the SNI most specifically wins,
@@ -50,10 +52,11 @@ fn first_rule(route: &AttachedRoute) -> Option<&L4Rule> {
 /// `hostnames`): "Hostnames that are prefixed with a wildcard label (`*.`)
 /// are interpreted as a suffix match", and a connection without SNI cannot
 /// be routed by hostname.
-pub fn tls_passthrough<'r>(
+pub fn tls_route<'r>(
     routing: &'r GatewayRouting,
     port: u16,
     sni: &str,
+    mode: TlsMode,
 ) -> Option<L4Choice<'r>> {
     let sni = sni.to_ascii_lowercase();
     let listener = routing
@@ -62,7 +65,7 @@ pub fn tls_passthrough<'r>(
         .filter(|l| {
             l.port == port
                 && l.protocol == ListenerProtocol::Tls
-                && l.tls_mode != Some(TlsMode::Terminate)
+                && l.tls_mode.unwrap_or(TlsMode::Terminate) == mode
                 && matches(l.hostname.as_deref(), &sni)
         })
         .max_by_key(|l| specificity(l.hostname.as_deref()))?;

@@ -245,7 +245,7 @@ async fn accept_loop(
                     serve_http(TokioIo::new(stream), info, proxy, drain).await;
                 }
                 PortMode::Https => crate::tls::serve_https(stream, peer, port, proxy, drain).await,
-                PortMode::TlsPassthrough | PortMode::Tcp => {
+                PortMode::TlsTerminate | PortMode::TlsPassthrough | PortMode::Tcp => {
                     // Byte streams are not drained: they end with their peers.
                     drop(drain);
                     crate::tcp::serve_stream(stream, peer, port, mode, proxy).await;

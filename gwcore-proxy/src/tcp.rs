@@ -3,14 +3,18 @@
 //! A passthrough connection is read until its TLS ClientHello is complete,
 //! routed by the SNI in it ([`crate::l4`]), and the bytes read so far are
 //! sent to the backend before both directions are copied. Nothing is
-//! decrypted. A TCP connection goes to its port's TCPRoute.
+//! decrypted. On a TLS listener in Terminate mode the gateway ends the TLS
+//! session (certificate by SNI, as for HTTPS) and forwards the decrypted
+//! bytes the same way. A TCP connection goes to its port's TCPRoute.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use gwcore::attachments::TlsMode;
 
 use crate::config::PortMode;
 use crate::l4::{self, Hello};
@@ -26,16 +30,9 @@ pub(crate) async fn serve_stream(
     mode: PortMode,
     proxy: Arc<Proxy>,
 ) {
-    let cfg = proxy.config();
-    let Some(pc) = cfg.ports.get(&port) else {
-        return;
-    };
-    let Some(routing) = cfg.computed.routing.get(&pc.gateway) else {
-        return;
-    };
-    let mut head = Vec::new();
-    let choice = match mode {
+    match mode {
         PortMode::TlsPassthrough => {
+            let mut head = Vec::new();
             let sni = match read_hello(&mut stream, &mut head).await {
                 Some(Some(sni)) => sni,
                 Some(None) => {
@@ -44,19 +41,67 @@ pub(crate) async fn serve_stream(
                 }
                 None => return,
             };
-            let Some(c) = l4::tls_passthrough(routing, port, &sni) else {
-                tracing::info!(target: "gwcore::access", port, client = %peer, sni, "no TLSRoute; closing");
+            forward(
+                stream,
+                &head,
+                peer,
+                port,
+                Some((&sni, TlsMode::Passthrough)),
+                &proxy,
+            )
+            .await;
+        }
+        PortMode::TlsTerminate => {
+            let Some(tls) = crate::tls::handshake(stream, peer, port, &proxy).await else {
                 return;
             };
-            c
-        }
-        _ => match l4::tcp(routing, port) {
-            Some(c) => c,
-            None => {
-                tracing::info!(target: "gwcore::access", port, client = %peer, "no TCPRoute; closing");
+            let Some(sni) = tls.get_ref().1.server_name().map(str::to_owned) else {
+                tracing::debug!(port, %peer, "TLS connection without SNI cannot be routed; closing");
                 return;
-            }
-        },
+            };
+            forward(
+                tls,
+                &[],
+                peer,
+                port,
+                Some((&sni, TlsMode::Terminate)),
+                &proxy,
+            )
+            .await;
+        }
+        _ => forward(stream, &[], peer, port, None, &proxy).await,
+    }
+}
+
+/// Connects the client to the backend of the route chosen for it (the
+/// TLSRoute for `sni` in that mode, else the port's TCPRoute), sends `head`
+/// (bytes already read from the client) and copies both ways until either
+/// side closes.
+async fn forward<S>(
+    mut client: S,
+    head: &[u8],
+    peer: SocketAddr,
+    port: u16,
+    sni: Option<(&str, TlsMode)>,
+    proxy: &Proxy,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let cfg = proxy.config();
+    let Some(routing) = cfg
+        .ports
+        .get(&port)
+        .and_then(|pc| cfg.computed.routing.get(&pc.gateway))
+    else {
+        return;
+    };
+    let choice = match sni {
+        Some((sni, mode)) => l4::tls_route(routing, port, sni, mode),
+        None => l4::tcp(routing, port),
+    };
+    let Some(choice) = choice else {
+        tracing::info!(target: "gwcore::access", port, client = %peer, sni = ?sni.map(|s| s.0), "no route; closing");
+        return;
     };
     let Some(target) = l4::pick(choice.rule, fastrand::u64(..)) else {
         tracing::info!(target: "gwcore::access", port, client = %peer, route = %choice.route.key, "no valid backend; closing");
@@ -90,10 +135,10 @@ pub(crate) async fn serve_stream(
     // The connection keeps the configuration it started with: it owns what
     // it needs, and a reload does not reach it.
     drop(cfg);
-    if !head.is_empty() && backend.write_all(&head).await.is_err() {
+    if !head.is_empty() && backend.write_all(head).await.is_err() {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut stream, &mut backend).await;
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
 }
 
 /// Reads until the ClientHello is complete: `Some(sni)` then, `None` when

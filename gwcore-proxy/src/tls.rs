@@ -1,5 +1,5 @@
-//! TLS termination for HTTPS listeners (and TLS listeners in Terminate
-//! mode): certificates from the listeners' `certificateRefs` Secrets, chosen
+//! TLS termination for HTTPS listeners and TLS listeners in Terminate mode:
+//! certificates from the listeners' `certificateRefs` Secrets, chosen
 //! by SNI, ALPN `h2` and `http/1.1`.
 //!
 //! Spec (Listener `hostname`): for HTTPS, "the hostname is also used to
@@ -126,12 +126,16 @@ pub fn server_configs(
     snapshot: &Snapshot,
 ) -> (BTreeMap<u16, Arc<rustls::ServerConfig>>, Vec<String>) {
     let mut per_port: BTreeMap<u16, Vec<HostCert>> = BTreeMap::new();
+    let mut http_ports = std::collections::BTreeSet::new();
     let mut errors = Vec::new();
     for l in &routing.listeners {
         let terminates = l.protocol == ListenerProtocol::Https
             || (l.protocol == ListenerProtocol::Tls && l.tls_mode == Some(TlsMode::Terminate));
         if !terminates {
             continue;
+        }
+        if l.protocol == ListenerProtocol::Https {
+            http_ports.insert(l.port);
         }
         let entry = per_port.entry(l.port).or_default();
         // The first certificate that reads is used; rustls offers one chain
@@ -161,10 +165,40 @@ pub fn server_configs(
         let mut cfg = builder
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(SniResolver { certs }));
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // HTTP is negotiated on HTTPS ports only; a TLS port in Terminate
+        // mode carries whatever its clients speak.
+        if http_ports.contains(&port) {
+            cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        }
         out.insert(port, Arc::new(cfg));
     }
     (out, errors)
+}
+
+/// Runs the server side of a TLS handshake with the certificates of the
+/// port's listeners; `None` (logged) when it fails or takes over 10 s.
+pub(crate) async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    port: u16,
+    proxy: &Proxy,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let Some(tls) = proxy.config().tls.get(&port).cloned() else {
+        tracing::warn!(port, %peer, "no usable certificate for this port; closing");
+        return None;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::debug!(port, %peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(port, %peer, "TLS handshake timed out");
+            None
+        }
+    }
 }
 
 /// Terminates TLS on an accepted connection, then serves HTTP on it.
@@ -175,25 +209,9 @@ pub(crate) async fn serve_https(
     proxy: Arc<Proxy>,
     drain: watch::Receiver<bool>,
 ) {
-    let Some(tls) = proxy.config().tls.get(&port).cloned() else {
-        tracing::warn!(port, %peer, "no usable certificate for this port; closing");
+    let Some(stream) = handshake(stream, peer, port, &proxy).await else {
         return;
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let stream =
-        match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream))
-            .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::debug!(port, %peer, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(port, %peer, "TLS handshake timed out");
-                return;
-            }
-        };
     let sni = stream.get_ref().1.server_name().map(str::to_owned);
     let info = ConnInfo {
         port,

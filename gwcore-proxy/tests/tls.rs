@@ -260,8 +260,9 @@ async fn tcp_echo() -> SocketAddr {
 }
 
 #[tokio::test]
-async fn tls_passthrough_routes_by_sni_without_terminating_and_tcp_routes_forward_bytes() {
+async fn tls_routes_pass_through_or_terminate_and_tcp_routes_forward_bytes() {
     let pass = cert(&["pass.example"]);
+    let term = cert(&["term.example"]);
     let tls_addr = tls_backend(&pass).await;
     let tcp_addr = tcp_echo().await;
     let manifest = [
@@ -274,8 +275,10 @@ spec:
   listeners:
   - {name: tls, port: 8443, protocol: TLS, hostname: "*.example", tls: {mode: Passthrough}, allowedRoutes: {kinds: [{kind: TLSRoute}]}}
   - {name: tcp, port: 9000, protocol: TCP, allowedRoutes: {kinds: [{kind: TCPRoute}]}}
+  - {name: term, port: 8444, protocol: TLS, hostname: term.example, tls: {mode: Terminate, certificateRefs: [{name: cert-term}]}, allowedRoutes: {kinds: [{kind: TLSRoute}]}}
 "#
         .to_owned(),
+        secret("default", "cert-term", &term),
         "apiVersion: v1\nkind: Service\nmetadata: {name: secure, namespace: default}\nspec: {ports: [{port: 443}]}\n".to_owned(),
         endpoint_slice("default", "secure", tls_addr.port()),
         "apiVersion: v1\nkind: Service\nmetadata: {name: raw, namespace: default}\nspec: {ports: [{port: 7}]}\n".to_owned(),
@@ -287,6 +290,14 @@ spec:
   parentRefs: [{name: gw, sectionName: tls}]
   hostnames: [pass.example]
   rules: [{backendRefs: [{name: secure, port: 443}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: term, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: term}]
+  hostnames: [term.example]
+  rules: [{backendRefs: [{name: raw, port: 7}]}]
 ---
 apiVersion: gateway.networking.k8s.io/v1alpha2
 kind: TCPRoute
@@ -305,7 +316,7 @@ spec:
     ));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("gw.yaml"), manifest).unwrap();
-    let rt = Runtime::start(vec![dir.clone()], options(&[8443, 9000]))
+    let rt = Runtime::start(vec![dir.clone()], options(&[8443, 8444, 9000]))
         .await
         .unwrap();
     let tls_port = rt.local_addr(8443).expect("8443 is served");
@@ -326,6 +337,16 @@ spec:
             .await
             .is_err()
     );
+
+    // Terminate mode: the gateway's certificate, plain bytes to the backend.
+    let term_port = rt.local_addr(8444).expect("8444 is served");
+    let mut s = tls_connect(term_port, "term.example", &term.der, &[])
+        .await
+        .expect("handshake with the gateway");
+    s.write_all(b"hello\n").await.unwrap();
+    let mut buf = [0u8; 6];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"hello\n", "echoed by the plain TCP backend");
 
     let mut t = TcpStream::connect(tcp_port).await.unwrap();
     t.write_all(b"ping\n").await.unwrap();
