@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod check;
 mod common;
 mod explain;
+mod generate;
 mod serve;
 
 /// Kubernetes Gateway API tooling: check manifests, explain routing, serve.
@@ -23,6 +24,9 @@ enum Command {
     Check(check::Args),
     /// Explain how one request to a Gateway is routed, and why.
     Explain(explain::Args),
+    /// Print a large generated cluster (YAML) for benchmarks and load tests.
+    #[command(name = "gen")]
+    Generate(generate::Args),
     /// Serve Gateways from manifests (watched for changes): the data plane.
     Serve(serve::Args),
 }
@@ -33,5 +37,6 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Generate(args) => generate::run(args),
     }
 }

@@ -37,6 +37,7 @@
 
 pub mod attachments;
 pub mod engine;
+pub mod scale;
 #[doc(hidden)]
 #[path = "fuzz.rs"]
 pub mod __fuzz;

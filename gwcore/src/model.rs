@@ -1469,6 +1469,34 @@ impl Object {
         ObjectKey::new(self.kind(), m.ns(), m.name.clone())
     }
 
+    /// The object as a manifest: `apiVersion`, `kind`, then its fields.
+    pub fn to_manifest(&self) -> serde_json::Value {
+        let body = match self {
+            Object::GatewayClass(o) => serde_json::to_value(o),
+            Object::Gateway(o) => serde_json::to_value(o),
+            Object::ListenerSet(o) => serde_json::to_value(o),
+            Object::HttpRoute(o) => serde_json::to_value(o),
+            Object::GrpcRoute(o) => serde_json::to_value(o),
+            Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o) => serde_json::to_value(o),
+            Object::ReferenceGrant(o) => serde_json::to_value(o),
+            Object::BackendTlsPolicy(o) => serde_json::to_value(o),
+            Object::Namespace(o) => serde_json::to_value(o),
+            Object::Service(o) => serde_json::to_value(o),
+            Object::EndpointSlice(o) => serde_json::to_value(o),
+            Object::Secret(o) => serde_json::to_value(o),
+            Object::ConfigMap(o) => serde_json::to_value(o),
+        };
+        let mut map = serde_json::Map::new();
+        map.insert("apiVersion".into(), self.kind().api_version().into());
+        map.insert("kind".into(), self.kind().as_str().into());
+        // Serializing these plain data types cannot fail (no maps with
+        // non-string keys, no custom serializers).
+        if let Ok(serde_json::Value::Object(fields)) = body {
+            map.extend(fields);
+        }
+        serde_json::Value::Object(map)
+    }
+
     /// Deserializes an object of a known kind from a JSON value.
     /// The error carries the field path (`spec.listeners[0].port`).
     pub fn from_value(

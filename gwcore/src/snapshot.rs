@@ -1,15 +1,18 @@
 //! A set of objects keyed by kind, namespace and name.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::model::{Kind, Object, ObjectKey};
 use crate::status::ObjectStatus;
 
 /// Every object the engine looks at, keyed for deterministic iteration.
 /// Inserting an object with the key of one already present replaces it.
+/// Objects are shared (`Arc`), so cloning a snapshot is cheap and a clone
+/// copies an object only when it is changed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
-    objects: BTreeMap<ObjectKey, Object>,
+    objects: BTreeMap<ObjectKey, Arc<Object>>,
 }
 
 impl Snapshot {
@@ -29,27 +32,32 @@ impl Snapshot {
 
     /// Inserts or replaces an object, returning the one it replaced.
     pub fn insert(&mut self, object: Object) -> Option<Object> {
-        self.objects.insert(object.key(), object)
+        self.objects
+            .insert(object.key(), Arc::new(object))
+            .map(|old| Arc::try_unwrap(old).unwrap_or_else(|shared| (*shared).clone()))
     }
 
     /// Removes an object.
     pub fn remove(&mut self, key: &ObjectKey) -> Option<Object> {
-        self.objects.remove(key)
+        self.objects
+            .remove(key)
+            .map(|old| Arc::try_unwrap(old).unwrap_or_else(|shared| (*shared).clone()))
     }
 
     /// Looks up an object.
     pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
-        self.objects.get(key)
+        self.objects.get(key).map(|o| &**o)
     }
 
-    /// Mutable lookup.
+    /// Mutable lookup (copies the object first if it is shared with a clone
+    /// of this snapshot).
     pub fn get_mut(&mut self, key: &ObjectKey) -> Option<&mut Object> {
-        self.objects.get_mut(key)
+        self.objects.get_mut(key).map(Arc::make_mut)
     }
 
     /// All objects, ordered by key.
     pub fn iter(&self) -> impl Iterator<Item = &Object> {
-        self.objects.values()
+        self.objects.values().map(|o| &**o)
     }
 
     /// All objects of one kind, ordered by (namespace, name).
@@ -58,7 +66,7 @@ impl Snapshot {
         self.objects
             .range(lo..)
             .take_while(move |(k, _)| k.kind == kind)
-            .map(|(_, v)| v)
+            .map(|(_, v)| &**v)
     }
 
     /// All objects of one kind in one namespace, ordered by name.
@@ -67,7 +75,7 @@ impl Snapshot {
         self.objects
             .range(lo..)
             .take_while(move |(k, _)| k.kind == kind && k.namespace == namespace)
-            .map(|(_, v)| v)
+            .map(|(_, v)| &**v)
     }
 
     /// All keys, ordered.
@@ -90,7 +98,7 @@ impl Snapshot {
     /// status is of another shape.
     pub fn set_status(&mut self, key: &ObjectKey, status: ObjectStatus) -> bool {
         let Some(obj) = self.objects.get_mut(key) else { return false };
-        match (obj, status) {
+        match (Arc::make_mut(obj), status) {
             (Object::GatewayClass(o), ObjectStatus::GatewayClass(s)) => o.status = Some(s),
             (Object::Gateway(o), ObjectStatus::Gateway(s)) => o.status = Some(s),
             (Object::ListenerSet(o), ObjectStatus::ListenerSet(s)) => o.status = Some(s),

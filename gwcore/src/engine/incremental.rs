@@ -72,6 +72,8 @@ pub struct Engine {
     opts: ComputeOptions,
     snap: Snapshot,
     our_classes: BTreeSet<String>,
+    /// Namespace labels by namespace name (selectors look them up often).
+    ns_labels: BTreeMap<String, BTreeMap<String, String>>,
     gws: BTreeMap<ObjectKey, Gw>,
     routes: BTreeMap<ObjectKey, RouteState>,
     by_parent: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
@@ -123,6 +125,7 @@ impl Engine {
             opts,
             snap: Snapshot::new(),
             our_classes: BTreeSet::new(),
+            ns_labels: BTreeMap::new(),
             gws: BTreeMap::new(),
             routes: BTreeMap::new(),
             by_parent: BTreeMap::new(),
@@ -138,6 +141,10 @@ impl Engine {
     pub fn from_snapshot(snap: Snapshot, opts: ComputeOptions) -> Self {
         let mut e = Engine::new(opts);
         let routes: BTreeSet<ObjectKey> = snap.keys().filter(|k| k.kind.is_route()).cloned().collect();
+        e.ns_labels = snap
+            .of_kind(Kind::Namespace)
+            .map(|o| (o.meta().name.clone(), o.meta().labels.clone()))
+            .collect();
         e.snap = snap;
         let dirty = Dirty {
             classes: true,
@@ -187,6 +194,21 @@ impl Engine {
         }
     }
 
+    /// The whole current output, consuming the engine (no copies).
+    pub fn into_computed(self) -> Computed {
+        let mut refusals: Vec<_> = self.routes.into_values().flat_map(|r| r.refusals).collect();
+        refusals.sort();
+        Computed {
+            statuses: self.statuses,
+            routing: self
+                .routing
+                .into_iter()
+                .map(|(k, v)| (k, Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone())))
+                .collect(),
+            refusals,
+        }
+    }
+
     /// Adds or replaces an object; returns what changed.
     pub fn apply(&mut self, obj: Object) -> Delta {
         let key = obj.key();
@@ -227,7 +249,21 @@ impl Engine {
         self.changed(key, old.as_ref())
     }
 
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx { snap: &self.snap, opts: &self.opts, our_classes: &self.our_classes, ns_labels: &self.ns_labels }
+    }
+
     fn changed(&mut self, key: &ObjectKey, old: Option<&Object>) -> Delta {
+        if key.kind == Kind::Namespace {
+            match self.snap.get(key) {
+                Some(o) => {
+                    self.ns_labels.insert(key.name.clone(), o.meta().labels.clone());
+                }
+                None => {
+                    self.ns_labels.remove(&key.name);
+                }
+            }
+        }
         let mut dirty = Dirty::default();
         match key.kind {
             Kind::GatewayClass => dirty.classes = true,
@@ -273,7 +309,7 @@ impl Engine {
         // 1. Classes.
         if dirty.classes {
             let (class_statuses, ours) = {
-                let ctx = Ctx { snap: &self.snap, opts: &self.opts, our_classes: &self.our_classes };
+                let ctx = self.ctx();
                 ctx.classes()
             };
             let old_keys: Vec<ObjectKey> = self.statuses.keys().filter(|k| k.kind == Kind::GatewayClass).cloned().collect();
@@ -303,7 +339,7 @@ impl Engine {
         };
         for gk in gw_keys {
             let new = {
-                let ctx = Ctx { snap: &self.snap, opts: &self.opts, our_classes: &self.our_classes };
+                let ctx = self.ctx();
                 ctx.gateway(&gk)
             };
             let old = self.gws.remove(&gk);
@@ -342,7 +378,7 @@ impl Engine {
             let old_keys = self.owned_keys(gk);
             let (statuses, routing) = match self.gws.get(gk) {
                 Some(gw) => {
-                    let ctx = Ctx { snap: &self.snap, opts: &self.opts, our_classes: &self.our_classes };
+                    let ctx = self.ctx();
                     (ctx.gateway_statuses(gk, gw), Some(gateway_routing(gk, gw)))
                 }
                 None => (Vec::new(), None),
@@ -382,7 +418,7 @@ impl Engine {
             || self.statuses.keys().any(|k| k.kind == Kind::BackendTLSPolicy);
         if has_policies && (dirty.policies || routing_changed) {
             let new = {
-                let ctx = Ctx { snap: &self.snap, opts: &self.opts, our_classes: &self.our_classes };
+                let ctx = self.ctx();
                 ctx.policies(&self.gws)
             };
             let old_keys: Vec<ObjectKey> = self.statuses.keys().filter(|k| k.kind == Kind::BackendTLSPolicy).cloned().collect();
@@ -437,7 +473,7 @@ impl Engine {
         // the routes' records of them do not outlive it.
         for rk in dirty.routes.iter() {
             if let Some(rs) = self.routes.get_mut(rk) {
-                rs.attachments.retain(|(g, _, _)| g != gk);
+                rs.attached_to.retain(|(g, _)| g != gk);
             }
         }
     }
@@ -445,7 +481,7 @@ impl Engine {
     fn route(&mut self, rk: &ObjectKey, touched: &mut BTreeSet<ObjectKey>, delta: &mut Delta) {
         // Undo the old state.
         if let Some(old) = self.routes.remove(rk) {
-            for (gk, li, _) in &old.attachments {
+            for (gk, li) in &old.attached_to {
                 if let Some(gw) = self.gws.get_mut(gk)
                     && let Some(l) = gw.listeners.get_mut(*li)
                 {
@@ -475,16 +511,18 @@ impl Engine {
             return;
         };
         let state = {
-            let ctx = Ctx { snap: &self.snap, opts: &self.opts, our_classes: &self.our_classes };
+            let ctx = self.ctx();
             ctx.route(obj, &self.gws)
         };
-        for (gk, li, ar) in &state.attachments {
-            if let Some(gw) = self.gws.get_mut(gk)
-                && let Some(l) = gw.listeners.get_mut(*li)
+        let mut state = state;
+        for (gk, li, ar) in std::mem::take(&mut state.attachments) {
+            if let Some(gw) = self.gws.get_mut(&gk)
+                && let Some(l) = gw.listeners.get_mut(li)
             {
-                l.attached.insert(rk.clone(), ar.clone());
+                l.attached.insert(rk.clone(), ar);
             }
             touched.insert(gk.clone());
+            state.attached_to.push((gk, li));
         }
         for p in &state.parents {
             index_add(&mut self.by_parent, p, rk);

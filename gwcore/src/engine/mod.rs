@@ -113,7 +113,7 @@ type Fail = (Reason, String);
 /// This is [`Engine`] loaded with the whole snapshot at once: the
 /// incremental engine and the full computation are one code path.
 pub fn compute(snapshot: &Snapshot, opts: &ComputeOptions) -> Computed {
-    Engine::from_snapshot(snapshot.clone(), opts.clone()).computed()
+    Engine::from_snapshot(snapshot.clone(), opts.clone()).into_computed()
 }
 
 /// One listener of a Gateway, or of a ListenerSet merged into it.
@@ -182,8 +182,11 @@ struct Ls {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct RouteState {
     status: Option<RouteStatus>,
-    /// (Gateway, listener index, attachment).
+    /// (Gateway, listener index, attachment), as computed; moved into the
+    /// Gateways' listeners when applied.
     attachments: Vec<(ObjectKey, usize, AttachedRoute)>,
+    /// Where the attachments went: (Gateway, listener index).
+    attached_to: Vec<(ObjectKey, usize)>,
     refusals: Vec<Refusal>,
     /// Gateways and ListenerSets named by parentRefs (existing or not).
     parents: BTreeSet<ObjectKey>,
@@ -198,6 +201,7 @@ struct Ctx<'a> {
     snap: &'a Snapshot,
     opts: &'a ComputeOptions,
     our_classes: &'a BTreeSet<String>,
+    ns_labels: &'a BTreeMap<String, BTreeMap<String, String>>,
 }
 
 fn cond(ty: T, ok: bool, reason: Reason, msg: impl Into<String>) -> Condition {
@@ -274,7 +278,7 @@ impl Ctx<'_> {
     }
 
     fn namespace_allowed(&self, from: &RouteNamespaces, owner_ns: &str, ns: &str) -> Result<(), String> {
-        namespace_allowed_free(self.snap, from, owner_ns, ns)
+        namespace_allowed_free(self.ns_labels, from, owner_ns, ns)
     }
 
     // ---------------------------------------------------------------- gateways
@@ -531,7 +535,7 @@ impl Ctx<'_> {
                         }
                         let default_ns = RouteNamespaces::default();
                         let from = l.spec.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref()).unwrap_or(&default_ns);
-                        match namespace_allowed_free(self.snap, from, &l.owner_ns, route_ns) {
+                        match namespace_allowed_free(self.ns_labels, from, &l.owner_ns, route_ns) {
                             Ok(()) => true,
                             Err(m) => {
                                 why.push(m);
@@ -1189,7 +1193,12 @@ fn reason_from_str(s: &str) -> Reason {
     }
 }
 
-fn namespace_allowed_free(snap: &Snapshot, from: &RouteNamespaces, owner_ns: &str, ns: &str) -> Result<(), String> {
+fn namespace_allowed_free(
+    ns_labels: &BTreeMap<String, BTreeMap<String, String>>,
+    from: &RouteNamespaces,
+    owner_ns: &str,
+    ns: &str,
+) -> Result<(), String> {
     match from.from.as_deref().unwrap_or("Same") {
         "All" => Ok(()),
         "Same" if owner_ns == ns => Ok(()),
@@ -1198,10 +1207,7 @@ fn namespace_allowed_free(snap: &Snapshot, from: &RouteNamespaces, owner_ns: &st
             let empty = LabelSelector::default();
             let sel = from.selector.as_ref().unwrap_or(&empty);
             let none = BTreeMap::new();
-            let labels = match snap.get(&ObjectKey::new(Kind::Namespace, "", ns)) {
-                Some(Object::Namespace(n)) => &n.metadata.labels,
-                _ => &none,
-            };
+            let labels = ns_labels.get(ns).unwrap_or(&none);
             if selector::matches(sel, labels) {
                 Ok(())
             } else {
