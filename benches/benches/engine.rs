@@ -16,7 +16,10 @@ const SIZES: [usize; 2] = [10_000, 50_000];
 const NOW: &str = "2026-01-01T00:00:00Z";
 
 fn setup(routes: usize) -> (ScaleSpec, Vec<Object>, ComputeOptions) {
-    let spec = ScaleSpec { routes, ..ScaleSpec::default() };
+    let spec = ScaleSpec {
+        routes,
+        ..ScaleSpec::default()
+    };
     let objs = generate(&spec);
     let opts = ComputeOptions::new(spec.controller_name.clone(), NOW);
     (spec, objs, opts)
@@ -28,13 +31,18 @@ fn full(c: &mut Criterion) {
     for n in SIZES {
         let (_, objs, opts) = setup(n);
         let snap = Snapshot::from_objects(objs);
-        g.bench_with_input(BenchmarkId::from_parameter(n), &snap, |b, snap| b.iter(|| compute(black_box(snap), &opts)));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &snap, |b, snap| {
+            b.iter(|| compute(black_box(snap), &opts))
+        });
     }
     g.finish();
 }
 
 fn route_of(objs: &[Object], name: &str) -> Object {
-    objs.iter().find(|o| o.kind() == Kind::HTTPRoute && o.meta().name == name).cloned().expect("generated route")
+    objs.iter()
+        .find(|o| o.kind() == Kind::HTTPRoute && o.meta().name == name)
+        .cloned()
+        .expect("generated route")
 }
 
 fn incremental(c: &mut Criterion) {
@@ -58,7 +66,11 @@ fn incremental(c: &mut Criterion) {
         let a = route_of(&objs, "route-700");
         let mut b2 = a.clone();
         if let Object::HttpRoute(r) = &mut b2 {
-            r.spec.rules[0].matches[0].path.as_mut().expect("path").value = Some("/changed".into());
+            r.spec.rules[0].matches[0]
+                .path
+                .as_mut()
+                .expect("path")
+                .value = Some("/changed".into());
         }
         let mut e = base.clone();
         let mut flip = false;
@@ -71,30 +83,44 @@ fn incremental(c: &mut Criterion) {
 
         // A namespace label flip detaching then attaching 100 routes.
         let ns_key = ObjectKey::new(Kind::Namespace, "", HOT_NAMESPACE);
-        let labelled = base.snapshot().get(&ns_key).cloned().expect("hot namespace");
+        let labelled = base
+            .snapshot()
+            .get(&ns_key)
+            .cloned()
+            .expect("hot namespace");
         let mut unlabelled = labelled.clone();
         unlabelled.meta_mut().labels.remove("gateway-access");
         let mut e = base.clone();
         let mut flip = false;
-        g.bench_function(BenchmarkId::new("namespace_label_flip_100_routes", n), |b| {
-            b.iter(|| {
-                flip = !flip;
-                let d = e.apply(if flip { unlabelled.clone() } else { labelled.clone() });
-                debug_assert!(d.statuses.len() >= 100);
-                black_box(d)
-            })
-        });
+        g.bench_function(
+            BenchmarkId::new("namespace_label_flip_100_routes", n),
+            |b| {
+                b.iter(|| {
+                    flip = !flip;
+                    let d = e.apply(if flip {
+                        unlabelled.clone()
+                    } else {
+                        labelled.clone()
+                    });
+                    debug_assert!(d.statuses.len() >= 100);
+                    black_box(d)
+                })
+            },
+        );
 
         // A ReferenceGrant revoked and restored, affecting 100 routes.
         let grant_key = ObjectKey::new(Kind::ReferenceGrant, HOT_GRANT.0, HOT_GRANT.1);
         let grant = base.snapshot().get(&grant_key).cloned().expect("hot grant");
         let mut e = base.clone();
-        g.bench_function(BenchmarkId::new("grant_revoke_and_restore_100_routes", n), |b| {
-            b.iter(|| {
-                black_box(e.delete(&grant_key));
-                black_box(e.apply(grant.clone()));
-            })
-        });
+        g.bench_function(
+            BenchmarkId::new("grant_revoke_and_restore_100_routes", n),
+            |b| {
+                b.iter(|| {
+                    black_box(e.delete(&grant_key));
+                    black_box(e.apply(grant.clone()));
+                })
+            },
+        );
     }
     g.finish();
 }

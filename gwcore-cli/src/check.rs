@@ -32,9 +32,12 @@ pub(crate) fn run(args: Args) -> ExitCode {
     let snapshot = Snapshot::from_objects(loaded.objects.iter().map(|(o, _)| o.clone()));
     let controllers = args.controller.controllers(&snapshot);
     if controllers.is_empty() {
-        eprintln!("note: no GatewayClass in the input; pass --controller-name to act as a controller anyway");
+        eprintln!(
+            "note: no GatewayClass in the input; pass --controller-name to act as a controller anyway"
+        );
     }
-    let (computed, refusals) = run_controllers(&snapshot, &controllers, &crate::common::now_rfc3339());
+    let (computed, refusals) =
+        run_controllers(&snapshot, &controllers, &crate::common::now_rfc3339());
     let kinds = [
         Kind::GatewayClass,
         Kind::Gateway,
@@ -56,13 +59,20 @@ pub(crate) fn run(args: Args) -> ExitCode {
         }
         OutputFormat::Json => {
             let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs});
-            println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            );
         }
     }
     for r in &refusals {
         print_refusal(r);
     }
-    if loaded.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    if loaded.has_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn print_refusal(r: &Refusal) {

@@ -42,7 +42,11 @@ pub(crate) enum OutputFormat {
 /// back into the snapshot so the next sees them as the previous status (as
 /// controllers sharing a cluster do). Returns the final objects and every
 /// refusal.
-pub(crate) fn run_controllers(snap: &Snapshot, controllers: &[String], now: &str) -> (Snapshot, Vec<Refusal>) {
+pub(crate) fn run_controllers(
+    snap: &Snapshot,
+    controllers: &[String],
+    now: &str,
+) -> (Snapshot, Vec<Refusal>) {
     let mut snap = snap.clone();
     let mut refusals = Vec::new();
     for c in controllers {
@@ -64,7 +68,9 @@ pub(crate) fn status_documents(snap: &Snapshot, kinds: &[Kind]) -> Vec<serde_jso
                 Object::ListenerSet(x) => x.status.as_ref().map(serde_json::to_value),
                 Object::HttpRoute(x) => x.status.as_ref().map(serde_json::to_value),
                 Object::GrpcRoute(x) => x.status.as_ref().map(serde_json::to_value),
-                Object::TlsRoute(x) | Object::TcpRoute(x) | Object::UdpRoute(x) => x.status.as_ref().map(serde_json::to_value),
+                Object::TlsRoute(x) | Object::TcpRoute(x) | Object::UdpRoute(x) => {
+                    x.status.as_ref().map(serde_json::to_value)
+                }
                 Object::BackendTlsPolicy(x) => x.status.as_ref().map(serde_json::to_value),
                 _ => None,
             };
@@ -108,7 +114,12 @@ pub(crate) fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

@@ -30,7 +30,9 @@ pub fn is_valid(h: &str) -> bool {
     rest.split('.').all(|label| {
         !label.is_empty()
             && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-')
     })
@@ -97,10 +99,22 @@ mod tests {
 
     #[test]
     fn intersection_picks_the_narrower() {
-        assert_eq!(intersect("*.example.com", "foo.example.com"), Some("foo.example.com"));
-        assert_eq!(intersect("foo.example.com", "*.example.com"), Some("foo.example.com"));
-        assert_eq!(intersect("*.example.com", "*.foo.example.com"), Some("*.foo.example.com"));
-        assert_eq!(intersect("*.foo.example.com", "*.example.com"), Some("*.foo.example.com"));
+        assert_eq!(
+            intersect("*.example.com", "foo.example.com"),
+            Some("foo.example.com")
+        );
+        assert_eq!(
+            intersect("foo.example.com", "*.example.com"),
+            Some("foo.example.com")
+        );
+        assert_eq!(
+            intersect("*.example.com", "*.foo.example.com"),
+            Some("*.foo.example.com")
+        );
+        assert_eq!(
+            intersect("*.foo.example.com", "*.example.com"),
+            Some("*.foo.example.com")
+        );
         assert_eq!(intersect("*.example.com", "example.com"), None);
         assert_eq!(intersect("*.example.com", "*.example.net"), None);
         assert_eq!(intersect("a.com", "b.com"), None);
@@ -111,7 +125,18 @@ mod tests {
         for ok in ["example.com", "*.example.com", "a-b.c", "localhost"] {
             assert!(is_valid(ok), "{ok}");
         }
-        for bad in ["", "*", "Example.com", "a..b", "-a.com", "*.*.com", "foo.*.com", "1.2.3.4", "a_b.com", "example.com."] {
+        for bad in [
+            "",
+            "*",
+            "Example.com",
+            "a..b",
+            "-a.com",
+            "*.*.com",
+            "foo.*.com",
+            "1.2.3.4",
+            "a_b.com",
+            "example.com.",
+        ] {
             assert!(!is_valid(bad), "{bad}");
         }
     }

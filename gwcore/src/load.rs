@@ -90,7 +90,9 @@ pub struct Loaded {
 impl Loaded {
     /// Whether any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
     }
 
     /// Appends another load result.
@@ -255,15 +257,16 @@ fn load_yaml(source: &str, text: &str, out: &mut Loaded) {
 }
 
 fn read_value(source: &str, doc: usize, line: usize, v: serde_json::Value, out: &mut Loaded) {
-    let diag = |severity, object: Option<String>, field: Option<String>, message: String| Diagnostic {
-        severity,
-        source: source.to_string(),
-        document: doc,
-        line: Some(line),
-        object,
-        field,
-        message,
-    };
+    let diag =
+        |severity, object: Option<String>, field: Option<String>, message: String| Diagnostic {
+            severity,
+            source: source.to_string(),
+            document: doc,
+            line: Some(line),
+            object,
+            field,
+            message,
+        };
     if v.is_null() {
         return;
     }
@@ -314,7 +317,14 @@ fn read_value(source: &str, doc: usize, line: usize, v: serde_json::Value, out: 
         out.diagnostics.push(diag(
             Severity::Error,
             Some(label),
-            Some(if kind_str.is_empty() { "kind" } else { "apiVersion" }.into()),
+            Some(
+                if kind_str.is_empty() {
+                    "kind"
+                } else {
+                    "apiVersion"
+                }
+                .into(),
+            ),
             "missing; every object needs apiVersion and kind".into(),
         ));
         return;
@@ -419,7 +429,10 @@ mod tests {
 
     #[test]
     fn unknown_kind_is_a_warning() {
-        let l = load_str("d.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n");
+        let l = load_str(
+            "d.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n",
+        );
         assert!(l.objects.is_empty());
         assert_eq!(l.diagnostics[0].severity, Severity::Warning);
         assert!(!l.has_errors());

@@ -1309,7 +1309,8 @@ impl Kind {
             Some((g, v)) => (g, v),
             None => ("", api_version),
         };
-        if group != self.group() && !(self == Kind::ListenerSet && group == "gateway.networking.x-k8s.io")
+        if group != self.group()
+            && !(self == Kind::ListenerSet && group == "gateway.networking.x-k8s.io")
         {
             return false;
         }
@@ -1477,7 +1478,9 @@ impl Object {
             Object::ListenerSet(o) => serde_json::to_value(o),
             Object::HttpRoute(o) => serde_json::to_value(o),
             Object::GrpcRoute(o) => serde_json::to_value(o),
-            Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o) => serde_json::to_value(o),
+            Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o) => {
+                serde_json::to_value(o)
+            }
             Object::ReferenceGrant(o) => serde_json::to_value(o),
             Object::BackendTlsPolicy(o) => serde_json::to_value(o),
             Object::Namespace(o) => serde_json::to_value(o),

@@ -19,11 +19,11 @@
 use std::collections::BTreeMap;
 
 use crate::model::{
-    AllowedRoutes, BackendRef, Gateway, GatewayClass, GatewayClassSpec, GatewaySpec,
+    AllowedRoutes, BackendRef, GATEWAY_GROUP, Gateway, GatewayClass, GatewayClassSpec, GatewaySpec,
     HttpHeaderMatch, HttpPathMatch, HttpRoute, HttpRouteMatch, HttpRouteRule, HttpRouteSpec,
     LabelSelector, Listener, Namespace, Object, ObjectMeta, ParentReference, ReferenceGrant,
     ReferenceGrantFrom, ReferenceGrantSpec, ReferenceGrantTo, RouteNamespaces, Service,
-    ServicePort, ServiceSpec, GATEWAY_GROUP,
+    ServicePort, ServiceSpec,
 };
 
 /// What to generate.
@@ -98,12 +98,21 @@ fn timestamp(i: usize) -> String {
     // 2026-01-01T00:00:00Z plus i seconds, within one day per 86 400 routes.
     let day = 1 + i / 86_400;
     let s = i % 86_400;
-    format!("2026-01-{day:02}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
+    format!(
+        "2026-01-{day:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 /// The namespace of route `i`.
 pub fn route_namespace(spec: &ScaleSpec, i: usize) -> String {
-    if i < 100 { HOT_NAMESPACE.to_string() } else { format!("ns-{}", i % spec.namespaces.max(1)) }
+    if i < 100 {
+        HOT_NAMESPACE.to_string()
+    } else {
+        format!("ns-{}", i % spec.namespaces.max(1))
+    }
 }
 
 /// Generates the objects of a scale scenario.
@@ -112,10 +121,15 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
     let mut out = Vec::new();
     out.push(Object::GatewayClass(GatewayClass {
         metadata: meta(None, "gwcore".into()),
-        spec: GatewayClassSpec { controller_name: spec.controller_name.clone(), ..Default::default() },
+        spec: GatewayClassSpec {
+            controller_name: spec.controller_name.clone(),
+            ..Default::default()
+        },
         status: None,
     }));
-    out.push(Object::Namespace(Namespace { metadata: meta(None, "gw-infra".into()) }));
+    out.push(Object::Namespace(Namespace {
+        metadata: meta(None, "gw-infra".into()),
+    }));
     let selector = RouteNamespaces {
         from: Some("Selector".into()),
         selector: Some(LabelSelector {
@@ -132,7 +146,10 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
                     name: "http".into(),
                     port: 80,
                     protocol: "HTTP".into(),
-                    allowed_routes: Some(AllowedRoutes { namespaces: Some(selector.clone()), kinds: vec![] }),
+                    allowed_routes: Some(AllowedRoutes {
+                        namespaces: Some(selector.clone()),
+                        kinds: vec![],
+                    }),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -143,7 +160,13 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
     let svc = |ns: &str| {
         Object::Service(Service {
             metadata: meta(Some(ns), "svc".into()),
-            spec: ServiceSpec { ports: vec![ServicePort { port: 8080, ..Default::default() }], ..Default::default() },
+            spec: ServiceSpec {
+                ports: vec![ServicePort {
+                    port: 8080,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
         })
     };
     for n in 0..spec.namespaces {
@@ -153,12 +176,19 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
         if n % 10 != 9 {
             labels.insert("gateway-access".to_string(), "true".to_string());
         }
-        out.push(Object::Namespace(Namespace { metadata: ObjectMeta { labels, ..meta(None, name.clone()) } }));
+        out.push(Object::Namespace(Namespace {
+            metadata: ObjectMeta {
+                labels,
+                ..meta(None, name.clone())
+            },
+        }));
         out.push(svc(&name));
     }
     for s in 0..SHARED {
         let ns = format!("shared-{s}");
-        out.push(Object::Namespace(Namespace { metadata: meta(None, ns.clone()) }));
+        out.push(Object::Namespace(Namespace {
+            metadata: meta(None, ns.clone()),
+        }));
         out.push(svc(&ns));
     }
     // One grant per (shared namespace, team namespace) that uses it.
@@ -171,23 +201,42 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
         for r in 0..rule_count {
             let mut m = HttpRouteMatch {
                 path: Some(HttpPathMatch {
-                    type_: Some(if rng.chance(20) { "Exact" } else { "PathPrefix" }.into()),
+                    type_: Some(
+                        if rng.chance(20) {
+                            "Exact"
+                        } else {
+                            "PathPrefix"
+                        }
+                        .into(),
+                    ),
                     value: Some(format!("/svc-{i}/r{r}")),
                 }),
                 ..Default::default()
             };
             if rng.chance(15) {
-                m.headers.push(HttpHeaderMatch { type_: Some("Exact".into()), name: "x-variant".into(), value: "canary".into() });
+                m.headers.push(HttpHeaderMatch {
+                    type_: Some("Exact".into()),
+                    name: "x-variant".into(),
+                    value: "canary".into(),
+                });
             }
             if rng.chance(10) {
-                m.query_params.push(HttpHeaderMatch { type_: Some("Exact".into()), name: "v".into(), value: "2".into() });
+                m.query_params.push(HttpHeaderMatch {
+                    type_: Some("Exact".into()),
+                    name: "v".into(),
+                    value: "2".into(),
+                });
             }
             if rng.chance(10) {
                 m.method = Some("GET".into());
             }
             let cross = ns == HOT_NAMESPACE || rng.chance(10);
             let backend_ns = if cross {
-                let shared = if ns == HOT_NAMESPACE { 0 } else { rng.below(SHARED) };
+                let shared = if ns == HOT_NAMESPACE {
+                    0
+                } else {
+                    rng.below(SHARED)
+                };
                 let sns = format!("shared-{shared}");
                 grants.insert((sns.clone(), ns.clone()), ());
                 Some(sns)
@@ -202,12 +251,24 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
                 ..Default::default()
             }];
             if rng.chance(20) {
-                backend_refs.push(BackendRef { name: "svc".into(), port: Some(8080), weight: Some(10), ..Default::default() });
+                backend_refs.push(BackendRef {
+                    name: "svc".into(),
+                    port: Some(8080),
+                    weight: Some(10),
+                    ..Default::default()
+                });
             }
-            rules.push(HttpRouteRule { matches: vec![m], backend_refs, ..Default::default() });
+            rules.push(HttpRouteRule {
+                matches: vec![m],
+                backend_refs,
+                ..Default::default()
+            });
         }
         out.push(Object::HttpRoute(HttpRoute {
-            metadata: ObjectMeta { creation_timestamp: Some(timestamp(i)), ..meta(Some(&ns), format!("route-{i}")) },
+            metadata: ObjectMeta {
+                creation_timestamp: Some(timestamp(i)),
+                ..meta(Some(&ns), format!("route-{i}"))
+            },
             spec: HttpRouteSpec {
                 parent_refs: vec![ParentReference {
                     namespace: Some("gw-infra".into()),
@@ -224,8 +285,16 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
         out.push(Object::ReferenceGrant(ReferenceGrant {
             metadata: meta(Some(&sns), format!("from-{from_ns}")),
             spec: ReferenceGrantSpec {
-                from: vec![ReferenceGrantFrom { group: GATEWAY_GROUP.into(), kind: "HTTPRoute".into(), namespace: from_ns }],
-                to: vec![ReferenceGrantTo { group: String::new(), kind: "Service".into(), name: None }],
+                from: vec![ReferenceGrantFrom {
+                    group: GATEWAY_GROUP.into(),
+                    kind: "HTTPRoute".into(),
+                    namespace: from_ns,
+                }],
+                to: vec![ReferenceGrantTo {
+                    group: String::new(),
+                    kind: "Service".into(),
+                    name: None,
+                }],
             },
         }));
     }
@@ -240,15 +309,27 @@ mod tests {
 
     #[test]
     fn generated_objects_are_valid_and_mostly_attach() {
-        let spec = ScaleSpec { routes: 500, namespaces: 50, ..Default::default() };
+        let spec = ScaleSpec {
+            routes: 500,
+            namespaces: 50,
+            ..Default::default()
+        };
         let objs = generate(&spec);
         for o in &objs {
             let mut o = o.clone();
             assert_eq!(crate::validate::validate(&mut o), vec![], "{}", o.key());
         }
         let snap = crate::Snapshot::from_objects(objs);
-        let out = compute(&snap, &ComputeOptions::new(spec.controller_name.clone(), "2026-01-01T00:00:00Z"));
-        let attached: usize = out.routing.values().flat_map(|g| &g.listeners).map(|l| l.routes.len()).sum();
+        let out = compute(
+            &snap,
+            &ComputeOptions::new(spec.controller_name.clone(), "2026-01-01T00:00:00Z"),
+        );
+        let attached: usize = out
+            .routing
+            .values()
+            .flat_map(|g| &g.listeners)
+            .map(|l| l.routes.len())
+            .sum();
         // ns-9, ns-19... are unlabelled: about one route in ten is refused.
         assert!(attached > 400 && attached < 500, "{attached} attached");
         assert_eq!(out.refusals.len(), 500 - attached);
@@ -257,9 +338,16 @@ mod tests {
 
     #[test]
     fn generation_is_deterministic() {
-        let spec = ScaleSpec { routes: 50, namespaces: 5, ..Default::default() };
+        let spec = ScaleSpec {
+            routes: 50,
+            namespaces: 5,
+            ..Default::default()
+        };
         assert_eq!(generate(&spec), generate(&spec));
-        let other = ScaleSpec { seed: 2, ..spec.clone() };
+        let other = ScaleSpec {
+            seed: 2,
+            ..spec.clone()
+        };
         assert_ne!(generate(&spec), generate(&other));
     }
 }

@@ -24,7 +24,10 @@ pub fn check(sel: &LabelSelector) -> Result<(), SelectorError> {
                 return Err(SelectorError::BadValues(e.operator.clone(), "needs values"));
             }
             "Exists" | "DoesNotExist" if !e.values.is_empty() => {
-                return Err(SelectorError::BadValues(e.operator.clone(), "takes no values"));
+                return Err(SelectorError::BadValues(
+                    e.operator.clone(),
+                    "takes no values",
+                ));
             }
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
             other => return Err(SelectorError::UnknownOperator(other.to_string())),
@@ -60,7 +63,10 @@ mod tests {
     use crate::model::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -82,7 +88,11 @@ mod tests {
     #[test]
     fn exists_and_does_not_exist() {
         let req = |op: &str| LabelSelector {
-            match_expressions: vec![LabelSelectorRequirement { key: "k".into(), operator: op.into(), values: vec![] }],
+            match_expressions: vec![LabelSelectorRequirement {
+                key: "k".into(),
+                operator: op.into(),
+                values: vec![],
+            }],
             ..Default::default()
         };
         assert!(matches(&req("Exists"), &labels(&[("k", "")])));

@@ -70,7 +70,11 @@ impl Snapshot {
     }
 
     /// All objects of one kind in one namespace, ordered by name.
-    pub fn in_namespace<'s>(&'s self, kind: Kind, namespace: &'s str) -> impl Iterator<Item = &'s Object> + 's {
+    pub fn in_namespace<'s>(
+        &'s self,
+        kind: Kind,
+        namespace: &'s str,
+    ) -> impl Iterator<Item = &'s Object> + 's {
         let lo = ObjectKey::new(kind, namespace, "");
         self.objects
             .range(lo..)
@@ -97,16 +101,19 @@ impl Snapshot {
     /// subresource would. Returns `false` when the object is absent or the
     /// status is of another shape.
     pub fn set_status(&mut self, key: &ObjectKey, status: ObjectStatus) -> bool {
-        let Some(obj) = self.objects.get_mut(key) else { return false };
+        let Some(obj) = self.objects.get_mut(key) else {
+            return false;
+        };
         match (Arc::make_mut(obj), status) {
             (Object::GatewayClass(o), ObjectStatus::GatewayClass(s)) => o.status = Some(s),
             (Object::Gateway(o), ObjectStatus::Gateway(s)) => o.status = Some(s),
             (Object::ListenerSet(o), ObjectStatus::ListenerSet(s)) => o.status = Some(s),
             (Object::HttpRoute(o), ObjectStatus::Route(s)) => o.status = Some(s),
             (Object::GrpcRoute(o), ObjectStatus::Route(s)) => o.status = Some(s),
-            (Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o), ObjectStatus::Route(s)) => {
-                o.status = Some(s)
-            }
+            (
+                Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o),
+                ObjectStatus::Route(s),
+            ) => o.status = Some(s),
             (Object::BackendTlsPolicy(o), ObjectStatus::Policy(s)) => o.status = Some(s),
             _ => return false,
         }
@@ -114,7 +121,10 @@ impl Snapshot {
     }
 
     /// Stores every status of an engine run (see [`Snapshot::set_status`]).
-    pub fn apply_statuses<'s>(&mut self, statuses: impl IntoIterator<Item = (&'s ObjectKey, &'s ObjectStatus)>) {
+    pub fn apply_statuses<'s>(
+        &mut self,
+        statuses: impl IntoIterator<Item = (&'s ObjectKey, &'s ObjectStatus)>,
+    ) {
         for (k, s) in statuses {
             self.set_status(k, s.clone());
         }

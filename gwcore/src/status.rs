@@ -169,7 +169,12 @@ pub struct Condition {
 impl Condition {
     /// Builds a condition; `lastTransitionTime` and `observedGeneration` are
     /// filled in by the engine.
-    pub fn new(ty: ConditionType, status: bool, reason: Reason, message: impl Into<String>) -> Self {
+    pub fn new(
+        ty: ConditionType,
+        status: bool,
+        reason: Reason,
+        message: impl Into<String>,
+    ) -> Self {
         Condition {
             type_: ty.as_str().to_string(),
             status: if status { "True" } else { "False" }.to_string(),

@@ -72,14 +72,25 @@ pub fn validate(obj: &mut Object) -> Vec<FieldError> {
             e.max_items("spec.addresses", gw.spec.addresses.len(), 16);
             for (i, a) in gw.spec.addresses.iter_mut().enumerate() {
                 let ty = a.type_.get_or_insert_with(|| "IPAddress".into());
-                if ty == "IPAddress" && !a.value.is_empty() && a.value.parse::<std::net::IpAddr>().is_err() {
-                    e.push(format!("spec.addresses[{i}].value"), format!("{:?} is not an IP address", a.value));
+                if ty == "IPAddress"
+                    && !a.value.is_empty()
+                    && a.value.parse::<std::net::IpAddr>().is_err()
+                {
+                    e.push(
+                        format!("spec.addresses[{i}].value"),
+                        format!("{:?} is not an IP address", a.value),
+                    );
                 }
             }
             if let Some(al) = &gw.spec.allowed_listeners
                 && let Some(ns) = &al.namespaces
             {
-                from_field(&mut e, "spec.allowedListeners.namespaces", ns, &["All", "Same", "Selector", "None"]);
+                from_field(
+                    &mut e,
+                    "spec.allowedListeners.namespaces",
+                    ns,
+                    &["All", "Same", "Selector", "None"],
+                );
             }
         }
         Object::ListenerSet(ls) => {
@@ -125,11 +136,23 @@ pub fn validate(obj: &mut Object) -> Vec<FieldError> {
             }
         }
         Object::Namespace(n) if !n.metadata.name.is_empty() && !is_dns_label(&n.metadata.name) => {
-            e.push("metadata.name", format!("{:?} is not a valid namespace name: a DNS label of at most 63 characters", n.metadata.name));
+            e.push(
+                "metadata.name",
+                format!(
+                    "{:?} is not a valid namespace name: a DNS label of at most 63 characters",
+                    n.metadata.name
+                ),
+            );
         }
         Object::Service(s) => {
             if !s.metadata.name.is_empty() && !is_dns_label(&s.metadata.name) {
-                e.push("metadata.name", format!("{:?} is not a valid Service name: a DNS label of at most 63 characters", s.metadata.name));
+                e.push(
+                    "metadata.name",
+                    format!(
+                        "{:?} is not a valid Service name: a DNS label of at most 63 characters",
+                        s.metadata.name
+                    ),
+                );
             }
             for (i, p) in s.spec.ports.iter().enumerate() {
                 port_range(&mut e, &format!("spec.ports[{i}].port"), p.port);
@@ -146,7 +169,8 @@ pub fn validate(obj: &mut Object) -> Vec<FieldError> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -157,7 +181,8 @@ fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253
         && s.split('.').all(|l| {
             !l.is_empty()
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
@@ -173,7 +198,10 @@ fn from_field(e: &mut Errs, field: &str, ns: &crate::model::RouteNamespaces, all
     if let Some(from) = &ns.from
         && !allowed.contains(&from.as_str())
     {
-        e.push(format!("{field}.from"), format!("{from:?} is not one of {}", allowed.join(", ")));
+        e.push(
+            format!("{field}.from"),
+            format!("{from:?} is not one of {}", allowed.join(", ")),
+        );
     }
     if let Some(sel) = &ns.selector
         && let Err(err) = selector::check(sel)
@@ -198,15 +226,24 @@ fn listeners(e: &mut Errs, field: &str, ls: &mut [Listener], min: usize) {
         if l.name.is_empty() {
             e.push(format!("{f}.name"), "required");
         } else if !section_name_ok(&l.name) {
-            e.push(format!("{f}.name"), format!("{:?} is not a valid section name", l.name));
+            e.push(
+                format!("{f}.name"),
+                format!("{:?} is not a valid section name", l.name),
+            );
         } else if !names.insert(l.name.clone()) {
-            e.push(format!("{f}.name"), format!("duplicate listener name {:?}; names must be unique", l.name));
+            e.push(
+                format!("{f}.name"),
+                format!("duplicate listener name {:?}; names must be unique", l.name),
+            );
         }
         port_range(e, &format!("{f}.port"), l.port);
         if l.protocol.is_empty() {
             e.push(format!("{f}.protocol"), "required");
         } else if !protocol_ok(&l.protocol) {
-            e.push(format!("{f}.protocol"), format!("{:?} is not a valid protocol name", l.protocol));
+            e.push(
+                format!("{f}.protocol"),
+                format!("{:?} is not a valid protocol name", l.protocol),
+            );
         }
         if let Some(h) = &l.hostname
             && !hostname::is_valid(h)
@@ -217,14 +254,23 @@ fn listeners(e: &mut Errs, field: &str, ls: &mut [Listener], min: usize) {
             );
         }
         if matches!(l.protocol.as_str(), "TCP" | "UDP") && l.hostname.is_some() {
-            e.push(format!("{f}.hostname"), format!("must not be set for protocol {}", l.protocol));
+            e.push(
+                format!("{f}.hostname"),
+                format!("must not be set for protocol {}", l.protocol),
+            );
         }
         match l.protocol.as_str() {
             "HTTP" | "TCP" | "UDP" if l.tls.is_some() => {
-                e.push(format!("{f}.tls"), format!("must not be set for protocol {}", l.protocol));
+                e.push(
+                    format!("{f}.tls"),
+                    format!("must not be set for protocol {}", l.protocol),
+                );
             }
             "HTTPS" | "TLS" if l.tls.is_none() => {
-                e.push(format!("{f}.tls"), format!("required for protocol {}", l.protocol));
+                e.push(
+                    format!("{f}.tls"),
+                    format!("required for protocol {}", l.protocol),
+                );
             }
             _ => {}
         }
@@ -233,17 +279,30 @@ fn listeners(e: &mut Errs, field: &str, ls: &mut [Listener], min: usize) {
             match mode.as_str() {
                 "Terminate" => {
                     if tls.certificate_refs.is_empty() && tls.options.is_empty() {
-                        e.push(format!("{f}.tls.certificateRefs"), "certificateRefs or options must be set when mode is Terminate");
+                        e.push(
+                            format!("{f}.tls.certificateRefs"),
+                            "certificateRefs or options must be set when mode is Terminate",
+                        );
                     }
                 }
                 "Passthrough" => {
                     if l.protocol == "HTTPS" {
-                        e.push(format!("{f}.tls.mode"), "Passthrough is not allowed for protocol HTTPS");
+                        e.push(
+                            format!("{f}.tls.mode"),
+                            "Passthrough is not allowed for protocol HTTPS",
+                        );
                     }
                 }
-                other => e.push(format!("{f}.tls.mode"), format!("{other:?} is not Terminate or Passthrough")),
+                other => e.push(
+                    format!("{f}.tls.mode"),
+                    format!("{other:?} is not Terminate or Passthrough"),
+                ),
             }
-            e.max_items(&format!("{f}.tls.certificateRefs"), tls.certificate_refs.len(), 64);
+            e.max_items(
+                &format!("{f}.tls.certificateRefs"),
+                tls.certificate_refs.len(),
+                64,
+            );
             for c in &mut tls.certificate_refs {
                 c.group.get_or_insert_with(String::new);
                 c.kind.get_or_insert_with(|| "Secret".into());
@@ -252,7 +311,12 @@ fn listeners(e: &mut Errs, field: &str, ls: &mut [Listener], min: usize) {
         let ar = l.allowed_routes.get_or_insert_with(Default::default);
         let ns = ar.namespaces.get_or_insert_with(Default::default);
         ns.from.get_or_insert_with(|| "Same".into());
-        from_field(e, &format!("{f}.allowedRoutes.namespaces"), ns, &["All", "Same", "Selector"]);
+        from_field(
+            e,
+            &format!("{f}.allowedRoutes.namespaces"),
+            ns,
+            &["All", "Same", "Selector"],
+        );
         e.max_items(&format!("{f}.allowedRoutes.kinds"), ar.kinds.len(), 8);
         for k in &mut ar.kinds {
             k.group.get_or_insert_with(|| GATEWAY_GROUP.into());
@@ -277,7 +341,9 @@ fn protocol_ok(p: &str) -> bool {
     match p.split_once('/') {
         None => simple(p),
         Some((domain, name)) => {
-            is_dns_subdomain(domain) && !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric())
+            is_dns_subdomain(domain)
+                && !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric())
         }
     }
 }
@@ -307,7 +373,9 @@ fn parent_refs(e: &mut Errs, refs: &mut [ParentReference]) {
             if !same_parent {
                 continue;
             }
-            let unset = |p: &ParentReference| p.section_name.as_deref().unwrap_or("").is_empty() && p.port.is_none();
+            let unset = |p: &ParentReference| {
+                p.section_name.as_deref().unwrap_or("").is_empty() && p.port.is_none()
+            };
             if unset(a) || unset(b) {
                 e.push(
                     format!("spec.parentRefs[{j}]"),
@@ -340,7 +408,10 @@ fn backend_ref(e: &mut Errs, f: &str, b: &mut BackendRef, http: bool) {
     b.kind.get_or_insert_with(|| "Service".into());
     let w = *b.weight.get_or_insert(1);
     if !(0..=1_000_000).contains(&w) {
-        e.push(format!("{f}.weight"), format!("{w} is not between 0 and 1000000"));
+        e.push(
+            format!("{f}.weight"),
+            format!("{w} is not between 0 and 1000000"),
+        );
     }
     if b.name.is_empty() {
         e.push(format!("{f}.name"), "required");
@@ -360,7 +431,10 @@ fn backend_ref(e: &mut Errs, f: &str, b: &mut BackendRef, http: bool) {
 const HEADER_NAME_CHARS: &[u8] = b"!#$%&'*+-.^_`|~";
 
 fn header_name_ok(n: &str) -> bool {
-    !n.is_empty() && n.len() <= 256 && n.bytes().all(|b| b.is_ascii_alphanumeric() || HEADER_NAME_CHARS.contains(&b))
+    !n.is_empty()
+        && n.len() <= 256
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || HEADER_NAME_CHARS.contains(&b))
 }
 
 fn header_matches(e: &mut Errs, f: &str, hs: &mut [HttpHeaderMatch], header: bool) {
@@ -369,18 +443,34 @@ fn header_matches(e: &mut Errs, f: &str, hs: &mut [HttpHeaderMatch], header: boo
     for (i, h) in hs.iter_mut().enumerate() {
         let ty = h.type_.get_or_insert_with(|| "Exact".into());
         if ty != "Exact" && ty != "RegularExpression" {
-            e.push(format!("{f}[{i}].type"), format!("{ty:?} is not Exact or RegularExpression"));
+            e.push(
+                format!("{f}[{i}].type"),
+                format!("{ty:?} is not Exact or RegularExpression"),
+            );
         }
         if ty == "RegularExpression" && regex::Regex::new(&h.value).is_err() {
-            e.push(format!("{f}[{i}].value"), format!("{:?} is not a valid regular expression", h.value));
+            e.push(
+                format!("{f}[{i}].value"),
+                format!("{:?} is not a valid regular expression", h.value),
+            );
         }
         if !header_name_ok(&h.name) {
-            e.push(format!("{f}[{i}].name"), format!("{:?} is not a valid HTTP header or parameter name", h.name));
+            e.push(
+                format!("{f}[{i}].name"),
+                format!("{:?} is not a valid HTTP header or parameter name", h.name),
+            );
         }
         // Header names are case-insensitive; query parameter names are not.
-        let key = if header { h.name.to_ascii_lowercase() } else { h.name.clone() };
+        let key = if header {
+            h.name.to_ascii_lowercase()
+        } else {
+            h.name.clone()
+        };
         if !seen.insert(key) {
-            e.push(format!("{f}[{i}].name"), format!("duplicate name {:?}", h.name));
+            e.push(
+                format!("{f}[{i}].name"),
+                format!("duplicate name {:?}", h.name),
+            );
         }
         if h.value.len() > 4096 {
             e.push(format!("{f}[{i}].value"), "longer than 4096 characters");
@@ -398,36 +488,60 @@ fn path_match(e: &mut Errs, f: &str, p: &mut HttpPathMatch) {
         "Exact" | "PathPrefix" => {
             // CEL rules of HTTPPathMatch.
             if !v.starts_with('/') {
-                e.push(format!("{f}.value"), format!("{v:?} must be an absolute path (start with '/')"));
+                e.push(
+                    format!("{f}.value"),
+                    format!("{v:?} must be an absolute path (start with '/')"),
+                );
             }
             for bad in ["//", "/./", "/../", "%2f", "%2F", "#"] {
                 if v.contains(bad) {
-                    e.push(format!("{f}.value"), format!("{v:?} must not contain {bad:?}"));
+                    e.push(
+                        format!("{f}.value"),
+                        format!("{v:?} must not contain {bad:?}"),
+                    );
                 }
             }
             if v.ends_with("/..") || v.ends_with("/.") {
-                e.push(format!("{f}.value"), format!("{v:?} must not end with '/..' or '/.'"));
+                e.push(
+                    format!("{f}.value"),
+                    format!("{v:?} must not end with '/..' or '/.'"),
+                );
             }
         }
         "RegularExpression" => {
             if regex::Regex::new(v).is_err() {
-                e.push(format!("{f}.value"), format!("{v:?} is not a valid regular expression"));
+                e.push(
+                    format!("{f}.value"),
+                    format!("{v:?} is not a valid regular expression"),
+                );
             }
         }
-        other => e.push(format!("{f}.type"), format!("{other:?} is not Exact, PathPrefix or RegularExpression")),
+        other => e.push(
+            format!("{f}.type"),
+            format!("{other:?} is not Exact, PathPrefix or RegularExpression"),
+        ),
     }
 }
 
-const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
 
 fn http_match(e: &mut Errs, f: &str, m: &mut HttpRouteMatch) {
-    path_match(e, &format!("{f}.path"), m.path.get_or_insert_with(Default::default));
+    path_match(
+        e,
+        &format!("{f}.path"),
+        m.path.get_or_insert_with(Default::default),
+    );
     header_matches(e, &format!("{f}.headers"), &mut m.headers, true);
     header_matches(e, &format!("{f}.queryParams"), &mut m.query_params, false);
     if let Some(method) = &m.method
         && !METHODS.contains(&method.as_str())
     {
-        e.push(format!("{f}.method"), format!("{method:?} is not one of {}", METHODS.join(", ")));
+        e.push(
+            format!("{f}.method"),
+            format!("{method:?} is not one of {}", METHODS.join(", ")),
+        );
     }
 }
 
@@ -438,10 +552,16 @@ fn header_modifier(e: &mut Errs, f: &str, m: &crate::model::HeaderModifier) {
         names.clear();
         for (i, h) in items.iter().enumerate() {
             if !header_name_ok(&h.name) {
-                e.push(format!("{f}.{list}[{i}].name"), format!("{:?} is not a valid header name", h.name));
+                e.push(
+                    format!("{f}.{list}[{i}].name"),
+                    format!("{:?} is not a valid header name", h.name),
+                );
             }
             if !names.insert(h.name.to_ascii_lowercase()) {
-                e.push(format!("{f}.{list}[{i}].name"), format!("duplicate header {:?}", h.name));
+                e.push(
+                    format!("{f}.{list}[{i}].name"),
+                    format!("duplicate header {:?}", h.name),
+                );
             }
         }
     }
@@ -452,21 +572,36 @@ fn path_modifier(e: &mut Errs, f: &str, p: &crate::model::HttpPathModifier) {
     match p.type_.as_str() {
         "ReplaceFullPath" => {
             if p.replace_full_path.is_none() {
-                e.push(format!("{f}.replaceFullPath"), "required when type is ReplaceFullPath");
+                e.push(
+                    format!("{f}.replaceFullPath"),
+                    "required when type is ReplaceFullPath",
+                );
             }
             if p.replace_prefix_match.is_some() {
-                e.push(format!("{f}.replacePrefixMatch"), "must not be set when type is ReplaceFullPath");
+                e.push(
+                    format!("{f}.replacePrefixMatch"),
+                    "must not be set when type is ReplaceFullPath",
+                );
             }
         }
         "ReplacePrefixMatch" => {
             if p.replace_prefix_match.is_none() {
-                e.push(format!("{f}.replacePrefixMatch"), "required when type is ReplacePrefixMatch");
+                e.push(
+                    format!("{f}.replacePrefixMatch"),
+                    "required when type is ReplacePrefixMatch",
+                );
             }
             if p.replace_full_path.is_some() {
-                e.push(format!("{f}.replaceFullPath"), "must not be set when type is ReplacePrefixMatch");
+                e.push(
+                    format!("{f}.replaceFullPath"),
+                    "must not be set when type is ReplacePrefixMatch",
+                );
             }
         }
-        other => e.push(format!("{f}.type"), format!("{other:?} is not ReplaceFullPath or ReplacePrefixMatch")),
+        other => e.push(
+            format!("{f}.type"),
+            format!("{other:?} is not ReplaceFullPath or ReplacePrefixMatch"),
+        ),
     }
 }
 
@@ -489,23 +624,48 @@ fn filters(e: &mut Errs, f: &str, fs: &mut [HttpRouteFilter], matches: Option<&[
         let ff = format!("{f}[{i}]");
         let ty = flt.type_.clone();
         if !FILTER_TYPES.contains(&ty.as_str()) {
-            e.push(format!("{ff}.type"), format!("{ty:?} is not one of {}", FILTER_TYPES.join(", ")));
+            e.push(
+                format!("{ff}.type"),
+                format!("{ty:?} is not one of {}", FILTER_TYPES.join(", ")),
+            );
             continue;
         }
         // CEL: each filter's config field must be set exactly when its type says so.
         let set = [
-            ("RequestHeaderModifier", flt.request_header_modifier.is_some(), "requestHeaderModifier"),
-            ("ResponseHeaderModifier", flt.response_header_modifier.is_some(), "responseHeaderModifier"),
-            ("RequestMirror", flt.request_mirror.is_some(), "requestMirror"),
-            ("RequestRedirect", flt.request_redirect.is_some(), "requestRedirect"),
+            (
+                "RequestHeaderModifier",
+                flt.request_header_modifier.is_some(),
+                "requestHeaderModifier",
+            ),
+            (
+                "ResponseHeaderModifier",
+                flt.response_header_modifier.is_some(),
+                "responseHeaderModifier",
+            ),
+            (
+                "RequestMirror",
+                flt.request_mirror.is_some(),
+                "requestMirror",
+            ),
+            (
+                "RequestRedirect",
+                flt.request_redirect.is_some(),
+                "requestRedirect",
+            ),
             ("URLRewrite", flt.url_rewrite.is_some(), "urlRewrite"),
             ("ExtensionRef", flt.extension_ref.is_some(), "extensionRef"),
         ];
         for (t, present, field) in set {
             if t == ty && !present {
-                e.push(format!("{ff}.{field}"), format!("required when type is {t}"));
+                e.push(
+                    format!("{ff}.{field}"),
+                    format!("required when type is {t}"),
+                );
             } else if t != ty && present {
-                e.push(format!("{ff}.{field}"), format!("must not be set when type is {ty}"));
+                e.push(
+                    format!("{ff}.{field}"),
+                    format!("must not be set when type is {ty}"),
+                );
             }
         }
         if ty != "RequestMirror" && ty != "ExtensionRef" && !seen.insert(ty.clone()) {
@@ -518,19 +678,33 @@ fn filters(e: &mut Errs, f: &str, fs: &mut [HttpRouteFilter], matches: Option<&[
             header_modifier(e, &format!("{ff}.responseHeaderModifier"), m);
         }
         if let Some(m) = &mut flt.request_mirror {
-            backend_ref(e, &format!("{ff}.requestMirror.backendRef"), &mut m.backend_ref, false);
+            backend_ref(
+                e,
+                &format!("{ff}.requestMirror.backendRef"),
+                &mut m.backend_ref,
+                false,
+            );
             if m.percent.is_some() && m.fraction.is_some() {
-                e.push(format!("{ff}.requestMirror"), "only one of percent or fraction may be set");
+                e.push(
+                    format!("{ff}.requestMirror"),
+                    "only one of percent or fraction may be set",
+                );
             }
             if let Some(p) = m.percent
                 && !(0..=100).contains(&p)
             {
-                e.push(format!("{ff}.requestMirror.percent"), format!("{p} is not between 0 and 100"));
+                e.push(
+                    format!("{ff}.requestMirror.percent"),
+                    format!("{p} is not between 0 and 100"),
+                );
             }
             if let Some(fr) = &m.fraction {
                 let d = fr.denominator.unwrap_or(100);
                 if d <= 0 || fr.numerator < 0 || fr.numerator > d {
-                    e.push(format!("{ff}.requestMirror.fraction"), "numerator must be between 0 and the denominator, which must be positive");
+                    e.push(
+                        format!("{ff}.requestMirror.fraction"),
+                        "numerator must be between 0 and the denominator, which must be positive",
+                    );
                 }
             }
         }
@@ -539,12 +713,18 @@ fn filters(e: &mut Errs, f: &str, fs: &mut [HttpRouteFilter], matches: Option<&[
                 && s != "http"
                 && s != "https"
             {
-                e.push(format!("{ff}.requestRedirect.scheme"), format!("{s:?} is not http or https"));
+                e.push(
+                    format!("{ff}.requestRedirect.scheme"),
+                    format!("{s:?} is not http or https"),
+                );
             }
             if let Some(h) = &r.hostname
                 && (!hostname::is_valid(h) || hostname::is_wildcard(h))
             {
-                e.push(format!("{ff}.requestRedirect.hostname"), format!("{h:?} is not a valid precise hostname"));
+                e.push(
+                    format!("{ff}.requestRedirect.hostname"),
+                    format!("{h:?} is not a valid precise hostname"),
+                );
             }
             if let Some(p) = r.port {
                 port_range(e, &format!("{ff}.requestRedirect.port"), p);
@@ -552,7 +732,10 @@ fn filters(e: &mut Errs, f: &str, fs: &mut [HttpRouteFilter], matches: Option<&[
             if let Some(c) = r.status_code
                 && ![301, 302, 303, 307, 308].contains(&c)
             {
-                e.push(format!("{ff}.requestRedirect.statusCode"), format!("{c} is not one of 301, 302, 303, 307, 308"));
+                e.push(
+                    format!("{ff}.requestRedirect.statusCode"),
+                    format!("{c} is not one of 301, 302, 303, 307, 308"),
+                );
             }
             if let Some(p) = &r.path {
                 path_modifier(e, &format!("{ff}.requestRedirect.path"), p);
@@ -562,7 +745,10 @@ fn filters(e: &mut Errs, f: &str, fs: &mut [HttpRouteFilter], matches: Option<&[
             if let Some(h) = &u.hostname
                 && (!hostname::is_valid(h) || hostname::is_wildcard(h))
             {
-                e.push(format!("{ff}.urlRewrite.hostname"), format!("{h:?} is not a valid precise hostname"));
+                e.push(
+                    format!("{ff}.urlRewrite.hostname"),
+                    format!("{h:?} is not a valid precise hostname"),
+                );
             }
             if let Some(p) = &u.path {
                 path_modifier(e, &format!("{ff}.urlRewrite.path"), p);
@@ -576,13 +762,14 @@ fn filters(e: &mut Errs, f: &str, fs: &mut [HttpRouteFilter], matches: Option<&[
             .and_then(|r| r.path.as_ref())
             .or(flt.url_rewrite.as_ref().and_then(|u| u.path.as_ref()))
             .is_some_and(|p| p.type_ == "ReplacePrefixMatch");
-        if prefix_replace
-            && let Some(ms) = matches
-        {
+        if prefix_replace && let Some(ms) = matches {
             let all_prefix = ms.len() == 1
                 && ms[0].path.as_ref().and_then(|p| p.type_.as_deref()) == Some("PathPrefix");
             if !all_prefix {
-                e.push(ff.clone(), "ReplacePrefixMatch needs the rule to have exactly one PathPrefix match");
+                e.push(
+                    ff.clone(),
+                    "ReplacePrefixMatch needs the rule to have exactly one PathPrefix match",
+                );
             }
         }
     }
@@ -656,14 +843,23 @@ fn http_rule(e: &mut Errs, f: &str, r: &mut HttpRouteRule) {
     if let Some(name) = &r.name
         && !section_name_ok(name)
     {
-        e.push(format!("{f}.name"), format!("{name:?} is not a valid section name"));
+        e.push(
+            format!("{f}.name"),
+            format!("{name:?} is not a valid section name"),
+        );
     }
     if let Some(t) = &r.timeouts {
-        for (field, v) in [("request", &t.request), ("backendRequest", &t.backend_request)] {
+        for (field, v) in [
+            ("request", &t.request),
+            ("backendRequest", &t.backend_request),
+        ] {
             if let Some(v) = v
                 && !duration_ok(v)
             {
-                e.push(format!("{f}.timeouts.{field}"), format!("{v:?} is not a duration like 10s or 1m30s"));
+                e.push(
+                    format!("{f}.timeouts.{field}"),
+                    format!("{v:?} is not a duration like 10s or 1m30s"),
+                );
             }
         }
         if let (Some(req), Some(be)) = (
@@ -672,19 +868,28 @@ fn http_rule(e: &mut Errs, f: &str, r: &mut HttpRouteRule) {
         ) && req != 0
             && be > req
         {
-            e.push(format!("{f}.timeouts.backendRequest"), "must be no greater than request");
+            e.push(
+                format!("{f}.timeouts.backendRequest"),
+                "must be no greater than request",
+            );
         }
     }
     if let Some(rt) = &r.retry {
         for (i, c) in rt.codes.iter().enumerate() {
             if !(400..=599).contains(c) {
-                e.push(format!("{f}.retry.codes[{i}]"), format!("{c} is not between 400 and 599"));
+                e.push(
+                    format!("{f}.retry.codes[{i}]"),
+                    format!("{c} is not between 400 and 599"),
+                );
             }
         }
         if let Some(b) = &rt.backoff
             && !duration_ok(b)
         {
-            e.push(format!("{f}.retry.backoff"), format!("{b:?} is not a duration"));
+            e.push(
+                format!("{f}.retry.backoff"),
+                format!("{b:?} is not a duration"),
+            );
         }
     }
 }
@@ -695,7 +900,10 @@ fn unique_rule_names<'a>(e: &mut Errs, names: impl Iterator<Item = Option<&'a St
         if let Some(n) = n
             && !seen.insert(n.clone())
         {
-            e.push(format!("spec.rules[{i}].name"), format!("duplicate rule name {n:?}"));
+            e.push(
+                format!("spec.rules[{i}].name"),
+                format!("duplicate rule name {n:?}"),
+            );
         }
     }
 }
@@ -712,7 +920,10 @@ fn http_route(e: &mut Errs, r: &mut HttpRoute) {
     }
     let total: usize = r.spec.rules.iter().map(|r| r.matches.len()).sum();
     if total > 128 {
-        e.push("spec.rules", format!("{total} matches in all; at most 128 are allowed"));
+        e.push(
+            "spec.rules",
+            format!("{total} matches in all; at most 128 are allowed"),
+        );
     }
     unique_rule_names(e, r.spec.rules.iter().map(|r| r.name.as_ref()));
 }
@@ -731,27 +942,44 @@ fn grpc_route(e: &mut Errs, r: &mut GrpcRoute) {
                 match ty.as_str() {
                     "Exact" => {
                         if mm.service.is_none() && mm.method.is_none() {
-                            e.push(format!("{mf}.method"), "one or both of service and method must be set");
+                            e.push(
+                                format!("{mf}.method"),
+                                "one or both of service and method must be set",
+                            );
                         }
                         if let Some(s) = &mm.service
-                            && !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+                            && !s
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
                         {
-                            e.push(format!("{mf}.method.service"), format!("{s:?} is not a valid gRPC service name"));
+                            e.push(
+                                format!("{mf}.method.service"),
+                                format!("{s:?} is not a valid gRPC service name"),
+                            );
                         }
                         if let Some(m) = &mm.method
                             && !m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                         {
-                            e.push(format!("{mf}.method.method"), format!("{m:?} is not a valid gRPC method name"));
+                            e.push(
+                                format!("{mf}.method.method"),
+                                format!("{m:?} is not a valid gRPC method name"),
+                            );
                         }
                     }
                     "RegularExpression" => {
                         for v in [&mm.service, &mm.method].into_iter().flatten() {
                             if regex::Regex::new(v).is_err() {
-                                e.push(format!("{mf}.method"), format!("{v:?} is not a valid regular expression"));
+                                e.push(
+                                    format!("{mf}.method"),
+                                    format!("{v:?} is not a valid regular expression"),
+                                );
                             }
                         }
                     }
-                    other => e.push(format!("{mf}.method.type"), format!("{other:?} is not Exact or RegularExpression")),
+                    other => e.push(
+                        format!("{mf}.method.type"),
+                        format!("{other:?} is not Exact or RegularExpression"),
+                    ),
                 }
             }
             header_matches(e, &format!("{mf}.headers"), &mut m.headers, true);
@@ -776,9 +1004,16 @@ fn l4_route(e: &mut Errs, r: &mut L4Route, tls: bool) {
     e.max_items("spec.rules", r.spec.rules.len(), 16);
     for (i, rule) in r.spec.rules.iter_mut().enumerate() {
         if rule.backend_refs.is_empty() {
-            e.push(format!("spec.rules[{i}].backendRefs"), "at least one backendRef is required");
+            e.push(
+                format!("spec.rules[{i}].backendRefs"),
+                "at least one backendRef is required",
+            );
         }
-        e.max_items(&format!("spec.rules[{i}].backendRefs"), rule.backend_refs.len(), 16);
+        e.max_items(
+            &format!("spec.rules[{i}].backendRefs"),
+            rule.backend_refs.len(),
+            16,
+        );
         for (j, b) in rule.backend_refs.iter_mut().enumerate() {
             backend_ref(e, &format!("spec.rules[{i}].backendRefs[{j}]"), b, false);
         }
@@ -803,15 +1038,25 @@ mod tests {
 
     #[test]
     fn duplicate_listener_name_is_refused() {
-        let errs = errors(&format!("{GW}  - {{name: a, port: 80, protocol: HTTP}}\n  - {{name: a, port: 81, protocol: HTTP}}\n"));
+        let errs = errors(&format!(
+            "{GW}  - {{name: a, port: 80, protocol: HTTP}}\n  - {{name: a, port: 81, protocol: HTTP}}\n"
+        ));
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].starts_with("spec.listeners[1].name: duplicate listener name"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("spec.listeners[1].name: duplicate listener name"),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn invalid_hostname_is_refused() {
-        let errs = errors(&format!("{GW}  - {{name: a, port: 80, protocol: HTTP, hostname: 'Foo_.com'}}\n"));
-        assert!(errs[0].starts_with("spec.listeners[0].hostname:"), "{errs:?}");
+        let errs = errors(&format!(
+            "{GW}  - {{name: a, port: 80, protocol: HTTP, hostname: 'Foo_.com'}}\n"
+        ));
+        assert!(
+            errs[0].starts_with("spec.listeners[0].hostname:"),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -821,11 +1066,19 @@ mod tests {
             "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: n}\nspec:\n  parentRefs: [{name: g}]\n  rules:\n  - backendRefs: [{name: s, port: 80}]\n",
         );
         assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
-        let Object::HttpRoute(r) = &l.objects[0].0 else { panic!("not a route") };
+        let Object::HttpRoute(r) = &l.objects[0].0 else {
+            panic!("not a route")
+        };
         let m = &r.spec.rules[0].matches[0];
-        assert_eq!(m.path.as_ref().unwrap().type_.as_deref(), Some("PathPrefix"));
+        assert_eq!(
+            m.path.as_ref().unwrap().type_.as_deref(),
+            Some("PathPrefix")
+        );
         assert_eq!(m.path.as_ref().unwrap().value.as_deref(), Some("/"));
-        assert_eq!(r.spec.rules[0].backend_refs[0].kind.as_deref(), Some("Service"));
+        assert_eq!(
+            r.spec.rules[0].backend_refs[0].kind.as_deref(),
+            Some("Service")
+        );
         assert_eq!(r.spec.rules[0].backend_refs[0].weight, Some(1));
         assert_eq!(r.spec.parent_refs[0].kind.as_deref(), Some("Gateway"));
     }
@@ -837,13 +1090,18 @@ mod tests {
                 "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: n}}\nspec:\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: '{bad}'}}}}]\n"
             ));
             assert!(!errs.is_empty(), "{bad} accepted");
-            assert!(errs[0].starts_with("spec.rules[0].matches[0].path.value"), "{errs:?}");
+            assert!(
+                errs[0].starts_with("spec.rules[0].matches[0].path.value"),
+                "{errs:?}"
+            );
         }
     }
 
     #[test]
     fn same_parent_twice_needs_section_names() {
-        let errs = errors("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: n}\nspec:\n  parentRefs: [{name: g}, {name: g}]\n");
+        let errs = errors(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: n}\nspec:\n  parentRefs: [{name: g}, {name: g}]\n",
+        );
         assert!(errs[0].starts_with("spec.parentRefs[1]"), "{errs:?}");
     }
 

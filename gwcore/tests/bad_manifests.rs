@@ -7,12 +7,20 @@ const GOOD_NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: fine}\n
 
 #[test]
 fn truncated_yaml_names_the_document_and_line() {
-    let text = format!("{GOOD_NS}---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: g\n  namespace: \"unterminated\nspec: {{\n");
+    let text = format!(
+        "{GOOD_NS}---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: g\n  namespace: \"unterminated\nspec: {{\n"
+    );
     let l = load_str("cut.yaml", &text);
     assert_eq!(l.objects.len(), 1, "the good document still loads");
     let d = &l.diagnostics[0];
-    assert_eq!((d.severity, d.source.as_str(), d.document), (Severity::Error, "cut.yaml", 1));
-    assert!(d.line.is_some_and(|line| line >= 5), "line points into the second document: {d:?}");
+    assert_eq!(
+        (d.severity, d.source.as_str(), d.document),
+        (Severity::Error, "cut.yaml", 1)
+    );
+    assert!(
+        d.line.is_some_and(|line| line >= 5),
+        "line points into the second document: {d:?}"
+    );
     assert!(d.message.starts_with("invalid YAML"), "{d}");
 }
 
@@ -23,8 +31,16 @@ fn wrong_type_names_object_and_field_path() {
     assert!(l.objects.is_empty());
     let d = &l.diagnostics[0];
     assert_eq!(d.object.as_deref(), Some("HTTPRoute n/r"));
-    assert_eq!(d.field.as_deref(), Some("spec.rules[0].backendRefs[0].port"));
-    assert!(d.to_string().contains("r.yaml:1 (document 0) HTTPRoute n/r field spec.rules[0].backendRefs[0].port"), "{d}");
+    assert_eq!(
+        d.field.as_deref(),
+        Some("spec.rules[0].backendRefs[0].port")
+    );
+    assert!(
+        d.to_string().contains(
+            "r.yaml:1 (document 0) HTTPRoute n/r field spec.rules[0].backendRefs[0].port"
+        ),
+        "{d}"
+    );
 }
 
 #[test]
@@ -32,15 +48,24 @@ fn invalid_hostname_and_duplicate_listener_are_reported_together() {
     let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g, namespace: n}\nspec:\n  gatewayClassName: c\n  listeners:\n  - {name: web, port: 80, protocol: HTTP, hostname: 'bad host'}\n  - {name: web, port: 81, protocol: HTTP}\n";
     let l = load_str("g.yaml", text);
     assert!(l.objects.is_empty(), "an invalid Gateway is left out");
-    let fields: Vec<_> = l.diagnostics.iter().map(|d| d.field.clone().unwrap_or_default()).collect();
-    assert_eq!(fields, vec!["spec.listeners[0].hostname", "spec.listeners[1].name"]);
+    let fields: Vec<_> = l
+        .diagnostics
+        .iter()
+        .map(|d| d.field.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        fields,
+        vec!["spec.listeners[0].hostname", "spec.listeners[1].name"]
+    );
 }
 
 #[test]
 fn a_ten_megabyte_document_loads_without_panic() {
     // One ConfigMap holding 10 MB of data, then a good object.
     let big = "x".repeat(10 << 20);
-    let text = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big, namespace: n}}\ndata:\n  blob: {big}\n---\n{GOOD_NS}");
+    let text = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big, namespace: n}}\ndata:\n  blob: {big}\n---\n{GOOD_NS}"
+    );
     let l = load_str("big.yaml", &text);
     assert_eq!(l.objects.len(), 2);
     assert!(l.diagnostics.is_empty());
@@ -48,16 +73,34 @@ fn a_ten_megabyte_document_loads_without_panic() {
 
 #[test]
 fn a_source_over_the_limit_is_refused_whole() {
-    let limits = gwcore::load::Limits { max_source_bytes: 1024, ..Default::default() };
+    let limits = gwcore::load::Limits {
+        max_source_bytes: 1024,
+        ..Default::default()
+    };
     let text = format!("{GOOD_NS}# {}\n", "y".repeat(2048));
     let l = gwcore::load::load_str_with("huge.yaml", &text, limits);
     assert!(l.objects.is_empty());
-    assert!(l.diagnostics[0].message.contains("larger than the limit"), "{:?}", l.diagnostics);
+    assert!(
+        l.diagnostics[0].message.contains("larger than the limit"),
+        "{:?}",
+        l.diagnostics
+    );
 }
 
 #[test]
 fn garbage_never_panics() {
-    for text in ["", "---\n---\n", "[1, 2", "{", "- a\n- b\n", "kind: [", "\u{0}\u{1}", "apiVersion: v1\nkind: Namespace\nmetadata: 7\n", "a: &a [*a]\n", "{\"kind\": 5}"] {
+    for text in [
+        "",
+        "---\n---\n",
+        "[1, 2",
+        "{",
+        "- a\n- b\n",
+        "kind: [",
+        "\u{0}\u{1}",
+        "apiVersion: v1\nkind: Namespace\nmetadata: 7\n",
+        "a: &a [*a]\n",
+        "{\"kind\": 5}",
+    ] {
         let l = load_str("junk", text);
         assert!(l.objects.is_empty(), "{text:?}");
     }

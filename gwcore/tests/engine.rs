@@ -11,7 +11,11 @@ const NOW: &str = "2026-01-01T00:00:00Z";
 
 fn snapshot(yaml: &str) -> Snapshot {
     let l = load_str("test.yaml", yaml);
-    assert!(l.diagnostics.is_empty(), "unexpected diagnostics: {:#?}", l.diagnostics);
+    assert!(
+        l.diagnostics.is_empty(),
+        "unexpected diagnostics: {:#?}",
+        l.diagnostics
+    );
     Snapshot::from_objects(l.objects.into_iter().map(|(o, _)| o))
 }
 
@@ -68,7 +72,10 @@ fn parents(out: &Computed, ns: &str, name: &str) -> Vec<RouteParentStatus> {
 }
 
 fn condition<'a>(conds: &'a [Condition], ty: &str) -> &'a Condition {
-    conds.iter().find(|c| c.type_ == ty).unwrap_or_else(|| panic!("no {ty} in {conds:?}"))
+    conds
+        .iter()
+        .find(|c| c.type_ == ty)
+        .unwrap_or_else(|| panic!("no {ty} in {conds:?}"))
 }
 
 fn accepted(out: &Computed, ns: &str, name: &str) -> (String, String) {
@@ -78,8 +85,16 @@ fn accepted(out: &Computed, ns: &str, name: &str) -> (String, String) {
 }
 
 fn listener_attached(out: &Computed, listener: &str) -> i32 {
-    match out.statuses.get(&ObjectKey::new(Kind::Gateway, "infra", "gw")) {
-        Some(ObjectStatus::Gateway(g)) => g.listeners.iter().find(|l| l.name == listener).map(|l| l.attached_routes).expect("listener"),
+    match out
+        .statuses
+        .get(&ObjectKey::new(Kind::Gateway, "infra", "gw"))
+    {
+        Some(ObjectStatus::Gateway(g)) => g
+            .listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map(|l| l.attached_routes)
+            .expect("listener"),
         other => panic!("no gateway status: {other:?}"),
     }
 }
@@ -92,19 +107,38 @@ fn tf(s: &str, r: &str) -> (String, String) {
 fn selector_admits_labelled_namespaces_only() {
     let y = format!(
         "{BASE}{}{}{}",
-        gateway("  - name: http\n    port: 80\n    protocol: HTTP\n    allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {access: \"yes\"}}}}\n"),
+        gateway(
+            "  - name: http\n    port: 80\n    protocol: HTTP\n    allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {access: \"yes\"}}}}\n"
+        ),
         route("team-a", "a", ""),
         route("team-b", "b", ""),
     );
     let out = run(&y);
     assert_eq!(accepted(&out, "team-a", "a"), tf("True", "Accepted"));
-    assert_eq!(accepted(&out, "team-b", "b"), tf("False", "NotAllowedByListeners"));
-    assert_eq!(listener_attached(&out, "http"), 1, "attachedRoutes counts accepted routes only");
+    assert_eq!(
+        accepted(&out, "team-b", "b"),
+        tf("False", "NotAllowedByListeners")
+    );
+    assert_eq!(
+        listener_attached(&out, "http"),
+        1,
+        "attachedRoutes counts accepted routes only"
+    );
     assert_eq!(out.refusals.len(), 1);
-    assert!(out.refusals[0].message.contains("namespace team-b lacks label access=yes"), "{:?}", out.refusals);
+    assert!(
+        out.refusals[0]
+            .message
+            .contains("namespace team-b lacks label access=yes"),
+        "{:?}",
+        out.refusals
+    );
     // The refused route is not in the routing table.
     let routing = &out.routing[&ObjectKey::new(Kind::Gateway, "infra", "gw")];
-    let keys: Vec<_> = routing.listeners[0].routes.iter().map(|r| r.key.name.clone()).collect();
+    let keys: Vec<_> = routing.listeners[0]
+        .routes
+        .iter()
+        .map(|r| r.key.name.clone())
+        .collect();
     assert_eq!(keys, vec!["a"]);
 }
 
@@ -112,19 +146,32 @@ fn selector_admits_labelled_namespaces_only() {
 fn match_expressions_are_anded_with_match_labels() {
     let y = format!(
         "{BASE}{}{}{}",
-        gateway("  - name: http\n    port: 80\n    protocol: HTTP\n    allowedRoutes: {namespaces: {from: Selector, selector: {matchExpressions: [{key: tier, operator: In, values: [gold, silver]}, {key: access, operator: DoesNotExist}]}}}\n"),
+        gateway(
+            "  - name: http\n    port: 80\n    protocol: HTTP\n    allowedRoutes: {namespaces: {from: Selector, selector: {matchExpressions: [{key: tier, operator: In, values: [gold, silver]}, {key: access, operator: DoesNotExist}]}}}\n"
+        ),
         route("team-a", "a", ""),
         route("team-b", "b", ""),
     );
     let out = run(&y);
-    assert_eq!(accepted(&out, "team-a", "a"), tf("False", "NotAllowedByListeners"), "team-a has the access label");
+    assert_eq!(
+        accepted(&out, "team-a", "a"),
+        tf("False", "NotAllowedByListeners"),
+        "team-a has the access label"
+    );
     assert_eq!(accepted(&out, "team-b", "b"), tf("True", "Accepted"));
 }
 
 #[test]
 fn default_allowed_routes_is_same_namespace() {
-    let y = format!("{BASE}{}{}", gateway("  - {name: http, port: 80, protocol: HTTP}\n"), route("team-a", "a", ""));
-    assert_eq!(accepted(&run(&y), "team-a", "a"), tf("False", "NotAllowedByListeners"));
+    let y = format!(
+        "{BASE}{}{}",
+        gateway("  - {name: http, port: 80, protocol: HTTP}\n"),
+        route("team-a", "a", "")
+    );
+    assert_eq!(
+        accepted(&run(&y), "team-a", "a"),
+        tf("False", "NotAllowedByListeners")
+    );
 }
 
 #[test]
@@ -133,48 +180,86 @@ fn section_name_and_port_select_listeners() {
     let y = format!(
         "{BASE}{}{}{}{}",
         gateway(listeners),
-        route("team-a", "by-section", "").replace("namespace: infra}]", "namespace: infra, sectionName: two}]"),
-        route("team-a", "by-port", "").replace("namespace: infra}]", "namespace: infra, port: 80}]"),
-        route("team-a", "missing", "").replace("namespace: infra}]", "namespace: infra, sectionName: three}]"),
+        route("team-a", "by-section", "")
+            .replace("namespace: infra}]", "namespace: infra, sectionName: two}]"),
+        route("team-a", "by-port", "")
+            .replace("namespace: infra}]", "namespace: infra, port: 80}]"),
+        route("team-a", "missing", "").replace(
+            "namespace: infra}]",
+            "namespace: infra, sectionName: three}]"
+        ),
     );
     let out = run(&y);
-    assert_eq!(accepted(&out, "team-a", "by-section"), tf("True", "Accepted"));
+    assert_eq!(
+        accepted(&out, "team-a", "by-section"),
+        tf("True", "Accepted")
+    );
     assert_eq!(accepted(&out, "team-a", "by-port"), tf("True", "Accepted"));
-    assert_eq!(accepted(&out, "team-a", "missing"), tf("False", "NoMatchingParent"));
+    assert_eq!(
+        accepted(&out, "team-a", "missing"),
+        tf("False", "NoMatchingParent")
+    );
     assert_eq!(listener_attached(&out, "one"), 1);
     assert_eq!(listener_attached(&out, "two"), 1);
     let p = parents(&out, "team-a", "by-section");
     assert_eq!(p[0].parent_ref.section_name.as_deref(), Some("two"));
-    assert_eq!(p[0].parent_ref.kind.as_deref(), Some("Gateway"), "status names the parent's kind");
+    assert_eq!(
+        p[0].parent_ref.kind.as_deref(),
+        Some("Gateway"),
+        "status names the parent's kind"
+    );
 }
 
 #[test]
 fn wildcard_listener_hostname_never_matches_the_apex() {
     let y = format!(
         "{BASE}{}{}{}",
-        gateway("  - {name: http, port: 80, protocol: HTTP, hostname: '*.example.com', allowedRoutes: {namespaces: {from: All}}}\n"),
+        gateway(
+            "  - {name: http, port: 80, protocol: HTTP, hostname: '*.example.com', allowedRoutes: {namespaces: {from: All}}}\n"
+        ),
         route("team-a", "apex", "  hostnames: [example.com]\n"),
-        route("team-a", "sub", "  hostnames: [example.com, a.b.example.com]\n"),
+        route(
+            "team-a",
+            "sub",
+            "  hostnames: [example.com, a.b.example.com]\n"
+        ),
     );
     let out = run(&y);
-    assert_eq!(accepted(&out, "team-a", "apex"), tf("False", "NoMatchingListenerHostname"));
+    assert_eq!(
+        accepted(&out, "team-a", "apex"),
+        tf("False", "NoMatchingListenerHostname")
+    );
     assert_eq!(accepted(&out, "team-a", "sub"), tf("True", "Accepted"));
     let routing = &out.routing[&ObjectKey::new(Kind::Gateway, "infra", "gw")];
-    assert_eq!(routing.listeners[0].routes[0].hostnames, vec!["a.b.example.com"], "only the intersection is served");
+    assert_eq!(
+        routing.listeners[0].routes[0].hostnames,
+        vec!["a.b.example.com"],
+        "only the intersection is served"
+    );
 }
 
 #[test]
 fn route_kinds_outside_the_protocol_are_invalid() {
     let y = format!(
         "{BASE}{}",
-        gateway("  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: HTTPRoute}, {kind: TCPRoute}]}}\n  - {name: tcp, port: 90, protocol: TCP, allowedRoutes: {kinds: [{kind: HTTPRoute}]}}\n"),
+        gateway(
+            "  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: HTTPRoute}, {kind: TCPRoute}]}}\n  - {name: tcp, port: 90, protocol: TCP, allowedRoutes: {kinds: [{kind: HTTPRoute}]}}\n"
+        ),
     );
     let out = run(&y);
-    let Some(ObjectStatus::Gateway(g)) = out.statuses.get(&ObjectKey::new(Kind::Gateway, "infra", "gw")) else { panic!() };
+    let Some(ObjectStatus::Gateway(g)) =
+        out.statuses
+            .get(&ObjectKey::new(Kind::Gateway, "infra", "gw"))
+    else {
+        panic!()
+    };
     let http = &g.listeners[0];
     assert_eq!(http.supported_kinds.len(), 1);
     assert_eq!(http.supported_kinds[0].kind, "HTTPRoute");
-    assert_eq!(condition(&http.conditions, "ResolvedRefs").reason, "InvalidRouteKinds");
+    assert_eq!(
+        condition(&http.conditions, "ResolvedRefs").reason,
+        "InvalidRouteKinds"
+    );
     assert!(g.listeners[1].supported_kinds.is_empty());
 }
 
@@ -185,23 +270,50 @@ fn backend_references_are_resolved_with_reference_grants() {
             "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: team-a}}\nspec:\n  parentRefs: [{{name: gw, namespace: infra}}]\n  rules:\n  - backendRefs: [{target}]\n"
         )
     };
-    let gw = gateway("  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}\n");
+    let gw = gateway(
+        "  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}\n",
+    );
     let resolved = |extra: &str, target: &str| {
         let out = run(&format!("{BASE}{gw}{}{extra}", rules(target)));
         let p = parents(&out, "team-a", "r");
         let c = condition(&p[0].conditions, "ResolvedRefs");
-        (c.status.clone(), c.reason.clone(), condition(&p[0].conditions, "Accepted").status.clone())
+        (
+            c.status.clone(),
+            c.reason.clone(),
+            condition(&p[0].conditions, "Accepted").status.clone(),
+        )
     };
     let grant = "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: team-b}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: team-a}]\n  to: [{group: '', kind: Service}]\n";
-    assert_eq!(resolved("", "{name: svc, port: 80}"), ("True".into(), "ResolvedRefs".into(), "True".into()));
-    assert_eq!(resolved("", "{name: svc, namespace: team-b, port: 80}"), ("False".into(), "RefNotPermitted".into(), "True".into()));
-    assert_eq!(resolved(grant, "{name: svc, namespace: team-b, port: 80}"), ("True".into(), "ResolvedRefs".into(), "True".into()));
-    assert_eq!(resolved("", "{name: nope, port: 80}"), ("False".into(), "BackendNotFound".into(), "True".into()));
-    assert_eq!(resolved("", "{name: svc, port: 81}"), ("False".into(), "BackendNotFound".into(), "True".into()));
-    assert_eq!(resolved("", "{group: example.com, kind: Bucket, name: b}"), ("False".into(), "InvalidKind".into(), "True".into()));
+    assert_eq!(
+        resolved("", "{name: svc, port: 80}"),
+        ("True".into(), "ResolvedRefs".into(), "True".into())
+    );
+    assert_eq!(
+        resolved("", "{name: svc, namespace: team-b, port: 80}"),
+        ("False".into(), "RefNotPermitted".into(), "True".into())
+    );
+    assert_eq!(
+        resolved(grant, "{name: svc, namespace: team-b, port: 80}"),
+        ("True".into(), "ResolvedRefs".into(), "True".into())
+    );
+    assert_eq!(
+        resolved("", "{name: nope, port: 80}"),
+        ("False".into(), "BackendNotFound".into(), "True".into())
+    );
+    assert_eq!(
+        resolved("", "{name: svc, port: 81}"),
+        ("False".into(), "BackendNotFound".into(), "True".into())
+    );
+    assert_eq!(
+        resolved("", "{group: example.com, kind: Bucket, name: b}"),
+        ("False".into(), "InvalidKind".into(), "True".into())
+    );
     // A grant for another kind of referrer does not count.
     let grpc_grant = grant.replace("kind: HTTPRoute", "kind: GRPCRoute");
-    assert_eq!(resolved(&grpc_grant, "{name: svc, namespace: team-b, port: 80}").1, "RefNotPermitted");
+    assert_eq!(
+        resolved(&grpc_grant, "{name: svc, namespace: team-b, port: 80}").1,
+        "RefNotPermitted"
+    );
 }
 
 #[test]
@@ -213,9 +325,20 @@ fn certificate_refs_need_a_secret_and_a_grant() {
     };
     let reason = |yaml: &str| {
         let out = run(yaml);
-        let Some(ObjectStatus::Gateway(g)) = out.statuses.get(&ObjectKey::new(Kind::Gateway, "infra", "gw")) else { panic!() };
+        let Some(ObjectStatus::Gateway(g)) =
+            out.statuses
+                .get(&ObjectKey::new(Kind::Gateway, "infra", "gw"))
+        else {
+            panic!()
+        };
         let c = condition(&g.listeners[0].conditions, "ResolvedRefs");
-        (c.status.clone(), c.reason.clone(), condition(&g.listeners[0].conditions, "Programmed").status.clone())
+        (
+            c.status.clone(),
+            c.reason.clone(),
+            condition(&g.listeners[0].conditions, "Programmed")
+                .status
+                .clone(),
+        )
     };
     let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
     let key = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
@@ -224,40 +347,96 @@ fn certificate_refs_need_a_secret_and_a_grant() {
             "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: cert, namespace: {ns}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: {pem:?}\n  tls.key: {key:?}\n"
         )
     };
-    assert_eq!(reason(&format!("{BASE}{}", https("{name: cert}"))).1, "InvalidCertificateRef");
-    assert_eq!(reason(&format!("{BASE}{}{}", https("{name: cert}"), secret("infra"))), ("True".into(), "ResolvedRefs".into(), "True".into()));
     assert_eq!(
-        reason(&format!("{BASE}{}{}", https("{name: cert, namespace: team-a}"), secret("team-a"))),
+        reason(&format!("{BASE}{}", https("{name: cert}"))).1,
+        "InvalidCertificateRef"
+    );
+    assert_eq!(
+        reason(&format!(
+            "{BASE}{}{}",
+            https("{name: cert}"),
+            secret("infra")
+        )),
+        ("True".into(), "ResolvedRefs".into(), "True".into())
+    );
+    assert_eq!(
+        reason(&format!(
+            "{BASE}{}{}",
+            https("{name: cert, namespace: team-a}"),
+            secret("team-a")
+        )),
         ("False".into(), "RefNotPermitted".into(), "False".into())
     );
     let grant = "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: team-a}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: infra}]\n  to: [{group: '', kind: Secret, name: cert}]\n";
-    assert_eq!(reason(&format!("{BASE}{}{}{grant}", https("{name: cert, namespace: team-a}"), secret("team-a"))).1, "ResolvedRefs");
-    assert_eq!(reason(&format!("{BASE}{}", https("{kind: ConfigMap, name: cert}"))).1, "InvalidCertificateRef");
+    assert_eq!(
+        reason(&format!(
+            "{BASE}{}{}{grant}",
+            https("{name: cert, namespace: team-a}"),
+            secret("team-a")
+        ))
+        .1,
+        "ResolvedRefs"
+    );
+    assert_eq!(
+        reason(&format!("{BASE}{}", https("{kind: ConfigMap, name: cert}"))).1,
+        "InvalidCertificateRef"
+    );
 }
 
 #[test]
 fn unsupported_protocol_and_conflicts() {
     let y = format!(
         "{BASE}{}",
-        gateway("  - {name: http, port: 80, protocol: HTTP}\n  - {name: weird, port: 81, protocol: example.com/quic}\n  - {name: tcp-on-80, port: 80, protocol: TCP}\n  - {name: udp-on-80, port: 80, protocol: UDP}\n"),
+        gateway(
+            "  - {name: http, port: 80, protocol: HTTP}\n  - {name: weird, port: 81, protocol: example.com/quic}\n  - {name: tcp-on-80, port: 80, protocol: TCP}\n  - {name: udp-on-80, port: 80, protocol: UDP}\n"
+        ),
     );
     let out = run(&y);
-    let Some(ObjectStatus::Gateway(g)) = out.statuses.get(&ObjectKey::new(Kind::Gateway, "infra", "gw")) else { panic!() };
+    let Some(ObjectStatus::Gateway(g)) =
+        out.statuses
+            .get(&ObjectKey::new(Kind::Gateway, "infra", "gw"))
+    else {
+        panic!()
+    };
     assert_eq!(condition(&g.conditions, "Accepted").status, "True");
-    assert_eq!(condition(&g.conditions, "Accepted").reason, "ListenersNotValid");
+    assert_eq!(
+        condition(&g.conditions, "Accepted").reason,
+        "ListenersNotValid"
+    );
     let by = |n: &str| g.listeners.iter().find(|l| l.name == n).expect("listener");
-    assert_eq!(condition(&by("weird").conditions, "Accepted").reason, "UnsupportedProtocol");
-    assert_eq!(condition(&by("tcp-on-80").conditions, "Conflicted").reason, "ProtocolConflict");
-    assert_eq!(condition(&by("http").conditions, "Conflicted").status, "False", "the first listener keeps the port");
-    assert_eq!(condition(&by("udp-on-80").conditions, "Conflicted").status, "False", "UDP shares a port with TCP-based listeners");
+    assert_eq!(
+        condition(&by("weird").conditions, "Accepted").reason,
+        "UnsupportedProtocol"
+    );
+    assert_eq!(
+        condition(&by("tcp-on-80").conditions, "Conflicted").reason,
+        "ProtocolConflict"
+    );
+    assert_eq!(
+        condition(&by("http").conditions, "Conflicted").status,
+        "False",
+        "the first listener keeps the port"
+    );
+    assert_eq!(
+        condition(&by("udp-on-80").conditions, "Conflicted").status,
+        "False",
+        "UDP shares a port with TCP-based listeners"
+    );
     // Only usable listeners reach the routing table.
-    let names: Vec<_> = out.routing[&ObjectKey::new(Kind::Gateway, "infra", "gw")].listeners.iter().map(|l| l.name.clone()).collect();
+    let names: Vec<_> = out.routing[&ObjectKey::new(Kind::Gateway, "infra", "gw")]
+        .listeners
+        .iter()
+        .map(|l| l.name.clone())
+        .collect();
     assert_eq!(names, vec!["http", "udp-on-80"]);
 }
 
 #[test]
 fn classes_of_other_controllers_are_ignored() {
-    let y = format!("{BASE}{}", gateway("  - {name: http, port: 80, protocol: HTTP}\n"));
+    let y = format!(
+        "{BASE}{}",
+        gateway("  - {name: http, port: 80, protocol: HTTP}\n")
+    );
     let out = compute(&snapshot(&y), &ComputeOptions::new("other.io/ctrl", NOW));
     assert!(out.statuses.is_empty());
     assert!(out.routing.is_empty());
@@ -267,23 +446,33 @@ fn classes_of_other_controllers_are_ignored() {
 fn other_controllers_parent_entries_are_kept_in_place() {
     let y = format!(
         "{BASE}{}{}",
-        gateway("  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}\n"),
+        gateway(
+            "  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}\n"
+        ),
         route("team-a", "a", ""),
     );
     let mut snap = snapshot(&y);
     let foreign = RouteParentStatus {
-        parent_ref: gwcore::model::ParentReference { name: "theirs".into(), ..Default::default() },
+        parent_ref: gwcore::model::ParentReference {
+            name: "theirs".into(),
+            ..Default::default()
+        },
         controller_name: "other.io/ctrl".into(),
         conditions: vec![],
     };
     let key = ObjectKey::new(Kind::HTTPRoute, "team-a", "a");
     if let Some(Object::HttpRoute(r)) = snap.get_mut(&key) {
-        r.status = Some(gwcore::status::RouteStatus { parents: vec![foreign.clone()] });
+        r.status = Some(gwcore::status::RouteStatus {
+            parents: vec![foreign.clone()],
+        });
     }
     let out = compute(&snap, &ComputeOptions::new(CTRL, NOW));
     let p = parents(&out, "team-a", "a");
     assert_eq!(p.len(), 2);
-    assert_eq!(p[0], foreign, "the other controller's entry is untouched and first");
+    assert_eq!(
+        p[0], foreign,
+        "the other controller's entry is untouched and first"
+    );
     assert_eq!(p[1].controller_name, CTRL);
 }
 
@@ -291,7 +480,9 @@ fn other_controllers_parent_entries_are_kept_in_place() {
 fn last_transition_time_moves_only_when_status_changes() {
     let y = format!(
         "{BASE}{}{}",
-        gateway("  - name: http\n    port: 80\n    protocol: HTTP\n    allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {access: \"yes\"}}}}\n"),
+        gateway(
+            "  - name: http\n    port: 80\n    protocol: HTTP\n    allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {access: \"yes\"}}}}\n"
+        ),
         route("team-a", "a", ""),
     );
     let mut snap = snapshot(&y);
@@ -302,27 +493,43 @@ fn last_transition_time_moves_only_when_status_changes() {
     let again = compute(&snap, &ComputeOptions::new(CTRL, "2026-01-02T00:00:00Z"));
     assert_eq!(first.statuses, again.statuses);
     // Remove the label: Accepted flips, its time moves; ResolvedRefs keeps its time.
-    if let Some(Object::Namespace(n)) = snap.get_mut(&ObjectKey::new(Kind::Namespace, "", "team-a")) {
+    if let Some(Object::Namespace(n)) = snap.get_mut(&ObjectKey::new(Kind::Namespace, "", "team-a"))
+    {
         n.metadata.labels.remove("access");
     }
     let flipped = compute(&snap, &ComputeOptions::new(CTRL, "2026-01-03T00:00:00Z"));
     let p = parents(&flipped, "team-a", "a");
     assert_eq!(condition(&p[0].conditions, "Accepted").status, "False");
-    assert_eq!(condition(&p[0].conditions, "Accepted").last_transition_time, "2026-01-03T00:00:00Z");
-    assert_eq!(condition(&p[0].conditions, "ResolvedRefs").last_transition_time, "2026-01-01T00:00:00Z");
+    assert_eq!(
+        condition(&p[0].conditions, "Accepted").last_transition_time,
+        "2026-01-03T00:00:00Z"
+    );
+    assert_eq!(
+        condition(&p[0].conditions, "ResolvedRefs").last_transition_time,
+        "2026-01-01T00:00:00Z"
+    );
 }
 
 #[test]
 fn observed_generation_follows_metadata_generation() {
     let y = format!(
         "{BASE}{}{}",
-        gateway("  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}\n"),
+        gateway(
+            "  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}\n"
+        ),
         route("team-a", "a", ""),
     )
-    .replace("metadata: {name: a, namespace: team-a}", "metadata: {name: a, namespace: team-a, generation: 7}");
+    .replace(
+        "metadata: {name: a, namespace: team-a}",
+        "metadata: {name: a, namespace: team-a, generation: 7}",
+    );
     let out = run(&y);
     let p = parents(&out, "team-a", "a");
-    assert!(p[0].conditions.iter().all(|c| c.observed_generation == Some(7)));
+    assert!(
+        p[0].conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(7))
+    );
 }
 
 #[test]
@@ -333,13 +540,33 @@ fn listener_sets_merge_after_gateway_listeners() {
         "---\napiVersion: gateway.networking.k8s.io/v1\nkind: ListenerSet\nmetadata: {name: ls, namespace: team-a}\nspec:\n  parentRef: {name: gw, namespace: infra}\n  listeners:\n  - {name: same-host, port: 80, protocol: HTTP, hostname: a.com}\n  - {name: other-host, port: 80, protocol: HTTP, hostname: b.com}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: team-a}\nspec:\n  parentRefs: [{kind: ListenerSet, name: ls}]\n  rules: [{backendRefs: [{name: svc, port: 80}]}]\n",
     );
     let out = run(&y);
-    let Some(ObjectStatus::ListenerSet(ls)) = out.statuses.get(&ObjectKey::new(Kind::ListenerSet, "team-a", "ls")) else { panic!("{:?}", out.statuses.keys()) };
+    let Some(ObjectStatus::ListenerSet(ls)) =
+        out.statuses
+            .get(&ObjectKey::new(Kind::ListenerSet, "team-a", "ls"))
+    else {
+        panic!("{:?}", out.statuses.keys())
+    };
     assert_eq!(condition(&ls.conditions, "Accepted").status, "True");
-    assert_eq!(condition(&ls.listeners[0].conditions, "Conflicted").reason, "HostnameConflict");
-    assert_eq!(condition(&ls.listeners[1].conditions, "Accepted").status, "True");
+    assert_eq!(
+        condition(&ls.listeners[0].conditions, "Conflicted").reason,
+        "HostnameConflict"
+    );
+    assert_eq!(
+        condition(&ls.listeners[1].conditions, "Accepted").status,
+        "True"
+    );
     assert_eq!(ls.listeners[1].attached_routes, 1);
-    let Some(ObjectStatus::Gateway(g)) = out.statuses.get(&ObjectKey::new(Kind::Gateway, "infra", "gw")) else { panic!() };
+    let Some(ObjectStatus::Gateway(g)) =
+        out.statuses
+            .get(&ObjectKey::new(Kind::Gateway, "infra", "gw"))
+    else {
+        panic!()
+    };
     assert_eq!(g.attached_listener_sets, Some(1));
-    assert_eq!(g.listeners.len(), 1, "the Gateway's status lists its own listeners");
+    assert_eq!(
+        g.listeners.len(),
+        1,
+        "the Gateway's status lists its own listeners"
+    );
     assert_eq!(accepted(&out, "team-a", "r"), tf("True", "Accepted"));
 }

@@ -15,8 +15,16 @@ use proptest::prelude::*;
 const NOW: &str = "2026-01-01T00:00:00Z";
 
 fn serialized(out: &Computed) -> String {
-    let statuses: BTreeMap<String, &ObjectStatus> = out.statuses.iter().map(|(k, v)| (k.to_string(), v)).collect();
-    let routing: BTreeMap<String, _> = out.routing.iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let statuses: BTreeMap<String, &ObjectStatus> = out
+        .statuses
+        .iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let routing: BTreeMap<String, _> = out
+        .routing
+        .iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     serde_json::to_string(&(statuses, routing, &out.refusals)).expect("serializable")
 }
 

@@ -27,22 +27,44 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn check_delta(before: &gwcore::engine::Computed, after: &gwcore::engine::Computed, delta: &Delta) -> Result<(), TestCaseError> {
+fn check_delta(
+    before: &gwcore::engine::Computed,
+    after: &gwcore::engine::Computed,
+    delta: &Delta,
+) -> Result<(), TestCaseError> {
     // The delta names exactly the statuses that changed.
-    let keys: std::collections::BTreeSet<_> = before.statuses.keys().chain(after.statuses.keys()).collect();
+    let keys: std::collections::BTreeSet<_> = before
+        .statuses
+        .keys()
+        .chain(after.statuses.keys())
+        .collect();
     for k in keys {
         let changed = before.statuses.get(k) != after.statuses.get(k);
         match delta.statuses.get(k) {
-            Some(s) => prop_assert_eq!(s.as_ref(), after.statuses.get(k), "delta for {} is not the new status", k),
+            Some(s) => prop_assert_eq!(
+                s.as_ref(),
+                after.statuses.get(k),
+                "delta for {} is not the new status",
+                k
+            ),
             None => prop_assert!(!changed, "{} changed but is not in the delta", k),
         }
     }
     for (k, r) in &delta.routing {
-        prop_assert_eq!(r.as_deref(), after.routing.get(k), "routing delta for {}", k);
+        prop_assert_eq!(
+            r.as_deref(),
+            after.routing.get(k),
+            "routing delta for {}",
+            k
+        );
     }
     for (k, r) in &after.routing {
         if before.routing.get(k) != Some(r) {
-            prop_assert!(delta.routing.contains_key(k), "routing of {} changed but is not in the delta", k);
+            prop_assert!(
+                delta.routing.contains_key(k),
+                "routing of {} changed but is not in the delta",
+                k
+            );
         }
     }
     Ok(())

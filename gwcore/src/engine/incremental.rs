@@ -88,7 +88,11 @@ fn index_add(idx: &mut BTreeMap<ObjectKey, BTreeSet<ObjectKey>>, k: &ObjectKey, 
     idx.entry(k.clone()).or_default().insert(route.clone());
 }
 
-fn index_remove(idx: &mut BTreeMap<ObjectKey, BTreeSet<ObjectKey>>, k: &ObjectKey, route: &ObjectKey) {
+fn index_remove(
+    idx: &mut BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    k: &ObjectKey,
+    route: &ObjectKey,
+) {
     if let Some(set) = idx.get_mut(k) {
         set.remove(route);
         if set.is_empty() {
@@ -140,7 +144,8 @@ impl Engine {
     /// An engine loaded with a whole snapshot.
     pub fn from_snapshot(snap: Snapshot, opts: ComputeOptions) -> Self {
         let mut e = Engine::new(opts);
-        let routes: BTreeSet<ObjectKey> = snap.keys().filter(|k| k.kind.is_route()).cloned().collect();
+        let routes: BTreeSet<ObjectKey> =
+            snap.keys().filter(|k| k.kind.is_route()).cloned().collect();
         e.ns_labels = snap
             .of_kind(Kind::Namespace)
             .map(|o| (o.meta().name.clone(), o.meta().labels.clone()))
@@ -185,11 +190,19 @@ impl Engine {
 
     /// The whole current output, as [`super::compute`] returns it.
     pub fn computed(&self) -> Computed {
-        let mut refusals: Vec<_> = self.routes.values().flat_map(|r| r.refusals.iter().cloned()).collect();
+        let mut refusals: Vec<_> = self
+            .routes
+            .values()
+            .flat_map(|r| r.refusals.iter().cloned())
+            .collect();
         refusals.sort();
         Computed {
             statuses: self.statuses.clone(),
-            routing: self.routing.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect(),
+            routing: self
+                .routing
+                .iter()
+                .map(|(k, v)| (k.clone(), (**v).clone()))
+                .collect(),
             refusals,
         }
     }
@@ -203,7 +216,12 @@ impl Engine {
             routing: self
                 .routing
                 .into_iter()
-                .map(|(k, v)| (k, Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone())))
+                .map(|(k, v)| {
+                    (
+                        k,
+                        Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone()),
+                    )
+                })
                 .collect(),
             refusals,
         }
@@ -212,7 +230,10 @@ impl Engine {
     /// Adds or replaces an object; returns what changed.
     pub fn apply(&mut self, obj: Object) -> Delta {
         let key = obj.key();
-        let status_only = self.snap.get(&key).is_some_and(|old| same_but_status(old, &obj));
+        let status_only = self
+            .snap
+            .get(&key)
+            .is_some_and(|old| same_but_status(old, &obj));
         let old = self.snap.insert(obj);
         if status_only {
             let mut dirty = Dirty::default();
@@ -225,7 +246,9 @@ impl Engine {
                     if let Some(Object::ListenerSet(ls)) = &old {
                         let p = &ls.spec.parent_ref;
                         let ns = p.namespace.as_deref().unwrap_or(ls.metadata.ns());
-                        dirty.restamp.insert(ObjectKey::new(Kind::Gateway, ns, p.name.clone()));
+                        dirty
+                            .restamp
+                            .insert(ObjectKey::new(Kind::Gateway, ns, p.name.clone()));
                     }
                 }
                 Kind::GatewayClass => dirty.classes = true,
@@ -250,14 +273,20 @@ impl Engine {
     }
 
     fn ctx(&self) -> Ctx<'_> {
-        Ctx { snap: &self.snap, opts: &self.opts, our_classes: &self.our_classes, ns_labels: &self.ns_labels }
+        Ctx {
+            snap: &self.snap,
+            opts: &self.opts,
+            our_classes: &self.our_classes,
+            ns_labels: &self.ns_labels,
+        }
     }
 
     fn changed(&mut self, key: &ObjectKey, old: Option<&Object>) -> Delta {
         if key.kind == Kind::Namespace {
             match self.snap.get(key) {
                 Some(o) => {
-                    self.ns_labels.insert(key.name.clone(), o.meta().labels.clone());
+                    self.ns_labels
+                        .insert(key.name.clone(), o.meta().labels.clone());
                 }
                 None => {
                     self.ns_labels.remove(&key.name);
@@ -272,19 +301,31 @@ impl Engine {
             }
             Kind::ListenerSet => {
                 dirty.all_gateways = true;
-                dirty.routes.extend(self.by_parent.get(key).into_iter().flatten().cloned());
+                dirty
+                    .routes
+                    .extend(self.by_parent.get(key).into_iter().flatten().cloned());
             }
             Kind::Namespace => {
                 dirty.all_gateways = true;
-                dirty.routes.extend(self.by_ns.get(&key.name).into_iter().flatten().cloned());
+                dirty
+                    .routes
+                    .extend(self.by_ns.get(&key.name).into_iter().flatten().cloned());
             }
             Kind::Service => {
-                dirty.routes.extend(self.by_service.get(key).into_iter().flatten().cloned());
+                dirty
+                    .routes
+                    .extend(self.by_service.get(key).into_iter().flatten().cloned());
                 dirty.policies = true;
             }
             Kind::ReferenceGrant => {
                 dirty.all_gateways = true;
-                dirty.routes.extend(self.by_grant_ns.get(&key.namespace).into_iter().flatten().cloned());
+                dirty.routes.extend(
+                    self.by_grant_ns
+                        .get(&key.namespace)
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
             }
             Kind::Secret | Kind::ConfigMap => {
                 dirty.all_gateways = true;
@@ -312,7 +353,12 @@ impl Engine {
                 let ctx = self.ctx();
                 ctx.classes()
             };
-            let old_keys: Vec<ObjectKey> = self.statuses.keys().filter(|k| k.kind == Kind::GatewayClass).cloned().collect();
+            let old_keys: Vec<ObjectKey> = self
+                .statuses
+                .keys()
+                .filter(|k| k.kind == Kind::GatewayClass)
+                .cloned()
+                .collect();
             for k in old_keys {
                 if !class_statuses.contains_key(&k) {
                     self.statuses.remove(&k);
@@ -333,7 +379,11 @@ impl Engine {
 
         // 2. Gateways.
         let gw_keys: BTreeSet<ObjectKey> = if dirty.all_gateways {
-            self.snap.of_kind(Kind::Gateway).map(Object::key).chain(self.gws.keys().cloned()).collect()
+            self.snap
+                .of_kind(Kind::Gateway)
+                .map(Object::key)
+                .chain(self.gws.keys().cloned())
+                .collect()
         } else {
             std::mem::take(&mut dirty.gateways)
         };
@@ -344,7 +394,9 @@ impl Engine {
             };
             let old = self.gws.remove(&gk);
             let same_view = match (&old, &new) {
-                (Some(o), Some(n)) => o.attach_view() == n.attach_view() && o.sets_view() == n.sets_view(),
+                (Some(o), Some(n)) => {
+                    o.attach_view() == n.attach_view() && o.sets_view() == n.sets_view()
+                }
                 (None, None) => true,
                 _ => false,
             };
@@ -415,13 +467,21 @@ impl Engine {
 
         // 5. Policies, which depend on what routes where.
         let has_policies = self.snap.of_kind(Kind::BackendTLSPolicy).next().is_some()
-            || self.statuses.keys().any(|k| k.kind == Kind::BackendTLSPolicy);
+            || self
+                .statuses
+                .keys()
+                .any(|k| k.kind == Kind::BackendTLSPolicy);
         if has_policies && (dirty.policies || routing_changed) {
             let new = {
                 let ctx = self.ctx();
                 ctx.policies(&self.gws)
             };
-            let old_keys: Vec<ObjectKey> = self.statuses.keys().filter(|k| k.kind == Kind::BackendTLSPolicy).cloned().collect();
+            let old_keys: Vec<ObjectKey> = self
+                .statuses
+                .keys()
+                .filter(|k| k.kind == Kind::BackendTLSPolicy)
+                .cloned()
+                .collect();
             for k in old_keys {
                 if !new.contains_key(&k) {
                     self.statuses.remove(&k);
@@ -449,7 +509,8 @@ impl Engine {
             .filter(|k| match self.snap.get(k) {
                 Some(Object::ListenerSet(ls)) => {
                     let p = &ls.spec.parent_ref;
-                    p.namespace.as_deref().unwrap_or(ls.metadata.ns()) == gk.namespace && p.name == gk.name
+                    p.namespace.as_deref().unwrap_or(ls.metadata.ns()) == gk.namespace
+                        && p.name == gk.name
                 }
                 // Deleted: it was covered by whichever Gateway it targeted;
                 // every Gateway recomputes when a ListenerSet changes.
@@ -463,10 +524,14 @@ impl Engine {
     /// A Gateway's attachment view changed: every route that named it (or
     /// one of its ListenerSets, before or after) is recomputed.
     fn reattach(&mut self, gk: &ObjectKey, old: Option<&Gw>, new: Option<&Gw>, dirty: &mut Dirty) {
-        dirty.routes.extend(self.by_parent.get(gk).into_iter().flatten().cloned());
+        dirty
+            .routes
+            .extend(self.by_parent.get(gk).into_iter().flatten().cloned());
         for gw in [old, new].into_iter().flatten() {
             for s in &gw.sets {
-                dirty.routes.extend(self.by_parent.get(&s.key).into_iter().flatten().cloned());
+                dirty
+                    .routes
+                    .extend(self.by_parent.get(&s.key).into_iter().flatten().cloned());
             }
         }
         // Attachments held by the old state are dropped with it; make sure
@@ -531,9 +596,15 @@ impl Engine {
             index_add(&mut self.by_service, s, rk);
         }
         for ns in &state.grant_namespaces {
-            self.by_grant_ns.entry(ns.clone()).or_default().insert(rk.clone());
+            self.by_grant_ns
+                .entry(ns.clone())
+                .or_default()
+                .insert(rk.clone());
         }
-        self.by_ns.entry(rk.namespace.clone()).or_default().insert(rk.clone());
+        self.by_ns
+            .entry(rk.namespace.clone())
+            .or_default()
+            .insert(rk.clone());
         match &state.status {
             Some(s) => {
                 let s = ObjectStatus::Route(s.clone());

@@ -46,12 +46,12 @@ use crate::selector;
 use crate::snapshot::Snapshot;
 
 mod incremental;
-pub use incremental::{Delta, Engine};
 use crate::status::{
     Condition, ConditionType as T, GatewayClassStatus, GatewayStatus, GatewayStatusAddress,
     ListenerSetStatus, ListenerStatus, ObjectStatus, PolicyAncestorStatus, PolicyStatus, Reason,
     RouteParentStatus, RouteStatus,
 };
+pub use incremental::{Delta, Engine};
 
 /// What the engine needs besides the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,12 +161,23 @@ impl Gw {
     fn attach_view(&self) -> Vec<(&ObjectKey, &str, &Listener, bool, &[RouteGroupKind])> {
         self.listeners
             .iter()
-            .map(|l| (&l.owner, l.owner_ns.as_str(), &l.spec, l.usable(), l.supported.as_slice()))
+            .map(|l| {
+                (
+                    &l.owner,
+                    l.owner_ns.as_str(),
+                    &l.spec,
+                    l.usable(),
+                    l.supported.as_slice(),
+                )
+            })
             .collect()
     }
 
     fn sets_view(&self) -> Vec<(&ObjectKey, bool)> {
-        self.sets.iter().map(|s| (&s.key, s.allowed.is_ok())).collect()
+        self.sets
+            .iter()
+            .map(|s| (&s.key, s.allowed.is_ok()))
+            .collect()
     }
 }
 
@@ -220,7 +231,9 @@ impl Ctx<'_> {
         let mut statuses = BTreeMap::new();
         let mut ours = BTreeSet::new();
         for o in self.snap.of_kind(Kind::GatewayClass) {
-            let Object::GatewayClass(gc) = o else { continue };
+            let Object::GatewayClass(gc) = o else {
+                continue;
+            };
             if gc.spec.controller_name != self.opts.controller_name {
                 continue;
             }
@@ -230,12 +243,20 @@ impl Ctx<'_> {
                     let found = p.group.is_empty()
                         && p.kind == "ConfigMap"
                         && p.namespace.as_deref().is_some_and(|ns| {
-                            self.snap.get(&ObjectKey::new(Kind::ConfigMap, ns, p.name.clone())).is_some()
+                            self.snap
+                                .get(&ObjectKey::new(Kind::ConfigMap, ns, p.name.clone()))
+                                .is_some()
                         });
                     if found {
                         Ok(())
                     } else {
-                        Err((Reason::InvalidParameters, format!("parametersRef {}/{} {} is not a ConfigMap that exists", p.group, p.kind, p.name)))
+                        Err((
+                            Reason::InvalidParameters,
+                            format!(
+                                "parametersRef {}/{} {} is not a ConfigMap that exists",
+                                p.group, p.kind, p.name
+                            ),
+                        ))
                     }
                 }
             };
@@ -243,41 +264,75 @@ impl Ctx<'_> {
                 Ok(()) => cond(T::Accepted, true, Reason::Accepted, "handled by gwcore"),
                 Err((r, m)) => cond(T::Accepted, false, *r, m.clone()),
             }];
-            conds.push(cond(T::SupportedVersion, true, Reason::SupportedVersion, "Gateway API CRDs are a supported version"));
+            conds.push(cond(
+                T::SupportedVersion,
+                true,
+                Reason::SupportedVersion,
+                "Gateway API CRDs are a supported version",
+            ));
             if accepted.is_ok() {
                 ours.insert(gc.metadata.name.clone());
             }
-            let prev = gc.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+            let prev = gc
+                .status
+                .as_ref()
+                .map(|s| s.conditions.as_slice())
+                .unwrap_or(&[]);
             let conditions = self.stamp(conds, prev, &gc.metadata);
             statuses.insert(
                 o.key(),
                 ObjectStatus::GatewayClass(GatewayClassStatus {
                     conditions,
-                    supported_features: gc.status.as_ref().map(|s| s.supported_features.clone()).unwrap_or_default(),
+                    supported_features: gc
+                        .status
+                        .as_ref()
+                        .map(|s| s.supported_features.clone())
+                        .unwrap_or_default(),
                 }),
             );
         }
         (statuses, ours)
     }
 
-
     /// Whether a reference from (`from_kind` in `from_ns`) to (`to_group`,
     /// `to_kind`, `to_name` in `to_ns`) is allowed: same namespace, or a
     /// ReferenceGrant in the target namespace permits it.
-    fn permitted(&self, from_kind: &str, from_ns: &str, to_group: &str, to_kind: &str, to_ns: &str, to_name: &str) -> bool {
+    fn permitted(
+        &self,
+        from_kind: &str,
+        from_ns: &str,
+        to_group: &str,
+        to_kind: &str,
+        to_ns: &str,
+        to_name: &str,
+    ) -> bool {
         if from_ns == to_ns {
             return true;
         }
-        self.snap.in_namespace(Kind::ReferenceGrant, to_ns).any(|o| {
-            let Object::ReferenceGrant(g) = o else { return false };
-            g.spec.from.iter().any(|f| f.group == GATEWAY_GROUP && f.kind == from_kind && f.namespace == from_ns)
-                && g.spec.to.iter().any(|t| {
-                    t.group == to_group && t.kind == to_kind && t.name.as_deref().is_none_or(|n| n.is_empty() || n == to_name)
+        self.snap
+            .in_namespace(Kind::ReferenceGrant, to_ns)
+            .any(|o| {
+                let Object::ReferenceGrant(g) = o else {
+                    return false;
+                };
+                g.spec.from.iter().any(|f| {
+                    f.group == GATEWAY_GROUP && f.kind == from_kind && f.namespace == from_ns
+                }) && g.spec.to.iter().any(|t| {
+                    t.group == to_group
+                        && t.kind == to_kind
+                        && t.name
+                            .as_deref()
+                            .is_none_or(|n| n.is_empty() || n == to_name)
                 })
-        })
+            })
     }
 
-    fn namespace_allowed(&self, from: &RouteNamespaces, owner_ns: &str, ns: &str) -> Result<(), String> {
+    fn namespace_allowed(
+        &self,
+        from: &RouteNamespaces,
+        owner_ns: &str,
+        ns: &str,
+    ) -> Result<(), String> {
         namespace_allowed_free(self.ns_labels, from, owner_ns, ns)
     }
 
@@ -285,22 +340,48 @@ impl Ctx<'_> {
 
     /// The state of one Gateway, or `None` when it is absent or not ours.
     fn gateway(&self, key: &ObjectKey) -> Option<Gw> {
-        let Some(Object::Gateway(gw)) = self.snap.get(key) else { return None };
-        if !self.our_classes.contains(gw.spec.gateway_class_name.as_str()) {
+        let Some(Object::Gateway(gw)) = self.snap.get(key) else {
+            return None;
+        };
+        if !self
+            .our_classes
+            .contains(gw.spec.gateway_class_name.as_str())
+        {
             return None;
         }
         let key = key.clone();
         {
-            let params = match gw.spec.infrastructure.as_ref().and_then(|i| i.parameters_ref.as_ref()) {
+            let params = match gw
+                .spec
+                .infrastructure
+                .as_ref()
+                .and_then(|i| i.parameters_ref.as_ref())
+            {
                 None => Ok(()),
                 Some(p) => {
                     let ok = p.group.is_empty()
                         && p.kind == "ConfigMap"
-                        && self.snap.get(&ObjectKey::new(Kind::ConfigMap, gw.metadata.ns(), p.name.clone())).is_some();
+                        && self
+                            .snap
+                            .get(&ObjectKey::new(
+                                Kind::ConfigMap,
+                                gw.metadata.ns(),
+                                p.name.clone(),
+                            ))
+                            .is_some();
                     if ok {
                         Ok(())
                     } else {
-                        Err((Reason::InvalidParameters, format!("infrastructure.parametersRef {}/{} {} is not a ConfigMap in namespace {}", p.group, p.kind, p.name, gw.metadata.ns())))
+                        Err((
+                            Reason::InvalidParameters,
+                            format!(
+                                "infrastructure.parametersRef {}/{} {} is not a ConfigMap in namespace {}",
+                                p.group,
+                                p.kind,
+                                p.name,
+                                gw.metadata.ns()
+                            ),
+                        ))
                     }
                 }
             };
@@ -323,7 +404,9 @@ impl Ctx<'_> {
             // ListenerSets targeting this Gateway.
             let mut sets: Vec<Ls> = Vec::new();
             for so in self.snap.of_kind(Kind::ListenerSet) {
-                let Object::ListenerSet(ls) = so else { continue };
+                let Object::ListenerSet(ls) = so else {
+                    continue;
+                };
                 let p = &ls.spec.parent_ref;
                 let pns = p.namespace.as_deref().unwrap_or(ls.metadata.ns());
                 if group_of(&p.group, GATEWAY_GROUP) != GATEWAY_GROUP
@@ -334,11 +417,17 @@ impl Ctx<'_> {
                     continue;
                 }
                 let allowed = self.listener_set_allowed(gw, ls.metadata.ns());
-                sets.push(Ls { obj: ls.clone(), key: so.key(), allowed });
+                sets.push(Ls {
+                    obj: ls.clone(),
+                    key: so.key(),
+                    allowed,
+                });
             }
             // Precedence among ListenerSets: oldest first, then namespace/name.
             sets.sort_by(|a, b| {
-                ts_key(&a.obj.metadata).cmp(&ts_key(&b.obj.metadata)).then_with(|| a.key.cmp(&b.key))
+                ts_key(&a.obj.metadata)
+                    .cmp(&ts_key(&b.obj.metadata))
+                    .then_with(|| a.key.cmp(&b.key))
             });
             for s in &sets {
                 if s.allowed.is_ok() {
@@ -349,26 +438,61 @@ impl Ctx<'_> {
                 }
             }
             resolve_conflicts(&mut listeners);
-            Some(Gw { obj: gw.clone(), params, listeners, sets })
+            Some(Gw {
+                obj: gw.clone(),
+                params,
+                listeners,
+                sets,
+            })
         }
     }
 
     fn listener_set_allowed(&self, gw: &Gateway, ls_ns: &str) -> Result<(), Fail> {
-        let none = RouteNamespaces { from: Some("None".into()), selector: None };
-        let from = gw.spec.allowed_listeners.as_ref().and_then(|a| a.namespaces.as_ref()).unwrap_or(&none);
+        let none = RouteNamespaces {
+            from: Some("None".into()),
+            selector: None,
+        };
+        let from = gw
+            .spec
+            .allowed_listeners
+            .as_ref()
+            .and_then(|a| a.namespaces.as_ref())
+            .unwrap_or(&none);
         match from.from.as_deref().unwrap_or("None") {
-            "None" => Err((Reason::NotAllowed, format!("Gateway {}/{} does not allow ListenerSets (allowedListeners)", gw.metadata.ns(), gw.metadata.name))),
+            "None" => Err((
+                Reason::NotAllowed,
+                format!(
+                    "Gateway {}/{} does not allow ListenerSets (allowedListeners)",
+                    gw.metadata.ns(),
+                    gw.metadata.name
+                ),
+            )),
             _ => self
                 .namespace_allowed(from, gw.metadata.ns(), ls_ns)
-                .map_err(|m| (Reason::NotAllowed, format!("not allowed by Gateway {}/{}: {m}", gw.metadata.ns(), gw.metadata.name))),
+                .map_err(|m| {
+                    (
+                        Reason::NotAllowed,
+                        format!(
+                            "not allowed by Gateway {}/{}: {m}",
+                            gw.metadata.ns(),
+                            gw.metadata.name
+                        ),
+                    )
+                }),
         }
     }
 
     fn listener(&self, l: &Listener, owner: &ObjectKey, owner_ns: &str) -> Lst {
         let protocol = ListenerProtocol::parse(&l.protocol);
-        let tls_mode = l.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("Terminate");
+        let tls_mode = l
+            .tls
+            .as_ref()
+            .and_then(|t| t.mode.as_deref())
+            .unwrap_or("Terminate");
         let native: Vec<&str> = match protocol {
-            Some(ListenerProtocol::Http | ListenerProtocol::Https) => vec!["HTTPRoute", "GRPCRoute"],
+            Some(ListenerProtocol::Http | ListenerProtocol::Https) => {
+                vec!["HTTPRoute", "GRPCRoute"]
+            }
             Some(ListenerProtocol::Tls) => vec!["TLSRoute"],
             Some(ListenerProtocol::Tcp) => vec!["TCPRoute"],
             Some(ListenerProtocol::Udp) => vec!["UDPRoute"],
@@ -376,25 +500,47 @@ impl Ctx<'_> {
         };
         let accepted = match protocol {
             Some(_) => Ok(()),
-            None => Err((Reason::UnsupportedProtocol, format!("protocol {} is not supported", l.protocol))),
+            None => Err((
+                Reason::UnsupportedProtocol,
+                format!("protocol {} is not supported", l.protocol),
+            )),
         };
         let mut resolved = Ok(());
-        let kinds = l.allowed_routes.as_ref().map(|a| a.kinds.as_slice()).unwrap_or(&[]);
+        let kinds = l
+            .allowed_routes
+            .as_ref()
+            .map(|a| a.kinds.as_slice())
+            .unwrap_or(&[]);
         let supported: Vec<RouteGroupKind> = if accepted.is_err() {
             vec![]
         } else if kinds.is_empty() {
-            native.iter().map(|k| RouteGroupKind { group: Some(GATEWAY_GROUP.into()), kind: k.to_string() }).collect()
+            native
+                .iter()
+                .map(|k| RouteGroupKind {
+                    group: Some(GATEWAY_GROUP.into()),
+                    kind: k.to_string(),
+                })
+                .collect()
         } else {
             let mut out = Vec::new();
             for k in kinds {
                 let g = group_of(&k.group, GATEWAY_GROUP);
                 if g == GATEWAY_GROUP && native.contains(&k.kind.as_str()) {
-                    let gk = RouteGroupKind { group: Some(g), kind: k.kind.clone() };
+                    let gk = RouteGroupKind {
+                        group: Some(g),
+                        kind: k.kind.clone(),
+                    };
                     if !out.contains(&gk) {
                         out.push(gk);
                     }
                 } else if resolved.is_ok() {
-                    resolved = Err((Reason::InvalidRouteKinds, format!("route kind {g}/{} is not supported on a {} listener", k.kind, l.protocol)));
+                    resolved = Err((
+                        Reason::InvalidRouteKinds,
+                        format!(
+                            "route kind {g}/{} is not supported on a {} listener",
+                            k.kind, l.protocol
+                        ),
+                    ));
                 }
             }
             out
@@ -407,7 +553,9 @@ impl Ctx<'_> {
                 match self.certificate(c, owner, owner_ns) {
                     Ok(k) => certs.push(k),
                     Err(f) => {
-                        if resolved.is_ok() || matches!(resolved, Err((Reason::InvalidRouteKinds, _))) {
+                        if resolved.is_ok()
+                            || matches!(resolved, Err((Reason::InvalidRouteKinds, _)))
+                        {
                             resolved = Err(f);
                         }
                     }
@@ -428,25 +576,51 @@ impl Ctx<'_> {
         }
     }
 
-    fn certificate(&self, c: &SecretObjectReference, owner: &ObjectKey, owner_ns: &str) -> Result<ObjectKey, Fail> {
+    fn certificate(
+        &self,
+        c: &SecretObjectReference,
+        owner: &ObjectKey,
+        owner_ns: &str,
+    ) -> Result<ObjectKey, Fail> {
         let group = c.group.as_deref().unwrap_or("");
         let kind = c.kind.as_deref().unwrap_or("Secret");
         if !group.is_empty() || kind != "Secret" {
-            return Err((Reason::InvalidCertificateRef, format!("certificateRef {group}/{kind} {} is not a core Secret", c.name)));
+            return Err((
+                Reason::InvalidCertificateRef,
+                format!(
+                    "certificateRef {group}/{kind} {} is not a core Secret",
+                    c.name
+                ),
+            ));
         }
         let ns = c.namespace.as_deref().unwrap_or(owner_ns);
         if !self.permitted(owner.kind.as_str(), owner_ns, "", "Secret", ns, &c.name) {
-            return Err((Reason::RefNotPermitted, format!("Secret {ns}/{} is in another namespace and no ReferenceGrant allows it", c.name)));
+            return Err((
+                Reason::RefNotPermitted,
+                format!(
+                    "Secret {ns}/{} is in another namespace and no ReferenceGrant allows it",
+                    c.name
+                ),
+            ));
         }
         let key = ObjectKey::new(Kind::Secret, ns, c.name.clone());
         let Some(Object::Secret(s)) = self.snap.get(&key) else {
-            return Err((Reason::InvalidCertificateRef, format!("Secret {ns}/{} does not exist", c.name)));
+            return Err((
+                Reason::InvalidCertificateRef,
+                format!("Secret {ns}/{} does not exist", c.name),
+            ));
         };
         let crt = secret_value(s, "tls.crt").unwrap_or_default();
         let keyb = secret_value(s, "tls.key").unwrap_or_default();
         let has = |b: &[u8], needle: &str| String::from_utf8_lossy(b).contains(needle);
         if !has(&crt, "-----BEGIN CERTIFICATE-----") || !has(&keyb, "PRIVATE KEY-----") {
-            return Err((Reason::InvalidCertificateRef, format!("Secret {ns}/{} does not hold a PEM certificate and private key in tls.crt and tls.key", c.name)));
+            return Err((
+                Reason::InvalidCertificateRef,
+                format!(
+                    "Secret {ns}/{} does not hold a PEM certificate and private key in tls.crt and tls.key",
+                    c.name
+                ),
+            ));
         }
         Ok(key)
     }
@@ -459,10 +633,16 @@ impl Ctx<'_> {
         let key = o.key();
         let meta = o.meta();
         let route_ns = meta.ns();
-        let (parent_refs, hostnames, prev): (&[ParentReference], &[String], Option<&RouteStatusRef>) = match o {
+        let (parent_refs, hostnames, prev): (
+            &[ParentReference],
+            &[String],
+            Option<&RouteStatusRef>,
+        ) = match o {
             Object::HttpRoute(r) => (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref()),
             Object::GrpcRoute(r) => (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref()),
-            Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref()),
+            Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => {
+                (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref())
+            }
             _ => return state,
         };
         route_refs(o, &mut state.services, &mut state.grant_namespaces);
@@ -483,7 +663,9 @@ impl Ctx<'_> {
             } else {
                 let lk = ObjectKey::new(Kind::ListenerSet, pns, pr.name.clone());
                 state.parents.insert(lk.clone());
-                let Some(Object::ListenerSet(ls)) = self.snap.get(&lk) else { continue };
+                let Some(Object::ListenerSet(ls)) = self.snap.get(&lk) else {
+                    continue;
+                };
                 let p = &ls.spec.parent_ref;
                 let gns = p.namespace.as_deref().unwrap_or(ls.metadata.ns());
                 (ObjectKey::new(Kind::Gateway, gns, p.name.clone()), Some(lk))
@@ -500,28 +682,49 @@ impl Ctx<'_> {
             let parent_label = describe_parent(pns, pr);
             let owner = set_key.clone().unwrap_or_else(|| gw_key.clone());
             let set_ok = match &set_key {
-                Some(sk) => gw.sets.iter().find(|s| &s.key == sk).map(|s| s.allowed.clone()),
+                Some(sk) => gw
+                    .sets
+                    .iter()
+                    .find(|s| &s.key == sk)
+                    .map(|s| s.allowed.clone()),
                 None => Some(Ok(())),
             };
             let verdict: Result<Vec<(usize, Vec<String>)>, Fail> = (|| {
                 if let Some(Err((_, m))) = &set_ok {
-                    return Err((Reason::NoMatchingParent, format!("ListenerSet is not accepted: {m}")));
+                    return Err((
+                        Reason::NoMatchingParent,
+                        format!("ListenerSet is not accepted: {m}"),
+                    ));
                 }
                 let candidates: Vec<usize> = gw
                     .listeners
                     .iter()
                     .enumerate()
                     .filter(|(_, l)| l.owner == owner)
-                    .filter(|(_, l)| pr.section_name.as_deref().is_none_or(|s| s.is_empty() || s == l.spec.name))
+                    .filter(|(_, l)| {
+                        pr.section_name
+                            .as_deref()
+                            .is_none_or(|s| s.is_empty() || s == l.spec.name)
+                    })
                     .filter(|(_, l)| pr.port.is_none_or(|p| p == l.spec.port))
                     .map(|(i, _)| i)
                     .collect();
                 if candidates.is_empty() {
-                    return Err((Reason::NoMatchingParent, "no listener matches the parentRef's sectionName and port".to_string()));
+                    return Err((
+                        Reason::NoMatchingParent,
+                        "no listener matches the parentRef's sectionName and port".to_string(),
+                    ));
                 }
-                let usable: Vec<usize> = candidates.iter().copied().filter(|&i| gw.listeners[i].usable()).collect();
+                let usable: Vec<usize> = candidates
+                    .iter()
+                    .copied()
+                    .filter(|&i| gw.listeners[i].usable())
+                    .collect();
                 if usable.is_empty() {
-                    return Err((Reason::NoMatchingParent, "every listener the parentRef names is invalid or conflicted".to_string()));
+                    return Err((
+                        Reason::NoMatchingParent,
+                        "every listener the parentRef names is invalid or conflicted".to_string(),
+                    ));
                 }
                 let mut why = Vec::new();
                 let admitted: Vec<usize> = usable
@@ -530,11 +733,19 @@ impl Ctx<'_> {
                     .filter(|&i| {
                         let l = &gw.listeners[i];
                         if !l.supported.iter().any(|k| k.kind == key.kind.as_str()) {
-                            why.push(format!("listener {} does not allow kind {}", l.spec.name, key.kind));
+                            why.push(format!(
+                                "listener {} does not allow kind {}",
+                                l.spec.name, key.kind
+                            ));
                             return false;
                         }
                         let default_ns = RouteNamespaces::default();
-                        let from = l.spec.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref()).unwrap_or(&default_ns);
+                        let from = l
+                            .spec
+                            .allowed_routes
+                            .as_ref()
+                            .and_then(|a| a.namespaces.as_ref())
+                            .unwrap_or(&default_ns);
                         match namespace_allowed_free(self.ns_labels, from, &l.owner_ns, route_ns) {
                             Ok(()) => true,
                             Err(m) => {
@@ -546,16 +757,27 @@ impl Ctx<'_> {
                     .collect();
                 if admitted.is_empty() {
                     why.dedup();
-                    return Err((Reason::NotAllowedByListeners, format!("not allowed: {}", why.join("; "))));
+                    return Err((
+                        Reason::NotAllowedByListeners,
+                        format!("not allowed: {}", why.join("; ")),
+                    ));
                 }
                 let mut matched = Vec::new();
                 for i in admitted {
                     let l = &gw.listeners[i];
-                    let effective: Option<Vec<String>> = match (&l.spec.hostname, hostnames.is_empty() || key.kind == Kind::TCPRoute || key.kind == Kind::UDPRoute) {
+                    let effective: Option<Vec<String>> = match (
+                        &l.spec.hostname,
+                        hostnames.is_empty()
+                            || key.kind == Kind::TCPRoute
+                            || key.kind == Kind::UDPRoute,
+                    ) {
                         (_, true) => Some(l.spec.hostname.iter().cloned().collect()),
                         (None, false) => Some(hostnames.to_vec()),
                         (Some(lh), false) => {
-                            let hs: Vec<String> = hostnames.iter().filter_map(|h| hostname::intersect(lh, h).map(str::to_string)).collect();
+                            let hs: Vec<String> = hostnames
+                                .iter()
+                                .filter_map(|h| hostname::intersect(lh, h).map(str::to_string))
+                                .collect();
                             (!hs.is_empty()).then_some(hs)
                         }
                     };
@@ -564,7 +786,10 @@ impl Ctx<'_> {
                     }
                 }
                 if matched.is_empty() {
-                    return Err((Reason::NoMatchingListenerHostname, "no listener hostname intersects the route's hostnames".to_string()));
+                    return Err((
+                        Reason::NoMatchingListenerHostname,
+                        "no listener hostname intersects the route's hostnames".to_string(),
+                    ));
                 }
                 Ok(matched)
             })();
@@ -573,7 +798,10 @@ impl Ctx<'_> {
                 Ok(matched) => {
                     conds.push(cond(T::Accepted, true, Reason::Accepted, "attached"));
                     for (i, hs) in matched {
-                        let existing = state.attachments.iter_mut().find(|(g, li, _)| *g == gw_key && li == i);
+                        let existing = state
+                            .attachments
+                            .iter_mut()
+                            .find(|(g, li, _)| *g == gw_key && li == i);
                         match existing {
                             Some((_, _, ar)) => {
                                 for h in hs {
@@ -606,12 +834,20 @@ impl Ctx<'_> {
                 }
             }
             conds.push(match &resolved {
-                Ok(()) => cond(T::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved"),
+                Ok(()) => cond(
+                    T::ResolvedRefs,
+                    true,
+                    Reason::ResolvedRefs,
+                    "all references resolved",
+                ),
                 Err((r, m)) => cond(T::ResolvedRefs, false, *r, m.clone()),
             });
             let prev_conds = prev
                 .and_then(|s| {
-                    s.parents.iter().find(|p| p.controller_name == self.opts.controller_name && same_parent(&p.parent_ref, &status_ref, route_ns))
+                    s.parents.iter().find(|p| {
+                        p.controller_name == self.opts.controller_name
+                            && same_parent(&p.parent_ref, &status_ref, route_ns)
+                    })
                 })
                 .map(|p| p.conditions.as_slice())
                 .unwrap_or(&[]);
@@ -624,9 +860,19 @@ impl Ctx<'_> {
         }
         // Keep other controllers' entries untouched and in place; ours follow.
         let mut parents: Vec<RouteParentStatus> = prev
-            .map(|s| s.parents.iter().filter(|p| p.controller_name != self.opts.controller_name).cloned().collect())
+            .map(|s| {
+                s.parents
+                    .iter()
+                    .filter(|p| p.controller_name != self.opts.controller_name)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
-        let had_ours = prev.is_some_and(|s| s.parents.iter().any(|p| p.controller_name == self.opts.controller_name));
+        let had_ours = prev.is_some_and(|s| {
+            s.parents
+                .iter()
+                .any(|p| p.controller_name == self.opts.controller_name)
+        });
         if !ours.is_empty() || had_ours {
             parents.extend(ours);
             state.status = Some(RouteStatus { parents });
@@ -645,15 +891,16 @@ impl Ctx<'_> {
                 first = Err((reason_from_str(e.reason), e.message.clone()));
             }
         };
-        let backends = |refs: &[BackendRef], note: &mut dyn FnMut(&ResolvedBackend)| -> Vec<ResolvedBackend> {
-            refs.iter()
-                .map(|b| {
-                    let r = self.backend(b, kind, meta.ns());
-                    note(&r);
-                    r
-                })
-                .collect()
-        };
+        let backends =
+            |refs: &[BackendRef], note: &mut dyn FnMut(&ResolvedBackend)| -> Vec<ResolvedBackend> {
+                refs.iter()
+                    .map(|b| {
+                        let r = self.backend(b, kind, meta.ns());
+                        note(&r);
+                        r
+                    })
+                    .collect()
+            };
         let rules = match o {
             Object::HttpRoute(r) => {
                 let mut out = Vec::new();
@@ -700,7 +947,11 @@ impl Ctx<'_> {
                     .rules
                     .iter()
                     .enumerate()
-                    .map(|(i, rule)| L4Rule { index: i, name: rule.name.clone(), backends: backends(&rule.backend_refs, &mut note) })
+                    .map(|(i, rule)| L4Rule {
+                        index: i,
+                        name: rule.name.clone(),
+                        backends: backends(&rule.backend_refs, &mut note),
+                    })
                     .collect();
                 RouteRules::L4(Arc::new(out))
             }
@@ -716,7 +967,10 @@ impl Ctx<'_> {
                     weight: 0,
                     target: Err(BackendError {
                         reason: "InvalidKind",
-                        message: format!("ExtensionRef filter {}/{} {} is not supported by gwcore; matching requests get 500", x.group, x.kind, x.name),
+                        message: format!(
+                            "ExtensionRef filter {}/{} {} is not supported by gwcore; matching requests get 500",
+                            x.group, x.kind, x.name
+                        ),
                     }),
                     filters: vec![],
                 });
@@ -724,7 +978,13 @@ impl Ctx<'_> {
         }
     }
 
-    fn mirrors(&self, filters: &[HttpRouteFilter], kind: Kind, ns: &str, note: &mut dyn FnMut(&ResolvedBackend)) -> Vec<Mirror> {
+    fn mirrors(
+        &self,
+        filters: &[HttpRouteFilter],
+        kind: Kind,
+        ns: &str,
+        note: &mut dyn FnMut(&ResolvedBackend),
+    ) -> Vec<Mirror> {
         let mut out = Vec::new();
         for f in filters {
             let Some(m) = &f.request_mirror else { continue };
@@ -733,7 +993,9 @@ impl Ctx<'_> {
             if let Ok(target) = r.target {
                 let fraction = match (&m.percent, &m.fraction) {
                     (Some(p), _) => f64::from(*p) / 100.0,
-                    (None, Some(fr)) => f64::from(fr.numerator) / f64::from(fr.denominator.unwrap_or(100).max(1)),
+                    (None, Some(fr)) => {
+                        f64::from(fr.numerator) / f64::from(fr.denominator.unwrap_or(100).max(1))
+                    }
                     (None, None) => 1.0,
                 };
                 out.push(Mirror { target, fraction });
@@ -753,25 +1015,54 @@ impl Ctx<'_> {
             filters: b.filters.clone(),
         };
         if !group.is_empty() || kind != "Service" {
-            return err("InvalidKind", format!("backendRef {group}/{kind} {} is not a Service", b.name));
+            return err(
+                "InvalidKind",
+                format!("backendRef {group}/{kind} {} is not a Service", b.name),
+            );
         }
         if !self.permitted(from_kind.as_str(), route_ns, "", "Service", ns, &b.name) {
-            return err("RefNotPermitted", format!("Service {ns}/{} is in another namespace and no ReferenceGrant allows it", b.name));
+            return err(
+                "RefNotPermitted",
+                format!(
+                    "Service {ns}/{} is in another namespace and no ReferenceGrant allows it",
+                    b.name
+                ),
+            );
         }
-        let Some(Object::Service(svc)) = self.snap.get(&ObjectKey::new(Kind::Service, ns, b.name.clone())) else {
-            return err("BackendNotFound", format!("Service {ns}/{} does not exist", b.name));
+        let Some(Object::Service(svc)) =
+            self.snap
+                .get(&ObjectKey::new(Kind::Service, ns, b.name.clone()))
+        else {
+            return err(
+                "BackendNotFound",
+                format!("Service {ns}/{} does not exist", b.name),
+            );
         };
         let Some(port) = b.port else {
-            return err("BackendNotFound", format!("backendRef to Service {ns}/{} has no port", b.name));
+            return err(
+                "BackendNotFound",
+                format!("backendRef to Service {ns}/{} has no port", b.name),
+            );
         };
         let sp = svc.spec.ports.iter().find(|p| p.port == port);
         let Some(sp) = sp else {
-            return err("BackendNotFound", format!("Service {ns}/{} has no port {port}", b.name));
+            return err(
+                "BackendNotFound",
+                format!("Service {ns}/{} has no port {port}", b.name),
+            );
         };
         if let Some(ap) = &sp.app_protocol
-            && !SUPPORTED_APP_PROTOCOLS.iter().any(|p| p.eq_ignore_ascii_case(ap))
+            && !SUPPORTED_APP_PROTOCOLS
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(ap))
         {
-            return err("UnsupportedProtocol", format!("Service {ns}/{} port {port} has appProtocol {ap}, which gwcore does not speak", b.name));
+            return err(
+                "UnsupportedProtocol",
+                format!(
+                    "Service {ns}/{} port {port} has appProtocol {ap}, which gwcore does not speak",
+                    b.name
+                ),
+            );
         }
         ResolvedBackend {
             weight,
@@ -791,7 +1082,9 @@ impl Ctx<'_> {
     fn policies(&self, gws: &BTreeMap<ObjectKey, Gw>) -> BTreeMap<ObjectKey, ObjectStatus> {
         let mut out = BTreeMap::new();
         for o in self.snap.of_kind(Kind::BackendTLSPolicy) {
-            let Object::BackendTlsPolicy(p) = o else { continue };
+            let Object::BackendTlsPolicy(p) = o else {
+                continue;
+            };
             let ns = p.metadata.ns();
             // Ancestors: our Gateways with a route whose backend is a target.
             let targets: BTreeSet<(String, String)> = p
@@ -804,7 +1097,11 @@ impl Ctx<'_> {
             let mut ancestors: Vec<&ObjectKey> = Vec::new();
             for (gk, gw) in gws {
                 let uses = gw.listeners.iter().any(|l| {
-                    l.attached.values().any(|r| route_backends(&r.rules).any(|t| targets.contains(&(t.service.namespace.clone(), t.service.name.clone()))))
+                    l.attached.values().any(|r| {
+                        route_backends(&r.rules).any(|t| {
+                            targets.contains(&(t.service.namespace.clone(), t.service.name.clone()))
+                        })
+                    })
                 });
                 if uses {
                     ancestors.push(gk);
@@ -818,7 +1115,13 @@ impl Ctx<'_> {
             let mut entries: Vec<PolicyAncestorStatus> = p
                 .status
                 .as_ref()
-                .map(|s| s.ancestors.iter().filter(|a| a.controller_name != self.opts.controller_name).cloned().collect())
+                .map(|s| {
+                    s.ancestors
+                        .iter()
+                        .filter(|a| a.controller_name != self.opts.controller_name)
+                        .cloned()
+                        .collect()
+                })
                 .unwrap_or_default();
             for gk in ancestors {
                 let aref = ParentReference {
@@ -832,7 +1135,12 @@ impl Ctx<'_> {
                 let conds = match &resolved {
                     Ok(()) => vec![
                         cond(T::Accepted, true, Reason::Accepted, "policy accepted"),
-                        cond(T::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved"),
+                        cond(
+                            T::ResolvedRefs,
+                            true,
+                            Reason::ResolvedRefs,
+                            "all references resolved",
+                        ),
                     ],
                     Err((r, m)) => vec![
                         cond(T::Accepted, false, Reason::NoValidCaCertificate, m.clone()),
@@ -840,19 +1148,35 @@ impl Ctx<'_> {
                     ],
                 };
                 let conds = match &conflicted {
-                    Some(m) => vec![cond(T::Accepted, false, Reason::Conflicted, m.clone()), conds[1].clone()],
+                    Some(m) => vec![
+                        cond(T::Accepted, false, Reason::Conflicted, m.clone()),
+                        conds[1].clone(),
+                    ],
                     None => conds,
                 };
                 let prev = p
                     .status
                     .as_ref()
-                    .and_then(|s| s.ancestors.iter().find(|a| a.controller_name == self.opts.controller_name && a.ancestor_ref.name == aref.name && a.ancestor_ref.namespace == aref.namespace))
+                    .and_then(|s| {
+                        s.ancestors.iter().find(|a| {
+                            a.controller_name == self.opts.controller_name
+                                && a.ancestor_ref.name == aref.name
+                                && a.ancestor_ref.namespace == aref.namespace
+                        })
+                    })
                     .map(|a| a.conditions.as_slice())
                     .unwrap_or(&[]);
                 let conditions = stamp(conds, prev, &p.metadata, &self.opts.now);
-                entries.push(PolicyAncestorStatus { ancestor_ref: aref, controller_name: self.opts.controller_name.clone(), conditions });
+                entries.push(PolicyAncestorStatus {
+                    ancestor_ref: aref,
+                    controller_name: self.opts.controller_name.clone(),
+                    conditions,
+                });
             }
-            out.insert(o.key(), ObjectStatus::Policy(PolicyStatus { ancestors: entries }));
+            out.insert(
+                o.key(),
+                ObjectStatus::Policy(PolicyStatus { ancestors: entries }),
+            );
         }
         out
     }
@@ -878,23 +1202,34 @@ impl Ctx<'_> {
     fn policy_conflict(&self, p: &crate::model::BackendTlsPolicy) -> Option<String> {
         let mine = &p.metadata;
         for o in self.snap.of_kind(Kind::BackendTLSPolicy) {
-            let Object::BackendTlsPolicy(q) = o else { continue };
+            let Object::BackendTlsPolicy(q) = o else {
+                continue;
+            };
             let theirs = &q.metadata;
             if theirs.ns() != mine.ns() || theirs.name == mine.name {
                 continue;
             }
-            let earlier = (ts_key(theirs), theirs.name.as_str()) < (ts_key(mine), mine.name.as_str());
+            let earlier =
+                (ts_key(theirs), theirs.name.as_str()) < (ts_key(mine), mine.name.as_str());
             if !earlier {
                 continue;
             }
-            if let Some(t) = p.spec.target_refs.iter().find(|t| q.spec.target_refs.contains(t)) {
+            if let Some(t) = p
+                .spec
+                .target_refs
+                .iter()
+                .find(|t| q.spec.target_refs.contains(t))
+            {
                 return Some(format!(
                     "BackendTLSPolicy {}/{} already targets {} {}{}",
                     theirs.ns(),
                     theirs.name,
                     t.kind,
                     t.name,
-                    t.section_name.as_deref().map(|s| format!(" port {s}")).unwrap_or_default()
+                    t.section_name
+                        .as_deref()
+                        .map(|s| format!(" port {s}"))
+                        .unwrap_or_default()
                 ));
             }
         }
@@ -903,25 +1238,55 @@ impl Ctx<'_> {
 
     /// Resolves a CA bundle reference (a ConfigMap, or a Secret, holding a
     /// PEM `ca.crt`).
-    fn ca_bundle(&self, c: &SecretObjectReference, owner_kind: &str, owner_ns: &str, bad_kind: Reason) -> Result<ObjectKey, Fail> {
+    fn ca_bundle(
+        &self,
+        c: &SecretObjectReference,
+        owner_kind: &str,
+        owner_ns: &str,
+        bad_kind: Reason,
+    ) -> Result<ObjectKey, Fail> {
         let group = c.group.as_deref().unwrap_or("");
         let kind = match (group, c.kind.as_deref().unwrap_or("ConfigMap")) {
             ("", "ConfigMap") => Kind::ConfigMap,
             ("", "Secret") => Kind::Secret,
-            (g, k) => return Err((bad_kind, format!("caCertificateRef {g}/{k} {} is not a ConfigMap or Secret", c.name))),
+            (g, k) => {
+                return Err((
+                    bad_kind,
+                    format!(
+                        "caCertificateRef {g}/{k} {} is not a ConfigMap or Secret",
+                        c.name
+                    ),
+                ));
+            }
         };
         let ns = c.namespace.as_deref().unwrap_or(owner_ns);
         if !self.permitted(owner_kind, owner_ns, "", kind.as_str(), ns, &c.name) {
-            return Err((Reason::RefNotPermitted, format!("{kind} {ns}/{} is in another namespace and no ReferenceGrant allows it", c.name)));
+            return Err((
+                Reason::RefNotPermitted,
+                format!(
+                    "{kind} {ns}/{} is in another namespace and no ReferenceGrant allows it",
+                    c.name
+                ),
+            ));
         }
         let key = ObjectKey::new(kind, ns, c.name.clone());
         let data = match self.snap.get(&key) {
             Some(Object::ConfigMap(cm)) => cm.data.get("ca.crt").cloned().unwrap_or_default(),
-            Some(Object::Secret(s)) => secret_value(s, "ca.crt").map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
-            _ => return Err((Reason::InvalidCaCertificateRef, format!("{kind} {ns}/{} does not exist", c.name))),
+            Some(Object::Secret(s)) => secret_value(s, "ca.crt")
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
+            _ => {
+                return Err((
+                    Reason::InvalidCaCertificateRef,
+                    format!("{kind} {ns}/{} does not exist", c.name),
+                ));
+            }
         };
         if !data.contains("-----BEGIN CERTIFICATE-----") {
-            return Err((Reason::InvalidCaCertificateRef, format!("{kind} {ns}/{} has no PEM certificate in ca.crt", c.name)));
+            return Err((
+                Reason::InvalidCaCertificateRef,
+                format!("{kind} {ns}/{} has no PEM certificate in ca.crt", c.name),
+            ));
         }
         Ok(key)
     }
@@ -929,57 +1294,114 @@ impl Ctx<'_> {
     /// Frontend client-certificate validation of an HTTPS listener: the
     /// `perPort` entry for its port, else the default.
     fn frontend_validation(&self, gw: &Gateway, l: &Listener) -> Result<(), Fail> {
-        let Some(front) = gw.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) else { return Ok(()) };
+        let Some(front) = gw.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) else {
+            return Ok(());
+        };
         let cfg = front
             .per_port
             .iter()
             .find(|p| p.port == l.port)
             .map(|p| &p.tls)
             .or(front.default.as_ref());
-        let Some(v) = cfg.and_then(|c| c.validation.as_ref()) else { return Ok(()) };
+        let Some(v) = cfg.and_then(|c| c.validation.as_ref()) else {
+            return Ok(());
+        };
         for c in &v.ca_certificate_refs {
-            self.ca_bundle(c, "Gateway", gw.metadata.ns(), Reason::InvalidCaCertificateKind)?;
+            self.ca_bundle(
+                c,
+                "Gateway",
+                gw.metadata.ns(),
+                Reason::InvalidCaCertificateKind,
+            )?;
         }
         Ok(())
     }
 
     /// `spec.tls.backend.clientCertificateRef`, when set.
     fn backend_client_certificate(&self, gw: &Gateway) -> Option<Result<ObjectKey, Fail>> {
-        let r = gw.spec.tls.as_ref()?.backend.as_ref()?.client_certificate_ref.as_ref()?;
+        let r = gw
+            .spec
+            .tls
+            .as_ref()?
+            .backend
+            .as_ref()?
+            .client_certificate_ref
+            .as_ref()?;
         let key = ObjectKey::new(Kind::Gateway, gw.metadata.ns(), gw.metadata.name.clone());
-        Some(self.certificate(r, &key, gw.metadata.ns()).map_err(|(reason, m)| {
-            let reason = if reason == Reason::RefNotPermitted { reason } else { Reason::InvalidClientCertificateRef };
-            (reason, m)
-        }))
+        Some(
+            self.certificate(r, &key, gw.metadata.ns())
+                .map_err(|(reason, m)| {
+                    let reason = if reason == Reason::RefNotPermitted {
+                        reason
+                    } else {
+                        Reason::InvalidClientCertificateRef
+                    };
+                    (reason, m)
+                }),
+        )
     }
 
     // ---------------------------------------------------------------- output
 
-    fn stamp(&self, conds: Vec<Condition>, prev: &[Condition], meta: &ObjectMeta) -> Vec<Condition> {
+    fn stamp(
+        &self,
+        conds: Vec<Condition>,
+        prev: &[Condition],
+        meta: &ObjectMeta,
+    ) -> Vec<Condition> {
         stamp(conds, prev, meta, &self.opts.now)
     }
 
-    fn listener_status(&self, l: &Lst, prev: &[ListenerStatus], meta: &ObjectMeta) -> ListenerStatus {
+    fn listener_status(
+        &self,
+        l: &Lst,
+        prev: &[ListenerStatus],
+        meta: &ObjectMeta,
+    ) -> ListenerStatus {
         let mut conds = Vec::new();
         match (&l.accepted, &l.conflict) {
             (Err((r, m)), _) => conds.push(cond(T::Accepted, false, *r, m.clone())),
             (Ok(()), Some((r, m))) => conds.push(cond(T::Accepted, false, *r, m.clone())),
-            (Ok(()), None) => conds.push(cond(T::Accepted, true, Reason::Accepted, "listener accepted")),
+            (Ok(()), None) => conds.push(cond(
+                T::Accepted,
+                true,
+                Reason::Accepted,
+                "listener accepted",
+            )),
         }
         conds.push(match &l.conflict {
             Some((r, m)) => cond(T::Conflicted, true, *r, m.clone()),
             None => cond(T::Conflicted, false, Reason::NoConflicts, "no conflicts"),
         });
         conds.push(match &l.resolved {
-            Ok(()) => cond(T::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved"),
+            Ok(()) => cond(
+                T::ResolvedRefs,
+                true,
+                Reason::ResolvedRefs,
+                "all references resolved",
+            ),
             Err((r, m)) => cond(T::ResolvedRefs, false, *r, m.clone()),
         });
         conds.push(match (&l.accepted, &l.conflict, &l.resolved) {
-            (Ok(()), None, Ok(())) => cond(T::Programmed, true, Reason::Programmed, "listener programmed"),
+            (Ok(()), None, Ok(())) => cond(
+                T::Programmed,
+                true,
+                Reason::Programmed,
+                "listener programmed",
+            ),
             (_, Some((r, m)), _) => cond(T::Programmed, false, *r, m.clone()),
-            _ => cond(T::Programmed, false, Reason::Invalid, "listener is not valid"),
+            _ => cond(
+                T::Programmed,
+                false,
+                Reason::Invalid,
+                "listener is not valid",
+            ),
         });
-        let prev_conds = prev.iter().find(|p| p.name == l.spec.name).map(|p| p.conditions.as_slice()).unwrap_or(&[]);
+        let prev_conds = prev
+            .iter()
+            .find(|p| p.name == l.spec.name)
+            .map(|p| p.conditions.as_slice())
+            .unwrap_or(&[]);
         ListenerStatus {
             name: l.spec.name.clone(),
             supported_kinds: l.supported.clone(),
@@ -995,30 +1417,68 @@ impl Ctx<'_> {
             let own: Vec<&Lst> = gw.listeners.iter().filter(|l| &l.owner == key).collect();
             let prev = gw.obj.status.as_ref();
             let prev_listeners = prev.map(|s| s.listeners.as_slice()).unwrap_or(&[]);
-            let listeners: Vec<ListenerStatus> = own.iter().map(|l| self.listener_status(l, prev_listeners, &gw.obj.metadata)).collect();
+            let listeners: Vec<ListenerStatus> = own
+                .iter()
+                .map(|l| self.listener_status(l, prev_listeners, &gw.obj.metadata))
+                .collect();
             let valid = own.iter().filter(|l| l.valid()).count();
             let all_ok = own.iter().all(|l| l.valid());
             let accepted = match &gw.params {
                 Err((r, m)) => cond(T::Accepted, false, *r, m.clone()),
-                Ok(()) if valid == 0 => cond(T::Accepted, false, Reason::ListenersNotValid, "no listener is valid"),
-                Ok(()) if !all_ok => cond(T::Accepted, true, Reason::ListenersNotValid, "some listeners are not valid"),
+                Ok(()) if valid == 0 => cond(
+                    T::Accepted,
+                    false,
+                    Reason::ListenersNotValid,
+                    "no listener is valid",
+                ),
+                Ok(()) if !all_ok => cond(
+                    T::Accepted,
+                    true,
+                    Reason::ListenersNotValid,
+                    "some listeners are not valid",
+                ),
                 Ok(()) => cond(T::Accepted, true, Reason::Accepted, "gateway accepted"),
             };
             let programmed = if accepted.is_true() {
-                cond(T::Programmed, true, Reason::Programmed, "gateway programmed")
+                cond(
+                    T::Programmed,
+                    true,
+                    Reason::Programmed,
+                    "gateway programmed",
+                )
             } else {
-                cond(T::Programmed, false, Reason::Invalid, accepted.message.clone())
+                cond(
+                    T::Programmed,
+                    false,
+                    Reason::Invalid,
+                    accepted.message.clone(),
+                )
             };
             let mut conds = vec![accepted, programmed];
             conds.push(match self.backend_client_certificate(&gw.obj) {
                 Some(Err((r, m))) => cond(T::ResolvedRefs, false, r, m),
-                _ => cond(T::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved"),
+                _ => cond(
+                    T::ResolvedRefs,
+                    true,
+                    Reason::ResolvedRefs,
+                    "all references resolved",
+                ),
             });
-            let insecure = gw.obj.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()).is_some_and(|f| {
-                f.default.iter().chain(f.per_port.iter().map(|p| &p.tls)).any(|c| {
-                    c.validation.as_ref().and_then(|v| v.mode.as_deref()) == Some("AllowInsecureFallback")
-                })
-            });
+            let insecure = gw
+                .obj
+                .spec
+                .tls
+                .as_ref()
+                .and_then(|t| t.frontend.as_ref())
+                .is_some_and(|f| {
+                    f.default
+                        .iter()
+                        .chain(f.per_port.iter().map(|p| &p.tls))
+                        .any(|c| {
+                            c.validation.as_ref().and_then(|v| v.mode.as_deref())
+                                == Some("AllowInsecureFallback")
+                        })
+                });
             if insecure {
                 conds.push(cond(
                     T::InsecureFrontendValidationMode,
@@ -1035,7 +1495,10 @@ impl Ctx<'_> {
                 .addresses
                 .iter()
                 .filter(|a| !a.value.is_empty())
-                .map(|a| GatewayStatusAddress { type_: a.type_.clone().or(Some("IPAddress".into())), value: a.value.clone() })
+                .map(|a| GatewayStatusAddress {
+                    type_: a.type_.clone().or(Some("IPAddress".into())),
+                    value: a.value.clone(),
+                })
                 .collect();
             if addresses.is_empty() {
                 addresses = self.opts.addresses.clone();
@@ -1044,42 +1507,96 @@ impl Ctx<'_> {
             let accepted_sets = gw
                 .sets
                 .iter()
-                .filter(|s| s.allowed.is_ok() && gw.listeners.iter().any(|l| l.owner == s.key && l.valid()))
+                .filter(|s| {
+                    s.allowed.is_ok() && gw.listeners.iter().any(|l| l.owner == s.key && l.valid())
+                })
                 .count();
-            let attached_listener_sets = (gw.obj.spec.allowed_listeners.is_some() || !gw.sets.is_empty())
-                .then(|| i32::try_from(accepted_sets).unwrap_or(i32::MAX));
-            out.push((key.clone(), ObjectStatus::Gateway(GatewayStatus { addresses, conditions, listeners, attached_listener_sets })));
+            let attached_listener_sets = (gw.obj.spec.allowed_listeners.is_some()
+                || !gw.sets.is_empty())
+            .then(|| i32::try_from(accepted_sets).unwrap_or(i32::MAX));
+            out.push((
+                key.clone(),
+                ObjectStatus::Gateway(GatewayStatus {
+                    addresses,
+                    conditions,
+                    listeners,
+                    attached_listener_sets,
+                }),
+            ));
             // ListenerSets.
             for s in &gw.sets {
                 let prev = s.obj.status.as_ref();
                 let prev_conds = prev.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
                 let prev_l = prev.map(|p| p.listeners.as_slice()).unwrap_or(&[]);
                 let (conds, listeners) = match &s.allowed {
-                    Err((r, m)) => (vec![cond(T::Accepted, false, *r, m.clone()), cond(T::Programmed, false, *r, m.clone())], vec![]),
+                    Err((r, m)) => (
+                        vec![
+                            cond(T::Accepted, false, *r, m.clone()),
+                            cond(T::Programmed, false, *r, m.clone()),
+                        ],
+                        vec![],
+                    ),
                     Ok(()) => {
-                        let mine: Vec<&Lst> = gw.listeners.iter().filter(|l| l.owner == s.key).collect();
+                        let mine: Vec<&Lst> =
+                            gw.listeners.iter().filter(|l| l.owner == s.key).collect();
                         let valid = mine.iter().filter(|l| l.valid()).count();
                         let all_ok = mine.iter().all(|l| l.valid());
                         let conds = if valid == 0 {
                             vec![
-                                cond(T::Accepted, false, Reason::ListenersNotValid, "no listener is valid"),
-                                cond(T::Programmed, false, Reason::ListenersNotValid, "no listener is valid"),
+                                cond(
+                                    T::Accepted,
+                                    false,
+                                    Reason::ListenersNotValid,
+                                    "no listener is valid",
+                                ),
+                                cond(
+                                    T::Programmed,
+                                    false,
+                                    Reason::ListenersNotValid,
+                                    "no listener is valid",
+                                ),
                             ]
                         } else {
                             vec![
                                 if all_ok {
-                                    cond(T::Accepted, true, Reason::Accepted, "listener set accepted")
+                                    cond(
+                                        T::Accepted,
+                                        true,
+                                        Reason::Accepted,
+                                        "listener set accepted",
+                                    )
                                 } else {
-                                    cond(T::Accepted, true, Reason::ListenersNotValid, "some listeners are not valid")
+                                    cond(
+                                        T::Accepted,
+                                        true,
+                                        Reason::ListenersNotValid,
+                                        "some listeners are not valid",
+                                    )
                                 },
-                                cond(T::Programmed, true, Reason::Programmed, "listener set programmed"),
+                                cond(
+                                    T::Programmed,
+                                    true,
+                                    Reason::Programmed,
+                                    "listener set programmed",
+                                ),
                             ]
                         };
-                        (conds, mine.iter().map(|l| self.listener_status(l, prev_l, &s.obj.metadata)).collect())
+                        (
+                            conds,
+                            mine.iter()
+                                .map(|l| self.listener_status(l, prev_l, &s.obj.metadata))
+                                .collect(),
+                        )
                     }
                 };
                 let conditions = self.stamp(conds, prev_conds, &s.obj.metadata);
-                out.push((s.key.clone(), ObjectStatus::ListenerSet(ListenerSetStatus { conditions, listeners })));
+                out.push((
+                    s.key.clone(),
+                    ObjectStatus::ListenerSet(ListenerSetStatus {
+                        conditions,
+                        listeners,
+                    }),
+                ));
             }
         }
         out
@@ -1089,27 +1606,34 @@ impl Ctx<'_> {
 /// The routing input of a Gateway: usable listeners only, routes by key.
 fn gateway_routing(key: &ObjectKey, gw: &Gw) -> GatewayRouting {
     let listeners = gw
-                .listeners
-                .iter()
-                .filter(|l| l.usable())
-                .filter_map(|l| {
-                    let protocol = l.protocol?;
-                    let routes: Vec<AttachedRoute> = l.attached.values().cloned().collect();
-                    Some(ListenerRouting {
-                        name: l.spec.name.clone(),
-                        source: l.owner.clone(),
-                        port: u16::try_from(l.spec.port).unwrap_or(0),
-                        protocol,
-                        hostname: l.spec.hostname.clone(),
-                        tls_mode: l.spec.tls.as_ref().map(|t| {
-                            if t.mode.as_deref() == Some("Passthrough") { TlsMode::Passthrough } else { TlsMode::Terminate }
-                        }),
-                        certificates: l.certs.clone(),
-                        routes,
-                    })
-                })
-                .collect();
-    GatewayRouting { gateway: key.clone(), listeners }
+        .listeners
+        .iter()
+        .filter(|l| l.usable())
+        .filter_map(|l| {
+            let protocol = l.protocol?;
+            let routes: Vec<AttachedRoute> = l.attached.values().cloned().collect();
+            Some(ListenerRouting {
+                name: l.spec.name.clone(),
+                source: l.owner.clone(),
+                port: u16::try_from(l.spec.port).unwrap_or(0),
+                protocol,
+                hostname: l.spec.hostname.clone(),
+                tls_mode: l.spec.tls.as_ref().map(|t| {
+                    if t.mode.as_deref() == Some("Passthrough") {
+                        TlsMode::Passthrough
+                    } else {
+                        TlsMode::Terminate
+                    }
+                }),
+                certificates: l.certs.clone(),
+                routes,
+            })
+        })
+        .collect();
+    GatewayRouting {
+        gateway: key.clone(),
+        listeners,
+    }
 }
 
 type RouteStatusRef = RouteStatus;
@@ -1167,11 +1691,22 @@ fn secret_value(s: &crate::model::Secret, key: &str) -> Option<Vec<u8>> {
     if let Some(v) = s.string_data.get(key) {
         return Some(v.as_bytes().to_vec());
     }
-    s.data.get(key).and_then(|v| base64::engine::general_purpose::STANDARD.decode(v.trim()).ok())
+    s.data.get(key).and_then(|v| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .ok()
+    })
 }
 
 /// `appProtocol`s gwcore can speak to a backend.
-const SUPPORTED_APP_PROTOCOLS: [&str; 6] = ["http", "kubernetes.io/h2c", "kubernetes.io/ws", "kubernetes.io/wss", "https", "h2c"];
+const SUPPORTED_APP_PROTOCOLS: [&str; 6] = [
+    "http",
+    "kubernetes.io/h2c",
+    "kubernetes.io/ws",
+    "kubernetes.io/wss",
+    "https",
+    "h2c",
+];
 
 fn route_backends(rules: &RouteRules) -> Box<dyn Iterator<Item = &BackendTarget> + '_> {
     fn ok(bs: &[ResolvedBackend]) -> impl Iterator<Item = &BackendTarget> {
@@ -1211,7 +1746,10 @@ fn namespace_allowed_free(
             if selector::matches(sel, labels) {
                 Ok(())
             } else {
-                Err(format!("namespace {ns} lacks label {}", describe_selector(sel)))
+                Err(format!(
+                    "namespace {ns} lacks label {}",
+                    describe_selector(sel)
+                ))
             }
         }
         other => Err(format!("allowedRoutes from {other} admits nothing")),
@@ -1219,12 +1757,21 @@ fn namespace_allowed_free(
 }
 
 fn describe_selector(sel: &LabelSelector) -> String {
-    let mut parts: Vec<String> = sel.match_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut parts: Vec<String> = sel
+        .match_labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     for e in &sel.match_expressions {
         parts.push(match e.operator.as_str() {
             "Exists" => e.key.clone(),
             "DoesNotExist" => format!("!{}", e.key),
-            op => format!("{} {} ({})", e.key, op.to_lowercase().replace("notin", "notin"), e.values.join(",")),
+            op => format!(
+                "{} {} ({})",
+                e.key,
+                op.to_lowercase().replace("notin", "notin"),
+                e.values.join(",")
+            ),
         });
     }
     parts.join(",")
@@ -1257,7 +1804,10 @@ fn same_parent(a: &ParentReference, b: &ParentReference, route_ns: &str) -> bool
 fn ts_key(m: &ObjectMeta) -> (bool, &str) {
     // Objects without a timestamp count as equally old (and older than any
     // stamped one, which sorts them first, then by key).
-    (m.creation_timestamp.is_some(), m.creation_timestamp.as_deref().unwrap_or(""))
+    (
+        m.creation_timestamp.is_some(),
+        m.creation_timestamp.as_deref().unwrap_or(""),
+    )
 }
 
 /// Transport family of a protocol, for conflicts: listeners on one port must
@@ -1279,7 +1829,10 @@ fn resolve_conflicts(ls: &mut [Lst]) {
         }
         let fi = family(ls[i].protocol);
         for j in 0..i {
-            if ls[j].accepted.is_err() || ls[j].conflict.is_some() || ls[j].spec.port != ls[i].spec.port {
+            if ls[j].accepted.is_err()
+                || ls[j].conflict.is_some()
+                || ls[j].spec.port != ls[i].spec.port
+            {
                 continue;
             }
             let fj = family(ls[j].protocol);
@@ -1290,7 +1843,10 @@ fn resolve_conflicts(ls: &mut [Lst]) {
             if fi != fj {
                 ls[i].conflict = Some((
                     Reason::ProtocolConflict,
-                    format!("port {} is already used by listener {} with protocol {}", ls[i].spec.port, ls[j].spec.name, ls[j].spec.protocol),
+                    format!(
+                        "port {} is already used by listener {} with protocol {}",
+                        ls[i].spec.port, ls[j].spec.name, ls[j].spec.protocol
+                    ),
                 ));
                 break;
             }
@@ -1312,11 +1868,18 @@ fn resolve_conflicts(ls: &mut [Lst]) {
 
 /// Fills `observedGeneration` and `lastTransitionTime`: the previous
 /// condition's time is kept when its status is unchanged.
-fn stamp(mut conds: Vec<Condition>, prev: &[Condition], meta: &ObjectMeta, now: &str) -> Vec<Condition> {
+fn stamp(
+    mut conds: Vec<Condition>,
+    prev: &[Condition],
+    meta: &ObjectMeta,
+    now: &str,
+) -> Vec<Condition> {
     for c in &mut conds {
         c.observed_generation = meta.generation;
         c.last_transition_time = match prev.iter().find(|p| p.type_ == c.type_) {
-            Some(p) if p.status == c.status && !p.last_transition_time.is_empty() => p.last_transition_time.clone(),
+            Some(p) if p.status == c.status && !p.last_transition_time.is_empty() => {
+                p.last_transition_time.clone()
+            }
             _ => now.to_string(),
         };
     }

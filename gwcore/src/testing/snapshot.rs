@@ -38,7 +38,13 @@ pub const CONTROLLER: &str = "gwcore.dev/test-controller";
 /// Namespaces the generator draws from.
 pub const NAMESPACES: [&str; 4] = ["ns-a", "ns-b", "ns-c", "ns-d"];
 
-const HOSTNAMES: [&str; 5] = ["a.example.com", "*.example.com", "b.example.org", "*.b.example.com", "example.com"];
+const HOSTNAMES: [&str; 5] = [
+    "a.example.com",
+    "*.example.com",
+    "b.example.org",
+    "*.b.example.com",
+    "example.com",
+];
 const PATHS: [&str; 5] = ["/", "/a", "/a/b", "/b", "/api"];
 
 fn meta(ns: Option<&str>, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
@@ -65,15 +71,27 @@ fn listener(i: usize) -> impl Strategy<Value = Listener> {
             let l4 = matches!(protocol, "TCP" | "UDP");
             let tls = match protocol {
                 "HTTPS" => Some(ListenerTls {
-                    certificate_refs: vec![SecretObjectReference { name: "cert".into(), ..Default::default() }],
+                    certificate_refs: vec![SecretObjectReference {
+                        name: "cert".into(),
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 }),
-                "TLS" => Some(ListenerTls { mode: Some("Passthrough".into()), ..Default::default() }),
+                "TLS" => Some(ListenerTls {
+                    mode: Some("Passthrough".into()),
+                    ..Default::default()
+                }),
                 _ => None,
             };
             let namespaces = match from {
-                0 => RouteNamespaces { from: Some("All".into()), selector: None },
-                1 => RouteNamespaces { from: Some("Same".into()), selector: None },
+                0 => RouteNamespaces {
+                    from: Some("All".into()),
+                    selector: None,
+                },
+                1 => RouteNamespaces {
+                    from: Some("Same".into()),
+                    selector: None,
+                },
                 _ => RouteNamespaces {
                     from: Some("Selector".into()),
                     selector: Some(LabelSelector {
@@ -84,18 +102,28 @@ fn listener(i: usize) -> impl Strategy<Value = Listener> {
             };
             Listener {
                 name: format!("l{i}"),
-                hostname: if l4 { None } else { hostname.map(str::to_string) },
+                hostname: if l4 {
+                    None
+                } else {
+                    hostname.map(str::to_string)
+                },
                 port,
                 protocol: protocol.to_string(),
                 tls,
-                allowed_routes: Some(AllowedRoutes { namespaces: Some(namespaces), kinds: vec![] }),
+                allowed_routes: Some(AllowedRoutes {
+                    namespaces: Some(namespaces),
+                    kinds: vec![],
+                }),
             }
         })
 }
 
 fn gateway(i: usize) -> impl Strategy<Value = Object> {
-    (proptest::collection::vec((0usize..4).prop_flat_map(listener), 1..4), proptest::bool::weighted(0.8)).prop_map(
-        move |(mut listeners, ours)| {
+    (
+        proptest::collection::vec((0usize..4).prop_flat_map(listener), 1..4),
+        proptest::bool::weighted(0.8),
+    )
+        .prop_map(move |(mut listeners, ours)| {
             let ns = NAMESPACES[i % NAMESPACES.len()];
             for (j, l) in listeners.iter_mut().enumerate() {
                 l.name = format!("l{j}");
@@ -109,25 +137,39 @@ fn gateway(i: usize) -> impl Strategy<Value = Object> {
                 },
                 status: None,
             })
-        },
-    )
+        })
 }
 
 fn route(i: usize, gateways: usize) -> impl Strategy<Value = Object> {
     (
         namespace(),
         proptest::collection::vec(
-            (0..gateways.max(1), proptest::option::weighted(0.2, namespace()), proptest::option::weighted(0.3, 0usize..3)),
+            (
+                0..gateways.max(1),
+                proptest::option::weighted(0.2, namespace()),
+                proptest::option::weighted(0.3, 0usize..3),
+            ),
             1..3,
         ),
         proptest::collection::vec(proptest::sample::select(&HOSTNAMES[..]), 0..3),
-        proptest::collection::vec((proptest::sample::select(&PATHS[..]), any::<bool>(), proptest::option::of(namespace())), 1..4),
+        proptest::collection::vec(
+            (
+                proptest::sample::select(&PATHS[..]),
+                any::<bool>(),
+                proptest::option::of(namespace()),
+            ),
+            1..4,
+        ),
     )
         .prop_map(move |(ns, parents, hostnames, rules)| {
             let mut parent_refs: Vec<ParentReference> = parents
                 .into_iter()
                 .map(|(g, wrong_ns, section)| ParentReference {
-                    namespace: Some(wrong_ns.unwrap_or(NAMESPACES[g % NAMESPACES.len()]).to_string()),
+                    namespace: Some(
+                        wrong_ns
+                            .unwrap_or(NAMESPACES[g % NAMESPACES.len()])
+                            .to_string(),
+                    ),
                     name: format!("gw{g}"),
                     section_name: section.map(|s| format!("l{s}")),
                     ..Default::default()
@@ -159,7 +201,11 @@ fn route(i: usize, gateways: usize) -> impl Strategy<Value = Object> {
                 .collect();
             Object::HttpRoute(HttpRoute {
                 metadata: meta(Some(ns), format!("r{i}"), BTreeMap::new()),
-                spec: HttpRouteSpec { parent_refs, hostnames, rules },
+                spec: HttpRouteSpec {
+                    parent_refs,
+                    hostnames,
+                    rules,
+                },
                 status: None,
             })
         })
@@ -175,7 +221,11 @@ fn grant(i: usize) -> impl Strategy<Value = Object> {
                     kind: "HTTPRoute".into(),
                     namespace: from_ns.into(),
                 }],
-                to: vec![ReferenceGrantTo { group: String::new(), kind: "Service".into(), name: None }],
+                to: vec![ReferenceGrantTo {
+                    group: String::new(),
+                    kind: "Service".into(),
+                    name: None,
+                }],
             },
         })
     })
@@ -196,21 +246,39 @@ pub fn objects() -> impl Strategy<Value = Vec<Object>> {
             let mut out = vec![
                 Object::GatewayClass(GatewayClass {
                     metadata: meta(None, "ours".into(), BTreeMap::new()),
-                    spec: GatewayClassSpec { controller_name: CONTROLLER.into(), ..Default::default() },
+                    spec: GatewayClassSpec {
+                        controller_name: CONTROLLER.into(),
+                        ..Default::default()
+                    },
                     status: None,
                 }),
                 Object::GatewayClass(GatewayClass {
                     metadata: meta(None, "theirs".into(), BTreeMap::new()),
-                    spec: GatewayClassSpec { controller_name: "example.net/other".into(), ..Default::default() },
+                    spec: GatewayClassSpec {
+                        controller_name: "example.net/other".into(),
+                        ..Default::default()
+                    },
                     status: None,
                 }),
             ];
             for (ns, prod) in NAMESPACES.iter().zip(prod) {
-                let labels = if prod { [("env".to_string(), "prod".to_string())].into() } else { BTreeMap::new() };
-                out.push(Object::Namespace(Namespace { metadata: meta(None, ns.to_string(), labels) }));
+                let labels = if prod {
+                    [("env".to_string(), "prod".to_string())].into()
+                } else {
+                    BTreeMap::new()
+                };
+                out.push(Object::Namespace(Namespace {
+                    metadata: meta(None, ns.to_string(), labels),
+                }));
                 out.push(Object::Service(Service {
                     metadata: meta(Some(ns), "svc".into(), BTreeMap::new()),
-                    spec: ServiceSpec { ports: vec![ServicePort { port: 80, ..Default::default() }], ..Default::default() },
+                    spec: ServiceSpec {
+                        ports: vec![ServicePort {
+                            port: 80,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
                 }));
             }
             out.extend(gateways);
