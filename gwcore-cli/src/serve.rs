@@ -77,6 +77,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
     match args.log_format {
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(writer)
             .init(),
         LogFormat::Json => tracing_subscriber::fmt()
