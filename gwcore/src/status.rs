@@ -192,7 +192,7 @@ impl Condition {
 }
 
 /// Finds a condition by type.
-pub fn find_condition<'a>(conds: &'a [Condition], ty: ConditionType) -> Option<&'a Condition> {
+pub fn find_condition(conds: &[Condition], ty: ConditionType) -> Option<&Condition> {
     conds.iter().find(|c| c.type_ == ty.as_str())
 }
 

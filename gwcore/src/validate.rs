@@ -324,7 +324,7 @@ fn listeners(e: &mut Errs, field: &str, ls: &mut [Listener], min: usize) {
         let combo = (l.port, l.protocol.clone(), l.hostname.clone());
         if !combos.insert(combo) {
             e.push(
-                format!("{f}"),
+                f.clone(),
                 "the combination of port, protocol and hostname must be unique for each listener",
             );
         }

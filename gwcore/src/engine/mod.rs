@@ -1766,12 +1766,7 @@ fn describe_selector(sel: &LabelSelector) -> String {
         parts.push(match e.operator.as_str() {
             "Exists" => e.key.clone(),
             "DoesNotExist" => format!("!{}", e.key),
-            op => format!(
-                "{} {} ({})",
-                e.key,
-                op.to_lowercase().replace("notin", "notin"),
-                e.values.join(",")
-            ),
+            op => format!("{} {} ({})", e.key, op.to_lowercase(), e.values.join(",")),
         });
     }
     parts.join(",")
