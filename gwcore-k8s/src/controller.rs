@@ -13,7 +13,7 @@ use gwcore::status::GatewayStatusAddress;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::core::DynamicObject;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -220,9 +220,35 @@ impl Drop for Controller {
     }
 }
 
-/// Watches one kind, turning events into updates. Errors are logged and
-/// retried with backoff (0.8 s doubling to 30 s); a restarted watch lists
-/// again, which the reducer turns into a full resync of the kind.
+/// Backoff between watch retries: 250 ms doubling to 5 s, each wait
+/// jittered by ±20 % so that replicas do not retry in step; reset by the
+/// first event after a retry. (client-go starts at 800 ms and caps at 30 s;
+/// the lower cap brings status back within seconds after an API server
+/// restart, at the price of at most one list per kind per 5 s and replica
+/// while the server is unhealthy.)
+struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const MIN: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(5);
+
+    fn next_wait(&mut self) -> Duration {
+        let wait = self.next.mul_f64(0.8 + 0.4 * fastrand::f64());
+        self.next = (self.next * 2).min(WatchBackoff::MAX);
+        wait
+    }
+}
+
+/// Watches one kind, turning events into updates.
+///
+/// After any error the watch starts over with a fresh list, after a
+/// [`WatchBackoff`] wait. Resuming from the last `resourceVersion` instead
+/// would be cheaper, but after an API server restart its new watch cache
+/// refuses old versions only after a delay (10 s for custom resources on
+/// 1.20); a list is answered at once, and the reducer turns it into a full
+/// resync of the kind (objects deleted meanwhile disappear).
 async fn watch_kind(
     api: Api<DynamicObject>,
     kind: Kind,
@@ -233,45 +259,60 @@ async fn watch_kind(
     let is_address_service = |o: &DynamicObject| {
         kind == Kind::Service
             && address_service.as_ref().is_some_and(|(ns, name)| {
-                o.metadata.namespace.as_deref() == Some(ns.as_str()) && o.metadata.name.as_deref() == Some(name.as_str())
+                o.metadata.namespace.as_deref() == Some(ns.as_str())
+                    && o.metadata.name.as_deref() == Some(name.as_str())
             })
     };
-    let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
-    while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(e) => e,
-            Err(e) => {
-                metrics.watch_error();
-                tracing::warn!(kind = %kind, error = %e, "watch failed; retrying");
-                continue;
-            }
-        };
-        metrics.event();
-        let update = match event {
-            watcher::Event::Init => Update::Restart(kind),
-            watcher::Event::InitDone => Update::Done(kind),
-            watcher::Event::InitApply(o) | watcher::Event::Apply(o) if is_address_service(&o) => {
-                if tx.send(Update::Addresses(load_balancer_addresses(&o))).is_err() {
-                    return;
+    let mut backoff = WatchBackoff {
+        next: WatchBackoff::MIN,
+    };
+    loop {
+        let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(e) => e,
+                Err(e) => {
+                    metrics.watch_error();
+                    tracing::warn!(kind = %kind, error = %e, "watch failed; listing again");
+                    break;
                 }
-                Update::Applied(convert(kind, o))
-            }
-            watcher::Event::InitApply(o) => Update::Listed(convert(kind, o)),
-            watcher::Event::Apply(o) => Update::Applied(convert(kind, o)),
-            watcher::Event::Delete(o) => {
-                if is_address_service(&o) && tx.send(Update::Addresses(Vec::new())).is_err() {
-                    return;
+            };
+            backoff = WatchBackoff {
+                next: WatchBackoff::MIN,
+            };
+            metrics.event();
+            let update = match event {
+                watcher::Event::Init => Update::Restart(kind),
+                watcher::Event::InitDone => Update::Done(kind),
+                watcher::Event::InitApply(o) | watcher::Event::Apply(o)
+                    if is_address_service(&o) =>
+                {
+                    if tx
+                        .send(Update::Addresses(load_balancer_addresses(&o)))
+                        .is_err()
+                    {
+                        return;
+                    }
+                    Update::Applied(convert(kind, o))
                 }
-                Update::Deleted(ObjectKey::new(
-                    kind,
-                    o.metadata.namespace.unwrap_or_default(),
-                    o.metadata.name.unwrap_or_default(),
-                ))
+                watcher::Event::InitApply(o) => Update::Listed(convert(kind, o)),
+                watcher::Event::Apply(o) => Update::Applied(convert(kind, o)),
+                watcher::Event::Delete(o) => {
+                    if is_address_service(&o) && tx.send(Update::Addresses(Vec::new())).is_err() {
+                        return;
+                    }
+                    Update::Deleted(ObjectKey::new(
+                        kind,
+                        o.metadata.namespace.unwrap_or_default(),
+                        o.metadata.name.unwrap_or_default(),
+                    ))
+                }
+            };
+            if tx.send(update).is_err() {
+                return;
             }
-        };
-        if tx.send(update).is_err() {
-            return;
         }
+        tokio::time::sleep(backoff.next_wait()).await;
     }
 }
 
@@ -307,7 +348,8 @@ async fn reduce(
         let mut addresses = opts.addresses.clone();
         addresses.extend(index.addresses().iter().cloned());
         let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let copts = ComputeOptions::new(opts.controller_name.clone(), now).with_addresses(addresses);
+        let copts =
+            ComputeOptions::new(opts.controller_name.clone(), now).with_addresses(addresses);
         let computed = compute(index.snapshot(), &copts);
         metrics.computed();
         version += 1;

@@ -140,6 +140,8 @@ fn best_version(group: &discovery::ApiGroup, kind: Kind) -> Option<ApiResource> 
 
 /// An API object after conversion.
 #[derive(Debug, Clone, PartialEq)]
+// Nearly every update is `Valid`; boxing it would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 pub enum Converted {
     /// A valid object, CRD defaults applied.
     Valid(Object),
@@ -292,7 +294,10 @@ mod tests {
             } => {
                 assert_eq!(key, ObjectKey::new(Kind::HTTPRoute, "n", "r"));
                 assert_eq!(resource_version.as_deref(), Some("3"));
-                assert!(errors[0].starts_with("spec.rules[0].matches[0].path"), "{errors:?}");
+                assert!(
+                    errors[0].starts_with("spec.rules[0].matches[0].path"),
+                    "{errors:?}"
+                );
             }
             other => panic!("expected Invalid, got {other:?}"),
         }
@@ -311,7 +316,10 @@ mod tests {
         let Converted::Invalid { errors, .. } = convert(Kind::Gateway, obj) else {
             panic!("expected Invalid")
         };
-        assert!(errors[0].starts_with("spec.listeners[0].port"), "{errors:?}");
+        assert!(
+            errors[0].starts_with("spec.listeners[0].port"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -345,7 +353,10 @@ mod tests {
         );
         let a = load_balancer_addresses(&obj);
         assert_eq!(a.len(), 2);
-        assert_eq!((a[0].type_.as_deref(), a[0].value.as_str()), (Some("IPAddress"), "203.0.113.7"));
+        assert_eq!(
+            (a[0].type_.as_deref(), a[0].value.as_str()),
+            (Some("IPAddress"), "203.0.113.7")
+        );
         assert_eq!(
             (a[1].type_.as_deref(), a[1].value.as_str()),
             (Some("Hostname"), "lb.example.com")

@@ -71,7 +71,8 @@ struct Elector {
 impl Elector {
     /// Tries to take or renew the Lease; `Ok(true)` when we hold it.
     async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
-        let duration_secs = i32::try_from(self.opts.lease_duration.as_secs().max(1)).unwrap_or(i32::MAX);
+        let duration_secs =
+            i32::try_from(self.opts.lease_duration.as_secs().max(1)).unwrap_or(i32::MAX);
         let pp = PostParams::default();
         let Some(mut lease) = self.api.get_opt(&self.opts.name).await? else {
             let lease = Lease {
@@ -105,8 +106,13 @@ impl Elector {
             if self.observed.as_ref().is_none_or(|(seen, _)| *seen != rv) {
                 self.observed = Some((rv, Instant::now()));
             }
-            let valid_for = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(duration_secs).max(0) as u64);
-            let unchanged_for = self.observed.as_ref().map_or(Duration::ZERO, |(_, at)| at.elapsed());
+            let valid_for = Duration::from_secs(
+                spec.lease_duration_seconds.unwrap_or(duration_secs).max(0) as u64,
+            );
+            let unchanged_for = self
+                .observed
+                .as_ref()
+                .map_or(Duration::ZERO, |(_, at)| at.elapsed());
             if !holder.is_empty() && unchanged_for < valid_for {
                 return Ok(false);
             }
@@ -136,7 +142,9 @@ impl Elector {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(now());
-        self.api.replace(&self.opts.name, &PostParams::default(), &lease).await?;
+        self.api
+            .replace(&self.opts.name, &PostParams::default(), &lease)
+            .await?;
         Ok(())
     }
 }
@@ -182,7 +190,9 @@ pub(crate) async fn run(
             }
             Err(err) => {
                 tracing::warn!(lease = %e.opts.name, error = %err, "cannot reach the lease");
-                if last_renewal.is_none_or(|t| t.elapsed() >= e.opts.renew_deadline) && *leader.borrow() {
+                if last_renewal.is_none_or(|t| t.elapsed() >= e.opts.renew_deadline)
+                    && *leader.borrow()
+                {
                     tracing::warn!(lease = %e.opts.name, "renew deadline passed: no longer writing status");
                     set(false);
                 }

@@ -86,13 +86,43 @@ impl Metrics {
                 "# HELP gwcore_k8s_{name} {help}\n# TYPE gwcore_k8s_{name} {kind}\ngwcore_k8s_{name} {v}\n"
             ));
         };
-        line("status_writes_total", "counter", "Successful status writes.", c.status_writes);
-        line("status_conflicts_total", "counter", "Status writes refused with 409 Conflict.", c.status_conflicts);
-        line("status_failures_total", "counter", "Status writes that failed otherwise.", c.status_failures);
+        line(
+            "status_writes_total",
+            "counter",
+            "Successful status writes.",
+            c.status_writes,
+        );
+        line(
+            "status_conflicts_total",
+            "counter",
+            "Status writes refused with 409 Conflict.",
+            c.status_conflicts,
+        );
+        line(
+            "status_failures_total",
+            "counter",
+            "Status writes that failed otherwise.",
+            c.status_failures,
+        );
         line("computes_total", "counter", "Engine runs.", c.computes);
-        line("watch_events_total", "counter", "Watch events received.", c.events);
-        line("watch_errors_total", "counter", "Watch errors.", c.watch_errors);
-        line("leader", "gauge", "1 when this instance writes status.", u64::from(c.leader));
+        line(
+            "watch_events_total",
+            "counter",
+            "Watch events received.",
+            c.events,
+        );
+        line(
+            "watch_errors_total",
+            "counter",
+            "Watch errors.",
+            c.watch_errors,
+        );
+        line(
+            "leader",
+            "gauge",
+            "1 when this instance writes status.",
+            u64::from(c.leader),
+        );
         out
     }
 }
@@ -111,7 +141,10 @@ mod tests {
         assert_eq!(c.status_writes, 2);
         assert!(c.leader);
         let text = m.prometheus();
-        assert!(text.contains("gwcore_k8s_status_writes_total 2\n"), "{text}");
+        assert!(
+            text.contains("gwcore_k8s_status_writes_total 2\n"),
+            "{text}"
+        );
         assert!(text.contains("gwcore_k8s_leader 1\n"), "{text}");
     }
 }

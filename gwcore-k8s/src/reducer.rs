@@ -144,7 +144,10 @@ impl Index {
             .or_else(|| self.invalid.get(&key).and_then(|(rv, _)| rv.clone()));
         match c {
             Converted::Valid(obj) => {
-                if older(obj.meta().resource_version.as_deref(), current_rv.as_deref()) {
+                if older(
+                    obj.meta().resource_version.as_deref(),
+                    current_rv.as_deref(),
+                ) {
                     return false;
                 }
                 self.invalid.remove(&key);
@@ -162,7 +165,11 @@ impl Index {
                 if older(resource_version.as_deref(), current_rv.as_deref()) {
                     return false;
                 }
-                if self.invalid.get(&key).is_none_or(|(rv, _)| *rv != resource_version) {
+                if self
+                    .invalid
+                    .get(&key)
+                    .is_none_or(|(rv, _)| *rv != resource_version)
+                {
                     tracing::warn!(object = %key, errors = ?errors, "left out: the object is not valid");
                 }
                 self.invalid.insert(key.clone(), (resource_version, errors));
@@ -183,7 +190,8 @@ impl Index {
             self.snapshot.remove(&k);
             changed = true;
         }
-        self.invalid.retain(|k, _| k.kind != kind || listed.contains_key(k));
+        self.invalid
+            .retain(|k, _| k.kind != kind || listed.contains_key(k));
         for (_, c) in listed {
             changed |= self.upsert(c);
         }
@@ -213,7 +221,9 @@ mod tests {
     }
 
     fn label(ix: &Index, name: &str) -> Option<String> {
-        ix.snapshot().get(&key(name)).and_then(|o| o.meta().labels.get("team").cloned())
+        ix.snapshot()
+            .get(&key(name))
+            .and_then(|o| o.meta().labels.get("team").cloned())
     }
 
     #[test]
@@ -232,9 +242,15 @@ mod tests {
     fn empty_first_list_still_counts_as_a_change() {
         let mut ix = Index::new();
         ix.apply(Update::Restart(Kind::Namespace));
-        assert!(ix.apply(Update::Done(Kind::Namespace)), "the first sync must trigger a compute");
+        assert!(
+            ix.apply(Update::Done(Kind::Namespace)),
+            "the first sync must trigger a compute"
+        );
         ix.apply(Update::Restart(Kind::Namespace));
-        assert!(!ix.apply(Update::Done(Kind::Namespace)), "an unchanged relist changes nothing");
+        assert!(
+            !ix.apply(Update::Done(Kind::Namespace)),
+            "an unchanged relist changes nothing"
+        );
     }
 
     #[test]
@@ -247,7 +263,11 @@ mod tests {
         // The watch breaks; while it was down, b was deleted and a relabelled.
         ix.apply(Update::Restart(Kind::Namespace));
         ix.apply(Update::Listed(ns("a", "5", Some("x"))));
-        assert_eq!(ix.snapshot().len(), 2, "the last good state serves during the relist");
+        assert_eq!(
+            ix.snapshot().len(),
+            2,
+            "the last good state serves during the relist"
+        );
         assert!(ix.apply(Update::Done(Kind::Namespace)));
         assert_eq!(ix.snapshot().len(), 1);
         assert_eq!(label(&ix, "a").as_deref(), Some("x"));
@@ -260,7 +280,10 @@ mod tests {
         assert!(ix.apply(Update::Fresh(ns("a", "12", Some("written")))));
         assert!(!ix.apply(Update::Applied(ns("a", "11", Some("older")))));
         assert_eq!(label(&ix, "a").as_deref(), Some("written"));
-        assert!(!ix.apply(Update::Applied(ns("a", "12", Some("written")))), "same object: no change");
+        assert!(
+            !ix.apply(Update::Applied(ns("a", "12", Some("written")))),
+            "same object: no change"
+        );
     }
 
     #[test]
@@ -274,7 +297,10 @@ mod tests {
         };
         assert!(ix.apply(Update::Applied(bad)));
         assert!(ix.snapshot().is_empty());
-        assert_eq!(ix.invalid()[&key("a")].1, vec!["metadata.name: bad".to_string()]);
+        assert_eq!(
+            ix.invalid()[&key("a")].1,
+            vec!["metadata.name: bad".to_string()]
+        );
         assert!(ix.apply(Update::Applied(ns("a", "3", None))), "fixed again");
         assert!(ix.invalid().is_empty());
     }

@@ -210,15 +210,22 @@ pub fn plan(
     limit: usize,
 ) -> Vec<Target> {
     ledger.entries.retain(|k, e| {
-        snapshot.get(k).and_then(|o| o.meta().resource_version.as_deref()) == Some(e.rv_before.as_str())
+        snapshot
+            .get(k)
+            .and_then(|o| o.meta().resource_version.as_deref())
+            == Some(e.rv_before.as_str())
     });
     let mut out = Vec::new();
     for (key, status) in desired {
         if out.len() >= limit {
             break;
         }
-        let Some(obj) = snapshot.get(key) else { continue };
-        let Some(rv) = obj.meta().resource_version.clone() else { continue };
+        let Some(obj) = snapshot.get(key) else {
+            continue;
+        };
+        let Some(rv) = obj.meta().resource_version.clone() else {
+            continue;
+        };
         if current_status(obj).is_some_and(|c| same_status(&c, status)) {
             continue;
         }
@@ -259,7 +266,8 @@ impl RateLimiter {
 
     async fn acquire(&mut self) {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.qps).min(self.burst);
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.qps).min(self.burst);
         self.last = now;
         if self.tokens < 1.0 {
             let wait = Duration::from_secs_f64((1.0 - self.tokens) / self.qps);
@@ -332,7 +340,12 @@ impl Writer {
         }
     }
 
-    async fn write_all(&self, targets: Vec<Target>, ledger: &mut Ledger, limiter: &mut RateLimiter) {
+    async fn write_all(
+        &self,
+        targets: Vec<Target>,
+        ledger: &mut Ledger,
+        limiter: &mut RateLimiter,
+    ) {
         let mut inflight = FuturesUnordered::new();
         let mut done = Vec::new();
         for t in targets {
@@ -474,7 +487,13 @@ mod tests {
     fn unchanged_status_is_not_written() {
         let snap = Snapshot::from_objects([route("5", Some(accepted("t1", true)))]);
         let mut ledger = Ledger::default();
-        let t = plan(&desired(accepted("t1", true)), &snap, &mut ledger, Instant::now(), 10);
+        let t = plan(
+            &desired(accepted("t1", true)),
+            &snap,
+            &mut ledger,
+            Instant::now(),
+            10,
+        );
         assert!(t.is_empty());
     }
 
@@ -482,14 +501,29 @@ mod tests {
     fn a_new_transition_time_alone_is_not_a_change() {
         let snap = Snapshot::from_objects([route("5", Some(accepted("t1", true)))]);
         let mut ledger = Ledger::default();
-        assert!(plan(&desired(accepted("t2", true)), &snap, &mut ledger, Instant::now(), 10).is_empty());
+        assert!(
+            plan(
+                &desired(accepted("t2", true)),
+                &snap,
+                &mut ledger,
+                Instant::now(),
+                10
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn changed_status_is_written_with_the_resource_version_it_was_computed_from() {
         let snap = Snapshot::from_objects([route("5", None)]);
         let mut ledger = Ledger::default();
-        let t = plan(&desired(accepted("t1", true)), &snap, &mut ledger, Instant::now(), 10);
+        let t = plan(
+            &desired(accepted("t1", true)),
+            &snap,
+            &mut ledger,
+            Instant::now(),
+            10,
+        );
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].resource_version, "5");
     }
@@ -498,11 +532,34 @@ mod tests {
     fn a_write_the_watch_has_not_delivered_yet_is_not_repeated() {
         let snap = Snapshot::from_objects([route("5", None)]);
         let mut ledger = Ledger::default();
-        ledger.record(key(), "5".into(), Outcome::Written(ObjectStatus::Route(accepted("t1", true))));
+        ledger.record(
+            key(),
+            "5".into(),
+            Outcome::Written(ObjectStatus::Route(accepted("t1", true))),
+        );
         // Computed again from the same stale object: same status, a later stamp.
-        assert!(plan(&desired(accepted("t2", true)), &snap, &mut ledger, Instant::now(), 10).is_empty());
+        assert!(
+            plan(
+                &desired(accepted("t2", true)),
+                &snap,
+                &mut ledger,
+                Instant::now(),
+                10
+            )
+            .is_empty()
+        );
         // But a different status is written.
-        assert_eq!(plan(&desired(accepted("t2", false)), &snap, &mut ledger, Instant::now(), 10).len(), 1);
+        assert_eq!(
+            plan(
+                &desired(accepted("t2", false)),
+                &snap,
+                &mut ledger,
+                Instant::now(),
+                10
+            )
+            .len(),
+            1
+        );
     }
 
     #[test]
@@ -510,9 +567,24 @@ mod tests {
         let mut ledger = Ledger::default();
         ledger.record(key(), "5".into(), Outcome::Stale);
         let stale = Snapshot::from_objects([route("5", None)]);
-        assert!(plan(&desired(accepted("t1", true)), &stale, &mut ledger, Instant::now(), 10).is_empty());
+        assert!(
+            plan(
+                &desired(accepted("t1", true)),
+                &stale,
+                &mut ledger,
+                Instant::now(),
+                10
+            )
+            .is_empty()
+        );
         let fresh = Snapshot::from_objects([route("6", None)]);
-        let t = plan(&desired(accepted("t1", true)), &fresh, &mut ledger, Instant::now(), 10);
+        let t = plan(
+            &desired(accepted("t1", true)),
+            &fresh,
+            &mut ledger,
+            Instant::now(),
+            10,
+        );
         assert_eq!(t[0].resource_version, "6");
     }
 
@@ -532,7 +604,17 @@ mod tests {
         assert!(plan(&desired(accepted("t1", true)), &snap, &mut ledger, now, 10).is_empty());
         assert_eq!(ledger.next_retry(), Some(now + Duration::from_secs(1)));
         let later = now + Duration::from_secs(2);
-        assert_eq!(plan(&desired(accepted("t1", true)), &snap, &mut ledger, later, 10).len(), 1);
+        assert_eq!(
+            plan(
+                &desired(accepted("t1", true)),
+                &snap,
+                &mut ledger,
+                later,
+                10
+            )
+            .len(),
+            1
+        );
     }
 
     #[test]
@@ -540,7 +622,9 @@ mod tests {
         let mut objs = Vec::new();
         let mut want = BTreeMap::new();
         for i in 0..5 {
-            let Object::HttpRoute(mut r) = route("1", None) else { unreachable!() };
+            let Object::HttpRoute(mut r) = route("1", None) else {
+                unreachable!()
+            };
             r.metadata.name = format!("r{i}");
             want.insert(
                 ObjectKey::new(Kind::HTTPRoute, "n", format!("r{i}")),

@@ -29,35 +29,81 @@ async fn acme_scenario_through_the_api() {
     let applied = t0.elapsed();
     wait_route(&c, &careers, "careers", ACME_CONTROLLER, accepted()).await;
     wait_route(&c, &product, "product", ACME_CONTROLLER, accepted()).await;
-    wait_route(&c, &hr, "hr", ACME_CONTROLLER, refused("NotAllowedByListeners")).await;
+    wait_route(
+        &c,
+        &hr,
+        "hr",
+        ACME_CONTROLLER,
+        refused("NotAllowedByListeners"),
+    )
+    .await;
     wait_attached(&c, &infra, "shared-gateway", 2).await;
-    eprintln!("ACME: applied in {applied:?}, every status right {:?} after the first apply", t0.elapsed());
-    let class = c.get(HTTP_V1, "GatewayClass", "", &format!("acme-{sfx}")).await.unwrap();
+    eprintln!(
+        "ACME: applied in {applied:?}, every status right {:?} after the first apply",
+        t0.elapsed()
+    );
+    let class = c
+        .get(HTTP_V1, "GatewayClass", "", &format!("acme-{sfx}"))
+        .await
+        .unwrap();
     assert_eq!(
-        class.data.pointer("/status/conditions/0/status").and_then(|v| v.as_str()),
+        class
+            .data
+            .pointer("/status/conditions/0/status")
+            .and_then(|v| v.as_str()),
         Some("True"),
         "GatewayClass Accepted: {:?}",
         class.data.get("status")
     );
-    let gw = c.get(HTTP_V1, "Gateway", &infra, "shared-gateway").await.unwrap();
+    let gw = c
+        .get(HTTP_V1, "Gateway", &infra, "shared-gateway")
+        .await
+        .unwrap();
     let generation = gw.metadata.generation.unwrap();
-    for cond in gw.data.pointer("/status/conditions").and_then(|v| v.as_array()).unwrap() {
+    for cond in gw
+        .data
+        .pointer("/status/conditions")
+        .and_then(|v| v.as_array())
+        .unwrap()
+    {
         assert_eq!(cond["observedGeneration"], json!(generation), "{cond}");
     }
 
     // Label hr: it is admitted.
     let t = Instant::now();
-    c.merge("v1", "Namespace", "", &hr, json!({"metadata": {"labels": {"shared-gateway-access": "true"}}}))
-        .await;
+    c.merge(
+        "v1",
+        "Namespace",
+        "",
+        &hr,
+        json!({"metadata": {"labels": {"shared-gateway-access": "true"}}}),
+    )
+    .await;
     wait_route(&c, &hr, "hr", ACME_CONTROLLER, accepted()).await;
     wait_attached(&c, &infra, "shared-gateway", 3).await;
-    eprintln!("ACME: hr labelled → Accepted and attachedRoutes 3 in {:?}", t.elapsed());
+    eprintln!(
+        "ACME: hr labelled → Accepted and attachedRoutes 3 in {:?}",
+        t.elapsed()
+    );
 
     // Remove product's label: detached.
     let t = Instant::now();
-    c.merge("v1", "Namespace", "", &product, json!({"metadata": {"labels": {"shared-gateway-access": null}}}))
-        .await;
-    wait_route(&c, &product, "product", ACME_CONTROLLER, refused("NotAllowedByListeners")).await;
+    c.merge(
+        "v1",
+        "Namespace",
+        "",
+        &product,
+        json!({"metadata": {"labels": {"shared-gateway-access": null}}}),
+    )
+    .await;
+    wait_route(
+        &c,
+        &product,
+        "product",
+        ACME_CONTROLLER,
+        refused("NotAllowedByListeners"),
+    )
+    .await;
     wait_attached(&c, &infra, "shared-gateway", 2).await;
     eprintln!("ACME: product unlabelled → detached in {:?}", t.elapsed());
 
@@ -65,7 +111,10 @@ async fn acme_scenario_through_the_api() {
     let t = Instant::now();
     c.delete(HTTP_V1, "HTTPRoute", &careers, "careers").await;
     wait_attached(&c, &infra, "shared-gateway", 1).await;
-    eprintln!("ACME: careers deleted → attachedRoutes 1 in {:?}", t.elapsed());
+    eprintln!(
+        "ACME: careers deleted → attachedRoutes 1 in {:?}",
+        t.elapsed()
+    );
 
     assert_eq!(ctl.counters().status_failures, 0, "{:?}", ctl.counters());
     c.cleanup(&objs).await;
@@ -92,21 +141,38 @@ async fn other_controllers_route_status_entries_are_kept_in_place() {
     }
     c.apply_all(&objs).await;
     // The other controller reports on its parent before we start.
-    let route = c.get(HTTP_V1, "HTTPRoute", &careers, "careers").await.unwrap();
+    let route = c
+        .get(HTTP_V1, "HTTPRoute", &careers, "careers")
+        .await
+        .unwrap();
     let foreign_entry = json!({
         "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "foreign", "namespace": infra},
         "controllerName": theirs,
         "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "theirs",
                         "lastTransitionTime": "2025-01-01T00:00:00Z", "observedGeneration": 1}]
     });
-    c.put_status(&route, json!({"parents": [foreign_entry]})).await.unwrap();
+    c.put_status(&route, json!({"parents": [foreign_entry]}))
+        .await
+        .unwrap();
 
     let ctl = start(&c, Options::new(&ours)).await;
     wait_route(&c, &careers, "careers", &ours, accepted()).await;
-    let route = c.get(HTTP_V1, "HTTPRoute", &careers, "careers").await.unwrap();
-    let parents = route.data.pointer("/status/parents").unwrap().as_array().unwrap().clone();
+    let route = c
+        .get(HTTP_V1, "HTTPRoute", &careers, "careers")
+        .await
+        .unwrap();
+    let parents = route
+        .data
+        .pointer("/status/parents")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(parents.len(), 2, "{parents:?}");
-    assert_eq!(parents[0], foreign_entry, "the other controller's entry is first and untouched");
+    assert_eq!(
+        parents[0], foreign_entry,
+        "the other controller's entry is first and untouched"
+    );
 
     // The other controller updates its entry; then our part changes. Both stay.
     let mut updated = foreign_entry.clone();
@@ -122,10 +188,28 @@ async fn other_controllers_route_status_entries_are_kept_in_place() {
         json!({"metadata": {"labels": {"shared-gateway-access": null}}}),
     )
     .await;
-    wait_route(&c, &careers, "careers", &ours, refused("NotAllowedByListeners")).await;
-    let route = c.get(HTTP_V1, "HTTPRoute", &careers, "careers").await.unwrap();
-    let parents = route.data.pointer("/status/parents").unwrap().as_array().unwrap();
-    assert_eq!(parents[0], updated, "the other controller's newer entry survives our write");
+    wait_route(
+        &c,
+        &careers,
+        "careers",
+        &ours,
+        refused("NotAllowedByListeners"),
+    )
+    .await;
+    let route = c
+        .get(HTTP_V1, "HTTPRoute", &careers, "careers")
+        .await
+        .unwrap();
+    let parents = route
+        .data
+        .pointer("/status/parents")
+        .unwrap()
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        parents[0], updated,
+        "the other controller's newer entry survives our write"
+    );
     assert_eq!(parents.len(), 2);
 
     // Once the route no longer names our Gateway, our entry is removed and theirs stays.
@@ -141,9 +225,21 @@ async fn other_controllers_route_status_entries_are_kept_in_place() {
         let c = &c;
         let careers = &careers;
         async move {
-            let r = c.get(HTTP_V1, "HTTPRoute", careers, "careers").await.unwrap();
-            let p = r.data.pointer("/status/parents").and_then(|v| v.as_array()).cloned().unwrap_or_default();
-            if p.len() == 1 { Ok(p) } else { Err(format!("{p:?}")) }
+            let r = c
+                .get(HTTP_V1, "HTTPRoute", careers, "careers")
+                .await
+                .unwrap();
+            let p = r
+                .data
+                .pointer("/status/parents")
+                .and_then(|v| v.as_array())
+                .cloned()
+                .unwrap_or_default();
+            if p.len() == 1 {
+                Ok(p)
+            } else {
+                Err(format!("{p:?}"))
+            }
         }
     })
     .await;
@@ -173,12 +269,26 @@ async fn nothing_changes_means_no_status_writes() {
     let gw_before = c.versions(HTTP_V1, "Gateway", &infra).await;
 
     // An annotation is not part of the spec: no generation, no status change.
-    c.merge(HTTP_V1, "HTTPRoute", &hr, "hr", json!({"metadata": {"annotations": {"note": "x"}}}))
-        .await;
+    c.merge(
+        HTTP_V1,
+        "HTTPRoute",
+        &hr,
+        "hr",
+        json!({"metadata": {"annotations": {"note": "x"}}}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(ctl.counters().status_writes, writes, "no status changed, so nothing may be written");
+    assert_eq!(
+        ctl.counters().status_writes,
+        writes,
+        "no status changed, so nothing may be written"
+    );
     assert_eq!(c.versions(HTTP_V1, "Gateway", &infra).await, gw_before);
-    assert_ne!(c.versions(HTTP_V1, "HTTPRoute", &hr).await, before, "the annotation did change the route");
+    assert_ne!(
+        c.versions(HTTP_V1, "HTTPRoute", &hr).await,
+        before,
+        "the annotation did change the route"
+    );
 
     // A second controller over the settled state writes nothing either.
     ctl.shutdown().await;
@@ -213,11 +323,21 @@ async fn only_the_leader_writes_and_a_successor_takes_over() {
     wait_route(&c, &hr, "hr", &ours, refused("NotAllowedByListeners")).await;
     wait_attached(&c, &infra, "shared-gateway", 2).await;
     let (ca, cb) = (a.counters(), b.counters());
-    assert!(ca.leader != cb.leader, "exactly one leader: a {ca:?}, b {cb:?}");
+    assert!(
+        ca.leader != cb.leader,
+        "exactly one leader: a {ca:?}, b {cb:?}"
+    );
     let (leader, follower) = if ca.leader { (a, b) } else { (b, a) };
     assert!(leader.counters().status_writes >= 5);
-    assert_eq!(follower.counters().status_writes, 0, "the follower computes but never writes");
-    assert!(follower.state().borrow().computed.statuses.len() >= 5, "the follower computes too");
+    assert_eq!(
+        follower.counters().status_writes,
+        0,
+        "the follower computes but never writes"
+    );
+    assert!(
+        follower.state().borrow().computed.statuses.len() >= 5,
+        "the follower computes too"
+    );
 
     // The leader dies without releasing the Lease.
     let killed = Instant::now();
@@ -231,10 +351,19 @@ async fn only_the_leader_writes_and_a_successor_takes_over() {
     eprintln!("leader election: successor leads {takeover:?} after the leader died (lease 2 s)");
     // The last renewal was at most one retry period (250 ms) before the
     // kill; the Lease is valid for 2 s after it.
-    assert!(takeover >= Duration::from_millis(1750), "not before the lease expired: {takeover:?}");
+    assert!(
+        takeover >= Duration::from_millis(1750),
+        "not before the lease expired: {takeover:?}"
+    );
 
-    c.merge("v1", "Namespace", "", &hr, json!({"metadata": {"labels": {"shared-gateway-access": "true"}}}))
-        .await;
+    c.merge(
+        "v1",
+        "Namespace",
+        "",
+        &hr,
+        json!({"metadata": {"labels": {"shared-gateway-access": "true"}}}),
+    )
+    .await;
     wait_route(&c, &hr, "hr", &ours, accepted()).await;
     wait_attached(&c, &infra, "shared-gateway", 3).await;
     let f = follower.counters();

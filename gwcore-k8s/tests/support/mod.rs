@@ -71,7 +71,11 @@ pub fn suffix(tag: &str) -> String {
 /// and the GatewayClass suffixed (so that runs and tests do not meet) and
 /// the class pointed at `controller`.
 pub fn acme(sfx: &str, controller: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/acme/acme.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/acme/acme.yaml"
+    ))
+    .unwrap();
     let mut out = Vec::new();
     for doc in serde_norway::Deserializer::from_str(&text) {
         let mut v: Value = serde::Deserialize::deserialize(doc).unwrap();
@@ -97,7 +101,10 @@ fn rename(v: &mut Value, sfx: &str, controller: &str) {
     if kind == "Gateway" {
         v["spec"]["gatewayClassName"] = s(&v["spec"]["gatewayClassName"]);
     }
-    if let Some(prs) = v.pointer_mut("/spec/parentRefs").and_then(Value::as_array_mut) {
+    if let Some(prs) = v
+        .pointer_mut("/spec/parentRefs")
+        .and_then(Value::as_array_mut)
+    {
         for p in prs {
             if p.get("namespace").is_some() {
                 p["namespace"] = s(&p["namespace"]);
@@ -142,11 +149,18 @@ impl Cluster {
             }
         }
         let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-        let ns = obj["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let api = self.api(&api_version, &kind, &ns);
-        api.patch(&name, &PatchParams::apply("gwcore-test").force(), &Patch::Apply(&obj))
-            .await
-            .unwrap_or_else(|e| panic!("apply {kind} {ns}/{name}: {e}"))
+        api.patch(
+            &name,
+            &PatchParams::apply("gwcore-test").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply {kind} {ns}/{name}: {e}"))
     }
 
     /// Applies every object, in order.
@@ -166,7 +180,11 @@ impl Cluster {
 
     /// Deletes an object (absent is fine).
     pub async fn delete(&self, api_version: &str, kind: &str, ns: &str, name: &str) {
-        match self.api(api_version, kind, ns).delete(name, &DeleteParams::default()).await {
+        match self
+            .api(api_version, kind, ns)
+            .delete(name, &DeleteParams::default())
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.is_not_found() => {}
             Err(e) => panic!("delete {kind} {ns}/{name}: {e}"),
@@ -174,12 +192,22 @@ impl Cluster {
     }
 
     /// Reads an object.
-    pub async fn get(&self, api_version: &str, kind: &str, ns: &str, name: &str) -> Option<DynamicObject> {
+    pub async fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: &str,
+        name: &str,
+    ) -> Option<DynamicObject> {
         self.api(api_version, kind, ns).get_opt(name).await.unwrap()
     }
 
     /// Replaces an object's status as another controller would.
-    pub async fn put_status(&self, obj: &DynamicObject, status: Value) -> Result<DynamicObject, kube::Error> {
+    pub async fn put_status(
+        &self,
+        obj: &DynamicObject,
+        status: Value,
+    ) -> Result<DynamicObject, kube::Error> {
         let ar = self.resource(
             obj.types.as_ref().unwrap().api_version.as_str(),
             obj.types.as_ref().unwrap().kind.as_str(),
@@ -189,25 +217,44 @@ impl Cluster {
         let mut body = obj.clone();
         body.metadata.managed_fields = None;
         body.data["status"] = status;
-        api.replace_status(obj.metadata.name.as_deref().unwrap(), &PostParams::default(), &body)
-            .await
+        api.replace_status(
+            obj.metadata.name.as_deref().unwrap(),
+            &PostParams::default(),
+            &body,
+        )
+        .await
     }
 
     /// The `resourceVersion` of every object of a kind in a namespace.
-    pub async fn versions(&self, api_version: &str, kind: &str, ns: &str) -> BTreeMap<String, String> {
+    pub async fn versions(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: &str,
+    ) -> BTreeMap<String, String> {
         self.api(api_version, kind, ns)
             .list(&ListParams::default())
             .await
             .unwrap()
             .items
             .into_iter()
-            .map(|o| (o.metadata.name.unwrap(), o.metadata.resource_version.unwrap()))
+            .map(|o| {
+                (
+                    o.metadata.name.unwrap(),
+                    o.metadata.resource_version.unwrap(),
+                )
+            })
             .collect()
     }
 
     /// `(Accepted status, reason)` of the route's `status.parents` entry
     /// written by `controller`, if any.
-    pub async fn route_accepted(&self, ns: &str, name: &str, controller: &str) -> Option<(String, String)> {
+    pub async fn route_accepted(
+        &self,
+        ns: &str,
+        name: &str,
+        controller: &str,
+    ) -> Option<(String, String)> {
         let r = self.get(HTTP_V1, "HTTPRoute", ns, name).await?;
         route_accepted(&r, controller)
     }
@@ -215,7 +262,9 @@ impl Cluster {
     /// `attachedRoutes` of the Gateway's first listener.
     pub async fn attached_routes(&self, ns: &str, name: &str) -> Option<i64> {
         let g = self.get(HTTP_V1, "Gateway", ns, name).await?;
-        g.data.pointer("/status/listeners/0/attachedRoutes").and_then(Value::as_i64)
+        g.data
+            .pointer("/status/listeners/0/attachedRoutes")
+            .and_then(Value::as_i64)
     }
 
     /// Deletes the Gateway API objects a test made (namespaces stay: without
@@ -247,7 +296,10 @@ pub fn route_accepted(r: &DynamicObject, controller: &str) -> Option<(String, St
         .as_array()?
         .iter()
         .find(|c| c["type"] == "Accepted")?;
-    Some((c["status"].as_str()?.to_string(), c["reason"].as_str()?.to_string()))
+    Some((
+        c["status"].as_str()?.to_string(),
+        c["reason"].as_str()?.to_string(),
+    ))
 }
 
 pub fn accepted() -> Option<(String, String)> {
@@ -272,37 +324,64 @@ where
             Ok(v) => return (v, start.elapsed()),
             Err(e) => e,
         };
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}; last seen: {last}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}; last seen: {last}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// Waits until the route's entry by `controller` says `want`.
-pub async fn wait_route(c: &Cluster, ns: &str, name: &str, controller: &str, want: Option<(String, String)>) -> Duration {
-    eventually(&format!("HTTPRoute {ns}/{name} Accepted = {want:?}"), Duration::from_secs(30), || {
-        let want = want.clone();
-        async move {
-            let got = c.route_accepted(ns, name, controller).await;
-            if got == want { Ok(()) } else { Err(format!("{got:?}")) }
-        }
-    })
+pub async fn wait_route(
+    c: &Cluster,
+    ns: &str,
+    name: &str,
+    controller: &str,
+    want: Option<(String, String)>,
+) -> Duration {
+    eventually(
+        &format!("HTTPRoute {ns}/{name} Accepted = {want:?}"),
+        Duration::from_secs(30),
+        || {
+            let want = want.clone();
+            async move {
+                let got = c.route_accepted(ns, name, controller).await;
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!("{got:?}"))
+                }
+            }
+        },
+    )
     .await
     .1
 }
 
 /// Waits until the Gateway's first listener has `n` attached routes.
 pub async fn wait_attached(c: &Cluster, ns: &str, name: &str, n: i64) -> Duration {
-    eventually(&format!("Gateway {ns}/{name} attachedRoutes = {n}"), Duration::from_secs(30), || async move {
-        let got = c.attached_routes(ns, name).await;
-        if got == Some(n) { Ok(()) } else { Err(format!("{got:?}")) }
-    })
+    eventually(
+        &format!("Gateway {ns}/{name} attachedRoutes = {n}"),
+        Duration::from_secs(30),
+        || async move {
+            let got = c.attached_routes(ns, name).await;
+            if got == Some(n) {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    )
     .await
     .1
 }
 
 /// Starts a controller and waits until it has listed everything.
 pub async fn start(c: &Cluster, opts: Options) -> Controller {
-    let ctl = Controller::start(c.client.clone(), opts).await.expect("controller start");
+    let ctl = Controller::start(c.client.clone(), opts)
+        .await
+        .expect("controller start");
     tokio::time::timeout(Duration::from_secs(30), ctl.synced())
         .await
         .expect("controller synced within 30 s");
@@ -315,5 +394,9 @@ where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = ()>,
 {
-    futures_util::stream::iter(0..n).map(make).buffer_unordered(k).collect::<Vec<()>>().await;
+    futures_util::stream::iter(0..n)
+        .map(make)
+        .buffer_unordered(k)
+        .collect::<Vec<()>>()
+        .await;
 }
