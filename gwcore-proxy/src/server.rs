@@ -21,6 +21,10 @@ use crate::config::PortMode;
 use crate::forward::ClientInfo;
 use crate::proxy::Proxy;
 
+/// How long a client may take to send a request head on HTTP/1.1 (and so
+/// how long an idle keep-alive connection is kept).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Where each Gateway port is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenOptions {
@@ -272,7 +276,17 @@ pub(crate) async fn serve_http<I>(
         let info = info.clone();
         async move { Ok::<_, std::convert::Infallible>(proxy.handle(&info, req).await) }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client gets this long to send each request head, which also closes
+    // idle keep-alive connections and stalls slow-header clients.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30));
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
     if *drain.borrow() {
