@@ -2,7 +2,7 @@
 //!
 //! The routing table in `gwcore::table` covers HTTP and gRPC; these pure
 //! functions do the same job for TLSRoute and TCPRoute from the engine's
-//! [`GatewayRouting`], with no I/O, so the connection code in [`crate::tcp`]
+//! [`GatewayRouting`], with no I/O, so the connection code (`tcp.rs`)
 //! stays thin.
 
 use gwcore::attachments::{

@@ -2,23 +2,35 @@
 //!
 //! Serves the routing table that `gwcore` compiles: HTTP/1.1 with
 //! keep-alive, HTTP/2 (h2c with prior knowledge, and over TLS by ALPN),
-//! HTTPS listeners terminating TLS with the certificates of their Secrets,
-//! forwarding to backends over pooled connections, WebSocket upgrades, hot
-//! reload without dropping connections, an admin endpoint, and echo
-//! backends for demos and conformance.
+//! HTTPS listeners terminating TLS with the certificates of their Secrets
+//! (chosen by SNI, 421 for a Host of another listener), TLS listeners in
+//! Passthrough mode routed by the ClientHello's SNI and in Terminate mode,
+//! TCPRoutes, forwarding to backends over pooled connections (HTTP/2 for
+//! gRPC and `kubernetes.io/h2c` backends), weights, timeouts, retries,
+//! mirrors, WebSocket upgrades, hot reload without dropping connections,
+//! an admin endpoint, and echo backends for demos and conformance.
 //!
 //! ```text
 //!  files ──FileProvider──▶ Snapshot ──Config::build──▶ Config (tables, endpoints, TLS)
-//!    ▲  poll mtimes                                        │ ArcSwap (whole swap)
-//!    └──────────── reload ◀────────────────────────────────┤
+//!    ▲  poll mtimes            ▲                           │ ArcSwap (whole swap)
+//!    └──── Runtime::poll       └── Runtime::apply ◀────────┤ (embedding programs)
 //!                                                          ▼
 //!  client ──socket per Gateway port──▶ Proxy::handle ──table.find(head)──▶ Decision
 //!                                                          │
-//!                          respond (404/500/redirect) ◀────┴──▶ forward ──▶ backend
+//!                   respond (404/421/500/redirect) ◀───────┴──▶ route::forward ──▶ backend
+//!  TLS passthrough / TLS terminate / TCP ──l4 (SNI, TLSRoute/TCPRoute)──▶ byte copy ──▶ backend
 //! ```
 //!
-//! The proxy holds no routing logic of its own: [`gwcore::table`] decides,
-//! and [`route`] maps each decision to an HTTP exchange.
+//! The proxy holds no HTTP routing logic of its own: [`gwcore::table`]
+//! decides, filters are the table's pure functions, and [`route`] maps each
+//! decision to an HTTP exchange. TLSRoute and TCPRoute, which the table
+//! does not cover, are chosen by the pure functions of [`l4`].
+//!
+//! Modules, from the outside in: [`provider`] (file watching, reloads,
+//! [`provider::Runtime`]), [`server`] (sockets per port, connections,
+//! draining), [`tls`], [`proxy`] (shared state, access log, metrics),
+//! [`route`], [`forward`] (proxy headers, pools), [`endpoints`], [`echo`],
+//! [`admin`], [`metrics`].
 //!
 //! ```no_run
 //! use gwcore_proxy::provider::{Runtime, RuntimeOptions};
