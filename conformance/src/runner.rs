@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use gwcore::engine::{ComputeOptions, Computed, compute};
+use gwcore::status::GatewayStatusAddress;
 use gwcore::status::GatewayClassStatus;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -746,9 +747,16 @@ fn endpoints_from(
     Ok(Some(json!({"endpoints": endpoints})))
 }
 
+/// The address the simulated deployment serves its Gateways on: engine mode
+/// plays a data plane listening on loopback, as wire mode does for real.
+const GATEWAY_ADDRESS: &str = "127.0.0.1";
+
 /// Runs the engine until its statuses settle, writing them back.
 fn reconcile(cluster: &mut Cluster, controller: &str, now: &str) -> Result<Computed, String> {
-    let opts = ComputeOptions::new(controller, now);
+    let opts = ComputeOptions::new(controller, now).with_addresses(vec![GatewayStatusAddress {
+        type_: Some("IPAddress".into()),
+        value: GATEWAY_ADDRESS.into(),
+    }]);
     for _ in 0..MAX_RECONCILES {
         let (snapshot, diags) = cluster.snapshot();
         if let Some(d) = diags.first() {
