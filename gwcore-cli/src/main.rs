@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod check;
 mod common;
+mod controller;
 mod explain;
 mod generate;
 mod serve;
@@ -29,6 +30,9 @@ enum Command {
     Generate(generate::Args),
     /// Serve Gateways from manifests (watched for changes): the data plane.
     Serve(serve::Args),
+    /// Run the Kubernetes controller: watch the API server and write
+    /// status (from the elected replica).
+    Controller(controller::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Controller(args) => controller::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Generate(args) => generate::run(args),
     }

@@ -12,7 +12,7 @@ use gwcore_proxy::server::ListenOptions;
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Manifest files or folders, watched for changes.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "kubernetes")]
     paths: Vec<PathBuf>,
     /// Act as this controller: serve the Gateways of GatewayClasses whose
     /// `spec.controllerName` is this.
@@ -44,6 +44,12 @@ pub(crate) struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Watch a Kubernetes API server instead of files: every replica
+    /// serves; the elected one also writes status (as `gwcore controller`).
+    #[arg(long, conflicts_with = "paths")]
+    kubernetes: bool,
+    #[command(flatten)]
+    kube: crate::controller::KubeArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -110,6 +116,18 @@ async fn serve(args: Args) -> ExitCode {
         },
         echo_backends: args.echo_backends,
     };
+    if args.kubernetes {
+        let grace = Duration::from_secs(args.grace_secs);
+        return crate::controller::serve(
+            &args.controller_name,
+            &args.kube,
+            opts,
+            args.admin,
+            grace,
+            shutdown_signal(),
+        )
+        .await;
+    }
     let runtime = match Runtime::start(args.paths.clone(), opts).await {
         Ok(r) => r,
         Err(e) => {
@@ -148,7 +166,7 @@ async fn serve(args: Args) -> ExitCode {
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -1,0 +1,317 @@
+//! `gwcore controller`: the Kubernetes controller, status only; and the
+//! Kubernetes side of `gwcore serve --kubernetes`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gwcore::status::GatewayStatusAddress;
+use gwcore_k8s::{Controller, LeaseOptions, Metrics, Options, State};
+use gwcore_proxy::provider::{Runtime, RuntimeOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How to reach the API server and elect a leader (shared by `gwcore
+/// controller` and `gwcore serve --kubernetes`).
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct KubeArgs {
+    /// Kubeconfig file. Default: `$KUBECONFIG`, then `~/.kube/config`, then
+    /// the in-cluster service account.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace of the leader-election Lease. Default: `$POD_NAMESPACE`,
+    /// else `gwcore-system`.
+    #[arg(long, value_name = "NS")]
+    lease_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "gwcore-controller")]
+    lease_name: String,
+    /// This replica's identity in the Lease. Default: `$POD_NAME`, else the
+    /// host name and process id.
+    #[arg(long)]
+    identity: Option<String>,
+    /// Write status without electing a leader (only for a single replica).
+    #[arg(long)]
+    no_leader_election: bool,
+    /// Report this address in Gateways' `status.addresses` (repeatable; an
+    /// IP is an `IPAddress`, anything else a `Hostname`).
+    #[arg(long = "gateway-address", value_name = "ADDR")]
+    gateway_addresses: Vec<String>,
+    /// Report the load-balancer addresses of this Service (`NS/NAME`) in
+    /// Gateways' `status.addresses`.
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_ns_name)]
+    address_service: Option<(String, String)>,
+}
+
+fn parse_ns_name(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() => Ok((ns.into(), name.into())),
+        _ => Err(format!("expected NAMESPACE/NAME, got {s:?}")),
+    }
+}
+
+/// Arguments of `gwcore controller`.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Act as this controller: process GatewayClasses whose
+    /// `spec.controllerName` is this.
+    #[arg(long, default_value = "gwcore.dev/gateway-controller")]
+    controller_name: String,
+    #[command(flatten)]
+    kube: KubeArgs,
+    /// Serve /healthz, /readyz (200 once every kind is listed) and /metrics
+    /// on this address.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+pub(crate) fn run(args: Args) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let stop = crate::serve::shutdown_signal();
+        tokio::pin!(stop);
+        let ctl = tokio::select! {
+            c = start(&args.controller_name, &args.kube) => match c {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            _ = &mut stop => return ExitCode::SUCCESS,
+        };
+        if let Some(addr) = args.admin {
+            match admin(addr, ctl.state(), ctl.metrics()).await {
+                Ok(local) => tracing::info!(addr = %local, "admin endpoint"),
+                Err(e) => {
+                    eprintln!("error: cannot serve the admin endpoint on {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        stop.await;
+        tracing::info!("stopping: releasing the lease");
+        ctl.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Connects to the API server and starts the controller, retrying
+/// discovery (every 2 s) while the API server cannot be reached.
+pub(crate) async fn start(controller_name: &str, kube: &KubeArgs) -> Result<Controller, String> {
+    let config = match &kube.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| format!("bad kubeconfig {}: {e}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("no Kubernetes configuration (kubeconfig or in-cluster): {e}"))?,
+    };
+    let client =
+        kube::Client::try_from(config).map_err(|e| format!("cannot build the client: {e}"))?;
+    let mut opts = Options::new(controller_name);
+    opts.addresses = kube
+        .gateway_addresses
+        .iter()
+        .map(|a| GatewayStatusAddress {
+            type_: Some(
+                if a.parse::<IpAddr>().is_ok() {
+                    "IPAddress"
+                } else {
+                    "Hostname"
+                }
+                .into(),
+            ),
+            value: a.clone(),
+        })
+        .collect();
+    opts.address_service = kube.address_service.clone();
+    if !kube.no_leader_election {
+        let ns = kube
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "gwcore-system".into());
+        let identity = kube
+            .identity
+            .clone()
+            .or_else(|| std::env::var("POD_NAME").ok())
+            .unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "gwcore".into());
+                format!("{host}-{}", std::process::id())
+            });
+        let mut lease = LeaseOptions::new(ns, identity);
+        lease.name = kube.lease_name.clone();
+        opts.lease = Some(lease);
+    }
+    loop {
+        match Controller::start(client.clone(), opts.clone()).await {
+            Ok(c) => {
+                tracing::info!(
+                    controller = controller_name,
+                    kinds = ?c.served().iter().map(|(k, r)| format!("{k} {}", r.api_version)).collect::<Vec<_>>(),
+                    "watching"
+                );
+                return Ok(c);
+            }
+            Err(gwcore_k8s::DiscoveryError::Api(e)) => {
+                tracing::warn!(error = %e, "cannot reach the API server; retrying in 2 s");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// `gwcore serve --kubernetes`: the controller feeds the proxy. Every
+/// replica serves; the Lease holder also writes status.
+pub(crate) async fn serve(
+    controller_name: &str,
+    kube: &KubeArgs,
+    opts: RuntimeOptions,
+    admin_addr: Option<SocketAddr>,
+    grace: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> ExitCode {
+    tokio::pin!(stop);
+    let ctl = tokio::select! {
+        c = start(controller_name, kube) => match c {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ = &mut stop => return ExitCode::SUCCESS,
+    };
+    let mut state = ctl.state();
+    tokio::select! {
+        _ = ctl.synced() => {}
+        _ = &mut stop => { ctl.shutdown().await; return ExitCode::SUCCESS }
+    }
+    let first = state.borrow_and_update().snapshot.clone();
+    let mut runtime = match Runtime::from_snapshot(first, opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _admin = match admin_addr {
+        Some(addr) => match gwcore_proxy::admin::serve(runtime.proxy().clone(), addr).await {
+            Ok((local, task)) => {
+                tracing::info!(addr = %local, "admin endpoint");
+                Some(task)
+            }
+            Err(e) => {
+                eprintln!("error: cannot serve the admin endpoint on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            r = state.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                let snapshot = state.borrow_and_update().snapshot.clone();
+                runtime.apply(snapshot).await;
+            }
+        }
+    }
+    runtime.shutdown(grace).await;
+    ctl.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// A minimal HTTP/1.1 admin endpoint: `/healthz` (the process runs),
+/// `/readyz` (200 once every watched kind has been listed and the engine
+/// has run), `/metrics` (Prometheus text). One request per connection.
+async fn admin(
+    addr: SocketAddr,
+    state: watch::Receiver<Arc<State>>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let state = state.clone();
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut n = 0;
+                while n < buf.len() {
+                    match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf[n..]))
+                        .await
+                    {
+                        Ok(Ok(0)) | Err(_) | Ok(Err(_)) => return,
+                        Ok(Ok(k)) => n += k,
+                    }
+                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let path = head.split_whitespace().nth(1).unwrap_or("/");
+                let (code, body) = match path {
+                    "/healthz" => ("200 OK", "ok\n".to_string()),
+                    "/readyz" if state.borrow().synced => ("200 OK", "ready\n".to_string()),
+                    "/readyz" => ("503 Service Unavailable", "not synced yet\n".to_string()),
+                    "/metrics" => ("200 OK", metrics.prometheus()),
+                    _ => ("404 Not Found", "not found\n".to_string()),
+                };
+                let resp = format!(
+                    "HTTP/1.1 {code}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    Ok(local)
+}
