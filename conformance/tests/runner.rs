@@ -76,7 +76,7 @@ fn a_refused_route_gets_404_and_a_right_expectation_passes() {
 #[test]
 fn wire_only_requests_count_but_do_not_run() {
     let yaml = format!(
-        "{HEAD}steps:\n- gateways:\n  - name: infra-ns/shared-gateway\n    addresses: present\n  requests:\n  - {{gateway: infra-ns/shared-gateway, port: 80, request: {{path: /careers}}, backend: careers, wire_only: true}}\n"
+        "{HEAD}steps:\n- requests:\n  - {{gateway: infra-ns/shared-gateway, port: 80, request: {{path: /careers}}, backend: careers, wire_only: true}}\n"
     );
     let (report, v) = run("wire-only", &yaml);
     assert_eq!(
