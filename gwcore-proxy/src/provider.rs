@@ -180,9 +180,10 @@ pub enum StartError {
     /// The manifests have errors.
     #[error("the manifests have errors:\n{}", .0.join("\n"))]
     Invalid(Vec<String>),
-    /// An echo backend could not start.
-    #[error("cannot start an echo backend: {0}")]
-    Echo(#[from] std::io::Error),
+    /// An echo backend could not start, or building the configuration
+    /// failed.
+    #[error("cannot start: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// A running proxy: the state, the sockets, the echo backends, and what a
@@ -238,7 +239,8 @@ impl Runtime {
             Some(e) => e.sync(&snapshot).await?,
             None => BTreeMap::new(),
         };
-        let config = Config::build(1, snapshot, diagnostics, &build_options(&opts), &extra);
+        let config =
+            build_off_thread(1, snapshot, diagnostics, build_options(&opts), extra).await?;
         let proxy = Proxy::new(config);
         proxy.metrics().record_reload(ReloadOutcome::Applied, 1);
         let mut server = Server::new(proxy.clone(), opts.listen.clone());
@@ -359,13 +361,14 @@ impl Runtime {
             Some(e) => e.sync(&snapshot).await?,
             None => BTreeMap::new(),
         };
-        Ok(Config::build(
+        build_off_thread(
             generation,
             snapshot,
             diagnostics,
-            &build_options(&self.opts),
-            &extra,
-        ))
+            build_options(&self.opts),
+            extra,
+        )
+        .await
     }
 
     /// Polls the inputs every `interval` until `stop` resolves, then drains
@@ -394,6 +397,23 @@ impl Runtime {
         self.proxy.set_ready(false);
         self.server.shutdown(grace).await;
     }
+}
+
+/// Computes and compiles a configuration on the blocking pool: a large one
+/// takes milliseconds of CPU that must not stall the connections served by
+/// the async workers.
+async fn build_off_thread(
+    generation: u64,
+    snapshot: Snapshot,
+    diagnostics: Vec<gwcore::load::Diagnostic>,
+    opts: BuildOptions,
+    extra: BTreeMap<ObjectKey, SocketAddr>,
+) -> std::io::Result<Config> {
+    tokio::task::spawn_blocking(move || {
+        Config::build(generation, snapshot, diagnostics, &opts, &extra)
+    })
+    .await
+    .map_err(std::io::Error::other)
 }
 
 fn build_options(opts: &RuntimeOptions) -> BuildOptions {
