@@ -15,7 +15,7 @@ fn compile(c: &mut Criterion) {
     for n in SIZES {
         let r = routing(n);
         g.bench_with_input(BenchmarkId::from_parameter(n), &r, |b, r| {
-            b.iter(|| Table::compile(black_box(r)))
+            b.iter_with_large_drop(|| Table::compile(black_box(r)))
         });
     }
     g.finish();

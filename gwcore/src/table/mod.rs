@@ -52,6 +52,7 @@
 
 pub mod explain;
 pub mod filters;
+mod index;
 mod matching;
 pub mod path;
 mod precedence;
@@ -59,8 +60,7 @@ mod request;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,149 +79,8 @@ pub use path::PathError;
 pub use precedence::{CreationTime, HostRank, MatchRank, PathRank, Precedence, RouteRank, Step};
 pub use request::{RequestHead, normalize_host};
 
+use index::{FastMap, HostMap, PathTrie, ROOT, TrieBuilder};
 use matching::Conditions;
-
-// ---------------------------------------------------------------------------
-// A small, fast hasher for the host and gRPC method maps. Keys come from
-// configuration (route and listener hostnames), lookups from requests.
-
-#[derive(Default, Clone, Copy)]
-struct FastHasher(u64);
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl Hasher for FastHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = self.0;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(SEED);
-        }
-        let rem = chunks.remainder();
-        if !rem.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rem.len()].copy_from_slice(rem);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(SEED);
-        }
-        self.0 = h;
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(SEED);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // Mix high bits down: hashbrown uses both ends of the hash.
-        self.0 ^ (self.0 >> 29)
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
-
-// ---------------------------------------------------------------------------
-// Host maps: exact, wildcard suffix, catch-all.
-
-#[derive(Debug)]
-struct HostMap<T> {
-    exact: FastMap<Box<str>, T>,
-    /// Keyed by the wildcard's suffix including its dot (`.example.com`).
-    wild: FastMap<Box<str>, T>,
-    wild_min: usize,
-    wild_max: usize,
-    any: Option<T>,
-}
-
-impl<T> Default for HostMap<T> {
-    fn default() -> Self {
-        HostMap {
-            exact: FastMap::default(),
-            wild: FastMap::default(),
-            wild_min: usize::MAX,
-            wild_max: 0,
-            any: None,
-        }
-    }
-}
-
-impl<T> HostMap<T> {
-    fn insert_if_absent(&mut self, hostname: Option<&str>, v: T) {
-        match hostname {
-            None => {
-                if self.any.is_none() {
-                    self.any = Some(v);
-                }
-            }
-            Some(h) => match h.strip_prefix('*') {
-                Some(suffix) => {
-                    self.wild_min = self.wild_min.min(suffix.len());
-                    self.wild_max = self.wild_max.max(suffix.len());
-                    self.wild.entry(suffix.into()).or_insert(v);
-                }
-                None => {
-                    self.exact.entry(h.into()).or_insert(v);
-                }
-            },
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wild.is_empty() && self.any.is_none()
-    }
-
-    /// Calls `f` on the entries that accept `host`, most specific first,
-    /// until it returns `Some`.
-    #[inline]
-    fn find_map<'a, R>(&'a self, host: &str, mut f: impl FnMut(&'a T) -> Option<R>) -> Option<R> {
-        if !self.exact.is_empty()
-            && let Some(t) = self.exact.get(host)
-            && let Some(r) = f(t)
-        {
-            return Some(r);
-        }
-        if !self.wild.is_empty() {
-            let b = host.as_bytes();
-            for i in 1..b.len() {
-                if b[i] != b'.' {
-                    continue;
-                }
-                let l = b.len() - i;
-                if l > self.wild_max {
-                    continue;
-                }
-                if l < self.wild_min {
-                    break;
-                }
-                if let Some(t) = self.wild.get(&host[i..])
-                    && let Some(r) = f(t)
-                {
-                    return Some(r);
-                }
-            }
-        }
-        self.any.as_ref().and_then(f)
-    }
-}
-
-impl<T: Default> HostMap<T> {
-    fn entry(&mut self, hostname: Option<&str>) -> &mut T {
-        match hostname {
-            None => self.any.get_or_insert_with(T::default),
-            Some(h) => match h.strip_prefix('*') {
-                Some(suffix) => {
-                    self.wild_min = self.wild_min.min(suffix.len());
-                    self.wild_max = self.wild_max.max(suffix.len());
-                    self.wild.entry(suffix.into()).or_default()
-                }
-                None => self.exact.entry(h.into()).or_default(),
-            },
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Public descriptions.
@@ -334,6 +193,11 @@ pub struct Rule {
     mirrors: Box<[Mirror]>,
     timeouts: Timeouts,
     retry: Option<Box<HttpRouteRetry>>,
+    /// Whether a filter can answer by itself (Unsupported, RequestRedirect,
+    /// CORS preflight); when not, `decide` skips the filters.
+    scan_filters: bool,
+    /// Why the rule cannot forward at all, decided at compile time.
+    no_forward: Option<RespondReason>,
 }
 
 impl Rule {
@@ -383,105 +247,12 @@ struct Candidate {
     match_index: u32,
 }
 
-/// A trie node: children by segment (sorted), candidate ids of the Exact
-/// paths ending here and of the PathPrefixes ending here.
-#[derive(Debug, Default)]
-struct Node {
-    children: Box<[(Box<str>, u32)]>,
-    exact: Box<[u32]>,
-    prefix: Box<[u32]>,
-    parent: u32,
-}
-
+/// The HTTP candidates of one route hostname.
 #[derive(Debug, Default)]
 struct HttpBucket {
-    nodes: Box<[Node]>,
+    trie: PathTrie,
+    /// RegularExpression paths, best first.
     regex: Box<[u32]>,
-}
-
-impl HttpBucket {
-    #[inline]
-    fn child(&self, n: u32, seg: &str) -> Option<u32> {
-        let ch = &self.nodes[n as usize].children;
-        if ch.len() <= 8 {
-            ch.iter().find(|(s, _)| **s == *seg).map(|c| c.1)
-        } else {
-            ch.binary_search_by(|(s, _)| (**s).cmp(seg))
-                .ok()
-                .map(|i| ch[i].1)
-        }
-    }
-}
-
-/// A trie node while the bucket is built.
-#[derive(Debug, Default)]
-struct BuildNode {
-    children: Vec<(Box<str>, u32)>,
-    exact: Vec<u32>,
-    prefix: Vec<u32>,
-    parent: u32,
-}
-
-#[derive(Debug)]
-struct BucketBuilder {
-    nodes: Vec<BuildNode>,
-    regex: Vec<u32>,
-}
-
-impl BucketBuilder {
-    fn new() -> BucketBuilder {
-        BucketBuilder {
-            nodes: vec![BuildNode::default()],
-            regex: Vec::new(),
-        }
-    }
-
-    fn node_for(&mut self, segs: &[&str]) -> u32 {
-        let mut n = 0u32;
-        for s in segs {
-            n = match self.nodes[n as usize]
-                .children
-                .iter()
-                .find(|(c, _)| **c == **s)
-            {
-                Some(c) => c.1,
-                None => {
-                    let id = self.nodes.len() as u32;
-                    self.nodes.push(BuildNode {
-                        parent: n,
-                        ..BuildNode::default()
-                    });
-                    self.nodes[n as usize].children.push(((*s).into(), id));
-                    id
-                }
-            };
-        }
-        n
-    }
-
-    /// Sorts every list (`by` is the precedence order) and freezes.
-    fn build(self, by: impl Fn(&u32, &u32) -> std::cmp::Ordering) -> HttpBucket {
-        let sorted = |mut v: Vec<u32>| {
-            v.sort_by(&by);
-            v.into_boxed_slice()
-        };
-        HttpBucket {
-            nodes: self
-                .nodes
-                .into_iter()
-                .map(|mut n| {
-                    n.children.sort_by(|a, b| a.0.cmp(&b.0));
-                    Node {
-                        children: n.children.into_boxed_slice(),
-                        exact: sorted(n.exact),
-                        prefix: sorted(n.prefix),
-                        parent: n.parent,
-                    }
-                })
-                .collect(),
-            regex: sorted(self.regex),
-        }
-    }
 }
 
 #[derive(Debug, Default)]
@@ -729,22 +500,20 @@ impl ListenerTable {
         let cands = &lt.cands;
         let by_prec = |a: &u32, b: &u32| cands[*a as usize].prec.cmp(&cands[*b as usize].prec);
         for (h, ids) in http_lists {
-            let mut b = BucketBuilder::new();
+            let mut trie = TrieBuilder::new();
+            let mut regex = Vec::new();
             for id in ids {
                 match &cands[id as usize].path {
-                    CandPath::Exact(p) => {
-                        let segs: Vec<&str> = path::segments(p).collect();
-                        let n = b.node_for(&segs);
-                        b.nodes[n as usize].exact.push(id);
-                    }
-                    CandPath::Prefix(p) => {
-                        let n = b.node_for(&path::prefix_segments(p));
-                        b.nodes[n as usize].prefix.push(id);
-                    }
-                    CandPath::Regex(_) | CandPath::Grpc => b.regex.push(id),
+                    CandPath::Exact(p) => trie.add_exact(p, id),
+                    CandPath::Prefix(p) => trie.add_prefix(p, id),
+                    CandPath::Regex(_) | CandPath::Grpc => regex.push(id),
                 }
             }
-            *lt.http.entry(h.as_deref()) = b.build(by_prec);
+            regex.sort_by(by_prec);
+            *lt.http.entry(h.as_deref()) = HttpBucket {
+                trie: trie.build(by_prec),
+                regex: regex.into_boxed_slice(),
+            };
         }
         for (h, ids) in grpc_lists {
             let bucket = lt.grpc.entry(h.as_deref());
@@ -773,8 +542,7 @@ impl ListenerTable {
         }
         lt.cands.shrink_to_fit();
         lt.rules.shrink_to_fit();
-        lt.http.exact.shrink_to_fit();
-        lt.http.wild.shrink_to_fit();
+        lt.http.shrink();
         lt
     }
 
@@ -787,29 +555,18 @@ impl ListenerTable {
 
     #[inline]
     fn find_http(&self, b: &HttpBucket, head: &RequestHead, path: &str) -> Option<u32> {
-        let mut node = 0u32;
-        let mut complete = true;
-        for seg in path::segments(path) {
-            match b.child(node, seg) {
-                Some(c) => node = c,
-                None => {
-                    complete = false;
-                    break;
-                }
-            }
-        }
-        if complete && let Some(id) = self.first_match(&b.nodes[node as usize].exact, head, path) {
+        let (mut node, complete) = b.trie.walk(path);
+        if complete && let Some(id) = self.first_match(b.trie.exact(node), head, path) {
             return Some(id);
         }
         loop {
-            let n = &b.nodes[node as usize];
-            if let Some(id) = self.first_match(&n.prefix, head, path) {
+            if let Some(id) = self.first_match(b.trie.prefix(node), head, path) {
                 return Some(id);
             }
-            if node == 0 {
+            if node == ROOT {
                 break;
             }
-            node = n.parent;
+            node = b.trie.parent(node);
         }
         self.first_match(&b.regex, head, path)
     }
@@ -887,13 +644,28 @@ fn compile_rule(
             filters: compile_filters(&b.filters),
         })
         .collect();
+    let total_weight: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+    let no_forward = if total_weight == 0 {
+        Some(RespondReason::NoBackends)
+    } else if backends.iter().all(|b| b.weight == 0 || b.target.is_err()) {
+        Some(RespondReason::InvalidBackends)
+    } else {
+        None
+    };
     Rule {
         route,
         family,
         index,
         name: name.clone(),
+        scan_filters: filters.iter().any(|f| {
+            matches!(
+                f,
+                Filter::Unsupported(_) | Filter::Redirect(_) | Filter::Cors(_)
+            )
+        }),
+        no_forward,
         filters,
-        total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
+        total_weight,
         backends,
         mirrors: mirrors.into(),
         timeouts,
@@ -1332,7 +1104,12 @@ impl Table {
 
 fn decide<'t>(listener: &'t ListenerInfo, matched: Matched<'t>, head: &RequestHead) -> Action<'t> {
     let rule = matched.rule;
-    for f in &rule.filters {
+    let filters: &[Filter] = if rule.scan_filters {
+        &rule.filters
+    } else {
+        &[]
+    };
+    for f in filters {
         match f {
             Filter::Unsupported(_) => {
                 return Action::Respond(Respond::new(RespondReason::UnsupportedFilter));
@@ -1357,15 +1134,8 @@ fn decide<'t>(listener: &'t ListenerInfo, matched: Matched<'t>, head: &RequestHe
             _ => {}
         }
     }
-    if rule.total_weight == 0 {
-        return Action::Respond(Respond::new(RespondReason::NoBackends));
-    }
-    if rule
-        .backends
-        .iter()
-        .all(|b| b.weight == 0 || b.target.is_err())
-    {
-        return Action::Respond(Respond::new(RespondReason::InvalidBackends));
+    if let Some(reason) = rule.no_forward {
+        return Action::Respond(Respond::new(reason));
     }
     Action::Forward(Forward { listener, matched })
 }

@@ -1,0 +1,547 @@
+//! The lookup structures of the table, laid out to touch few cache lines:
+//! host maps with inline keys, and per-bucket path tries stored in flat
+//! arrays (nodes, children with the first 8 bytes of their segment inline,
+//! candidate ids, and an arena for the rest of long segments).
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+// ---------------------------------------------------------------------------
+// A small, fast hasher. Keys come from configuration (route and listener
+// hostnames, gRPC methods), lookups from requests.
+
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(SEED);
+        }
+        let rem = chunks.remainder();
+        if !rem.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rem.len()].copy_from_slice(rem);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(SEED);
+        }
+        self.0 = h;
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(SEED);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.0 = (self.0.rotate_left(5) ^ i as u64).wrapping_mul(SEED);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        // Mix high bits down: hashbrown uses both ends of the hash.
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+// ---------------------------------------------------------------------------
+// Host keys: hostnames up to 30 bytes live inside the map's slot, so a
+// lookup does not follow a pointer to compare keys.
+
+const INLINE: usize = 30;
+
+#[derive(Clone)]
+pub(crate) enum HostKey {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl HostKey {
+    pub(crate) fn new(s: &[u8]) -> HostKey {
+        if s.len() <= INLINE {
+            let mut buf = [0u8; INLINE];
+            buf[..s.len()].copy_from_slice(s);
+            HostKey::Inline {
+                len: s.len() as u8,
+                buf,
+            }
+        } else {
+            HostKey::Heap(s.into())
+        }
+    }
+
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            HostKey::Inline { len, buf } => &buf[..*len as usize],
+            HostKey::Heap(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Debug for HostKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.bytes()))
+    }
+}
+
+impl Borrow<[u8]> for HostKey {
+    #[inline]
+    fn borrow(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+impl Hash for HostKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Must hash exactly as `[u8]` does, for `Borrow<[u8]>` lookups.
+        self.bytes().hash(state)
+    }
+}
+
+impl PartialEq for HostKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for HostKey {}
+
+/// Entries by hostname: exact, `*.` wildcard (by suffix), and one for "no
+/// hostname".
+#[derive(Debug)]
+pub(crate) struct HostMap<T> {
+    exact: FastMap<HostKey, T>,
+    /// Keyed by the wildcard's suffix including its dot (`.example.com`).
+    wild: FastMap<HostKey, T>,
+    wild_min: usize,
+    wild_max: usize,
+    any: Option<T>,
+}
+
+impl<T> Default for HostMap<T> {
+    fn default() -> Self {
+        HostMap {
+            exact: FastMap::default(),
+            wild: FastMap::default(),
+            wild_min: usize::MAX,
+            wild_max: 0,
+            any: None,
+        }
+    }
+}
+
+impl<T> HostMap<T> {
+    fn note_wild(&mut self, suffix: &str) {
+        self.wild_min = self.wild_min.min(suffix.len());
+        self.wild_max = self.wild_max.max(suffix.len());
+    }
+
+    /// Sets the entry of `hostname` unless it has one.
+    pub(crate) fn insert_if_absent(&mut self, hostname: Option<&str>, v: T) {
+        match hostname {
+            None => {
+                if self.any.is_none() {
+                    self.any = Some(v);
+                }
+            }
+            Some(h) => match h.strip_prefix('*') {
+                Some(suffix) => {
+                    self.note_wild(suffix);
+                    self.wild
+                        .entry(HostKey::new(suffix.as_bytes()))
+                        .or_insert(v);
+                }
+                None => {
+                    self.exact.entry(HostKey::new(h.as_bytes())).or_insert(v);
+                }
+            },
+        }
+    }
+
+    /// Whether there is no entry.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wild.is_empty() && self.any.is_none()
+    }
+
+    /// Frees spare capacity.
+    pub(crate) fn shrink(&mut self) {
+        self.exact.shrink_to_fit();
+        self.wild.shrink_to_fit();
+    }
+
+    /// Calls `f` on the entries that accept `host`, most specific first
+    /// (exact, wildcards from the longest, none), until it returns `Some`.
+    #[inline]
+    pub(crate) fn find_map<'a, R>(
+        &'a self,
+        host: &str,
+        mut f: impl FnMut(&'a T) -> Option<R>,
+    ) -> Option<R> {
+        let b = host.as_bytes();
+        if !self.exact.is_empty()
+            && let Some(t) = self.exact.get(b)
+            && let Some(r) = f(t)
+        {
+            return Some(r);
+        }
+        if !self.wild.is_empty() {
+            for i in 1..b.len() {
+                if b[i] != b'.' {
+                    continue;
+                }
+                let l = b.len() - i;
+                if l > self.wild_max {
+                    continue;
+                }
+                if l < self.wild_min {
+                    break;
+                }
+                if let Some(t) = self.wild.get(&b[i..])
+                    && let Some(r) = f(t)
+                {
+                    return Some(r);
+                }
+            }
+        }
+        self.any.as_ref().and_then(f)
+    }
+}
+
+impl<T: Default> HostMap<T> {
+    /// The entry of `hostname`, created empty if needed.
+    pub(crate) fn entry(&mut self, hostname: Option<&str>) -> &mut T {
+        match hostname {
+            None => self.any.get_or_insert_with(T::default),
+            Some(h) => match h.strip_prefix('*') {
+                Some(suffix) => {
+                    self.note_wild(suffix);
+                    self.wild
+                        .entry(HostKey::new(suffix.as_bytes()))
+                        .or_default()
+                }
+                None => self.exact.entry(HostKey::new(h.as_bytes())).or_default(),
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Path tries.
+
+/// The first 8 bytes of a segment, zero-padded, big-endian: ordering these
+/// then the rest orders segments as byte strings (segments hold no NUL: a
+/// normalized path keeps `%00` encoded).
+#[inline]
+fn head8(seg: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = seg.len().min(8);
+    b[..n].copy_from_slice(&seg[..n]);
+    u64::from_be_bytes(b)
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// One edge of the trie and everything about the node it leads to, so that
+/// a walk reads one array: children groups are laid out depth-first, so the
+/// next level is usually on a nearby cache line.
+#[derive(Debug, Clone, Copy)]
+struct Child {
+    head: u64,
+    len: u32,
+    /// Offset in the arena of the bytes after the first 8.
+    off: u32,
+    /// The node's children.
+    kids: Span,
+    /// Candidates of the Exact paths ending at the node.
+    exact: Span,
+    /// Candidates of the PathPrefixes ending at the node.
+    prefix: Span,
+    /// The parent's entry, [`ROOT`] for the root.
+    up: u32,
+}
+
+/// The cursor of the root.
+pub(crate) const ROOT: u32 = u32::MAX;
+
+/// A path trie by segment. Exact paths end at the node of their last
+/// segment (a trailing `/` is a last, empty segment); PathPrefixes at the
+/// node of their last segment with their trailing `/` dropped. Nodes are
+/// named by cursors: [`ROOT`] or the index of the edge leading to them.
+#[derive(Debug, Default)]
+pub(crate) struct PathTrie {
+    entries: Box<[Child]>,
+    ids: Box<[u32]>,
+    arena: Box<[u8]>,
+    root_kids: Span,
+    root_exact: Span,
+    root_prefix: Span,
+}
+
+impl PathTrie {
+    #[inline]
+    fn ids(&self, s: Span) -> &[u32] {
+        &self.ids[s.start as usize..(s.start + s.len) as usize]
+    }
+
+    #[inline]
+    fn cmp_child(&self, c: &Child, seg: &[u8], head: u64) -> std::cmp::Ordering {
+        c.head.cmp(&head).then_with(|| {
+            if c.len <= 8 && seg.len() <= 8 {
+                (c.len as usize).cmp(&seg.len())
+            } else {
+                let tail = &self.arena[c.off as usize..(c.off + c.len.saturating_sub(8)) as usize];
+                tail.cmp(seg.get(8..).unwrap_or(&[]))
+            }
+        })
+    }
+
+    #[inline]
+    fn child(&self, kids: Span, seg: &[u8]) -> Option<u32> {
+        let ch = &self.entries[kids.start as usize..(kids.start + kids.len) as usize];
+        let head = head8(seg);
+        let found = if ch.len() <= 8 {
+            ch.iter().position(|c| {
+                c.head == head
+                    && c.len as usize == seg.len()
+                    && self.cmp_child(c, seg, head).is_eq()
+            })
+        } else {
+            ch.binary_search_by(|c| self.cmp_child(c, seg, head)).ok()
+        };
+        found.map(|i| kids.start + i as u32)
+    }
+
+    /// Walks `path` (normalized) as deep as the trie goes: the cursor of the
+    /// node reached and whether every segment was consumed.
+    #[inline]
+    pub(crate) fn walk(&self, path: &str) -> (u32, bool) {
+        let mut cur = ROOT;
+        let mut kids = self.root_kids;
+        let p = path.as_bytes();
+        let p = p.strip_prefix(b"/").unwrap_or(p);
+        for seg in p.split(|&c| c == b'/') {
+            if kids.len == 0 {
+                return (cur, false);
+            }
+            match self.child(kids, seg) {
+                Some(c) => {
+                    cur = c;
+                    kids = self.entries[c as usize].kids;
+                }
+                None => return (cur, false),
+            }
+        }
+        (cur, true)
+    }
+
+    /// Candidates of the Exact paths ending at `cur`, best first.
+    #[inline]
+    pub(crate) fn exact(&self, cur: u32) -> &[u32] {
+        match self.entries.get(cur as usize) {
+            Some(c) => self.ids(c.exact),
+            None => self.ids(self.root_exact),
+        }
+    }
+
+    /// Candidates of the PathPrefixes ending at `cur`, best first.
+    #[inline]
+    pub(crate) fn prefix(&self, cur: u32) -> &[u32] {
+        match self.entries.get(cur as usize) {
+            Some(c) => self.ids(c.prefix),
+            None => self.ids(self.root_prefix),
+        }
+    }
+
+    /// The parent of `cur` (the root is its own parent).
+    #[inline]
+    pub(crate) fn parent(&self, cur: u32) -> u32 {
+        self.entries.get(cur as usize).map_or(ROOT, |c| c.up)
+    }
+}
+
+#[derive(Debug, Default)]
+struct BuildNode {
+    children: Vec<(Box<str>, u32)>,
+    exact: Vec<u32>,
+    prefix: Vec<u32>,
+}
+
+/// Builds a [`PathTrie`].
+#[derive(Debug)]
+pub(crate) struct TrieBuilder {
+    nodes: Vec<BuildNode>,
+}
+
+impl TrieBuilder {
+    pub(crate) fn new() -> TrieBuilder {
+        TrieBuilder {
+            nodes: vec![BuildNode::default()],
+        }
+    }
+
+    fn node_for<'s>(&mut self, segs: impl Iterator<Item = &'s str>) -> usize {
+        let mut n = 0usize;
+        for s in segs {
+            n = match self.nodes[n].children.iter().find(|(c, _)| **c == *s) {
+                Some(c) => c.1 as usize,
+                None => {
+                    let id = self.nodes.len();
+                    self.nodes.push(BuildNode::default());
+                    self.nodes[n].children.push((s.into(), id as u32));
+                    id
+                }
+            };
+        }
+        n
+    }
+
+    /// Adds an Exact path.
+    pub(crate) fn add_exact(&mut self, path: &str, id: u32) {
+        let n = self.node_for(super::path::segments(path));
+        self.nodes[n].exact.push(id);
+    }
+
+    /// Adds a PathPrefix.
+    pub(crate) fn add_prefix(&mut self, prefix: &str, id: u32) {
+        let n = self.node_for(super::path::prefix_segments(prefix).into_iter());
+        self.nodes[n].prefix.push(id);
+    }
+
+    /// Freezes, sorting every candidate list with `by` (precedence order).
+    pub(crate) fn build(mut self, by: impl Fn(&u32, &u32) -> std::cmp::Ordering) -> PathTrie {
+        let n = self.nodes.len();
+        let mut ids: Vec<u32> = Vec::new();
+        let spans = |v: &mut Vec<u32>, ids: &mut Vec<u32>| {
+            v.sort_by(&by);
+            let s = Span {
+                start: ids.len() as u32,
+                len: v.len() as u32,
+            };
+            ids.extend(v.iter().copied());
+            s
+        };
+        let mut exact = vec![Span::default(); n];
+        let mut prefix = vec![Span::default(); n];
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            exact[i] = spans(&mut node.exact, &mut ids);
+            prefix[i] = spans(&mut node.prefix, &mut ids);
+            node.children.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        // Depth-first layout of the children groups.
+        let mut entry_of = vec![ROOT; n];
+        let mut kids = vec![Span::default(); n];
+        let mut entries: Vec<Child> = Vec::with_capacity(n.saturating_sub(1));
+        let mut arena = Vec::new();
+        let mut stack = vec![0usize];
+        while let Some(b) = stack.pop() {
+            let start = entries.len() as u32;
+            for (seg, child) in &self.nodes[b].children {
+                let bytes = seg.as_bytes();
+                let c = *child as usize;
+                entry_of[c] = entries.len() as u32;
+                entries.push(Child {
+                    head: head8(bytes),
+                    len: bytes.len() as u32,
+                    off: arena.len() as u32,
+                    kids: Span::default(),
+                    exact: exact[c],
+                    prefix: prefix[c],
+                    up: entry_of[b],
+                });
+                if bytes.len() > 8 {
+                    arena.extend_from_slice(&bytes[8..]);
+                }
+            }
+            kids[b] = Span {
+                start,
+                len: self.nodes[b].children.len() as u32,
+            };
+            stack.extend(
+                self.nodes[b]
+                    .children
+                    .iter()
+                    .rev()
+                    .map(|(_, c)| *c as usize),
+            );
+        }
+        for b in 1..n {
+            entries[entry_of[b] as usize].kids = kids[b];
+        }
+        PathTrie {
+            entries: entries.into_boxed_slice(),
+            ids: ids.into_boxed_slice(),
+            arena: arena.into_boxed_slice(),
+            root_kids: kids[0],
+            root_exact: exact[0],
+            root_prefix: prefix[0],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trie_walks_long_and_short_segments() {
+        let mut b = TrieBuilder::new();
+        b.add_prefix("/a/averyveryverylongsegment/x/", 1);
+        b.add_exact("/a/averyveryverylongsegmenT", 2);
+        b.add_exact("/", 3);
+        for i in 0..20 {
+            b.add_prefix(&format!("/many/s{i}"), 100 + i);
+        }
+        let t = b.build(|a, b| a.cmp(b));
+        let (n, done) = t.walk("/a/averyveryverylongsegment/x/y");
+        assert!(!done);
+        assert_eq!(t.prefix(n), &[1]);
+        let (n, done) = t.walk("/a/averyveryverylongsegmenT");
+        assert!(done);
+        assert_eq!(t.exact(n), &[2]);
+        let (n, done) = t.walk("/");
+        assert!(done);
+        assert_eq!(t.exact(n), &[3]);
+        for i in 0..20 {
+            let (n, _) = t.walk(&format!("/many/s{i}/z"));
+            assert_eq!(t.prefix(n), &[100 + i], "binary search among many children");
+        }
+        let (n, done) = t.walk("/many/s7x");
+        assert!(!done);
+        assert!(t.prefix(n).is_empty());
+        assert_eq!(t.parent(t.parent(n)), ROOT);
+    }
+
+    #[test]
+    fn host_keys_inline_and_heap() {
+        let mut m: HostMap<u32> = HostMap::default();
+        let long = "a-very-long-host-name-that-does-not-fit.example.com";
+        m.insert_if_absent(Some("a.example.com"), 1);
+        m.insert_if_absent(Some(long), 2);
+        m.insert_if_absent(Some("*.example.com"), 3);
+        m.insert_if_absent(Some("a.example.com"), 9);
+        assert_eq!(
+            m.find_map("a.example.com", |&v| Some(v)),
+            Some(1),
+            "first insert wins"
+        );
+        assert_eq!(m.find_map(long, |&v| Some(v)), Some(2));
+        assert_eq!(m.find_map("b.example.com", |&v| Some(v)), Some(3));
+        assert_eq!(m.find_map("example.com", |&v| Some(v)), None);
+    }
+}
