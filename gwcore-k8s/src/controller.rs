@@ -29,7 +29,9 @@ use crate::writer::{Writer, WriterOptions};
 pub struct Options {
     /// Our `controllerName`: only GatewayClasses naming it are ours.
     pub controller_name: String,
-    /// How long changes are gathered before the engine runs. Default 20 ms.
+    /// The shortest time between two engine runs: a change after a quiet
+    /// period is computed at once, changes during a burst are gathered for
+    /// this long. Default 20 ms.
     pub coalesce: Duration,
     /// Static addresses for Gateways that request none. Default: none.
     pub addresses: Vec<GatewayStatusAddress>,
@@ -316,8 +318,11 @@ async fn watch_kind(
     }
 }
 
-/// Applies updates to the index as they come; after a change, gathers more
-/// for `coalesce`, then runs the engine and publishes the new state.
+/// Applies updates to the index as they come and runs the engine after
+/// changes, at most once per `coalesce`: a change after a quiet period is
+/// computed at once (after taking whatever else is already queued); changes
+/// during a burst are gathered until `coalesce` has passed since the last
+/// run. Then the new state is published.
 async fn reduce(
     mut rx: mpsc::UnboundedReceiver<Update>,
     kinds: Vec<Kind>,
@@ -327,19 +332,24 @@ async fn reduce(
 ) {
     let mut index = Index::new();
     let mut version = 0u64;
+    let mut last_run: Option<Instant> = None;
     loop {
         let Some(u) = rx.recv().await else { return };
         if !index.apply(u) {
             continue;
         }
-        let deadline = Instant::now() + opts.coalesce;
-        while Instant::now() < deadline {
-            tokio::select! {
-                u = rx.recv() => match u {
-                    Some(u) => { index.apply(u); }
-                    None => return,
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
+        while let Ok(u) = rx.try_recv() {
+            index.apply(u);
+        }
+        if let Some(deadline) = last_run.map(|t| t + opts.coalesce) {
+            while Instant::now() < deadline {
+                tokio::select! {
+                    u = rx.recv() => match u {
+                        Some(u) => { index.apply(u); }
+                        None => return,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
             }
         }
         if !index.synced(kinds.iter().copied()) {
@@ -351,6 +361,7 @@ async fn reduce(
         let copts =
             ComputeOptions::new(opts.controller_name.clone(), now).with_addresses(addresses);
         let computed = compute(index.snapshot(), &copts);
+        last_run = Some(Instant::now());
         metrics.computed();
         version += 1;
         state.send_replace(Arc::new(State {

@@ -1,0 +1,188 @@
+//! `gwcore serve --kubernetes` against a genuine kube-apiserver (started by
+//! `source .ci/k8s.sh`; see gwcore-k8s/tests/support): the ACME scenario
+//! served through the API, and the time from applying a route to the
+//! proxy's first 200.
+
+#[path = "../../gwcore-k8s/tests/support/mod.rs"]
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::api::PostParams;
+use kube::core::DynamicObject;
+use serde_json::json;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The `gwcore` process; killed when dropped.
+struct Gwcore(Child);
+
+impl Drop for Gwcore {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The status code of `GET path` on 127.0.0.1:port, or `None` when the
+/// port does not answer.
+async fn get(port: u16, path: &str) -> Option<u16> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = [0u8; 32];
+    let mut n = 0;
+    while n < 12 {
+        let k = s.read(&mut buf[n..]).await.ok()?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    std::str::from_utf8(&buf[..n])
+        .ok()?
+        .get(9..12)?
+        .parse()
+        .ok()
+}
+
+async fn wait_code(port: u16, path: &str, want: u16) -> Duration {
+    eventually(
+        &format!("GET {path} → {want}"),
+        Duration::from_secs(30),
+        || async move {
+            let got = get(port, path).await;
+            if got == Some(want) {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    )
+    .await
+    .1
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_kubernetes_serves_acme_and_new_routes_quickly() {
+    let Some(c) = cluster().await else { return };
+    let sfx = suffix("serve");
+    let ours = format!("example.com/gwcore-serve-{sfx}");
+    let objs = acme(&sfx, &ours);
+    let (careers, product, hr) = (
+        format!("careers-{sfx}"),
+        format!("product-{sfx}"),
+        format!("hr-{sfx}"),
+    );
+    c.apply_all(&objs).await;
+
+    let port = free_port();
+    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
+    let _gwcore = Gwcore(
+        Command::new(env!("CARGO_BIN_EXE_gwcore"))
+            .args([
+                "serve",
+                "--kubernetes",
+                "--kubeconfig",
+                &kubeconfig,
+                "--controller-name",
+                &ours,
+            ])
+            .args([
+                "--no-leader-election",
+                "--echo-backends",
+                "--listen",
+                &format!("80=127.0.0.1:{port}"),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_code(port, "/careers", 200).await;
+    wait_code(port, "/product", 200).await;
+    assert_eq!(
+        get(port, "/hr").await,
+        Some(404),
+        "hr is refused: NotAllowedByListeners"
+    );
+    wait_route(&c, &hr, "hr", &ours, refused("NotAllowedByListeners")).await;
+    wait_route(&c, &careers, "careers", &ours, accepted()).await;
+
+    c.merge(
+        "v1",
+        "Namespace",
+        "",
+        &hr,
+        json!({"metadata": {"labels": {"shared-gateway-access": "true"}}}),
+    )
+    .await;
+    let t = wait_code(port, "/hr", 200).await;
+    eprintln!("serve --kubernetes: hr labelled → /hr 200 within {t:?}");
+    c.merge(
+        "v1",
+        "Namespace",
+        "",
+        &product,
+        json!({"metadata": {"labels": {"shared-gateway-access": null}}}),
+    )
+    .await;
+    wait_code(port, "/product", 404).await;
+
+    // Apply one new route at a time; time until the proxy first answers 200.
+    let routes = c.api(HTTP_V1, "HTTPRoute", &careers);
+    let ar = c.resource(HTTP_V1, "HTTPRoute");
+    let infra = format!("infra-ns-{sfx}");
+    let mut took = Vec::new();
+    for i in 0..100 {
+        let mut r = DynamicObject::new(&format!("p{i:03}"), &ar);
+        r.data = json!({"spec": {
+            "parentRefs": [{"name": "shared-gateway", "namespace": infra}],
+            "rules": [{"matches": [{"path": {"type": "Exact", "value": format!("/p{i}")}}],
+                       "backendRefs": [{"name": "careers", "port": 9080}]}]}});
+        let t0 = Instant::now();
+        routes.create(&PostParams::default(), &r).await.unwrap();
+        loop {
+            if get(port, &format!("/p{i}")).await == Some(200) {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "route p{i} not served after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        took.push(t0.elapsed());
+    }
+    took.sort();
+    eprintln!(
+        "serve --kubernetes: apply → first 200 over {} routes: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        took.len(),
+        percentile(&took, 0.5),
+        percentile(&took, 0.9),
+        percentile(&took, 0.99),
+        took[took.len() - 1]
+    );
+    for i in 0..100 {
+        c.delete(HTTP_V1, "HTTPRoute", &careers, &format!("p{i:03}"))
+            .await;
+    }
+    c.cleanup(&objs).await;
+}
