@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{Computed, Ctx, Gw, RouteState, gateway_routing};
+use super::{Computed, Ctx, GrantIndex, Gw, RouteState, gateway_routing, index_grants};
 use crate::attachments::GatewayRouting;
 use crate::engine::ComputeOptions;
 use crate::model::{Kind, Object, ObjectKey};
@@ -74,6 +74,7 @@ pub struct Engine {
     our_classes: BTreeSet<String>,
     /// Namespace labels by namespace name (selectors look them up often).
     ns_labels: BTreeMap<String, BTreeMap<String, String>>,
+    grants: GrantIndex,
     gws: BTreeMap<ObjectKey, Gw>,
     routes: BTreeMap<ObjectKey, RouteState>,
     by_parent: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
@@ -130,6 +131,7 @@ impl Engine {
             snap: Snapshot::new(),
             our_classes: BTreeSet::new(),
             ns_labels: BTreeMap::new(),
+            grants: BTreeMap::new(),
             gws: BTreeMap::new(),
             routes: BTreeMap::new(),
             by_parent: BTreeMap::new(),
@@ -149,6 +151,17 @@ impl Engine {
         e.ns_labels = snap
             .of_kind(Kind::Namespace)
             .map(|o| (o.meta().name.clone(), o.meta().labels.clone()))
+            .collect();
+        let grant_namespaces: BTreeSet<String> = snap
+            .of_kind(Kind::ReferenceGrant)
+            .map(|o| o.meta().ns().to_string())
+            .collect();
+        e.grants = grant_namespaces
+            .into_iter()
+            .map(|ns| {
+                let idx = index_grants(&snap, &ns);
+                (ns, idx)
+            })
             .collect();
         e.snap = snap;
         let dirty = Dirty {
@@ -278,6 +291,7 @@ impl Engine {
             opts: &self.opts,
             our_classes: &self.our_classes,
             ns_labels: &self.ns_labels,
+            grants: &self.grants,
         }
     }
 
@@ -291,6 +305,14 @@ impl Engine {
                 None => {
                     self.ns_labels.remove(&key.name);
                 }
+            }
+        }
+        if key.kind == Kind::ReferenceGrant {
+            let idx = index_grants(&self.snap, &key.namespace);
+            if idx.is_empty() {
+                self.grants.remove(&key.namespace);
+            } else {
+                self.grants.insert(key.namespace.clone(), idx);
             }
         }
         let mut dirty = Dirty::default();
@@ -605,9 +627,10 @@ impl Engine {
             .entry(rk.namespace.clone())
             .or_default()
             .insert(rk.clone());
-        match &state.status {
+        // The status lives in `self.statuses` only.
+        match state.status.take() {
             Some(s) => {
-                let s = ObjectStatus::Route(s.clone());
+                let s = ObjectStatus::Route(s);
                 if self.statuses.get(rk) != Some(&s) {
                     delta.statuses.insert(rk.clone(), Some(s.clone()));
                     self.statuses.insert(rk.clone(), s);

@@ -213,6 +213,26 @@ struct Ctx<'a> {
     opts: &'a ComputeOptions,
     our_classes: &'a BTreeSet<String>,
     ns_labels: &'a BTreeMap<String, BTreeMap<String, String>>,
+    grants: &'a GrantIndex,
+}
+
+/// ReferenceGrants by their namespace, then by each namespace they admit
+/// references from.
+type GrantIndex = BTreeMap<String, BTreeMap<String, Vec<crate::model::ReferenceGrant>>>;
+
+/// The grants of one namespace, indexed by the namespaces they admit.
+fn index_grants(snap: &Snapshot, ns: &str) -> BTreeMap<String, Vec<crate::model::ReferenceGrant>> {
+    let mut by_from: BTreeMap<String, Vec<crate::model::ReferenceGrant>> = BTreeMap::new();
+    for o in snap.in_namespace(Kind::ReferenceGrant, ns) {
+        let Object::ReferenceGrant(g) = o else {
+            continue;
+        };
+        let froms: BTreeSet<&str> = g.spec.from.iter().map(|f| f.namespace.as_str()).collect();
+        for f in froms {
+            by_from.entry(f.to_string()).or_default().push(g.clone());
+        }
+    }
+    by_from
 }
 
 fn cond(ty: T, ok: bool, reason: Reason, msg: impl Into<String>) -> Condition {
@@ -309,22 +329,26 @@ impl Ctx<'_> {
         if from_ns == to_ns {
             return true;
         }
-        self.snap
-            .in_namespace(Kind::ReferenceGrant, to_ns)
-            .any(|o| {
-                let Object::ReferenceGrant(g) = o else {
-                    return false;
-                };
-                g.spec.from.iter().any(|f| {
-                    f.group == GATEWAY_GROUP && f.kind == from_kind && f.namespace == from_ns
-                }) && g.spec.to.iter().any(|t| {
+        let Some(grants) = self
+            .grants
+            .get(to_ns)
+            .and_then(|by_from| by_from.get(from_ns))
+        else {
+            return false;
+        };
+        grants.iter().any(|g| {
+            g.spec
+                .from
+                .iter()
+                .any(|f| f.group == GATEWAY_GROUP && f.kind == from_kind && f.namespace == from_ns)
+                && g.spec.to.iter().any(|t| {
                     t.group == to_group
                         && t.kind == to_kind
                         && t.name
                             .as_deref()
                             .is_none_or(|n| n.is_empty() || n == to_name)
                 })
-            })
+        })
     }
 
     fn namespace_allowed(
