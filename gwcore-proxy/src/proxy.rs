@@ -133,39 +133,44 @@ impl Proxy {
     ) -> Response<Body> {
         let start = Instant::now();
         let cfg = self.config();
-        let method = req.method().clone();
-        let uri = req.uri().clone();
-        let version = req.version();
-        let host = uri
-            .authority()
-            .map(|a| a.to_string())
-            .or_else(|| {
-                req.headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
-        let answered = crate::route::answer(self, &cfg, conn, req).await;
+        // What the access log needs is kept only when it is written.
+        let log = tracing::enabled!(target: "gwcore::access", tracing::Level::INFO);
+        let head = log.then(|| {
+            let host = req
+                .uri()
+                .authority()
+                .map(|a| a.to_string())
+                .or_else(|| {
+                    req.headers()
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default();
+            (req.method().clone(), req.uri().clone(), req.version(), host)
+        });
+        let answered = crate::route::answer(self, &cfg, conn, req, log).await;
         let status = answered.response.status().as_u16();
         let elapsed = start.elapsed();
         self.metrics.record(&answered.series, status, elapsed);
-        tracing::info!(
-            target: "gwcore::access",
-            client = %conn.client.peer,
-            port = conn.port,
-            method = %method,
-            host = %host,
-            uri = %uri,
-            version = ?version,
-            status,
-            micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            gateway = %answered.series.gateway,
-            route = %answered.series.route,
-            backend = %answered.series.backend,
-            matched = %answered.provenance,
-            generation = cfg.generation,
-        );
+        if let Some((method, uri, version, host)) = head {
+            tracing::info!(
+                target: "gwcore::access",
+                client = %conn.client.peer,
+                port = conn.port,
+                method = %method,
+                host = %host,
+                uri = %uri,
+                version = ?version,
+                status,
+                micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                gateway = %answered.series.gateway,
+                route = %answered.series.route,
+                backend = %answered.series.backend,
+                matched = %answered.provenance,
+                generation = cfg.generation,
+            );
+        }
         answered.response
     }
 }

@@ -30,7 +30,8 @@ pub struct Answered {
     pub response: Response<Body>,
     /// The metrics series.
     pub series: SeriesKey,
-    /// Which listener, route, rule and match decided (empty when none did).
+    /// Which listener, route, rule and match decided (empty when none did,
+    /// or when not asked for).
     pub provenance: String,
 }
 
@@ -378,13 +379,16 @@ fn mirror(
 
 /// Answers a request with the table's decision: the gateway's own answer
 /// (404, 421, 500, redirect, CORS preflight), or the chosen backend's
-/// response with the rule's filters applied.
+/// response with the rule's filters applied. The provenance string is
+/// built only when `provenance_wanted` (for the access log).
 pub async fn answer(
     proxy: &Arc<Proxy>,
     cfg: &Arc<Config>,
     conn: &ConnInfo,
     req: Request<Incoming>,
+    provenance_wanted: bool,
 ) -> Answered {
+    let log = provenance_wanted;
     let mut series = SeriesKey::default();
     let Some(pc) = cfg.ports.get(&conn.port) else {
         return Answered {
@@ -407,7 +411,11 @@ pub async fn answer(
         head = head.with_sni(sni);
     }
     let decision = table.find(&head);
-    let provenance = provenance(&decision);
+    let provenance = if log {
+        provenance(&decision)
+    } else {
+        String::new()
+    };
     if let Some(m) = &decision.matched {
         series.route = route_label(m.route());
     }
