@@ -125,17 +125,25 @@ fn core_v1(kind: Kind) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind.as_str()), plural)
 }
 
-/// The most stable version of `kind` in `group` that gwcore reads.
+/// The most stable version of `kind` in `group` that gwcore reads; else
+/// (a version newer than gwcore knows, such as TCPRoute `v1` of Gateway API
+/// 1.5+) the most stable version served. Gateway API versions of one kind
+/// share one schema — the server converts between them with no webhook —
+/// so gwcore's model reads any of them.
 fn best_version(group: &discovery::ApiGroup, kind: Kind) -> Option<ApiResource> {
     let mut versions: Vec<&str> = group.versions().collect();
     versions.sort_by_key(|v| std::cmp::Reverse(Version::parse(v).priority()));
-    versions.into_iter().find_map(|v| {
-        group
-            .versioned_resources(v)
-            .into_iter()
-            .map(|(ar, _)| ar)
-            .find(|ar| ar.kind == kind.as_str() && kind.accepts_api_version(&ar.api_version))
-    })
+    let served: Vec<ApiResource> = versions
+        .into_iter()
+        .flat_map(|v| group.versioned_resources(v))
+        .map(|(ar, _)| ar)
+        .filter(|ar| ar.kind == kind.as_str())
+        .collect();
+    served
+        .iter()
+        .find(|ar| kind.accepts_api_version(&ar.api_version))
+        .or(served.first())
+        .cloned()
 }
 
 /// An API object after conversion.

@@ -372,3 +372,88 @@ async fn only_the_leader_writes_and_a_successor_takes_over() {
     c.cleanup(&objs).await;
     follower.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_addresses_come_from_the_load_balancer_service() {
+    let Some(c) = cluster().await else { return };
+    let sfx = suffix("lb");
+    let ours = format!("example.com/gwcore-test-{sfx}");
+    let objs = acme(&sfx, &ours);
+    let infra = format!("infra-ns-{sfx}");
+    c.apply_all(&objs).await;
+    let lb = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gwcore", "namespace": infra},
+                    "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]}});
+    let svc = c.apply(&lb).await;
+    let mut opts = Options::new(&ours);
+    opts.address_service = Some((infra.clone(), "gwcore".into()));
+    let ctl = start(&c, opts).await;
+    wait_attached(&c, &infra, "shared-gateway", 2).await;
+    // The cloud's load balancer controller reports its address.
+    c.put_status(
+        &svc,
+        json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}}),
+    )
+    .await
+    .unwrap();
+    let (addresses, t) = eventually("Gateway status.addresses", Duration::from_secs(30), || {
+        let (c, infra) = (&c, &infra);
+        async move {
+            let g = c
+                .get(HTTP_V1, "Gateway", infra, "shared-gateway")
+                .await
+                .unwrap();
+            let a = g
+                .data
+                .pointer("/status/addresses")
+                .cloned()
+                .unwrap_or_default();
+            if a == json!([{"type": "IPAddress", "value": "203.0.113.10"}]) {
+                Ok(a)
+            } else {
+                Err(a.to_string())
+            }
+        }
+    })
+    .await;
+    eprintln!("load-balancer address in Gateway status {t:?} after it appeared: {addresses}");
+    c.cleanup(&objs).await;
+    ctl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_only_cel_would_refuse_are_left_out_with_a_diagnostic() {
+    let Some(c) = cluster().await else { return };
+    let sfx = suffix("cel");
+    let ours = format!("example.com/gwcore-test-{sfx}");
+    let mut objs = acme(&sfx, &ours);
+    let careers = format!("careers-{sfx}");
+    // The CRD's CEL rule "value must be an absolute path" is not enforced
+    // before Kubernetes 1.25, so the API server stores this route.
+    for o in objs.iter_mut() {
+        if o["kind"] == "HTTPRoute" && o["metadata"]["name"] == "careers" {
+            o["spec"]["rules"][0]["matches"][0]["path"]["value"] = "careers-without-slash".into();
+        }
+    }
+    let ctl = start(&c, Options::new(&ours)).await;
+    c.apply_all(&objs).await;
+    let infra = format!("infra-ns-{sfx}");
+    // product alone attaches; careers is not read at all.
+    wait_attached(&c, &infra, "shared-gateway", 1).await;
+    let key = gwcore::model::ObjectKey::new(gwcore::model::Kind::HTTPRoute, &careers, "careers");
+    let state = ctl.state().borrow().clone();
+    let errors = state
+        .invalid
+        .get(&key)
+        .expect("careers is reported as invalid");
+    assert!(
+        errors[0].starts_with("spec.rules[0].matches[0].path"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        c.route_accepted(&careers, "careers", &ours).await,
+        None,
+        "no status for an object gwcore cannot read"
+    );
+    c.cleanup(&objs).await;
+    ctl.shutdown().await;
+}
