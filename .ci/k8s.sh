@@ -19,18 +19,25 @@ gwcore_k8s_main() {
   dir="${GWCORE_CACHE:-$HOME/.cache/gwcore-ci}/k8s-$version"
   cmd="${1:-start}"
 
-  # Stops the etcd and kube-apiserver a previous start left running (by pid).
+  # Whether a pid runs (a zombie, left unreaped by a container's init, does not).
+  gwcore_k8s_alive() {
+    [ -r "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null
+  }
+  # Stops the etcd and kube-apiserver a previous start left running (by pid):
+  # SIGTERM, then SIGKILL after 10 s.
   gwcore_k8s_stop() {
-    local f pid
+    local f pid i
     for f in "$dir"/run/apiserver.pid "$dir"/run/etcd.pid; do
       [ -f "$f" ] || continue
       pid="$(cat "$f")"
-      if kill -0 "$pid" 2>/dev/null; then
+      if gwcore_k8s_alive "$pid"; then
         kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for i in $(seq 100); do gwcore_k8s_alive "$pid" || break; sleep 0.1; done
+        gwcore_k8s_alive "$pid" && kill -9 "$pid" 2>/dev/null
       fi
       rm -f "$f"
     done
+    return 0
   }
 
   case "$cmd" in
