@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use gwcore::model::{Kind, ObjectKey};
+use gwcore_proxy::config::GatewayPort;
 use gwcore_proxy::provider::{Runtime, RuntimeOptions};
 use gwcore_proxy::server::ListenOptions;
 
@@ -18,9 +20,11 @@ pub(crate) struct Args {
     /// `spec.controllerName` is this.
     #[arg(long, default_value = "gwcore.dev/gateway-controller")]
     controller_name: String,
-    /// Serve Gateway port PORT on ADDR (repeatable), e.g. `80=127.0.0.1:8080`.
-    #[arg(long = "listen", value_name = "PORT=ADDR", value_parser = parse_listen)]
-    listen: Vec<(u16, SocketAddr)>,
+    /// Serve Gateway port PORT on ADDR (repeatable), e.g.
+    /// `80=127.0.0.1:8080`; `NAMESPACE/NAME:PORT=ADDR` for the port of one
+    /// Gateway when several use the same number.
+    #[arg(long = "listen", value_name = "[NS/NAME:]PORT=ADDR", value_parser = parse_listen)]
+    listen: Vec<(Option<ObjectKey>, u16, SocketAddr)>,
     /// Address for Gateway ports without `--listen`, bound at their own
     /// number.
     #[arg(long, default_value = "0.0.0.0")]
@@ -58,17 +62,26 @@ enum LogFormat {
     Json,
 }
 
-fn parse_listen(s: &str) -> Result<(u16, SocketAddr), String> {
-    let (port, addr) = s
+fn parse_listen(s: &str) -> Result<(Option<ObjectKey>, u16, SocketAddr), String> {
+    let (left, addr) = s
         .split_once('=')
-        .ok_or_else(|| format!("expected PORT=ADDR, got {s:?}"))?;
+        .ok_or_else(|| format!("expected [NS/NAME:]PORT=ADDR, got {s:?}"))?;
+    let (gateway, port) = match left.rsplit_once(':') {
+        Some((gw, port)) => {
+            let (ns, name) = gw
+                .split_once('/')
+                .ok_or_else(|| format!("expected NAMESPACE/NAME before ':', got {gw:?}"))?;
+            (Some(ObjectKey::new(Kind::Gateway, ns, name)), port)
+        }
+        None => (None, left),
+    };
     let port = port
         .parse()
         .map_err(|e| format!("bad Gateway port {port:?}: {e}"))?;
     let addr = addr
         .parse()
         .map_err(|e| format!("bad address {addr:?} (want IP:PORT): {e}"))?;
-    Ok((port, addr))
+    Ok((gateway, port, addr))
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -110,7 +123,17 @@ async fn serve(args: Args) -> ExitCode {
     let opts = RuntimeOptions {
         controller_name: args.controller_name.clone(),
         listen: ListenOptions {
-            map: args.listen.iter().copied().collect(),
+            map: args
+                .listen
+                .iter()
+                .filter(|(gw, _, _)| gw.is_none())
+                .map(|(_, port, addr)| (*port, *addr))
+                .collect(),
+            gateway_map: args
+                .listen
+                .iter()
+                .filter_map(|(gw, port, addr)| Some((GatewayPort::new(gw.clone()?, *port), *addr)))
+                .collect(),
             default_ip: args.bind,
             ephemeral: false,
         },

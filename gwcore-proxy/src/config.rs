@@ -17,13 +17,32 @@ use serde::Serialize;
 
 use crate::endpoints::Endpoints;
 
-/// What one Gateway port serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PortConfig {
-    /// The Gateway that owns the port.
+/// A port of one Gateway: what one listening socket serves. Gateways are
+/// separate addresses in a cluster, so two Gateways may both use port 80;
+/// each gets its own socket.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct GatewayPort {
+    /// The Gateway.
     pub gateway: ObjectKey,
-    /// How connections on the port are handled.
-    pub mode: PortMode,
+    /// The listener port.
+    pub port: u16,
+}
+
+impl GatewayPort {
+    /// Port `port` of `gateway`.
+    pub fn new(gateway: ObjectKey, port: u16) -> GatewayPort {
+        GatewayPort { gateway, port }
+    }
+}
+
+impl std::fmt::Display for GatewayPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}:{}",
+            self.gateway.namespace, self.gateway.name, self.port
+        )
+    }
 }
 
 /// How connections on a port are handled, from its listeners' protocols.
@@ -44,17 +63,6 @@ pub enum PortMode {
     Tcp,
 }
 
-/// A port two Gateways both ask for; the first (by key) keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PortConflict {
-    /// The port.
-    pub port: u16,
-    /// The Gateway serving it.
-    pub served_by: ObjectKey,
-    /// The Gateway left without it.
-    pub refused: ObjectKey,
-}
-
 /// One generation of configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -66,14 +74,12 @@ pub struct Config {
     pub computed: gwcore::engine::Computed,
     /// The compiled routing table of each Gateway.
     pub tables: gwcore::table::Tables,
-    /// Ports to serve.
-    pub ports: BTreeMap<u16, PortConfig>,
-    /// Ports asked for by more than one Gateway.
-    pub port_conflicts: Vec<PortConflict>,
+    /// Ports to serve, each Gateway's apart.
+    pub ports: BTreeMap<GatewayPort, PortMode>,
     /// Backend addresses.
     pub endpoints: Endpoints,
     /// TLS settings per terminating port.
-    pub tls: BTreeMap<u16, Arc<rustls::ServerConfig>>,
+    pub tls: BTreeMap<GatewayPort, Arc<rustls::ServerConfig>>,
     /// Certificates that could not be read.
     pub tls_errors: Vec<String>,
     /// Warnings from loading the manifests.
@@ -112,23 +118,20 @@ impl Config {
                 endpoints.insert_all_ports(svc, key, *addr);
             }
         }
-        let (ports, port_conflicts) = ports(&computed.routing);
+        let ports = ports(&computed.routing);
         let mut tls = BTreeMap::new();
         let mut tls_errors = Vec::new();
-        let https_gateways: std::collections::BTreeSet<&ObjectKey> = ports
-            .values()
-            .filter(|pc| matches!(pc.mode, PortMode::Https | PortMode::TlsTerminate))
-            .map(|pc| &pc.gateway)
+        let tls_gateways: std::collections::BTreeSet<&ObjectKey> = ports
+            .iter()
+            .filter(|(_, m)| matches!(m, PortMode::Https | PortMode::TlsTerminate))
+            .map(|(gp, _)| &gp.gateway)
             .collect();
-        for gw in https_gateways {
+        for gw in tls_gateways {
             if let Some(r) = computed.routing.get(gw) {
                 let (configs, errors) = crate::tls::server_configs(r, &snapshot);
                 tls_errors.extend(errors);
                 for (port, c) in configs {
-                    // Only the ports this Gateway actually serves.
-                    if ports.get(&port).is_some_and(|pc| pc.gateway == *gw) {
-                        tls.insert(port, c);
-                    }
+                    tls.insert(GatewayPort::new(gw.clone(), port), c);
                 }
             }
         }
@@ -141,7 +144,6 @@ impl Config {
             snapshot,
             computed,
             ports,
-            port_conflicts,
             endpoints,
             diagnostics,
         }
@@ -166,8 +168,11 @@ impl Config {
             "generation": self.generation,
             "objects": statuses,
             "refusals": self.computed.refusals,
-            "ports": self.ports,
-            "portConflicts": self.port_conflicts,
+            "ports": self
+                .ports
+                .iter()
+                .map(|(gp, mode)| serde_json::json!({"gateway": gp.gateway, "port": gp.port, "mode": mode}))
+                .collect::<Vec<_>>(),
             "diagnostics": self.diagnostics,
             "certificateErrors": self.tls_errors,
             "routingProblems": self
@@ -179,14 +184,12 @@ impl Config {
     }
 }
 
-/// Which Gateway serves each port, and in which mode. Listeners of one
+/// The ports of every Gateway, and how each is served. Listeners of one
 /// Gateway that share a port share its socket (the table picks the listener
-/// by hostname); a port wanted by several Gateways goes to the first by key.
-fn ports(
-    routing: &BTreeMap<ObjectKey, GatewayRouting>,
-) -> (BTreeMap<u16, PortConfig>, Vec<PortConflict>) {
-    let mut out: BTreeMap<u16, PortConfig> = BTreeMap::new();
-    let mut conflicts = Vec::new();
+/// by hostname); the first listener's protocol decides the mode (the engine
+/// marks listeners whose protocols clash on a port as Conflicted).
+fn ports(routing: &BTreeMap<ObjectKey, GatewayRouting>) -> BTreeMap<GatewayPort, PortMode> {
+    let mut out = BTreeMap::new();
     for (gw, r) in routing {
         for l in &r.listeners {
             let mode = match (l.protocol, l.tls_mode) {
@@ -197,29 +200,9 @@ fn ports(
                 (ListenerProtocol::Tcp, _) => PortMode::Tcp,
                 (ListenerProtocol::Udp, _) => continue,
             };
-            match out.get(&l.port) {
-                Some(existing) if existing.gateway != *gw => {
-                    let c = PortConflict {
-                        port: l.port,
-                        served_by: existing.gateway.clone(),
-                        refused: gw.clone(),
-                    };
-                    if !conflicts.contains(&c) {
-                        conflicts.push(c);
-                    }
-                }
-                Some(_) => {}
-                None => {
-                    out.insert(
-                        l.port,
-                        PortConfig {
-                            gateway: gw.clone(),
-                            mode,
-                        },
-                    );
-                }
-            }
+            out.entry(GatewayPort::new(gw.clone(), l.port))
+                .or_insert(mode);
         }
     }
-    (out, conflicts)
+    out
 }

@@ -260,9 +260,15 @@ impl Runtime {
         &self.proxy
     }
 
-    /// The local address serving Gateway port `port`.
+    /// The local address serving port `port` of the first Gateway (by
+    /// namespace/name) that has it.
     pub fn local_addr(&self, port: u16) -> Option<SocketAddr> {
         self.server.local_addr(port)
+    }
+
+    /// The local address serving one Gateway's port.
+    pub fn local_addr_of(&self, gp: &crate::config::GatewayPort) -> Option<SocketAddr> {
+        self.server.local_addr_of(gp)
     }
 
     /// The echo backend standing for a Service, when there is one.

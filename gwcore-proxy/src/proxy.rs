@@ -33,7 +33,7 @@ pub struct Proxy {
     pub(crate) forwarder: Forwarder,
     metrics: Metrics,
     reload_error: Mutex<Option<ReloadError>>,
-    listeners: Mutex<(Vec<BoundPort>, BTreeMap<u16, String>)>,
+    listeners: Mutex<(Vec<BoundPort>, BTreeMap<String, String>)>,
     ready: AtomicBool,
 }
 
@@ -104,7 +104,7 @@ impl Proxy {
                 .is_empty()
     }
 
-    pub(crate) fn set_listeners(&self, bound: Vec<BoundPort>, errors: BTreeMap<u16, String>) {
+    pub(crate) fn set_listeners(&self, bound: Vec<BoundPort>, errors: BTreeMap<String, String>) {
         *self.listeners.lock().unwrap_or_else(|e| e.into_inner()) = (bound, errors);
     }
 

@@ -389,16 +389,13 @@ pub async fn answer(
     provenance_wanted: bool,
 ) -> Answered {
     let log = provenance_wanted;
-    let mut series = SeriesKey::default();
-    let Some(pc) = cfg.ports.get(&conn.port) else {
-        return Answered {
-            response: status_response(StatusCode::NOT_FOUND, "no Gateway serves this port\n"),
-            series,
-            provenance: String::new(),
-        };
+    let mut series = SeriesKey {
+        gateway: format!("{}/{}", conn.gateway.namespace, conn.gateway.name),
+        ..SeriesKey::default()
     };
-    series.gateway = format!("{}/{}", pc.gateway.namespace, pc.gateway.name);
-    let Some(table) = cfg.tables.get(&pc.gateway) else {
+    // A connection accepted for a Gateway that a reload removed finds no
+    // table: nothing routes there any more.
+    let Some(table) = cfg.tables.get(&conn.gateway) else {
         return Answered {
             response: status_response(StatusCode::NOT_FOUND, "no route matches\n"),
             series,

@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gwcore::model::ObjectKey;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde::Serialize;
@@ -17,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::PortMode;
+use crate::config::{GatewayPort, PortMode};
 use crate::forward::ClientInfo;
 use crate::proxy::Proxy;
 
@@ -28,8 +29,12 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where each Gateway port is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenOptions {
-    /// Explicit addresses per Gateway port (`--listen 80=127.0.0.1:8080`).
+    /// Explicit addresses per port number, for every Gateway with that
+    /// port (`--listen 80=127.0.0.1:8080`).
     pub map: BTreeMap<u16, SocketAddr>,
+    /// Explicit addresses for one Gateway's port
+    /// (`--listen infra/gw:80=127.0.0.1:8080`); they win over `map`.
+    pub gateway_map: BTreeMap<GatewayPort, SocketAddr>,
     /// The address other ports are bound on, at their own number.
     /// Default is `0.0.0.0`.
     pub default_ip: IpAddr,
@@ -43,6 +48,7 @@ impl Default for ListenOptions {
     fn default() -> Self {
         ListenOptions {
             map: BTreeMap::new(),
+            gateway_map: BTreeMap::new(),
             default_ip: IpAddr::from([0, 0, 0, 0]),
             ephemeral: false,
         }
@@ -50,18 +56,26 @@ impl Default for ListenOptions {
 }
 
 impl ListenOptions {
-    /// The address Gateway port `port` is served on.
-    pub fn addr(&self, port: u16) -> SocketAddr {
-        self.map.get(&port).copied().unwrap_or(SocketAddr::new(
-            self.default_ip,
-            if self.ephemeral { 0 } else { port },
-        ))
+    /// The address a Gateway's port is served on: its own entry in
+    /// `gateway_map`, else its number's in `map`, else `default_ip` at the
+    /// same number (or an ephemeral one).
+    pub fn addr(&self, gp: &GatewayPort) -> SocketAddr {
+        self.gateway_map
+            .get(gp)
+            .or_else(|| self.map.get(&gp.port))
+            .copied()
+            .unwrap_or(SocketAddr::new(
+                self.default_ip,
+                if self.ephemeral { 0 } else { gp.port },
+            ))
     }
 }
 
 /// What a connection knows about itself, handed to every request on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnInfo {
+    /// The Gateway it arrived at.
+    pub gateway: ObjectKey,
     /// The Gateway port it arrived on.
     pub port: u16,
     /// The client, and whether TLS was used.
@@ -73,6 +87,8 @@ pub struct ConnInfo {
 /// A bound port, as `/status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BoundPort {
+    /// The Gateway.
+    pub gateway: ObjectKey,
     /// The Gateway port.
     pub port: u16,
     /// The local address.
@@ -90,9 +106,9 @@ struct Bound {
 pub struct Server {
     proxy: Arc<Proxy>,
     opts: ListenOptions,
-    bound: BTreeMap<u16, Bound>,
-    /// Bind failures of the last reconcile, by port.
-    errors: BTreeMap<u16, String>,
+    bound: BTreeMap<GatewayPort, Bound>,
+    /// Bind failures of the last reconcile.
+    errors: BTreeMap<GatewayPort, String>,
     /// Closed (value set to `true`) to start draining; every connection
     /// holds a receiver, so `closed()` tells when the last one is done.
     drain: watch::Sender<bool>,
@@ -127,67 +143,80 @@ impl Server {
     /// and retried at the next reconcile.
     pub async fn reconcile(&mut self) {
         let cfg = self.proxy.config();
-        let stale: Vec<u16> = self
+        let stale: Vec<GatewayPort> = self
             .bound
             .iter()
-            .filter(|(p, b)| cfg.ports.get(p).map(|c| c.mode) != Some(b.info.mode))
-            .map(|(p, _)| *p)
+            .filter(|(gp, b)| cfg.ports.get(gp) != Some(&b.info.mode))
+            .map(|(gp, _)| gp.clone())
             .collect();
-        for p in stale {
-            if let Some(b) = self.bound.remove(&p) {
-                tracing::info!(port = p, addr = %b.info.addr, "closing listener");
+        for gp in stale {
+            if let Some(b) = self.bound.remove(&gp) {
+                tracing::info!(gateway_port = %gp, addr = %b.info.addr, "closing listener");
                 b.task.abort();
             }
         }
         self.errors.clear();
-        for (port, pc) in &cfg.ports {
-            if self.bound.contains_key(port) {
+        for (gp, mode) in &cfg.ports {
+            if self.bound.contains_key(gp) {
                 continue;
             }
-            let addr = self.opts.addr(*port);
+            let addr = self.opts.addr(gp);
             match TcpListener::bind(addr).await {
                 Ok(listener) => {
                     let local = listener.local_addr().unwrap_or(addr);
-                    tracing::info!(port, addr = %local, mode = ?pc.mode, gateway = %pc.gateway, "listening");
+                    tracing::info!(gateway_port = %gp, addr = %local, ?mode, "listening");
                     let task = tokio::spawn(accept_loop(
                         listener,
-                        *port,
-                        pc.mode,
+                        gp.clone(),
+                        *mode,
                         self.proxy.clone(),
                         self.drain.subscribe(),
                     ));
                     self.bound.insert(
-                        *port,
+                        gp.clone(),
                         Bound {
                             info: BoundPort {
-                                port: *port,
+                                gateway: gp.gateway.clone(),
+                                port: gp.port,
                                 addr: local,
-                                mode: pc.mode,
+                                mode: *mode,
                             },
                             task,
                         },
                     );
                 }
                 Err(e) => {
-                    tracing::error!(port, %addr, error = %e, "cannot listen");
+                    tracing::error!(gateway_port = %gp, %addr, error = %e, "cannot listen");
                     self.errors
-                        .insert(*port, format!("cannot listen on {addr}: {e}"));
+                        .insert(gp.clone(), format!("cannot listen on {addr}: {e}"));
                 }
             }
         }
         self.proxy.set_listeners(
             self.bound.values().map(|b| b.info.clone()).collect(),
-            self.errors.clone(),
+            self.errors
+                .iter()
+                .map(|(gp, e)| (gp.to_string(), e.clone()))
+                .collect(),
         );
     }
 
-    /// The local address serving Gateway port `port`.
+    /// The local address serving port `port` of the first Gateway (by
+    /// namespace/name) that has it.
     pub fn local_addr(&self, port: u16) -> Option<SocketAddr> {
-        self.bound.get(&port).map(|b| b.info.addr)
+        self.bound
+            .iter()
+            .find(|(gp, _)| gp.port == port)
+            .map(|(_, b)| b.info.addr)
+    }
+
+    /// The local address serving one Gateway's port.
+    pub fn local_addr_of(&self, gp: &GatewayPort) -> Option<SocketAddr> {
+        self.bound.get(gp).map(|b| b.info.addr)
     }
 
     /// Ports that could not be bound, with the reason.
-    pub fn errors(&self) -> &BTreeMap<u16, String> {
+    pub fn errors(&self) -> &BTreeMap<GatewayPort, String> {
         &self.errors
     }
 
@@ -220,7 +249,7 @@ impl Drop for Server {
 
 async fn accept_loop(
     listener: TcpListener,
-    port: u16,
+    gp: GatewayPort,
     mode: PortMode,
     proxy: Arc<Proxy>,
     drain: watch::Receiver<bool>,
@@ -230,7 +259,7 @@ async fn accept_loop(
             Ok(s) => s,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(port, error = %e, "accept failed");
+                tracing::warn!(gateway_port = %gp, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -238,21 +267,23 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
         let drain = drain.clone();
+        let gp = gp.clone();
         tokio::spawn(async move {
             match mode {
                 PortMode::Http => {
                     let info = ConnInfo {
-                        port,
+                        gateway: gp.gateway,
+                        port: gp.port,
                         client: ClientInfo { peer, tls: false },
                         sni: None,
                     };
                     serve_http(TokioIo::new(stream), info, proxy, drain).await;
                 }
-                PortMode::Https => crate::tls::serve_https(stream, peer, port, proxy, drain).await,
+                PortMode::Https => crate::tls::serve_https(stream, peer, gp, proxy, drain).await,
                 PortMode::TlsTerminate | PortMode::TlsPassthrough | PortMode::Tcp => {
                     // Byte streams are not drained: they end with their peers.
                     drop(drain);
-                    crate::tcp::serve_stream(stream, peer, port, mode, proxy).await;
+                    crate::tcp::serve_stream(stream, peer, gp, mode, proxy).await;
                 }
             }
         });

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 use gwcore::attachments::TlsMode;
 
-use crate::config::PortMode;
+use crate::config::{GatewayPort, PortMode};
 use crate::l4::{self, Hello};
 use crate::proxy::Proxy;
 
@@ -26,7 +26,7 @@ const MAX_HELLO: usize = 16 * 1024;
 pub(crate) async fn serve_stream(
     mut stream: TcpStream,
     peer: SocketAddr,
-    port: u16,
+    gp: GatewayPort,
     mode: PortMode,
     proxy: Arc<Proxy>,
 ) {
@@ -36,7 +36,7 @@ pub(crate) async fn serve_stream(
             let sni = match read_hello(&mut stream, &mut head).await {
                 Some(Some(sni)) => sni,
                 Some(None) => {
-                    tracing::debug!(port, %peer, "TLS connection without SNI cannot be routed; closing");
+                    tracing::debug!(gateway_port = %gp, %peer, "TLS connection without SNI cannot be routed; closing");
                     return;
                 }
                 None => return,
@@ -45,31 +45,31 @@ pub(crate) async fn serve_stream(
                 stream,
                 &head,
                 peer,
-                port,
+                &gp,
                 Some((&sni, TlsMode::Passthrough)),
                 &proxy,
             )
             .await;
         }
         PortMode::TlsTerminate => {
-            let Some(tls) = crate::tls::handshake(stream, peer, port, &proxy).await else {
+            let Some(tls) = crate::tls::handshake(stream, peer, &gp, &proxy).await else {
                 return;
             };
             let Some(sni) = tls.get_ref().1.server_name().map(str::to_owned) else {
-                tracing::debug!(port, %peer, "TLS connection without SNI cannot be routed; closing");
+                tracing::debug!(gateway_port = %gp, %peer, "TLS connection without SNI cannot be routed; closing");
                 return;
             };
             forward(
                 tls,
                 &[],
                 peer,
-                port,
+                &gp,
                 Some((&sni, TlsMode::Terminate)),
                 &proxy,
             )
             .await;
         }
-        _ => forward(stream, &[], peer, port, None, &proxy).await,
+        _ => forward(stream, &[], peer, &gp, None, &proxy).await,
     }
 }
 
@@ -81,18 +81,15 @@ async fn forward<S>(
     mut client: S,
     head: &[u8],
     peer: SocketAddr,
-    port: u16,
+    gp: &GatewayPort,
     sni: Option<(&str, TlsMode)>,
     proxy: &Proxy,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let cfg = proxy.config();
-    let Some(routing) = cfg
-        .ports
-        .get(&port)
-        .and_then(|pc| cfg.computed.routing.get(&pc.gateway))
-    else {
+    let port = gp.port;
+    let Some(routing) = cfg.computed.routing.get(&gp.gateway) else {
         return;
     };
     let choice = match sni {

@@ -23,6 +23,7 @@ use rustls::sign::CertifiedKey;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::config::GatewayPort;
 use crate::forward::ClientInfo;
 use crate::proxy::Proxy;
 use crate::server::ConnInfo;
@@ -180,22 +181,22 @@ pub fn server_configs(
 pub(crate) async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
-    port: u16,
+    gp: &GatewayPort,
     proxy: &Proxy,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    let Some(tls) = proxy.config().tls.get(&port).cloned() else {
-        tracing::warn!(port, %peer, "no usable certificate for this port; closing");
+    let Some(tls) = proxy.config().tls.get(gp).cloned() else {
+        tracing::warn!(gateway_port = %gp, %peer, "no usable certificate for this port; closing");
         return None;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await {
         Ok(Ok(s)) => Some(s),
         Ok(Err(e)) => {
-            tracing::debug!(port, %peer, error = %e, "TLS handshake failed");
+            tracing::debug!(gateway_port = %gp, %peer, error = %e, "TLS handshake failed");
             None
         }
         Err(_) => {
-            tracing::debug!(port, %peer, "TLS handshake timed out");
+            tracing::debug!(gateway_port = %gp, %peer, "TLS handshake timed out");
             None
         }
     }
@@ -205,16 +206,17 @@ pub(crate) async fn handshake(
 pub(crate) async fn serve_https(
     stream: TcpStream,
     peer: SocketAddr,
-    port: u16,
+    gp: GatewayPort,
     proxy: Arc<Proxy>,
     drain: watch::Receiver<bool>,
 ) {
-    let Some(stream) = handshake(stream, peer, port, &proxy).await else {
+    let Some(stream) = handshake(stream, peer, &gp, &proxy).await else {
         return;
     };
     let sni = stream.get_ref().1.server_name().map(str::to_owned);
     let info = ConnInfo {
-        port,
+        gateway: gp.gateway,
+        port: gp.port,
         client: ClientInfo { peer, tls: true },
         sni,
     };

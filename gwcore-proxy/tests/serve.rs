@@ -412,3 +412,78 @@ async fn an_embedding_program_feeds_snapshots_on_ephemeral_ports() {
     assert_eq!(rt.poll().await, None, "no file provider");
     rt.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn two_gateways_on_the_same_port_number_get_a_socket_each() {
+    let yaml = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gc}
+spec: {controllerName: example.com/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: a, namespace: default}
+spec:
+  gatewayClassName: gc
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: b, namespace: default}
+spec:
+  gatewayClassName: gc
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc-a, namespace: default}
+spec: {ports: [{port: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc-b, namespace: default}
+spec: {ports: [{port: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: to-a, namespace: default}
+spec:
+  parentRefs: [{name: a}]
+  rules: [{backendRefs: [{name: svc-a, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: to-b, namespace: default}
+spec:
+  parentRefs: [{name: b}]
+  rules: [{backendRefs: [{name: svc-b, port: 8080}]}]
+"#;
+    use gwcore::model::{Kind, ObjectKey};
+    use gwcore_proxy::config::GatewayPort;
+    let gw = |n: &str| GatewayPort::new(ObjectKey::new(Kind::Gateway, "default", n), 80);
+    let mut listen = ListenOptions {
+        default_ip: "127.0.0.1".parse().unwrap(),
+        ephemeral: true,
+        ..ListenOptions::default()
+    };
+    let pinned = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    listen.gateway_map.insert(gw("b"), pinned);
+    let opts = RuntimeOptions {
+        controller_name: CONTROLLER.into(),
+        listen,
+        echo_backends: true,
+    };
+    let rt = Runtime::from_snapshot(snapshot(yaml), opts).await.unwrap();
+    let a = rt.local_addr_of(&gw("a")).expect("a's port 80");
+    let b = rt.local_addr_of(&gw("b")).expect("b's port 80");
+    assert_eq!(b, pinned, "b's port is where --listen put it");
+    assert_ne!(a, b);
+    let c = common::client();
+    let (_, _, body) = common::get(&c, a, "x", "/").await;
+    assert_eq!(echoed(&body).service, "svc-a");
+    let (_, _, body) = common::get(&c, b, "x", "/").await;
+    assert_eq!(echoed(&body).service, "svc-b");
+}
