@@ -360,9 +360,16 @@ async fn reduce(
         let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let copts =
             ComputeOptions::new(opts.controller_name.clone(), now).with_addresses(addresses);
+        let started = Instant::now();
         let computed = compute(index.snapshot(), &copts);
         last_run = Some(Instant::now());
         metrics.computed();
+        tracing::debug!(
+            objects = index.snapshot().len(),
+            statuses = computed.statuses.len(),
+            took_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "engine run"
+        );
         version += 1;
         state.send_replace(Arc::new(State {
             version,

@@ -53,33 +53,28 @@ async fn a_thousand_routes_settle() {
     })
     .await;
     let created = t0.elapsed();
-    let (_, _) = eventually(
-        "every route Accepted and attachedRoutes 1000",
-        Duration::from_secs(120),
-        || {
-            let c = &c;
-            let routes = &routes;
-            let ours = &ours;
-            let ns = &ns;
-            async move {
-                let list = routes
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let ok = list
-                    .items
-                    .iter()
-                    .filter(|r| route_accepted(r, ours) == accepted())
-                    .count();
-                let attached = c.attached_routes(ns, "gw").await;
-                if ok == ROUTES && attached == Some(ROUTES as i64) {
-                    Ok(())
-                } else {
-                    Err(format!("{ok} routes accepted, attachedRoutes {attached:?}"))
-                }
+    // The Gateway first (one small read), then the routes (one list).
+    wait_attached(&c, &ns, "gw", ROUTES as i64).await;
+    eventually("every route Accepted", Duration::from_secs(120), || {
+        let routes = &routes;
+        let ours = &ours;
+        async move {
+            let list = routes
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let ok = list
+                .items
+                .iter()
+                .filter(|r| route_accepted(r, ours) == accepted())
+                .count();
+            if ok == ROUTES {
+                Ok(())
+            } else {
+                Err(format!("{ok} routes accepted"))
             }
-        },
-    )
+        }
+    })
     .await;
     let settled = t0.elapsed();
     let writes = ctl.counters().status_writes - writes_before;
