@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use gwcore::Snapshot;
 use gwcore::engine::{ComputeOptions, Computed, compute};
 use gwcore::model::{Kind, ObjectKey};
-use gwcore::status::GatewayStatusAddress;
+use gwcore::status::{GatewayStatusAddress, ObjectStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::core::DynamicObject;
@@ -21,8 +21,8 @@ use tokio::time::Instant;
 use crate::kinds::{DiscoveryError, Served, convert, load_balancer_addresses};
 use crate::leader::{self, LeaseOptions};
 use crate::metrics::{Counters, Metrics};
-use crate::reducer::{Index, Update};
-use crate::writer::{Writer, WriterOptions};
+use crate::reducer::{Change, Index, Update};
+use crate::writer::{Writer, WriterOptions, current_status, same_status};
 
 /// How the controller runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -333,9 +333,24 @@ async fn reduce(
     let mut index = Index::new();
     let mut version = 0u64;
     let mut last_run: Option<Instant> = None;
+    let mut last: BTreeMap<ObjectKey, ObjectStatus> = BTreeMap::new();
+    // Whether a change needs the engine: a status that is the one the engine
+    // last computed (the echo of our own write) does not.
+    let needs_run = |c: Change, index: &Index, last: &BTreeMap<ObjectKey, ObjectStatus>| match c {
+        Change::None => false,
+        Change::Objects => true,
+        Change::Status(key) => {
+            let now = index.snapshot().get(&key).and_then(current_status);
+            match (last.get(&key), now) {
+                (Some(want), Some(now)) => !same_status(want, &now),
+                _ => true,
+            }
+        }
+    };
     loop {
         let Some(u) = rx.recv().await else { return };
-        if !index.apply(u) {
+        let c = index.apply(u);
+        if !needs_run(c, &index, &last) {
             continue;
         }
         while let Ok(u) = rx.try_recv() {
@@ -363,6 +378,7 @@ async fn reduce(
         let started = Instant::now();
         let computed = compute(index.snapshot(), &copts);
         last_run = Some(Instant::now());
+        last = computed.statuses.clone();
         metrics.computed();
         tracing::debug!(
             objects = index.snapshot().len(),

@@ -40,6 +40,50 @@ pub enum Update {
     Addresses(Vec<GatewayStatusAddress>),
 }
 
+/// What an update changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing the engine reads.
+    None,
+    /// Only the status (and `resourceVersion`) of this object: when the new
+    /// status is the one the engine last computed — the echo of our own
+    /// write — running the engine again would give the same output.
+    Status(ObjectKey),
+    /// Anything else.
+    Objects,
+}
+
+impl Change {
+    /// Whether anything changed.
+    pub fn any(&self) -> bool {
+        *self != Change::None
+    }
+
+    fn or(self, other: Change) -> Change {
+        match (self, other) {
+            (Change::None, c) | (c, Change::None) => c,
+            _ => Change::Objects,
+        }
+    }
+}
+
+/// The object without what the API server changes on a status write.
+fn without_status(o: &Object) -> Object {
+    let mut o = o.clone();
+    o.meta_mut().resource_version = None;
+    match &mut o {
+        Object::GatewayClass(x) => x.status = None,
+        Object::Gateway(x) => x.status = None,
+        Object::ListenerSet(x) => x.status = None,
+        Object::HttpRoute(x) => x.status = None,
+        Object::GrpcRoute(x) => x.status = None,
+        Object::TlsRoute(x) | Object::TcpRoute(x) | Object::UdpRoute(x) => x.status = None,
+        Object::BackendTlsPolicy(x) => x.status = None,
+        _ => {}
+    }
+    o
+}
+
 /// The objects seen so far, and what the reducer knows about them.
 #[derive(Debug, Default)]
 pub struct Index {
@@ -92,20 +136,19 @@ impl Index {
         &self.addresses
     }
 
-    /// Applies one update; returns whether anything the engine reads
-    /// changed.
-    pub fn apply(&mut self, update: Update) -> bool {
+    /// Applies one update; returns what changed.
+    pub fn apply(&mut self, update: Update) -> Change {
         match update {
             Update::Restart(kind) => {
                 self.listing.insert(kind, BTreeMap::new());
-                false
+                Change::None
             }
             Update::Listed(c) => {
                 let kind = c.key().kind;
                 match self.listing.get_mut(&kind) {
                     Some(buf) => {
                         buf.insert(c.key(), c);
-                        false
+                        Change::None
                     }
                     // A list item without a list in progress: treat as an apply.
                     None => self.upsert(c),
@@ -114,7 +157,8 @@ impl Index {
             Update::Done(kind) => {
                 let listed = self.listing.remove(&kind).unwrap_or_default();
                 let first = self.synced.insert(kind);
-                self.replace_kind(kind, listed) || first
+                let change = self.replace_kind(kind, listed);
+                if first { Change::Objects } else { change }
             }
             Update::Applied(c) | Update::Fresh(c) => self.upsert(c),
             Update::Deleted(key) => {
@@ -122,20 +166,24 @@ impl Index {
                 if let Some(buf) = self.listing.get_mut(&key.kind) {
                     buf.remove(&key);
                 }
-                self.snapshot.remove(&key).is_some() || was_invalid
+                if self.snapshot.remove(&key).is_some() || was_invalid {
+                    Change::Objects
+                } else {
+                    Change::None
+                }
             }
             Update::Addresses(a) => {
                 if self.addresses == a {
-                    false
+                    Change::None
                 } else {
                     self.addresses = a;
-                    true
+                    Change::Objects
                 }
             }
         }
     }
 
-    fn upsert(&mut self, c: Converted) -> bool {
+    fn upsert(&mut self, c: Converted) -> Change {
         let key = c.key();
         let current_rv = self
             .snapshot
@@ -148,14 +196,16 @@ impl Index {
                     obj.meta().resource_version.as_deref(),
                     current_rv.as_deref(),
                 ) {
-                    return false;
+                    return Change::None;
                 }
                 self.invalid.remove(&key);
-                if self.snapshot.get(&key) == Some(&obj) {
-                    return false;
-                }
+                let change = match self.snapshot.get(&key) {
+                    Some(old) if *old == obj => return Change::None,
+                    Some(old) if without_status(old) == without_status(&obj) => Change::Status(key),
+                    _ => Change::Objects,
+                };
                 self.snapshot.insert(obj);
-                true
+                change
             }
             Converted::Invalid {
                 resource_version,
@@ -163,7 +213,7 @@ impl Index {
                 ..
             } => {
                 if older(resource_version.as_deref(), current_rv.as_deref()) {
-                    return false;
+                    return Change::None;
                 }
                 if self
                     .invalid
@@ -173,13 +223,17 @@ impl Index {
                     tracing::warn!(object = %key, errors = ?errors, "left out: the object is not valid");
                 }
                 self.invalid.insert(key.clone(), (resource_version, errors));
-                self.snapshot.remove(&key).is_some()
+                if self.snapshot.remove(&key).is_some() {
+                    Change::Objects
+                } else {
+                    Change::None
+                }
             }
         }
     }
 
-    fn replace_kind(&mut self, kind: Kind, listed: BTreeMap<ObjectKey, Converted>) -> bool {
-        let mut changed = false;
+    fn replace_kind(&mut self, kind: Kind, listed: BTreeMap<ObjectKey, Converted>) -> Change {
+        let mut change = Change::None;
         let gone: Vec<ObjectKey> = self
             .snapshot
             .of_kind(kind)
@@ -188,14 +242,14 @@ impl Index {
             .collect();
         for k in gone {
             self.snapshot.remove(&k);
-            changed = true;
+            change = Change::Objects;
         }
         self.invalid
             .retain(|k, _| k.kind != kind || listed.contains_key(k));
         for (_, c) in listed {
-            changed |= self.upsert(c);
+            change = change.or(self.upsert(c));
         }
-        changed
+        change
     }
 }
 
@@ -229,11 +283,11 @@ mod tests {
     #[test]
     fn initial_list_syncs_and_applies() {
         let mut ix = Index::new();
-        assert!(!ix.apply(Update::Restart(Kind::Namespace)));
-        assert!(!ix.apply(Update::Listed(ns("a", "1", None))));
+        assert!(!ix.apply(Update::Restart(Kind::Namespace)).any());
+        assert!(!ix.apply(Update::Listed(ns("a", "1", None))).any());
         assert!(ix.snapshot().is_empty(), "listed objects wait for Done");
         assert!(!ix.synced([Kind::Namespace]));
-        assert!(ix.apply(Update::Done(Kind::Namespace)));
+        assert!(ix.apply(Update::Done(Kind::Namespace)).any());
         assert!(ix.synced([Kind::Namespace]));
         assert_eq!(ix.snapshot().len(), 1);
     }
@@ -243,12 +297,12 @@ mod tests {
         let mut ix = Index::new();
         ix.apply(Update::Restart(Kind::Namespace));
         assert!(
-            ix.apply(Update::Done(Kind::Namespace)),
+            ix.apply(Update::Done(Kind::Namespace)).any(),
             "the first sync must trigger a compute"
         );
         ix.apply(Update::Restart(Kind::Namespace));
         assert!(
-            !ix.apply(Update::Done(Kind::Namespace)),
+            !ix.apply(Update::Done(Kind::Namespace)).any(),
             "an unchanged relist changes nothing"
         );
     }
@@ -268,7 +322,7 @@ mod tests {
             2,
             "the last good state serves during the relist"
         );
-        assert!(ix.apply(Update::Done(Kind::Namespace)));
+        assert!(ix.apply(Update::Done(Kind::Namespace)).any());
         assert_eq!(ix.snapshot().len(), 1);
         assert_eq!(label(&ix, "a").as_deref(), Some("x"));
     }
@@ -277,11 +331,18 @@ mod tests {
     fn stale_event_does_not_undo_a_fresher_write_response() {
         let mut ix = Index::new();
         ix.apply(Update::Applied(ns("a", "10", None)));
-        assert!(ix.apply(Update::Fresh(ns("a", "12", Some("written")))));
-        assert!(!ix.apply(Update::Applied(ns("a", "11", Some("older")))));
+        assert!(
+            ix.apply(Update::Fresh(ns("a", "12", Some("written"))))
+                .any()
+        );
+        assert!(
+            !ix.apply(Update::Applied(ns("a", "11", Some("older"))))
+                .any()
+        );
         assert_eq!(label(&ix, "a").as_deref(), Some("written"));
         assert!(
-            !ix.apply(Update::Applied(ns("a", "12", Some("written")))),
+            !ix.apply(Update::Applied(ns("a", "12", Some("written"))))
+                .any(),
             "same object: no change"
         );
     }
@@ -295,22 +356,59 @@ mod tests {
             resource_version: Some("2".into()),
             errors: vec!["metadata.name: bad".into()],
         };
-        assert!(ix.apply(Update::Applied(bad)));
+        assert!(ix.apply(Update::Applied(bad)).any());
         assert!(ix.snapshot().is_empty());
         assert_eq!(
             ix.invalid()[&key("a")].1,
             vec!["metadata.name: bad".to_string()]
         );
-        assert!(ix.apply(Update::Applied(ns("a", "3", None))), "fixed again");
+        assert!(
+            ix.apply(Update::Applied(ns("a", "3", None))).any(),
+            "fixed again"
+        );
         assert!(ix.invalid().is_empty());
+    }
+
+    #[test]
+    fn a_status_write_echo_is_a_status_only_change() {
+        use gwcore::model::HttpRoute;
+        use gwcore::status::RouteStatus;
+        let route = |rv: &str, status: Option<RouteStatus>, generation: i64| {
+            Converted::Valid(Object::HttpRoute(HttpRoute {
+                metadata: ObjectMeta {
+                    name: "r".into(),
+                    namespace: Some("n".into()),
+                    resource_version: Some(rv.into()),
+                    generation: Some(generation),
+                    ..Default::default()
+                },
+                status,
+                ..Default::default()
+            }))
+        };
+        let key = ObjectKey::new(Kind::HTTPRoute, "n", "r");
+        let mut ix = Index::new();
+        assert_eq!(
+            ix.apply(Update::Applied(route("1", None, 1))),
+            Change::Objects
+        );
+        assert_eq!(
+            ix.apply(Update::Fresh(route("2", Some(RouteStatus::default()), 1))),
+            Change::Status(key)
+        );
+        assert_eq!(
+            ix.apply(Update::Applied(route("3", Some(RouteStatus::default()), 2))),
+            Change::Objects,
+            "a spec change"
+        );
     }
 
     #[test]
     fn delete_removes() {
         let mut ix = Index::new();
         ix.apply(Update::Applied(ns("a", "1", None)));
-        assert!(ix.apply(Update::Deleted(key("a"))));
-        assert!(!ix.apply(Update::Deleted(key("a"))));
+        assert!(ix.apply(Update::Deleted(key("a"))).any());
+        assert!(!ix.apply(Update::Deleted(key("a"))).any());
         assert!(ix.snapshot().is_empty());
     }
 
@@ -321,7 +419,7 @@ mod tests {
             type_: Some("IPAddress".into()),
             value: "192.0.2.1".into(),
         }];
-        assert!(ix.apply(Update::Addresses(a.clone())));
-        assert!(!ix.apply(Update::Addresses(a)));
+        assert!(ix.apply(Update::Addresses(a.clone())).any());
+        assert!(!ix.apply(Update::Addresses(a)).any());
     }
 }
