@@ -90,6 +90,7 @@ pub struct Controller {
     served: Served,
     stop: watch::Sender<bool>,
     lease_task: Option<JoinHandle<()>>,
+    _fixed_leader: Option<watch::Sender<bool>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -128,22 +129,20 @@ impl Controller {
         )));
         let (leader_tx, leader_rx) = watch::channel(opts.lease.is_none() && opts.write_status);
         metrics.set_leader(*leader_rx.borrow());
-        let lease_task = match (&opts.lease, opts.write_status) {
-            (Some(lease), true) => Some(tokio::spawn(leader::run(
-                client.clone(),
-                lease.clone(),
-                leader_tx,
-                metrics.clone(),
-                stop_rx,
-            ))),
-            _ => {
-                // Keep the sender alive so the writer's leader channel stays open.
-                tasks.push(tokio::spawn(async move {
-                    let _keep = leader_tx;
-                    std::future::pending::<()>().await
-                }));
-                None
-            }
+        let (lease_task, fixed_leader) = match (&opts.lease, opts.write_status) {
+            (Some(lease), true) => (
+                Some(tokio::spawn(leader::run(
+                    client.clone(),
+                    lease.clone(),
+                    leader_tx,
+                    metrics.clone(),
+                    stop_rx,
+                ))),
+                None,
+            ),
+            // No election: leadership is fixed; the sender is kept so that
+            // the channel stays open.
+            _ => (None, Some(leader_tx)),
         };
         if opts.write_status {
             let writer = Writer {
@@ -164,6 +163,7 @@ impl Controller {
             served,
             stop: stop_tx,
             lease_task,
+            _fixed_leader: fixed_leader,
             tasks,
         }
     }

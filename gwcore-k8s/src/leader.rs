@@ -173,7 +173,16 @@ pub(crate) async fn run(
         });
     };
     loop {
-        match e.try_acquire_or_renew().await {
+        // A request that hangs counts as a failure once the renew deadline
+        // has passed, so a leader cut off from the API server steps down in
+        // time.
+        let attempt = tokio::time::timeout(e.opts.renew_deadline, e.try_acquire_or_renew()).await;
+        let attempt = attempt.unwrap_or_else(|_| {
+            Err(kube::Error::Service(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "lease request timed out").into(),
+            ))
+        });
+        match attempt {
             Ok(true) => {
                 if !*leader.borrow() {
                     tracing::info!(lease = %e.opts.name, identity = %e.opts.identity, "became the leader: writing status");
