@@ -334,23 +334,29 @@ async fn reduce(
     let mut version = 0u64;
     let mut last_run: Option<Instant> = None;
     let mut last: BTreeMap<ObjectKey, ObjectStatus> = BTreeMap::new();
-    // Whether a change needs the engine: a status that is the one the engine
-    // last computed (the echo of our own write) does not.
-    let needs_run = |c: Change, index: &Index, last: &BTreeMap<ObjectKey, ObjectStatus>| match c {
-        Change::None => false,
-        Change::Objects => true,
-        Change::Status(key) => {
-            let now = index.snapshot().get(&key).and_then(current_status);
-            match (last.get(&key), now) {
-                (Some(want), Some(now)) => !same_status(want, &now),
-                _ => true,
+    // Whether a change needs the engine: the response to our own status
+    // write, carrying the status the engine last computed, does not. (Other
+    // status changes do: on a follower the leader's writes keep the
+    // published snapshot current, so that it can take over without
+    // conflicts.)
+    let needs_run =
+        |c: Change, fresh: bool, index: &Index, last: &BTreeMap<ObjectKey, ObjectStatus>| match c {
+            Change::None => false,
+            Change::Objects => true,
+            Change::Status(_) if !fresh => true,
+            Change::Status(key) => {
+                let now = index.snapshot().get(&key).and_then(current_status);
+                match (last.get(&key), now) {
+                    (Some(want), Some(now)) => !same_status(want, &now),
+                    _ => true,
+                }
             }
-        }
-    };
+        };
     loop {
         let Some(u) = rx.recv().await else { return };
+        let fresh = matches!(u, Update::Fresh(_));
         let c = index.apply(u);
-        if !needs_run(c, &index, &last) {
+        if !needs_run(c, fresh, &index, &last) {
             continue;
         }
         while let Ok(u) = rx.try_recv() {
