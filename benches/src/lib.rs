@@ -145,7 +145,7 @@ pub fn routing(n: usize) -> GatewayRouting {
             hostname: None,
             tls_mode: None,
             certificates: vec![],
-            routes,
+            routes: routes.into_iter().map(Arc::new).collect(),
         }],
     }
 }

@@ -80,8 +80,10 @@ pub struct ListenerRouting {
     pub tls_mode: Option<TlsMode>,
     /// Resolved certificate Secrets, in `certificateRefs` order.
     pub certificates: Vec<ObjectKey>,
-    /// Accepted routes attached to this listener, sorted by key.
-    pub routes: Vec<AttachedRoute>,
+    /// Accepted routes attached to this listener, sorted by key. Shared, so
+    /// that rebuilding a listener after one route changed copies pointers,
+    /// not routes.
+    pub routes: Vec<Arc<AttachedRoute>>,
 }
 
 /// A route attached to one listener.

@@ -18,8 +18,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{Computed, Ctx, GrantIndex, Gw, RouteState, gateway_routing, index_grants};
-use crate::attachments::GatewayRouting;
+use super::{Computed, Ctx, GrantIndex, Gw, RouteState, gateway_routing, index_grant};
+use crate::attachments::{AttachedRoute, GatewayRouting, ListenerRouting};
 use crate::engine::ComputeOptions;
 use crate::model::{Kind, Object, ObjectKey};
 use crate::snapshot::Snapshot;
@@ -79,7 +79,9 @@ pub struct Engine {
     routes: BTreeMap<ObjectKey, RouteState>,
     by_parent: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
-    by_grant_ns: BTreeMap<String, BTreeSet<ObjectKey>>,
+    /// Routes by (namespace they refer into, their own namespace): a
+    /// ReferenceGrant in N admitting namespace M affects exactly these.
+    by_grant_ns: BTreeMap<(String, String), BTreeSet<ObjectKey>>,
     by_ns: BTreeMap<String, BTreeSet<ObjectKey>>,
     statuses: BTreeMap<ObjectKey, ObjectStatus>,
     routing: BTreeMap<ObjectKey, Arc<GatewayRouting>>,
@@ -100,6 +102,39 @@ fn index_remove(
             idx.remove(k);
         }
     }
+}
+
+/// Whether two routing inputs are equal; shared routes compare by pointer
+/// first, so an unchanged Gateway costs a pointer comparison per route.
+fn same_routing(a: &GatewayRouting, b: &GatewayRouting) -> bool {
+    // Destructured so that a new field cannot be forgotten here.
+    let GatewayRouting { gateway, listeners } = a;
+    gateway == &b.gateway
+        && listeners.len() == b.listeners.len()
+        && listeners.iter().zip(&b.listeners).all(|(x, y)| {
+            let ListenerRouting {
+                name,
+                source,
+                port,
+                protocol,
+                hostname,
+                tls_mode,
+                certificates,
+                routes,
+            } = x;
+            name == &y.name
+                && source == &y.source
+                && port == &y.port
+                && protocol == &y.protocol
+                && hostname == &y.hostname
+                && tls_mode == &y.tls_mode
+                && certificates == &y.certificates
+                && routes.len() == y.routes.len()
+                && routes
+                    .iter()
+                    .zip(&y.routes)
+                    .all(|(p, q)| Arc::ptr_eq(p, q) || p == q)
+        })
 }
 
 /// Whether two versions of an object differ only in status and
@@ -152,17 +187,9 @@ impl Engine {
             .of_kind(Kind::Namespace)
             .map(|o| (o.meta().name.clone(), o.meta().labels.clone()))
             .collect();
-        let grant_namespaces: BTreeSet<String> = snap
-            .of_kind(Kind::ReferenceGrant)
-            .map(|o| o.meta().ns().to_string())
-            .collect();
-        e.grants = grant_namespaces
-            .into_iter()
-            .map(|ns| {
-                let idx = index_grants(&snap, &ns);
-                (ns, idx)
-            })
-            .collect();
+        for o in snap.of_kind(Kind::ReferenceGrant) {
+            index_grant(&mut e.grants, &o.key(), None, Some(o));
+        }
         e.snap = snap;
         let dirty = Dirty {
             classes: true,
@@ -308,12 +335,7 @@ impl Engine {
             }
         }
         if key.kind == Kind::ReferenceGrant {
-            let idx = index_grants(&self.snap, &key.namespace);
-            if idx.is_empty() {
-                self.grants.remove(&key.namespace);
-            } else {
-                self.grants.insert(key.namespace.clone(), idx);
-            }
+            index_grant(&mut self.grants, key, old, self.snap.get(key));
         }
         let mut dirty = Dirty::default();
         match key.kind {
@@ -341,13 +363,21 @@ impl Engine {
             }
             Kind::ReferenceGrant => {
                 dirty.all_gateways = true;
-                dirty.routes.extend(
-                    self.by_grant_ns
-                        .get(&key.namespace)
-                        .into_iter()
-                        .flatten()
-                        .cloned(),
-                );
+                let froms = [old, self.snap.get(key)]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|o| match o {
+                        Object::ReferenceGrant(g) => {
+                            g.spec.from.iter().map(|f| f.namespace.clone()).collect()
+                        }
+                        _ => Vec::new(),
+                    });
+                for from in froms.collect::<BTreeSet<String>>() {
+                    let k = (key.namespace.clone(), from);
+                    dirty
+                        .routes
+                        .extend(self.by_grant_ns.get(&k).into_iter().flatten().cloned());
+                }
             }
             Kind::Secret | Kind::ConfigMap => {
                 dirty.all_gateways = true;
@@ -414,7 +444,18 @@ impl Engine {
                 let ctx = self.ctx();
                 ctx.gateway(&gk)
             };
-            let old = self.gws.remove(&gk);
+            let mut old = self.gws.remove(&gk);
+            // Compare the states without their attachments (carried over below).
+            let old_attached: Vec<BTreeMap<ObjectKey, Arc<AttachedRoute>>> = old
+                .as_mut()
+                .map(|o| {
+                    o.listeners
+                        .iter_mut()
+                        .map(|l| std::mem::take(&mut l.attached))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let unchanged = old == new;
             let same_view = match (&old, &new) {
                 (Some(o), Some(n)) => {
                     o.attach_view() == n.attach_view() && o.sets_view() == n.sets_view()
@@ -425,10 +466,8 @@ impl Engine {
             if let Some(mut n) = new {
                 if same_view {
                     // Carry the attachments over.
-                    if let Some(o) = old {
-                        for (nl, ol) in n.listeners.iter_mut().zip(o.listeners) {
-                            nl.attached = ol.attached;
-                        }
+                    for (nl, attached) in n.listeners.iter_mut().zip(old_attached) {
+                        nl.attached = attached;
                     }
                 } else {
                     self.reattach(&gk, old.as_ref(), Some(&n), &mut dirty);
@@ -437,7 +476,9 @@ impl Engine {
             } else if !same_view {
                 self.reattach(&gk, old.as_ref(), None, &mut dirty);
             }
-            touched.insert(gk);
+            if !unchanged {
+                touched.insert(gk);
+            }
         }
 
         // 3. Routes.
@@ -471,7 +512,7 @@ impl Engine {
             }
             match routing {
                 Some(r) => {
-                    if self.routing.get(gk).map(|a| &**a) != Some(&r) {
+                    if !self.routing.get(gk).is_some_and(|a| same_routing(a, &r)) {
                         let a = Arc::new(r);
                         delta.routing.insert(gk.clone(), Some(a.clone()));
                         self.routing.insert(gk.clone(), a);
@@ -524,10 +565,12 @@ impl Engine {
     /// ListenerSets that target it.
     fn owned_keys(&self, gk: &ObjectKey) -> Vec<ObjectKey> {
         let mut keys = vec![gk.clone()];
+        let first = ObjectKey::new(Kind::ListenerSet, "", "");
         let sets = self
             .statuses
-            .keys()
-            .filter(|k| k.kind == Kind::ListenerSet)
+            .range(first..)
+            .map(|(k, _)| k)
+            .take_while(|k| k.kind == Kind::ListenerSet)
             .filter(|k| match self.snap.get(k) {
                 Some(Object::ListenerSet(ls)) => {
                     let p = &ls.spec.parent_ref;
@@ -583,8 +626,12 @@ impl Engine {
                 index_remove(&mut self.by_service, s, rk);
             }
             for ns in &old.grant_namespaces {
-                if let Some(set) = self.by_grant_ns.get_mut(ns) {
+                let k = (ns.clone(), rk.namespace.clone());
+                if let Some(set) = self.by_grant_ns.get_mut(&k) {
                     set.remove(rk);
+                    if set.is_empty() {
+                        self.by_grant_ns.remove(&k);
+                    }
                 }
             }
             if let Some(set) = self.by_ns.get_mut(&rk.namespace) {
@@ -606,7 +653,7 @@ impl Engine {
             if let Some(gw) = self.gws.get_mut(&gk)
                 && let Some(l) = gw.listeners.get_mut(li)
             {
-                l.attached.insert(rk.clone(), ar);
+                l.attached.insert(rk.clone(), Arc::new(ar));
             }
             touched.insert(gk.clone());
             state.attached_to.push((gk, li));
@@ -619,7 +666,7 @@ impl Engine {
         }
         for ns in &state.grant_namespaces {
             self.by_grant_ns
-                .entry(ns.clone())
+                .entry((ns.clone(), rk.namespace.clone()))
                 .or_default()
                 .insert(rk.clone());
         }

@@ -130,7 +130,7 @@ struct Lst {
     conflict: Option<Fail>,
     certs: Vec<ObjectKey>,
     /// Attached routes, by key.
-    attached: BTreeMap<ObjectKey, AttachedRoute>,
+    attached: BTreeMap<ObjectKey, Arc<AttachedRoute>>,
 }
 
 impl Lst {
@@ -217,22 +217,40 @@ struct Ctx<'a> {
 }
 
 /// ReferenceGrants by their namespace, then by each namespace they admit
-/// references from.
-type GrantIndex = BTreeMap<String, BTreeMap<String, Vec<crate::model::ReferenceGrant>>>;
+/// references from, then by grant name.
+type GrantIndex =
+    BTreeMap<String, BTreeMap<String, BTreeMap<String, crate::model::ReferenceGrantSpec>>>;
 
-/// The grants of one namespace, indexed by the namespaces they admit.
-fn index_grants(snap: &Snapshot, ns: &str) -> BTreeMap<String, Vec<crate::model::ReferenceGrant>> {
-    let mut by_from: BTreeMap<String, Vec<crate::model::ReferenceGrant>> = BTreeMap::new();
-    for o in snap.in_namespace(Kind::ReferenceGrant, ns) {
-        let Object::ReferenceGrant(g) = o else {
-            continue;
-        };
-        let froms: BTreeSet<&str> = g.spec.from.iter().map(|f| f.namespace.as_str()).collect();
-        for f in froms {
-            by_from.entry(f.to_string()).or_default().push(g.clone());
+/// Updates the index for one grant (removed when `grant` is `None`).
+fn index_grant(idx: &mut GrantIndex, key: &ObjectKey, old: Option<&Object>, new: Option<&Object>) {
+    let froms = |o: Option<&Object>| -> BTreeSet<String> {
+        match o {
+            Some(Object::ReferenceGrant(g)) => {
+                g.spec.from.iter().map(|f| f.namespace.clone()).collect()
+            }
+            _ => BTreeSet::new(),
+        }
+    };
+    let by_from = idx.entry(key.namespace.clone()).or_default();
+    for f in froms(old) {
+        if let Some(by_name) = by_from.get_mut(&f) {
+            by_name.remove(&key.name);
+            if by_name.is_empty() {
+                by_from.remove(&f);
+            }
         }
     }
-    by_from
+    if let Some(Object::ReferenceGrant(g)) = new {
+        for f in froms(new) {
+            by_from
+                .entry(f)
+                .or_default()
+                .insert(key.name.clone(), g.spec.clone());
+        }
+    }
+    if by_from.is_empty() {
+        idx.remove(&key.namespace);
+    }
 }
 
 fn cond(ty: T, ok: bool, reason: Reason, msg: impl Into<String>) -> Condition {
@@ -336,12 +354,11 @@ impl Ctx<'_> {
         else {
             return false;
         };
-        grants.iter().any(|g| {
-            g.spec
-                .from
+        grants.values().any(|g| {
+            g.from
                 .iter()
                 .any(|f| f.group == GATEWAY_GROUP && f.kind == from_kind && f.namespace == from_ns)
-                && g.spec.to.iter().any(|t| {
+                && g.to.iter().any(|t| {
                     t.group == to_group
                         && t.kind == to_kind
                         && t.name
@@ -1635,7 +1652,7 @@ fn gateway_routing(key: &ObjectKey, gw: &Gw) -> GatewayRouting {
         .filter(|l| l.usable())
         .filter_map(|l| {
             let protocol = l.protocol?;
-            let routes: Vec<AttachedRoute> = l.attached.values().cloned().collect();
+            let routes: Vec<Arc<AttachedRoute>> = l.attached.values().cloned().collect();
             Some(ListenerRouting {
                 name: l.spec.name.clone(),
                 source: l.owner.clone(),

@@ -69,7 +69,7 @@ fn listener(
         hostname: hostname.map(str::to_owned),
         tls_mode: None,
         certificates: vec![],
-        routes,
+        routes: routes.into_iter().map(Arc::new).collect(),
     }
 }
 
