@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
@@ -235,10 +236,18 @@ impl EchoState {
         if req.uri().path() == "/ws" && is_websocket(&req) {
             return Ok(self.websocket(req));
         }
-        Ok(self.echo(&req))
+        // Read the body to its end, as servers do, so that a client still
+        // sending it never sees the connection close under it.
+        let (parts, mut body) = req.into_parts();
+        while let Some(frame) = body.frame().await {
+            if frame.is_err() {
+                break;
+            }
+        }
+        Ok(self.echo(&Request::from_parts(parts, ())))
     }
 
-    fn echo(&self, req: &Request<Incoming>) -> Response<Body> {
+    fn echo(&self, req: &Request<()>) -> Response<Body> {
         let echoed = describe(req, &self.identity);
         let mut resp = Response::new(full(serde_json::to_vec(&echoed).unwrap_or_default()));
         resp.headers_mut().insert(

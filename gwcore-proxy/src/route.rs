@@ -60,9 +60,17 @@ pub struct RetryPolicy {
     pub backoff: Duration,
 }
 
-/// Bodies up to this size are kept so a retry can send them again; a
-/// larger body is streamed and its request is not retried.
-const RETRY_BODY_LIMIT: usize = 1 << 20;
+/// Bodies declared to be at most this size are kept so that a retry or a
+/// mirror can send them again; a larger body, or one of unknown length, is
+/// streamed once: its request is not retried and not mirrored.
+const REPLAY_BODY_LIMIT: usize = 1 << 20;
+
+/// Whether a body's declared length fits in the replay limit.
+fn replayable<B: hyper::body::Body>(body: &B) -> bool {
+    body.size_hint()
+        .upper()
+        .is_some_and(|n| n <= REPLAY_BODY_LIMIT as u64)
+}
 
 /// Reads a whole body of at most `limit` bytes; `None` when it is larger
 /// or breaks.
@@ -132,15 +140,18 @@ pub async fn forward(
     let mut parts = Some(parts);
 
     let deadline = policy.request_timeout.map(|t| Instant::now() + t);
-    let retry = policy.retry.as_ref().filter(|r| r.attempts > 0);
-    // Retries need the body again; keep it when small enough.
+    let retry = policy
+        .retry
+        .as_ref()
+        .filter(|r| r.attempts > 0 && replayable(&body));
+    // Retries need the body again.
     let (replay, mut body) = match retry {
-        Some(_) => match collect_limited(body, RETRY_BODY_LIMIT).await {
+        Some(_) => match collect_limited(body, REPLAY_BODY_LIMIT).await {
             Some(b) => (Some(b.clone()), Some(full(b))),
             None => {
                 return status_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request body too large to retry\n",
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read\n",
                 );
             }
         },
@@ -435,9 +446,14 @@ pub async fn answer(
                         .collect();
                     let body = if mirrors.is_empty() {
                         incoming(body)
+                    } else if !replayable(&body) {
+                        tracing::debug!(
+                            "request body too large or of unknown length; not mirrored"
+                        );
+                        incoming(body)
                     } else {
                         // Mirrors need their own copy of the body.
-                        match collect_limited(body, RETRY_BODY_LIMIT).await {
+                        match collect_limited(body, REPLAY_BODY_LIMIT).await {
                             Some(bytes) => {
                                 let http2 = f.matched().rule().family() == Family::Grpc;
                                 for m in mirrors {
@@ -448,8 +464,8 @@ pub async fn answer(
                             None => {
                                 return Answered {
                                     response: status_response(
-                                        StatusCode::PAYLOAD_TOO_LARGE,
-                                        "request body too large to mirror\n",
+                                        StatusCode::BAD_REQUEST,
+                                        "the request body could not be read\n",
                                     ),
                                     series,
                                     provenance,

@@ -333,3 +333,39 @@ async fn grpc_routes_speak_http2_to_their_backends_and_keep_te_trailers() {
     assert_eq!(e.path, "/echo.Echo/Say");
     assert_eq!(e.headers["Te"], ["trailers"]);
 }
+
+#[tokio::test]
+async fn a_body_too_large_to_copy_is_forwarded_but_not_mirrored() {
+    let env = env().await;
+    let c = common::client();
+    let post = |path: &str, len: usize| {
+        http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{}{path}", env.addr))
+            .header("host", "x")
+            .body(http_body_util::Full::new(bytes::Bytes::from(vec![
+                b'x';
+                len
+            ])))
+            .unwrap()
+    };
+    let resp = c.request(post("/mirrored/big", 2 << 20)).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "the client is served whatever the mirror"
+    );
+    let resp = c.request(post("/mirrored/small", 1000)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    for _ in 0..100 {
+        if !env.mirror_seen.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        *env.mirror_seen.lock().unwrap(),
+        ["POST /mirrored/small HTTP/1.1"]
+    );
+}
