@@ -48,6 +48,7 @@
 pub mod certs;
 pub mod check;
 pub mod cluster;
+pub mod features;
 mod requests;
 pub mod runner;
 pub mod vector;

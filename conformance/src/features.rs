@@ -1,0 +1,360 @@
+//! The feature table: every Gateway API feature, grouped by conformance
+//! profile and support level, with what the conformance vectors measured
+//! for it.
+//!
+//! `docs/features.md` is generated from a [`Report`] by [`render`] (the
+//! `feature-table` binary), and a test regenerates it and fails when the
+//! checked-in file differs, so the table cannot drift from the runner.
+//!
+//! ```text
+//!  vectors ──run_paths──▶ Report ──┐
+//!  vector files ──features:────────┴─▶ FeatureRow per feature ──render──▶ docs/features.md
+//! ```
+//!
+//! Profiles follow upstream's conformance suite (GEP-1709): "a group of
+//! features that have a related purpose", each with core and extended
+//! features. A vector counts toward every feature in its `features` list;
+//! the mesh profiles are out of scope for a gateway and are not listed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::check::{CheckKind, Outcome};
+use crate::runner::{Report, Verdict};
+
+/// A support level, as upstream's conformance profiles name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Required by the profile.
+    Core,
+    /// Optional; an implementation opts in.
+    Extended,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Core => "Core",
+            Level::Extended => "Extended",
+        }
+    }
+}
+
+/// The gateway conformance profiles, in the order the table lists them.
+pub const PROFILES: [&str; 4] = ["GATEWAY-HTTP", "GATEWAY-GRPC", "GATEWAY-TLS", "GATEWAY-TCP"];
+
+/// Features upstream defines (sigs.k8s.io/gateway-api/pkg/features) that no
+/// vector may name yet; listed so the table shows them as unmeasured rather
+/// than leaving them out. Features named by vectors are added to these.
+const KNOWN_FEATURES: &[&str] = &[
+    "Gateway",
+    "ReferenceGrant",
+    "HTTPRoute",
+    "GRPCRoute",
+    "TLSRoute",
+    "TCPRoute",
+    "UDPRoute",
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
+    "GatewayPort8080",
+    "GatewayStaticAddresses",
+    "GatewayHTTPListenerIsolation",
+    "GatewayHTTPSListenerDetectMisdirectedRequests",
+    "GatewayInfrastructurePropagation",
+    "GatewayAddressEmpty",
+    "GatewayBackendClientCertificate",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
+    "ListenerSet",
+    "HTTPRouteDestinationPortMatching",
+    "HTTPRouteBackendRequestHeaderModification",
+    "HTTPRouteQueryParamMatching",
+    "HTTPRouteMethodMatching",
+    "HTTPRouteResponseHeaderModification",
+    "HTTPRoutePortRedirect",
+    "HTTPRouteSchemeRedirect",
+    "HTTPRoutePathRedirect",
+    "HTTPRouteHostRewrite",
+    "HTTPRoutePathRewrite",
+    "HTTPRouteRequestMirror",
+    "HTTPRouteRequestMultipleMirrors",
+    "HTTPRouteRequestPercentageMirror",
+    "HTTPRouteRequestTimeout",
+    "HTTPRouteBackendTimeout",
+    "HTTPRouteParentRefPort",
+    "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteNamedRouteRule",
+    "HTTPRouteCORS",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
+    "GRPCRouteNamedRouteRule",
+];
+
+/// The profiles a feature belongs to, with its level in each; empty for a
+/// feature in no gateway profile (UDPRoute has none upstream).
+///
+/// Upstream's profiles: GATEWAY-HTTP has core Gateway, ReferenceGrant and
+/// HTTPRoute and extends with the Gateway, HTTPRoute and BackendTLSPolicy
+/// features; GATEWAY-GRPC, GATEWAY-TLS and GATEWAY-TCP have Gateway (plus
+/// ReferenceGrant for gRPC and TLS) and their route kind as core, and
+/// extend with the Gateway features and their route kind's own.
+pub fn profiles(feature: &str) -> Vec<(&'static str, Level)> {
+    let gateway_extended =
+        (feature.starts_with("Gateway") && feature != "Gateway") || feature == "ListenerSet";
+    let mut out = Vec::new();
+    for profile in PROFILES {
+        let (route, with_grant) = match profile {
+            "GATEWAY-HTTP" => ("HTTPRoute", true),
+            "GATEWAY-GRPC" => ("GRPCRoute", true),
+            "GATEWAY-TLS" => ("TLSRoute", true),
+            _ => ("TCPRoute", false),
+        };
+        let level = if feature == "Gateway"
+            || feature == route
+            || (with_grant && feature == "ReferenceGrant")
+        {
+            Some(Level::Core)
+        } else if gateway_extended
+            || feature.starts_with(route)
+            || (profile == "GATEWAY-HTTP" && feature.starts_with("BackendTLSPolicy"))
+        {
+            Some(Level::Extended)
+        } else {
+            None
+        };
+        if let Some(level) = level {
+            out.push((profile, level));
+        }
+    }
+    out
+}
+
+/// What the vectors measured for one feature.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeatureRow {
+    /// Vectors naming the feature.
+    pub vectors: usize,
+    /// Of those, passing.
+    pub passed: usize,
+    /// Of those, failing.
+    pub failed: usize,
+    /// Status checks that held / all status checks.
+    pub status: (usize, usize),
+    /// Request checks that held / all request checks.
+    pub requests: (usize, usize),
+    /// Request checks engine mode could not judge (they need a data plane).
+    pub requests_not_run: usize,
+}
+
+impl FeatureRow {
+    /// The one-word verdict shown in the table.
+    pub fn verdict(&self) -> &'static str {
+        if self.vectors == 0 {
+            "no vector"
+        } else if self.failed > 0 {
+            "failing"
+        } else if self.passed == 0 {
+            "skipped"
+        } else if self.requests_not_run > 0 || self.status.0 < self.status.1 {
+            "passes (engine)"
+        } else {
+            "passes"
+        }
+    }
+}
+
+/// The `features` list of a vector file, read without the rest of the
+/// schema. A file that cannot be read names no feature.
+pub fn vector_features(file: &Path) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Features {
+        #[serde(default)]
+        features: Vec<String>,
+    }
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| serde_norway::from_str::<Features>(&t).ok())
+        .map(|f| f.features)
+        .unwrap_or_default()
+}
+
+/// One row per feature: the known features, and every feature a vector of
+/// the report names. `features_of` gives a vector file's features.
+pub fn rows(
+    report: &Report,
+    features_of: impl Fn(&Path) -> Vec<String>,
+) -> BTreeMap<String, FeatureRow> {
+    let mut out: BTreeMap<String, FeatureRow> = KNOWN_FEATURES
+        .iter()
+        .map(|f| (f.to_string(), FeatureRow::default()))
+        .collect();
+    for v in &report.vectors {
+        let features: BTreeSet<String> = features_of(&v.file).into_iter().collect();
+        for f in features {
+            let row = out.entry(f).or_default();
+            row.vectors += 1;
+            match v.verdict {
+                Verdict::Pass => row.passed += 1,
+                Verdict::Fail => row.failed += 1,
+                Verdict::Skip => {}
+            }
+            for c in &v.checks {
+                let held = c.outcome == Outcome::Pass;
+                match c.kind {
+                    CheckKind::Status => {
+                        row.status.1 += 1;
+                        row.status.0 += usize::from(held);
+                    }
+                    CheckKind::Request => {
+                        row.requests.1 += 1;
+                        row.requests.0 += usize::from(held);
+                        if matches!(c.outcome, Outcome::NotRun(_)) {
+                            row.requests_not_run += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn ratio((a, b): (usize, usize)) -> String {
+    if b == 0 {
+        "—".to_string()
+    } else {
+        format!("{a}/{b}")
+    }
+}
+
+fn line(out: &mut String, name: &str, level: &str, row: &FeatureRow) {
+    let not_run = if row.requests_not_run > 0 {
+        format!(" ({} not run)", row.requests_not_run)
+    } else {
+        String::new()
+    };
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        out,
+        "| {name} | {level} | {} | {}/{} | {} | {}{not_run} |",
+        row.verdict(),
+        row.passed,
+        row.vectors,
+        ratio(row.status),
+        ratio(row.requests),
+    );
+}
+
+/// The Markdown table of `docs/features.md`.
+pub fn render(rows: &BTreeMap<String, FeatureRow>) -> String {
+    let mut out = String::from(
+        "<!-- Generated by `cargo run --release -p gwcore-conformance --bin feature-table -- \
+         --out docs/features.md ../shared/conformance/vectors`; do not edit. \
+         conformance/tests/feature_table.rs fails when this file is stale. -->\n\n\
+         # Gateway API features\n\n\
+         What gwcore supports, measured by the conformance vectors in engine mode \
+         (gwcore's engine in a simulated cluster, requests answered by the routing table). \
+         A vector counts toward every feature it needs.\n\n\
+         - **passes**: every vector needing the feature passes and every check ran.\n\
+         - **passes (engine)**: every vector passes; some request checks need a real data \
+         plane (traffic shares, mirrors, TLS and TCP bytes, WebSockets) and are not run in \
+         engine mode.\n\
+         - **failing**: a vector needing the feature fails.\n\
+         - **no vector**: the public corpus has no vector for it yet; not measured.\n\n\
+         Columns: vectors passed/total; status checks held/total; request checks held/total \
+         (*not run*: the check needs a real data plane).\n",
+    );
+    for profile in PROFILES {
+        let _ = write!(
+            out,
+            "\n## {profile}\n\n| Feature | Level | Status | Vectors | Status checks | Request checks |\n|---|---|---|---|---|---|\n"
+        );
+        for level in [Level::Core, Level::Extended] {
+            for (name, row) in rows {
+                if profiles(name).contains(&(profile, level)) {
+                    line(&mut out, name, level.as_str(), row);
+                }
+            }
+        }
+    }
+    let others: Vec<_> = rows
+        .iter()
+        .filter(|(name, _)| profiles(name).is_empty())
+        .collect();
+    if !others.is_empty() {
+        out.push_str(
+            "\n## Outside the gateway profiles\n\n| Feature | Level | Status | Vectors | Status checks | Request checks |\n|---|---|---|---|---|---|\n",
+        );
+        for (name, row) in others {
+            line(&mut out, name, "—", row);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_profile_has_its_core_and_extended_features() {
+        assert!(profiles("HTTPRoute").contains(&("GATEWAY-HTTP", Level::Core)));
+        assert!(profiles("ReferenceGrant").contains(&("GATEWAY-HTTP", Level::Core)));
+        assert!(
+            !profiles("ReferenceGrant")
+                .iter()
+                .any(|(p, _)| *p == "GATEWAY-TCP")
+        );
+        assert_eq!(
+            profiles("HTTPRouteQueryParamMatching"),
+            vec![("GATEWAY-HTTP", Level::Extended)]
+        );
+        assert_eq!(
+            profiles("BackendTLSPolicy"),
+            vec![("GATEWAY-HTTP", Level::Extended)]
+        );
+    }
+
+    #[test]
+    fn gateway_features_extend_every_profile() {
+        assert_eq!(profiles("GatewayPort8080").len(), PROFILES.len());
+        assert_eq!(profiles("ListenerSet").len(), PROFILES.len());
+        assert!(profiles("Gateway").iter().all(|(_, l)| *l == Level::Core));
+    }
+
+    #[test]
+    fn udproute_is_in_no_gateway_profile() {
+        assert!(profiles("UDPRoute").is_empty());
+    }
+
+    #[test]
+    fn verdict_separates_unmeasured_failing_and_partial() {
+        let none = FeatureRow::default();
+        assert_eq!(none.verdict(), "no vector");
+        let failing = FeatureRow {
+            vectors: 2,
+            passed: 1,
+            failed: 1,
+            ..FeatureRow::default()
+        };
+        assert_eq!(failing.verdict(), "failing");
+        let partial = FeatureRow {
+            vectors: 1,
+            passed: 1,
+            status: (3, 3),
+            requests: (1, 2),
+            requests_not_run: 1,
+            ..FeatureRow::default()
+        };
+        assert_eq!(partial.verdict(), "passes (engine)");
+        let full = FeatureRow {
+            requests_not_run: 0,
+            requests: (2, 2),
+            ..partial
+        };
+        assert_eq!(full.verdict(), "passes");
+    }
+}
