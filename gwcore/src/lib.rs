@@ -35,12 +35,12 @@
 //! assert_eq!(out.routing.len(), 1);
 //! ```
 
-pub mod attachments;
-pub mod engine;
-pub mod scale;
 #[doc(hidden)]
 #[path = "fuzz.rs"]
 pub mod __fuzz;
+pub mod attachments;
+pub mod engine;
+pub mod scale;
 pub mod hostname;
 pub mod load;
 pub mod model;
