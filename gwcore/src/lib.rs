@@ -40,10 +40,10 @@
 pub mod __fuzz;
 pub mod attachments;
 pub mod engine;
-pub mod scale;
 pub mod hostname;
 pub mod load;
 pub mod model;
+pub mod scale;
 pub mod selector;
 pub mod snapshot;
 pub mod status;
