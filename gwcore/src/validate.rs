@@ -448,12 +448,8 @@ fn header_matches(e: &mut Errs, f: &str, hs: &mut [HttpHeaderMatch], header: boo
                 format!("{ty:?} is not Exact or RegularExpression"),
             );
         }
-        if ty == "RegularExpression" && regex::Regex::new(&h.value).is_err() {
-            e.push(
-                format!("{f}[{i}].value"),
-                format!("{:?} is not a valid regular expression", h.value),
-            );
-        }
+        // A regular expression the implementation cannot compile is not an
+        // API error: the engine drops that rule (PartiallyInvalid).
         if !header_name_ok(&h.name) {
             e.push(
                 format!("{f}[{i}].name"),
@@ -508,14 +504,7 @@ fn path_match(e: &mut Errs, f: &str, p: &mut HttpPathMatch) {
                 );
             }
         }
-        "RegularExpression" => {
-            if regex::Regex::new(v).is_err() {
-                e.push(
-                    format!("{f}.value"),
-                    format!("{v:?} is not a valid regular expression"),
-                );
-            }
-        }
+        "RegularExpression" => {}
         other => e.push(
             format!("{f}.type"),
             format!("{other:?} is not Exact, PathPrefix or RegularExpression"),
@@ -966,16 +955,8 @@ fn grpc_route(e: &mut Errs, r: &mut GrpcRoute) {
                             );
                         }
                     }
-                    "RegularExpression" => {
-                        for v in [&mm.service, &mm.method].into_iter().flatten() {
-                            if regex::Regex::new(v).is_err() {
-                                e.push(
-                                    format!("{mf}.method"),
-                                    format!("{v:?} is not a valid regular expression"),
-                                );
-                            }
-                        }
-                    }
+                    // Compiled by the engine, which drops rules it cannot serve.
+                    "RegularExpression" => {}
                     other => e.push(
                         format!("{mf}.method.type"),
                         format!("{other:?} is not Exact or RegularExpression"),

@@ -570,3 +570,48 @@ fn listener_sets_merge_after_gateway_listeners() {
     );
     assert_eq!(accepted(&out, "team-a", "r"), tf("True", "Accepted"));
 }
+
+#[test]
+fn a_rule_with_an_unsupported_regex_is_dropped_and_reported() {
+    let gw = gateway(
+        "  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}\n",
+    );
+    // Look-ahead is not supported by Rust's regex: that rule is invalid.
+    let rules = "  rules:\n  - matches: [{path: {type: RegularExpression, value: '/(?=x).*'}}]\n    backendRefs: [{name: svc, port: 80}]\n  - matches: [{path: {type: PathPrefix, value: /ok}}]\n    backendRefs: [{name: svc, port: 80}]\n";
+    let y = format!(
+        "{BASE}{gw}---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: team-a}}\nspec:\n  parentRefs: [{{name: gw, namespace: infra}}]\n{rules}"
+    );
+    let out = run(&y);
+    let p = parents(&out, "team-a", "r");
+    assert_eq!(condition(&p[0].conditions, "Accepted").status, "True");
+    let pi = condition(&p[0].conditions, "PartiallyInvalid");
+    assert_eq!(
+        (pi.status.as_str(), pi.reason.as_str()),
+        ("True", "UnsupportedValue")
+    );
+    assert!(pi.message.contains("rule 0"), "{}", pi.message);
+    let routing = &out.routing[&ObjectKey::new(Kind::Gateway, "infra", "gw")];
+    let gwcore::attachments::RouteRules::Http(rules) = &routing.listeners[0].routes[0].rules else {
+        panic!("HTTP rules")
+    };
+    assert_eq!(
+        rules.iter().map(|r| r.index).collect::<Vec<_>>(),
+        vec![1],
+        "only the valid rule is served"
+    );
+
+    // With only the bad rule, the route is not accepted.
+    let only_bad = y.replace("  - matches: [{path: {type: PathPrefix, value: /ok}}]\n    backendRefs: [{name: svc, port: 80}]\n", "");
+    let out = run(&only_bad);
+    let p = parents(&out, "team-a", "r");
+    let a = condition(&p[0].conditions, "Accepted");
+    assert_eq!(
+        (a.status.as_str(), a.reason.as_str()),
+        ("False", "UnsupportedValue")
+    );
+    assert!(
+        out.routing[&ObjectKey::new(Kind::Gateway, "infra", "gw")].listeners[0]
+            .routes
+            .is_empty()
+    );
+}

@@ -687,7 +687,24 @@ impl Ctx<'_> {
             _ => return state,
         };
         route_refs(o, &mut state.services, &mut state.grant_namespaces);
-        let (rules, resolved) = self.resolve_rules(o);
+        let (rules, resolved, invalid_rules) = self.resolve_rules(o);
+        let rule_count = match o {
+            Object::HttpRoute(r) => r.spec.rules.len(),
+            Object::GrpcRoute(r) => r.spec.rules.len(),
+            _ => usize::MAX,
+        };
+        // Spec (RouteConditionPartiallyInvalid): "a Route contains a
+        // combination of both valid and invalid rules"; invalid rules are
+        // dropped. When every rule is invalid the route is not Accepted
+        // (reason UnsupportedValue).
+        let invalid_summary = (!invalid_rules.is_empty()).then(|| {
+            invalid_rules
+                .iter()
+                .map(|(i, m)| format!("rule {i}: {m}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+        let all_invalid = invalid_rules.len() == rule_count;
         let mut ours: Vec<RouteParentStatus> = Vec::new();
         for pr in parent_refs {
             let group = group_of(&pr.group, GATEWAY_GROUP);
@@ -731,6 +748,12 @@ impl Ctx<'_> {
                 None => Some(Ok(())),
             };
             let verdict: Result<Vec<(usize, Vec<String>)>, Fail> = (|| {
+                if all_invalid && let Some(m) = &invalid_summary {
+                    return Err((
+                        Reason::UnsupportedValue,
+                        format!("every rule is invalid: {m}"),
+                    ));
+                }
                 if let Some(Err((_, m))) = &set_ok {
                     return Err((
                         Reason::NoMatchingParent,
@@ -883,6 +906,16 @@ impl Ctx<'_> {
                 ),
                 Err((r, m)) => cond(T::ResolvedRefs, false, *r, m.clone()),
             });
+            if let Some(m) = &invalid_summary
+                && !all_invalid
+            {
+                conds.push(cond(
+                    T::PartiallyInvalid,
+                    true,
+                    Reason::UnsupportedValue,
+                    format!("invalid rules are dropped: {m}"),
+                ));
+            }
             let prev_conds = prev
                 .and_then(|s| {
                     s.parents.iter().find(|p| {
@@ -923,7 +956,8 @@ impl Ctx<'_> {
 
     /// Resolves every backendRef of a route; returns its rules and the first
     /// failing reference.
-    fn resolve_rules(&self, o: &Object) -> (RouteRules, Result<(), Fail>) {
+    fn resolve_rules(&self, o: &Object) -> (RouteRules, Result<(), Fail>, Vec<(usize, String)>) {
+        let mut invalid: Vec<(usize, String)> = Vec::new();
         let meta = o.meta();
         let kind = o.kind();
         let mut first: Result<(), Fail> = Ok(());
@@ -952,6 +986,10 @@ impl Ctx<'_> {
                     for b in &bs {
                         self.check_filters(&b.filters, &mut note);
                     }
+                    if let Err(m) = http_rule_regexes(rule) {
+                        invalid.push((i, m));
+                        continue;
+                    }
                     out.push(HttpRule {
                         index: i,
                         name: rule.name.clone(),
@@ -971,6 +1009,10 @@ impl Ctx<'_> {
                     let mirrors = self.mirrors(&rule.filters, kind, meta.ns(), &mut note);
                     self.check_filters(&rule.filters, &mut note);
                     let bs = backends(&rule.backend_refs, &mut note);
+                    if let Err(m) = grpc_rule_regexes(rule) {
+                        invalid.push((i, m));
+                        continue;
+                    }
                     out.push(GrpcRule {
                         index: i,
                         name: rule.name.clone(),
@@ -998,7 +1040,7 @@ impl Ctx<'_> {
             }
             _ => RouteRules::L4(Arc::new(Vec::new())),
         };
-        (rules, first)
+        (rules, first, invalid)
     }
 
     fn check_filters(&self, filters: &[HttpRouteFilter], note: &mut dyn FnMut(&ResolvedBackend)) {
@@ -1678,6 +1720,54 @@ fn gateway_routing(key: &ObjectKey, gw: &Gw) -> GatewayRouting {
 }
 
 type RouteStatusRef = RouteStatus;
+
+/// Checks that every regular expression of an HTTPRoute rule compiles
+/// (anchored, size-limited, as the routing table compiles it).
+fn http_rule_regexes(rule: &crate::model::HttpRouteRule) -> Result<(), String> {
+    for m in &rule.matches {
+        if let Some(p) = &m.path
+            && p.type_.as_deref() == Some("RegularExpression")
+        {
+            regex_ok("path", p.value.as_deref().unwrap_or(""))?;
+        }
+        for (what, list) in [("header", &m.headers), ("query parameter", &m.query_params)] {
+            for h in list
+                .iter()
+                .filter(|h| h.type_.as_deref() == Some("RegularExpression"))
+            {
+                regex_ok(&format!("{what} {}", h.name), &h.value)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the regular expressions of a GRPCRoute rule.
+fn grpc_rule_regexes(rule: &crate::model::GrpcRouteRule) -> Result<(), String> {
+    for m in &rule.matches {
+        if let Some(mm) = &m.method
+            && mm.type_.as_deref() == Some("RegularExpression")
+        {
+            for v in [&mm.service, &mm.method].into_iter().flatten() {
+                regex_ok("method", v)?;
+            }
+        }
+        for h in m
+            .headers
+            .iter()
+            .filter(|h| h.type_.as_deref() == Some("RegularExpression"))
+        {
+            regex_ok(&format!("header {}", h.name), &h.value)?;
+        }
+    }
+    Ok(())
+}
+
+fn regex_ok(what: &str, pattern: &str) -> Result<(), String> {
+    crate::table::compile_regex(pattern)
+        .map(|_| ())
+        .map_err(|e| format!("{what} regular expression {pattern:?} is not supported: {e}"))
+}
 
 /// The Services a route refers to (backendRefs, backend filters' and rule
 /// filters' mirrors), and the namespaces of its cross-namespace references.
