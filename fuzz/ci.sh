@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds every fuzz target and runs each briefly (CI). Stable toolchain:
+# cargo-fuzz with `-s none` (no sanitizer) needs no nightly.
+#
+#   bash fuzz/ci.sh            # 20 s per target
+#   FUZZ_SECONDS=60 bash fuzz/ci.sh
+#
+# cargo-fuzz is installed into $GWCORE_CACHE/cargo-fuzz (default
+# ~/.cache/gwcore-ci) once; builds go to $GWCORE_CACHE/fuzz-target.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cache="${GWCORE_CACHE:-$HOME/.cache/gwcore-ci}"
+seconds="${FUZZ_SECONDS:-20}"
+export PATH="$cache/cargo-fuzz/bin:$PATH"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --version 0.13.2 --locked --root "$cache/cargo-fuzz"
+fi
+export CARGO_TARGET_DIR="$cache/fuzz-target"
+cd "$here"
+bash ./seed.sh
+cargo fuzz build -s none
+for t in $(cargo fuzz list); do
+  echo "--- fuzz $t for ${seconds}s"
+  cargo fuzz run -s none "$t" -- -max_total_time="$seconds" 2>&1 | grep -E '^(#[0-9]+.*DONE|Done|==|SUMMARY|thread)' || true
+  # A failure leaves an artifact (and a non-zero exit above is swallowed by grep).
+  if ls artifacts/"$t"/* >/dev/null 2>&1; then
+    echo "fuzz target $t failed: see fuzz/artifacts/$t" >&2
+    exit 1
+  fi
+done
