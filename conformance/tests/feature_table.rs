@@ -49,7 +49,7 @@ fn checked_in_feature_table_is_current() {
             .lines()
             .zip(table.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(|| current.lines().count().min(table.lines().count()), |i| i);
+            .unwrap_or_else(|| current.lines().count().min(table.lines().count()));
         panic!(
             "docs/features.md is stale (first difference at line {}: now {:?}); regenerate with \
              GWCORE_BLESS=1 cargo test -p gwcore-conformance --test feature_table",
