@@ -51,7 +51,7 @@ spec:
   - matches: [{path: {type: PathPrefix, value: /down}}]
     backendRefs: [{name: down, port: 80}]
   - matches: [{path: {type: PathPrefix, value: /slow}}]
-    timeouts: {request: 300ms}
+    timeouts: {request: 500ms}
     backendRefs: [{name: v1, port: 80}]
   - matches: [{path: {type: PathPrefix, value: /retry}}]
     retry: {codes: [503], attempts: 2}
