@@ -31,7 +31,7 @@ pub struct Options {
     pub controller_name: String,
     /// The shortest time between two engine runs: a change after a quiet
     /// period is computed at once, changes during a burst are gathered for
-    /// this long. Default 20 ms.
+    /// this long. Default 10 ms.
     pub coalesce: Duration,
     /// Static addresses for Gateways that request none. Default: none.
     pub addresses: Vec<GatewayStatusAddress>,
@@ -53,7 +53,7 @@ impl Options {
     pub fn new(controller_name: impl Into<String>) -> Options {
         Options {
             controller_name: controller_name.into(),
-            coalesce: Duration::from_millis(20),
+            coalesce: Duration::from_millis(10),
             addresses: Vec::new(),
             address_service: None,
             write_status: true,

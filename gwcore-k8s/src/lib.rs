@@ -8,7 +8,7 @@
 //!
 //! ```text
 //!  API server ──watch (one per kind)──▶ kinds::convert ──Update──▶ reducer::Index (Snapshot)
-//!      ▲                                                                │ coalesce 20 ms
+//!      ▲                                                                │ at most every 10 ms
 //!      │                                                                ▼
 //!      │                                                      engine::compute ──▶ State (watch channel)
 //!      │                                                                │              └──▶ proxy
