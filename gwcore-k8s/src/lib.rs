@@ -19,6 +19,13 @@
 //! The reducer is synchronous and pure ([`reducer::Index::apply`]); only the
 //! writer and the Lease task write to the API server.
 //!
+//! To drive gwcore from your own kube-rs code instead, the pieces are
+//! public: [`kinds::Served::discover`] finds the served versions,
+//! [`kinds::convert`] turns a `DynamicObject` into gwcore's model, and
+//! [`writer::current_status`] / [`writer::same_status`] tell which computed
+//! statuses differ from the server's. `examples/status_controller.rs` is a
+//! complete status-only controller built from them.
+//!
 //! ```no_run
 //! use gwcore_k8s::{Controller, Options};
 //!

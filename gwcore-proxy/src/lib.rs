@@ -32,6 +32,12 @@
 //! [`route`], [`forward`] (proxy headers, pools), [`endpoints`], [`echo`],
 //! [`admin`], [`metrics`].
 //!
+//! Examples: `examples/embed.rs` runs this proxy inside your program and
+//! swaps its configuration ([`provider::Runtime::from_snapshot`],
+//! [`provider::Runtime::apply`]); `examples/custom_proxy.rs` does without
+//! this crate — your own hyper server on gwcore's table, in under 100
+//! lines — for when you want gwcore's decisions and your own data plane.
+//!
 //! ```no_run
 //! use gwcore_proxy::provider::{Runtime, RuntimeOptions};
 //! use gwcore_proxy::server::ListenOptions;
