@@ -1,6 +1,7 @@
 //! `gwcore check FILE|DIR...`: validate manifests and show what the
 //! controller would write, without a cluster.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -50,20 +51,29 @@ pub(crate) fn run(args: Args) -> ExitCode {
         Kind::BackendTLSPolicy,
     ];
     let docs = status_documents(&computed, &kinds);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
     match args.output {
         OutputFormat::Yaml => {
             for d in &docs {
-                println!("---");
-                print!("{}", serde_norway::to_string(d).unwrap_or_default());
+                let text = serde_norway::to_string(d).unwrap_or_default();
+                if writeln!(out, "---\n{}", text.trim_end()).is_err() {
+                    return ExitCode::from(2);
+                }
             }
         }
         OutputFormat::Json => {
-            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs});
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&list).unwrap_or_default()
-            );
+            let mut list = serde_json::Map::new();
+            list.insert("apiVersion".into(), "v1".into());
+            list.insert("kind".into(), "List".into());
+            list.insert("items".into(), serde_json::Value::Array(docs));
+            if serde_json::to_writer_pretty(&mut out, &list).is_err() || writeln!(out).is_err() {
+                return ExitCode::from(2);
+            }
         }
+    }
+    if out.flush().is_err() {
+        return ExitCode::from(2);
     }
     for r in &refusals {
         print_refusal(r);
