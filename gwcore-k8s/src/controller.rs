@@ -359,7 +359,10 @@ async fn reduce(
         if !needs_run(c, fresh, &index, &last) {
             continue;
         }
-        while let Ok(u) = rx.try_recv() {
+        // What is queued already, but not without end: under a flood the
+        // engine still runs every `coalesce`.
+        for _ in 0..4096 {
+            let Ok(u) = rx.try_recv() else { break };
             index.apply(u);
         }
         if let Some(deadline) = last_run.map(|t| t + opts.coalesce) {
