@@ -78,6 +78,8 @@ pub struct Config {
     pub ports: BTreeMap<GatewayPort, PortMode>,
     /// Backend addresses.
     pub endpoints: Endpoints,
+    /// The echo backends standing for Services without endpoints.
+    pub echo_backends: BTreeMap<ObjectKey, SocketAddr>,
     /// TLS settings per terminating port.
     pub tls: BTreeMap<GatewayPort, Arc<rustls::ServerConfig>>,
     /// Certificates that could not be read.
@@ -110,12 +112,14 @@ impl Config {
             &ComputeOptions::new(opts.controller_name.clone(), opts.now.clone()),
         );
         let mut endpoints = Endpoints::from_snapshot(&snapshot);
+        let mut echo_backends = BTreeMap::new();
         for (key, addr) in extra_endpoints {
             if endpoints.has_service(key) {
                 continue;
             }
             if let Some(gwcore::model::Object::Service(svc)) = snapshot.get(key) {
                 endpoints.insert_all_ports(svc, key, *addr);
+                echo_backends.insert(key.clone(), *addr);
             }
         }
         let ports = ports(&computed.routing);
@@ -145,6 +149,7 @@ impl Config {
             computed,
             ports,
             endpoints,
+            echo_backends,
             diagnostics,
         }
     }
@@ -174,6 +179,11 @@ impl Config {
                 .map(|(gp, mode)| serde_json::json!({"gateway": gp.gateway, "port": gp.port, "mode": mode}))
                 .collect::<Vec<_>>(),
             "diagnostics": self.diagnostics,
+            "echoBackends": self
+                .echo_backends
+                .iter()
+                .map(|(k, a)| serde_json::json!({"namespace": k.namespace, "service": k.name, "addr": a}))
+                .collect::<Vec<_>>(),
             "certificateErrors": self.tls_errors,
             "routingProblems": self
                 .tables

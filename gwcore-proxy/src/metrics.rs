@@ -49,6 +49,9 @@ impl Series {
 #[derive(Default)]
 pub struct Metrics {
     series: RwLock<HashMap<SeriesKey, Arc<Series>>>,
+    /// Byte streams (TLS passthrough, TLS terminate, TCP) by series and
+    /// whether they reached a backend.
+    streams: std::sync::Mutex<std::collections::BTreeMap<(SeriesKey, bool), u64>>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     reloads_unchanged: AtomicU64,
@@ -103,6 +106,13 @@ impl Metrics {
             u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
             Relaxed,
         );
+    }
+
+    /// Counts a TLS or TCP connection: forwarded to a backend, or refused
+    /// (no route, no valid backend, backend unreachable).
+    pub fn record_stream(&self, key: &SeriesKey, forwarded: bool) {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        *streams.entry((key.clone(), forwarded)).or_insert(0) += 1;
     }
 
     /// Counts a reload.
@@ -169,6 +179,19 @@ impl Metrics {
             let sum = s.sum_micros.load(Relaxed) as f64 / 1e6;
             let _ = writeln!(out, "gwcore_request_duration_seconds_sum{{{l}}} {sum}");
             let _ = writeln!(out, "gwcore_request_duration_seconds_count{{{l}}} {count}");
+        }
+        out.push_str("# HELP gwcore_streams_total TLS and TCP connections, by result.\n");
+        out.push_str("# TYPE gwcore_streams_total counter\n");
+        {
+            let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+            for ((k, forwarded), n) in streams.iter() {
+                let result = if *forwarded { "forwarded" } else { "refused" };
+                let _ = writeln!(
+                    out,
+                    "gwcore_streams_total{{{},result=\"{result}\"}} {n}",
+                    labels(k)
+                );
+            }
         }
         out.push_str("# HELP gwcore_reloads_total Configuration reloads, by result.\n");
         out.push_str("# TYPE gwcore_reloads_total counter\n");

@@ -18,6 +18,7 @@ use gwcore::attachments::TlsMode;
 
 use crate::config::{GatewayPort, PortMode};
 use crate::l4::{self, Hello};
+use crate::metrics::SeriesKey;
 use crate::proxy::Proxy;
 
 /// The largest ClientHello read before giving up.
@@ -89,7 +90,13 @@ async fn forward<S>(
 {
     let cfg = proxy.config();
     let port = gp.port;
+    let mut series = SeriesKey {
+        gateway: format!("{}/{}", gp.gateway.namespace, gp.gateway.name),
+        ..SeriesKey::default()
+    };
+    let refuse = |series: &SeriesKey| proxy.metrics().record_stream(series, false);
     let Some(routing) = cfg.computed.routing.get(&gp.gateway) else {
+        refuse(&series);
         return;
     };
     let choice = match sni {
@@ -98,15 +105,26 @@ async fn forward<S>(
     };
     let Some(choice) = choice else {
         tracing::info!(target: "gwcore::access", port, client = %peer, sni = ?sni.map(|s| s.0), "no route; closing");
+        refuse(&series);
         return;
     };
+    series.route = format!(
+        "{} {}/{}",
+        choice.route.key.kind, choice.route.key.namespace, choice.route.key.name
+    );
     let Some(target) = l4::pick(choice.rule, fastrand::u64(..)) else {
         tracing::info!(target: "gwcore::access", port, client = %peer, route = %choice.route.key, "no valid backend; closing");
+        refuse(&series);
         return;
     };
+    series.backend = format!(
+        "{}/{}:{}",
+        target.service.namespace, target.service.name, target.port
+    );
     let addrs = cfg.endpoints.get(&target.service, target.port);
     if addrs.is_empty() {
         tracing::info!(target: "gwcore::access", port, client = %peer, service = %target.service, "no ready endpoints; closing");
+        refuse(&series);
         return;
     }
     let addr = addrs[fastrand::usize(..addrs.len())];
@@ -116,9 +134,11 @@ async fn forward<S>(
         Ok(Ok(s)) => s,
         _ => {
             tracing::info!(target: "gwcore::access", port, client = %peer, %addr, "backend unreachable; closing");
+            refuse(&series);
             return;
         }
     };
+    proxy.metrics().record_stream(&series, true);
     let _ = backend.set_nodelay(true);
     tracing::info!(
         target: "gwcore::access",

@@ -126,6 +126,13 @@ async fn admin_endpoint_reports_health_metrics_and_status() {
         .find(|r| r["route"]["namespace"] == "hr")
         .expect("the hr route is refused");
     assert_eq!(hr["reason"], "NotAllowedByListeners");
+    let echoes: Vec<&str> = status["echoBackends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(echoes, ["careers", "hr", "product"]);
     task.abort();
 }
 

@@ -353,5 +353,15 @@ spec:
     let mut buf = [0u8; 5];
     t.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"ping\n");
+
+    let metrics = rt.proxy().metrics().render();
+    for line in [
+        r#"gwcore_streams_total{gateway="default/gw",route="TLSRoute default/secure",backend="default/secure:443",result="forwarded"} 1"#,
+        r#"gwcore_streams_total{gateway="default/gw",route="",backend="",result="refused"} 1"#,
+        r#"gwcore_streams_total{gateway="default/gw",route="TLSRoute default/term",backend="default/raw:7",result="forwarded"} 1"#,
+        r#"gwcore_streams_total{gateway="default/gw",route="TCPRoute default/raw",backend="default/raw:7",result="forwarded"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
