@@ -227,7 +227,10 @@ pub(crate) async fn serve(
         _ = ctl.synced() => {}
         _ = &mut stop => { ctl.shutdown().await; return ExitCode::SUCCESS }
     }
-    let first = state.borrow_and_update().snapshot.clone();
+    let (first, mut served_version) = {
+        let s = state.borrow_and_update();
+        (s.snapshot.clone(), s.objects_version)
+    };
     let mut runtime = match Runtime::from_snapshot(first, opts).await {
         Ok(r) => r,
         Err(e) => {
@@ -255,8 +258,15 @@ pub(crate) async fn serve(
                 if r.is_err() {
                     break;
                 }
-                let snapshot = state.borrow_and_update().snapshot.clone();
-                runtime.apply(snapshot).await;
+                // Status changes alone do not change what is served.
+                let next = {
+                    let s = state.borrow_and_update();
+                    (s.objects_version != served_version).then(|| (s.snapshot.clone(), s.objects_version))
+                };
+                if let Some((snapshot, v)) = next {
+                    served_version = v;
+                    runtime.apply(snapshot).await;
+                }
             }
         }
     }

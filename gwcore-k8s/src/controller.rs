@@ -68,6 +68,10 @@ impl Options {
 pub struct State {
     /// Bumped on every engine run; 0 before the first.
     pub version: u64,
+    /// Bumped on engine runs after a change of anything but status — what
+    /// a data plane serves. A state whose `objects_version` is unchanged
+    /// routes exactly as the previous one.
+    pub objects_version: u64,
     /// Whether every watched kind has been listed (nothing is computed
     /// before).
     pub synced: bool,
@@ -332,6 +336,8 @@ async fn reduce(
 ) {
     let mut index = Index::new();
     let mut version = 0u64;
+    let mut objects_version = 0u64;
+    let mut objects_changed = false;
     let mut last_run: Option<Instant> = None;
     let mut last: BTreeMap<ObjectKey, ObjectStatus> = BTreeMap::new();
     // Whether a change needs the engine: the response to our own status
@@ -356,6 +362,7 @@ async fn reduce(
         let Some(u) = rx.recv().await else { return };
         let fresh = matches!(u, Update::Fresh(_));
         let c = index.apply(u);
+        objects_changed |= c == Change::Objects;
         if !needs_run(c, fresh, &index, &last) {
             continue;
         }
@@ -363,13 +370,13 @@ async fn reduce(
         // engine still runs every `coalesce`.
         for _ in 0..4096 {
             let Ok(u) = rx.try_recv() else { break };
-            index.apply(u);
+            objects_changed |= index.apply(u) == Change::Objects;
         }
         if let Some(deadline) = last_run.map(|t| t + opts.coalesce) {
             while Instant::now() < deadline {
                 tokio::select! {
                     u = rx.recv() => match u {
-                        Some(u) => { index.apply(u); }
+                        Some(u) => { objects_changed |= index.apply(u) == Change::Objects; }
                         None => return,
                     },
                     _ = tokio::time::sleep_until(deadline) => break,
@@ -396,8 +403,12 @@ async fn reduce(
             "engine run"
         );
         version += 1;
+        if std::mem::take(&mut objects_changed) {
+            objects_version += 1;
+        }
         state.send_replace(Arc::new(State {
             version,
+            objects_version,
             synced: true,
             snapshot: index.snapshot().clone(),
             computed,
