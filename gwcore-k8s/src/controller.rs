@@ -420,3 +420,126 @@ async fn reduce(
         }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::Converted;
+    use gwcore::model::Object;
+
+    fn objects() -> Vec<Object> {
+        let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: c, resourceVersion: "1"}
+spec: {controllerName: example.com/c}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: n, resourceVersion: "2"}
+spec:
+  gatewayClassName: c
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: n, resourceVersion: "3"}
+spec:
+  parentRefs: [{name: gw}]
+"#;
+        let loaded = gwcore::load::load_str("t.yaml", yaml);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        loaded.objects.into_iter().map(|(o, _)| o).collect()
+    }
+
+    async fn next(rx: &mut watch::Receiver<Arc<State>>) -> Option<Arc<State>> {
+        tokio::time::timeout(Duration::from_millis(200), rx.changed())
+            .await
+            .ok()
+            .map(|r| {
+                r.unwrap();
+                rx.borrow_and_update().clone()
+            })
+    }
+
+    #[tokio::test]
+    async fn own_write_echo_does_not_rerun_and_status_changes_keep_the_objects_version() {
+        let kinds = vec![Kind::GatewayClass, Kind::Gateway, Kind::HTTPRoute];
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (state_tx, mut state) = watch::channel(Arc::new(State::default()));
+        let metrics = Arc::new(Metrics::default());
+        let task = tokio::spawn(reduce(
+            rx,
+            kinds.clone(),
+            Options::new("example.com/c"),
+            state_tx,
+            metrics.clone(),
+        ));
+        for k in &kinds {
+            tx.send(Update::Restart(*k)).unwrap();
+        }
+        for o in objects() {
+            tx.send(Update::Listed(Converted::Valid(o))).unwrap();
+        }
+        for k in &kinds {
+            tx.send(Update::Done(*k)).unwrap();
+        }
+        let s = next(&mut state)
+            .await
+            .expect("a first engine run once every kind is listed");
+        assert!(s.synced);
+        let key = ObjectKey::new(Kind::HTTPRoute, "n", "r");
+        let computed = s.computed.statuses[&key].clone();
+        let runs = metrics.read().computes;
+
+        // Our write comes back with the status the engine computed.
+        let Some(Object::HttpRoute(mut r)) = s.snapshot.get(&key).cloned() else {
+            panic!()
+        };
+        let ObjectStatus::Route(st) = computed else {
+            panic!()
+        };
+        r.status = Some(st.clone());
+        r.metadata.resource_version = Some("4".into());
+        tx.send(Update::Fresh(Converted::Valid(Object::HttpRoute(
+            r.clone(),
+        ))))
+        .unwrap();
+        assert!(
+            next(&mut state).await.is_none(),
+            "no engine run for our own write"
+        );
+        assert_eq!(metrics.read().computes, runs);
+
+        // Another controller adds its entry: the engine runs (to keep it),
+        // but nothing a data plane serves changed.
+        let mut theirs = st.parents[0].clone();
+        theirs.controller_name = "other.example/c".into();
+        r.status.as_mut().unwrap().parents.insert(0, theirs);
+        r.metadata.resource_version = Some("5".into());
+        tx.send(Update::Applied(Converted::Valid(Object::HttpRoute(
+            r.clone(),
+        ))))
+        .unwrap();
+        let s2 = next(&mut state)
+            .await
+            .expect("an engine run for another controller's status");
+        assert_eq!(s2.objects_version, s.objects_version);
+        let ObjectStatus::Route(kept) = &s2.computed.statuses[&key] else {
+            panic!()
+        };
+        assert_eq!(kept.parents[0].controller_name, "other.example/c");
+
+        // A spec change bumps the objects version.
+        r.spec.hostnames = vec!["a.example.com".into()];
+        r.metadata.resource_version = Some("6".into());
+        r.metadata.generation = Some(2);
+        tx.send(Update::Applied(Converted::Valid(Object::HttpRoute(r))))
+            .unwrap();
+        let s3 = next(&mut state)
+            .await
+            .expect("an engine run for a spec change");
+        assert_eq!(s3.objects_version, s.objects_version + 1);
+        task.abort();
+    }
+}
