@@ -196,6 +196,12 @@ pub(crate) async fn start(controller_name: &str, kube: &KubeArgs) -> Result<Cont
                 tracing::warn!(error = %e, "cannot reach the API server; retrying in 2 s");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
+            // Installed in the wrong order (gwcore before the CRDs): wait
+            // rather than crash-loop.
+            Err(e @ gwcore_k8s::DiscoveryError::MissingCrds(_)) => {
+                tracing::warn!(error = %e, "waiting for the Gateway API CRDs; retrying in 5 s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
             Err(e) => return Err(e.to_string()),
         }
     }
