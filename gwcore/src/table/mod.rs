@@ -43,6 +43,23 @@
 //! A match costs one hash lookup per host label and one step per path
 //! segment; it does not grow with the number of routes.
 //!
+//! # Choices the spec leaves to implementations
+//!
+//! - **Paths** are normalized before matching and forwarded normalized
+//!   ([`path`]): dot segments removed, unreserved escapes decoded, repeated
+//!   `/` merged. An encoded `/` (`%2F`) or `\` (`%5C`) is kept as data: it
+//!   never separates segments. A raw `\`, a control character or a bad
+//!   escape is answered with 400.
+//! - **RegularExpression** paths rank after every Exact and PathPrefix
+//!   match; regexes are Rust `regex`, anchored at both ends and
+//!   size-limited ([`REGEX_SIZE_LIMIT`]). Regex header and query matches
+//!   count as header and query matches.
+//! - **Repeated headers** are matched as their values joined by `,`;
+//!   **repeated query parameters** by their first value.
+//! - **Weights**: [`Forward::pick`] takes the caller's random draw, so the
+//!   table stays deterministic; invalid backends keep their weight and their
+//!   share answers 500.
+//!
 //! GRPCRoute rules are kept apart (spec: "Merging MUST not be done between
 //! GRPCRoutes and HTTPRoutes"): a gRPC request (`content-type:
 //! application/grpc...`) is matched against the GRPCRoute rules first and
