@@ -1323,7 +1323,7 @@ impl Kind {
             Kind::GRPCRoute => matches!(version, "v1" | "v1alpha2"),
             Kind::ReferenceGrant => matches!(version, "v1" | "v1beta1" | "v1alpha2"),
             Kind::TLSRoute => matches!(version, "v1" | "v1alpha2" | "v1alpha3"),
-            Kind::TCPRoute | Kind::UDPRoute => matches!(version, "v1alpha2"),
+            Kind::TCPRoute | Kind::UDPRoute => matches!(version, "v1" | "v1alpha2"),
             Kind::BackendTLSPolicy => matches!(version, "v1" | "v1alpha3"),
             Kind::ListenerSet => matches!(version, "v1" | "v1alpha1"),
         }

@@ -105,3 +105,14 @@ fn garbage_never_panics() {
         assert!(l.objects.is_empty(), "{text:?}");
     }
 }
+
+#[test]
+fn tcp_and_udp_routes_are_read_as_v1_and_v1alpha2() {
+    for v in ["v1", "v1alpha2"] {
+        let text = format!(
+            "apiVersion: gateway.networking.k8s.io/{v}\nkind: TCPRoute\nmetadata: {{name: t, namespace: n}}\nspec:\n  rules: [{{backendRefs: [{{name: s, port: 9}}]}}]\n"
+        );
+        let l = load_str("t.yaml", &text);
+        assert_eq!(l.objects.len(), 1, "{v}: {:?}", l.diagnostics);
+    }
+}
