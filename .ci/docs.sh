@@ -5,8 +5,8 @@
 #     (tokio, hyper, kube, ...);
 #   - cargo deny: licenses, bans, sources (deny.toml); advisories too when
 #     GWCORE_DENY_ADVISORIES=1 (it clones the RustSec database from GitHub);
-#   - cargo package: gwcore verified (the packaged crate builds on its own),
-#     the adapter crates packaged together with it.
+#   - cargo package: every published crate packaged and verified (each
+#     .crate builds on its own).
 # cargo-deny is installed once into $GWCORE_CACHE/bin, keyed by version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,13 +47,13 @@ if [[ "${GWCORE_DENY_ADVISORIES:-0}" == 1 ]]; then
 fi
 
 step "cargo package"
+# Every published crate, verified: each packaged crate is built on its own
+# from the .crate contents. The adapters depend on gwcore (and each other) by
+# path and version; packaged together, cargo resolves those to the crates
+# packaged alongside them, since none is on crates.io yet (checked with
+# cargo 1.95; an older cargo may not resolve them: then use --no-verify).
 # --allow-dirty: files the tests leave behind (proptest regressions) must not
 # stop the check; what is packaged is listed by `cargo package --list`.
-cargo package -p gwcore --allow-dirty
-# The adapters depend on gwcore (and each other) by path and version; packaged
-# together, cargo resolves those to the crates packaged alongside them, since
-# none is on crates.io yet. Not verified: that would build kube and hyper a
-# second time; their builds are covered by clippy and the tests.
-cargo package -p gwcore -p gwcore-proxy -p gwcore-k8s -p gwcore-cli --allow-dirty --no-verify
+cargo package -p gwcore -p gwcore-proxy -p gwcore-k8s -p gwcore-cli --allow-dirty
 
 step "docs.sh done"
