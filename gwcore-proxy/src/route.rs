@@ -388,6 +388,38 @@ fn mirror(
     });
 }
 
+/// Why a request's host cannot be trusted for routing, if it cannot.
+///
+/// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
+/// code to any HTTP/1.1 request message that lacks a Host header field and
+/// to any that contains more than one Host header field line or a Host
+/// header field with an invalid field value." RFC 9113 §8.3.1: a request
+/// whose Host "identifies an entity that differs from the entity in the
+/// :authority pseudo-header field" is malformed. Routing reads the
+/// authority; the backend must never be told another host.
+fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Some("more than one Host header\n");
+    }
+    if let Some(h) = host
+        && h.to_str().is_err()
+    {
+        return Some("invalid Host header\n");
+    }
+    match (req.uri().authority(), host) {
+        (None, None) if req.version() == http::Version::HTTP_11 => Some("missing Host header\n"),
+        (Some(a), Some(h))
+            if req.version() == http::Version::HTTP_2
+                && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) =>
+        {
+            Some("Host differs from :authority\n")
+        }
+        _ => None,
+    }
+}
+
 /// Answers a request with the table's decision: the gateway's own answer
 /// (404, 421, 500, redirect, CORS preflight), or the chosen backend's
 /// response with the rule's filters applied. The provenance string is
@@ -413,6 +445,13 @@ pub async fn answer(
             provenance: String::new(),
         };
     };
+    if let Some(why) = host_problem(&req) {
+        return Answered {
+            response: status_response(StatusCode::BAD_REQUEST, why),
+            series,
+            provenance: String::new(),
+        };
+    }
     let (mut parts, body) = req.into_parts();
     let mut head = RequestHead::from_parts(conn.port, &parts);
     if let Some(sni) = &conn.sni {

@@ -494,3 +494,82 @@ spec:
     let (_, _, body) = common::get(&c, b, "x", "/").await;
     assert_eq!(echoed(&body).service, "svc-b");
 }
+
+/// Sends raw bytes, returns the status line of the answer.
+async fn raw_status(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn ambiguous_hosts_are_refused_with_400() {
+    let rt = Runtime::start(vec![acme_dir()], options()).await.unwrap();
+    let addr = rt.local_addr(80).unwrap();
+    let rows: [(&[u8], &str, &str); 4] = [
+        (
+            b"GET /careers HTTP/1.1\r\nHost: a\r\n\r\n",
+            "HTTP/1.1 200 OK",
+            "one Host",
+        ),
+        (
+            b"GET /careers HTTP/1.1\r\n\r\n",
+            "HTTP/1.1 400 Bad Request",
+            "no Host (RFC 9112 3.2)",
+        ),
+        (
+            b"GET /careers HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "HTTP/1.1 400 Bad Request",
+            "two Hosts (RFC 9112 3.2)",
+        ),
+        (
+            b"GET /careers HTTP/1.0\r\n\r\n",
+            "HTTP/1.0 200 OK",
+            "HTTP/1.0 needs no Host",
+        ),
+    ];
+    for (request, want, why) in rows {
+        assert_eq!(raw_status(addr, request).await, want, "{why}");
+    }
+}
+
+#[tokio::test]
+async fn http2_host_differing_from_authority_is_refused_with_400() {
+    use http_body_util::{BodyExt, Full};
+    let rt = Runtime::start(vec![acme_dir()], options()).await.unwrap();
+    let addr = rt.local_addr(80).unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for (host, want) in [
+        (None, 200),
+        (Some("A.example"), 200),
+        (Some("b.example"), 400),
+    ] {
+        let mut req = http::Request::builder().uri("http://a.example/careers");
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        let resp = send
+            .send_request(req.body(Full::new(bytes::Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), want, "host {host:?}");
+        let _ = resp.into_body().collect().await;
+    }
+}
