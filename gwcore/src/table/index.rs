@@ -315,7 +315,7 @@ impl PathTrie {
     fn child(&self, kids: Span, seg: &[u8]) -> Option<u32> {
         let ch = &self.entries[kids.start as usize..(kids.start + kids.len) as usize];
         let head = head8(seg);
-        let found = if ch.len() <= 8 {
+        let found = if ch.len() <= 16 {
             ch.iter().position(|c| {
                 c.head == head
                     && c.len as usize == seg.len()
