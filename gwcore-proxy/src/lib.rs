@@ -77,4 +77,5 @@ pub mod proxy;
 pub mod route;
 pub mod server;
 mod tcp;
+pub mod tcp_echo;
 pub mod tls;

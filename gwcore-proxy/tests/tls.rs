@@ -365,3 +365,109 @@ spec:
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reads one line.
+async fn line<S: tokio::io::AsyncRead + Unpin>(r: &mut tokio::io::BufReader<S>) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut l = String::new();
+    r.read_line(&mut l).await.unwrap();
+    l.trim_end().to_owned()
+}
+
+#[tokio::test]
+async fn tcp_echo_backends_answer_the_conformance_protocol_through_the_proxy() {
+    use gwcore_proxy::echo::EchoIdentity;
+    use gwcore_proxy::tcp_echo::{TcpEchoServer, TcpEchoed, tls_config};
+    let abc = cert(&["abc.example.com"]);
+    let key = {
+        let der = PrivateKeyDer::from_pem_slice(abc.key_pem.as_bytes()).unwrap();
+        let signer = rustls::crypto::ring::sign::any_supported_type(&der).unwrap();
+        rustls::sign::CertifiedKey::new(vec![abc.der.clone()], signer)
+    };
+    let id = EchoIdentity::new("infra", "tcp-backend", 0);
+    let bind = "127.0.0.1:0".parse().unwrap();
+    let plain = TcpEchoServer::start(id.clone(), bind, None).await.unwrap();
+    let tls = TcpEchoServer::start(id, bind, Some(tls_config(key).unwrap()))
+        .await
+        .unwrap();
+    let manifest = [
+        CLASS.to_owned(),
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: gc
+  listeners:
+  - {name: tls, port: 443, protocol: TLS, tls: {mode: Passthrough}, allowedRoutes: {kinds: [{kind: TLSRoute}]}}
+  - {name: tcp, port: 9300, protocol: TCP, allowedRoutes: {kinds: [{kind: TCPRoute}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: tcp-backend, namespace: infra}
+spec: {ports: [{name: plain, port: 3000}, {name: tls, port: 8443}]}
+"#
+        .to_owned(),
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: a, namespace: infra, labels: {{kubernetes.io/service-name: tcp-backend}}}}\naddressType: IPv4\nports: [{{name: plain, port: {}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: b, namespace: infra, labels: {{kubernetes.io/service-name: tcp-backend}}}}\naddressType: IPv4\nports: [{{name: tls, port: {}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n",
+            plain.addr().port(),
+            tls.addr().port()
+        ),
+        r#"apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: t, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: tls}]
+  hostnames: [abc.example.com]
+  rules: [{backendRefs: [{name: tcp-backend, port: 8443}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: p, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: tcp}]
+  rules: [{backendRefs: [{name: tcp-backend, port: 3000}]}]
+"#
+        .to_owned(),
+    ]
+    .join("---\n");
+    let dir = std::env::temp_dir().join(format!(
+        "gwcore-tcpecho-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("gw.yaml"), manifest).unwrap();
+    let rt = Runtime::start(vec![dir.clone()], options(&[443, 9300]))
+        .await
+        .unwrap();
+
+    let s = tls_connect(
+        rt.local_addr(443).unwrap(),
+        "abc.example.com",
+        &abc.der,
+        &[],
+    )
+    .await
+    .expect("TLS through to the backend");
+    let mut s = tokio::io::BufReader::new(s);
+    assert_eq!(line(&mut s).await, "HELLO tcp-backend-echo-0 infra");
+    s.get_mut().write_all(b"IS_TLS\nTEST\n").await.unwrap();
+    assert_eq!(line(&mut s).await, "true");
+    let e: TcpEchoed = serde_json::from_str(&line(&mut s).await).unwrap();
+    assert_eq!(e.sni.as_deref(), Some("abc.example.com"));
+    assert!(e.tls && e.pod.starts_with("tcp-backend-"));
+
+    let t = TcpStream::connect(rt.local_addr(9300).unwrap())
+        .await
+        .unwrap();
+    let mut t = tokio::io::BufReader::new(t);
+    assert_eq!(line(&mut t).await, "HELLO tcp-backend-echo-0 infra");
+    t.get_mut()
+        .write_all(b"PING\nIS_TLS\nhello\n")
+        .await
+        .unwrap();
+    assert_eq!(line(&mut t).await, "PONG");
+    assert_eq!(line(&mut t).await, "false");
+    assert_eq!(line(&mut t).await, "hello");
+    let _ = std::fs::remove_dir_all(&dir);
+}
