@@ -122,33 +122,37 @@ fn agrees_on_clusters(
     Ok(())
 }
 
-fn main() {
-    // No regression file for a binary; a failure prints the minimal input.
+/// Runs one property on 256 generated cases with a fresh runner; on failure,
+/// prints the minimal failing input and exits 1.
+fn check<S: Strategy>(
+    name: &str,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) {
+    // No regression file for a binary: the minimal input is printed instead.
     let mut runner = TestRunner::new(Config {
         cases: 256,
         failure_persistence: None,
         ..Config::default()
     });
-    let tables = runner
-        .run(&(routing(), request()), |(r, head)| {
-            agrees_on_tables(&r, &head)
-        })
-        .map_err(|e| e.to_string());
-    let clusters = runner
-        .run(
-            &(objects(), prop::collection::vec(request(), 1..16)),
-            |(objs, heads)| agrees_on_clusters(objs, &heads),
-        )
-        .map_err(|e| e.to_string());
-    for (name, result) in [("tables", tables), ("clusters", clusters)] {
-        match result {
-            Ok(()) => println!("{name}: my router agrees with the reference matcher (256 cases)"),
-            Err(e) => {
-                eprintln!("{name}: {e}");
-                std::process::exit(1);
-            }
+    match runner.run(&strategy, test) {
+        Ok(()) => println!("{name}: my router agrees with the reference matcher (256 cases)"),
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::exit(1);
         }
     }
+}
+
+fn main() {
+    check("tables", (routing(), request()), |(r, head)| {
+        agrees_on_tables(&r, &head)
+    });
+    check(
+        "clusters",
+        (objects(), prop::collection::vec(request(), 1..16)),
+        |(objs, heads)| agrees_on_clusters(objs, &heads),
+    );
 }
 
 #[cfg(test)]
