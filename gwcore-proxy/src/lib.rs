@@ -29,8 +29,8 @@
 //! Modules, from the outside in: [`provider`] (file watching, reloads,
 //! [`provider::Runtime`]), [`server`] (sockets per port, connections,
 //! draining), [`tls`], [`proxy`] (shared state, access log, metrics),
-//! [`route`], [`forward`] (proxy headers, pools), [`endpoints`], [`echo`],
-//! [`admin`], [`metrics`].
+//! [`route`], [`forward`] (proxy headers, pools), [`endpoints`], [`echo`]
+//! and [`tcp_echo`] (stand-in backends), [`admin`], [`metrics`].
 //!
 //! Examples: `examples/embed.rs` runs this proxy inside your program and
 //! swaps its configuration ([`provider::Runtime::from_snapshot`],
