@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{ParentReference, RouteGroupKind};
 
 /// A condition type of the Gateway API.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ConditionType {
     /// `Accepted`
@@ -47,6 +48,7 @@ impl ConditionType {
 }
 
 /// A condition reason of the Gateway API.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[allow(missing_docs)]
 pub enum Reason {
