@@ -118,5 +118,10 @@ pub mod table;
 pub mod validate;
 
 pub use snapshot::Snapshot;
+
+/// The README's Rust examples, run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
 #[cfg(feature = "proptest")]
 pub mod testing;
