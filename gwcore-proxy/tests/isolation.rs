@@ -259,8 +259,9 @@ struct Tally {
     lenient_examples: Vec<String>,
     /// Requests that reached some backend.
     forwarded: u64,
-    /// Backend answers whose Host carried the userinfo of an absolute-form
-    /// target (see `finding_userinfo_reaches_the_backend_host`).
+    /// Backend answers whose Host carried userinfo (`@`): of an
+    /// absolute-form target, or in the Host field itself (see the
+    /// `finding_` tests).
     host_userinfo: u64,
     host_userinfo_example: Option<String>,
     /// HTTP/2 HEAD requests answered with a stream error (see
@@ -547,6 +548,18 @@ const H2_AUTHORITIES: &[&str] = &[
     "xadmin.acme.example",
 ];
 
+async fn h2_connect(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
 /// HTTP/2 requests over prior-knowledge connections: `:authority` and
 /// `host` disagree (or agree, or `host` is absent), paths and `x-role` as
 /// in HTTP/1.
@@ -555,14 +568,10 @@ async fn run_h2(f: &Fixture, seed: u64, n: usize) -> Tally {
     let mut t = Tally::default();
     let mut seen = HashSet::new();
     let mut batch = Vec::new();
-    let tcp = tokio::net::TcpStream::connect(f.addr).await.unwrap();
-    let (send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    // One connection per batch of 32 streams: the client closes a
+    // connection after too many stream errors (h2's
+    // `max_local_error_reset_streams`), which the HEAD finding causes.
+    let mut send = h2_connect(f.addr).await;
     while t.h2_tried < n as u64 {
         let g = hostile::request(&mut rng);
         let Some(i) = g.interp else { continue };
@@ -608,10 +617,10 @@ async fn run_h2(f: &Fixture, seed: u64, n: usize) -> Tally {
         let differs = host
             .as_deref()
             .is_some_and(|h| !h.eq_ignore_ascii_case(authority));
-        let mut send = send.clone();
+        let mut sender = send.clone();
         batch.push(async move {
             let res = tokio::time::timeout(Duration::from_secs(10), async {
-                let resp = send.send_request(req).await?;
+                let resp = sender.send_request(req).await?;
                 let status = resp.status().as_u16();
                 let body = resp.into_body().collect().await?.to_bytes();
                 Ok::<_, hyper::Error>((status, body))
@@ -660,6 +669,7 @@ async fn run_h2(f: &Fixture, seed: u64, n: usize) -> Tally {
                     }
                 }
             }
+            send = h2_connect(f.addr).await;
         }
     }
     t
@@ -737,7 +747,7 @@ fn report(t: &Tally, elapsed: Duration) {
         t.h2_head_errors
     );
     println!(
-        "isolation: backend answers whose Host kept absolute-form userinfo: {}{}",
+        "isolation: backend answers with userinfo (`@`) in Host: {}{}",
         t.host_userinfo,
         t.host_userinfo_example
             .as_ref()
@@ -853,4 +863,126 @@ fn the_generator_is_deterministic_and_varied() {
     ] {
         assert!(shapes.contains(s), "{s} is generated");
     }
+}
+
+// Findings of the suite: requests the proxy does not answer as it should.
+// None lets a request reach a backend that the table does not give it, so
+// none is an isolation breach; each is pinned here, ignored until the proxy
+// (gwcore-proxy/src, not this file's owner) is fixed. Run them with
+// `cargo test -p gwcore-proxy --test isolation -- --ignored`.
+
+/// Sends `bytes` on a new connection; the single answer.
+async fn one_answer(f: &Fixture, bytes: &[u8]) -> wire::Response {
+    match wire::exchange(
+        f.addr,
+        bytes,
+        false,
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+    )
+    .await
+    {
+        Exchange::Answered(mut rs) if rs.len() == 1 => rs.remove(0),
+        other => panic!("one answer expected, got {other:?}"),
+    }
+}
+
+/// FINDING: an absolute-form target's userinfo reaches the backend in
+/// `Host`. The table routes `http://evil.example@admin.acme.example/admin`
+/// by `admin.acme.example` (correctly), but the proxy sets the backend's
+/// Host to the whole authority, `evil.example@admin.acme.example`: a Host
+/// no client may send (RFC 9110 §4.2.4: "A sender MUST NOT generate the
+/// userinfo subcomponent (and its "@" delimiter) when an "http" URI
+/// reference is generated within a message as a target URI or field
+/// value"), which a backend splitting at `@` or `:` reads as another host.
+/// Either refuse it (RFC 9110 §4.2.4: a recipient "SHOULD parse for
+/// userinfo and treat its presence as an error") or strip the userinfo.
+#[tokio::test]
+#[ignore = "finding: userinfo of an absolute-form target is forwarded in Host"]
+async fn finding_userinfo_reaches_the_backend_host() {
+    let f = start().await;
+    let r = one_answer(
+        &f,
+        b"GET http://evil.example@admin.acme.example/admin HTTP/1.1\r\nHost: admin.acme.example\r\nx-role: admin\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    if r.status != 400 {
+        let e = echoed(&r).expect("an echo answer");
+        assert_eq!(e.service, "careers-admin");
+        assert!(!e.host.contains('@'), "the backend got Host {:?}", e.host);
+    }
+}
+
+/// FINDING: RFC 9112 §3.2: "A server MUST respond with a 400 (Bad
+/// Request) status code to any HTTP/1.1 request message that lacks a Host
+/// header field and to any that contains more than one Host header field
+/// line or a Host header field with an invalid field value." Duplicate
+/// Host lines are refused; a missing Host next to an absolute-form target
+/// and Host values that are not `uri-host [ ":" port ]` are forwarded
+/// (the routes of the ACME scenario have no hostnames, so any host
+/// reaches them).
+#[tokio::test]
+#[ignore = "finding: missing Host (absolute-form) and invalid Host values are not refused"]
+async fn finding_rfc9112_host_rules_are_not_enforced() {
+    let f = start().await;
+    let mut wrong = Vec::new();
+    for req in [
+        &b"GET http://acme.example/careers HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+        b"GET /careers HTTP/1.1\r\nHost: evil.example/admin.acme.example\r\nConnection: close\r\n\r\n",
+        b"GET /careers HTTP/1.1\r\nHost: adm in.acme.example\r\nConnection: close\r\n\r\n",
+        b"GET /careers HTTP/1.1\r\nHost: evil.example@admin.acme.example\r\nConnection: close\r\n\r\n",
+        b"GET /careers HTTP/1.1\r\nHost: admin.acme.example:abc\r\nConnection: close\r\n\r\n",
+        b"GET /careers HTTP/1.1\r\nHost: admin.acme.example, evil.example\r\nConnection: close\r\n\r\n",
+    ] {
+        let r = one_answer(&f, req).await;
+        if r.status != 400 {
+            wrong.push(format!("{} for {:?}", r.status, String::from_utf8_lossy(req)));
+        }
+    }
+    assert!(wrong.is_empty(), "not refused:\n{}", wrong.join("\n"));
+}
+
+/// FINDING: over HTTP/2, a HEAD request that the gateway answers itself
+/// (404 here; also 400, 421, 500) gets a stream reset (PROTOCOL_ERROR)
+/// instead of its status: the gateway's answer keeps its body, which
+/// HTTP/2 then sends as DATA after a HEAD (RFC 9110 §9.3.2: "the server
+/// MUST NOT send content in the response"). curl --http2-prior-knowledge
+/// -I shows the same. HEAD answers from a backend are fine.
+#[tokio::test]
+#[ignore = "finding: HTTP/2 HEAD of a gateway answer is a stream error"]
+async fn finding_h2_head_of_a_gateway_answer_is_a_stream_error() {
+    let f = start().await;
+    let tcp = tokio::net::TcpStream::connect(f.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method("HEAD")
+        .uri("http://acme.example/hr")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let body = resp.into_body().collect().await;
+    assert!(body.is_ok(), "the HEAD answer ends cleanly: {body:?}");
+}
+
+/// FINDING: a request whose chunked body is malformed is answered 502 Bad
+/// Gateway, blaming the backend for the client's framing: the head is
+/// forwarded before the body is read, and the broken body ends the
+/// exchange. A 400 is the client's answer (RFC 9110 §15.5.1).
+#[tokio::test]
+#[ignore = "finding: a malformed chunked request body is answered 502"]
+async fn finding_malformed_chunked_body_is_answered_502() {
+    let f = start().await;
+    let r = one_answer(
+        &f,
+        b"POST /careers HTTP/1.1\r\nHost: acme.example\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 400);
 }
