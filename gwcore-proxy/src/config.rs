@@ -78,6 +78,8 @@ pub struct Config {
     pub ports: BTreeMap<GatewayPort, PortMode>,
     /// Backend addresses.
     pub endpoints: Endpoints,
+    /// Metric and log labels of every Gateway, route and backend, made once.
+    pub labels: Labels,
     /// The echo backends standing for Services without endpoints.
     pub echo_backends: BTreeMap<ObjectKey, SocketAddr>,
     /// TLS settings per terminating port.
@@ -140,6 +142,7 @@ impl Config {
             }
         }
         let tables = gwcore::table::Tables::compile(&computed.routing);
+        let labels = Labels::new(&computed.routing);
         Config {
             tables,
             tls,
@@ -149,6 +152,7 @@ impl Config {
             computed,
             ports,
             endpoints,
+            labels,
             echo_backends,
             diagnostics,
         }
@@ -215,4 +219,79 @@ fn ports(routing: &BTreeMap<ObjectKey, GatewayRouting>) -> BTreeMap<GatewayPort,
         }
     }
     out
+}
+
+/// The labels requests are counted and logged under, made once per
+/// configuration so that a request only clones shared strings.
+#[derive(Debug, Default)]
+pub struct Labels {
+    gateways: BTreeMap<ObjectKey, Arc<str>>,
+    routes: BTreeMap<ObjectKey, Arc<str>>,
+    backends: BTreeMap<ObjectKey, BTreeMap<u16, Arc<str>>>,
+}
+
+impl Labels {
+    fn new(routing: &BTreeMap<ObjectKey, GatewayRouting>) -> Labels {
+        use gwcore::attachments::RouteRules;
+        let mut l = Labels::default();
+        for (gw, r) in routing {
+            l.gateways
+                .insert(gw.clone(), format!("{}/{}", gw.namespace, gw.name).into());
+            for listener in &r.listeners {
+                for route in &listener.routes {
+                    l.routes
+                        .entry(route.key.clone())
+                        .or_insert_with(|| route_label(&route.key).into());
+                    let backends: Vec<&gwcore::attachments::ResolvedBackend> = match &route.rules {
+                        RouteRules::Http(rules) => rules.iter().flat_map(|r| &r.backends).collect(),
+                        RouteRules::Grpc(rules) => rules.iter().flat_map(|r| &r.backends).collect(),
+                        RouteRules::L4(rules) => rules.iter().flat_map(|r| &r.backends).collect(),
+                    };
+                    for b in backends {
+                        if let Ok(t) = &b.target {
+                            l.backends
+                                .entry(t.service.clone())
+                                .or_default()
+                                .entry(t.port)
+                                .or_insert_with(|| backend_label(&t.service, t.port).into());
+                        }
+                    }
+                }
+            }
+        }
+        l
+    }
+
+    /// `namespace/name` of a Gateway.
+    pub fn gateway(&self, key: &ObjectKey) -> Arc<str> {
+        self.gateways
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| format!("{}/{}", key.namespace, key.name).into())
+    }
+
+    /// `Kind namespace/name` of a route.
+    pub fn route(&self, key: &ObjectKey) -> Arc<str> {
+        self.routes
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| route_label(key).into())
+    }
+
+    /// `namespace/service:port` of a backend.
+    pub fn backend(&self, service: &ObjectKey, port: u16) -> Arc<str> {
+        self.backends
+            .get(service)
+            .and_then(|ports| ports.get(&port))
+            .cloned()
+            .unwrap_or_else(|| backend_label(service, port).into())
+    }
+}
+
+fn route_label(key: &ObjectKey) -> String {
+    format!("{} {}/{}", key.kind, key.namespace, key.name)
+}
+
+fn backend_label(service: &ObjectKey, port: u16) -> String {
+    format!("{}/{}:{}", service.namespace, service.name, port)
 }

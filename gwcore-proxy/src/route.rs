@@ -251,11 +251,6 @@ fn route_label(key: &ObjectKey) -> String {
     format!("{} {}/{}", key.kind, key.namespace, key.name)
 }
 
-/// The metrics label of a backend: `namespace/service:port`.
-fn backend_label(t: &BackendTarget) -> String {
-    format!("{}/{}:{}", t.service.namespace, t.service.name, t.port)
-}
-
 /// Where a decision came from, for the access log:
 /// `listener=ns/gw/http route=HTTPRoute ns/name rule=0(name) match=1`.
 fn provenance(d: &Decision<'_>) -> String {
@@ -433,7 +428,7 @@ pub async fn answer(
 ) -> Answered {
     let log = provenance_wanted;
     let mut series = SeriesKey {
-        gateway: format!("{}/{}", conn.gateway.namespace, conn.gateway.name),
+        gateway: cfg.labels.gateway(&conn.gateway),
         ..SeriesKey::default()
     };
     // A connection accepted for a Gateway that a reload removed finds no
@@ -464,7 +459,7 @@ pub async fn answer(
         String::new()
     };
     if let Some(m) = &decision.matched {
-        series.route = route_label(m.route());
+        series.route = cfg.labels.route(m.route());
     }
     let response = match &decision.action {
         Action::Respond(r) => respond(r),
@@ -475,7 +470,7 @@ pub async fn answer(
                 BackendAction::Respond(r) => respond(&r),
                 BackendAction::Redirect(r) => redirect(&r),
                 BackendAction::Forward(target) => {
-                    series.backend = backend_label(target);
+                    series.backend = cfg.labels.backend(&target.service, target.port);
                     f.apply_request(&head, Some(backend), &mut parts);
                     let mirrors: Vec<&BackendTarget> = f
                         .mirrors()

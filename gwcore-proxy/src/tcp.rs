@@ -91,7 +91,7 @@ async fn forward<S>(
     let cfg = proxy.config();
     let port = gp.port;
     let mut series = SeriesKey {
-        gateway: format!("{}/{}", gp.gateway.namespace, gp.gateway.name),
+        gateway: cfg.labels.gateway(&gp.gateway),
         ..SeriesKey::default()
     };
     let refuse = |series: &SeriesKey| proxy.metrics().record_stream(series, false);
@@ -108,19 +108,13 @@ async fn forward<S>(
         refuse(&series);
         return;
     };
-    series.route = format!(
-        "{} {}/{}",
-        choice.route.key.kind, choice.route.key.namespace, choice.route.key.name
-    );
+    series.route = cfg.labels.route(&choice.route.key);
     let Some(target) = l4::pick(choice.rule, fastrand::u64(..)) else {
         tracing::info!(target: "gwcore::access", port, client = %peer, route = %choice.route.key, "no valid backend; closing");
         refuse(&series);
         return;
     };
-    series.backend = format!(
-        "{}/{}:{}",
-        target.service.namespace, target.service.name, target.port
-    );
+    series.backend = cfg.labels.backend(&target.service, target.port);
     let addrs = cfg.endpoints.get(&target.service, target.port);
     if addrs.is_empty() {
         tracing::info!(target: "gwcore::access", port, client = %peer, service = %target.service, "no ready endpoints; closing");
