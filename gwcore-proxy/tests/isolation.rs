@@ -986,3 +986,75 @@ async fn finding_malformed_chunked_body_is_answered_502() {
     .await;
     assert_eq!(r.status, 400);
 }
+
+/// The rows of the path table in docs/isolation.md: what the table makes
+/// of each spelling (400, or the normalized path it matches and forwards),
+/// which attached route gets it, and what a lenient backend reads there.
+#[test]
+fn documented_path_decisions() {
+    // (sent, forwarded path or None for 400, route, lenient reading)
+    let rows: &[(&str, Option<&str>, Option<&str>, &str)] = &[
+        ("/careers/../hr", Some("/hr"), None, "/hr"),
+        ("/careers/%2e%2e/hr", Some("/hr"), None, "/hr"),
+        ("/careers/%2E%2e/hr", Some("/hr"), None, "/hr"),
+        ("/careers/.%2e/hr", Some("/hr"), None, "/hr"),
+        ("/careers//..//hr", Some("/hr"), None, "/hr"),
+        ("/%68r", Some("/hr"), None, "/hr"),
+        ("/HR", Some("/HR"), None, "/HR"),
+        ("/Careers", Some("/Careers"), None, "/Careers"),
+        ("/careers;x=1", Some("/careers;x=1"), None, "/careers"),
+        (
+            "/careers/%252e%252e/hr",
+            Some("/careers/%252e%252e/hr"),
+            Some("careers/careers"),
+            "/hr",
+        ),
+        (
+            "/careers/..%2fhr",
+            Some("/careers/..%2Fhr"),
+            Some("careers/careers"),
+            "/hr",
+        ),
+        (
+            "/careers/..%5chr",
+            Some("/careers/..%5Chr"),
+            Some("careers/careers"),
+            "/hr",
+        ),
+        (
+            "/careers%2f..%2fhr",
+            Some("/careers%2F..%2Fhr"),
+            None,
+            "/hr",
+        ),
+        (
+            "/careers/..;/hr",
+            Some("/careers/..;/hr"),
+            Some("careers/careers"),
+            "/hr",
+        ),
+        (
+            "/careers/%c0%ae%c0%ae/hr",
+            Some("/careers/%C0%AE%C0%AE/hr"),
+            Some("careers/careers"),
+            "/careers/\u{fffd}\u{fffd}\u{fffd}\u{fffd}/hr",
+        ),
+        (
+            "/careers/%00",
+            Some("/careers/%00"),
+            Some("careers/careers"),
+            "/careers/\0",
+        ),
+        ("/careers/..\\hr", None, None, ""),
+        ("/careers/%zz", None, None, ""),
+        ("/careers/a b", None, None, ""),
+    ];
+    for (sent, fwd, route, read) in rows {
+        let got = normalize(sent).ok().map(|p| p.into_owned());
+        assert_eq!(got.as_deref(), *fwd, "{sent}");
+        let Some(fwd) = fwd else { continue };
+        let owner = intended_owner(fwd).filter(|o| *o != HR && *o != ADMIN);
+        assert_eq!(owner, *route, "{sent}");
+        assert_eq!(lenient(fwd), *read, "{sent}");
+    }
+}
