@@ -10,10 +10,31 @@ use gwcore::model::{EndpointSlice, Kind, Object, ObjectKey, Service, ServicePort
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// One backend address, with its URI authority made once (a request to it
+/// needs one; formatting it per request costs more than the lookup).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The address.
+    pub addr: SocketAddr,
+    /// `addr` as a URI authority.
+    pub authority: http::uri::Authority,
+}
+
+impl Endpoint {
+    /// The endpoint at `addr`.
+    pub fn new(addr: SocketAddr) -> Endpoint {
+        // A socket address always spells a valid authority (`1.2.3.4:80`,
+        // `[::1]:80`); the fallback is never taken.
+        let authority = http::uri::Authority::try_from(addr.to_string().as_str())
+            .unwrap_or_else(|_| http::uri::Authority::from_static("invalid"));
+        Endpoint { addr, authority }
+    }
+}
+
 /// Ready addresses per Service port, keyed by (Service, Service port).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoints {
-    map: BTreeMap<ObjectKey, BTreeMap<u16, Vec<SocketAddr>>>,
+    map: BTreeMap<ObjectKey, BTreeMap<u16, Vec<Endpoint>>>,
 }
 
 impl Endpoints {
@@ -56,8 +77,8 @@ impl Endpoints {
         Endpoints { map }
     }
 
-    /// The addresses of a Service port (empty when it has none).
-    pub fn get(&self, service: &ObjectKey, port: u16) -> &[SocketAddr] {
+    /// The endpoints of a Service port (empty when it has none).
+    pub fn get(&self, service: &ObjectKey, port: u16) -> &[Endpoint] {
         self.map
             .get(service)
             .and_then(|ports| ports.get(&port))
@@ -71,7 +92,7 @@ impl Endpoints {
                 self.map
                     .entry(key.clone())
                     .or_default()
-                    .insert(port, vec![addr]);
+                    .insert(port, vec![Endpoint::new(addr)]);
             }
         }
     }
@@ -81,15 +102,15 @@ impl Endpoints {
         self.map.get(service).is_some_and(|ports| !ports.is_empty())
     }
 
-    /// Every (Service, port) with its addresses.
-    pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, u16, &[SocketAddr])> {
+    /// Every (Service, port) with its endpoints.
+    pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, u16, &[Endpoint])> {
         self.map
             .iter()
             .flat_map(|(k, ports)| ports.iter().map(move |(p, a)| (k, *p, a.as_slice())))
     }
 }
 
-fn slice_addresses(slices: &[&EndpointSlice], port: &ServicePort) -> Vec<SocketAddr> {
+fn slice_addresses(slices: &[&EndpointSlice], port: &ServicePort) -> Vec<Endpoint> {
     let mut out = Vec::new();
     for s in slices {
         let slice_port = s
@@ -112,7 +133,7 @@ fn slice_addresses(slices: &[&EndpointSlice], port: &ServicePort) -> Vec<SocketA
     }
     out.sort();
     out.dedup();
-    out
+    out.into_iter().map(Endpoint::new).collect()
 }
 
 #[cfg(test)]
@@ -151,13 +172,15 @@ endpoints:
         );
         let e = Endpoints::from_snapshot(&s);
         let web = ObjectKey::new(Kind::Service, "ns", "web");
+        let addrs: Vec<SocketAddr> = e.get(&web, 80).iter().map(|e| e.addr).collect();
         assert_eq!(
-            e.get(&web, 80),
-            &[
+            addrs,
+            [
                 "10.0.0.1:8080".parse::<SocketAddr>().unwrap(),
                 "10.0.0.2:8080".parse().unwrap()
             ]
         );
+        assert_eq!(e.get(&web, 80)[0].authority, "10.0.0.1:8080");
         assert!(e.get(&web, 9000).is_empty(), "no slice port named admin");
         assert!(e.has_service(&web));
     }

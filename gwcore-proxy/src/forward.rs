@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use crate::body::Body;
+use crate::endpoints::Endpoint;
 
 /// How the proxy talks to a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,7 +110,20 @@ impl Forwarder {
         protocol: BackendProtocol,
         timeout: Option<Duration>,
     ) -> Result<Response<Incoming>, ForwardError> {
-        let fut = self.send_inner(req, addr, protocol);
+        self.send_to(req, &Endpoint::new(addr), protocol, timeout)
+            .await
+    }
+
+    /// [`Forwarder::send`] to an endpoint whose authority is already made.
+    pub async fn send_to(
+        &self,
+        req: Request<Body>,
+        endpoint: &Endpoint,
+        protocol: BackendProtocol,
+        timeout: Option<Duration>,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        let addr = endpoint.addr;
+        let fut = self.send_inner(req, endpoint, protocol);
         match timeout {
             Some(t) => tokio::time::timeout(t, fut)
                 .await
@@ -121,12 +135,13 @@ impl Forwarder {
     async fn send_inner(
         &self,
         mut req: Request<Body>,
-        addr: SocketAddr,
+        endpoint: &Endpoint,
         protocol: BackendProtocol,
     ) -> Result<Response<Incoming>, ForwardError> {
+        let addr = endpoint.addr;
         match protocol {
             BackendProtocol::Http1 => {
-                *req.uri_mut() = upstream_uri(req.uri(), &addr.to_string());
+                *req.uri_mut() = upstream_uri(req.uri(), endpoint.authority.clone());
                 *req.version_mut() = Version::HTTP_11;
                 self.http1.request(req).await.map_err(|e| {
                     if e.is_connect() {
@@ -141,9 +156,9 @@ impl Forwarder {
                     .headers()
                     .get(header::HOST)
                     .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| addr.to_string());
-                *req.uri_mut() = upstream_uri(req.uri(), &authority);
+                    .and_then(|h| Authority::try_from(h).ok())
+                    .unwrap_or_else(|| endpoint.authority.clone());
+                *req.uri_mut() = upstream_uri(req.uri(), authority);
                 req.headers_mut().remove(header::HOST);
                 *req.version_mut() = Version::HTTP_2;
                 let mut sender = self.h2c_sender(addr).await?;
@@ -185,10 +200,10 @@ impl Forwarder {
     }
 }
 
-fn upstream_uri(uri: &Uri, authority: &str) -> Uri {
+fn upstream_uri(uri: &Uri, authority: Authority) -> Uri {
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Authority::try_from(authority).ok();
+    parts.authority = Some(authority);
     parts.path_and_query = Some(
         uri.path_and_query()
             .cloned()
@@ -231,6 +246,13 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// Removes hop-by-hop headers: the fixed list, `Upgrade` unless `keep_upgrade`,
 /// and every header the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names settles it.
+    let any = headers
+        .keys()
+        .any(|n| HOP_BY_HOP.contains(n) || *n == header::UPGRADE);
+    if !any {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

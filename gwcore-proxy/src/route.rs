@@ -188,8 +188,11 @@ pub async fn forward(
             break;
         };
         let req = Request::from_parts(attempt_parts, this_body);
-        let addr = addrs[fastrand::usize(..addrs.len())];
-        let result = proxy.forwarder.send(req, addr, protocol, timeout).await;
+        let endpoint = &addrs[fastrand::usize(..addrs.len())];
+        let result = proxy
+            .forwarder
+            .send_to(req, endpoint, protocol, timeout)
+            .await;
         let retryable = match (&result, retry) {
             (Ok(resp), Some(r)) => r.codes.contains(&resp.status().as_u16()),
             (Err(ForwardError::Unreachable(..)), Some(_)) => true,
@@ -362,7 +365,7 @@ fn mirror(
     if addrs.is_empty() {
         return;
     }
-    let addr = addrs[fastrand::usize(..addrs.len())];
+    let endpoint = addrs[fastrand::usize(..addrs.len())].clone();
     let mut p = parts.clone();
     p.extensions = http::Extensions::new();
     prepare_request(&mut p, &conn.client);
@@ -372,7 +375,7 @@ fn mirror(
         let req = Request::from_parts(p, full(body));
         match proxy
             .forwarder
-            .send(req, addr, protocol, Some(Duration::from_secs(30)))
+            .send_to(req, &endpoint, protocol, Some(Duration::from_secs(30)))
             .await
         {
             Ok(resp) => {

@@ -121,7 +121,7 @@ async fn forward<S>(
         refuse(&series);
         return;
     }
-    let addr = addrs[fastrand::usize(..addrs.len())];
+    let addr = addrs[fastrand::usize(..addrs.len())].addr;
     let mut backend = match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
         .await
     {
