@@ -267,6 +267,9 @@ struct Tally {
     /// HTTP/2 HEAD requests answered with a stream error (see
     /// `finding_h2_head_of_a_gateway_answer_is_a_stream_error`).
     h2_head_errors: u64,
+    /// Backend answers whose `X-Forwarded-Host` names another host than
+    /// the one the request was routed by (a client-sent value is kept).
+    xfh_other: u64,
     /// How often the echo backends' logs were read.
     backend_log_looks: u64,
     /// Per shape: tried, reached a backend, refused (4xx other than
@@ -311,6 +314,7 @@ impl Tally {
             self.host_userinfo_example = o.host_userinfo_example;
         }
         self.h2_head_errors += o.h2_head_errors;
+        self.xfh_other += o.xfh_other;
         for (k, v) in o.by_shape {
             let e = self.by_shape.entry(k).or_default();
             for i in 0..5 {
@@ -345,6 +349,12 @@ impl Tally {
             self.host_userinfo_example.get_or_insert_with(what);
         }
         let as_received = oracle(table, &e.method, host, &e.path, &roles);
+        if e.headers
+            .get("X-Forwarded-Host")
+            .is_some_and(|v| v.iter().any(|x| normalize_host(x) != normalize_host(host)))
+        {
+            self.xfh_other += 1;
+        }
         if as_received != Verdict::Forward(backend.clone()) {
             self.breaches.push(format!(
                 "{backend} received {} {} (host {:?}, x-role {roles:?}), which the table answers {as_received:?}: {}",
@@ -750,6 +760,10 @@ fn report(t: &Tally, elapsed: Duration) {
     println!(
         "isolation: HTTP/2 HEAD answered with a stream error: {}",
         t.h2_head_errors
+    );
+    println!(
+        "isolation: backend answers with an X-Forwarded-Host other than the routed host: {}",
+        t.xfh_other
     );
     println!(
         "isolation: backend answers with userinfo (`@`) in Host: {}{}",
