@@ -224,13 +224,29 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Who sent a request to the proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientInfo {
     /// The client's address.
     pub peer: SocketAddr,
     /// Whether it came over TLS.
     pub tls: bool,
+    /// The client's IP as a header value, made once per connection for
+    /// `X-Forwarded-For`.
+    ip: HeaderValue,
 }
+
+impl ClientInfo {
+    /// A client at `peer`, over TLS or not.
+    pub fn new(peer: SocketAddr, tls: bool) -> ClientInfo {
+        let ip = HeaderValue::try_from(peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ClientInfo { peer, tls, ip }
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -287,6 +303,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// proxy headers: `X-Forwarded-For` (appended), `X-Forwarded-Proto`,
 /// `X-Forwarded-Host` (kept when a previous proxy set it) and `Via`.
 pub fn prepare_request(parts: &mut http::request::Parts, client: &ClientInfo) {
+    // Room for the headers added below, so the map grows at most once.
+    parts.headers.reserve(5);
     let upgrade = crate::echo::is_websocket_parts(&parts.headers);
     remove_hop_by_hop(&mut parts.headers, upgrade);
     if upgrade {
@@ -307,24 +325,27 @@ pub fn prepare_request(parts: &mut http::request::Parts, client: &ClientInfo) {
     };
     if let Some(host) = &host {
         parts.headers.insert(header::HOST, host.clone());
-        if !parts.headers.contains_key("x-forwarded-host") {
-            parts.headers.insert("x-forwarded-host", host.clone());
+        if !parts.headers.contains_key(&X_FORWARDED_HOST) {
+            parts.headers.insert(X_FORWARDED_HOST, host.clone());
         }
     }
-    let ip = client.peer.ip().to_string();
     let xff = match parts
         .headers
-        .get("x-forwarded-for")
+        .get(&X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
     {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+        Some(prev) => HeaderValue::try_from(format!(
+            "{prev}, {}",
+            client.ip.to_str().unwrap_or("unknown")
+        ))
+        .ok(),
+        None => Some(client.ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        parts.headers.insert("x-forwarded-for", v);
+    if let Some(v) = xff {
+        parts.headers.insert(X_FORWARDED_FOR, v);
     }
     parts.headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if client.tls { "https" } else { "http" }),
     );
     let via = match parts.version {
@@ -370,10 +391,7 @@ mod tests {
                 .body(())
                 .unwrap(),
         );
-        let client = ClientInfo {
-            peer: "192.0.2.7:5555".parse().unwrap(),
-            tls: false,
-        };
+        let client = ClientInfo::new("192.0.2.7:5555".parse().unwrap(), false);
         prepare_request(&mut p, &client);
         let h = &p.headers;
         assert!(h.get("x-private").is_none(), "named by Connection");
@@ -402,10 +420,7 @@ mod tests {
                 .body(())
                 .unwrap(),
         );
-        let client = ClientInfo {
-            peer: "[::1]:1".parse().unwrap(),
-            tls: true,
-        };
+        let client = ClientInfo::new("[::1]:1".parse().unwrap(), true);
         prepare_request(&mut p, &client);
         assert_eq!(p.headers["host"], "example.com:8443");
         assert_eq!(p.headers["upgrade"], "websocket");

@@ -274,7 +274,7 @@ async fn accept_loop(
                     let info = ConnInfo {
                         gateway: gp.gateway,
                         port: gp.port,
-                        client: ClientInfo { peer, tls: false },
+                        client: ClientInfo::new(peer, false),
                         sni: None,
                     };
                     serve_http(TokioIo::new(stream), info, proxy, drain).await;

@@ -217,7 +217,7 @@ pub(crate) async fn serve_https(
     let info = ConnInfo {
         gateway: gp.gateway,
         port: gp.port,
-        client: ClientInfo { peer, tls: true },
+        client: ClientInfo::new(peer, true),
         sni,
     };
     crate::server::serve_http(TokioIo::new(stream), info, proxy, drain).await;

@@ -33,10 +33,7 @@ fn request(path: &str, host: &str) -> Request<gwcore_proxy::body::Body> {
         .into_parts();
     prepare_request(
         &mut parts,
-        &ClientInfo {
-            peer: "192.0.2.1:40000".parse().unwrap(),
-            tls: false,
-        },
+        &ClientInfo::new("192.0.2.1:40000".parse().unwrap(), false),
     );
     Request::from_parts(parts, body)
 }
