@@ -200,15 +200,71 @@ fn pct_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// One lenient way of reading a path, as backends behind gateways do.
+#[derive(Debug, Clone, Copy)]
+struct Reader {
+    name: &'static str,
+    /// How many times `%XX` escapes are decoded.
+    decodes: usize,
+    /// Whether `\` separates segments.
+    backslash: bool,
+    /// Whether `;params` are dropped from each segment.
+    params: bool,
+}
+
+/// Each lenient behaviour alone, then all of them together.
+const READERS: &[Reader] = &[
+    Reader {
+        name: "decodes once, reads \\ as / (%2F, %5C separate)",
+        decodes: 1,
+        backslash: true,
+        params: false,
+    },
+    Reader {
+        name: "decodes twice (%252e is a dot, %2F separates)",
+        decodes: 2,
+        backslash: false,
+        params: false,
+    },
+    Reader {
+        name: "drops ;params",
+        decodes: 0,
+        backslash: false,
+        params: true,
+    },
+];
+
 /// The path a lenient backend serves for `path` (as it received it):
 /// percent-decoded twice, `\` read as `/`, `;params` dropped from each
 /// segment, dot segments resolved, repeated `/` merged.
 fn lenient(path: &str) -> String {
-    let p = path.split('?').next().unwrap_or("");
-    let decoded = pct_decode(&pct_decode(p)).replace('\\', "/");
+    read_as(
+        Reader {
+            name: "all",
+            decodes: 2,
+            backslash: true,
+            params: true,
+        },
+        path,
+    )
+}
+
+fn read_as(r: Reader, path: &str) -> String {
+    let mut decoded = path.split('?').next().unwrap_or("").to_owned();
+    for _ in 0..r.decodes {
+        decoded = pct_decode(&decoded);
+    }
+    if r.backslash {
+        decoded = decoded.replace('\\', "/");
+    }
     let mut out: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
-        match seg.split(';').next().unwrap_or("") {
+        let seg = if r.params {
+            seg.split(';').next().unwrap_or("")
+        } else {
+            seg
+        };
+        match seg {
             "" | "." => {}
             ".." => {
                 out.pop();
@@ -257,6 +313,8 @@ struct Tally {
     /// ... same, case-insensitively.
     lenient_other_nocase: u64,
     lenient_examples: Vec<String>,
+    /// ... by each lenient behaviour alone.
+    lenient_by_reader: BTreeMap<&'static str, u64>,
     /// Requests that reached some backend.
     forwarded: u64,
     /// Backend answers whose Host carried userinfo (`@`): of an
@@ -303,6 +361,9 @@ impl Tally {
         self.lenient_other += o.lenient_other;
         self.lenient_hr += o.lenient_hr;
         self.lenient_other_nocase += o.lenient_other_nocase;
+        for (k, v) in o.lenient_by_reader {
+            *self.lenient_by_reader.entry(k).or_default() += v;
+        }
         for e in o.lenient_examples {
             if self.lenient_examples.len() < 12 {
                 self.lenient_examples.push(e);
@@ -393,6 +454,11 @@ impl Tally {
         }
         if intended_owner(&l.to_ascii_lowercase()).is_some_and(|o| o != backend) {
             self.lenient_other_nocase += 1;
+        }
+        for r in READERS {
+            if intended_owner(&read_as(*r, &e.path)).is_some_and(|o| o != backend) {
+                *self.lenient_by_reader.entry(r.name).or_default() += 1;
+            }
         }
     }
 }
@@ -782,6 +848,9 @@ fn report(t: &Tally, elapsed: Duration) {
         "isolation: lenient reading (decode twice, \\ as /, drop ;params) lands on another route's path: {} of {} forwarded ({} on /hr; {} case-insensitively)",
         t.lenient_other, t.forwarded, t.lenient_hr, t.lenient_other_nocase
     );
+    for (k, v) in &t.lenient_by_reader {
+        println!("  a backend that only {k}: {v}");
+    }
     for e in &t.lenient_examples {
         println!("  e.g. {e}");
     }
@@ -887,6 +956,17 @@ fn lenient_reading_examples() {
     assert_eq!(lenient("/careers/..%5Chr"), "/hr");
     assert_eq!(lenient("/careers/..%2Fhr"), "/hr");
     assert_eq!(lenient("/careers/jobs"), "/careers/jobs");
+    let [once, twice, params] = [READERS[0], READERS[1], READERS[2]];
+    assert_eq!(read_as(once, "/careers/..%2Fhr"), "/hr");
+    assert_eq!(read_as(once, "/careers/..%5Chr"), "/hr");
+    assert_eq!(
+        read_as(once, "/careers/%252e%252e/hr"),
+        "/careers/%2e%2e/hr"
+    );
+    assert_eq!(read_as(twice, "/careers/%252e%252e/hr"), "/hr");
+    assert_eq!(read_as(twice, "/careers/..;/hr"), "/careers/..;/hr");
+    assert_eq!(read_as(params, "/careers/..;/hr"), "/hr");
+    assert_eq!(read_as(params, "/careers/..%2Fhr"), "/careers/..%2Fhr");
     assert_eq!(intended_owner("/hr"), Some(HR));
     assert_eq!(intended_owner("/hrx"), None);
 }
