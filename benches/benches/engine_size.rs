@@ -1,0 +1,37 @@
+//! Heap bytes held by the incremental engine (objects, indexes, statuses and
+//! routing input), per route, on the generated clusters of `gwcore::scale`
+//! (run with `cargo bench -p gwcore-benches --bench engine_size`).
+
+use std::alloc::System;
+
+use gwcore::Snapshot;
+use gwcore::engine::{ComputeOptions, Engine};
+use gwcore::scale::{ScaleSpec, generate};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn main() {
+    for n in [10_000usize, 50_000] {
+        let spec = ScaleSpec {
+            routes: n,
+            ..ScaleSpec::default()
+        };
+        let opts = ComputeOptions::new(spec.controller_name.clone(), "2026-01-01T00:00:00Z");
+        let region = Region::new(GLOBAL);
+        let objects = Snapshot::from_objects(generate(&spec));
+        let after_objects = region.change();
+        let engine = Engine::from_snapshot(objects, opts);
+        let stats = region.change();
+        let live = |s: stats_alloc::Stats| s.bytes_allocated as i64 - s.bytes_deallocated as i64;
+        let objects_bytes = live(after_objects);
+        let total = live(stats);
+        println!(
+            "engine_size/{n}: {total} bytes in all, {} bytes per route ({} of them the objects themselves)",
+            total / n as i64,
+            objects_bytes / n as i64
+        );
+        drop(engine);
+    }
+}
