@@ -105,10 +105,17 @@ pub(crate) fn run(args: Args) -> ExitCode {
             .with_writer(writer)
             .init(),
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        builder.worker_threads(n.max(1));
-    }
+    // One thread: the current-thread scheduler, which skips the work
+    // stealing machinery a single worker cannot use.
+    let mut builder = match args.threads {
+        Some(n) if n <= 1 => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
