@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use gwcore::engine::{ComputeOptions, Computed, compute};
-use gwcore::status::GatewayStatusAddress;
 use gwcore::status::GatewayClassStatus;
+use gwcore::status::GatewayStatusAddress;
 use serde::Serialize;
 use serde_json::{Value, json};
 
