@@ -67,23 +67,6 @@ impl Change {
     }
 }
 
-/// The object without what the API server changes on a status write.
-fn without_status(o: &Object) -> Object {
-    let mut o = o.clone();
-    o.meta_mut().resource_version = None;
-    match &mut o {
-        Object::GatewayClass(x) => x.status = None,
-        Object::Gateway(x) => x.status = None,
-        Object::ListenerSet(x) => x.status = None,
-        Object::HttpRoute(x) => x.status = None,
-        Object::GrpcRoute(x) => x.status = None,
-        Object::TlsRoute(x) | Object::TcpRoute(x) | Object::UdpRoute(x) => x.status = None,
-        Object::BackendTlsPolicy(x) => x.status = None,
-        _ => {}
-    }
-    o
-}
-
 /// The objects seen so far, and what the reducer knows about them.
 #[derive(Debug, Default)]
 pub struct Index {
@@ -201,7 +184,9 @@ impl Index {
                 self.invalid.remove(&key);
                 let change = match self.snapshot.get(&key) {
                     Some(old) if *old == obj => return Change::None,
-                    Some(old) if without_status(old) == without_status(&obj) => Change::Status(key),
+                    Some(old) if old.without_status() == obj.without_status() => {
+                        Change::Status(key)
+                    }
                     _ => Change::Objects,
                 };
                 self.snapshot.insert(obj);

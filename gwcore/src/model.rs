@@ -1470,6 +1470,30 @@ impl Object {
         ObjectKey::new(self.kind(), m.ns(), m.name.clone())
     }
 
+    /// The object without what the API server changes on a status write
+    /// (`status` and `metadata.resourceVersion`): two versions that compare
+    /// equal this way differ only by a status echo.
+    pub fn without_status(&self) -> Object {
+        let mut o = self.clone();
+        o.meta_mut().resource_version = None;
+        match &mut o {
+            Object::GatewayClass(x) => x.status = None,
+            Object::Gateway(x) => x.status = None,
+            Object::ListenerSet(x) => x.status = None,
+            Object::HttpRoute(x) => x.status = None,
+            Object::GrpcRoute(x) => x.status = None,
+            Object::TlsRoute(x) | Object::TcpRoute(x) | Object::UdpRoute(x) => x.status = None,
+            Object::BackendTlsPolicy(x) => x.status = None,
+            Object::ReferenceGrant(_)
+            | Object::Namespace(_)
+            | Object::Service(_)
+            | Object::EndpointSlice(_)
+            | Object::Secret(_)
+            | Object::ConfigMap(_) => {}
+        }
+        o
+    }
+
     /// The object as a manifest: `apiVersion`, `kind`, then its fields.
     pub fn to_manifest(&self) -> serde_json::Value {
         let body = match self {

@@ -140,22 +140,7 @@ fn same_routing(a: &GatewayRouting, b: &GatewayRouting) -> bool {
 /// Whether two versions of an object differ only in status and
 /// resourceVersion (a status echo from the API server).
 fn same_but_status(a: &Object, b: &Object) -> bool {
-    fn strip(o: &Object) -> Object {
-        let mut o = o.clone();
-        o.meta_mut().resource_version = None;
-        match &mut o {
-            Object::GatewayClass(x) => x.status = None,
-            Object::Gateway(x) => x.status = None,
-            Object::ListenerSet(x) => x.status = None,
-            Object::HttpRoute(x) => x.status = None,
-            Object::GrpcRoute(x) => x.status = None,
-            Object::TlsRoute(x) | Object::TcpRoute(x) | Object::UdpRoute(x) => x.status = None,
-            Object::BackendTlsPolicy(x) => x.status = None,
-            _ => {}
-        }
-        o
-    }
-    a.kind() == b.kind() && strip(a) == strip(b)
+    a.kind() == b.kind() && a.without_status() == b.without_status()
 }
 
 impl Engine {
