@@ -402,12 +402,22 @@ fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
         return Some("more than one Host header\n");
     }
     if let Some(h) = host
-        && h.to_str().is_err()
+        && !valid_host(h.as_bytes())
     {
         return Some("invalid Host header\n");
     }
+    // RFC 9110 §4.2.4: a recipient "SHOULD parse for userinfo and treat its
+    // presence as an error"; a backend splitting at `@` would read another
+    // host.
+    if let Some(a) = req.uri().authority()
+        && a.as_str().contains('@')
+    {
+        return Some("userinfo in the request target\n");
+    }
     match (req.uri().authority(), host) {
-        (None, None) if req.version() == http::Version::HTTP_11 => Some("missing Host header\n"),
+        // §3.2 holds for the absolute form too: an HTTP/1.1 request
+        // without Host is refused whatever its target.
+        (_, None) if req.version() == http::Version::HTTP_11 => Some("missing Host header\n"),
         (Some(a), Some(h))
             if req.version() == http::Version::HTTP_2
                 && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) =>
@@ -416,6 +426,45 @@ fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
         }
         _ => None,
     }
+}
+
+/// Whether a Host value is `uri-host [ ":" port ]` (RFC 9110 §7.2) as a
+/// gateway routes by it: a DNS name or IPv4 address (letters, digits, `-`,
+/// `.`, `_`), or an IPv6 literal in brackets, then an optional port of
+/// digits. Userinfo, paths, spaces, lists and other reg-name characters
+/// are refused: no listener hostname can match them, and a backend might
+/// read them as another host.
+fn valid_host(h: &[u8]) -> bool {
+    let (name, port) = if let Some(rest) = h.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &rest[..end];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        match &rest[end + 1..] {
+            [] => (&b"x"[..], None),
+            [b':', port @ ..] => (&b"x"[..], Some(port)),
+            _ => return false,
+        }
+    } else {
+        match h.iter().position(|&b| b == b':') {
+            Some(i) => (&h[..i], Some(&h[i + 1..])),
+            None => (h, None),
+        }
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
+    name_ok && port_ok
 }
 
 /// Answers a request with the table's decision: the gateway's own answer
@@ -530,5 +579,39 @@ pub async fn answer(
         response,
         series,
         provenance,
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::valid_host;
+
+    #[test]
+    fn host_values_a_gateway_routes_by() {
+        for ok in [
+            "acme.example",
+            "acme.example:8080",
+            "127.0.0.1",
+            "[::1]",
+            "[::1]:80",
+            "a_b.example",
+            "localhost",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil@acme.example",
+            "a/b",
+            "a b",
+            "a.example, b.example",
+            "a.example:abc",
+            "a.example:",
+            "[::1",
+            "[zz]",
+            "a.example:123456",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
     }
 }
