@@ -149,6 +149,7 @@ impl Proxy {
                 .unwrap_or_default();
             (req.method().clone(), req.uri().clone(), req.version(), host)
         });
+        let is_head = req.method() == http::Method::HEAD;
         let answered = crate::route::answer(self, &cfg, conn, req, log).await;
         let status = answered.response.status().as_u16();
         let elapsed = start.elapsed();
@@ -170,6 +171,14 @@ impl Proxy {
                 matched = %answered.provenance,
                 generation = cfg.generation,
             );
+        }
+        // RFC 9110 §9.3.2: a response to HEAD has no content. The gateway's
+        // own answers (404, 400, 421...) carry a body for GET; over HTTP/2
+        // sending it after a HEAD is a protocol error, so it is dropped here
+        // for every answer (a backend's HEAD answer has none anyway).
+        if is_head {
+            let (parts, _) = answered.response.into_parts();
+            return Response::from_parts(parts, crate::body::empty());
         }
         answered.response
     }
