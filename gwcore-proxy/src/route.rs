@@ -131,6 +131,18 @@ pub async fn forward(
     }
     let protocol = backend_protocol(target, policy.http2);
     let (mut parts, body) = req.into_parts();
+    // A client body that breaks while it streams (a malformed chunk, say)
+    // fails the backend exchange too; remember whose fault it was, so the
+    // client gets 400 (RFC 9112 §7.1) rather than 502.
+    let client_body_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body: Body = {
+        let flag = client_body_failed.clone();
+        body.map_err(move |e| {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            e
+        })
+        .boxed()
+    };
     let client_upgrade = if crate::echo::is_websocket_parts(&parts.headers) {
         parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
     } else {
@@ -208,6 +220,9 @@ pub async fn forward(
         Some(Ok(r)) => r,
         Some(Err(e)) => {
             tracing::debug!(error = %e, "forward failed");
+            if client_body_failed.load(std::sync::atomic::Ordering::Relaxed) {
+                return status_response(StatusCode::BAD_REQUEST, "the request body is malformed\n");
+            }
             let text = match e.status() {
                 StatusCode::GATEWAY_TIMEOUT => "backend timed out\n",
                 StatusCode::SERVICE_UNAVAILABLE => "backend unreachable\n",
