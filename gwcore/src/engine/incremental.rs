@@ -137,6 +137,57 @@ fn same_routing(a: &GatewayRouting, b: &GatewayRouting) -> bool {
         })
 }
 
+/// The keys of one kind's statuses (a range of the ordered map, not a scan).
+fn status_keys(
+    statuses: &BTreeMap<ObjectKey, ObjectStatus>,
+    kind: Kind,
+) -> impl Iterator<Item = &ObjectKey> {
+    statuses
+        .range(ObjectKey::new(kind, "", "")..)
+        .map(|(k, _)| k)
+        .take_while(move |k| k.kind == kind)
+}
+
+/// Stores `new` as the status of `key` (removes it when `None`), and records
+/// it in the delta when it differs from what was stored.
+fn put_status(
+    statuses: &mut BTreeMap<ObjectKey, ObjectStatus>,
+    delta: &mut Delta,
+    key: &ObjectKey,
+    new: Option<ObjectStatus>,
+) {
+    if statuses.get(key) == new.as_ref() {
+        return;
+    }
+    match &new {
+        Some(s) => {
+            statuses.insert(key.clone(), s.clone());
+        }
+        None => {
+            statuses.remove(key);
+        }
+    }
+    delta.statuses.insert(key.clone(), new);
+}
+
+/// Replaces the statuses under `old_keys` with `new`: keys absent from
+/// `new` are removed, the others stored (each change recorded in the delta).
+fn replace_statuses(
+    statuses: &mut BTreeMap<ObjectKey, ObjectStatus>,
+    delta: &mut Delta,
+    old_keys: Vec<ObjectKey>,
+    new: BTreeMap<ObjectKey, ObjectStatus>,
+) {
+    for k in old_keys {
+        if !new.contains_key(&k) {
+            put_status(statuses, delta, &k, None);
+        }
+    }
+    for (k, s) in new {
+        put_status(statuses, delta, &k, Some(s));
+    }
+}
+
 /// Whether two versions of an object differ only in status and
 /// resourceVersion (a status echo from the API server).
 fn same_but_status(a: &Object, b: &Object) -> bool {
@@ -390,24 +441,10 @@ impl Engine {
                 let ctx = self.ctx();
                 ctx.classes()
             };
-            let old_keys: Vec<ObjectKey> = self
-                .statuses
-                .keys()
-                .filter(|k| k.kind == Kind::GatewayClass)
+            let old_keys = status_keys(&self.statuses, Kind::GatewayClass)
                 .cloned()
                 .collect();
-            for k in old_keys {
-                if !class_statuses.contains_key(&k) {
-                    self.statuses.remove(&k);
-                    delta.statuses.insert(k, None);
-                }
-            }
-            for (k, s) in class_statuses {
-                if self.statuses.get(&k) != Some(&s) {
-                    delta.statuses.insert(k.clone(), Some(s.clone()));
-                    self.statuses.insert(k, s);
-                }
-            }
+            replace_statuses(&mut self.statuses, &mut delta, old_keys, class_statuses);
             if ours != self.our_classes {
                 self.our_classes = ours;
                 dirty.all_gateways = true;
@@ -483,18 +520,12 @@ impl Engine {
                 }
                 None => (Vec::new(), None),
             };
-            let new_keys: BTreeSet<ObjectKey> = statuses.iter().map(|(k, _)| k.clone()).collect();
-            for k in old_keys {
-                if !new_keys.contains(&k) && self.statuses.remove(&k).is_some() {
-                    delta.statuses.insert(k, None);
-                }
-            }
-            for (k, s) in statuses {
-                if self.statuses.get(&k) != Some(&s) {
-                    delta.statuses.insert(k.clone(), Some(s.clone()));
-                    self.statuses.insert(k, s);
-                }
-            }
+            replace_statuses(
+                &mut self.statuses,
+                &mut delta,
+                old_keys,
+                statuses.into_iter().collect(),
+            );
             match routing {
                 Some(r) => {
                     if !self.routing.get(gk).is_some_and(|a| same_routing(a, &r)) {
@@ -515,33 +546,18 @@ impl Engine {
 
         // 5. Policies, which depend on what routes where.
         let has_policies = self.snap.of_kind(Kind::BackendTLSPolicy).next().is_some()
-            || self
-                .statuses
-                .keys()
-                .any(|k| k.kind == Kind::BackendTLSPolicy);
+            || status_keys(&self.statuses, Kind::BackendTLSPolicy)
+                .next()
+                .is_some();
         if has_policies && (dirty.policies || routing_changed) {
             let new = {
                 let ctx = self.ctx();
                 ctx.policies(&self.gws)
             };
-            let old_keys: Vec<ObjectKey> = self
-                .statuses
-                .keys()
-                .filter(|k| k.kind == Kind::BackendTLSPolicy)
+            let old_keys = status_keys(&self.statuses, Kind::BackendTLSPolicy)
                 .cloned()
                 .collect();
-            for k in old_keys {
-                if !new.contains_key(&k) {
-                    self.statuses.remove(&k);
-                    delta.statuses.insert(k, None);
-                }
-            }
-            for (k, s) in new {
-                if self.statuses.get(&k) != Some(&s) {
-                    delta.statuses.insert(k.clone(), Some(s.clone()));
-                    self.statuses.insert(k, s);
-                }
-            }
+            replace_statuses(&mut self.statuses, &mut delta, old_keys, new);
         }
         delta
     }
@@ -550,12 +566,7 @@ impl Engine {
     /// ListenerSets that target it.
     fn owned_keys(&self, gk: &ObjectKey) -> Vec<ObjectKey> {
         let mut keys = vec![gk.clone()];
-        let first = ObjectKey::new(Kind::ListenerSet, "", "");
-        let sets = self
-            .statuses
-            .range(first..)
-            .map(|(k, _)| k)
-            .take_while(|k| k.kind == Kind::ListenerSet)
+        let sets = status_keys(&self.statuses, Kind::ListenerSet)
             .filter(|k| match self.snap.get(k) {
                 Some(Object::ListenerSet(ls)) => {
                     let p = &ls.spec.parent_ref;
@@ -624,9 +635,7 @@ impl Engine {
             }
         }
         let Some(obj) = self.snap.get(rk) else {
-            if self.statuses.remove(rk).is_some() {
-                delta.statuses.insert(rk.clone(), None);
-            }
+            put_status(&mut self.statuses, delta, rk, None);
             return;
         };
         let state = {
@@ -660,20 +669,8 @@ impl Engine {
             .or_default()
             .insert(rk.clone());
         // The status lives in `self.statuses` only.
-        match state.status.take() {
-            Some(s) => {
-                let s = ObjectStatus::Route(s);
-                if self.statuses.get(rk) != Some(&s) {
-                    delta.statuses.insert(rk.clone(), Some(s.clone()));
-                    self.statuses.insert(rk.clone(), s);
-                }
-            }
-            None => {
-                if self.statuses.remove(rk).is_some() {
-                    delta.statuses.insert(rk.clone(), None);
-                }
-            }
-        }
+        let status = state.status.take().map(ObjectStatus::Route);
+        put_status(&mut self.statuses, delta, rk, status);
         self.routes.insert(rk.clone(), state);
     }
 }
