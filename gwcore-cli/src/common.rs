@@ -91,6 +91,25 @@ pub(crate) fn status_documents(snap: &Snapshot, kinds: &[Kind]) -> Vec<serde_jso
     docs
 }
 
+/// Serves the admin endpoint (`/healthz`, `/readyz`, `/metrics`, `/status`)
+/// on `addr` when one is given. The error is printed; the caller exits.
+pub(crate) async fn start_admin(
+    proxy: &std::sync::Arc<gwcore_proxy::proxy::Proxy>,
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ()> {
+    let Some(addr) = addr else { return Ok(None) };
+    match gwcore_proxy::admin::serve(proxy.clone(), addr).await {
+        Ok((local, task)) => {
+            tracing::info!(addr = %local, "admin endpoint");
+            Ok(Some(task))
+        }
+        Err(e) => {
+            eprintln!("error: cannot serve the admin endpoint on {addr}: {e}");
+            Err(())
+        }
+    }
+}
+
 /// The current UTC time in RFC 3339, whole seconds.
 pub(crate) fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()

@@ -244,18 +244,8 @@ pub(crate) async fn serve(
             return ExitCode::FAILURE;
         }
     };
-    let _admin = match admin_addr {
-        Some(addr) => match gwcore_proxy::admin::serve(runtime.proxy().clone(), addr).await {
-            Ok((local, task)) => {
-                tracing::info!(addr = %local, "admin endpoint");
-                Some(task)
-            }
-            Err(e) => {
-                eprintln!("error: cannot serve the admin endpoint on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        None => None,
+    let Ok(_admin) = crate::common::start_admin(runtime.proxy(), admin_addr).await else {
+        return ExitCode::FAILURE;
     };
     loop {
         tokio::select! {

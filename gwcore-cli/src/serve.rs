@@ -172,18 +172,8 @@ async fn serve(args: Args) -> ExitCode {
             "no Gateway to serve: does a GatewayClass name this controller (--controller-name)?"
         );
     }
-    let _admin = match args.admin {
-        Some(addr) => match gwcore_proxy::admin::serve(runtime.proxy().clone(), addr).await {
-            Ok((local, task)) => {
-                tracing::info!(addr = %local, "admin endpoint");
-                Some(task)
-            }
-            Err(e) => {
-                eprintln!("error: cannot serve the admin endpoint on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        None => None,
+    let Ok(_admin) = crate::common::start_admin(runtime.proxy(), args.admin).await else {
+        return ExitCode::FAILURE;
     };
     runtime
         .run_until(
