@@ -54,6 +54,21 @@ step "cargo package"
 # cargo 1.95; an older cargo may not resolve them: then use --no-verify).
 # --allow-dirty: files the tests leave behind (proptest regressions) must not
 # stop the check; what is packaged is listed by `cargo package --list`.
-cargo package -p gwcore -p gwcore-proxy -p gwcore-k8s -p gwcore-cli --allow-dirty
+# Cargo takes registry crates to be immutable: it never unpacks a
+# name-version into $CARGO_HOME/registry/src twice and never rebuilds one
+# whose version is unchanged. The crates packaged here keep their version
+# from one run to the next, so with cached directories the verification
+# would build against an earlier run's gwcore (seen in CI: "no method named
+# without_status"). So: a target directory of its own for packaging, and
+# every unpacked or built copy of our crates removed first; the third-party
+# dependencies stay cached.
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+package_target="$GWCORE_CACHE/package-target"
+for krate in gwcore gwcore-proxy gwcore-k8s gwcore-cli; do
+    rm -rf "$cargo_home"/registry/src/*/"$krate"-[0-9]* "$cargo_home"/registry/cache/*/"$krate"-[0-9]*.crate
+done
+krates_built=("$package_target"/debug/.fingerprint/gwcore* "$package_target"/debug/deps/*gwcore* "$package_target"/debug/build/gwcore* "$package_target"/package)
+rm -rf "${krates_built[@]}"
+CARGO_TARGET_DIR="$package_target" cargo package -p gwcore -p gwcore-proxy -p gwcore-k8s -p gwcore-cli --allow-dirty
 
 step "docs.sh done"
