@@ -12,6 +12,11 @@ use gwcore::engine::{ComputeOptions, Engine, compute};
 use gwcore::model::{Kind, Object, ObjectKey};
 use gwcore::scale::{HOT_GRANT, HOT_NAMESPACE, ScaleSpec, generate};
 
+/// With `--features mimalloc`, the allocator of the `gwcore` binary.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SIZES: [usize; 2] = [10_000, 50_000];
 const NOW: &str = "2026-01-01T00:00:00Z";
 

@@ -4,6 +4,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The allocator of the `gwcore` binary. The engine and the proxy allocate
+/// and free many small objects (keys, conditions, headers); glibc's malloc
+/// spends much of a full compute consolidating freed chunks, mimalloc does
+/// not (`benches/README.md`, engine figures with and without it).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod check;
 mod common;
 mod controller;

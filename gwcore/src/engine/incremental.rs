@@ -45,6 +45,8 @@ impl Delta {
 
 #[derive(Default)]
 struct Dirty {
+    /// Record no delta (a whole snapshot is being loaded).
+    quiet: bool,
     classes: bool,
     all_gateways: bool,
     gateways: BTreeSet<ObjectKey>,
@@ -77,22 +79,43 @@ pub struct Engine {
     grants: GrantIndex,
     gws: BTreeMap<ObjectKey, Gw>,
     routes: BTreeMap<ObjectKey, RouteState>,
-    by_parent: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
-    by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    by_parent: BTreeMap<ObjectKey, BTreeSet<RouteKey>>,
+    by_service: BTreeMap<ObjectKey, BTreeSet<RouteKey>>,
     /// Routes by (namespace they refer into, their own namespace): a
     /// ReferenceGrant in N admitting namespace M affects exactly these.
-    by_grant_ns: BTreeMap<(String, String), BTreeSet<ObjectKey>>,
-    by_ns: BTreeMap<String, BTreeSet<ObjectKey>>,
+    by_grant_ns: BTreeMap<(String, String), BTreeSet<RouteKey>>,
+    by_ns: BTreeMap<String, BTreeSet<RouteKey>>,
     statuses: BTreeMap<ObjectKey, ObjectStatus>,
     routing: BTreeMap<ObjectKey, Arc<GatewayRouting>>,
 }
 
-fn index_add(idx: &mut BTreeMap<ObjectKey, BTreeSet<ObjectKey>>, k: &ObjectKey, route: &ObjectKey) {
-    idx.entry(k.clone()).or_default().insert(route.clone());
+/// A route's key in the indexes: one allocation shared by all of them
+/// (a full load indexes every route four times).
+type RouteKey = Arc<ObjectKey>;
+
+/// Adds `route` to the set under `k` (the key is cloned only when new).
+fn index_add<K, Q>(idx: &mut BTreeMap<K, BTreeSet<RouteKey>>, k: &Q, route: &RouteKey)
+where
+    K: Ord + std::borrow::Borrow<Q>,
+    Q: Ord + ?Sized + ToOwned<Owned = K>,
+{
+    match idx.get_mut(k) {
+        Some(set) => {
+            set.insert(route.clone());
+        }
+        None => {
+            idx.insert(k.to_owned(), BTreeSet::from([route.clone()]));
+        }
+    }
+}
+
+/// The routes of an index entry, as keys.
+fn indexed<'a>(set: Option<&'a BTreeSet<RouteKey>>) -> impl Iterator<Item = ObjectKey> + 'a {
+    set.into_iter().flatten().map(|k| ObjectKey::clone(k))
 }
 
 fn index_remove(
-    idx: &mut BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    idx: &mut BTreeMap<ObjectKey, BTreeSet<RouteKey>>,
     k: &ObjectKey,
     route: &ObjectKey,
 ) {
@@ -150,15 +173,24 @@ fn status_keys(
 
 /// Stores `new` as the status of `key` (removes it when `None`), and records
 /// it in the delta when it differs from what was stored.
+/// With `delta: None` (loading a whole snapshot, whose delta nobody reads)
+/// nothing is recorded, which saves a deep copy of every status.
 fn put_status(
     statuses: &mut BTreeMap<ObjectKey, ObjectStatus>,
-    delta: &mut Delta,
+    delta: Option<&mut Delta>,
     key: &ObjectKey,
     new: Option<ObjectStatus>,
 ) {
     if statuses.get(key) == new.as_ref() {
         return;
     }
+    let Some(delta) = delta else {
+        match new {
+            Some(s) => statuses.insert(key.clone(), s),
+            None => statuses.remove(key),
+        };
+        return;
+    };
     match &new {
         Some(s) => {
             statuses.insert(key.clone(), s.clone());
@@ -174,17 +206,17 @@ fn put_status(
 /// `new` are removed, the others stored (each change recorded in the delta).
 fn replace_statuses(
     statuses: &mut BTreeMap<ObjectKey, ObjectStatus>,
-    delta: &mut Delta,
+    mut delta: Option<&mut Delta>,
     old_keys: Vec<ObjectKey>,
     new: BTreeMap<ObjectKey, ObjectStatus>,
 ) {
     for k in old_keys {
         if !new.contains_key(&k) {
-            put_status(statuses, delta, &k, None);
+            put_status(statuses, delta.as_deref_mut(), &k, None);
         }
     }
     for (k, s) in new {
-        put_status(statuses, delta, &k, Some(s));
+        put_status(statuses, delta.as_deref_mut(), &k, Some(s));
     }
 }
 
@@ -228,6 +260,7 @@ impl Engine {
         }
         e.snap = snap;
         let dirty = Dirty {
+            quiet: true,
             classes: true,
             all_gateways: true,
             routes,
@@ -381,20 +414,14 @@ impl Engine {
             }
             Kind::ListenerSet => {
                 dirty.all_gateways = true;
-                dirty
-                    .routes
-                    .extend(self.by_parent.get(key).into_iter().flatten().cloned());
+                dirty.routes.extend(indexed(self.by_parent.get(key)));
             }
             Kind::Namespace => {
                 dirty.all_gateways = true;
-                dirty
-                    .routes
-                    .extend(self.by_ns.get(&key.name).into_iter().flatten().cloned());
+                dirty.routes.extend(indexed(self.by_ns.get(&key.name)));
             }
             Kind::Service => {
-                dirty
-                    .routes
-                    .extend(self.by_service.get(key).into_iter().flatten().cloned());
+                dirty.routes.extend(indexed(self.by_service.get(key)));
                 dirty.policies = true;
             }
             Kind::ReferenceGrant => {
@@ -410,9 +437,7 @@ impl Engine {
                     });
                 for from in froms.collect::<BTreeSet<String>>() {
                     let k = (key.namespace.clone(), from);
-                    dirty
-                        .routes
-                        .extend(self.by_grant_ns.get(&k).into_iter().flatten().cloned());
+                    dirty.routes.extend(indexed(self.by_grant_ns.get(&k)));
                 }
             }
             Kind::Secret | Kind::ConfigMap => {
@@ -433,6 +458,7 @@ impl Engine {
 
     fn recompute(&mut self, mut dirty: Dirty) -> Delta {
         let mut delta = Delta::default();
+        let quiet = dirty.quiet;
         let mut touched: BTreeSet<ObjectKey> = BTreeSet::new();
 
         // 1. Classes.
@@ -444,7 +470,12 @@ impl Engine {
             let old_keys = status_keys(&self.statuses, Kind::GatewayClass)
                 .cloned()
                 .collect();
-            replace_statuses(&mut self.statuses, &mut delta, old_keys, class_statuses);
+            replace_statuses(
+                &mut self.statuses,
+                (!quiet).then_some(&mut delta),
+                old_keys,
+                class_statuses,
+            );
             if ours != self.our_classes {
                 self.our_classes = ours;
                 dirty.all_gateways = true;
@@ -505,7 +536,7 @@ impl Engine {
 
         // 3. Routes.
         for rk in std::mem::take(&mut dirty.routes) {
-            self.route(&rk, &mut touched, &mut delta);
+            self.route(&rk, &mut touched, (!quiet).then_some(&mut delta));
         }
 
         // 4. Gateway outputs.
@@ -522,7 +553,7 @@ impl Engine {
             };
             replace_statuses(
                 &mut self.statuses,
-                &mut delta,
+                (!quiet).then_some(&mut delta),
                 old_keys,
                 statuses.into_iter().collect(),
             );
@@ -557,7 +588,12 @@ impl Engine {
             let old_keys = status_keys(&self.statuses, Kind::BackendTLSPolicy)
                 .cloned()
                 .collect();
-            replace_statuses(&mut self.statuses, &mut delta, old_keys, new);
+            replace_statuses(
+                &mut self.statuses,
+                (!quiet).then_some(&mut delta),
+                old_keys,
+                new,
+            );
         }
         delta
     }
@@ -585,14 +621,10 @@ impl Engine {
     /// A Gateway's attachment view changed: every route that named it (or
     /// one of its ListenerSets, before or after) is recomputed.
     fn reattach(&mut self, gk: &ObjectKey, old: Option<&Gw>, new: Option<&Gw>, dirty: &mut Dirty) {
-        dirty
-            .routes
-            .extend(self.by_parent.get(gk).into_iter().flatten().cloned());
+        dirty.routes.extend(indexed(self.by_parent.get(gk)));
         for gw in [old, new].into_iter().flatten() {
             for s in &gw.sets {
-                dirty
-                    .routes
-                    .extend(self.by_parent.get(&s.key).into_iter().flatten().cloned());
+                dirty.routes.extend(indexed(self.by_parent.get(&s.key)));
             }
         }
         // Attachments held by the old state are dropped with it; make sure
@@ -604,7 +636,12 @@ impl Engine {
         }
     }
 
-    fn route(&mut self, rk: &ObjectKey, touched: &mut BTreeSet<ObjectKey>, delta: &mut Delta) {
+    fn route(
+        &mut self,
+        rk: &ObjectKey,
+        touched: &mut BTreeSet<ObjectKey>,
+        delta: Option<&mut Delta>,
+    ) {
         // Undo the old state.
         if let Some(old) = self.routes.remove(rk) {
             for (gk, li) in &old.attached_to {
@@ -652,22 +689,18 @@ impl Engine {
             touched.insert(gk.clone());
             state.attached_to.push((gk, li));
         }
+        let shared: RouteKey = Arc::new(rk.clone());
         for p in &state.parents {
-            index_add(&mut self.by_parent, p, rk);
+            index_add(&mut self.by_parent, p, &shared);
         }
         for s in &state.services {
-            index_add(&mut self.by_service, s, rk);
+            index_add(&mut self.by_service, s, &shared);
         }
         for ns in &state.grant_namespaces {
-            self.by_grant_ns
-                .entry((ns.clone(), rk.namespace.clone()))
-                .or_default()
-                .insert(rk.clone());
+            let k = (ns.clone(), rk.namespace.clone());
+            index_add(&mut self.by_grant_ns, &k, &shared);
         }
-        self.by_ns
-            .entry(rk.namespace.clone())
-            .or_default()
-            .insert(rk.clone());
+        index_add(&mut self.by_ns, rk.namespace.as_str(), &shared);
         // The status lives in `self.statuses` only.
         let status = state.status.take().map(ObjectStatus::Route);
         put_status(&mut self.statuses, delta, rk, status);

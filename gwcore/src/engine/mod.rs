@@ -737,8 +737,7 @@ impl Ctx<'_> {
                 section_name: pr.section_name.clone(),
                 port: pr.port,
             };
-            let parent_label = describe_parent(pns, pr);
-            let owner = set_key.clone().unwrap_or_else(|| gw_key.clone());
+            let owner = set_key.as_ref().unwrap_or(&gw_key);
             let set_ok = match &set_key {
                 Some(sk) => gw
                     .sets
@@ -764,7 +763,7 @@ impl Ctx<'_> {
                     .listeners
                     .iter()
                     .enumerate()
-                    .filter(|(_, l)| l.owner == owner)
+                    .filter(|(_, l)| &l.owner == owner)
                     .filter(|(_, l)| {
                         pr.section_name
                             .as_deref()
@@ -889,6 +888,7 @@ impl Ctx<'_> {
                 }
                 Err((reason, msg)) => {
                     conds.push(cond(T::Accepted, false, *reason, msg.clone()));
+                    let parent_label = describe_parent(pns, pr);
                     state.refusals.push(Refusal {
                         route: key.clone(),
                         parent: parent_label.clone(),
