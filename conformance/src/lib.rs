@@ -52,6 +52,7 @@ pub mod features;
 mod requests;
 pub mod runner;
 pub mod vector;
+pub mod wire;
 
 pub use check::{CheckKind, CheckResult, Outcome};
 pub use runner::{Mode, Report, RunOptions, Runner, Tally, VectorResult, Verdict, run_paths};

@@ -162,23 +162,8 @@ fn judge_inner(req: &RequestExpect, view: EngineView<'_>) -> Result<(), String> 
             continue;
         }
         // The echo backend answered: who, and what did it see?
-        if let Some(ns) = req.namespace.as_deref().filter(|n| !n.is_empty())
-            && target.service.namespace != ns
-        {
-            return Err(format!(
-                "{label}: answered from namespace {}, expected {ns}",
-                target.service.namespace
-            ));
-        }
-        if let Some(b) = req.backend.as_deref().filter(|b| !b.is_empty()) {
-            let pods = pod_prefixes(view.cluster, &target.service);
-            if !pods.iter().all(|p| p.starts_with(b)) {
-                return Err(format!(
-                    "{label}: answered by pods of {}, expected {b}",
-                    pods.join(", ")
-                ));
-            }
-        }
+        let pods = pod_prefixes(view.cluster, &target.service);
+        check_who(req, &target.service.namespace, &pods).map_err(|e| format!("{label}: {e}"))?;
         if grpc {
             continue;
         }
@@ -190,8 +175,33 @@ fn judge_inner(req: &RequestExpect, view: EngineView<'_>) -> Result<(), String> 
     Ok(())
 }
 
+/// Who answered: the namespace exactly, and every pod (name, or name
+/// prefix) starting with `backend`.
+pub(crate) fn check_who(
+    req: &RequestExpect,
+    namespace: &str,
+    pods: &[String],
+) -> Result<(), String> {
+    if let Some(ns) = req.namespace.as_deref().filter(|n| !n.is_empty())
+        && namespace != ns
+    {
+        return Err(format!(
+            "answered from namespace {namespace}, expected {ns}"
+        ));
+    }
+    if let Some(b) = req.backend.as_deref().filter(|b| !b.is_empty())
+        && !pods.iter().all(|p| p.starts_with(b))
+    {
+        return Err(format!(
+            "answered by pods of {}, expected {b}",
+            pods.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// The status (gRPC: the code class), and on a redirect its `Location`.
-fn check_answer(
+pub(crate) fn check_answer(
     req: &RequestExpect,
     status: StatusCode,
     location: Option<&str>,
@@ -204,7 +214,14 @@ fn check_answer(
         return match (req.expect_failure.is_some() || want != "OK", ok) {
             (false, true) | (true, false) => Ok(()),
             (false, false) => Err(format!("answered HTTP {status} instead of gRPC OK")),
-            (true, true) => Err(format!("answered OK, expected {want}")),
+            (true, true) => Err(format!(
+                "answered OK, expected {}",
+                if req.expect_failure.is_some() {
+                    "a failure"
+                } else {
+                    want
+                }
+            )),
         };
     }
     if req.expect_failure.is_some() {
@@ -220,7 +237,12 @@ fn check_answer(
     } else {
         &req.response.status_codes
     };
-    if !codes.contains(&status.as_u16()) {
+    // FORMAT.md: "if it is 408 or 504 and a timeout code is expected, it
+    // passes".
+    let timeout = |c: u16| c == 408 || c == 504;
+    let accepted = codes.contains(&status.as_u16())
+        || (timeout(status.as_u16()) && codes.iter().any(|c| timeout(*c)));
+    if !accepted {
         return Err(format!(
             "answered {}{}, expected {codes:?}",
             status.as_u16(),
@@ -334,7 +356,7 @@ fn check_redirect(req: &RequestExpect, loc: &str, tls: bool) -> Result<(), Strin
 }
 
 /// All values of a header, joined by `,` as upstream compares them.
-fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
     let values: Vec<String> = headers
         .get_all(name)
         .iter()
@@ -367,6 +389,39 @@ fn check_backend_request(
         .map_err(|e| format!("request {method} {path} cannot be built: {e}"))?
         .into_parts();
     forward.apply_request(head, Some(backend), &mut parts);
+    let got = Received {
+        method: parts.method.as_str().to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_string(),
+        host: joined(&parts.headers, "host")
+            .or_else(|| parts.uri.host().map(str::to_string))
+            .unwrap_or_default(),
+        headers: parts.headers,
+    };
+    check_received(req, &got)
+}
+
+/// What a backend received: as the engine's filters make it, or as the
+/// echo backend reports it on the wire.
+#[derive(Debug, Clone)]
+pub(crate) struct Received {
+    /// The method.
+    pub(crate) method: String,
+    /// Path and query.
+    pub(crate) path: String,
+    /// The Host (or `:authority`).
+    pub(crate) host: String,
+    /// The headers.
+    pub(crate) headers: HeaderMap,
+}
+
+/// `expectedRequest` (or the request itself) against what the backend
+/// received: path exact, method (empty = GET), host only if set, each
+/// header equal, `absentHeaders`.
+pub(crate) fn check_received(req: &RequestExpect, got: &Received) -> Result<(), String> {
     let (want_path, want_method, want_host, want_headers, absent) = match &req.expected_request {
         Some(e) => (
             e.path.clone(),
@@ -383,35 +438,28 @@ fn check_backend_request(
             Vec::new(),
         ),
     };
-    let got_path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_string();
+    let got_path = &got.path;
     if let Some(p) = want_path.filter(|p| !p.is_empty())
-        && got_path != p
+        && *got_path != p
     {
         return Err(format!("backend received path {got_path}, expected {p}"));
     }
     let want_method = want_method
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| "GET".into());
-    if parts.method.as_str() != want_method {
+    if got.method != want_method {
         return Err(format!(
             "backend received method {}, expected {want_method}",
-            parts.method
+            got.method
         ));
     }
-    if let Some(h) = want_host.filter(|h| !h.is_empty()) {
-        let got = joined(&parts.headers, "host")
-            .or_else(|| parts.uri.host().map(str::to_string))
-            .unwrap_or_default();
-        if got != h {
-            return Err(format!("backend received Host {got}, expected {h}"));
-        }
+    if let Some(h) = want_host.filter(|h| !h.is_empty())
+        && got.host != h
+    {
+        return Err(format!("backend received Host {}, expected {h}", got.host));
     }
     for (name, want) in &want_headers {
-        match joined(&parts.headers, name) {
+        match joined(&got.headers, name) {
             Some(got) if got == *want => {}
             Some(got) => {
                 return Err(format!(
@@ -422,7 +470,7 @@ fn check_backend_request(
         }
     }
     for name in &absent {
-        if let Some(got) = joined(&parts.headers, name) {
+        if let Some(got) = joined(&got.headers, name) {
             return Err(format!(
                 "backend received header {name}: {got}, expected none"
             ));
@@ -438,11 +486,7 @@ fn check_response_headers(
     forward: &gwcore::table::Forward<'_>,
     backend: &Backend,
 ) -> Result<(), String> {
-    let resp = &req.response;
-    if resp.headers.is_empty()
-        && resp.absent_headers.is_empty()
-        && resp.valid_header_values.is_empty()
-    {
+    if !expects_response_headers(req) {
         return Ok(());
     }
     let mut builder = http::Response::builder().status(200);
@@ -458,6 +502,24 @@ fn check_response_headers(
         .map_err(|e| format!("response cannot be built: {e}"))?
         .into_parts();
     forward.apply_response(head, Some(backend), &mut parts);
+    check_response_header_map(req, &parts.headers)
+}
+
+/// Whether the vector says anything about response headers.
+pub(crate) fn expects_response_headers(req: &RequestExpect) -> bool {
+    let resp = &req.response;
+    !(resp.headers.is_empty()
+        && resp.absent_headers.is_empty()
+        && resp.valid_header_values.is_empty())
+}
+
+/// Response `headers` equal, `validHeaderValues` one of, `absentHeaders`,
+/// with `ignoreWhitespace`.
+pub(crate) fn check_response_header_map(
+    req: &RequestExpect,
+    headers: &HeaderMap,
+) -> Result<(), String> {
+    let resp = &req.response;
     let norm = |s: &str| {
         if resp.ignore_whitespace {
             s.split_whitespace().collect::<String>()
@@ -466,14 +528,14 @@ fn check_response_headers(
         }
     };
     for (name, want) in &resp.headers {
-        match joined(&parts.headers, name) {
+        match joined(headers, name) {
             Some(got) if norm(&got) == norm(want) => {}
             Some(got) => return Err(format!("response header {name}: {got}, expected {want}")),
             None => return Err(format!("response lacks header {name}: {want}")),
         }
     }
     for (name, valid) in &resp.valid_header_values {
-        let got = joined(&parts.headers, name).unwrap_or_default();
+        let got = joined(headers, name).unwrap_or_default();
         if !valid.iter().any(|v| norm(v) == norm(&got)) {
             return Err(format!(
                 "response header {name}: {got:?}, expected one of {valid:?}"
@@ -481,7 +543,7 @@ fn check_response_headers(
         }
     }
     for name in &resp.absent_headers {
-        if let Some(got) = joined(&parts.headers, name) {
+        if let Some(got) = joined(headers, name) {
             return Err(format!("response header {name}: {got}, expected none"));
         }
     }

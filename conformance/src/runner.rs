@@ -208,21 +208,104 @@ pub fn vector_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-/// Runs every vector under `paths`.
+/// Runs every vector under `paths`. Wire mode runs several vectors at once
+/// (each has its own proxy and backends on ephemeral ports), on
+/// [`crate::wire::parallelism`] threads; the report keeps the file order.
 pub fn run_paths(paths: &[PathBuf], opts: &RunOptions) -> Result<Report, String> {
-    if opts.mode == Mode::Wire {
-        return Err(
-            "wire mode is not available yet: it needs gwcore-proxy serving the vectors (issue 4); use --mode engine"
-                .to_string(),
-        );
-    }
     let files = vector_files(paths)?;
-    let mut runner = Runner::new(opts.clone());
-    let vectors = files.iter().map(|f| runner.run_file(f)).collect();
+    let vectors = match opts.mode {
+        Mode::Engine => {
+            let mut runner = Runner::new(opts.clone());
+            files.iter().map(|f| runner.run_file(f)).collect()
+        }
+        Mode::Wire => run_parallel(&files, opts, crate::wire::parallelism()),
+    };
     Ok(Report {
         mode: opts.mode,
         vectors,
     })
+}
+
+/// Runs `files` on `threads` threads, each with its own [`Runner`]; the
+/// results come back in the order of `files`.
+fn run_parallel(files: &[PathBuf], opts: &RunOptions, threads: usize) -> Vec<VectorResult> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<VectorResult>>> = Mutex::new(vec![None; files.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                let mut runner = Runner::new(opts.clone());
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(f) = files.get(i) else { break };
+                    let r = runner.run_file(f);
+                    // Only these stores touch the vector; a panic elsewhere
+                    // cannot leave it half-written.
+                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .zip(files)
+        .map(|(r, f)| {
+            r.unwrap_or_else(|| VectorResult {
+                name: f
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                file: f.clone(),
+                verdict: Verdict::Fail,
+                message: Some("the runner thread stopped before this vector".to_string()),
+                checks: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+/// How a step's requests are judged once the step is played and the
+/// statuses settled: by the routing table (engine mode) or for real on a
+/// proxy (wire mode).
+pub(crate) trait Judge {
+    /// The request checks of step `n`.
+    fn judge_step(&mut self, n: usize, step: &Step, at: StepState<'_>) -> Vec<CheckResult>;
+}
+
+/// What a step left behind, for its requests.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepState<'a> {
+    /// The simulated cluster, statuses written back.
+    pub(crate) cluster: &'a Cluster,
+    /// The engine's output for it.
+    pub(crate) computed: &'a Computed,
+    /// The controllerName gwcore acts as.
+    pub(crate) controller: &'a str,
+}
+
+/// Engine mode: each request through the routing table.
+struct EngineJudge;
+
+impl Judge for EngineJudge {
+    fn judge_step(&mut self, n: usize, step: &Step, at: StepState<'_>) -> Vec<CheckResult> {
+        let view = EngineView {
+            computed: at.computed,
+            cluster: at.cluster,
+        };
+        step.requests
+            .iter()
+            .map(|r| CheckResult {
+                step: n,
+                kind: CheckKind::Request,
+                check: request_name(r),
+                outcome: judge(r, view),
+            })
+            .collect()
+    }
 }
 
 /// Runs vectors one after another, sharing generated certificates.
@@ -280,11 +363,13 @@ impl Runner {
     pub fn run_vector(&mut self, vector: &Vector, file: &Path) -> VectorResult {
         let mut checks: Vec<CheckResult> = Vec::new();
         let result = match self.opts.mode {
-            Mode::Engine => self.play(vector, file, &mut checks),
-            Mode::Wire => Err(Abort {
-                step: 0,
-                message: "wire mode needs gwcore-proxy serving the vectors (issue 4)".to_string(),
-            }),
+            Mode::Engine => self.play(vector, file, &mut checks, &mut EngineJudge),
+            Mode::Wire => {
+                let mut wire = crate::wire::WireJudge::new();
+                let r = self.play(vector, file, &mut checks, &mut wire);
+                wire.stop();
+                r
+            }
         };
         let mut skip = None;
         let mut abort = None;
@@ -329,9 +414,13 @@ impl Runner {
                     _ => None,
                 })
                 .unwrap_or_else(|| "the vector has no checks".to_string());
+            let mode = match self.opts.mode {
+                Mode::Engine => "engine",
+                Mode::Wire => "wire",
+            };
             (
                 Verdict::Skip,
-                Some(format!("no check can run in engine mode: {why}")),
+                Some(format!("no check can run in {mode} mode: {why}")),
             )
         } else {
             (Verdict::Pass, None)
@@ -352,6 +441,7 @@ impl Runner {
         vector: &Vector,
         file: &Path,
         checks: &mut Vec<CheckResult>,
+        requests: &mut dyn Judge,
     ) -> Result<Option<String>, Abort> {
         let setup = |message: String| Abort { step: 0, message };
         let upstream = vector.controller_name.is_none();
@@ -436,18 +526,12 @@ impl Runner {
             };
             sc.run(step);
             checks.extend(sc.out);
-            let view = EngineView {
-                computed: &computed,
+            let at = StepState {
                 cluster: &cluster,
+                computed: &computed,
+                controller: &controller,
             };
-            for r in &step.requests {
-                checks.push(CheckResult {
-                    step: n,
-                    kind: CheckKind::Request,
-                    check: request_name(r),
-                    outcome: judge(r, view),
-                });
-            }
+            checks.extend(requests.judge_step(n, step, at));
         }
         Ok(None)
     }
@@ -815,7 +899,7 @@ fn feature_skip(vector: &Vector, cluster: &Cluster, controller: &str) -> Option<
 }
 
 /// A request's name in the report.
-fn request_name(r: &crate::vector::RequestExpect) -> String {
+pub(crate) fn request_name(r: &crate::vector::RequestExpect) -> String {
     let kind = r.kind.as_deref().unwrap_or("http");
     let target = match kind {
         "grpc" => format!(

@@ -1,11 +1,7 @@
 //! Runs the conformance vectors in engine mode and holds the result to the
-//! checked-in list of expected failures (`conformance/expected-failures.txt`).
-//!
-//! - A failing vector not on the list fails this test.
-//! - A vector on the list that no longer fails fails it too, so the list
-//!   only shrinks.
-//! - Each entry needs a reason (`Name  # reason`) naming the later issue or
-//!   the missing feature.
+//! checked-in list of expected failures (`conformance/expected-failures.txt`),
+//! with the rules of `tests/common` (unlisted failures and listed passes
+//! both fail; every entry has a reason; `GWCORE_BLESS=1` rewrites it).
 //!
 //! The project's own scenarios (`conformance/scenarios/`) always run. The
 //! public corpus is not part of the project: it is found through
@@ -13,173 +9,42 @@
 //! workspace), with the shared scenarios in its sibling `scenarios/`. When
 //! it is absent the test says so and runs only our scenarios, except under
 //! `CI=true`, where a missing corpus is a failure.
-//!
-//! `GWCORE_BLESS=1` rewrites the list from the current failures, keeping
-//! existing reasons; new entries get a `FIXME` reason that this test refuses
-//! until a person replaces it.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+mod common;
 
-use gwcore_conformance::{Report, RunOptions, Verdict, run_paths};
+use std::path::Path;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the conformance crate lives in the workspace")
-        .to_path_buf()
-}
+use gwcore_conformance::{RunOptions, run_paths};
 
-fn list_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("expected-failures.txt")
-}
-
-/// Name → reason.
-fn read_list(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut out = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (name, reason) = match line.split_once('#') {
-            Some((n, r)) => (n.trim(), r.trim()),
-            None => (line, ""),
-        };
-        if reason.is_empty() {
-            return Err(format!("line {}: {name} has no `# reason`", i + 1));
-        }
-        if out.insert(name.to_string(), reason.to_string()).is_some() {
-            return Err(format!("line {}: {name} is listed twice", i + 1));
-        }
-    }
-    Ok(out)
-}
-
-fn write_list(report: &Report, old: &BTreeMap<String, String>) -> String {
-    let mut failing: BTreeMap<String, String> = BTreeMap::new();
-    for v in &report.vectors {
-        if v.verdict == Verdict::Fail {
-            let reason = old.get(&v.name).cloned().unwrap_or_else(|| {
-                format!(
-                    "FIXME name the issue or missing feature: {}",
-                    v.message.as_deref().unwrap_or("")
-                )
-            });
-            failing.insert(v.name.clone(), reason.replace('\n', " "));
-        }
-    }
-    let mut text = String::from(
-        "# Conformance vectors expected to fail in engine mode, one per line:\n\
-         #   VectorName  # reason (the later issue or the missing feature)\n\
-         # A vector listed here that passes fails the test: remove it.\n\
-         # Regenerate with GWCORE_BLESS=1 cargo test -p gwcore-conformance --test vectors\n",
-    );
-    for (name, reason) in failing {
-        text.push_str(&format!("{name}  # {reason}\n"));
-    }
-    text
-}
+const HEADER: &str = "# Conformance vectors expected to fail in engine mode, one per line:\n\
+     #   VectorName  # reason (the later issue or the missing feature)\n\
+     # A vector listed here that passes fails the test: remove it.\n\
+     # Regenerate with GWCORE_BLESS=1 cargo test -p gwcore-conformance --test vectors\n";
 
 #[test]
 fn vectors_fail_only_as_listed() {
-    let root = workspace_root();
-    let mut paths = vec![root.join("conformance/scenarios/vectors")];
-    let corpus = std::env::var_os("GWCORE_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared/conformance"));
-    let corpus_vectors = corpus.join("vectors");
-    let have_corpus = corpus_vectors.is_dir();
-    if have_corpus {
-        paths.push(corpus_vectors);
-        let shared_scenarios = corpus.join("../scenarios/vectors");
-        if shared_scenarios.is_dir() {
-            paths.push(shared_scenarios);
-        }
-    } else if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "the conformance corpus is missing at {} (set GWCORE_CONFORMANCE_DIR); CI requires it",
-            corpus_vectors.display()
-        );
-    } else {
-        eprintln!(
-            "conformance corpus not found at {}: running only the project's scenarios (set GWCORE_CONFORMANCE_DIR)",
-            corpus_vectors.display()
-        );
-    }
-
+    let (paths, have_corpus) = common::vector_paths();
     let report = run_paths(&paths, &RunOptions::default()).expect("vector folders readable");
     for line in report.lines() {
         println!("{line}");
     }
-
-    let list_file = list_path();
-    let list_text = std::fs::read_to_string(&list_file).unwrap_or_default();
-    let list = read_list(&list_text).unwrap_or_else(|e| panic!("{}: {e}", list_file.display()));
-
-    if std::env::var("GWCORE_BLESS").as_deref() == Ok("1") {
-        assert!(
-            have_corpus,
-            "blessing needs the corpus, or it would drop its entries"
-        );
-        std::fs::write(&list_file, write_list(&report, &list)).expect("list written");
-        eprintln!("wrote {}", list_file.display());
-        return;
-    }
-
-    let mut problems = Vec::new();
-    for (name, reason) in &list {
-        if reason.starts_with("FIXME") {
-            problems.push(format!(
-                "{name}: the list's reason is still a FIXME: {reason}"
-            ));
-        }
-    }
-    let mut seen = BTreeSet::new();
-    for v in &report.vectors {
-        seen.insert(v.name.clone());
-        let listed = list.contains_key(&v.name);
-        match v.verdict {
-            Verdict::Fail if !listed => problems.push(format!(
-                "{}: fails and is not in expected-failures.txt: {}",
-                v.name,
-                v.message.as_deref().unwrap_or("")
-            )),
-            Verdict::Pass | Verdict::Skip if listed => problems.push(format!(
-                "{}: listed in expected-failures.txt but {}; remove it from the list",
-                v.name,
-                if v.verdict == Verdict::Pass {
-                    "passes"
-                } else {
-                    "is skipped"
-                }
-            )),
-            _ => {}
-        }
-    }
-    if have_corpus {
-        for name in list.keys() {
-            if !seen.contains(name) {
-                problems.push(format!(
-                    "{name}: listed in expected-failures.txt but no vector has this name"
-                ));
-            }
-        }
-    }
-    assert!(
-        problems.is_empty(),
-        "conformance vectors disagree with expected-failures.txt:\n  {}",
-        problems.join("\n  ")
-    );
+    let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("expected-failures.txt");
+    common::hold_to_list(&report, &list, HEADER, have_corpus);
 }
 
 #[test]
 fn list_entries_need_reasons() {
-    assert!(read_list("A  # issue 4: needs a data plane\n").is_ok());
-    assert!(read_list("A\n").is_err(), "an entry without a reason");
-    assert!(read_list("A # r\nA # r\n").is_err(), "a duplicate entry");
+    assert!(common::read_list("A  # issue 4: needs a data plane\n").is_ok());
+    assert!(
+        common::read_list("A\n").is_err(),
+        "an entry without a reason"
+    );
+    assert!(
+        common::read_list("A # r\nA # r\n").is_err(),
+        "a duplicate entry"
+    );
     assert_eq!(
-        read_list("# comment\n\nB # why # more\n").expect("valid")["B"],
+        common::read_list("# comment\n\nB # why # more\n").expect("valid")["B"],
         "why # more"
     );
 }
