@@ -233,14 +233,37 @@ pub struct ClientInfo {
     /// The client's IP as a header value, made once per connection for
     /// `X-Forwarded-For`.
     ip: HeaderValue,
+    /// Whether the client is a trusted proxy whose `X-Forwarded-*` headers
+    /// are kept.
+    trusted: bool,
 }
 
 impl ClientInfo {
-    /// A client at `peer`, over TLS or not.
+    /// A client at `peer`, over TLS or not, not trusted to set proxy
+    /// headers.
     pub fn new(peer: SocketAddr, tls: bool) -> ClientInfo {
         let ip = HeaderValue::try_from(peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        ClientInfo { peer, tls, ip }
+        ClientInfo {
+            peer,
+            tls,
+            ip,
+            trusted: false,
+        }
+    }
+
+    /// Whether the client is a trusted proxy: its `X-Forwarded-For` is
+    /// appended to, its `X-Forwarded-Proto`, `X-Forwarded-Host` and
+    /// `Forwarded` are kept. Default is `false`: they are replaced by the
+    /// gateway's own (`Forwarded` is removed).
+    pub fn with_trusted(mut self, trusted: bool) -> ClientInfo {
+        self.trusted = trusted;
+        self
+    }
+
+    /// Whether the client is a trusted proxy.
+    pub fn is_trusted(&self) -> bool {
+        self.trusted
     }
 }
 
@@ -308,8 +331,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// Turns a request received from a client into the one sent to a backend:
 /// hop-by-hop headers removed (a WebSocket upgrade is kept), `Host` set from
 /// the request's authority (HTTP/2 clients send none), and the standard
-/// proxy headers: `X-Forwarded-For` (appended), `X-Forwarded-Proto`,
-/// `X-Forwarded-Host` (kept when a previous proxy set it) and `Via`.
+/// proxy headers `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`
+/// and `Via`.
+///
+/// Whom to believe: a client can write anything in `X-Forwarded-*`, and
+/// backends behind a gateway commonly trust those headers for the client's
+/// address, scheme and host. So from a client that is not a trusted proxy
+/// ([`ClientInfo::with_trusted`]) they are replaced by the gateway's own
+/// and `Forwarded` (RFC 7239, which the gateway does not write) is removed;
+/// from a trusted proxy `X-Forwarded-For` is appended to and the others are
+/// kept when present.
 pub fn prepare_request(parts: &mut http::request::Parts, client: &ClientInfo) {
     // Room for the headers added below, so the map grows at most once.
     parts.headers.reserve(5);
@@ -331,31 +362,45 @@ pub fn prepare_request(parts: &mut http::request::Parts, client: &ClientInfo) {
         Some(a) => Some(a),
         None => parts.headers.get(header::HOST).cloned(),
     };
+    let trusted = client.trusted;
+    if !trusted {
+        parts.headers.remove(header::FORWARDED);
+    }
     if let Some(host) = &host {
         parts.headers.insert(header::HOST, host.clone());
-        if !parts.headers.contains_key(&X_FORWARDED_HOST) {
+        if !(trusted && parts.headers.contains_key(&X_FORWARDED_HOST)) {
             parts.headers.insert(X_FORWARDED_HOST, host.clone());
         }
+    } else if !trusted {
+        parts.headers.remove(&X_FORWARDED_HOST);
     }
-    let xff = match parts
-        .headers
-        .get(&X_FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok())
-    {
+    let prev = if trusted {
+        // Several fields are one list (RFC 9110 §5.3).
+        let prev: Vec<&str> = parts
+            .headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!prev.is_empty()).then(|| prev.join(", "))
+    } else {
+        None
+    };
+    let xff = match prev {
         Some(prev) => HeaderValue::try_from(format!(
             "{prev}, {}",
             client.ip.to_str().unwrap_or("unknown")
         ))
-        .ok(),
-        None => Some(client.ip.clone()),
+        .unwrap_or_else(|_| client.ip.clone()),
+        None => client.ip.clone(),
     };
-    if let Some(v) = xff {
-        parts.headers.insert(X_FORWARDED_FOR, v);
+    parts.headers.insert(X_FORWARDED_FOR, xff);
+    if !(trusted && parts.headers.contains_key(&X_FORWARDED_PROTO)) {
+        parts.headers.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(if client.tls { "https" } else { "http" }),
+        );
     }
-    parts.headers.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(if client.tls { "https" } else { "http" }),
-    );
     let via = match parts.version {
         Version::HTTP_10 => "1.0 gwcore",
         Version::HTTP_2 => "2 gwcore",
@@ -399,7 +444,7 @@ mod tests {
                 .body(())
                 .unwrap(),
         );
-        let client = ClientInfo::new("192.0.2.7:5555".parse().unwrap(), false);
+        let client = ClientInfo::new("192.0.2.7:5555".parse().unwrap(), false).with_trusted(true);
         prepare_request(&mut p, &client);
         let h = &p.headers;
         assert!(h.get("x-private").is_none(), "named by Connection");
@@ -414,6 +459,41 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "example.com");
         assert_eq!(h["via"], "1.1 gwcore");
         assert_eq!(h["host"], "example.com");
+    }
+
+    #[test]
+    fn proxy_headers_of_an_untrusted_client_are_replaced_not_appended() {
+        let spoofed = || {
+            parts(
+                Request::builder()
+                    .uri("/a")
+                    .header("host", "acme.example")
+                    .header("x-forwarded-for", "10.0.0.1")
+                    .header("x-forwarded-for", "10.0.0.2")
+                    .header("x-forwarded-proto", "https")
+                    .header("x-forwarded-host", "admin.acme.example")
+                    .header("forwarded", "for=10.0.0.1;host=admin.acme.example")
+                    .body(())
+                    .unwrap(),
+            )
+        };
+        let peer = "192.0.2.7:5555".parse().unwrap();
+        let mut p = spoofed();
+        prepare_request(&mut p, &ClientInfo::new(peer, false));
+        let h = &p.headers;
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "acme.example");
+        assert!(h.get("forwarded").is_none());
+
+        let mut p = spoofed();
+        prepare_request(&mut p, &ClientInfo::new(peer, false).with_trusted(true));
+        let h = &p.headers;
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "admin.acme.example");
+        assert_eq!(h["forwarded"], "for=10.0.0.1;host=admin.acme.example");
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub mod endpoints;
 pub mod files;
 pub mod forward;
 pub mod l4;
+pub mod limits;
 pub mod metrics;
 pub mod provider;
 pub mod proxy;

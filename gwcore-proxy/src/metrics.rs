@@ -82,6 +82,8 @@ pub struct Metrics {
     reloads_failed: AtomicU64,
     reloads_unchanged: AtomicU64,
     generation: AtomicU64,
+    connections_open: AtomicU64,
+    connections_refused: AtomicU64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -150,6 +152,31 @@ impl Metrics {
         }
         .fetch_add(1, Relaxed);
         self.generation.store(generation, Relaxed);
+    }
+
+    /// Counts a client connection opened.
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a client connection closed.
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Relaxed);
+    }
+
+    /// Counts a client connection refused by the connection limit.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Relaxed);
+    }
+
+    /// Client connections open now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections_open.load(Relaxed)
+    }
+
+    /// Client connections refused by the connection limit so far.
+    pub fn connections_refused(&self) -> u64 {
+        self.connections_refused.load(Relaxed)
     }
 
     /// The number of requests counted under `key` with status `code`.
@@ -232,6 +259,16 @@ impl Metrics {
                 c.load(Relaxed)
             );
         }
+        out.push_str("# HELP gwcore_connections_open Client connections open now.\n");
+        out.push_str("# TYPE gwcore_connections_open gauge\n");
+        let _ = writeln!(out, "gwcore_connections_open {}", self.connections_open());
+        out.push_str("# HELP gwcore_connections_refused_total Client connections closed at once because max_connections were open.\n");
+        out.push_str("# TYPE gwcore_connections_refused_total counter\n");
+        let _ = writeln!(
+            out,
+            "gwcore_connections_refused_total {}",
+            self.connections_refused()
+        );
         out.push_str(
             "# HELP gwcore_config_generation Generation of the configuration being served.\n",
         );

@@ -28,7 +28,7 @@ use crate::echo::{EchoIdentity, EchoServer};
 use crate::endpoints::Endpoints;
 use crate::metrics::ReloadOutcome;
 use crate::proxy::{Proxy, ReloadError};
-use crate::server::{ListenOptions, Server};
+use crate::server::{ListenOptions, ServeOptions, Server};
 
 /// One look at the inputs: every manifest file with its length and mtime.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -204,6 +204,15 @@ impl Runtime {
     /// Fails when the first load has errors: there is no good configuration
     /// to fall back on.
     pub async fn start(paths: Vec<PathBuf>, opts: RuntimeOptions) -> Result<Runtime, StartError> {
+        Runtime::start_with(paths, opts, ServeOptions::default()).await
+    }
+
+    /// [`Runtime::start`] with connection limits and trusted proxies.
+    pub async fn start_with(
+        paths: Vec<PathBuf>,
+        opts: RuntimeOptions,
+        serve: ServeOptions,
+    ) -> Result<Runtime, StartError> {
         let mut provider = FileProvider::new(paths);
         provider.changed();
         let loaded = provider.load();
@@ -214,7 +223,7 @@ impl Runtime {
             tracing::warn!("{d}");
         }
         let snapshot = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
-        let mut rt = Runtime::serve(snapshot, loaded.diagnostics, opts).await?;
+        let mut rt = Runtime::serve(snapshot, loaded.diagnostics, opts, serve).await?;
         rt.provider = Some(provider);
         Ok(rt)
     }
@@ -226,13 +235,24 @@ impl Runtime {
         snapshot: Snapshot,
         opts: RuntimeOptions,
     ) -> Result<Runtime, StartError> {
-        Runtime::serve(snapshot, Vec::new(), opts).await
+        Runtime::serve(snapshot, Vec::new(), opts, ServeOptions::default()).await
+    }
+
+    /// [`Runtime::from_snapshot`] with connection limits and trusted
+    /// proxies.
+    pub async fn from_snapshot_with(
+        snapshot: Snapshot,
+        opts: RuntimeOptions,
+        serve: ServeOptions,
+    ) -> Result<Runtime, StartError> {
+        Runtime::serve(snapshot, Vec::new(), opts, serve).await
     }
 
     async fn serve(
         snapshot: Snapshot,
         diagnostics: Vec<gwcore::load::Diagnostic>,
         opts: RuntimeOptions,
+        serve: ServeOptions,
     ) -> Result<Runtime, StartError> {
         let mut echo = opts.echo_backends.then(EchoBackends::new);
         let extra = match &mut echo {
@@ -241,7 +261,7 @@ impl Runtime {
         };
         let config =
             build_off_thread(1, snapshot, diagnostics, build_options(&opts), extra).await?;
-        let proxy = Proxy::new(config);
+        let proxy = Proxy::with_options(config, serve);
         proxy.metrics().record_reload(ReloadOutcome::Applied, 1);
         let mut server = Server::new(proxy.clone(), opts.listen.clone());
         server.reconcile().await;

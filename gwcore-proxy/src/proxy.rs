@@ -14,9 +14,10 @@ use serde::Serialize;
 
 use crate::body::Body;
 use crate::config::Config;
+use crate::forward::ClientInfo;
 use crate::forward::Forwarder;
 use crate::metrics::Metrics;
-use crate::server::{BoundPort, ConnInfo};
+use crate::server::{BoundPort, ConnInfo, ServeOptions};
 
 /// A refused reload, kept until the next good one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,6 +36,21 @@ pub struct Proxy {
     reload_error: Mutex<Option<ReloadError>>,
     listeners: Mutex<(Vec<BoundPort>, BTreeMap<String, String>)>,
     ready: AtomicBool,
+    options: ServeOptions,
+    /// One permit per open client connection (`None`: no limit).
+    connection_slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// An open client connection, counted until it is dropped.
+pub(crate) struct ConnectionSlot {
+    proxy: Arc<Proxy>,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.proxy.metrics.connection_closed();
+    }
 }
 
 impl std::fmt::Debug for Proxy {
@@ -46,8 +62,19 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// A proxy serving `initial`.
+    /// A proxy serving `initial` with the default [`ServeOptions`].
     pub fn new(initial: Config) -> Arc<Proxy> {
+        Proxy::with_options(initial, ServeOptions::default())
+    }
+
+    /// A proxy serving `initial`, its connections limited by `options`.
+    pub fn with_options(initial: Config, options: ServeOptions) -> Arc<Proxy> {
+        let max = options.limits.max_connections;
+        let connection_slots = (max > 0).then(|| {
+            Arc::new(tokio::sync::Semaphore::new(
+                max.min(tokio::sync::Semaphore::MAX_PERMITS),
+            ))
+        });
         Arc::new(Proxy {
             config: ArcSwap::from_pointee(initial),
             forwarder: Forwarder::default(),
@@ -55,7 +82,41 @@ impl Proxy {
             reload_error: Mutex::new(None),
             listeners: Mutex::new((Vec::new(), BTreeMap::new())),
             ready: AtomicBool::new(false),
+            options,
+            connection_slots,
         })
+    }
+
+    /// How client connections are served.
+    pub fn options(&self) -> &ServeOptions {
+        &self.options
+    }
+
+    /// A slot for a new client connection, or `None` when
+    /// [`crate::limits::Limits::max_connections`] are open (the refusal is
+    /// counted).
+    pub(crate) fn connection_slot(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let permit = match &self.connection_slots {
+            Some(s) => match s.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    self.metrics.connection_refused();
+                    return None;
+                }
+            },
+            None => None,
+        };
+        self.metrics.connection_opened();
+        Some(ConnectionSlot {
+            proxy: self.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// Who a client at `peer` is, and whether its proxy headers are
+    /// believed ([`ServeOptions::trusted_proxies`]).
+    pub(crate) fn client_info(&self, peer: std::net::SocketAddr, tls: bool) -> ClientInfo {
+        ClientInfo::new(peer, tls).with_trusted(self.options.trusted_proxies.contains(peer.ip()))
     }
 
     /// The configuration being served now.

@@ -19,6 +19,7 @@ use gwcore::table::{
 use crate::body::{Body, empty, full, incoming};
 use crate::config::Config;
 use crate::forward::{BackendProtocol, ForwardError, prepare_request, prepare_response};
+use crate::limits::Limits;
 use crate::metrics::SeriesKey;
 use crate::proxy::Proxy;
 use crate::server::ConnInfo;
@@ -401,6 +402,23 @@ fn mirror(
     });
 }
 
+/// The answer to a request over the [`Limits`] the HTTP layer does not
+/// enforce itself: the request target's length (hyper's own limit is
+/// 65 534 bytes) and, on HTTP/2, the number of header fields.
+fn over_limits<B>(req: &Request<B>, limits: &Limits) -> Option<(StatusCode, &'static str)> {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if limits.max_uri_bytes > 0 && target > limits.max_uri_bytes {
+        return Some((StatusCode::URI_TOO_LONG, "the request target is too long\n"));
+    }
+    if limits.max_headers > 0 && req.headers().len() > limits.max_headers {
+        return Some((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too many header fields\n",
+        ));
+    }
+    None
+}
+
 /// Why a request's host cannot be trusted for routing, if it cannot.
 ///
 /// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
@@ -507,6 +525,13 @@ pub async fn answer(
             provenance: String::new(),
         };
     };
+    if let Some((status, why)) = over_limits(&req, &proxy.options().limits) {
+        return Answered {
+            response: status_response(status, why),
+            series,
+            provenance: String::new(),
+        };
+    }
     if let Some(why) = host_problem(&req) {
         return Answered {
             response: status_response(StatusCode::BAD_REQUEST, why),

@@ -7,7 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use gwcore::model::ObjectKey;
@@ -20,11 +23,24 @@ use tokio::task::JoinHandle;
 
 use crate::config::{GatewayPort, PortMode};
 use crate::forward::ClientInfo;
+use crate::limits::{Limits, TrustedProxies};
 use crate::proxy::Proxy;
 
-/// How long a client may take to send a request head on HTTP/1.1 (and so
-/// how long an idle keep-alive connection is kept).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default of [`Limits::header_read_timeout`]: how long a client may
+/// take to send a request head on HTTP/1.1 (and so how long an idle
+/// keep-alive connection is kept).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How client connections are served: their limits and which peers may set
+/// proxy headers. Default is [`Limits::default`] and no trusted peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Resource limits of client connections.
+    pub limits: Limits,
+    /// Peers whose `X-Forwarded-*` headers are kept (appended to); from
+    /// others they are replaced.
+    pub trusted_proxies: TrustedProxies,
+}
 
 /// Where each Gateway port is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,17 +280,25 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Over the connection limit: closed at once, so that the client
+        // learns it now rather than after waiting in the listen queue.
+        let Some(slot) = proxy.connection_slot() else {
+            tracing::debug!(gateway_port = %gp, %peer, "connection limit reached; closing");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
         let drain = drain.clone();
         let gp = gp.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             match mode {
                 PortMode::Http => {
                     let info = ConnInfo {
                         gateway: gp.gateway,
                         port: gp.port,
-                        client: ClientInfo::new(peer, false),
+                        client: proxy.client_info(peer, false),
                         sni: None,
                     };
                     serve_http(TokioIo::new(stream), info, proxy, drain).await;
@@ -290,6 +314,144 @@ async fn accept_loop(
     }
 }
 
+/// What a connection is doing, for its idle timeout: requests in flight,
+/// whether one ever came, and when the last one ended.
+struct Activity {
+    in_flight: AtomicUsize,
+    served: AtomicBool,
+    /// When the last request ended, in milliseconds since `start`.
+    last_ms: AtomicU64,
+    start: tokio::time::Instant,
+    /// Told when a request ends (a permit is kept if no one waits).
+    ended: tokio::sync::Notify,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            last_ms: AtomicU64::new(0),
+            start: tokio::time::Instant::now(),
+            ended: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.served.store(true, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// Resolves when the connection has had no request in flight for its
+    /// limit: `before_first` until a request came, then `idle` (zero
+    /// disables). `before_first` is zero only when `idle` is.
+    async fn idle(&self, before_first: Duration, idle: Duration) {
+        loop {
+            let limit = if self.served.load(Ordering::Relaxed) {
+                idle
+            } else {
+                before_first
+            };
+            if limit.is_zero() {
+                std::future::pending::<()>().await;
+            }
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                self.ended.notified().await;
+                continue;
+            }
+            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + limit;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.ended.notified() => {}
+            }
+        }
+    }
+}
+
+/// One request in flight; ends when its response body is done or dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.0;
+        let ms = u64::try_from(a.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        a.last_ms.store(ms, Ordering::Relaxed);
+        a.in_flight.fetch_sub(1, Ordering::AcqRel);
+        a.ended.notify_one();
+    }
+}
+
+/// A response body that keeps its request in flight until it ends.
+struct Tracked<B> {
+    inner: B,
+    _in_flight: InFlight,
+}
+
+impl<B> hyper::body::Body for Tracked<B>
+where
+    B: hyper::body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// How long an idle connection told to close may take to finish closing
+/// (an HTTP/2 peer must answer a PING) before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The smallest HTTP/1.1 read buffer hyper accepts.
+const MIN_HTTP1_BUFFER: usize = 8192;
+
+/// The connection builder for `limits`.
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let header_timeout = Some(limits.header_read_timeout).filter(|t| !t.is_zero());
+    let mut h1 = builder.http1();
+    // A client gets this long to send each request head, which also closes
+    // idle keep-alive connections and stalls slow-header clients.
+    h1.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    // The read buffer's cap: a head that does not fit gets 431. hyper
+    // needs at least 8 KiB.
+    if limits.max_header_bytes > 0 {
+        h1.max_buf_size(limits.max_header_bytes.max(MIN_HTTP1_BUFFER));
+    }
+    // hyper's own default is 100 on the stack; another count costs a heap
+    // allocation per request.
+    if limits.max_headers > 0 && limits.max_headers != 100 {
+        h1.max_headers(limits.max_headers);
+    }
+    let mut h2 = builder.http2();
+    h2.timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(limits.http2_keep_alive_interval.filter(|t| !t.is_zero()))
+        .keep_alive_timeout(limits.http2_keep_alive_timeout)
+        .max_concurrent_streams(limits.http2_max_concurrent_streams);
+    if limits.max_header_bytes > 0 {
+        h2.max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    }
+    builder
+}
+
 /// Serves HTTP/1.1 (keep-alive, upgrades) and HTTP/2 (prior knowledge, or
 /// negotiated by ALPN before this is called) on one connection until it
 /// closes or the server drains.
@@ -301,23 +463,30 @@ pub(crate) async fn serve_http<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let limits = proxy.options().limits.clone();
+    // A new connection gets the header read timeout to send its first
+    // request, whatever its protocol (HTTP/2 has no per-head timeout).
+    let before_first = if limits.header_read_timeout.is_zero() {
+        limits.idle_timeout
+    } else {
+        limits.header_read_timeout
+    };
+    let activity = Arc::new(Activity::new());
     let info = Arc::new(info);
+    let act = activity.clone();
     let svc = hyper::service::service_fn(move |req| {
         let proxy = proxy.clone();
         let info = info.clone();
-        async move { Ok::<_, std::convert::Infallible>(proxy.handle(&info, req).await) }
+        let in_flight = act.begin();
+        async move {
+            let resp = proxy.handle(&info, req).await;
+            Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked {
+                inner,
+                _in_flight: in_flight,
+            }))
+        }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // A client gets this long to send each request head, which also closes
-    // idle keep-alive connections and stalls slow-header clients.
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder
-        .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .keep_alive_interval(Duration::from_secs(30));
+    let builder = builder(&limits);
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
     if *drain.borrow() {
@@ -326,6 +495,21 @@ pub(crate) async fn serve_http<I>(
     tokio::select! {
         _ = conn.as_mut() => return,
         _ = drain.changed() => {}
+        _ = activity.idle(before_first, limits.idle_timeout) => {
+            // Nothing is in flight: say goodbye (HTTP/2: GOAWAY, then a
+            // PING the peer must answer), and drop the connection if the
+            // peer does not finish that in time. A request that slipped in
+            // meanwhile is waited for.
+            tracing::debug!("idle connection closed");
+            conn.as_mut().graceful_shutdown();
+            loop {
+                match tokio::time::timeout(IDLE_CLOSE_GRACE, conn.as_mut()).await {
+                    Ok(_) => return,
+                    Err(_) if activity.in_flight.load(Ordering::Acquire) == 0 => return,
+                    Err(_) => {}
+                }
+            }
+        }
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;

@@ -24,7 +24,6 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::config::GatewayPort;
-use crate::forward::ClientInfo;
 use crate::proxy::Proxy;
 use crate::server::ConnInfo;
 
@@ -217,7 +216,7 @@ pub(crate) async fn serve_https(
     let info = ConnInfo {
         gateway: gp.gateway,
         port: gp.port,
-        client: ClientInfo::new(peer, true),
+        client: proxy.client_info(peer, true),
         sni,
     };
     crate::server::serve_http(TokioIo::new(stream), info, proxy, drain).await;
