@@ -172,6 +172,8 @@ pub async fn forward(
     };
     let attempts = 1 + retry.map_or(0, |r| r.attempts);
     let mut last: Option<Result<Response<Incoming>, ForwardError>> = None;
+    // When the attempt that answered must have its whole response.
+    let mut attempt_deadline = None;
     for attempt in 0..attempts {
         if attempt > 0
             && let Some(r) = retry
@@ -201,6 +203,7 @@ pub async fn forward(
             break;
         };
         let req = Request::from_parts(attempt_parts, this_body);
+        attempt_deadline = timeout.map(|t| Instant::now() + t);
         let endpoint = &addrs[fastrand::usize(..addrs.len())];
         let result = proxy
             .forwarder
@@ -251,7 +254,61 @@ pub async fn forward(
         }
     }
     prepare_response(&mut resp);
-    resp.map(incoming)
+    // Spec (HTTPRouteTimeouts): BackendRequest "covers the time from when
+    // the request first starts being sent from the gateway to when the full
+    // response has been received from the backend", and Request encompasses
+    // it. The head came in time; a body still streaming at the deadline is
+    // cut, and the client sees an incomplete response (HTTP/1.1: the
+    // connection closes before the body's end; HTTP/2: RST_STREAM), never a
+    // complete-looking truncated one. A protocol switch has no deadline.
+    match attempt_deadline {
+        Some(deadline) if resp.status() != StatusCode::SWITCHING_PROTOCOLS => {
+            resp.map(|b| DeadlineBody::new(incoming(b), deadline).boxed())
+        }
+        _ => resp.map(incoming),
+    }
+}
+
+/// A response body that fails when it is not complete by a deadline.
+struct DeadlineBody {
+    inner: Body,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl DeadlineBody {
+    fn new(inner: Body, deadline: Instant) -> DeadlineBody {
+        DeadlineBody {
+            inner,
+            sleep: Box::pin(tokio::time::sleep_until(deadline.into())),
+        }
+    }
+}
+
+impl hyper::body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        // The deadline first: a backend that streams without pause must
+        // not outlast it either.
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Some(Err(
+                "the backend's response did not complete within the route's timeout".into(),
+            )));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Copies bytes both ways between an upgraded client and backend until

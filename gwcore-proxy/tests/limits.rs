@@ -463,3 +463,59 @@ async fn connections_over_max_connections_are_closed_at_once() {
         200
     );
 }
+
+/// What the echo backend received for a request carrying spoofed proxy
+/// headers, from a proxy started with `trusted`.
+async fn forwarded_headers(trusted: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut listen = ListenOptions::default();
+    listen.map.insert(80, "127.0.0.1:0".parse().unwrap());
+    let rt = Runtime::start_with(
+        vec![acme_dir()],
+        RuntimeOptions {
+            controller_name: "example.com/gateway-controller".into(),
+            listen,
+            echo_backends: true,
+        },
+        ServeOptions {
+            limits: roomy(),
+            trusted_proxies: trusted.parse().unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    let addr = rt.local_addr(80).unwrap();
+    let req = Request::builder()
+        .uri(format!("http://{addr}/careers"))
+        .header("host", "acme.example")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "admin.acme.example")
+        .header("forwarded", "for=203.0.113.9")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = common::client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let e: gwcore_proxy::echo::Echoed = serde_json::from_slice(&body).unwrap();
+    e.headers
+}
+
+#[tokio::test]
+async fn proxy_headers_are_replaced_from_untrusted_peers_and_kept_from_trusted_ones() {
+    // Default: nobody is trusted; a client cannot pose as another host,
+    // address or scheme to the backend.
+    let h = forwarded_headers("").await;
+    assert_eq!(h["X-Forwarded-For"], ["127.0.0.1"]);
+    assert_eq!(h["X-Forwarded-Proto"], ["http"]);
+    assert_eq!(h["X-Forwarded-Host"], ["acme.example"]);
+    assert!(!h.contains_key("Forwarded"));
+    // A peer in another network is not trusted either.
+    let h = forwarded_headers("10.0.0.0/8").await;
+    assert_eq!(h["X-Forwarded-For"], ["127.0.0.1"]);
+    // A trusted proxy's values are kept, and its address appended.
+    let h = forwarded_headers("127.0.0.0/8,::1").await;
+    assert_eq!(h["X-Forwarded-For"], ["203.0.113.9, 127.0.0.1"]);
+    assert_eq!(h["X-Forwarded-Proto"], ["https"]);
+    assert_eq!(h["X-Forwarded-Host"], ["admin.acme.example"]);
+    assert_eq!(h["Forwarded"], ["for=203.0.113.9"]);
+}
