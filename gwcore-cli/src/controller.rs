@@ -213,6 +213,7 @@ pub(crate) async fn serve(
     controller_name: &str,
     kube: &KubeArgs,
     opts: RuntimeOptions,
+    serve: gwcore_proxy::server::ServeOptions,
     admin_addr: Option<SocketAddr>,
     grace: Duration,
     stop: impl std::future::Future<Output = ()>,
@@ -237,7 +238,7 @@ pub(crate) async fn serve(
         let s = state.borrow_and_update();
         (s.snapshot.clone(), s.objects_version)
     };
-    let mut runtime = match Runtime::from_snapshot(first, opts).await {
+    let mut runtime = match Runtime::from_snapshot_with(first, opts, serve).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

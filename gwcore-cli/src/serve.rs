@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use gwcore::model::{Kind, ObjectKey};
 use gwcore_proxy::config::GatewayPort;
+use gwcore_proxy::limits::{Limits, TrustedProxies};
 use gwcore_proxy::provider::{Runtime, RuntimeOptions};
-use gwcore_proxy::server::ListenOptions;
+use gwcore_proxy::server::{ListenOptions, ServeOptions};
 
 /// Arguments of `gwcore serve`.
 #[derive(clap::Args)]
@@ -54,6 +55,80 @@ pub(crate) struct Args {
     kubernetes: bool,
     #[command(flatten)]
     kube: crate::controller::KubeArgs,
+    // Boxed: the other subcommands' arguments are much smaller.
+    #[command(flatten)]
+    limits: Box<LimitArgs>,
+}
+
+/// Client connection limits and trusted proxies (`gwcore_proxy::limits`).
+/// Durations are Gateway API durations (`500ms`, `30s`, `1m`); `0s` and
+/// `0` disable a limit.
+#[derive(clap::Args)]
+pub(crate) struct LimitArgs {
+    /// Largest request head (HTTP/1.1 request line and fields, at least
+    /// 8192; HTTP/2 header list), in bytes; larger gets 431.
+    #[arg(long, default_value_t = Limits::default().max_header_bytes)]
+    max_header_bytes: usize,
+    /// Most header fields in a request; more gets 431.
+    #[arg(long, default_value_t = Limits::default().max_headers)]
+    max_headers: usize,
+    /// Longest path and query of a request target, in bytes; longer gets
+    /// 414.
+    #[arg(long, default_value_t = Limits::default().max_uri_bytes)]
+    max_uri_bytes: usize,
+    /// Time to send a request head (HTTP/1.1) and a connection's first
+    /// request; the connection is closed after it.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// A connection with no request in flight this long is closed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// HTTP/2 connections that received nothing this long are PINGed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    http2_keep_alive_interval: Duration,
+    /// An HTTP/2 PING unanswered this long closes the connection.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    http2_keep_alive_timeout: Duration,
+    /// Most client connections open at once; more are closed at once.
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Most concurrent streams per HTTP/2 connection; more are refused
+    /// (REFUSED_STREAM).
+    #[arg(long, default_value_t = Limits::default().http2_max_concurrent_streams)]
+    http2_max_concurrent_streams: u32,
+    /// Peers (comma-separated IPs or CIDRs) whose X-Forwarded-For/Proto/Host
+    /// are kept and appended to; from others they are replaced. Default:
+    /// none.
+    #[arg(long, value_name = "CIDR,...", default_value = "")]
+    trusted_proxies: TrustedProxies,
+}
+
+impl LimitArgs {
+    pub(crate) fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            limits: Limits {
+                max_header_bytes: self.max_header_bytes,
+                max_headers: self.max_headers,
+                max_uri_bytes: self.max_uri_bytes,
+                header_read_timeout: self.header_read_timeout,
+                idle_timeout: self.idle_timeout,
+                http2_keep_alive_interval: Some(self.http2_keep_alive_interval)
+                    .filter(|d| !d.is_zero()),
+                http2_keep_alive_timeout: self.http2_keep_alive_timeout,
+                max_connections: self.max_connections,
+                http2_max_concurrent_streams: self.http2_max_concurrent_streams,
+            },
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    gwcore::table::parse_duration(s)
+        .ok_or_else(|| format!("expected a duration such as 500ms, 30s or 1m, got {s:?}"))
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -152,19 +227,21 @@ async fn serve(args: Args) -> ExitCode {
             &args.controller_name,
             &args.kube,
             opts,
+            args.limits.serve_options(),
             args.admin,
             grace,
             shutdown_signal(),
         )
         .await;
     }
-    let runtime = match Runtime::start(args.paths.clone(), opts).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let runtime =
+        match Runtime::start_with(args.paths.clone(), opts, args.limits.serve_options()).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let cfg = runtime.proxy().config();
     if cfg.ports.is_empty() {
         tracing::warn!(
