@@ -1,7 +1,7 @@
-//! `docs/features.md` is generated from a conformance run; this test runs
-//! the public vectors again, regenerates the table and fails when the
-//! checked-in file differs, so the table cannot drift from what the runner
-//! measures.
+//! `docs/features.md` is generated from conformance runs in engine and
+//! wire mode; this test runs the public vectors again in both, regenerates
+//! the table and fails when the checked-in file differs, so the table
+//! cannot drift from what the runner measures.
 //!
 //! The corpus is found like `tests/vectors.rs` finds it
 //! (`GWCORE_CONFORMANCE_DIR`, default `../shared/conformance`); without it
@@ -10,8 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use gwcore_conformance::features::{render, rows, vector_features};
-use gwcore_conformance::{RunOptions, run_paths};
+use gwcore_conformance::features::{add_wire, render, rows, vector_features};
+use gwcore_conformance::{Mode, RunOptions, run_paths};
 
 #[test]
 fn checked_in_feature_table_is_current() {
@@ -36,8 +36,16 @@ fn checked_in_feature_table_is_current() {
         );
         return;
     }
-    let report = run_paths(&[vectors], &RunOptions::default()).expect("vector folder readable");
-    let table = render(&rows(&report, vector_features));
+    let run = |mode| {
+        let opts = RunOptions {
+            mode,
+            ..RunOptions::default()
+        };
+        run_paths(std::slice::from_ref(&vectors), &opts).expect("vector folder readable")
+    };
+    let mut table_rows = rows(&run(Mode::Engine), vector_features);
+    add_wire(&mut table_rows, &run(Mode::Wire), vector_features);
+    let table = render(&table_rows);
     let file = root.join("docs/features.md");
     if std::env::var("GWCORE_BLESS").as_deref() == Ok("1") {
         std::fs::write(&file, &table).expect("docs/features.md written");

@@ -14,7 +14,7 @@ mod common;
 
 use std::path::Path;
 
-use gwcore_conformance::{CheckKind, Mode, RunOptions, run_paths};
+use gwcore_conformance::{CheckKind, Mode, RunOptions, VectorResult, Verdict, run_paths};
 
 const HEADER: &str = "# Conformance vectors expected to fail in wire mode (the real data plane), one per line:\n\
      #   VectorName  # reason (the data-plane feature gwcore-proxy lacks)\n\
@@ -43,4 +43,76 @@ fn wire_vectors_fail_only_as_listed() {
     assert!(requests.passed > 0, "no request passed on the wire");
     let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("wire-expected-failures.txt");
     common::hold_to_list(&report, &list, HEADER, have_corpus);
+}
+
+/// Runs one vector, given as YAML text, in wire mode with the project's
+/// ACME scenario manifests.
+fn run_one(test: &str, yaml: &str) -> (gwcore_conformance::Report, VectorResult) {
+    let dir = std::env::temp_dir().join(format!(
+        "gwcore-conformance-wire-{test}-{}",
+        std::process::id()
+    ));
+    let vectors = dir.join("vectors");
+    std::fs::create_dir_all(&vectors).expect("temp folder");
+    let file = vectors.join("v.yaml");
+    std::fs::write(&file, yaml).expect("vector written");
+    let opts = RunOptions {
+        mode: Mode::Wire,
+        manifest_dirs: vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/manifests")],
+        ..RunOptions::default()
+    };
+    let report = run_paths(&[file], &opts).expect("vector readable");
+    std::fs::remove_dir_all(&dir).ok();
+    let v = report.vectors[0].clone();
+    (report, v)
+}
+
+const HEAD: &str =
+    "name: T\ncontrollerName: example.com/gateway-controller\nmanifests: [acme.yaml]\n";
+
+#[test]
+fn a_wrong_backend_fails_with_the_namespace_the_echo_reports() {
+    let yaml = format!(
+        "{HEAD}steps:\n- requests:\n  - {{gateway: infra-ns/shared-gateway, port: 80, request: {{path: /careers}}, backend: product, namespace: product}}\n"
+    );
+    let (report, v) = run_one("wrong-backend", &yaml);
+    assert_eq!(v.verdict, Verdict::Fail, "{:?}", v.message);
+    let msg = v.message.unwrap_or_default();
+    assert!(
+        msg.contains("answered from namespace careers, expected product"),
+        "the echo backend's report decides: {msg}"
+    );
+    let r = report.tally(CheckKind::Request);
+    assert_eq!((r.passed, r.failed, r.total), (0, 1, 1));
+}
+
+#[test]
+fn what_the_backend_did_not_receive_fails() {
+    let yaml = format!(
+        "{HEAD}steps:\n- requests:\n  - {{gateway: infra-ns/shared-gateway, port: 80, request: {{path: /careers, headers: {{X-Sent: a}}}}, expectedRequest: {{path: /careers, headers: {{X-Sent: a, X-Never: b}}}}}}\n"
+    );
+    let (_, v) = run_one("missing-header", &yaml);
+    assert_eq!(v.verdict, Verdict::Fail, "{:?}", v.message);
+    assert!(
+        v.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("backend did not receive header X-Never: b"),
+        "{:?}",
+        v.message
+    );
+}
+
+#[test]
+fn wire_only_requests_run_and_edits_reach_the_running_proxy() {
+    // Step 1: hr is refused (404) while careers answers, wire_only or not.
+    // Step 2: labelling hr's namespace lets its route attach; the proxy,
+    // already serving, is given the new snapshot and /hr reaches hr.
+    let yaml = format!(
+        "{HEAD}steps:\n- requests:\n  - {{gateway: infra-ns/shared-gateway, port: 80, request: {{path: /careers}}, backend: careers, namespace: careers, wire_only: true}}\n  - {{gateway: infra-ns/shared-gateway, port: 80, request: {{path: /hr}}, response: {{statusCodes: [404]}}}}\n- patch:\n  - {{kind: Namespace, name: hr, merge: {{metadata: {{labels: {{shared-gateway-access: \"true\"}}}}}}}}\n  requests:\n  - {{gateway: infra-ns/shared-gateway, port: 80, request: {{path: /hr}}, backend: hr, namespace: hr}}\n"
+    );
+    let (report, v) = run_one("reload", &yaml);
+    assert_eq!(v.verdict, Verdict::Pass, "{:?}", v.message);
+    let r = report.tally(CheckKind::Request);
+    assert_eq!((r.passed, r.not_run, r.total), (3, 0, 3));
 }

@@ -1,5 +1,5 @@
-//! `feature-table`: runs conformance vectors in engine mode and writes the
-//! feature table (`docs/features.md`) from the results.
+//! `feature-table`: runs conformance vectors in engine mode and in wire
+//! mode and writes the feature table (`docs/features.md`) from the results.
 //!
 //! ```text
 //! cargo run --release -p gwcore-conformance --bin feature-table -- \
@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use gwcore_conformance::features::{render, rows, vector_features};
-use gwcore_conformance::{RunOptions, run_paths};
+use gwcore_conformance::features::{add_wire, render, rows, vector_features};
+use gwcore_conformance::{Mode, RunOptions, run_paths};
 
 /// Writes the Gateway API feature table from a conformance run.
 #[derive(Parser)]
@@ -33,14 +33,23 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let report = match run_paths(&cli.paths, &RunOptions::default()) {
-        Ok(r) => r,
-        Err(e) => {
+    let run = |mode| {
+        let opts = RunOptions {
+            mode,
+            ..RunOptions::default()
+        };
+        run_paths(&cli.paths, &opts)
+    };
+    let (engine, wire) = match (run(Mode::Engine), run(Mode::Wire)) {
+        (Ok(e), Ok(w)) => (e, w),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("feature-table: {e}");
             return ExitCode::from(2);
         }
     };
-    let table = render(&rows(&report, vector_features));
+    let mut table_rows = rows(&engine, vector_features);
+    add_wire(&mut table_rows, &wire, vector_features);
+    let table = render(&table_rows);
     let Some(out) = cli.out else {
         print!("{table}");
         return ExitCode::SUCCESS;

@@ -39,7 +39,13 @@ pub(crate) struct Tls {
     /// Roots trusted; empty = any certificate is accepted (the vector
     /// names no trust: only routing is judged).
     pub(crate) roots: Vec<CertificateDer<'static>>,
+    /// The client certificate offered when the proxy asks: PEM chain and
+    /// key.
+    pub(crate) client_cert: Option<ClientCert>,
 }
+
+/// A client certificate: PEM chain and PEM key.
+pub(crate) type ClientCert = (Vec<u8>, Vec<u8>);
 
 /// Where and how to connect.
 #[derive(Clone)]
@@ -217,11 +223,8 @@ fn client_config(tls: &Tls, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, Stri
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let mut cfg = if tls.roots.is_empty() {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-            .with_no_client_auth()
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = if tls.roots.is_empty() {
+        Arc::new(AnyCert(provider))
     } else {
         let mut roots = rustls::RootCertStore::empty();
         for c in &tls.roots {
@@ -233,10 +236,21 @@ fn client_config(tls: &Tls, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, Stri
             rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| format!("trust bundle: {e}"))?;
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(GoNames(webpki)))
-            .with_no_client_auth()
+        Arc::new(GoNames(webpki))
+    };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut cfg = match &tls.client_cert {
+        None => builder.with_no_client_auth(),
+        Some((crt, key)) => {
+            let chain = pem_certs(crt)?;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key)
+                .map_err(|e| format!("client key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
     };
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(cfg)

@@ -19,7 +19,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::Value;
 
 use super::backends::{GrpcEchoed, Pods, deployment_of, grpc_frame};
-use super::client::{self, Answer, Proto, Target, Tls, WsMessage};
+use super::client::{self, Answer, ClientCert, Proto, Target, Tls, WsMessage};
 use crate::cluster::{Cluster, StoreKey};
 use crate::requests::{
     Received, check_answer, check_received, check_response_header_map, check_who,
@@ -109,6 +109,36 @@ fn roots(
     Ok(Vec::new())
 }
 
+/// The client certificate a request offers (`tls.clientCertSecret`), as
+/// PEM `tls.crt` and `tls.key`.
+fn client_cert(req: &RequestExpect, cluster: &Cluster) -> Result<Option<ClientCert>, String> {
+    let Some(nn) = req
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_cert_secret.as_deref())
+    else {
+        return Ok(None);
+    };
+    let (ns, name) = nn
+        .split_once('/')
+        .ok_or_else(|| format!("Secret {nn:?} is not namespace/name"))?;
+    let key = StoreKey::new("Secret", Some(ns), name);
+    let secret = cluster
+        .get(&key)
+        .ok_or_else(|| format!("client certificate: {key} not found"))?;
+    let field = |k: &str| -> Result<Vec<u8>, String> {
+        let b64 = secret
+            .get("data")
+            .and_then(|d| d.get(k))
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("client certificate: {key} has no {k}"))?;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.split_whitespace().collect::<String>())
+            .map_err(|e| format!("client certificate: {key} {k}: {e}"))
+    };
+    Ok(Some((field("tls.crt")?, field("tls.key")?)))
+}
+
 /// Where to connect, with TLS when `tls`: SNI from `tls.serverName`, else
 /// `request.sni`, else the Host.
 fn target(req: &RequestExpect, ctx: &Context<'_>, tls: bool, host: &str) -> Result<Target, String> {
@@ -124,6 +154,7 @@ fn target(req: &RequestExpect, ctx: &Context<'_>, tls: bool, host: &str) -> Resu
         Some(Tls {
             server_name,
             roots: roots(req, ctx.cluster)?,
+            client_cert: client_cert(req, ctx.cluster)?,
         })
     } else {
         None
@@ -259,6 +290,7 @@ fn judge_answer(req: &RequestExpect, a: &Answer, tls: bool) -> Result<Option<Ech
     };
     check_who(req, &e.namespace, std::slice::from_ref(&e.pod))?;
     check_received(req, &received(&e))?;
+    check_backend_tls(req, tls)?;
     if expects_response_headers(req) {
         check_response_header_map(req, &a.headers)?;
     }
@@ -285,6 +317,32 @@ fn judge_answer(req: &RequestExpect, a: &Answer, tls: bool) -> Result<Option<Ech
         }
     }
     Ok(Some(e))
+}
+
+/// `sni` / `clientCert` the backend must have seen over TLS (of
+/// `expectedRequest`, or of a plain request itself): the echo backends
+/// answer in cleartext, as gwcore-proxy speaks no TLS to backends, so the
+/// backend saw neither.
+fn check_backend_tls(req: &RequestExpect, tls: bool) -> Result<(), String> {
+    let (sni, cert) = match &req.expected_request {
+        Some(e) => (nonempty(&e.sni), e.client_cert.as_ref()),
+        None if !tls => (nonempty(&req.request.sni), req.request.client_cert.as_ref()),
+        None => (None, req.request.client_cert.as_ref()),
+    };
+    let mut wanted = Vec::new();
+    if let Some(s) = sni {
+        wanted.push(format!("SNI {s}"));
+    }
+    if let Some(c) = cert {
+        wanted.push(format!("client certificate {c}"));
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the backend was reached without TLS, expected it to see {} (gwcore-proxy speaks no TLS to backends)",
+        wanted.join(" and ")
+    ))
 }
 
 /// One HTTP exchange and its judgement.
@@ -714,6 +772,7 @@ async fn tls_connect(req: &RequestExpect, ctx: &Context<'_>) -> Result<(), Strin
     let tls = Tls {
         server_name,
         roots: roots(req, ctx.cluster)?,
+        client_cert: client_cert(req, ctx.cluster)?,
     };
     let result = client::tls_connect(addr, &tls).await;
     match (req.expect_failure.as_deref(), result) {
