@@ -1,14 +1,15 @@
 //! The controller: watchers → reducer → engine → writer, and the handle
 //! that starts and stops them.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use gwcore::Snapshot;
-use gwcore::engine::{ComputeOptions, Computed, compute};
-use gwcore::model::{Kind, ObjectKey};
+use gwcore::attachments::GatewayRouting;
+use gwcore::engine::{ComputeOptions, Delta, Engine};
+use gwcore::model::{Kind, Object, ObjectKey};
 use gwcore::status::{GatewayStatusAddress, ObjectStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
@@ -77,10 +78,65 @@ pub struct State {
     pub synced: bool,
     /// Every object, as last seen.
     pub snapshot: Snapshot,
-    /// The engine's output for that snapshot.
-    pub computed: Computed,
+    /// The routing input of each of our Gateways for that snapshot. A
+    /// Gateway the run did not touch keeps the `Arc` of the run before.
+    pub routing: BTreeMap<ObjectKey, Arc<GatewayRouting>>,
+    /// The statuses this run changed (`None`: no status of ours any more);
+    /// on the first run, every status.
+    pub changed_statuses: BTreeMap<ObjectKey, Option<ObjectStatus>>,
     /// Objects left out because they are not valid, with the problems.
     pub invalid: BTreeMap<ObjectKey, Vec<String>>,
+    shared: Shared,
+}
+
+impl State {
+    /// The status the engine computes for `key` now (from the newest run,
+    /// which may be newer than this state).
+    pub fn status(&self, key: &ObjectKey) -> Option<ObjectStatus> {
+        self.shared
+            .lock()
+            .engine
+            .as_ref()
+            .and_then(|e| e.statuses().get(key).cloned())
+    }
+
+    /// Every status the engine computes now (a copy: for tools and tests;
+    /// the writer reads only what changed).
+    pub fn statuses(&self) -> BTreeMap<ObjectKey, ObjectStatus> {
+        self.shared
+            .lock()
+            .engine
+            .as_ref()
+            .map(|e| e.statuses().clone())
+            .unwrap_or_default()
+    }
+}
+
+/// The incremental engine, shared by the reducer (which feeds it changes)
+/// and the writer (which reads the statuses it is told to look at).
+#[derive(Clone, Default)]
+pub(crate) struct Shared(Arc<Mutex<Desired>>);
+
+#[derive(Default)]
+pub(crate) struct Desired {
+    pub(crate) engine: Option<Engine>,
+    /// What the writer has to look at: statuses that changed, and objects
+    /// that changed (their status on the server may differ from ours now).
+    pub(crate) pending: BTreeSet<ObjectKey>,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Desired> {
+        // A panic while holding the lock leaves plain data behind (no
+        // invariant spans the two fields): go on with it.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared { .. }")
+    }
 }
 
 /// A running controller. Dropping it stops every task at once (without
@@ -110,7 +166,11 @@ impl Controller {
     pub fn start_with(client: kube::Client, served: Served, opts: Options) -> Controller {
         let metrics = Arc::new(Metrics::default());
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
-        let (state_tx, state_rx) = watch::channel(Arc::new(State::default()));
+        let shared = Shared::default();
+        let (state_tx, state_rx) = watch::channel(Arc::new(State {
+            shared: shared.clone(),
+            ..State::default()
+        }));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for (kind, ar) in served.iter() {
@@ -129,6 +189,7 @@ impl Controller {
             kinds,
             opts.clone(),
             state_tx,
+            shared.clone(),
             metrics.clone(),
         )));
         let (leader_tx, leader_rx) = watch::channel(opts.lease.is_none() && opts.write_status);
@@ -156,6 +217,7 @@ impl Controller {
                 metrics: metrics.clone(),
                 updates: updates_tx,
                 state: state_rx.clone(),
+                shared,
                 leader: leader_rx.clone(),
             };
             tasks.push(tokio::spawn(writer.run()));
@@ -327,11 +389,16 @@ async fn watch_kind(
 /// computed at once (after taking whatever else is already queued); changes
 /// during a burst are gathered until `coalesce` has passed since the last
 /// run. Then the new state is published.
+///
+/// The engine is incremental: the first run loads the whole snapshot, later
+/// runs hand it only the objects that changed, and what it reports changed
+/// is what the writer looks at.
 async fn reduce(
     mut rx: mpsc::UnboundedReceiver<Update>,
     kinds: Vec<Kind>,
     opts: Options,
     state: watch::Sender<Arc<State>>,
+    shared: Shared,
     metrics: Arc<Metrics>,
 ) {
     let mut index = Index::new();
@@ -339,31 +406,34 @@ async fn reduce(
     let mut objects_version = 0u64;
     let mut objects_changed = false;
     let mut last_run: Option<Instant> = None;
-    let mut last: BTreeMap<ObjectKey, ObjectStatus> = BTreeMap::new();
+    // The load-balancer addresses the engine was loaded with.
+    let mut engine_addresses: Vec<GatewayStatusAddress> = Vec::new();
+    let mut routing: BTreeMap<ObjectKey, Arc<GatewayRouting>> = BTreeMap::new();
     // Whether a change needs the engine: the response to our own status
     // write, carrying the status the engine last computed, does not. (Other
     // status changes do: on a follower the leader's writes keep the
     // published snapshot current, so that it can take over without
     // conflicts.)
-    let needs_run =
-        |c: Change, fresh: bool, index: &Index, last: &BTreeMap<ObjectKey, ObjectStatus>| match c {
-            Change::None => false,
-            Change::Objects => true,
-            Change::Status(_) if !fresh => true,
-            Change::Status(key) => {
-                let now = index.snapshot().get(&key).and_then(current_status);
-                match (last.get(&key), now) {
-                    (Some(want), Some(now)) => !same_status(want, &now),
-                    _ => true,
-                }
+    let needs_run = |c: Change, fresh: bool, index: &Index| match c {
+        Change::None => false,
+        Change::Objects => true,
+        Change::Status(_) if !fresh => true,
+        Change::Status(key) => {
+            let now = index.snapshot().get(&key).and_then(current_status);
+            let guard = shared.lock();
+            let want = guard.engine.as_ref().and_then(|e| e.statuses().get(&key));
+            match (want, now) {
+                (Some(want), Some(now)) => !same_status(want, &now),
+                _ => true,
             }
-        };
+        }
+    };
     loop {
         let Some(u) = rx.recv().await else { return };
         let fresh = matches!(u, Update::Fresh(_));
         let c = index.apply(u);
         objects_changed |= c == Change::Objects;
-        if !needs_run(c, fresh, &index, &last) {
+        if !needs_run(c, fresh, &index) {
             continue;
         }
         // What is queued already, but not without end: under a flood the
@@ -389,16 +459,71 @@ async fn reduce(
         let mut addresses = opts.addresses.clone();
         addresses.extend(index.addresses().iter().cloned());
         let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let copts =
-            ComputeOptions::new(opts.controller_name.clone(), now).with_addresses(addresses);
         let started = Instant::now();
-        let computed = compute(index.snapshot(), &copts);
+        let changed = index.take_changed();
+        // The state is published under the lock, so that the writer, which
+        // reads both under it, sees the snapshot the engine ran on with the
+        // keys that run queued.
+        let mut guard = shared.lock();
+        let desired = &mut *guard;
+        let (delta, full) = match &mut desired.engine {
+            Some(engine) if engine_addresses == addresses => {
+                engine.set_now(now);
+                let mut delta = Delta::default();
+                for key in &changed {
+                    delta.absorb(match index.snapshot().get(key) {
+                        Some(obj) => engine.apply(Object::clone(obj)),
+                        None => engine.delete(key),
+                    });
+                }
+                (delta, false)
+            }
+            // The first run, or new addresses (which every Gateway's status
+            // carries): load everything.
+            _ => {
+                let copts = ComputeOptions::new(opts.controller_name.clone(), now)
+                    .with_addresses(addresses.clone());
+                let engine = Engine::from_snapshot(index.snapshot().clone(), copts);
+                let mut delta = Delta::default();
+                if let Some(old) = &desired.engine {
+                    for k in old.statuses().keys() {
+                        if !engine.statuses().contains_key(k) {
+                            delta.statuses.insert(k.clone(), None);
+                        }
+                    }
+                }
+                for (k, st) in engine.statuses() {
+                    delta.statuses.insert(k.clone(), Some(st.clone()));
+                }
+                for (k, r) in engine.routing() {
+                    delta.routing.insert(k.clone(), Some(r.clone()));
+                }
+                for k in routing.keys() {
+                    if !engine.routing().contains_key(k) {
+                        delta.routing.insert(k.clone(), None);
+                    }
+                }
+                engine_addresses = addresses;
+                desired.engine = Some(engine);
+                (delta, true)
+            }
+        };
+        desired.pending.extend(delta.statuses.keys().cloned());
+        desired.pending.extend(changed.iter().cloned());
+        for (k, r) in &delta.routing {
+            match r {
+                Some(r) => routing.insert(k.clone(), r.clone()),
+                None => routing.remove(k),
+            };
+        }
         last_run = Some(Instant::now());
-        last = computed.statuses.clone();
         metrics.computed();
         tracing::debug!(
             objects = index.snapshot().len(),
-            statuses = computed.statuses.len(),
+            changed_objects = changed.len(),
+            changed_statuses = delta.statuses.len(),
+            changed_routing = delta.routing.len(),
+            full,
             took_ms = started.elapsed().as_secs_f64() * 1000.0,
             "engine run"
         );
@@ -411,13 +536,16 @@ async fn reduce(
             objects_version,
             synced: true,
             snapshot: index.snapshot().clone(),
-            computed,
+            routing: routing.clone(),
+            changed_statuses: delta.statuses,
             invalid: index
                 .invalid()
                 .iter()
                 .map(|(k, (_, errors))| (k.clone(), errors.clone()))
                 .collect(),
+            shared: shared.clone(),
         }));
+        drop(guard);
     }
 }
 
@@ -468,11 +596,13 @@ spec:
         let (tx, rx) = mpsc::unbounded_channel();
         let (state_tx, mut state) = watch::channel(Arc::new(State::default()));
         let metrics = Arc::new(Metrics::default());
+        let shared = Shared::default();
         let task = tokio::spawn(reduce(
             rx,
             kinds.clone(),
             Options::new("example.com/c"),
             state_tx,
+            shared.clone(),
             metrics.clone(),
         ));
         for k in &kinds {
@@ -489,7 +619,13 @@ spec:
             .expect("a first engine run once every kind is listed");
         assert!(s.synced);
         let key = ObjectKey::new(Kind::HTTPRoute, "n", "r");
-        let computed = s.computed.statuses[&key].clone();
+        // The first run reports every status, and queues each for the writer.
+        let computed = s.changed_statuses[&key]
+            .clone()
+            .expect("the route's status");
+        assert_eq!(s.statuses().len(), s.changed_statuses.len());
+        assert!(shared.lock().pending.contains(&key));
+        shared.lock().pending.clear();
         let runs = metrics.read().computes;
 
         // Our write comes back with the status the engine computed.
@@ -525,10 +661,19 @@ spec:
             .await
             .expect("an engine run for another controller's status");
         assert_eq!(s2.objects_version, s.objects_version);
-        let ObjectStatus::Route(kept) = &s2.computed.statuses[&key] else {
+        // Only that route's status changed, and only it is for the writer
+        // to look at.
+        assert_eq!(
+            s2.changed_statuses.keys().collect::<Vec<_>>(),
+            vec![&key],
+            "the delta holds exactly the changed status"
+        );
+        assert_eq!(shared.lock().pending.iter().collect::<Vec<_>>(), vec![&key]);
+        let Some(ObjectStatus::Route(kept)) = &s2.changed_statuses[&key] else {
             panic!()
         };
         assert_eq!(kept.parents[0].controller_name, "other.example/c");
+        assert_eq!(s2.status(&key), s2.changed_statuses[&key]);
 
         // A spec change bumps the objects version.
         r.spec.hostnames = vec!["a.example.com".into()];

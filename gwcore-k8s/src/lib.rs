@@ -10,7 +10,7 @@
 //!  API server ──watch (one per kind)──▶ kinds::convert ──Update──▶ reducer::Index (Snapshot)
 //!      ▲                                                                │ at most every 10 ms
 //!      │                                                                ▼
-//!      │                                                      engine::compute ──▶ State (watch channel)
+//!      │                                            engine::Engine (changes only) ──▶ State (watch channel)
 //!      │                                                                │              └──▶ proxy
 //!      └── PUT /status (rv precondition) ◀── writer::plan (changed only) ◀┘
 //!                 only while leader::run holds the Lease
@@ -34,7 +34,7 @@
 //! let controller = Controller::start(client, Options::new("gwcore.dev/gateway-controller")).await?;
 //! controller.synced().await;
 //! let state = controller.state().borrow().clone();
-//! for (key, status) in &state.computed.statuses {
+//! for (key, status) in &state.statuses() {
 //!     println!("{key}: {}", serde_json::to_string(status)?);
 //! }
 //! controller.shutdown().await;

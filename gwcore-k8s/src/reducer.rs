@@ -75,6 +75,9 @@ pub struct Index {
     synced: BTreeSet<Kind>,
     invalid: BTreeMap<ObjectKey, (Option<String>, Vec<String>)>,
     addresses: Vec<GatewayStatusAddress>,
+    /// Objects added, changed (status included) or removed since the last
+    /// [`Index::take_changed`].
+    changed: BTreeSet<ObjectKey>,
 }
 
 /// `resourceVersion`s are opaque, but every API server backed by etcd
@@ -114,6 +117,12 @@ impl Index {
         &self.invalid
     }
 
+    /// The objects added, changed (their status included) or removed since
+    /// the last call: what an incremental engine must be told.
+    pub fn take_changed(&mut self) -> BTreeSet<ObjectKey> {
+        std::mem::take(&mut self.changed)
+    }
+
     /// The load-balancer addresses last seen.
     pub fn addresses(&self) -> &[GatewayStatusAddress] {
         &self.addresses
@@ -149,7 +158,10 @@ impl Index {
                 if let Some(buf) = self.listing.get_mut(&key.kind) {
                     buf.remove(&key);
                 }
-                if self.snapshot.remove(&key).is_some() || was_invalid {
+                if self.snapshot.remove(&key).is_some() {
+                    self.changed.insert(key);
+                    Change::Objects
+                } else if was_invalid {
                     Change::Objects
                 } else {
                     Change::None
@@ -185,11 +197,12 @@ impl Index {
                 let change = match self.snapshot.get(&key) {
                     Some(old) if *old == obj => return Change::None,
                     Some(old) if old.without_status() == obj.without_status() => {
-                        Change::Status(key)
+                        Change::Status(key.clone())
                     }
                     _ => Change::Objects,
                 };
                 self.snapshot.insert(obj);
+                self.changed.insert(key);
                 change
             }
             Converted::Invalid {
@@ -209,6 +222,7 @@ impl Index {
                 }
                 self.invalid.insert(key.clone(), (resource_version, errors));
                 if self.snapshot.remove(&key).is_some() {
+                    self.changed.insert(key);
                     Change::Objects
                 } else {
                     Change::None
@@ -227,6 +241,7 @@ impl Index {
             .collect();
         for k in gone {
             self.snapshot.remove(&k);
+            self.changed.insert(k);
             change = Change::Objects;
         }
         self.invalid

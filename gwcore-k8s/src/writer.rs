@@ -1,8 +1,11 @@
 //! The status writer: the only part that writes to the API server.
 //!
-//! After each engine run the writer compares every computed status with the
-//! status the object has on the server (as last seen by the watch) and
-//! writes only those that differ. A write is a `PUT` of the `/status`
+//! After each engine run the writer compares the statuses the engine
+//! reports changed, and those of the objects that changed on the server,
+//! with the status the object has on the server (as last seen by the watch)
+//! and writes only those that differ; the rest is not looked at. When it
+//! becomes the leader it looks at every status once (a former leader may
+//! have left any of them behind). A write is a `PUT` of the `/status`
 //! subresource carrying the `resourceVersion` it was computed from, with our
 //! field manager. Route `status.parents` is shared with other controllers:
 //!
@@ -30,7 +33,7 @@
 //! changes costs one write per object that ends up different, not one per
 //! intermediate state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +48,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::State;
+use crate::controller::Shared;
 use crate::kinds::{Served, convert};
 use crate::metrics::Metrics;
 use crate::reducer::Update;
@@ -190,6 +194,14 @@ impl Ledger {
             .min()
     }
 
+    /// Objects whose last write failed (they are retried when due).
+    fn failed(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| matches!(e.outcome, Outcome::Failed { .. }))
+            .map(|(k, _)| k)
+    }
+
     /// Forgets everything (when leadership is lost).
     pub fn clear(&mut self) {
         self.entries.clear();
@@ -287,6 +299,7 @@ pub(crate) struct Writer {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) updates: mpsc::UnboundedSender<Update>,
     pub(crate) state: watch::Receiver<Arc<State>>,
+    pub(crate) shared: Shared,
     pub(crate) leader: watch::Receiver<bool>,
 }
 
@@ -304,6 +317,10 @@ impl Writer {
     pub(crate) async fn run(mut self) {
         let mut ledger = Ledger::default();
         let mut limiter = RateLimiter::new(self.opts.qps, self.opts.burst);
+        // What the reducer said to look at, until looked at.
+        let mut pending: BTreeSet<ObjectKey> = BTreeSet::new();
+        let mut leading = false;
+        let limit = self.opts.batch.max(1);
         loop {
             let retry = ledger.next_retry();
             tokio::select! {
@@ -319,19 +336,49 @@ impl Writer {
             loop {
                 if !*self.leader.borrow_and_update() {
                     ledger.clear();
+                    leading = false;
                     break;
                 }
-                let state = self.state.borrow_and_update().clone();
-                if !state.synced {
-                    break;
-                }
+                let (state, desired) = {
+                    // Under the lock the reducer publishes with: the state
+                    // read here is the one its queued keys belong to.
+                    let mut shared = self.shared.lock();
+                    let shared = &mut *shared;
+                    let state = self.state.borrow_and_update().clone();
+                    if !state.synced {
+                        break;
+                    }
+                    pending.append(&mut shared.pending);
+                    let Some(engine) = shared.engine.as_ref() else {
+                        break;
+                    };
+                    if !leading {
+                        pending.extend(engine.statuses().keys().cloned());
+                        leading = true;
+                    }
+                    let desired = pending
+                        .iter()
+                        .chain(ledger.failed())
+                        .filter_map(|k| Some((k.clone(), engine.statuses().get(k)?.clone())))
+                        .collect::<BTreeMap<_, _>>();
+                    (state, desired)
+                };
                 let targets = plan(
-                    &state.computed.statuses,
+                    &desired,
                     &state.snapshot,
                     &mut ledger,
                     Instant::now(),
-                    self.opts.batch.max(1),
+                    limit,
                 );
+                // `plan` looks at keys in order and stops at the limit:
+                // what comes after its last target is still to look at.
+                match targets.last() {
+                    Some(last) if targets.len() >= limit => {
+                        pending = pending.split_off(&last.key);
+                        pending.remove(&last.key);
+                    }
+                    _ => pending.clear(),
+                }
                 if targets.is_empty() {
                     break;
                 }

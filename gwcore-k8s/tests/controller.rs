@@ -335,7 +335,7 @@ async fn only_the_leader_writes_and_a_successor_takes_over() {
         "the follower computes but never writes"
     );
     assert!(
-        follower.state().borrow().computed.statuses.len() >= 5,
+        follower.state().borrow().statuses().len() >= 5,
         "the follower computes too"
     );
 

@@ -78,6 +78,10 @@ proptest! {
         let opts = ComputeOptions::new(CONTROLLER, NOW);
         let pool: Vec<Object> = a.iter().chain(b.iter()).cloned().collect();
         let mut engine = Engine::from_snapshot(Snapshot::from_objects(a), opts.clone());
+        // The deltas absorbed in order say what the whole sequence changed
+        // (what an adapter that batches changes acts on).
+        let initial = engine.computed();
+        let mut total = Delta::default();
         for op in ops {
             let before = engine.computed();
             let delta = match op {
@@ -97,9 +101,11 @@ proptest! {
             };
             let after = engine.computed();
             check_delta(&before, &after, &delta)?;
+            total.absorb(delta);
             let full = compute(engine.snapshot(), &opts);
             prop_assert_eq!(&after, &full);
         }
+        check_delta(&initial, &engine.computed(), &total)?;
     }
 
     /// A change that alters no status produces no status delta.

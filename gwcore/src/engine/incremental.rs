@@ -41,6 +41,15 @@ impl Delta {
     pub fn is_empty(&self) -> bool {
         self.statuses.is_empty() && self.routing.is_empty()
     }
+
+    /// Adds what a later change did: for a key both touch, the later
+    /// value wins, so a sequence of deltas absorbed in order says what the
+    /// whole sequence changed (a status that changed and changed back still
+    /// appears, with its final value).
+    pub fn absorb(&mut self, later: Delta) {
+        self.statuses.extend(later.statuses);
+        self.routing.extend(later.routing);
+    }
 }
 
 #[derive(Default)]
