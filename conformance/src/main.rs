@@ -11,7 +11,8 @@ use gwcore_conformance::{Mode, RunOptions, Verdict, run_paths};
 #[derive(Parser)]
 #[command(name = "gwcore-conformance", version, about)]
 struct Cli {
-    /// `engine`: gwcore's engine in a simulated cluster; `wire`: a real proxy.
+    /// `engine`: gwcore's engine in a simulated cluster; `wire`: the same
+    /// cluster served by gwcore-proxy on loopback, requests sent for real.
     #[arg(long, value_enum, default_value_t = CliMode::Engine)]
     mode: CliMode,
     /// Folder searched for manifests after the `manifests/` folder beside

@@ -20,11 +20,13 @@
 //! the echo servers of the pods it selects (or of the pods its own
 //! EndpointSlices point at). A Service that selects no pod answers through
 //! an echo server of its own, as in engine mode. The proxy is applied a
-//! new snapshot after each step, as a controller would.
+//! new snapshot after each step with requests, as a controller would, and
+//! the routing it computes must equal the controller's (else the step's
+//! requests fail).
 //!
 //! Judging follows FORMAT.md: the status and redirect, what the echo
 //! backend reports it saw, the response headers, with the comparisons of
-//! engine mode ([`crate::requests`]). Traffic shares, mirrors, retries and
+//! engine mode (the `requests` module). Traffic shares, mirrors, retries and
 //! timeouts are measured for real. What the data plane does not serve
 //! (UDP, DNS, TLS to backends) fails with the reason; the wire test holds
 //! those failures to `wire-expected-failures.txt`.
@@ -137,6 +139,26 @@ impl WireJudge {
                     .await
                     .map_err(|e| format!("the proxy does not start: {e}"))?;
                 self.proxy = Some(rt);
+            }
+        }
+        // The data plane computes its routing itself; it must be the
+        // controller's, or the requests would judge another configuration.
+        if let Some(p) = &self.proxy {
+            let served = p.proxy().config();
+            let differs: std::collections::BTreeSet<String> = at
+                .computed
+                .routing
+                .keys()
+                .chain(served.computed.routing.keys())
+                .filter(|gw| at.computed.routing.get(*gw) != served.computed.routing.get(*gw))
+                .map(|gw| format!("{}/{}", gw.namespace, gw.name))
+                .collect();
+            if !differs.is_empty() {
+                let differs: Vec<String> = differs.into_iter().collect();
+                return Err(format!(
+                    "the proxy serves a routing other than the controller's for {}",
+                    differs.join(", ")
+                ));
             }
         }
         Ok(())
