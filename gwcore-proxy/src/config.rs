@@ -3,14 +3,20 @@
 //! A [`Config`] is immutable. A reload builds a new one next to the old and
 //! swaps the pointer; requests load the pointer once and keep that
 //! generation until they are answered.
+//!
+//! Each configuration keeps the incremental engine it was computed with; the
+//! next build ([`Config::build_next`]) takes it over, hands it only the
+//! objects that differ, and compiles again only the tables of the Gateways
+//! whose routing changed.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use gwcore::Snapshot;
 use gwcore::attachments::{GatewayRouting, ListenerProtocol, TlsMode};
-use gwcore::engine::{ComputeOptions, compute};
+use gwcore::engine::{ComputeOptions, Delta, Engine};
+use gwcore::model::Object;
 use gwcore::load::Diagnostic;
 use gwcore::model::ObjectKey;
 use serde::Serialize;
@@ -88,6 +94,9 @@ pub struct Config {
     pub tls_errors: Vec<String>,
     /// Warnings from loading the manifests.
     pub diagnostics: Vec<Diagnostic>,
+    /// The engine this configuration was computed with, until the next
+    /// build takes it over.
+    engine: Mutex<Option<Engine>>,
 }
 
 /// Inputs besides the snapshot.
@@ -109,10 +118,56 @@ impl Config {
         opts: &BuildOptions,
         extra_endpoints: &BTreeMap<ObjectKey, SocketAddr>,
     ) -> Config {
-        let computed = compute(
-            &snapshot,
-            &ComputeOptions::new(opts.controller_name.clone(), opts.now.clone()),
-        );
+        Config::build_next(None, generation, snapshot, diagnostics, opts, extra_endpoints)
+    }
+
+    /// As [`Config::build`], from the configuration served until now: its
+    /// engine is taken over and told only what differs between the two
+    /// snapshots, and only the tables of Gateways whose routing changed are
+    /// compiled again (the others are shared). Without `previous`, or when
+    /// a build took its engine already, everything is computed.
+    pub fn build_next(
+        previous: Option<&Config>,
+        generation: u64,
+        snapshot: Snapshot,
+        diagnostics: Vec<Diagnostic>,
+        opts: &BuildOptions,
+        extra_endpoints: &BTreeMap<ObjectKey, SocketAddr>,
+    ) -> Config {
+        let taken = previous.and_then(|p| {
+            // A panic while building left at worst no engine behind.
+            let mut slot = p.engine.lock().unwrap_or_else(|e| e.into_inner());
+            slot.take()
+                .filter(|e| e.options().controller_name == opts.controller_name)
+                .map(|e| (p, e))
+        });
+        let (engine, tables) = match taken {
+            Some((previous, mut engine)) => {
+                engine.set_now(opts.now.clone());
+                let mut delta = Delta::default();
+                for (key, now) in differences(engine.snapshot(), &snapshot) {
+                    delta.absorb(match now {
+                        Some(obj) => engine.apply(obj.clone()),
+                        None => engine.delete(&key),
+                    });
+                }
+                let tables = previous.tables.update(&delta.routing);
+                (engine, tables)
+            }
+            None => {
+                let engine = Engine::from_snapshot(
+                    snapshot.clone(),
+                    ComputeOptions::new(opts.controller_name.clone(), opts.now.clone()),
+                );
+                let routing: BTreeMap<ObjectKey, GatewayRouting> = engine
+                    .routing()
+                    .iter()
+                    .map(|(k, r)| (k.clone(), GatewayRouting::clone(r)))
+                    .collect();
+                (engine, gwcore::table::Tables::compile(&routing))
+            }
+        };
+        let computed = engine.computed();
         let mut endpoints = Endpoints::from_snapshot(&snapshot);
         let mut echo_backends = BTreeMap::new();
         for (key, addr) in extra_endpoints {
@@ -141,7 +196,6 @@ impl Config {
                 }
             }
         }
-        let tables = gwcore::table::Tables::compile(&computed.routing);
         let labels = Labels::new(&computed.routing);
         Config {
             tables,
@@ -155,6 +209,7 @@ impl Config {
             labels,
             echo_backends,
             diagnostics,
+            engine: Mutex::new(Some(engine)),
         }
     }
 
@@ -196,6 +251,23 @@ impl Config {
                 .collect::<Vec<_>>(),
         })
     }
+}
+
+/// The objects that differ between `old` and `new`: each key with its
+/// object in `new` (`None`: gone), in key order.
+fn differences<'a>(old: &Snapshot, new: &'a Snapshot) -> Vec<(ObjectKey, Option<&'a Object>)> {
+    let mut out: Vec<(ObjectKey, Option<&'a Object>)> = new
+        .iter()
+        .filter(|o| old.get(&o.key()) != Some(*o))
+        .map(|o| (o.key(), Some(o)))
+        .collect();
+    out.extend(
+        old.keys()
+            .filter(|k| new.get(k).is_none())
+            .map(|k| (k.clone(), None)),
+    );
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 /// The ports of every Gateway, and how each is served. Listeners of one

@@ -46,30 +46,43 @@ fn walk(p: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<(), (PathBuf
     Ok(())
 }
 
-/// Reads and loads every manifest under `paths`. A file that cannot be read
-/// becomes an error diagnostic; everything else is still loaded.
+/// Reads and loads every manifest under `paths`. A file that cannot be
+/// read becomes an error diagnostic; everything else is still loaded.
+///
+/// Two more errors keep a broken input from passing for an empty one: a
+/// folder given in `paths` that holds no manifest file (its files were
+/// deleted), and a file larger than the loader's limit
+/// ([`gwcore::load::Limits::max_source_bytes`]), which is refused before it
+/// is read into memory.
 pub fn read_manifests(paths: &[PathBuf]) -> Loaded {
     let mut loaded = Loaded::default();
     let mut files = Vec::new();
+    let max = gwcore::load::Limits::default().max_source_bytes;
     for p in paths {
         match manifest_files(std::slice::from_ref(p)) {
+            Ok(f) if f.is_empty() => loaded.diagnostics.push(error(
+                p,
+                "no manifest file (.yaml, .yml, .json) in this folder".into(),
+            )),
             Ok(f) => files.extend(f),
             Err((path, e)) => loaded.diagnostics.push(io_diagnostic(&path, &e)),
         }
     }
     for f in files {
+        let len = std::fs::metadata(&f).map_or(0, |m| m.len());
+        if usize::try_from(len).map_or(true, |l| l > max) {
+            loaded.diagnostics.push(error(
+                &f,
+                format!("{len} bytes, larger than the limit of {max} bytes; nothing read from it"),
+            ));
+            continue;
+        }
         match std::fs::read(&f) {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => loaded.extend(load_str(&f.display().to_string(), &text)),
-                Err(_) => loaded.diagnostics.push(Diagnostic {
-                    severity: Severity::Error,
-                    source: f.display().to_string(),
-                    document: 0,
-                    line: None,
-                    object: None,
-                    field: None,
-                    message: "not UTF-8 text; nothing read from it".into(),
-                }),
+                Err(_) => loaded
+                    .diagnostics
+                    .push(error(&f, "not UTF-8 text; nothing read from it".into())),
             },
             Err(e) => loaded.diagnostics.push(io_diagnostic(&f, &e)),
         }
@@ -77,7 +90,7 @@ pub fn read_manifests(paths: &[PathBuf]) -> Loaded {
     loaded
 }
 
-fn io_diagnostic(path: &Path, e: &std::io::Error) -> Diagnostic {
+fn error(path: &Path, message: String) -> Diagnostic {
     Diagnostic {
         severity: Severity::Error,
         source: path.display().to_string(),
@@ -85,6 +98,10 @@ fn io_diagnostic(path: &Path, e: &std::io::Error) -> Diagnostic {
         line: None,
         object: None,
         field: None,
-        message: format!("cannot read: {e}"),
+        message,
     }
+}
+
+fn io_diagnostic(path: &Path, e: &std::io::Error) -> Diagnostic {
+    error(path, format!("cannot read: {e}"))
 }

@@ -8,7 +8,15 @@
 //!
 //! A reload never makes things worse:
 //! - input with load errors is refused; the last good configuration keeps
-//!   serving, and the errors are logged and shown on `/status`;
+//!   serving, and the errors are logged and shown on `/status` until input
+//!   without errors comes;
+//! - a file being written is not read half-way: [`Runtime::run_until`]
+//!   reloads once the inputs have stayed the same for one poll interval
+//!   ([`FileProvider::settled`]), since a prefix of a manifest is often a
+//!   valid, smaller configuration; a deleted input, a folder left without
+//!   manifests and a file over the loader's size limit are errors
+//!   ([`crate::files::read_manifests`]); reading and parsing run off the
+//!   async workers, so a huge file does not stall the connections;
 //! - input whose objects equal the served ones changes nothing (no new
 //!   generation, no socket touched);
 //! - otherwise a new [`Config`] is built and swapped in whole.
@@ -39,12 +47,18 @@ pub struct Stamp(Vec<(PathBuf, u64, Option<SystemTime>)>);
 pub struct FileProvider {
     paths: Vec<PathBuf>,
     last: Option<Stamp>,
+    /// The previous look of [`FileProvider::settled`].
+    previous: Option<Stamp>,
 }
 
 impl FileProvider {
     /// A provider for `paths` (files or folders, walked recursively).
     pub fn new(paths: Vec<PathBuf>) -> FileProvider {
-        FileProvider { paths, last: None }
+        FileProvider {
+            paths,
+            last: None,
+            previous: None,
+        }
     }
 
     /// The inputs' current stamp. A path that cannot be read gets an entry
@@ -74,6 +88,22 @@ impl FileProvider {
         let changed = self.last.as_ref() != Some(&now);
         self.last = Some(now);
         changed
+    }
+
+    /// Whether the inputs changed since they were last taken and have not
+    /// changed since the previous call: a file being written is taken once
+    /// its writer has been done for one interval between calls. The first
+    /// call says yes, as [`FileProvider::changed`] does.
+    pub fn settled(&mut self) -> bool {
+        let now = self.stamp();
+        let steady = self.last.is_none() || self.previous.as_ref() == Some(&now);
+        self.previous = Some(now.clone());
+        if steady && self.last.as_ref() != Some(&now) {
+            self.last = Some(now);
+            true
+        } else {
+            false
+        }
     }
 
     /// Reads every manifest.
@@ -305,13 +335,34 @@ impl Runtime {
         Some(self.reload().await)
     }
 
+    /// Like [`Runtime::poll`], but reloads only once the inputs have not
+    /// changed since the previous call ([`FileProvider::settled`]), so that
+    /// a file being written is not read half-way. [`Runtime::run_until`]
+    /// polls this way.
+    pub async fn poll_settled(&mut self) -> Option<ReloadOutcome> {
+        if !self.provider.as_mut()?.settled() {
+            return None;
+        }
+        Some(self.reload().await)
+    }
+
     /// Reads the inputs and serves them if they are good and different.
     /// Without a file provider there is nothing to read: `Unchanged`.
+    /// Input without errors clears the last refused reload, even when it
+    /// changes nothing (a broken file put back as it was).
     pub async fn reload(&mut self) -> ReloadOutcome {
-        let Some(provider) = &self.provider else {
+        let Some(provider) = self.provider.clone() else {
             return ReloadOutcome::Unchanged;
         };
-        let loaded = provider.load();
+        // Reading and parsing take long for large inputs: off the workers
+        // that serve connections.
+        let loaded = match tokio::task::spawn_blocking(move || provider.load()).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(target: "gwcore::reload", error = %e, "reading the inputs failed");
+                return ReloadOutcome::Failed;
+            }
+        };
         let outcome = if loaded.has_errors() {
             let errors = error_lines(&loaded);
             for e in &errors {
@@ -329,7 +380,11 @@ impl Runtime {
             ReloadOutcome::Failed
         } else {
             let snapshot = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
-            self.swap_in(snapshot, loaded.diagnostics).await
+            let outcome = self.swap_in(snapshot, loaded.diagnostics).await;
+            if outcome == ReloadOutcome::Unchanged {
+                self.proxy.clear_reload_error();
+            }
+            outcome
         };
         self.proxy
             .metrics()
@@ -398,7 +453,9 @@ impl Runtime {
     }
 
     /// Polls the inputs every `interval` until `stop` resolves, then drains
-    /// open connections for at most `grace`.
+    /// open connections for at most `grace`. A change is applied once the
+    /// inputs have stayed the same for one interval
+    /// ([`Runtime::poll_settled`]).
     pub async fn run_until(
         mut self,
         interval: Duration,
@@ -411,7 +468,7 @@ impl Runtime {
         loop {
             tokio::select! {
                 _ = &mut stop => break,
-                _ = tick.tick() => { self.poll().await; }
+                _ = tick.tick() => { self.poll_settled().await; }
             }
         }
         self.shutdown(grace).await;

@@ -136,6 +136,12 @@ impl Proxy {
         *self.reload_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(err);
     }
 
+    /// Forgets the last refused reload: input without errors came, though
+    /// it changed nothing served.
+    pub fn clear_reload_error(&self) {
+        *self.reload_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// The last refused reload, if no good one came since.
     pub fn reload_error(&self) -> Option<ReloadError> {
         self.reload_error
