@@ -96,7 +96,7 @@ impl WireJudge {
         let WireJudge { proxy, pods } = self;
         tokio().block_on(async move {
             if let Some(p) = proxy {
-                p.shutdown(std::time::Duration::from_millis(200)).await;
+                p.shutdown(std::time::Duration::from_millis(100)).await;
             }
             drop(pods);
         });

@@ -184,8 +184,16 @@ fn with_request_id(req: &RequestExpect, id: &str) -> RequestExpect {
     r
 }
 
+/// A random UUID (version 4 layout): request ids and `{UUID}`.
 fn request_id() -> String {
-    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        fastrand::u32(..),
+        fastrand::u16(..),
+        fastrand::u16(..0x1000),
+        0x8000 | fastrand::u16(..0x4000),
+        fastrand::u64(..1 << 48)
+    )
 }
 
 /// An HTTP request, planned once and sent as often as the vector says.
