@@ -28,7 +28,7 @@
 //!
 //! Modules, from the outside in: [`provider`] (file watching, reloads,
 //! [`provider::Runtime`]), [`server`] (sockets per port, connections,
-//! draining), [`tls`], [`proxy`] (shared state, access log, metrics),
+//! draining), [`limits`] (connection limits, trusted proxies), [`tls`], [`proxy`] (shared state, access log, metrics),
 //! [`route`], [`forward`] (proxy headers, pools), [`endpoints`], [`echo`]
 //! and [`tcp_echo`] (stand-in backends), [`admin`], [`metrics`].
 //!
