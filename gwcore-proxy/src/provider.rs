@@ -290,7 +290,7 @@ impl Runtime {
             None => BTreeMap::new(),
         };
         let config =
-            build_off_thread(1, snapshot, diagnostics, build_options(&opts), extra).await?;
+            build_off_thread(None, 1, snapshot, diagnostics, build_options(&opts), extra).await?;
         let proxy = Proxy::with_options(config, serve);
         proxy.metrics().record_reload(ReloadOutcome::Applied, 1);
         let mut server = Server::new(proxy.clone(), opts.listen.clone());
@@ -410,10 +410,8 @@ impl Runtime {
         if snapshot == current.snapshot {
             return ReloadOutcome::Unchanged;
         }
-        match self
-            .build(snapshot, diagnostics, current.generation + 1)
-            .await
-        {
+        let generation = current.generation + 1;
+        match self.build(current, snapshot, diagnostics, generation).await {
             Ok(config) => {
                 let generation = config.generation;
                 self.proxy.swap(config);
@@ -432,8 +430,10 @@ impl Runtime {
         }
     }
 
+    /// Builds the next configuration from `previous` (the one served).
     async fn build(
         &mut self,
+        previous: Arc<Config>,
         snapshot: Snapshot,
         diagnostics: Vec<gwcore::load::Diagnostic>,
         generation: u64,
@@ -443,6 +443,7 @@ impl Runtime {
             None => BTreeMap::new(),
         };
         build_off_thread(
+            Some(previous),
             generation,
             snapshot,
             diagnostics,
@@ -484,8 +485,10 @@ impl Runtime {
 
 /// Computes and compiles a configuration on the blocking pool: a large one
 /// takes milliseconds of CPU that must not stall the connections served by
-/// the async workers.
+/// the async workers. From `previous`, only what changed is computed again
+/// ([`Config::build_next`]).
 async fn build_off_thread(
+    previous: Option<Arc<Config>>,
     generation: u64,
     snapshot: Snapshot,
     diagnostics: Vec<gwcore::load::Diagnostic>,
@@ -493,7 +496,14 @@ async fn build_off_thread(
     extra: BTreeMap<ObjectKey, SocketAddr>,
 ) -> std::io::Result<Config> {
     tokio::task::spawn_blocking(move || {
-        Config::build(generation, snapshot, diagnostics, &opts, &extra)
+        Config::build_next(
+            previous.as_deref(),
+            generation,
+            snapshot,
+            diagnostics,
+            &opts,
+            &extra,
+        )
     })
     .await
     .map_err(std::io::Error::other)

@@ -209,3 +209,78 @@ fn https_listeners_are_chosen_by_sni_and_misdirected_hosts_get_421() {
     );
     assert!(matches!(&d.action, Action::Respond(r) if r.reason == RespondReason::Misdirected));
 }
+
+/// After one route changes, the incremental engine's routing delta names
+/// only its Gateway: `Tables::update` compiles that table again and shares
+/// every other one, and routes exactly as a fresh compile does.
+#[test]
+fn tables_update_recompiles_only_the_gateways_a_delta_names() {
+    use gwcore::engine::Engine;
+    let other_gateway = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: other, namespace: infra}
+spec:
+  gatewayClassName: gc
+  listeners:
+  - {name: http, port: 8000, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: other, namespace: infra}
+spec:
+  parentRefs: [{name: other}]
+  rules:
+  - backendRefs: [{name: api, port: 9090}]
+"#;
+    let loaded = load_str("test.yaml", &format!("{MANIFESTS}---{other_gateway}"));
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let snap = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
+    let opts = ComputeOptions::new("example.com/gc", "2026-01-02T00:00:00Z");
+    let mut engine = Engine::from_snapshot(snap, opts.clone());
+    let before = Tables::compile(&engine.computed().routing);
+    let gw = ObjectKey::new(Kind::Gateway, "infra", "gw");
+    let other = ObjectKey::new(Kind::Gateway, "infra", "other");
+
+    // A new path on the `web` route (attached to `gw` only).
+    let web_key = ObjectKey::new(Kind::HTTPRoute, "infra", "web");
+    let mut web = engine.snapshot().get(&web_key).cloned().expect("web route");
+    let gwcore::model::Object::HttpRoute(r) = &mut web else {
+        panic!("an HTTPRoute")
+    };
+    r.spec.rules[1].matches[0]
+        .path
+        .as_mut()
+        .expect("a path match")
+        .value = Some("/older".into());
+    let delta = engine.apply(web);
+    assert_eq!(
+        delta.routing.keys().collect::<Vec<_>>(),
+        vec![&gw],
+        "only the web route's Gateway changed"
+    );
+    let after = before.update(&delta.routing);
+    assert!(std::sync::Arc::ptr_eq(
+        after.get(&other).expect("other's table"),
+        before.get(&other).expect("other's table")
+    ));
+    assert!(!std::sync::Arc::ptr_eq(
+        after.get(&gw).expect("gw's table"),
+        before.get(&gw).expect("gw's table")
+    ));
+    let fresh = Tables::compile(&compute(engine.snapshot(), &opts).routing);
+    for path in ["/old", "/older/x", "/api/v1/y", "/"] {
+        let req = RequestHead::new(80, "a.example.com", "GET", path);
+        let name = |t: &Tables| {
+            let d = table(t).find(&req);
+            (
+                d.matched.map(|m| (m.route().name.clone(), m.rule_index())),
+                d.status().map(|s| s.as_u16()),
+            )
+        };
+        assert_eq!(name(&after), name(&fresh), "{path}");
+    }
+    // `/old` is now served by the catch-all rule, `/older` redirects.
+    let d = table(&after).find(&RequestHead::new(80, "a.example.com", "GET", "/older"));
+    assert_eq!(d.status().map(|s| s.as_u16()), Some(301));
+}

@@ -1174,6 +1174,20 @@ impl Tables {
         }
     }
 
+    /// These tables after a change: the Gateways in `changed` are compiled
+    /// again (or dropped, for `None`), every other table is shared with
+    /// `self`. `changed` is [`crate::engine::Delta::routing`].
+    pub fn update(&self, changed: &BTreeMap<ObjectKey, Option<Arc<GatewayRouting>>>) -> Tables {
+        let mut by_gateway = self.by_gateway.clone();
+        for (k, r) in changed {
+            match r {
+                Some(r) => by_gateway.insert(k.clone(), Arc::new(Table::compile(r))),
+                None => by_gateway.remove(k),
+            };
+        }
+        Tables { by_gateway }
+    }
+
     /// The table of one Gateway.
     pub fn get(&self, gateway: &ObjectKey) -> Option<&Arc<Table>> {
         self.by_gateway.get(gateway)
