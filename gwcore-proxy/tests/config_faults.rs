@@ -134,14 +134,15 @@ async fn fault(
     admin: SocketAddr,
     log: &Captured,
     inputs: &[PathBuf],
-    break_it: impl FnOnce(),
+    break_it: impl FnOnce() + Send + 'static,
     expect: &str,
-    restore: impl FnOnce(),
+    restore: impl FnOnce() + Send + 'static,
 ) {
     let c = common::client();
     let generation = proxy.config().generation;
     log.take();
-    break_it();
+    // Files are written off the runtime that serves the clients too.
+    tokio::task::spawn_blocking(break_it).await.unwrap();
     until(&format!("{name}: the error shows"), || {
         proxy.reload_error().is_some()
     })
@@ -170,7 +171,11 @@ async fn fault(
         "{name}: the log says {logged:?}"
     );
     // `gwcore check` reads files with the same function.
-    let checked = read_manifests(inputs);
+    // (Off the runtime: parsing a huge file takes seconds.)
+    let owned = inputs.to_vec();
+    let checked = tokio::task::spawn_blocking(move || read_manifests(&owned))
+        .await
+        .unwrap();
     assert!(
         checked.has_errors(),
         "{name}: gwcore check finds nothing wrong"
@@ -184,7 +189,7 @@ async fn fault(
         checked.diagnostics
     );
     // Fixing the file recovers, without a restart.
-    restore();
+    tokio::task::spawn_blocking(restore).await.unwrap();
     until(&format!("{name}: recovery"), || {
         proxy.reload_error().is_none()
     })
@@ -233,6 +238,10 @@ async fn broken_files_keep_the_last_good_configuration_and_recover() {
         );
     let stop = Arc::new(AtomicBool::new(false));
     let load = clients(addr, stop.clone());
+    let restore = || {
+        let (file, good) = (file.clone(), good.clone());
+        move || common::write_file(&file, &good)
+    };
 
     // Invalid YAML.
     fault(
@@ -241,9 +250,12 @@ async fn broken_files_keep_the_last_good_configuration_and_recover() {
         admin,
         &log,
         &inputs,
-        || common::write_file(&file, &format!("{good}\n---\nkind: [unclosed\n")),
+        {
+            let (file, good) = (file.clone(), good.clone());
+            move || common::write_file(&file, &format!("{good}\n---\nkind: [unclosed\n"))
+        },
         "acme.yaml",
-        || common::write_file(&file, &good),
+        restore(),
     )
     .await;
     // Truncated in the middle of an object.
@@ -259,9 +271,12 @@ async fn broken_files_keep_the_last_good_configuration_and_recover() {
         admin,
         &log,
         &inputs,
-        || common::write_file(&file, &good[..cut]),
+        {
+            let (file, good) = (file.clone(), good.clone());
+            move || common::write_file(&file, &good[..cut])
+        },
         "acme.yaml",
-        || common::write_file(&file, &good),
+        restore(),
     )
     .await;
     // Deleted: the folder holds no manifest any more.
@@ -271,29 +286,38 @@ async fn broken_files_keep_the_last_good_configuration_and_recover() {
         admin,
         &log,
         &inputs,
-        || std::fs::remove_file(&file).unwrap(),
+        {
+            let file = file.clone();
+            move || std::fs::remove_file(&file).unwrap()
+        },
         "no manifest file",
-        || common::write_file(&file, &good),
+        restore(),
     )
     .await;
     // Replaced by a huge invalid file: parsed off the async workers, so
     // the clients' answers stay quick.
-    let mut huge = format!("{good}\n---\n");
-    while huge.len() < huge_len() {
-        huge.push_str("garbage garbage garbage garbage garbage garbage garbage garbage\n");
-    }
     fault(
         "huge",
         &proxy,
         admin,
         &log,
         &inputs,
-        || common::write_file(&file, &huge),
+        {
+            let (file, good) = (file.clone(), good.clone());
+            move || {
+                let mut huge = format!("{good}\n---\n");
+                while huge.len() < huge_len() {
+                    huge.push_str(
+                        "garbage garbage garbage garbage garbage garbage garbage garbage\n",
+                    );
+                }
+                common::write_file(&file, &huge);
+            }
+        },
         "expected a Kubernetes object",
-        || common::write_file(&file, &good),
+        restore(),
     )
     .await;
-    drop(huge);
     // Over the loader's size limit: refused before it is read.
     fault(
         "over the size limit",
@@ -301,12 +325,18 @@ async fn broken_files_keep_the_last_good_configuration_and_recover() {
         admin,
         &log,
         &inputs,
-        || {
-            let f = std::fs::File::create(dir.0.join("sparse.yaml")).unwrap();
-            f.set_len((64 << 20) + 1).unwrap();
+        {
+            let sparse = dir.0.join("sparse.yaml");
+            move || {
+                let f = std::fs::File::create(&sparse).unwrap();
+                f.set_len((64 << 20) + 1).unwrap();
+            }
         },
         "larger than the limit",
-        || std::fs::remove_file(dir.0.join("sparse.yaml")).unwrap(),
+        {
+            let sparse = dir.0.join("sparse.yaml");
+            move || std::fs::remove_file(&sparse).unwrap()
+        },
     )
     .await;
 
