@@ -23,6 +23,21 @@ use tokio::net::{TcpListener, TcpStream};
 /// No request may take longer than this: past it, the proxy hangs.
 const HANG: Duration = Duration::from_secs(5);
 
+/// Panics anywhere in the process, tasks included (tokio keeps a task's
+/// panic to its JoinHandle, which nobody reads for connection tasks).
+static PANICS: AtomicU64 = AtomicU64::new(0);
+
+fn count_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::Relaxed);
+            default(info);
+        }));
+    });
+}
+
 const GATEWAY: &str = r#"apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {name: gc}
@@ -300,6 +315,7 @@ fn steady_client(
 
 #[tokio::test]
 async fn each_backend_fault_gets_its_documented_answer_and_other_routes_are_unaffected() {
+    count_panics();
     let env = env(&[]).await;
     let stop = Arc::new(AtomicBool::new(false));
     let steady = steady_client(env.addr, stop.clone());
@@ -417,10 +433,12 @@ async fn each_backend_fault_gets_its_documented_answer_and_other_routes_are_unaf
     let (ok, other) = steady.await.unwrap();
     assert!(other.is_empty(), "the steady route saw {other:?}");
     assert!(ok > 10, "the steady client ran ({ok} requests)");
+    assert_eq!(PANICS.load(Ordering::Relaxed), 0, "a task panicked");
 }
 
 #[tokio::test]
 async fn endpoint_churn_under_load_loses_no_request() {
+    count_panics();
     let mut servers = Vec::new();
     for n in 0..2 {
         servers.push(
@@ -483,4 +501,5 @@ async fn endpoint_churn_under_load_loses_no_request() {
     }
     assert!(churned > 20, "{churned}");
     assert_eq!(env.rt.proxy().config().generation, 11);
+    assert_eq!(PANICS.load(Ordering::Relaxed), 0, "a task panicked");
 }
