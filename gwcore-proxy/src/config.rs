@@ -174,6 +174,10 @@ impl Config {
                 (engine, gwcore::table::Tables::compile(&routing))
             }
         };
+        // The engine's objects equal `snapshot`'s now; keep its copies
+        // (those of unchanged objects are the previous generation's), so
+        // that the freshly read ones are freed and not held twice.
+        let snapshot = engine.snapshot().clone();
         let computed = engine.computed();
         let mut endpoints = Endpoints::from_snapshot(&snapshot);
         let mut echo_backends = BTreeMap::new();
