@@ -53,15 +53,3 @@ fn engine_cases() {
         replay(&path);
     }
 }
-
-/// Found by the `engine` target (2026-11-26): a ListenerSet whose
-/// parentRef moves from one of our Gateways to a Gateway that does not
-/// exist keeps, in the incremental engine, the status it had under the old
-/// Gateway (`Accepted=False NotAllowed`), while a full computation of the
-/// same snapshot gives it no status. `Engine::apply` of the ListenerSet
-/// recomputes only the Gateway it now names (none), not the one it left.
-#[test]
-#[ignore = "open engine bug (gwcore/src/engine/incremental.rs): stale ListenerSet status after its parentRef moves to a missing Gateway"]
-fn listener_set_moved_to_a_missing_gateway_loses_its_status() {
-    replay(&regressions("engine/open")[0]);
-}

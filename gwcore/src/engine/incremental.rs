@@ -584,6 +584,28 @@ impl Engine {
             }
         }
 
+        // A ListenerSet whose parentRef left our Gateways (for one that is
+        // not ours, or does not exist) has no status from us any more; no
+        // Gateway of ours claims it above.
+        if dirty.all_gateways {
+            let orphans: Vec<ObjectKey> = status_keys(&self.statuses, Kind::ListenerSet)
+                .filter(|k| match self.snap.get(k) {
+                    Some(Object::ListenerSet(ls)) => {
+                        let p = &ls.spec.parent_ref;
+                        let ns = p.namespace.as_deref().unwrap_or(ls.metadata.ns());
+                        !self
+                            .gws
+                            .contains_key(&ObjectKey::new(Kind::Gateway, ns, p.name.clone()))
+                    }
+                    _ => true,
+                })
+                .cloned()
+                .collect();
+            for k in orphans {
+                put_status(&mut self.statuses, (!quiet).then_some(&mut delta), &k, None);
+            }
+        }
+
         // 5. Policies, which depend on what routes where.
         let has_policies = self.snap.of_kind(Kind::BackendTLSPolicy).next().is_some()
             || status_keys(&self.statuses, Kind::BackendTLSPolicy)
