@@ -11,6 +11,7 @@ use gwcore::Snapshot;
 use gwcore::engine::{ComputeOptions, Engine, compute};
 use gwcore::model::{Kind, Object, ObjectKey};
 use gwcore::scale::{HOT_GRANT, HOT_NAMESPACE, ScaleSpec, generate};
+use gwcore::table::Tables;
 
 /// With `--features mimalloc`, the allocator of the `gwcore` binary.
 #[cfg(feature = "mimalloc")]
@@ -83,6 +84,22 @@ fn incremental(c: &mut Criterion) {
             b.iter(|| {
                 flip = !flip;
                 black_box(e.apply(if flip { b2.clone() } else { a.clone() }))
+            })
+        });
+
+        // The same change carried on to compiled routing tables, as the
+        // proxy does on a reload: the engine's delta, then the table of the
+        // one Gateway it names compiled again (the other nine are shared).
+        let mut e = base.clone();
+        let mut tables = Tables::compile(&e.computed().routing);
+        let mut flip = false;
+        g.bench_function(BenchmarkId::new("change_route_to_tables", n), |b| {
+            b.iter(|| {
+                flip = !flip;
+                let d = e.apply(if flip { b2.clone() } else { a.clone() });
+                debug_assert_eq!(d.routing.len(), 1);
+                tables = tables.update(&d.routing);
+                black_box(&tables);
             })
         });
 
