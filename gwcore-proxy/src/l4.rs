@@ -9,6 +9,7 @@ use gwcore::attachments::{
     AttachedRoute, BackendTarget, GatewayRouting, L4Rule, ListenerProtocol, ListenerRouting,
     RouteRules, TlsMode,
 };
+use gwcore::table::{CreationTime, HostRank};
 
 /// What a connection is forwarded to, and why.
 #[derive(Debug, Clone, Copy)]
@@ -21,14 +22,12 @@ pub struct L4Choice<'r> {
     pub rule: &'r L4Rule,
 }
 
-/// How specific a hostname pattern is for a name it matches: exact beats any
-/// wildcard, a longer wildcard beats a shorter, anything beats no hostname.
-fn specificity(pattern: Option<&str>) -> (u8, usize) {
-    match pattern {
-        Some(h) if !gwcore::hostname::is_wildcard(h) => (2, h.len()),
-        Some(h) => (1, h.len()),
-        None => (0, 0),
-    }
+/// How specific a hostname is, as the routing table ranks it: a precise
+/// hostname beats any wildcard, a longer wildcard a shorter one, and any
+/// hostname beats none.
+fn rank(hostname: Option<&str>) -> (u16, u16) {
+    let r = HostRank::of(hostname);
+    (r.precise_chars, r.chars)
 }
 
 fn matches(pattern: Option<&str>, name: &str) -> bool {
@@ -48,7 +47,7 @@ fn first_rule(route: &AttachedRoute) -> Option<&L4Rule> {
 ///
 /// The listener is the most specific one whose hostname matches the SNI;
 /// on it, the route whose hostname matches the SNI most specifically wins,
-/// ties going to the older route (routes come sorted). Spec (TLSRoute
+/// ties going to the older route, then by namespace/name. Spec (TLSRoute
 /// `hostnames`): "Hostnames that are prefixed with a wildcard label (`*.`)
 /// are interpreted as a suffix match", and a connection without SNI cannot
 /// be routed by hostname.
@@ -68,26 +67,26 @@ pub fn tls_route<'r>(
                 && l.tls_mode.unwrap_or(TlsMode::Terminate) == mode
                 && matches(l.hostname.as_deref(), &sni)
         })
-        .max_by_key(|l| specificity(l.hostname.as_deref()))?;
-    let mut best: Option<(&AttachedRoute, (u8, usize))> = None;
-    for route in &listener.routes {
-        let spec = if route.hostnames.is_empty() {
-            Some(specificity(None))
-        } else {
-            route
-                .hostnames
-                .iter()
-                .filter(|h| matches(Some(h), &sni))
-                .map(|h| specificity(Some(h)))
-                .max()
-        };
-        if let Some(spec) = spec
-            && best.is_none_or(|(_, b)| spec > b)
-        {
-            best = Some((route, spec));
-        }
-    }
-    let route = best?.0;
+        .max_by_key(|l| rank(l.hostname.as_deref()))?;
+    // The most specific matching route hostname, then the oldest route.
+    let route = listener
+        .routes
+        .iter()
+        .filter_map(|route| {
+            let rank = if route.hostnames.is_empty() {
+                Some(rank(None))
+            } else {
+                route
+                    .hostnames
+                    .iter()
+                    .filter(|h| matches(Some(h), &sni))
+                    .map(|h| rank(Some(h)))
+                    .max()
+            };
+            Some((std::cmp::Reverse(rank?), age(route), route))
+        })
+        .min_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)))?
+        .2;
     Some(L4Choice {
         listener,
         route,
@@ -95,19 +94,38 @@ pub fn tls_route<'r>(
     })
 }
 
-/// The TCPRoute serving a connection on `port`: the first listener of the
-/// port, its first route (oldest), its first rule.
+/// The TCPRoute serving a connection on `port`: the port's TCP listener
+/// and, among its routes, the oldest.
+///
+/// A TCP connection carries nothing to match on, so every route attached
+/// to the listener matches it equally and precedence alone decides. Spec
+/// (Listener `allowedRoutes`): "Matching precedence MUST be determined in
+/// order of the following criteria: The most specific match as defined by
+/// the Route type. The oldest Route based on creation timestamp. [...] If
+/// everything else is equivalent, the Route appearing first in
+/// alphabetical order (namespace/name) should be given precedence."
 pub fn tcp<'r>(routing: &'r GatewayRouting, port: u16) -> Option<L4Choice<'r>> {
     let listener = routing
         .listeners
         .iter()
         .find(|l| l.port == port && l.protocol == ListenerProtocol::Tcp)?;
-    let route = listener.routes.first()?;
+    let route = listener.routes.iter().min_by_key(|r| age(r))?;
     Some(L4Choice {
         listener,
         route,
         rule: first_rule(route)?,
     })
+}
+
+/// Orders routes oldest first, then by namespace/name: the spec's
+/// tie-breakers once two routes match a connection equally well. A route
+/// without a timestamp counts as the oldest, as in the routing table.
+fn age(route: &AttachedRoute) -> (CreationTime, &str, &str) {
+    (
+        CreationTime::parse(route.creation_timestamp.as_deref()),
+        &route.key.namespace,
+        &route.key.name,
+    )
 }
 
 /// Picks a backend by weight with `draw` (any `u64`). `None` when no backend
