@@ -6,16 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gwcore_proxy::provider::{Runtime, RuntimeOptions};
-use gwcore_proxy::server::ListenOptions;
 
 fn options() -> RuntimeOptions {
-    let mut listen = ListenOptions::default();
-    listen.map.insert(80, "127.0.0.1:0".parse().unwrap());
-    RuntimeOptions {
-        controller_name: "example.com/gateway-controller".into(),
-        listen,
-        echo_backends: true,
-    }
+    common::options(true)
 }
 
 /// A log sink for one test.

@@ -13,8 +13,7 @@ use bytes::Bytes;
 use gwcore::Snapshot;
 use gwcore_proxy::echo::{EchoIdentity, EchoServer};
 use gwcore_proxy::metrics::ReloadOutcome;
-use gwcore_proxy::provider::{Runtime, RuntimeOptions};
-use gwcore_proxy::server::ListenOptions;
+use gwcore_proxy::provider::Runtime;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,19 +37,8 @@ fn count_panics() {
     });
 }
 
-const GATEWAY: &str = r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: gc}
-spec: {controllerName: example.com/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: gc
-  listeners: [{name: http, port: 80, protocol: HTTP}]
----
-apiVersion: v1
+/// After [`common::HTTP_GATEWAY`]: the Services and routes.
+const SERVICES_AND_ROUTES: &str = r#"apiVersion: v1
 kind: Service
 metadata: {name: steady, namespace: default}
 spec: {ports: [{port: 80}]}
@@ -128,6 +116,7 @@ fn closed_port() -> u16 {
 ///   then 20 bytes, one every 50 ms;
 /// - `/fault/retried/flaky`: every other connection is reset before the
 ///   head, the others get 200;
+/// - `/fault/retried/reset`: reset before the head, every time;
 /// - anything else: 200.
 async fn faulty_backend() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -168,7 +157,7 @@ async fn misbehave(mut s: TcpStream, flaky: Arc<AtomicU64>) {
     };
     let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
     match path.as_str() {
-        "/fault/reset-before-head" => reset(s),
+        "/fault/reset-before-head" | "/fault/retried/reset" => reset(s),
         "/fault/reset-after-head" => {
             let _ = s
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
@@ -220,7 +209,8 @@ struct Env {
 
 fn manifest(steady: u16, faulty: SocketAddr, refusing: u16, churn: &[u16]) -> String {
     format!(
-        "{GATEWAY}{}{}{}{}",
+        "{}---\n{SERVICES_AND_ROUTES}{}{}{}{}",
+        common::HTTP_GATEWAY,
         slices("steady", &[steady]),
         slices("faulty", &[faulty.port()]),
         slices("refusing", &[refusing]),
@@ -237,13 +227,7 @@ async fn env(churn: &[u16]) -> Env {
     )
     .await
     .unwrap();
-    let mut listen = ListenOptions::default();
-    listen.map.insert(80, "127.0.0.1:0".parse().unwrap());
-    let opts = RuntimeOptions {
-        controller_name: "example.com/gateway-controller".into(),
-        listen,
-        echo_backends: false,
-    };
+    let opts = common::options(false);
     let manifest = manifest(steady.addr().port(), faulty, refusing, churn);
     let rt = Runtime::from_snapshot(snapshot(&manifest), opts)
         .await
@@ -428,6 +412,15 @@ async fn each_backend_fault_gets_its_documented_answer_and_other_routes_are_unaf
             Got::Complete(StatusCode::OK, "ok".into())
         );
     }
+    // Broken on every attempt: the retries are spent, the backend is not
+    // serving (HTTPRouteRetryConnectionError: 500 or 503, not 502).
+    assert_eq!(
+        fetch(&c, env.addr, "/fault/retried/reset").await,
+        Got::Complete(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backend unreachable\n".into()
+        )
+    );
 
     stop.store(true, Ordering::Relaxed);
     let (ok, other) = steady.await.unwrap();

@@ -9,18 +9,19 @@
 
 mod common;
 
+use common::{TempDir, acme_dir, options};
+
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gwcore_proxy::files::read_manifests;
 use gwcore_proxy::metrics::ReloadOutcome;
-use gwcore_proxy::provider::{Runtime, RuntimeOptions};
+use gwcore_proxy::provider::Runtime;
 use gwcore_proxy::proxy::Proxy;
-use gwcore_proxy::server::ListenOptions;
 
 type Client = hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
@@ -28,41 +29,7 @@ type Client = hyper_util::client::legacy::Client<
 >;
 
 fn acme() -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme/acme.yaml"),
-    )
-    .unwrap()
-}
-
-fn options() -> RuntimeOptions {
-    let mut listen = ListenOptions::default();
-    listen.map.insert(80, "127.0.0.1:0".parse().unwrap());
-    RuntimeOptions {
-        controller_name: "example.com/gateway-controller".into(),
-        listen,
-        echo_backends: true,
-    }
-}
-
-/// A temporary folder removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "gwcore-config-faults-{name}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    std::fs::read_to_string(acme_dir().join("acme.yaml")).unwrap()
 }
 
 /// Log lines, captured.
@@ -222,7 +189,7 @@ async fn broken_files_keep_the_last_good_configuration_and_recover() {
     let good = acme();
     common::write_file(&file, &good);
     let inputs = vec![dir.0.clone()];
-    let rt = Runtime::start(inputs.clone(), options()).await.unwrap();
+    let rt = Runtime::start(inputs.clone(), options(true)).await.unwrap();
     let addr = rt.local_addr(80).unwrap();
     let proxy = rt.proxy().clone();
     let (admin, admin_task) =
@@ -360,7 +327,9 @@ async fn a_deleted_file_given_by_name_keeps_serving() {
     let file = dir.0.join("acme.yaml");
     let good = acme();
     common::write_file(&file, &good);
-    let mut rt = Runtime::start(vec![file.clone()], options()).await.unwrap();
+    let mut rt = Runtime::start(vec![file.clone()], options(true))
+        .await
+        .unwrap();
     let addr = rt.local_addr(80).unwrap();
     let c = common::client();
     std::fs::remove_file(&file).unwrap();
@@ -382,7 +351,7 @@ async fn a_file_being_written_is_read_once_its_writer_is_done() {
     let file = dir.0.join("acme.yaml");
     let good = acme();
     common::write_file(&file, &good);
-    let mut rt = Runtime::start(vec![dir.0.clone()], options())
+    let mut rt = Runtime::start(vec![dir.0.clone()], options(true))
         .await
         .unwrap();
     let addr = rt.local_addr(80).unwrap();

@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gwcore_proxy::echo::Echoed;
-use gwcore_proxy::provider::{Runtime, RuntimeOptions};
-use gwcore_proxy::server::ListenOptions;
+use gwcore_proxy::provider::Runtime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -26,19 +25,8 @@ fn service(name: &str) -> String {
     )
 }
 
-const BASE: &str = r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: gc}
-spec: {controllerName: example.com/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: gc
-  listeners: [{name: http, port: 80, protocol: HTTP}]
----
-apiVersion: gateway.networking.k8s.io/v1
+/// After [`common::HTTP_GATEWAY`]: the route.
+const ROUTE: &str = r#"apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r, namespace: default}
 spec:
@@ -145,7 +133,8 @@ async fn env() -> Env {
     };
     let (mirror_addr, mirror_seen) = recorder().await;
     let manifest = [
-        BASE.to_owned(),
+        common::HTTP_GATEWAY.to_owned(),
+        ROUTE.to_owned(),
         service("v1"),
         service("v2"),
         service("never"),
@@ -164,18 +153,9 @@ async fn env() -> Env {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("gw.yaml"), manifest).unwrap();
-    let mut listen = ListenOptions::default();
-    listen.map.insert(80, "127.0.0.1:0".parse().unwrap());
-    let rt = Runtime::start(
-        vec![dir.clone()],
-        RuntimeOptions {
-            controller_name: "example.com/gateway-controller".into(),
-            listen,
-            echo_backends: true,
-        },
-    )
-    .await
-    .unwrap();
+    let rt = Runtime::start(vec![dir.clone()], common::options(true))
+        .await
+        .unwrap();
     let addr = rt.local_addr(80).unwrap();
     Env {
         _rt: rt,

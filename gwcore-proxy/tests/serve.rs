@@ -4,7 +4,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,41 +15,10 @@ use gwcore_proxy::provider::{Runtime, RuntimeOptions};
 use gwcore_proxy::server::ListenOptions;
 use tokio_tungstenite::tungstenite::Message;
 
-const CONTROLLER: &str = "example.com/gateway-controller";
-
-fn acme_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme")
-}
+use common::{CONTROLLER, HTTP_GATEWAY, TempDir, acme_dir};
 
 fn options() -> RuntimeOptions {
-    let mut listen = ListenOptions::default();
-    listen.map.insert(80, "127.0.0.1:0".parse().unwrap());
-    RuntimeOptions {
-        controller_name: CONTROLLER.into(),
-        listen,
-        echo_backends: true,
-    }
-}
-
-/// A temporary folder removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "gwcore-proxy-{name}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    common::options(true)
 }
 
 fn echoed(body: &[u8]) -> Echoed {
@@ -224,19 +192,9 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
 /// `variant` configuration, a second route with a header filter: each
 /// switch is a real change.
 fn reload_manifest(variant: bool) -> String {
-    let mut s = String::from(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: gc}
-spec: {controllerName: example.com/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: gc
-  listeners: [{name: http, port: 80, protocol: HTTP}]
----
+    let mut s = String::from(HTTP_GATEWAY);
+    s.push_str(
+        r#"---
 apiVersion: v1
 kind: Service
 metadata: {name: echo, namespace: default}

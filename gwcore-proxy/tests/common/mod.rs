@@ -61,3 +61,59 @@ pub fn write_file(path: &std::path::Path, text: &str) {
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
+
+/// The controllerName of the test GatewayClasses.
+pub const CONTROLLER: &str = "example.com/gateway-controller";
+
+/// A GatewayClass `gc` of ours and a Gateway `default/gw` with one HTTP
+/// listener on port 80: the head of most test manifests.
+pub const HTTP_GATEWAY: &str = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gc}
+spec: {controllerName: example.com/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: gc
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"#;
+
+/// Runtime options serving Gateway port 80 on an ephemeral loopback port.
+pub fn options(echo_backends: bool) -> gwcore_proxy::provider::RuntimeOptions {
+    let mut listen = gwcore_proxy::server::ListenOptions::default();
+    listen.map.insert(80, "127.0.0.1:0".parse().unwrap());
+    gwcore_proxy::provider::RuntimeOptions {
+        controller_name: CONTROLLER.into(),
+        listen,
+        echo_backends,
+    }
+}
+
+/// The ACME example folder (`examples/acme`).
+pub fn acme_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme")
+}
+
+/// A temporary folder, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A new empty folder whose name starts with `gwcore-{name}`.
+    pub fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "gwcore-{name}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
