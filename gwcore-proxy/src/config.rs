@@ -65,6 +65,10 @@ pub enum PortMode {
     /// TLS forwarded by SNI without terminating (TLS listeners in
     /// Passthrough mode).
     TlsPassthrough,
+    /// TLS listeners in different modes sharing the port (Passthrough and
+    /// Terminate, or either beside HTTPS listeners): the ClientHello's SNI
+    /// picks the listener, whose mode then applies.
+    TlsMixed,
     /// Raw TCP forwarding.
     Tcp,
 }
@@ -195,7 +199,12 @@ impl Config {
         let mut tls_errors = Vec::new();
         let tls_gateways: std::collections::BTreeSet<&ObjectKey> = ports
             .iter()
-            .filter(|(_, m)| matches!(m, PortMode::Https | PortMode::TlsTerminate))
+            .filter(|(_, m)| {
+                matches!(
+                    m,
+                    PortMode::Https | PortMode::TlsTerminate | PortMode::TlsMixed
+                )
+            })
             .map(|(gp, _)| &gp.gateway)
             .collect();
         for gw in tls_gateways {
@@ -286,7 +295,9 @@ fn differences<'a>(old: &Snapshot, new: &'a Snapshot) -> Vec<(ObjectKey, Option<
 /// The ports of every Gateway, and how each is served. Listeners of one
 /// Gateway that share a port share its socket (the table picks the listener
 /// by hostname); the first listener's protocol decides the mode (the engine
-/// marks listeners whose protocols clash on a port as Conflicted).
+/// marks listeners whose protocols clash on a port as Conflicted), except
+/// that TLS and HTTPS listeners of different modes make the port
+/// [`PortMode::TlsMixed`].
 fn ports(routing: &BTreeMap<ObjectKey, GatewayRouting>) -> BTreeMap<GatewayPort, PortMode> {
     let mut out = BTreeMap::new();
     for (gw, r) in routing {
@@ -299,8 +310,18 @@ fn ports(routing: &BTreeMap<ObjectKey, GatewayRouting>) -> BTreeMap<GatewayPort,
                 (ListenerProtocol::Tcp, _) => PortMode::Tcp,
                 (ListenerProtocol::Udp, _) => continue,
             };
-            out.entry(GatewayPort::new(gw.clone(), l.port))
+            let tls = |m| {
+                matches!(
+                    m,
+                    PortMode::Https | PortMode::TlsTerminate | PortMode::TlsPassthrough
+                )
+            };
+            let entry = out
+                .entry(GatewayPort::new(gw.clone(), l.port))
                 .or_insert(mode);
+            if *entry != mode && (tls(*entry) || *entry == PortMode::TlsMixed) && tls(mode) {
+                *entry = PortMode::TlsMixed;
+            }
         }
     }
     out

@@ -41,33 +41,76 @@ fn first_rule(route: &AttachedRoute) -> Option<&L4Rule> {
     }
 }
 
-/// The TLSRoute serving a TLS connection with this SNI on `port`, on a
-/// listener in `mode` (Passthrough, or Terminate when the gateway ended the
-/// TLS session itself).
+/// Of `candidates`, the one whose listener hostname (`hostname` of it)
+/// matches the SNI most specifically: an exact hostname, then the longest
+/// wildcard, then a listener without hostname; the first such candidate on
+/// a tie. A connection without SNI can reach only a listener without
+/// hostname.
 ///
-/// The listener is the most specific one whose hostname matches the SNI;
-/// on it, the route whose hostname matches the SNI most specifically wins,
-/// ties going to the older route, then by namespace/name. Spec (TLSRoute
-/// `hostnames`): "Hostnames that are prefixed with a wildcard label (`*.`)
-/// are interpreted as a suffix match", and a connection without SNI cannot
-/// be routed by hostname.
+/// Spec (Listener `hostname`): "TLS: The Listener Hostname MUST match the
+/// SNI", and "Hostnames that are prefixed with a wildcard label (`*.`) are
+/// interpreted as a suffix match". Among several matching listeners of a
+/// port the more specific wins, as the routing table chooses HTTPS
+/// listeners (`gwcore::table`), with the table's [`HostRank`].
+pub fn by_listener_hostname<'c, T>(
+    candidates: impl IntoIterator<Item = &'c T>,
+    hostname: impl Fn(&T) -> Option<&str>,
+    sni: Option<&str>,
+) -> Option<&'c T> {
+    let sni = sni.map(str::to_ascii_lowercase);
+    candidates
+        .into_iter()
+        .filter(|c| match (hostname(c), &sni) {
+            (None, _) => true,
+            (Some(h), Some(sni)) => gwcore::hostname::matches(h, sni),
+            (Some(_), None) => false,
+        })
+        .min_by_key(|c| std::cmp::Reverse(rank(hostname(c))))
+}
+
+/// The listener of `port` that a TLS connection with this SNI reaches: among
+/// the port's TLS and HTTPS listeners, whatever their modes, the one whose
+/// hostname matches the SNI most specifically ([`by_listener_hostname`]).
+/// Its protocol and mode then say what happens to the connection: forwarded
+/// as it is (Passthrough), or terminated here and routed by TLSRoute
+/// (Terminate) or by HTTPRoute (HTTPS).
+pub fn tls_listener<'r>(
+    routing: &'r GatewayRouting,
+    port: u16,
+    sni: Option<&str>,
+) -> Option<&'r ListenerRouting> {
+    by_listener_hostname(
+        routing.listeners.iter().filter(|l| {
+            l.port == port && matches!(l.protocol, ListenerProtocol::Tls | ListenerProtocol::Https)
+        }),
+        |l| l.hostname.as_deref(),
+        sni,
+    )
+}
+
+/// The TLSRoute serving a TLS connection with this SNI on `port`, when the
+/// listener it reaches ([`tls_listener`]) is a TLS listener in `mode`
+/// (Passthrough, or Terminate when the gateway ended the TLS session
+/// itself).
+///
+/// On that listener, the route whose hostname matches the SNI most
+/// specifically wins, ties going to the older route, then by
+/// namespace/name. Spec (TLSRoute `hostnames`): "Hostnames that are
+/// prefixed with a wildcard label (`*.`) are interpreted as a suffix
+/// match", and a connection without SNI cannot be routed by hostname.
 pub fn tls_route<'r>(
     routing: &'r GatewayRouting,
     port: u16,
     sni: &str,
     mode: TlsMode,
 ) -> Option<L4Choice<'r>> {
+    let listener = tls_listener(routing, port, Some(sni))?;
+    if listener.protocol != ListenerProtocol::Tls
+        || listener.tls_mode.unwrap_or(TlsMode::Terminate) != mode
+    {
+        return None;
+    }
     let sni = sni.to_ascii_lowercase();
-    let listener = routing
-        .listeners
-        .iter()
-        .filter(|l| {
-            l.port == port
-                && l.protocol == ListenerProtocol::Tls
-                && l.tls_mode.unwrap_or(TlsMode::Terminate) == mode
-                && matches(l.hostname.as_deref(), &sni)
-        })
-        .max_by_key(|l| rank(l.hostname.as_deref()))?;
     // The most specific matching route hostname, then the oldest route.
     let route = listener
         .routes

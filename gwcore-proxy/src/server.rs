@@ -304,10 +304,13 @@ async fn accept_loop(
                     serve_http(TokioIo::new(stream), info, proxy, drain).await;
                 }
                 PortMode::Https => crate::tls::serve_https(stream, peer, gp, proxy, drain).await,
-                PortMode::TlsTerminate | PortMode::TlsPassthrough | PortMode::Tcp => {
+                PortMode::TlsTerminate | PortMode::TlsPassthrough | PortMode::TlsMixed => {
+                    crate::tcp::serve_tls(stream, peer, gp, proxy, drain).await;
+                }
+                PortMode::Tcp => {
                     // Byte streams are not drained: they end with their peers.
                     drop(drain);
-                    crate::tcp::serve_stream(stream, peer, gp, mode, proxy).await;
+                    crate::tcp::serve_tcp(stream, peer, gp, proxy).await;
                 }
             }
         });

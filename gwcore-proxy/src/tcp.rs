@@ -1,22 +1,33 @@
-//! Byte forwarding for TLS-passthrough and TCP listeners.
+//! Connections on TLS-listener ports and TCP ports.
 //!
-//! A passthrough connection is read until its TLS ClientHello is complete,
-//! routed by the SNI in it ([`crate::l4`]), and the bytes read so far are
-//! sent to the backend before both directions are copied. Nothing is
-//! decrypted. On a TLS listener in Terminate mode the gateway ends the TLS
-//! session (certificate by SNI, as for HTTPS) and forwards the decrypted
-//! bytes the same way. A TCP connection goes to its port's TCPRoute.
+//! A connection to a port with TLS listeners is read until its TLS
+//! ClientHello is complete; the SNI in it picks the listener
+//! ([`crate::l4::tls_listener`]), whatever the modes of the port's
+//! listeners, and that listener's mode says what happens next:
+//!
+//! ```text
+//!  ClientHello ──SNI──▶ listener ──Passthrough──▶ bytes read so far + copy ──▶ TLSRoute backend (its own TLS)
+//!                                ├─Terminate────▶ our TLS (certificate by SNI) ──▶ plain bytes ──▶ TLSRoute backend
+//!                                └─HTTPS────────▶ our TLS ──▶ HTTP ──▶ the routing table
+//! ```
+//!
+//! Nothing is decrypted on the Passthrough path. When the gateway
+//! terminates, the bytes read for the ClientHello are replayed to the TLS
+//! server ([`Replay`]). A TCP connection goes to its port's TCPRoute.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
-use gwcore::attachments::TlsMode;
+use gwcore::attachments::{ListenerProtocol, TlsMode};
 
-use crate::config::{GatewayPort, PortMode};
+use crate::config::GatewayPort;
 use crate::l4::{self, Hello};
 use crate::metrics::SeriesKey;
 use crate::proxy::Proxy;
@@ -24,23 +35,46 @@ use crate::proxy::Proxy;
 /// The largest ClientHello read before giving up.
 const MAX_HELLO: usize = 16 * 1024;
 
-pub(crate) async fn serve_stream(
+/// Serves a connection to a port with TLS listeners (Passthrough,
+/// Terminate, or both, possibly beside HTTPS listeners): the ClientHello's
+/// SNI picks the listener, whose mode then applies.
+pub(crate) async fn serve_tls(
     mut stream: TcpStream,
     peer: SocketAddr,
     gp: GatewayPort,
-    mode: PortMode,
     proxy: Arc<Proxy>,
+    drain: watch::Receiver<bool>,
 ) {
+    let mut head = Vec::new();
+    let Some(sni) = read_hello(&mut stream, &mut head).await else {
+        return;
+    };
+    let listener = {
+        let cfg = proxy.config();
+        cfg.computed
+            .routing
+            .get(&gp.gateway)
+            .and_then(|r| l4::tls_listener(r, gp.port, sni.as_deref()))
+            .map(|l| (l.protocol, l.tls_mode.unwrap_or(TlsMode::Terminate)))
+    };
+    let Some((protocol, mode)) = listener else {
+        tracing::info!(target: "gwcore::access", port = gp.port, client = %peer, ?sni, "no listener for this SNI; closing");
+        refuse(&gp, &proxy);
+        return;
+    };
+    if protocol == ListenerProtocol::Https {
+        let stream = Replay::new(head, stream);
+        crate::tls::serve_https(stream, peer, gp, proxy, drain).await;
+        return;
+    }
+    // Byte streams are not drained: they end with their peers.
+    drop(drain);
     match mode {
-        PortMode::TlsPassthrough => {
-            let mut head = Vec::new();
-            let sni = match read_hello(&mut stream, &mut head).await {
-                Some(Some(sni)) => sni,
-                Some(None) => {
-                    tracing::debug!(gateway_port = %gp, %peer, "TLS connection without SNI cannot be routed; closing");
-                    return;
-                }
-                None => return,
+        TlsMode::Passthrough => {
+            let Some(sni) = sni else {
+                tracing::debug!(gateway_port = %gp, %peer, "TLS connection without SNI cannot be routed; closing");
+                refuse(&gp, &proxy);
+                return;
             };
             forward(
                 stream,
@@ -52,12 +86,14 @@ pub(crate) async fn serve_stream(
             )
             .await;
         }
-        PortMode::TlsTerminate => {
-            let Some(tls) = crate::tls::handshake(stream, peer, &gp, &proxy).await else {
+        TlsMode::Terminate => {
+            let stream = Replay::new(head, stream);
+            let Some(tls) = crate::tls::handshake(stream, peer, &gp, &proxy, false).await else {
                 return;
             };
             let Some(sni) = tls.get_ref().1.server_name().map(str::to_owned) else {
                 tracing::debug!(gateway_port = %gp, %peer, "TLS connection without SNI cannot be routed; closing");
+                refuse(&gp, &proxy);
                 return;
             };
             forward(
@@ -70,8 +106,26 @@ pub(crate) async fn serve_stream(
             )
             .await;
         }
-        _ => forward(stream, &[], peer, &gp, None, &proxy).await,
     }
+}
+
+/// Serves a connection to a TCP port: its TCPRoute's backend.
+pub(crate) async fn serve_tcp(
+    stream: TcpStream,
+    peer: SocketAddr,
+    gp: GatewayPort,
+    proxy: Arc<Proxy>,
+) {
+    forward(stream, &[], peer, &gp, None, &proxy).await;
+}
+
+/// Counts a connection closed before a route was chosen.
+fn refuse(gp: &GatewayPort, proxy: &Proxy) {
+    let series = SeriesKey {
+        gateway: proxy.config().labels.gateway(&gp.gateway),
+        ..SeriesKey::default()
+    };
+    proxy.metrics().record_stream(&series, false);
 }
 
 /// Connects the client to the backend of the route chosen for it (the
@@ -175,4 +229,72 @@ async fn read_hello(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Option<
         .await
         .ok()
         .flatten()
+}
+
+/// A stream whose first reads return bytes already read from it (the
+/// ClientHello read to choose the listener), so that the TLS server sees
+/// the connection from its first byte.
+#[derive(Debug)]
+pub(crate) struct Replay<S> {
+    head: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S> Replay<S> {
+    pub(crate) fn new(head: Vec<u8>, inner: S) -> Replay<S> {
+        Replay { head, at: 0, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.head.len() {
+            let n = buf.remaining().min(this.head.len() - this.at);
+            buf.put_slice(&this.head[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.head.len() {
+                // Replayed: the buffer is not needed for the connection's life.
+                this.head = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }

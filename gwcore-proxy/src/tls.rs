@@ -20,7 +20,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::config::GatewayPort;
@@ -87,28 +87,10 @@ struct SniResolver {
 }
 
 impl SniResolver {
+    /// The certificate of the listener the SNI reaches, chosen as the
+    /// connection's listener is ([`crate::l4::by_listener_hostname`]).
     fn pick(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
-        let Some(sni) = sni else {
-            // No SNI: the listener without hostname, if any.
-            return self
-                .certs
-                .iter()
-                .find(|(h, _)| h.is_none())
-                .map(|(_, c)| c.clone());
-        };
-        let sni = sni.to_ascii_lowercase();
-        self.certs
-            .iter()
-            .filter(|(h, _)| {
-                h.as_deref()
-                    .is_none_or(|h| gwcore::hostname::matches(h, &sni))
-            })
-            .max_by_key(|(h, _)| match h {
-                // Exact beats any wildcard; a longer wildcard beats a shorter.
-                Some(h) if !gwcore::hostname::is_wildcard(h) => (2, h.len()),
-                Some(h) => (1, h.len()),
-                None => (0, 0),
-            })
+        crate::l4::by_listener_hostname(&self.certs, |(h, _)| h.as_deref(), sni)
             .map(|(_, c)| c.clone())
     }
 }
@@ -177,16 +159,26 @@ pub fn server_configs(
 
 /// Runs the server side of a TLS handshake with the certificates of the
 /// port's listeners; `None` (logged) when it fails or takes over 10 s.
-pub(crate) async fn handshake(
-    stream: TcpStream,
+/// Without `http`, no application protocol is offered: a TLS listener in
+/// Terminate mode carries whatever its clients speak, even on a port that
+/// also has HTTPS listeners (which offer `h2` and `http/1.1`).
+pub(crate) async fn handshake<S>(
+    stream: S,
     peer: SocketAddr,
     gp: &GatewayPort,
     proxy: &Proxy,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    let Some(tls) = proxy.config().tls.get(gp).cloned() else {
+    http: bool,
+) -> Option<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(mut tls) = proxy.config().tls.get(gp).cloned() else {
         tracing::warn!(gateway_port = %gp, %peer, "no usable certificate for this port; closing");
         return None;
     };
+    if !http && !tls.alpn_protocols.is_empty() {
+        Arc::make_mut(&mut tls).alpn_protocols.clear();
+    }
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await {
         Ok(Ok(s)) => Some(s),
@@ -202,14 +194,16 @@ pub(crate) async fn handshake(
 }
 
 /// Terminates TLS on an accepted connection, then serves HTTP on it.
-pub(crate) async fn serve_https(
-    stream: TcpStream,
+pub(crate) async fn serve_https<S>(
+    stream: S,
     peer: SocketAddr,
     gp: GatewayPort,
     proxy: Arc<Proxy>,
     drain: watch::Receiver<bool>,
-) {
-    let Some(stream) = handshake(stream, peer, &gp, &proxy).await else {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(stream) = handshake(stream, peer, &gp, &proxy, true).await else {
         return;
     };
     let sni = stream.get_ref().1.server_name().map(str::to_owned);

@@ -4,16 +4,21 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use gwcore_proxy::echo::EchoIdentity;
 use gwcore_proxy::provider::{Runtime, RuntimeOptions};
 use gwcore_proxy::server::ListenOptions;
 use gwcore_proxy::tcp_echo::{TcpEchoServer, TcpEchoed};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gc}\nspec: {controllerName: example.com/gateway-controller}\n";
 
+/// Ports mapped to ephemeral ones; echo backends stand in for the Services
+/// without endpoints.
 fn options(ports: &[u16]) -> RuntimeOptions {
     let mut listen = ListenOptions::default();
     for p in ports {
@@ -22,7 +27,7 @@ fn options(ports: &[u16]) -> RuntimeOptions {
     RuntimeOptions {
         controller_name: "example.com/gateway-controller".into(),
         listen,
-        echo_backends: false,
+        echo_backends: true,
     }
 }
 
@@ -46,8 +51,20 @@ fn service(name: &str, port: u16, backend: SocketAddr) -> String {
     )
 }
 
-/// A plain TCP echo backend (the conformance protocol) for Service
-/// `service`.
+/// A TCP echo backend (the conformance protocol) for Service `service`;
+/// with `tls`, it terminates TLS itself with that certificate.
+async fn echo_tls(service: &str, tls: Option<&Cert>) -> TcpEchoServer {
+    let tls = tls.map(|c| gwcore_proxy::tcp_echo::tls_config(c.key()).unwrap());
+    TcpEchoServer::start(
+        EchoIdentity::new("default", service, 0),
+        "127.0.0.1:0".parse().unwrap(),
+        tls,
+    )
+    .await
+    .unwrap()
+}
+
+/// A plain TCP echo backend for Service `service`.
 async fn echo(service: &str) -> TcpEchoServer {
     TcpEchoServer::start(
         EchoIdentity::new("default", service, 0),
@@ -136,5 +153,198 @@ spec:
     let addr = rt.local_addr(9311).expect("9311 is served");
     let got = who(TcpStream::connect(addr).await.unwrap()).await;
     assert_eq!(got.service, "a");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A self-signed certificate and its key.
+struct Cert {
+    pem: String,
+    key_pem: String,
+    der: CertificateDer<'static>,
+}
+
+impl Cert {
+    fn new(names: &[&str]) -> Cert {
+        let c = rcgen::generate_simple_self_signed(
+            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        Cert {
+            pem: c.cert.pem(),
+            key_pem: c.key_pair.serialize_pem(),
+            der: c.cert.der().clone(),
+        }
+    }
+
+    fn key(&self) -> rustls::sign::CertifiedKey {
+        let der = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        let signer = rustls::crypto::ring::sign::any_supported_type(&der).unwrap();
+        rustls::sign::CertifiedKey::new(vec![self.der.clone()], signer)
+    }
+
+    fn secret(&self, name: &str) -> String {
+        let indent = |s: &str| -> String { s.lines().map(|l| format!("    {l}\n")).collect() };
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+            indent(&self.pem),
+            indent(&self.key_pem)
+        )
+    }
+}
+
+/// A TLS client that trusts only `trust`.
+async fn tls_connect(
+    addr: SocketAddr,
+    sni: &str,
+    trust: &Cert,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trust.der.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from(sni.to_owned()).unwrap(), tcp)
+        .await
+}
+
+/// GETs `/` over TLS with SNI and Host `host`, HTTP/1.1.
+async fn https_get(
+    addr: SocketAddr,
+    host: &str,
+    trust: &Cert,
+) -> (http::StatusCode, gwcore_proxy::echo::Echoed) {
+    use http_body_util::BodyExt;
+    let tls = tls_connect(addr, host, trust, &[b"http/1.1"])
+        .await
+        .expect("TLS handshake with the gateway");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let io = hyper_util::rt::TokioIo::new(tls);
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("/")
+        .header("host", host)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn one_port_passes_through_terminates_and_serves_https_by_sni() {
+    let gateway_cert = Cert::new(&["tls.example.com", "www.example.com"]);
+    let backend_cert = Cert::new(&["abc.example.com"]);
+    let plain = echo_tls("plain", None).await;
+    let secure = echo_tls("secure", Some(&backend_cert)).await;
+    // Passthrough takes every name under example.com but the two exact
+    // hostnames of the Terminate and HTTPS listeners, which are more
+    // specific.
+    let gateway = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: gc
+  listeners:
+  - {name: https, port: 8883, protocol: HTTPS, hostname: www.example.com, tls: {certificateRefs: [{name: gateway-cert}]}}
+  - {name: terminate, port: 8883, protocol: TLS, hostname: tls.example.com, tls: {mode: Terminate, certificateRefs: [{name: gateway-cert}]}, allowedRoutes: {kinds: [{kind: TLSRoute}]}}
+  - {name: passthrough, port: 8883, protocol: TLS, hostname: "*.example.com", tls: {mode: Passthrough}, allowedRoutes: {kinds: [{kind: TLSRoute}]}}
+"#;
+    let routes = r#"apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: terminated, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: terminate}]
+  rules: [{backendRefs: [{name: plain, port: 3000}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: passed, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: passthrough}]
+  rules: [{backendRefs: [{name: secure, port: 8443}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: https}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {ports: [{port: 80}]}
+"#;
+    let dir = manifests_dir(&[
+        CLASS.to_owned(),
+        gateway.to_owned(),
+        gateway_cert.secret("gateway-cert"),
+        service("plain", 3000, plain.addr()),
+        service("secure", 8443, secure.addr()),
+        routes.to_owned(),
+    ]);
+    let rt = Runtime::start(vec![dir.clone()], options(&[8883]))
+        .await
+        .unwrap();
+    let status = rt.proxy().status_json();
+    assert_eq!(
+        status["certificateErrors"],
+        serde_json::json!([]),
+        "{status:#}"
+    );
+    let addr = rt.local_addr(8883).expect("8883 is served");
+
+    // Passthrough: the client's TLS session is the backend's own — the
+    // gateway's certificate would not do — and the backend saw the SNI.
+    assert!(
+        tls_connect(addr, "abc.example.com", &gateway_cert, &[])
+            .await
+            .is_err(),
+        "a passthrough name is not answered with the gateway's certificate"
+    );
+    let s = tls_connect(addr, "abc.example.com", &backend_cert, &[])
+        .await
+        .expect("TLS handshake with the backend");
+    let got = who(s).await;
+    assert_eq!(
+        (got.service.as_str(), got.tls, got.sni.as_deref()),
+        ("secure", true, Some("abc.example.com"))
+    );
+
+    // Terminate: our certificate, plain bytes to the backend, and no HTTP
+    // offered by ALPN although the port has an HTTPS listener.
+    let s = tls_connect(
+        addr,
+        "tls.example.com",
+        &gateway_cert,
+        &[b"h2", b"http/1.1"],
+    )
+    .await
+    .expect("TLS handshake with the gateway");
+    assert_eq!(s.get_ref().1.alpn_protocol(), None);
+    let got = who(s).await;
+    assert_eq!((got.service.as_str(), got.tls), ("plain", false));
+
+    // HTTPS: our certificate, then HTTP routing.
+    let (status, echoed) = https_get(addr, "www.example.com", &gateway_cert).await;
+    assert_eq!(status, http::StatusCode::OK);
+    assert_eq!(echoed.service, "web");
+    assert_eq!(echoed.headers["X-Forwarded-Proto"], ["https"]);
+
+    // No listener takes this name: the connection is closed.
+    assert!(
+        tls_connect(addr, "other.org", &gateway_cert, &[])
+            .await
+            .is_err()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
