@@ -1,24 +1,22 @@
 //! Forwarding a request to one backend endpoint: proxy headers, connection
 //! pools, timeouts and protocol upgrades.
 //!
-//! HTTP/1.1 backends share a keep-alive pool per endpoint (hyper-util's
-//! client, keyed by address). HTTP/2 cleartext backends (`appProtocol:
-//! kubernetes.io/h2c`) get one multiplexed connection per endpoint, opened on
-//! first use and replaced when it closes; the request's authority is kept as
-//! `:authority`.
+//! HTTP/1.1 backends share a keep-alive pool per endpoint ([`Http1Pool`]):
+//! a request goes out on a connection that is waiting for one, or on a new
+//! one. HTTP/2 cleartext backends (`appProtocol: kubernetes.io/h2c`) get one
+//! multiplexed connection per endpoint, opened on first use and replaced
+//! when it closes; the request's authority is kept as `:authority`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper::client::conn::http2;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
@@ -74,7 +72,7 @@ impl ForwardError {
 /// Sends requests to backend endpoints over pooled connections.
 #[derive(Debug)]
 pub struct Forwarder {
-    http1: Client<HttpConnector, Body>,
+    http1: Arc<Http1Pool>,
     h2c: Mutex<HashMap<SocketAddr, http2::SendRequest<Body>>>,
     connect_timeout: Duration,
 }
@@ -85,17 +83,152 @@ impl Default for Forwarder {
     }
 }
 
+/// Connections kept per HTTP/1.1 endpoint, busy or waiting. A request that
+/// finds them all busy beyond this many gets a connection of its own,
+/// closed after its exchange.
+const HTTP1_POOL_MAX: usize = 1024;
+
+/// How often the HTTP/1.1 pool looks for connections to close: one left
+/// waiting for [`HTTP1_IDLE_SWEEPS`] sweeps in a row is closed (about 90 s
+/// idle).
+const HTTP1_SWEEP_EVERY: Duration = Duration::from_secs(30);
+const HTTP1_IDLE_SWEEPS: u8 = 3;
+
+/// The HTTP/1.1 keep-alive pool: every open connection per endpoint, each
+/// either carrying one exchange or waiting for the next request.
+///
+/// A request takes a waiting connection under the lock: hyper's sender
+/// says whether its connection waits for a request (`is_ready`), and
+/// handing it one is exclusive, so a connection is never given two
+/// requests at once. The exchange then runs without the lock; when its
+/// response body ends, the connection waits again and is found by the next
+/// request. There is no checkout and no return, so nothing runs per request
+/// beyond one lookup.
+#[derive(Debug, Default)]
+pub struct Http1Pool {
+    conns: Mutex<HashMap<SocketAddr, Vec<Pooled>, std::hash::BuildHasherDefault<AddrHasher>>>,
+    sweeping: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug)]
+struct Pooled {
+    sender: http1::SendRequest<Body>,
+    /// Sweeps that found it waiting since it was last used.
+    idle_sweeps: u8,
+}
+
+/// FNV-1a over the few bytes of a socket address: the pool is looked up
+/// on every request with keys the configuration chose.
+#[derive(Debug, Clone, Copy)]
+struct AddrHasher(u64);
+
+impl Default for AddrHasher {
+    fn default() -> Self {
+        AddrHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Http1Pool {
+    /// Gives `req` to a connection to `addr` waiting for a request, with
+    /// `send` (under the lock, so no one else gives it one); `req` back
+    /// when none waits.
+    // The `Err` is the request handed back, not an error: boxing it would
+    // cost an allocation per request.
+    #[allow(clippy::result_large_err)]
+    fn with_waiting<R>(
+        &self,
+        addr: SocketAddr,
+        req: Request<Body>,
+        send: impl FnOnce(&mut http1::SendRequest<Body>, Request<Body>) -> R,
+    ) -> Result<R, Request<Body>> {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(list) = conns.get_mut(&addr) else {
+            return Err(req);
+        };
+        // The most recently opened first: the others may be closed as idle.
+        let mut i = list.len();
+        while i > 0 {
+            i -= 1;
+            if list[i].sender.is_closed() {
+                list.swap_remove(i);
+                continue;
+            }
+            if list[i].sender.is_ready() {
+                let p = &mut list[i];
+                p.idle_sweeps = 0;
+                return Ok(send(&mut p.sender, req));
+            }
+        }
+        Err(req)
+    }
+
+    /// Keeps a new connection to `addr` for the next requests (unless the
+    /// endpoint has [`HTTP1_POOL_MAX`]).
+    fn keep(self: &Arc<Self>, addr: SocketAddr, sender: http1::SendRequest<Body>) {
+        {
+            let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            let list = conns.entry(addr).or_default();
+            if list.len() >= HTTP1_POOL_MAX {
+                list.retain(|p| !p.sender.is_closed());
+            }
+            if list.len() < HTTP1_POOL_MAX {
+                list.push(Pooled {
+                    sender,
+                    idle_sweeps: 0,
+                });
+            }
+        }
+        if !self
+            .sweeping
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            tokio::spawn(sweep(Arc::downgrade(self)));
+        }
+    }
+}
+
+/// Closes connections left waiting for about 90 s and forgets closed ones,
+/// until the pool is dropped.
+async fn sweep(pool: Weak<Http1Pool>) {
+    loop {
+        tokio::time::sleep(HTTP1_SWEEP_EVERY).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let mut conns = pool.conns.lock().unwrap_or_else(|e| e.into_inner());
+        for list in conns.values_mut() {
+            list.retain_mut(|p| {
+                if p.sender.is_closed() {
+                    return false;
+                }
+                if p.sender.is_ready() {
+                    p.idle_sweeps += 1;
+                } else {
+                    p.idle_sweeps = 0;
+                }
+                // Dropping the sender of a waiting connection closes it.
+                p.idle_sweeps < HTTP1_IDLE_SWEEPS
+            });
+        }
+        conns.retain(|_, list| !list.is_empty());
+    }
+}
+
 impl Forwarder {
     /// A forwarder giving up on a connection attempt after `connect_timeout`.
     pub fn new(connect_timeout: Duration) -> Forwarder {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
         Forwarder {
-            http1,
+            http1: Arc::new(Http1Pool::default()),
             h2c: Mutex::new(HashMap::new()),
             connect_timeout,
         }
@@ -141,15 +274,18 @@ impl Forwarder {
         let addr = endpoint.addr;
         match protocol {
             BackendProtocol::Http1 => {
-                *req.uri_mut() = upstream_uri(req.uri(), endpoint.authority.clone());
+                // HTTP/1.1 to a backend: the origin form of the target
+                // (RFC 9112 §3.2.1), Host naming the authority.
+                if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+                    *req.uri_mut() = origin_form(req.uri());
+                }
+                if !req.headers().contains_key(header::HOST) {
+                    let host = HeaderValue::from_str(endpoint.authority.as_str())
+                        .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+                    req.headers_mut().insert(header::HOST, host);
+                }
                 *req.version_mut() = Version::HTTP_11;
-                self.http1.request(req).await.map_err(|e| {
-                    if e.is_connect() {
-                        ForwardError::Unreachable(addr, error_chain(&e))
-                    } else {
-                        ForwardError::Failed(addr, error_chain(&e))
-                    }
-                })
+                self.send_http1(req, addr).await
             }
             BackendProtocol::H2c => {
                 let authority = req
@@ -168,6 +304,60 @@ impl Forwarder {
                     .map_err(|e| ForwardError::Failed(addr, error_chain(&e)))
             }
         }
+    }
+
+    /// Sends an HTTP/1.1 request on a waiting pooled connection, else on
+    /// a new one. A request that a pooled connection could not take (it
+    /// closed meanwhile) goes on another; one that was sent and failed is
+    /// not sent again.
+    async fn send_http1(
+        &self,
+        mut req: Request<Body>,
+        addr: SocketAddr,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        loop {
+            let waiting = self
+                .http1
+                .with_waiting(addr, req, |sender, r| sender.try_send_request(r));
+            let (sent, reused) = match waiting {
+                Ok(sent) => (sent, true),
+                Err(r) => {
+                    let mut sender = self.connect_http1(addr).await?;
+                    let sent = sender.try_send_request(r);
+                    self.http1.keep(addr, sender);
+                    (sent, false)
+                }
+            };
+            match sent.await {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => match e.take_message() {
+                    Some(r) if reused => req = r,
+                    _ => return Err(ForwardError::Failed(addr, error_chain(e.error()))),
+                },
+            }
+        }
+    }
+
+    /// Opens an HTTP/1.1 connection to `addr` (with upgrades, for
+    /// WebSockets); its I/O runs on a task of its own.
+    async fn connect_http1(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<http1::SendRequest<Body>, ForwardError> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ForwardError::Unreachable(addr, "connect timed out".into()))?
+            .map_err(|e| ForwardError::Unreachable(addr, e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ForwardError::Unreachable(addr, error_chain(&e)))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(backend = %addr, error = %e, "backend connection failed");
+            }
+        });
+        Ok(sender)
     }
 
     async fn h2c_sender(&self, addr: SocketAddr) -> Result<http2::SendRequest<Body>, ForwardError> {
@@ -198,6 +388,15 @@ impl Forwarder {
         conns.insert(addr, sender.clone());
         Ok(sender)
     }
+}
+
+/// The origin form of a request target: its path and query.
+fn origin_form(uri: &Uri) -> Uri {
+    Uri::from(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    )
 }
 
 fn upstream_uri(uri: &Uri, authority: Authority) -> Uri {
@@ -271,8 +470,27 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
+/// and `Upgrade`: a bit each, for [`remove_hop_by_hop`]'s one pass.
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    match name.as_str() {
+        "connection" => 1,
+        "keep-alive" => 1 << 1,
+        "proxy-connection" => 1 << 2,
+        "proxy-authenticate" => 1 << 3,
+        "te" => 1 << 4,
+        "trailer" => 1 << 5,
+        "transfer-encoding" => 1 << 6,
+        "upgrade" => 1 << 7,
+        _ => 0,
+    }
+}
+
+const TE_BIT: u8 = 1 << 4;
+const UPGRADE_BIT: u8 = 1 << 7;
+
+/// The hop-by-hop headers, in the order of their bits.
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -280,51 +498,55 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Removes hop-by-hop headers: the fixed list, `Upgrade` unless `keep_upgrade`,
 /// and every header the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none: one pass over the names settles it.
-    let any = headers
-        .keys()
-        .any(|n| HOP_BY_HOP.contains(n) || *n == header::UPGRADE);
-    if !any {
+    // One pass over the names says which are present; most messages carry
+    // none, or only `Connection: keep-alive`.
+    let present = headers.keys().fold(0u8, |m, n| m | hop_by_hop_bit(n));
+    if present == 0 {
         return;
     }
     // The usual tokens (`keep-alive`, `close`, `upgrade`) name headers
     // removed anyway, or none: only others are looked up.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| {
-            !["keep-alive", "close", "upgrade"]
-                .iter()
-                .any(|k| t.eq_ignore_ascii_case(k))
-        })
-        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-        .collect();
-    for n in named {
-        if !(keep_upgrade && n == header::UPGRADE) {
-            headers.remove(n);
+    if present & 1 != 0 {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| {
+                !["keep-alive", "close", "upgrade"]
+                    .iter()
+                    .any(|k| t.eq_ignore_ascii_case(k))
+            })
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        for n in named {
+            if !(keep_upgrade && n == header::UPGRADE) {
+                headers.remove(n);
+            }
         }
     }
     // `TE: trailers` is kept: it is the one TE value HTTP/2 allows, and gRPC
     // servers expect it (RFC 9113 §8.2.2).
-    let te_trailers = headers
-        .get(header::TE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for n in &HOP_BY_HOP {
+    let te_trailers = present & TE_BIT != 0
+        && headers
+            .get(header::TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for (i, n) in HOP_BY_HOP.iter().enumerate() {
+        let bit = 1u8 << i;
+        if present & bit == 0 || (bit == UPGRADE_BIT && keep_upgrade) {
+            continue;
+        }
         headers.remove(n);
     }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-    if !keep_upgrade {
-        headers.remove(header::UPGRADE);
     }
 }
 

@@ -227,12 +227,26 @@ pub async fn forward(
             if client_body_failed.load(std::sync::atomic::Ordering::Relaxed) {
                 return status_response(StatusCode::BAD_REQUEST, "the request body is malformed\n");
             }
-            let text = match e.status() {
+            // Spec (HTTPRouteRetry): "Implementations SHOULD retry on
+            // connection errors (disconnect, reset, timeout, TCP failure)
+            // if a retry stanza is configured", and "If the maximum number
+            // of retries has been attempted without a successful response
+            // from the backend, the Gateway MUST return an error." A
+            // connection that broke on every attempt of a retried request
+            // means the backend is not serving: 503, as for one refusing
+            // connections (upstream's HTTPRouteRetryConnectionError
+            // accepts 500 or 503). Without a retry policy a broken
+            // connection stays a 502.
+            let status = match &e {
+                ForwardError::Failed(..) if retry.is_some() => StatusCode::SERVICE_UNAVAILABLE,
+                _ => e.status(),
+            };
+            let text = match status {
                 StatusCode::GATEWAY_TIMEOUT => "backend timed out\n",
                 StatusCode::SERVICE_UNAVAILABLE => "backend unreachable\n",
                 _ => "bad gateway\n",
             };
-            return status_response(e.status(), text);
+            return status_response(status, text);
         }
         None => return status_response(StatusCode::GATEWAY_TIMEOUT, "request timed out\n"),
     };

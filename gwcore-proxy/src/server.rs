@@ -325,8 +325,6 @@ struct Activity {
     /// When the last request ended, in milliseconds since `start`.
     last_ms: AtomicU64,
     start: tokio::time::Instant,
-    /// Told when a request ends (a permit is kept if no one waits).
-    ended: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -336,7 +334,6 @@ impl Activity {
             served: AtomicBool::new(false),
             last_ms: AtomicU64::new(0),
             start: tokio::time::Instant::now(),
-            ended: tokio::sync::Notify::new(),
         }
     }
 
@@ -349,29 +346,44 @@ impl Activity {
     /// Resolves when the connection has had no request in flight for its
     /// limit: `before_first` until a request came, then `idle` (zero
     /// disables). `before_first` is zero only when `idle` is.
+    ///
+    /// Requests do not touch the timer: it is set for the earliest moment
+    /// the connection could be idle long enough, and when it fires it is
+    /// moved on to the end of the last request plus the limit (or, with a
+    /// request still in flight, by one limit), so a busy keep-alive
+    /// connection costs a timer event per limit, not one per request.
     async fn idle(&self, before_first: Duration, idle: Duration) {
+        let first = if idle.is_zero() {
+            before_first
+        } else {
+            before_first.min(idle)
+        };
+        if first.is_zero() {
+            return std::future::pending().await;
+        }
+        let sleep = tokio::time::sleep_until(self.start + first);
+        tokio::pin!(sleep);
         loop {
+            sleep.as_mut().await;
             let limit = if self.served.load(Ordering::Relaxed) {
                 idle
             } else {
                 before_first
             };
             if limit.is_zero() {
-                std::future::pending::<()>().await;
+                return std::future::pending().await;
             }
+            let now = tokio::time::Instant::now();
             if self.in_flight.load(Ordering::Acquire) > 0 {
-                self.ended.notified().await;
+                sleep.as_mut().reset(now + limit);
                 continue;
             }
             let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
             let deadline = last + limit;
-            if tokio::time::Instant::now() >= deadline {
+            if now >= deadline {
                 return;
             }
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = self.ended.notified() => {}
-            }
+            sleep.as_mut().reset(deadline);
         }
     }
 }
@@ -385,7 +397,6 @@ impl Drop for InFlight {
         let ms = u64::try_from(a.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         a.last_ms.store(ms, Ordering::Relaxed);
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
-        a.ended.notify_one();
     }
 }
 
