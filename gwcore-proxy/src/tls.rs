@@ -39,6 +39,21 @@ pub enum CertError {
     Invalid(String, String),
 }
 
+/// A value of a Secret: `stringData` as written, else `data` decoded from
+/// base64.
+fn secret_value(s: &gwcore::model::Secret, name: &str, k: &str) -> Result<Vec<u8>, CertError> {
+    if let Some(v) = s.string_data.get(k) {
+        return Ok(v.as_bytes().to_vec());
+    }
+    let v = s
+        .data
+        .get(k)
+        .ok_or_else(|| CertError::Invalid(name.to_owned(), format!("no {k}")))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(v.split_whitespace().collect::<String>())
+        .map_err(|e| CertError::Invalid(name.to_owned(), format!("{k} is not base64: {e}")))
+}
+
 /// Reads `tls.crt` and `tls.key` of a Secret (`data` is base64,
 /// `stringData` plain) into a signing key with its chain.
 pub fn certified_key(snapshot: &Snapshot, secret: &ObjectKey) -> Result<CertifiedKey, CertError> {
@@ -46,20 +61,8 @@ pub fn certified_key(snapshot: &Snapshot, secret: &ObjectKey) -> Result<Certifie
     let Some(Object::Secret(s)) = snapshot.get(secret) else {
         return Err(CertError::NotFound(name));
     };
-    let field = |k: &str| -> Result<Vec<u8>, CertError> {
-        if let Some(v) = s.string_data.get(k) {
-            return Ok(v.as_bytes().to_vec());
-        }
-        let v = s
-            .data
-            .get(k)
-            .ok_or_else(|| CertError::Invalid(name.clone(), format!("no {k}")))?;
-        base64::engine::general_purpose::STANDARD
-            .decode(v.split_whitespace().collect::<String>())
-            .map_err(|e| CertError::Invalid(name.clone(), format!("{k} is not base64: {e}")))
-    };
-    let crt = field("tls.crt")?;
-    let key = field("tls.key")?;
+    let crt = secret_value(s, &name, "tls.crt")?;
+    let key = secret_value(s, &name, "tls.key")?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&crt)
         .collect::<Result<_, _>>()
         .map_err(|e| CertError::Invalid(name.clone(), format!("tls.crt: {e}")))?;
@@ -74,6 +77,57 @@ pub fn certified_key(snapshot: &Snapshot, secret: &ObjectKey) -> Result<Certifie
     let signer = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| CertError::Invalid(name.clone(), format!("tls.key: {e}")))?;
     Ok(CertifiedKey::new(chain, signer))
+}
+
+/// A verifier of client certificates (frontend validation) trusting the
+/// CA certificates in `ca.crt` of each ConfigMap or Secret in `bundles`.
+///
+/// Spec (Gateway `spec.tls.frontend`, `FrontendValidation`): with mode
+/// `AllowValidOnly` (the default) a connection is allowed "only if the
+/// client presented a valid certificate"; with `AllowInsecureFallback`
+/// (`allow_missing`) a client that presents none is let in too, while a
+/// certificate that does not verify is still refused.
+pub fn client_verifier(
+    snapshot: &Snapshot,
+    bundles: &[ObjectKey],
+    allow_missing: bool,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, CertError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for key in bundles {
+        let name = format!("{} {}/{}", key.kind, key.namespace, key.name);
+        let pem = match snapshot.get(key) {
+            Some(Object::ConfigMap(cm)) => cm
+                .data
+                .get("ca.crt")
+                .map(|v| v.as_bytes().to_vec())
+                .ok_or_else(|| CertError::Invalid(name.clone(), "no ca.crt".into()))?,
+            Some(Object::Secret(s)) => secret_value(s, &name, "ca.crt")?,
+            _ => return Err(CertError::NotFound(name)),
+        };
+        for der in CertificateDer::pem_slice_iter(&pem) {
+            let der = der.map_err(|e| CertError::Invalid(name.clone(), format!("ca.crt: {e}")))?;
+            roots
+                .add(der)
+                .map_err(|e| CertError::Invalid(name.clone(), format!("ca.crt: {e}")))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(CertError::Invalid(
+            "frontend validation".into(),
+            "no CA certificate to trust".into(),
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = if allow_missing {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder
+        .build()
+        .map_err(|e| CertError::Invalid("frontend validation".into(), e.to_string()))
 }
 
 /// A listener hostname (`None`: any) and its certificate.
@@ -250,5 +304,86 @@ mod tests {
         assert!(is(r.pick(Some("bar.example.com")), &wild));
         assert!(is(r.pick(Some("other.org")), &any));
         assert!(is(r.pick(None), &any));
+    }
+
+    /// A CA and a client certificate it signed, as PEM and DER.
+    fn ca_and_client() -> (String, CertificateDer<'static>) {
+        use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client = CertificateParams::new(vec!["client.example".to_owned()]).unwrap();
+        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client = client.signed_by(&client_key, &ca, &ca_key).unwrap();
+        (ca.pem(), client.der().clone())
+    }
+
+    fn snapshot_with_bundle(kind: &str, pem: &str) -> (Snapshot, ObjectKey) {
+        let indent: String = pem.lines().map(|l| format!("    {l}\n")).collect();
+        let yaml = match kind {
+            "ConfigMap" => format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ca, namespace: infra}}\ndata:\n  ca.crt: |\n{indent}"
+            ),
+            _ => format!(
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: ca, namespace: infra}}\nstringData:\n  ca.crt: |\n{indent}"
+            ),
+        };
+        let loaded = gwcore::load::load_str("ca.yaml", &yaml);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let snapshot = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
+        let kind = gwcore::model::Kind::parse(kind).unwrap();
+        (snapshot, ObjectKey::new(kind, "infra", "ca"))
+    }
+
+    #[test]
+    fn client_certificates_verify_only_against_the_bundles_cas() {
+        use rustls::pki_types::UnixTime;
+        let (ca, signed) = ca_and_client();
+        let (_, stranger) = ca_and_client();
+        for kind in ["ConfigMap", "Secret"] {
+            let (snap, key) = snapshot_with_bundle(kind, &ca);
+            let v = client_verifier(&snap, &[key], false).unwrap();
+            assert!(v.client_auth_mandatory(), "{kind}: AllowValidOnly");
+            assert!(
+                v.verify_client_cert(&signed, &[], UnixTime::now()).is_ok(),
+                "{kind}: a certificate the CA signed is valid"
+            );
+            assert!(
+                v.verify_client_cert(&stranger, &[], UnixTime::now())
+                    .is_err(),
+                "{kind}: a certificate of another CA is refused"
+            );
+        }
+    }
+
+    #[test]
+    fn insecure_fallback_lets_clients_without_certificate_in_but_not_bad_ones() {
+        use rustls::pki_types::UnixTime;
+        let (ca, _) = ca_and_client();
+        let (_, stranger) = ca_and_client();
+        let (snap, key) = snapshot_with_bundle("ConfigMap", &ca);
+        let v = client_verifier(&snap, &[key], true).unwrap();
+        assert!(v.offer_client_auth());
+        assert!(!v.client_auth_mandatory());
+        assert!(
+            v.verify_client_cert(&stranger, &[], UnixTime::now())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_bundle_without_certificates_is_an_error() {
+        let (snap, key) = snapshot_with_bundle("ConfigMap", "not a certificate");
+        assert!(matches!(
+            client_verifier(&snap, &[key], false),
+            Err(CertError::Invalid(..))
+        ));
+        let missing = ObjectKey::new(gwcore::model::Kind::ConfigMap, "infra", "gone");
+        assert!(matches!(
+            client_verifier(&snap, &[missing], false),
+            Err(CertError::NotFound(_))
+        ));
     }
 }
