@@ -347,4 +347,182 @@ mod tests {
     fn plain_http_is_not_tls() {
         assert_eq!(client_hello_sni(b"GET / HTTP/1.1\r\n\r\n"), Hello::NotTls);
     }
+
+    use gwcore::model::{Kind, ObjectKey};
+    use std::sync::Arc;
+
+    fn route(name: &str, created: Option<&str>, hostnames: &[&str]) -> Arc<AttachedRoute> {
+        Arc::new(AttachedRoute {
+            key: ObjectKey::new(Kind::TLSRoute, "default", name),
+            creation_timestamp: created.map(str::to_owned),
+            hostnames: hostnames.iter().map(|h| h.to_string()).collect(),
+            rules: RouteRules::L4(Arc::new(vec![L4Rule {
+                index: 0,
+                name: None,
+                backends: Vec::new(),
+            }])),
+        })
+    }
+
+    fn listener(
+        name: &str,
+        port: u16,
+        protocol: ListenerProtocol,
+        mode: Option<TlsMode>,
+        hostname: Option<&str>,
+        routes: Vec<Arc<AttachedRoute>>,
+    ) -> ListenerRouting {
+        ListenerRouting {
+            name: name.into(),
+            source: ObjectKey::new(Kind::Gateway, "default", "gw"),
+            port,
+            protocol,
+            hostname: hostname.map(str::to_owned),
+            tls_mode: mode,
+            certificates: Vec::new(),
+            routes,
+        }
+    }
+
+    /// Port 8883 mixes every TLS mode; port 9000 has a catch-all that must
+    /// never answer for 8883.
+    fn mixed() -> GatewayRouting {
+        use ListenerProtocol::{Https, Tls};
+        use TlsMode::{Passthrough, Terminate};
+        GatewayRouting {
+            gateway: ObjectKey::new(Kind::Gateway, "default", "gw"),
+            listeners: vec![
+                listener(
+                    "www",
+                    8883,
+                    Https,
+                    Some(Terminate),
+                    Some("www.example.com"),
+                    vec![],
+                ),
+                listener(
+                    "term",
+                    8883,
+                    Tls,
+                    Some(Terminate),
+                    Some("tls.example.com"),
+                    vec![route("t", None, &[])],
+                ),
+                listener(
+                    "pass",
+                    8883,
+                    Tls,
+                    Some(Passthrough),
+                    Some("*.example.com"),
+                    vec![route("p", None, &[])],
+                ),
+                listener(
+                    "any",
+                    8883,
+                    Tls,
+                    Some(Passthrough),
+                    None,
+                    vec![route("a", None, &[])],
+                ),
+                listener("other-port", 9000, Tls, Some(Terminate), None, vec![]),
+            ],
+        }
+    }
+
+    #[test]
+    fn sni_picks_the_most_specific_listener_whatever_its_mode() {
+        let r = mixed();
+        let name = |sni: Option<&str>| tls_listener(&r, 8883, sni).map(|l| l.name.as_str());
+        for (sni, want, why) in [
+            (
+                Some("www.example.com"),
+                Some("www"),
+                "exact HTTPS beats the wildcard",
+            ),
+            (
+                Some("WWW.Example.com"),
+                Some("www"),
+                "SNI is case-insensitive",
+            ),
+            (
+                Some("tls.example.com"),
+                Some("term"),
+                "exact Terminate beats the wildcard",
+            ),
+            (
+                Some("abc.example.com"),
+                Some("pass"),
+                "the wildcard beats no hostname",
+            ),
+            (
+                Some("example.com"),
+                Some("any"),
+                "a wildcard never matches its apex",
+            ),
+            (Some("other.org"), Some("any"), "no hostname takes the rest"),
+            (
+                None,
+                Some("any"),
+                "without SNI only a listener without hostname",
+            ),
+        ] {
+            assert_eq!(name(sni), want, "{sni:?}: {why}");
+        }
+        assert!(tls_listener(&r, 8884, Some("www.example.com")).is_none());
+    }
+
+    #[test]
+    fn a_tls_route_is_served_only_by_the_listener_the_sni_reaches() {
+        let r = mixed();
+        let route = |sni, mode| tls_route(&r, 8883, sni, mode).map(|c| c.route.key.name.clone());
+        assert_eq!(
+            route("tls.example.com", TlsMode::Terminate),
+            Some("t".into())
+        );
+        // The Passthrough wildcard matches too, but the Terminate listener
+        // is more specific: its name is never passed through.
+        assert_eq!(route("tls.example.com", TlsMode::Passthrough), None);
+        assert_eq!(
+            route("abc.example.com", TlsMode::Passthrough),
+            Some("p".into())
+        );
+        assert_eq!(
+            route("www.example.com", TlsMode::Terminate),
+            None,
+            "an HTTPS listener has no TLSRoutes"
+        );
+    }
+
+    #[test]
+    fn equally_specific_tls_routes_go_to_the_oldest_then_by_name() {
+        let routes = vec![
+            route("a-newer", Some("2026-01-02T00:00:00Z"), &["*.example.com"]),
+            route("b-older", Some("2026-01-01T00:00:00Z"), &["*.example.com"]),
+            route("c-older", Some("2026-01-01T00:00:00Z"), &["*.example.com"]),
+            route(
+                "d-exact-newest",
+                Some("2026-01-03T00:00:00Z"),
+                &["x.example.com"],
+            ),
+        ];
+        let r = GatewayRouting {
+            gateway: ObjectKey::new(Kind::Gateway, "default", "gw"),
+            listeners: vec![listener(
+                "pass",
+                443,
+                ListenerProtocol::Tls,
+                Some(TlsMode::Passthrough),
+                None,
+                routes,
+            )],
+        };
+        let name =
+            |sni| tls_route(&r, 443, sni, TlsMode::Passthrough).map(|c| c.route.key.name.clone());
+        assert_eq!(name("y.example.com"), Some("b-older".into()));
+        assert_eq!(
+            name("x.example.com"),
+            Some("d-exact-newest".into()),
+            "hostname specificity comes before age"
+        );
+    }
 }
