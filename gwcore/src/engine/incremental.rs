@@ -96,6 +96,9 @@ pub struct Engine {
     by_ns: BTreeMap<String, BTreeSet<RouteKey>>,
     statuses: BTreeMap<ObjectKey, ObjectStatus>,
     routing: BTreeMap<ObjectKey, Arc<GatewayRouting>>,
+    /// Whether the dependency indexes are kept (not by [`super::compute`],
+    /// which never applies a change after loading).
+    indexed: bool,
 }
 
 /// A route's key in the indexes: one allocation shared by all of them
@@ -252,12 +255,24 @@ impl Engine {
             by_ns: BTreeMap::new(),
             statuses: BTreeMap::new(),
             routing: BTreeMap::new(),
+            indexed: true,
         }
     }
 
     /// An engine loaded with a whole snapshot.
     pub fn from_snapshot(snap: Snapshot, opts: ComputeOptions) -> Self {
+        Engine::load(snap, opts, true)
+    }
+
+    /// [`super::compute`]: the whole output of a snapshot, without the
+    /// dependency indexes only later changes need.
+    pub(super) fn compute_once(snap: Snapshot, opts: ComputeOptions) -> Computed {
+        Engine::load(snap, opts, false).into_computed()
+    }
+
+    fn load(snap: Snapshot, opts: ComputeOptions, indexed: bool) -> Self {
         let mut e = Engine::new(opts);
+        e.indexed = indexed;
         let routes: BTreeSet<ObjectKey> =
             snap.keys().filter(|k| k.kind.is_route()).cloned().collect();
         e.ns_labels = snap
@@ -719,6 +734,19 @@ impl Engine {
             }
             touched.insert(gk.clone());
             state.attached_to.push((gk, li));
+        }
+        if !self.indexed {
+            // Nothing will be undone: keep only what the output needs.
+            let status = state.status.take().map(ObjectStatus::Route);
+            put_status(&mut self.statuses, delta, rk, status);
+            self.routes.insert(
+                rk.clone(),
+                RouteState {
+                    refusals: state.refusals,
+                    ..RouteState::default()
+                },
+            );
+            return;
         }
         let shared: RouteKey = Arc::new(rk.clone());
         for p in &state.parents {

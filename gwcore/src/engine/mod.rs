@@ -113,7 +113,7 @@ type Fail = (Reason, String);
 /// This is [`Engine`] loaded with the whole snapshot at once: the
 /// incremental engine and the full computation are one code path.
 pub fn compute(snapshot: &Snapshot, opts: &ComputeOptions) -> Computed {
-    Engine::from_snapshot(snapshot.clone(), opts.clone()).into_computed()
+    Engine::compute_once(snapshot.clone(), opts.clone())
 }
 
 /// One listener of a Gateway, or of a ListenerSet merged into it.
