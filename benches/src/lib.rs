@@ -145,6 +145,7 @@ pub fn routing(n: usize) -> GatewayRouting {
             hostname: None,
             tls_mode: None,
             certificates: vec![],
+            frontend_validation: None,
             routes: routes.into_iter().map(Arc::new).collect(),
         }],
     }

@@ -380,6 +380,7 @@ mod tests {
             hostname: hostname.map(str::to_owned),
             tls_mode: mode,
             certificates: Vec::new(),
+            frontend_validation: None,
             routes,
         }
     }

@@ -83,10 +83,13 @@ pub fn certified_key(snapshot: &Snapshot, secret: &ObjectKey) -> Result<Certifie
 /// CA certificates in `ca.crt` of each ConfigMap or Secret in `bundles`.
 ///
 /// Spec (Gateway `spec.tls.frontend`, `FrontendValidation`): with mode
-/// `AllowValidOnly` (the default) a connection is allowed "only if the
-/// client presented a valid certificate"; with `AllowInsecureFallback`
-/// (`allow_missing`) a client that presents none is let in too, while a
-/// certificate that does not verify is still refused.
+/// `AllowValidOnly` (the default) a connection is allowed only if the
+/// client presented a valid certificate; with `AllowInsecureFallback`
+/// (`allow_missing`) the certificate is still asked for and checked, but
+/// the connection goes on without one, and with one that does not verify
+/// (upstream's conformance test sends a certificate of another CA there and
+/// expects 200). The Gateway reports that mode with its
+/// `InsecureFrontendValidationMode` condition.
 pub fn client_verifier(
     snapshot: &Snapshot,
     bundles: &[ObjectKey],
@@ -120,14 +123,71 @@ pub fn client_verifier(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-    let builder = if allow_missing {
-        builder.allow_unauthenticated()
-    } else {
-        builder
-    };
-    builder
+    if !allow_missing {
+        return builder
+            .build()
+            .map_err(|e| CertError::Invalid("frontend validation".into(), e.to_string()));
+    }
+    let checked = builder
+        .allow_unauthenticated()
         .build()
-        .map_err(|e| CertError::Invalid("frontend validation".into(), e.to_string()))
+        .map_err(|e| CertError::Invalid("frontend validation".into(), e.to_string()))?;
+    Ok(Arc::new(InsecureFallback(checked)))
+}
+
+/// `AllowInsecureFallback`: asks for a certificate and checks it as the
+/// wrapped verifier does, but lets the connection in when the chain does
+/// not verify. The handshake signatures are still checked (a client that
+/// presents a certificate must hold its key).
+#[derive(Debug)]
+struct InsecureFallback(Arc<dyn rustls::server::danger::ClientCertVerifier>);
+
+impl rustls::server::danger::ClientCertVerifier for InsecureFallback {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        if let Err(e) = self.0.verify_client_cert(end_entity, intermediates, now) {
+            tracing::debug!(error = %e, "client certificate does not verify; let in (AllowInsecureFallback)");
+        }
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// A listener hostname (`None`: any) and its certificate.
@@ -162,6 +222,9 @@ pub fn server_configs(
     snapshot: &Snapshot,
 ) -> (BTreeMap<u16, Arc<rustls::ServerConfig>>, Vec<String>) {
     let mut per_port: BTreeMap<u16, Vec<HostCert>> = BTreeMap::new();
+    // Client certificate validation is the Gateway's per port (its
+    // `spec.tls.frontend`), so every HTTPS listener of a port carries the same.
+    let mut validation: BTreeMap<u16, &gwcore::attachments::FrontendValidation> = BTreeMap::new();
     let mut http_ports = std::collections::BTreeSet::new();
     let mut errors = Vec::new();
     for l in &routing.listeners {
@@ -172,6 +235,9 @@ pub fn server_configs(
         }
         if l.protocol == ListenerProtocol::Https {
             http_ports.insert(l.port);
+        }
+        if let Some(v) = &l.frontend_validation {
+            validation.entry(l.port).or_insert(v);
         }
         let entry = per_port.entry(l.port).or_default();
         // The first certificate that reads is used; rustls offers one chain
@@ -198,9 +264,20 @@ pub fn server_configs(
                 continue;
             }
         };
-        let mut cfg = builder
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(SniResolver { certs }));
+        let builder = match validation.get(&port) {
+            None => builder.with_no_client_auth(),
+            Some(v) => {
+                match client_verifier(snapshot, &v.ca_certificates, v.allow_insecure_fallback) {
+                    Ok(verifier) => builder.with_client_cert_verifier(verifier),
+                    // Never serve without the validation asked for.
+                    Err(e) => {
+                        errors.push(format!("port {port}: client certificate validation: {e}"));
+                        continue;
+                    }
+                }
+            }
+        };
+        let mut cfg = builder.with_cert_resolver(Arc::new(SniResolver { certs }));
         // HTTP is negotiated on HTTPS ports only; a TLS port in Terminate
         // mode carries whatever its clients speak.
         if http_ports.contains(&port) {
@@ -359,17 +436,19 @@ mod tests {
     }
 
     #[test]
-    fn insecure_fallback_lets_clients_without_certificate_in_but_not_bad_ones() {
+    fn insecure_fallback_asks_for_a_certificate_but_lets_every_client_in() {
         use rustls::pki_types::UnixTime;
-        let (ca, _) = ca_and_client();
+        let (ca, signed) = ca_and_client();
         let (_, stranger) = ca_and_client();
         let (snap, key) = snapshot_with_bundle("ConfigMap", &ca);
         let v = client_verifier(&snap, &[key], true).unwrap();
-        assert!(v.offer_client_auth());
-        assert!(!v.client_auth_mandatory());
+        assert!(v.offer_client_auth(), "the certificate is still asked for");
+        assert!(!v.client_auth_mandatory(), "a client without one is let in");
+        assert!(v.verify_client_cert(&signed, &[], UnixTime::now()).is_ok());
         assert!(
             v.verify_client_cert(&stranger, &[], UnixTime::now())
-                .is_err()
+                .is_ok(),
+            "a certificate of another CA is let in too"
         );
     }
 

@@ -80,10 +80,25 @@ pub struct ListenerRouting {
     pub tls_mode: Option<TlsMode>,
     /// Resolved certificate Secrets, in `certificateRefs` order.
     pub certificates: Vec<ObjectKey>,
+    /// Client certificate validation for this HTTPS listener (the
+    /// Gateway's `spec.tls.frontend`: the `perPort` entry of its port, else
+    /// `default`); `None`: clients are not asked for a certificate.
+    pub frontend_validation: Option<FrontendValidation>,
     /// Accepted routes attached to this listener, sorted by key. Shared, so
     /// that rebuilding a listener after one route changed copies pointers,
     /// not routes.
     pub routes: Vec<Arc<AttachedRoute>>,
+}
+
+/// How an HTTPS listener validates client certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FrontendValidation {
+    /// The CA bundles (ConfigMaps or Secrets holding a PEM `ca.crt`), in
+    /// `caCertificateRefs` order, every one resolved and readable.
+    pub ca_certificates: Vec<ObjectKey>,
+    /// `mode: AllowInsecureFallback`: a client without a valid certificate
+    /// is let in all the same (the default, `AllowValidOnly`, refuses it).
+    pub allow_insecure_fallback: bool,
 }
 
 /// A route attached to one listener.

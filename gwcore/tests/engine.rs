@@ -615,3 +615,79 @@ fn a_rule_with_an_unsupported_regex_is_dropped_and_reported() {
             .is_empty()
     );
 }
+
+/// The routing input carries each HTTPS listener's client certificate
+/// validation — the `perPort` entry for its port, else `default` — with the
+/// CA bundles resolved, so that a data plane can ask for and check client
+/// certificates; listeners without it carry none.
+#[test]
+fn frontend_validation_reaches_the_routing_input_per_port() {
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let key = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
+    let yaml = format!(
+        r#"{BASE}---
+apiVersion: v1
+kind: Secret
+metadata: {{name: cert, namespace: infra}}
+type: kubernetes.io/tls
+stringData: {{tls.crt: {pem:?}, tls.key: {key:?}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: default-ca, namespace: infra}}
+data: {{ca.crt: {pem:?}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: port-ca, namespace: infra}}
+data: {{ca.crt: {pem:?}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: infra}}
+spec:
+  gatewayClassName: c
+  tls:
+    frontend:
+      default:
+        validation: {{caCertificateRefs: [{{kind: ConfigMap, group: '', name: default-ca}}]}}
+      perPort:
+      - port: 8443
+        tls:
+          validation:
+            caCertificateRefs: [{{kind: ConfigMap, group: '', name: port-ca}}]
+            mode: AllowInsecureFallback
+  listeners:
+  - {{name: a, port: 443, protocol: HTTPS, tls: {{certificateRefs: [{{name: cert}}]}}}}
+  - {{name: b, port: 8443, protocol: HTTPS, tls: {{certificateRefs: [{{name: cert}}]}}}}
+  - {{name: c, port: 80, protocol: HTTP}}
+"#
+    );
+    let out = run(&yaml);
+    let routing = &out.routing[&ObjectKey::new(Kind::Gateway, "infra", "gw")];
+    let validation = |name: &str| {
+        routing
+            .listeners
+            .iter()
+            .find(|l| l.name == name)
+            .unwrap_or_else(|| panic!("listener {name} is valid"))
+            .frontend_validation
+            .clone()
+    };
+    let ca = |name: &str| ObjectKey::new(Kind::ConfigMap, "infra", name);
+    assert_eq!(
+        validation("a"),
+        Some(gwcore::attachments::FrontendValidation {
+            ca_certificates: vec![ca("default-ca")],
+            allow_insecure_fallback: false,
+        })
+    );
+    assert_eq!(
+        validation("b"),
+        Some(gwcore::attachments::FrontendValidation {
+            ca_certificates: vec![ca("port-ca")],
+            allow_insecure_fallback: true,
+        })
+    );
+    assert_eq!(validation("c"), None);
+}

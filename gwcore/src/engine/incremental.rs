@@ -155,6 +155,7 @@ fn same_routing(a: &GatewayRouting, b: &GatewayRouting) -> bool {
                 hostname,
                 tls_mode,
                 certificates,
+                frontend_validation,
                 routes,
             } = x;
             name == &y.name
@@ -164,6 +165,7 @@ fn same_routing(a: &GatewayRouting, b: &GatewayRouting) -> bool {
                 && hostname == &y.hostname
                 && tls_mode == &y.tls_mode
                 && certificates == &y.certificates
+                && frontend_validation == &y.frontend_validation
                 && routes.len() == y.routes.len()
                 && routes
                     .iter()

@@ -33,8 +33,9 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use crate::attachments::{
-    AttachedRoute, BackendError, BackendTarget, GatewayRouting, GrpcRule, HttpRule, L4Rule,
-    ListenerProtocol, ListenerRouting, Mirror, ResolvedBackend, RouteRules, TlsMode,
+    AttachedRoute, BackendError, BackendTarget, FrontendValidation, GatewayRouting, GrpcRule,
+    HttpRule, L4Rule, ListenerProtocol, ListenerRouting, Mirror, ResolvedBackend, RouteRules,
+    TlsMode,
 };
 use crate::hostname;
 use crate::model::{
@@ -129,6 +130,8 @@ struct Lst {
     resolved: Result<(), Fail>,
     conflict: Option<Fail>,
     certs: Vec<ObjectKey>,
+    /// Client certificate validation (HTTPS listeners of a Gateway).
+    frontend: Option<FrontendValidation>,
     /// Attached routes, by key.
     attached: BTreeMap<ObjectKey, Arc<AttachedRoute>>,
 }
@@ -432,12 +435,14 @@ impl Ctx<'_> {
                 .iter()
                 .map(|l| {
                     let mut lst = self.listener(l, &key, gw.metadata.ns());
-                    if lst.protocol == Some(ListenerProtocol::Https)
-                        && lst.accepted.is_ok()
-                        && let Err(f) = self.frontend_validation(gw, l)
-                    {
-                        lst.accepted = Err((Reason::NoValidCaCertificate, f.1.clone()));
-                        lst.resolved = Err(f);
+                    if lst.protocol == Some(ListenerProtocol::Https) && lst.accepted.is_ok() {
+                        match self.frontend_validation(gw, l) {
+                            Ok(v) => lst.frontend = v,
+                            Err(f) => {
+                                lst.accepted = Err((Reason::NoValidCaCertificate, f.1.clone()));
+                                lst.resolved = Err(f);
+                            }
+                        }
                     }
                     lst
                 })
@@ -613,6 +618,7 @@ impl Ctx<'_> {
             resolved,
             conflict: None,
             certs,
+            frontend: None,
             attached: BTreeMap::new(),
         }
     }
@@ -1376,9 +1382,13 @@ impl Ctx<'_> {
 
     /// Frontend client-certificate validation of an HTTPS listener: the
     /// `perPort` entry for its port, else the default.
-    fn frontend_validation(&self, gw: &Gateway, l: &Listener) -> Result<(), Fail> {
+    fn frontend_validation(
+        &self,
+        gw: &Gateway,
+        l: &Listener,
+    ) -> Result<Option<FrontendValidation>, Fail> {
         let Some(front) = gw.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) else {
-            return Ok(());
+            return Ok(None);
         };
         let cfg = front
             .per_port
@@ -1387,17 +1397,24 @@ impl Ctx<'_> {
             .map(|p| &p.tls)
             .or(front.default.as_ref());
         let Some(v) = cfg.and_then(|c| c.validation.as_ref()) else {
-            return Ok(());
+            return Ok(None);
         };
-        for c in &v.ca_certificate_refs {
-            self.ca_bundle(
-                c,
-                "Gateway",
-                gw.metadata.ns(),
-                Reason::InvalidCaCertificateKind,
-            )?;
-        }
-        Ok(())
+        let ca_certificates = v
+            .ca_certificate_refs
+            .iter()
+            .map(|c| {
+                self.ca_bundle(
+                    c,
+                    "Gateway",
+                    gw.metadata.ns(),
+                    Reason::InvalidCaCertificateKind,
+                )
+            })
+            .collect::<Result<Vec<_>, Fail>>()?;
+        Ok(Some(FrontendValidation {
+            ca_certificates,
+            allow_insecure_fallback: v.mode.as_deref() == Some("AllowInsecureFallback"),
+        }))
     }
 
     /// `spec.tls.backend.clientCertificateRef`, when set.
@@ -1709,6 +1726,7 @@ fn gateway_routing(key: &ObjectKey, gw: &Gw) -> GatewayRouting {
                     }
                 }),
                 certificates: l.certs.clone(),
+                frontend_validation: l.frontend.clone(),
                 routes,
             })
         })

@@ -69,6 +69,7 @@ fn listener(
         hostname: hostname.map(str::to_owned),
         tls_mode: None,
         certificates: vec![],
+        frontend_validation: None,
         routes: routes.into_iter().map(Arc::new).collect(),
     }
 }

@@ -554,6 +554,7 @@ pub fn routing() -> impl Strategy<Value = GatewayRouting> {
                     hostname: hostname.map(str::to_owned),
                     tls_mode: (port == 443).then_some(TlsMode::Terminate),
                     certificates: vec![],
+                    frontend_validation: None,
                     routes: routes.into_iter().map(Arc::new).collect(),
                 }
             })
