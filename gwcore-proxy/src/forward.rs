@@ -501,6 +501,14 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
+/// `keep-alive`, `close` and `upgrade` in a `Connection` header name
+/// headers removed anyway, or none.
+fn is_usual_connection_token(t: &str) -> bool {
+    ["keep-alive", "close", "upgrade"]
+        .iter()
+        .any(|k| t.eq_ignore_ascii_case(k))
+}
+
 /// Removes hop-by-hop headers: the fixed list, `Upgrade` unless `keep_upgrade`,
 /// and every header the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
@@ -512,18 +520,21 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     // The usual tokens (`keep-alive`, `close`, `upgrade`) name headers
     // removed anyway, or none: only others are looked up.
-    if present & 1 != 0 {
+    let unusual = |t: &&str| !t.is_empty() && !is_usual_connection_token(t);
+    if present & 1 != 0
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').map(str::trim).any(|t| unusual(&t)))
+    {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|t| {
-                !["keep-alive", "close", "upgrade"]
-                    .iter()
-                    .any(|k| t.eq_ignore_ascii_case(k))
-            })
+            .filter(unusual)
             .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
             .collect();
         for n in named {
@@ -576,20 +587,24 @@ pub fn prepare_request(parts: &mut http::request::Parts, client: &ClientInfo) {
     // The authority of the request target wins over a Host header, as the
     // routing table reads it: RFC 9112 §3.2.2 (absolute-form) and RFC 9113
     // §8.3.1 (`:authority`).
-    let host = match parts
+    let (host, from_header) = match parts
         .uri
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     {
-        Some(a) => Some(a),
-        None => parts.headers.get(header::HOST).cloned(),
+        Some(a) => (Some(a), false),
+        None => (parts.headers.get(header::HOST).cloned(), true),
     };
     let trusted = client.trusted;
     if !trusted {
         parts.headers.remove(header::FORWARDED);
     }
     if let Some(host) = &host {
-        parts.headers.insert(header::HOST, host.clone());
+        // A Host header that is the host already stays (the router
+        // refused requests with more than one).
+        if !from_header || parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
+            parts.headers.insert(header::HOST, host.clone());
+        }
         if !(trusted && parts.headers.contains_key(&X_FORWARDED_HOST)) {
             parts.headers.insert(X_FORWARDED_HOST, host.clone());
         }

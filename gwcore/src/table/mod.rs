@@ -940,7 +940,11 @@ impl<'t> Forward<'t> {
         backend: Option<&Backend>,
         parts: &mut http::request::Parts,
     ) {
-        if let Ok(p) = head.path() {
+        // The normalized path goes to the backend; a target that is
+        // already normal is kept as it is.
+        if let Ok(p) = head.path()
+            && (parts.uri.path() != p || parts.uri.query() != head.query())
+        {
             filters::set_path(&mut parts.uri, p, head.query());
         }
         let prefix = self.matched.matched_prefix();

@@ -58,6 +58,11 @@ impl RequestHead {
     /// assert_eq!(head.query(), Some("x=1"));
     /// ```
     pub fn new(port: u16, host: &str, method: &str, path_and_query: &str) -> RequestHead {
+        let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+        RequestHead::build(port, host, method, path_and_query)
+    }
+
+    fn build(port: u16, host: &str, method: Method, path_and_query: &str) -> RequestHead {
         let (path, query) = match path_and_query.split_once('?') {
             Some((p, q)) => (p, Some(q.to_owned())),
             None => (path_and_query, None),
@@ -68,7 +73,7 @@ impl RequestHead {
             port,
             sni: None,
             host: normalize_host(host),
-            method: Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET),
+            method,
             path: normalize(path).map(Cow::into_owned),
             query: query.map(|q| q.split('#').next().unwrap_or("").to_owned()),
             headers: HeaderMap::new(),
@@ -92,13 +97,12 @@ impl RequestHead {
         let host = parts
             .uri
             .authority()
-            .map(|a| a.as_str().rsplit('@').next().unwrap_or("").to_owned())
+            .map(|a| a.as_str().rsplit('@').next().unwrap_or(""))
             .or_else(|| {
                 parts
                     .headers
                     .get(http::header::HOST)
                     .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
             })
             .unwrap_or_default();
         let pq = parts
@@ -106,8 +110,7 @@ impl RequestHead {
             .path_and_query()
             .map(|pq| pq.as_str())
             .unwrap_or("/");
-        let mut head = RequestHead::new(port, &host, parts.method.as_str(), pq);
-        head.method = parts.method.clone();
+        let mut head = RequestHead::build(port, host, parts.method.clone(), pq);
         head.headers = parts.headers.clone();
         head
     }
