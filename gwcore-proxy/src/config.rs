@@ -71,6 +71,8 @@ pub enum PortMode {
     TlsMixed,
     /// Raw TCP forwarding.
     Tcp,
+    /// UDP datagrams forwarded per client session (UDP listeners).
+    Udp,
 }
 
 /// One generation of configuration.
@@ -308,7 +310,7 @@ fn ports(routing: &BTreeMap<ObjectKey, GatewayRouting>) -> BTreeMap<GatewayPort,
                 (ListenerProtocol::Tls, Some(TlsMode::Passthrough)) => PortMode::TlsPassthrough,
                 (ListenerProtocol::Tls, _) => PortMode::TlsTerminate,
                 (ListenerProtocol::Tcp, _) => PortMode::Tcp,
-                (ListenerProtocol::Udp, _) => continue,
+                (ListenerProtocol::Udp, _) => PortMode::Udp,
             };
             let tls = |m| {
                 matches!(

@@ -148,10 +148,26 @@ pub fn tls_route<'r>(
 /// everything else is equivalent, the Route appearing first in
 /// alphabetical order (namespace/name) should be given precedence."
 pub fn tcp<'r>(routing: &'r GatewayRouting, port: u16) -> Option<L4Choice<'r>> {
+    oldest(routing, port, ListenerProtocol::Tcp)
+}
+
+/// The UDPRoute serving datagrams on `port`: the port's UDP listener and,
+/// among its routes, the oldest, for the reason [`tcp`] gives (a datagram
+/// carries nothing a UDPRoute matches on).
+pub fn udp<'r>(routing: &'r GatewayRouting, port: u16) -> Option<L4Choice<'r>> {
+    oldest(routing, port, ListenerProtocol::Udp)
+}
+
+/// The oldest route of the `protocol` listener on `port`.
+fn oldest<'r>(
+    routing: &'r GatewayRouting,
+    port: u16,
+    protocol: ListenerProtocol,
+) -> Option<L4Choice<'r>> {
     let listener = routing
         .listeners
         .iter()
-        .find(|l| l.port == port && l.protocol == ListenerProtocol::Tcp)?;
+        .find(|l| l.port == port && l.protocol == protocol)?;
     let route = listener.routes.iter().min_by_key(|r| age(r))?;
     Some(L4Choice {
         listener,

@@ -5,8 +5,9 @@
 //! HTTPS listeners terminating TLS with the certificates of their Secrets
 //! (chosen by SNI, 421 for a Host of another listener), TLS listeners in
 //! Passthrough mode routed by the ClientHello's SNI and in Terminate mode,
-//! TCPRoutes, forwarding to backends over pooled connections (HTTP/2 for
-//! gRPC and `kubernetes.io/h2c` backends), weights, timeouts, retries,
+//! TCPRoutes, UDPRoutes (a session per client address), forwarding to
+//! backends over pooled connections (HTTP/2 for gRPC and
+//! `kubernetes.io/h2c` backends), weights, timeouts, retries,
 //! mirrors, WebSocket upgrades, hot reload without dropping connections,
 //! an admin endpoint, and echo backends for demos and conformance.
 //!
@@ -80,3 +81,4 @@ pub mod server;
 mod tcp;
 pub mod tcp_echo;
 pub mod tls;
+mod udp;

@@ -177,10 +177,10 @@ impl Server {
                 continue;
             }
             let addr = self.opts.addr(gp);
-            match TcpListener::bind(addr).await {
-                Ok(listener) => {
+            let bound = match mode {
+                PortMode::Udp => crate::udp::bind(addr, gp.clone(), self.proxy.clone()).await,
+                _ => TcpListener::bind(addr).await.map(|listener| {
                     let local = listener.local_addr().unwrap_or(addr);
-                    tracing::info!(gateway_port = %gp, addr = %local, ?mode, "listening");
                     let task = tokio::spawn(accept_loop(
                         listener,
                         gp.clone(),
@@ -188,6 +188,12 @@ impl Server {
                         self.proxy.clone(),
                         self.drain.subscribe(),
                     ));
+                    (local, task)
+                }),
+            };
+            match bound {
+                Ok((local, task)) => {
+                    tracing::info!(gateway_port = %gp, addr = %local, ?mode, "listening");
                     self.bound.insert(
                         gp.clone(),
                         Bound {
@@ -312,6 +318,8 @@ async fn accept_loop(
                     drop(drain);
                     crate::tcp::serve_tcp(stream, peer, gp, proxy).await;
                 }
+                // UDP ports have no TCP listener: `crate::udp` serves them.
+                PortMode::Udp => {}
             }
         });
     }
