@@ -115,6 +115,7 @@ pub fn routing(n: usize) -> GatewayRouting {
                             service: ObjectKey::new(Kind::Service, "ns", format!("svc{i}")),
                             port: 8080,
                             app_protocol: None,
+                            tls: None,
                         }),
                         filters: vec![],
                     }],

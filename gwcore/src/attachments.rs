@@ -196,6 +196,39 @@ pub struct BackendTarget {
     pub port: u16,
     /// The Service port's `appProtocol` (`kubernetes.io/h2c`, `kubernetes.io/ws`...).
     pub app_protocol: Option<String>,
+    /// The TLS to reach it with, when a BackendTLSPolicy targets the
+    /// Service (or this port of it, which wins); `None`: plain text.
+    pub tls: Option<Arc<BackendTls>>,
+}
+
+/// How a backend is reached over TLS (BackendTLSPolicy).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct BackendTls {
+    /// The policy.
+    pub policy: ObjectKey,
+    /// `validation.hostname`: the SNI sent, and the name the certificate
+    /// must carry unless `subject_alt_names` are given.
+    pub hostname: String,
+    /// CA bundles (ConfigMaps or Secrets holding a PEM `ca.crt`) to trust,
+    /// in `caCertificateRefs` order.
+    pub ca_certificates: Vec<ObjectKey>,
+    /// `wellKnownCACertificates: System`: trust the system's CAs.
+    pub system_roots: bool,
+    /// `validation.subjectAltNames`: any one of these must be in the
+    /// certificate (instead of `hostname`).
+    pub subject_alt_names: Vec<SubjectAltName>,
+    /// Why the policy cannot be used (its CA references do not resolve):
+    /// the backend must not be reached at all, its requests answer 5xx.
+    pub invalid: Option<String>,
+}
+
+/// A subject alternative name a backend certificate must carry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum SubjectAltName {
+    /// A DNS name.
+    Hostname(String),
+    /// A URI (SPIFFE IDs and the like).
+    Uri(String),
 }
 
 /// Why a backendRef cannot be used.

@@ -691,3 +691,68 @@ spec:
     );
     assert_eq!(validation("c"), None);
 }
+
+/// Routes to a Service a BackendTLSPolicy targets carry its TLS settings:
+/// a policy naming the port beats one naming only the Service, the older
+/// of two policies with the same target wins, and a policy whose CA bundle
+/// does not resolve still applies, marked invalid (the backend must then
+/// answer 5xx, never plain text).
+#[test]
+fn backend_tls_policies_reach_the_routing_input() {
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let policy = |name: &str, age: u8, section: &str, ca: &str, host: &str| {
+        format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {{name: {name}, namespace: team-a, creationTimestamp: '2026-01-0{age}T00:00:00Z'}}\nspec:\n  targetRefs: [{{group: '', kind: Service, name: multi{section}}}]\n  validation: {{caCertificateRefs: [{{group: '', kind: ConfigMap, name: {ca}}}], hostname: {host}}}\n"
+        )
+    };
+    let yaml = format!(
+        "{BASE}{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: multi, namespace: team-a}}\nspec: {{ports: [{{name: one, port: 81}}, {{name: two, port: 82}}]}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ca, namespace: team-a}}\ndata: {{ca.crt: {pem:?}}}\n{}{}{}{}{}",
+        gateway(
+            "  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}\n"
+        ),
+        policy("whole", 1, "", "ca", "whole.example.com"),
+        policy(
+            "port-one-old",
+            2,
+            ", sectionName: one",
+            "ca",
+            "one.example.com"
+        ),
+        policy(
+            "port-one-new",
+            3,
+            ", sectionName: one",
+            "ca",
+            "newer.example.com"
+        ),
+        policy("svc-invalid", 1, "", "missing", "x.example.com")
+            .replace("name: multi", "name: svc"),
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: team-a}\nspec:\n  parentRefs: [{name: gw, namespace: infra}]\n  rules:\n  - backendRefs: [{name: multi, port: 81}, {name: multi, port: 82}, {name: svc, port: 80}]\n",
+    );
+    let out = run(&yaml);
+    let routing = &out.routing[&ObjectKey::new(Kind::Gateway, "infra", "gw")];
+    let gwcore::attachments::RouteRules::Http(rules) = &routing.listeners[0].routes[0].rules else {
+        panic!("an HTTPRoute")
+    };
+    let tls: Vec<(String, String, bool)> = rules[0]
+        .backends
+        .iter()
+        .map(|b| {
+            let t = b.target.as_ref().expect("a valid backend");
+            let tls = t.tls.as_ref().expect("TLS settings");
+            (
+                tls.policy.name.clone(),
+                tls.hostname.clone(),
+                tls.invalid.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tls,
+        vec![
+            ("port-one-old".into(), "one.example.com".into(), false),
+            ("whole".into(), "whole.example.com".into(), false),
+            ("svc-invalid".into(), "x.example.com".into(), true),
+        ]
+    );
+}

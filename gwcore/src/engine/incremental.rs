@@ -470,8 +470,24 @@ impl Engine {
                 dirty.all_gateways = true;
                 dirty.classes = true;
                 dirty.policies = true;
+                // A CA bundle of a BackendTLSPolicy: the routes to the
+                // Services the policies of that namespace target.
+                let policies: Vec<&Object> = self
+                    .snap
+                    .in_namespace(Kind::BackendTLSPolicy, &key.namespace)
+                    .collect();
+                for p in policies {
+                    self.targeted_routes(&key.namespace, p, &mut dirty.routes);
+                }
             }
-            Kind::BackendTLSPolicy => dirty.policies = true,
+            Kind::BackendTLSPolicy => {
+                dirty.policies = true;
+                // The routes to the Services it targets (before and after)
+                // carry its TLS settings.
+                for p in [old, self.snap.get(key)].into_iter().flatten() {
+                    self.targeted_routes(&key.namespace, p, &mut dirty.routes);
+                }
+            }
             Kind::EndpointSlice => {}
             k if k.is_route() => {
                 dirty.routes.insert(key.clone());
@@ -480,6 +496,19 @@ impl Engine {
         }
         let _ = old;
         self.recompute(dirty)
+    }
+
+    /// Adds the routes to the Services a BackendTLSPolicy targets.
+    fn targeted_routes(&self, ns: &str, policy: &Object, routes: &mut BTreeSet<ObjectKey>) {
+        let Object::BackendTlsPolicy(p) = policy else {
+            return;
+        };
+        for t in &p.spec.target_refs {
+            if t.group.is_empty() && t.kind == "Service" {
+                let svc = ObjectKey::new(Kind::Service, ns, t.name.clone());
+                routes.extend(indexed(self.by_service.get(&svc)));
+            }
+        }
     }
 
     fn recompute(&mut self, mut dirty: Dirty) -> Delta {

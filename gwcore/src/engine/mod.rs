@@ -33,9 +33,9 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use crate::attachments::{
-    AttachedRoute, BackendError, BackendTarget, FrontendValidation, GatewayRouting, GrpcRule,
-    HttpRule, L4Rule, ListenerProtocol, ListenerRouting, Mirror, ResolvedBackend, RouteRules,
-    TlsMode,
+    AttachedRoute, BackendError, BackendTarget, BackendTls, FrontendValidation, GatewayRouting,
+    GrpcRule, HttpRule, L4Rule, ListenerProtocol, ListenerRouting, Mirror, ResolvedBackend,
+    RouteRules, SubjectAltName, TlsMode,
 };
 use crate::hostname;
 use crate::model::{
@@ -1159,9 +1159,99 @@ impl Ctx<'_> {
                 service: ObjectKey::new(Kind::Service, ns, b.name.clone()),
                 port: u16::try_from(port).unwrap_or(0),
                 app_protocol: sp.app_protocol.clone(),
+                tls: self.backend_tls(ns, &b.name, sp.name.as_deref()),
             }),
             filters: b.filters.clone(),
         }
+    }
+
+    /// The BackendTLSPolicy that applies to a Service port.
+    ///
+    /// Spec (BackendTLSPolicy): the policy lives in the Service's namespace
+    /// and targets the Service, or one port of it by `sectionName`; a policy
+    /// that names the port is more specific than one that names only the
+    /// Service, and wins. Among policies with the same target the oldest
+    /// wins (then by name), the others are `Conflicted` and not applied. An
+    /// Accepted policy whose CA references do not resolve still applies: the
+    /// backend is then not reached (`BackendTls::invalid`), never reached in
+    /// plain text.
+    fn backend_tls(
+        &self,
+        ns: &str,
+        service: &str,
+        port_name: Option<&str>,
+    ) -> Option<Arc<BackendTls>> {
+        let mut best: Option<(bool, (bool, &str), &str, &crate::model::BackendTlsPolicy)> = None;
+        for o in self.snap.in_namespace(Kind::BackendTLSPolicy, ns) {
+            let Object::BackendTlsPolicy(p) = o else {
+                continue;
+            };
+            let specific = p
+                .spec
+                .target_refs
+                .iter()
+                .filter(|t| t.group.is_empty() && t.kind == "Service" && t.name == service)
+                .filter_map(|t| match (&t.section_name, port_name) {
+                    (None, _) => Some(false),
+                    (Some(s), Some(n)) if s == n => Some(true),
+                    _ => None,
+                })
+                .max();
+            let Some(specific) = specific else { continue };
+            if self.policy_conflict(p).is_some() {
+                continue;
+            }
+            // More specific first, then older, then by name.
+            let better = match &best {
+                None => true,
+                Some((bs, bt, bn, _)) => {
+                    (
+                        std::cmp::Reverse(specific),
+                        ts_key(&p.metadata),
+                        p.metadata.name.as_str(),
+                    ) < (std::cmp::Reverse(*bs), *bt, *bn)
+                }
+            };
+            if better {
+                best = Some((specific, ts_key(&p.metadata), p.metadata.name.as_str(), p));
+            }
+        }
+        let (_, _, _, p) = best?;
+        let v = &p.spec.validation;
+        let mut ca_certificates = Vec::new();
+        let mut invalid = None;
+        for c in &v.ca_certificate_refs {
+            let r = SecretObjectReference {
+                group: Some(c.group.clone()),
+                kind: Some(c.kind.clone()),
+                name: c.name.clone(),
+                namespace: None,
+            };
+            match self.ca_bundle(&r, "BackendTLSPolicy", ns, Reason::InvalidKind) {
+                Ok(k) => ca_certificates.push(k),
+                Err((_, m)) => {
+                    invalid = Some(m);
+                    break;
+                }
+            }
+        }
+        let subject_alt_names = v
+            .subject_alt_names
+            .iter()
+            .filter_map(|san| match (san.type_.as_str(), &san.hostname, &san.uri) {
+                ("Hostname", Some(h), _) => Some(SubjectAltName::Hostname(h.clone())),
+                ("URI", _, Some(u)) => Some(SubjectAltName::Uri(u.clone())),
+                _ => None,
+            })
+            .collect();
+        Some(Arc::new(BackendTls {
+            policy: ObjectKey::new(Kind::BackendTLSPolicy, ns, p.metadata.name.clone()),
+            hostname: v.hostname.clone(),
+            ca_certificates,
+            system_roots: v.well_known_ca_certificates.as_deref() == Some("System"),
+            subject_alt_names,
+            invalid,
+        }))
     }
 
     // ---------------------------------------------------------------- policies

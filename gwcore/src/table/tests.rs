@@ -18,6 +18,7 @@ fn svc(name: &str) -> ResolvedBackend {
             service: ObjectKey::new(Kind::Service, "ns", name),
             port: 8080,
             app_protocol: None,
+            tls: None,
         }),
         filters: vec![],
     }

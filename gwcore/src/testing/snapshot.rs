@@ -24,11 +24,12 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crate::model::{
-    AllowedRoutes, BackendRef, Gateway, GatewayClass, GatewayClassSpec, GatewaySpec, HttpPathMatch,
-    HttpRoute, HttpRouteMatch, HttpRouteRule, HttpRouteSpec, LabelSelector, Listener, ListenerTls,
-    Namespace, Object, ObjectMeta, ParentReference, ReferenceGrant, ReferenceGrantFrom,
-    ReferenceGrantSpec, ReferenceGrantTo, RouteNamespaces, SecretObjectReference, Service,
-    ServicePort, ServiceSpec,
+    AllowedRoutes, BackendRef, BackendTlsPolicy, BackendTlsPolicySpec, BackendTlsValidation,
+    ConfigMap, Gateway, GatewayClass, GatewayClassSpec, GatewaySpec, HttpPathMatch, HttpRoute,
+    HttpRouteMatch, HttpRouteRule, HttpRouteSpec, LabelSelector, Listener, ListenerTls,
+    LocalObjectReference, Namespace, Object, ObjectMeta, ParentReference, PolicyTargetReference,
+    ReferenceGrant, ReferenceGrantFrom, ReferenceGrantSpec, ReferenceGrantTo, RouteNamespaces,
+    SecretObjectReference, Service, ServicePort, ServiceSpec,
 };
 use crate::validate::validate;
 
@@ -231,18 +232,68 @@ fn grant(i: usize) -> impl Strategy<Value = Object> {
     })
 }
 
+/// A BackendTLSPolicy in a random namespace, for that namespace's `svc`
+/// (the whole Service or its port `http`), trusting the ConfigMap `ca`,
+/// which may or may not exist.
+fn backend_tls_policy(i: usize) -> impl Strategy<Value = Object> {
+    (namespace(), any::<bool>(), 0usize..3).prop_map(move |(ns, port, age)| {
+        let mut metadata = meta(Some(ns), format!("tls{i}"), BTreeMap::new());
+        metadata.creation_timestamp = Some(format!("2026-01-0{}T00:00:00Z", age + 1));
+        Object::BackendTlsPolicy(BackendTlsPolicy {
+            metadata,
+            spec: BackendTlsPolicySpec {
+                target_refs: vec![PolicyTargetReference {
+                    group: String::new(),
+                    kind: "Service".into(),
+                    name: "svc".into(),
+                    section_name: port.then(|| "http".into()),
+                }],
+                validation: BackendTlsValidation {
+                    ca_certificate_refs: vec![LocalObjectReference {
+                        group: String::new(),
+                        kind: "ConfigMap".into(),
+                        name: "ca".into(),
+                    }],
+                    hostname: format!("backend{i}.example.com"),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            status: None,
+        })
+    })
+}
+
+/// The ConfigMap `ca` with a PEM `ca.crt`, in a random namespace.
+fn ca_bundle() -> impl Strategy<Value = Object> {
+    namespace().prop_map(|ns| {
+        Object::ConfigMap(ConfigMap {
+            metadata: meta(Some(ns), "ca".into(), BTreeMap::new()),
+            data: [(
+                "ca.crt".to_string(),
+                "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_string(),
+            )]
+            .into(),
+        })
+    })
+}
+
 /// A valid set of objects with unique keys (see the module docs).
 pub fn objects() -> impl Strategy<Value = Vec<Object>> {
-    (1usize..4, 0usize..9, 0usize..3)
-        .prop_flat_map(|(gws, routes, grants)| {
+    (1usize..4, 0usize..9, 0usize..3, 0usize..3)
+        .prop_flat_map(|(gws, routes, grants, policies)| {
             (
                 proptest::collection::vec(any::<bool>(), NAMESPACES.len()),
                 (0..gws).map(gateway).collect::<Vec<_>>(),
                 (0..routes).map(move |i| route(i, gws)).collect::<Vec<_>>(),
                 (0..grants).map(grant).collect::<Vec<_>>(),
+                (
+                    (0..policies).map(backend_tls_policy).collect::<Vec<_>>(),
+                    proptest::option::of(ca_bundle()),
+                ),
             )
         })
-        .prop_map(|(prod, gateways, routes, grants)| {
+        .prop_map(|(prod, gateways, routes, grants, (policies, ca))| {
             let mut out = vec![
                 Object::GatewayClass(GatewayClass {
                     metadata: meta(None, "ours".into(), BTreeMap::new()),
@@ -274,6 +325,7 @@ pub fn objects() -> impl Strategy<Value = Vec<Object>> {
                     metadata: meta(Some(ns), "svc".into(), BTreeMap::new()),
                     spec: ServiceSpec {
                         ports: vec![ServicePort {
+                            name: Some("http".into()),
                             port: 80,
                             ..Default::default()
                         }],
@@ -284,6 +336,8 @@ pub fn objects() -> impl Strategy<Value = Vec<Object>> {
             out.extend(gateways);
             out.extend(routes);
             out.extend(grants);
+            out.extend(policies);
+            out.extend(ca);
             out.into_iter()
                 .filter_map(|mut o| validate(&mut o).is_empty().then_some(o))
                 .collect()

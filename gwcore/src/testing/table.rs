@@ -438,6 +438,7 @@ fn backend() -> ResolvedBackend {
             service: ObjectKey::new(Kind::Service, "ns", "svc"),
             port: 80,
             app_protocol: None,
+            tls: None,
         }),
         filters: vec![],
     }
