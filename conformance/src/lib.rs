@@ -39,11 +39,11 @@
 //! server and the controller, and its objects are served for real by
 //! `gwcore-proxy` on loopback: echo servers stand for the pods of its
 //! Deployments, and every request is sent over a socket (HTTP/1.1, HTTP/2,
-//! TLS with SNI, gRPC, TCP, TLS handshakes, WebSocket) and judged by what
-//! the echo backend reports, with the comparisons of engine mode. Traffic
-//! shares and mirrors are measured over the samples the vector asks for.
-//! Nothing is left as not run: what the data plane lacks (UDP, TLS to
-//! backends, client certificate validation) fails, and
+//! TLS with SNI, gRPC, TCP, TLS handshakes, WebSocket, UDP, DNS) and judged
+//! by what the echo backend reports, with the comparisons of engine mode.
+//! Traffic shares and mirrors are measured over the samples the vector asks
+//! for. Nothing is left as not run: what the data plane lacks (TLS to
+//! backends) fails, and
 //! `conformance/wire-expected-failures.txt` says why.
 //!
 //! ```no_run

@@ -10,7 +10,7 @@
 //!  Cluster ──snapshot──┬──────────────────────────────▶ Runtime (gwcore-proxy)
 //!    │ Deployments     │ EndpointSlices → echo pods         │ 127.0.0.1:ephemeral per Gateway port
 //!    ▼                 │                                    ▼
-//!  Pods: one echo server per pod (HTTP, gRPC, TCP, TCP+TLS) ◀── proxied request ◀── client (h1, h2, TLS, ws, grpc, tcp)
+//!  Pods: one echo server per pod (HTTP, gRPC, TCP, TCP+TLS, UDP, DNS) ◀── proxied request ◀── client (h1, h2, TLS, ws, grpc, tcp, udp, dns)
 //!                                                            echo report ──▶ checks shared with engine mode
 //! ```
 //!
@@ -28,12 +28,13 @@
 //! backend reports it saw, the response headers, with the comparisons of
 //! engine mode (the `requests` module). Traffic shares, mirrors, retries and
 //! timeouts are measured for real. What the data plane does not serve
-//! (UDP, DNS, TLS to backends) fails with the reason; the wire test holds
+//! (TLS to backends) fails with the reason; the wire test holds
 //! those failures to `wire-expected-failures.txt`.
 
 mod backends;
 mod client;
 mod judge;
+mod udp;
 
 use std::sync::OnceLock;
 

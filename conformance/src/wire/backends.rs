@@ -4,7 +4,9 @@
 //! A pod runs the server its Deployment's container asks for, as upstream's
 //! `echo-basic` image does by environment: `GRPC_ECHO_SERVER` a gRPC echo,
 //! `TCP_ECHO_SERVER` a TCP echo (with TLS on target port 8443, using the
-//! certificate of the pod's secret volume), otherwise the HTTP echo of
+//! certificate of the pod's secret volume), `UDP_ECHO_SERVER` a UDP echo
+//! on the Service's UDP ports, the `coredns` image a DNS server
+//! ([`super::udp`]), otherwise the HTTP echo of
 //! `gwcore-proxy` (which also speaks h2c and WebSocket). HTTPS echo
 //! backends (`TLS_SERVER_CERT` on an HTTP echo) are served as plain HTTP:
 //! the data plane does not speak TLS to backends, and the vectors needing
@@ -27,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+use super::udp::{UdpKind, UdpServer};
 use crate::cluster::{Cluster, StoreKey};
 
 /// The server a pod runs on one port.
@@ -40,6 +43,10 @@ pub(crate) enum Flavor {
     Tcp,
     /// TCP echo behind TLS.
     TcpTls,
+    /// UDP echo.
+    Udp,
+    /// DNS over UDP.
+    Dns,
 }
 
 impl Flavor {
@@ -49,7 +56,13 @@ impl Flavor {
             Flavor::Grpc => "grpc",
             Flavor::Tcp => "tcp",
             Flavor::TcpTls => "tcp-tls",
+            Flavor::Udp => "udp",
+            Flavor::Dns => "dns",
         }
+    }
+
+    fn is_udp(self) -> bool {
+        matches!(self, Flavor::Udp | Flavor::Dns)
     }
 }
 
@@ -57,6 +70,7 @@ enum Server {
     Http(EchoServer),
     Grpc(GrpcEchoServer),
     Tcp(TcpEchoServer),
+    Udp(UdpServer),
 }
 
 impl Server {
@@ -65,6 +79,7 @@ impl Server {
             Server::Http(s) => s.addr(),
             Server::Grpc(s) => s.addr,
             Server::Tcp(s) => s.addr(),
+            Server::Udp(s) => s.addr(),
         }
     }
 }
@@ -115,6 +130,10 @@ fn pod_spec(ns: &str, d: &Value) -> PodSpec {
         Flavor::Grpc
     } else if env.contains("TCP_ECHO_SERVER") {
         Flavor::Tcp
+    } else if env.contains("UDP_ECHO_SERVER") {
+        Flavor::Udp
+    } else if images(d).any(|i| i.contains("/coredns")) {
+        Flavor::Dns
     } else {
         Flavor::Http
     };
@@ -138,6 +157,15 @@ fn pod_spec(ns: &str, d: &Value) -> PodSpec {
             .and_then(Value::as_u64)
             .unwrap_or(1),
     }
+}
+
+/// The images of a Deployment's containers.
+fn images(d: &Value) -> impl Iterator<Item = &str> {
+    d.pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("image").and_then(Value::as_str))
 }
 
 /// The pod names of a Deployment: `<deployment>-wire-<n>`, so that the
@@ -205,10 +233,12 @@ impl Pods {
                 .into_iter()
                 .flatten()
             {
-                if port.get("protocol").and_then(Value::as_str) == Some("UDP") {
-                    continue;
-                }
+                let udp = port.get("protocol").and_then(Value::as_str) == Some("UDP");
                 let flavor = match spec.flavor {
+                    Flavor::Dns if udp => Flavor::Dns,
+                    _ if udp => Flavor::Udp,
+                    // A UDP pod's TCP ports answer as echo-basic's HTTP.
+                    Flavor::Udp | Flavor::Dns => Flavor::Http,
                     Flavor::Tcp if is_tls_port(port) => Flavor::TcpTls,
                     f => f,
                 };
@@ -264,6 +294,18 @@ impl Pods {
                     .await
                     .map_err(failed)?,
             ),
+            Flavor::Udp | Flavor::Dns => {
+                let kind = if flavor == Flavor::Dns {
+                    UdpKind::Dns
+                } else {
+                    UdpKind::Echo
+                };
+                Server::Udp(
+                    UdpServer::start(kind, identity, bind)
+                        .await
+                        .map_err(failed)?,
+                )
+            }
             Flavor::TcpTls => {
                 let key = secret.ok_or_else(|| {
                     format!("echo pod {}: a TLS port without a secret volume", pod.name)
@@ -384,7 +426,8 @@ fn slice(
     let ports: Vec<Value> = ports
         .iter()
         .map(|p| {
-            let mut out = json!({"port": addr.port(), "protocol": "TCP"});
+            let protocol = if flavor.is_udp() { "UDP" } else { "TCP" };
+            let mut out = json!({"port": addr.port(), "protocol": protocol});
             if let Some(n) = p.get("name").and_then(Value::as_str) {
                 out["name"] = json!(n);
             }

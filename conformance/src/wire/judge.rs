@@ -49,8 +49,8 @@ pub(crate) async fn judge(req: &RequestExpect, ctx: &Context<'_>) -> Result<(), 
         "tcp" => tcp(req, ctx).await,
         "tls-connect" => tls_connect(req, ctx).await,
         "websocket" => websocket(req, ctx).await,
-        "udp" => Err("gwcore-proxy serves no UDP listener (UDPRoute)".to_string()),
-        "dns" => Err("DNS needs a UDP listener, which gwcore-proxy does not serve".to_string()),
+        "udp" => udp(req, ctx).await,
+        "dns" => dns(req, ctx).await,
         other => Err(format!("unknown request kind {other}")),
     }
 }
@@ -767,6 +767,45 @@ async fn tcp(req: &RequestExpect, ctx: &Context<'_>) -> Result<(), String> {
         tcp_sample(req, &target).await?;
     }
     Ok(())
+}
+
+/// FORMAT.md, udp: the echo's `service` and `namespace` fields exact,
+/// `backendName` the pod name minus its last two `-` parts.
+async fn udp(req: &RequestExpect, ctx: &Context<'_>) -> Result<(), String> {
+    let addr = addr(req, ctx, false)?;
+    let got = super::udp::echo(addr).await?;
+    if let Some(want) = nonempty(&req.service)
+        && got.service != want
+    {
+        return Err(format!(
+            "answered for Service {}, expected {want}",
+            got.service
+        ));
+    }
+    if let Some(want) = nonempty(&req.namespace)
+        && got.namespace != want
+    {
+        return Err(format!(
+            "answered from namespace {}, expected {want}",
+            got.namespace
+        ));
+    }
+    if let Some(want) = nonempty(&req.backend_name)
+        && deployment_of(&got.pod) != want
+    {
+        return Err(format!("answered by pod {}, expected {want}-*-*", got.pod));
+    }
+    Ok(())
+}
+
+/// FORMAT.md, dns: the query `request.question` / `request.type` (A when
+/// absent); any DNS reply to it passes.
+async fn dns(req: &RequestExpect, ctx: &Context<'_>) -> Result<(), String> {
+    let addr = addr(req, ctx, false)?;
+    let question = nonempty(&req.request.question)
+        .ok_or_else(|| "a dns request without a question".to_string())?;
+    let type_ = nonempty(&req.request.type_).unwrap_or("A");
+    super::udp::dns(addr, question, type_).await.map(|_| ())
 }
 
 async fn tls_connect(req: &RequestExpect, ctx: &Context<'_>) -> Result<(), String> {
