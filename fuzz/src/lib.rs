@@ -19,9 +19,6 @@ pub fn engine(data: &[u8]) {
         return;
     };
     let case = c.case();
-    if listener_set_moves(&case) {
-        return;
-    }
     if let Some(path) = std::env::var_os("GWCORE_FUZZ_DUMP") {
         let json = cluster::to_json(&case);
         let back = engine_check::Case::from_json(&json);
@@ -36,26 +33,4 @@ pub fn engine(data: &[u8]) {
         }
     }
     case.check();
-}
-
-/// Whether the pool holds two versions of one ListenerSet with different
-/// parentRefs. Skipped while the bug it triggers is open (a ListenerSet
-/// that moves away from our Gateway keeps a stale status in the incremental
-/// engine; `gwcore/tests/fuzz_regressions.rs`,
-/// `listener_set_moved_to_a_missing_gateway_loses_its_status`), so that the
-/// fuzzer looks for other bugs. Remove once that test passes.
-fn listener_set_moves(case: &engine_check::Case) -> bool {
-    use gwcore::model::Object;
-    let mut parents = std::collections::BTreeMap::new();
-    case.objects.iter().any(|o| match o {
-        Object::ListenerSet(ls) => {
-            let p = &ls.spec.parent_ref;
-            let to = (
-                p.namespace.as_deref().unwrap_or(ls.metadata.ns()),
-                p.name.as_str(),
-            );
-            *parents.entry(o.key()).or_insert(to) != to
-        }
-        _ => false,
-    })
 }
