@@ -5,8 +5,13 @@
 #   benches/load/run.sh [acme|routes1000|all]   (default: all)
 #
 # Environment: DURATION (seconds per run, default 10), CONNECTIONS (default
-# 64), PROXY_CPU / CLIENT_CPU (cores to pin to, default 0 and 1), GWCORE (a
-# built binary; default: builds target/release/gwcore).
+# 64), ROUNDS (default 1: each proxy is measured this many times, the three
+# taking turns, and the median of each figure is printed: on a machine
+# shared with other work this keeps a burst of someone else's load from
+# deciding a ratio), PROXY_CPU / CLIENT_CPU (cores to pin to, default 0 and
+# 1), GWCORE (a built binary; default: builds target/release/gwcore),
+# GWCORE_BASE (another gwcore binary, measured in the same rounds as
+# "gwcore-base": a change's before and after under the same load).
 #
 # The proxy under test runs alone on PROXY_CPU with one worker (nginx
 # worker_processes 1, haproxy nbthread 1, gwcore --threads 1); wrk and the
@@ -19,6 +24,7 @@ ROOT=$PWD
 SCENARIOS=${1:-all}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
+ROUNDS=${ROUNDS:-1}
 PROXY_CPU=${PROXY_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 WORK=$(mktemp -d /tmp/gwcore-load.XXXXXX)
@@ -235,27 +241,57 @@ for s in $SCENARIOS; do
   nginx_conf "$s" >"$WORK/$s/nginx.conf"
   haproxy_conf "$s" >"$WORK/$s/haproxy.cfg"
 
-  start "$PROXY_CPU" "$WORK/$s/gwcore.log" env RUST_LOG=warn "$GWCORE" serve "$WORK/$s/gw.yaml" \
-    --listen "80=127.0.0.1:$PROXY_PORT" --threads 1
-  wait_port $PROXY_PORT; bench gwcore "$s" "$LAST_PID" >>"$RESULTS"; stop_last
+  for _ in $(seq 1 "$ROUNDS"); do
+    start "$PROXY_CPU" "$WORK/$s/gwcore.log" env RUST_LOG=warn "$GWCORE" serve "$WORK/$s/gw.yaml" \
+      --listen "80=127.0.0.1:$PROXY_PORT" --threads 1
+    wait_port $PROXY_PORT; bench gwcore "$s" "$LAST_PID" >>"$RESULTS"; stop_last
 
-  start "$PROXY_CPU" "$WORK/$s/nginx.log" nginx -c "$WORK/$s/nginx.conf"
-  wait_port $PROXY_PORT; sleep 0.2
-  bench nginx "$s" "$(pgrep -P "$LAST_PID" | head -1 || echo "$LAST_PID")" >>"$RESULTS"; stop_last
+    if [ -n "${GWCORE_BASE:-}" ]; then
+      start "$PROXY_CPU" "$WORK/$s/gwcore-base.log" env RUST_LOG=warn "$GWCORE_BASE" serve "$WORK/$s/gw.yaml" \
+        --listen "80=127.0.0.1:$PROXY_PORT" --threads 1
+      wait_port $PROXY_PORT; bench gwcore-base "$s" "$LAST_PID" >>"$RESULTS"; stop_last
+    fi
 
-  start "$PROXY_CPU" "$WORK/$s/haproxy.log" haproxy -f "$WORK/$s/haproxy.cfg"
-  wait_port $PROXY_PORT; bench haproxy "$s" "$LAST_PID" >>"$RESULTS"; stop_last
-  sleep 0.5
+    start "$PROXY_CPU" "$WORK/$s/nginx.log" nginx -c "$WORK/$s/nginx.conf"
+    wait_port $PROXY_PORT; sleep 0.2
+    bench nginx "$s" "$(pgrep -P "$LAST_PID" | head -1 || echo "$LAST_PID")" >>"$RESULTS"; stop_last
+
+    start "$PROXY_CPU" "$WORK/$s/haproxy.log" haproxy -f "$WORK/$s/haproxy.cfg"
+    wait_port $PROXY_PORT; bench haproxy "$s" "$LAST_PID" >>"$RESULTS"; stop_last
+    sleep 0.5
+  done
 done
 
+# The median of each figure over the rounds (RSS: the largest; non-2xx:
+# the sum), one line per scenario and proxy in the order measured.
+median() { # median COLUMN < lines
+  sort -g -k"$1" | awk -v c="$1" '{ v[NR] = $c } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+SUMMARY=$WORK/summary
+: >"$SUMMARY"
+awk '!seen[$1 " " $2]++ { print $1, $2 }' "$RESULTS" | while read -r s name; do
+  rows=$(awk -v s="$s" -v n="$name" '$1 == s && $2 == n' "$RESULTS")
+  rps=$(echo "$rows" | median 3); p50=$(echo "$rows" | median 4); p99=$(echo "$rows" | median 5)
+  rss=$(echo "$rows" | sort -g -k6 | tail -1 | awk '{ print $6 }')
+  bad=$(echo "$rows" | awk '{ b += $7 } END { print b + 0 }')
+  printf '%s %s %.0f %.3f %.3f %s %s\n' "$s" "$name" "$rps" "$p50" "$p99" "$rss" "$bad" >>"$SUMMARY"
+done
+[ "$ROUNDS" -gt 1 ] && { echo; echo "each round (scenario proxy req/s p50 p99 RSS non-2xx):"; cat "$RESULTS"; }
+RESULTS=$SUMMARY
+
 echo
-printf '%-11s %-8s %10s %9s %9s %9s %8s\n' scenario proxy 'req/s' 'p50 ms' 'p99 ms' 'RSS KiB' 'non-2xx'
+[ "$ROUNDS" -gt 1 ] && echo "median of $ROUNDS rounds:"
+printf '%-11s %-11s %10s %9s %9s %9s %8s\n' scenario proxy 'req/s' 'p50 ms' 'p99 ms' 'RSS KiB' 'non-2xx'
 while read -r s name rps p50 p99 rss bad; do
-  printf '%-11s %-8s %10s %9s %9s %9s %8s\n' "$s" "$name" "$rps" "$p50" "$p99" "$rss" "$bad"
+  printf '%-11s %-11s %10s %9s %9s %9s %8s\n' "$s" "$name" "$rps" "$p50" "$p99" "$rss" "$bad"
 done <"$RESULTS"
 echo
 awk '{ rps[$1 " " $2] = $3; p99[$1 " " $2] = $5; s[$1] = 1 }
   END { for (x in s) {
     printf "%-11s gwcore/nginx req/s %.2f  p99 %.2f | gwcore/haproxy req/s %.2f  p99 %.2f\n", x,
       rps[x " gwcore"] / rps[x " nginx"], p99[x " gwcore"] / p99[x " nginx"],
-      rps[x " gwcore"] / rps[x " haproxy"], p99[x " gwcore"] / p99[x " haproxy"] } }' "$RESULTS"
+      rps[x " gwcore"] / rps[x " haproxy"], p99[x " gwcore"] / p99[x " haproxy"]
+    if ((x " gwcore-base") in rps)
+      printf "%-11s gwcore-base/nginx req/s %.2f  p99 %.2f | gwcore/gwcore-base req/s %.2f  p99 %.2f\n", x,
+        rps[x " gwcore-base"] / rps[x " nginx"], p99[x " gwcore-base"] / p99[x " nginx"],
+        rps[x " gwcore"] / rps[x " gwcore-base"], p99[x " gwcore"] / p99[x " gwcore-base"] } }' "$RESULTS"

@@ -135,14 +135,19 @@ pub async fn forward(
     // A client body that breaks while it streams (a malformed chunk, say)
     // fails the backend exchange too; remember whose fault it was, so the
     // client gets 400 (RFC 9112 §7.1) rather than 502.
-    let client_body_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let body: Body = {
-        let flag = client_body_failed.clone();
-        body.map_err(move |e| {
-            flag.store(true, std::sync::atomic::Ordering::Relaxed);
-            e
-        })
-        .boxed()
+    // A request without a body (most of them) has none to break.
+    let client_body_failed = (!hyper::body::Body::is_end_stream(&body))
+        .then(|| Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let body: Body = match &client_body_failed {
+        None => body,
+        Some(flag) => {
+            let flag = flag.clone();
+            body.map_err(move |e| {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                e
+            })
+            .boxed()
+        }
     };
     let client_upgrade = if crate::echo::is_websocket_parts(&parts.headers) {
         parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
@@ -224,7 +229,10 @@ pub async fn forward(
         Some(Ok(r)) => r,
         Some(Err(e)) => {
             tracing::debug!(error = %e, "forward failed");
-            if client_body_failed.load(std::sync::atomic::Ordering::Relaxed) {
+            if client_body_failed
+                .as_ref()
+                .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+            {
                 return status_response(StatusCode::BAD_REQUEST, "the request body is malformed\n");
             }
             // Spec (HTTPRouteRetry): "Implementations SHOULD retry on
