@@ -297,7 +297,8 @@ impl Forwarder {
                 *req.uri_mut() = upstream_uri(req.uri(), authority);
                 req.headers_mut().remove(header::HOST);
                 *req.version_mut() = Version::HTTP_2;
-                let mut sender = self.h2c_sender(addr).await?;
+                // Boxed, as connecting is (see `send_http1`).
+                let mut sender = Box::pin(self.h2c_sender(addr)).await?;
                 sender
                     .send_request(req)
                     .await
@@ -322,7 +323,10 @@ impl Forwarder {
             let (sent, reused) = match waiting {
                 Ok(sent) => (sent, true),
                 Err(r) => {
-                    let mut sender = self.connect_http1(addr).await?;
+                    // Boxed: connecting (a TLS handshake included) is rare
+                    // and its future large; inline, every request's future
+                    // would carry (and move) its size.
+                    let mut sender = Box::pin(self.connect_http1(addr)).await?;
                     let sent = sender.try_send_request(r);
                     self.http1.keep(addr, sender);
                     (sent, false)
