@@ -138,6 +138,7 @@ pub fn routing(n: usize) -> GatewayRouting {
     routes.sort_by(|a, b| a.key.cmp(&b.key));
     GatewayRouting {
         gateway: ObjectKey::new(Kind::Gateway, "infra", "gw"),
+        backend_client_certificate: None,
         listeners: vec![ListenerRouting {
             name: "http".into(),
             source: ObjectKey::new(Kind::Gateway, "infra", "gw"),

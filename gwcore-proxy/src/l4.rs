@@ -408,6 +408,7 @@ mod tests {
         use TlsMode::{Passthrough, Terminate};
         GatewayRouting {
             gateway: ObjectKey::new(Kind::Gateway, "default", "gw"),
+            backend_client_certificate: None,
             listeners: vec![
                 listener(
                     "www",
@@ -524,6 +525,7 @@ mod tests {
         ];
         let r = GatewayRouting {
             gateway: ObjectKey::new(Kind::Gateway, "default", "gw"),
+            backend_client_certificate: None,
             listeners: vec![listener(
                 "pass",
                 443,

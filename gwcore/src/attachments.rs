@@ -23,6 +23,11 @@ pub struct GatewayRouting {
     /// those of accepted ListenerSets (oldest set first, then by
     /// namespace/name).
     pub listeners: Vec<ListenerRouting>,
+    /// The Secret (`tls.crt`, `tls.key`) of the Gateway's
+    /// `spec.tls.backend.clientCertificateRef`, resolved: the client
+    /// certificate it presents to backends reached over TLS. `None` when
+    /// unset or unresolvable (the Gateway's ResolvedRefs says why).
+    pub backend_client_certificate: Option<ObjectKey>,
 }
 
 /// The protocol of a listener.

@@ -756,3 +756,23 @@ fn backend_tls_policies_reach_the_routing_input() {
         ]
     );
 }
+
+/// The Gateway's backend client certificate reaches the routing input once
+/// its Secret resolves, so that a data plane can present it to backends.
+#[test]
+fn backend_client_certificate_reaches_the_routing_input() {
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let key = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
+    let gateway = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: infra}\nspec:\n  gatewayClassName: c\n  tls: {backend: {clientCertificateRef: {name: client}}}\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n";
+    let secret = format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: client, namespace: infra}}\ntype: kubernetes.io/tls\nstringData: {{tls.crt: {pem:?}, tls.key: {key:?}}}\n"
+    );
+    let gw = ObjectKey::new(Kind::Gateway, "infra", "gw");
+    let without = run(&format!("{BASE}{gateway}"));
+    assert_eq!(without.routing[&gw].backend_client_certificate, None);
+    let with = run(&format!("{BASE}{gateway}{secret}"));
+    assert_eq!(
+        with.routing[&gw].backend_client_certificate,
+        Some(ObjectKey::new(Kind::Secret, "infra", "client"))
+    );
+}

@@ -143,8 +143,13 @@ fn index_remove(
 /// first, so an unchanged Gateway costs a pointer comparison per route.
 fn same_routing(a: &GatewayRouting, b: &GatewayRouting) -> bool {
     // Destructured so that a new field cannot be forgotten here.
-    let GatewayRouting { gateway, listeners } = a;
+    let GatewayRouting {
+        gateway,
+        listeners,
+        backend_client_certificate,
+    } = a;
     gateway == &b.gateway
+        && backend_client_certificate == &b.backend_client_certificate
         && listeners.len() == b.listeners.len()
         && listeners.iter().zip(&b.listeners).all(|(x, y)| {
             let ListenerRouting {

@@ -153,6 +153,9 @@ impl Lst {
 struct Gw {
     obj: Gateway,
     params: Result<(), Fail>,
+    /// `spec.tls.backend.clientCertificateRef`, resolved (the certificate
+    /// the Gateway presents to backends that ask for one).
+    backend_client_certificate: Option<ObjectKey>,
     /// Own listeners first, then accepted ListenerSets' in precedence order.
     listeners: Vec<Lst>,
     sets: Vec<Ls>,
@@ -487,6 +490,9 @@ impl Ctx<'_> {
             Some(Gw {
                 obj: gw.clone(),
                 params,
+                backend_client_certificate: self
+                    .backend_client_certificate(gw)
+                    .and_then(Result::ok),
                 listeners,
                 sets,
             })
@@ -1824,6 +1830,7 @@ fn gateway_routing(key: &ObjectKey, gw: &Gw) -> GatewayRouting {
     GatewayRouting {
         gateway: key.clone(),
         listeners,
+        backend_client_certificate: gw.backend_client_certificate.clone(),
     }
 }
 

@@ -79,6 +79,7 @@ fn table(listeners: Vec<ListenerRouting>) -> Table {
     Table::compile(&GatewayRouting {
         gateway: ObjectKey::new(Kind::Gateway, "ns", "gw"),
         listeners,
+        backend_client_certificate: None,
     })
 }
 
