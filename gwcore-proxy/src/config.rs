@@ -98,6 +98,8 @@ pub struct Config {
     pub tls: BTreeMap<GatewayPort, Arc<rustls::ServerConfig>>,
     /// Certificates that could not be read.
     pub tls_errors: Vec<String>,
+    /// TLS to backends (BackendTLSPolicy), built on first use.
+    pub backend_tls: crate::backend_tls::BackendTlsCache,
     /// Warnings from loading the manifests.
     pub diagnostics: Vec<Diagnostic>,
     /// The engine this configuration was computed with, until the next
@@ -223,6 +225,7 @@ impl Config {
             tables,
             tls,
             tls_errors,
+            backend_tls: Default::default(),
             generation,
             snapshot,
             computed,

@@ -20,6 +20,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+use crate::backend_tls::{BackendConnector, TlsKey};
 use crate::body::Body;
 use crate::endpoints::Endpoint;
 
@@ -75,6 +76,9 @@ pub struct Forwarder {
     http1: Arc<Http1Pool>,
     h2c: Mutex<HashMap<SocketAddr, http2::SendRequest<Body>>>,
     connect_timeout: Duration,
+    /// Connections over TLS (BackendTLSPolicy), kept apart from plain ones.
+    tls_http1: Arc<Http1Pool<TlsKey>>,
+    tls_h2: Mutex<HashMap<TlsKey, http2::SendRequest<Body>>>,
 }
 
 impl Default for Forwarder {
@@ -104,10 +108,21 @@ const HTTP1_IDLE_SWEEPS: u8 = 3;
 /// response body ends, the connection waits again and is found by the next
 /// request. There is no checkout and no return, so nothing runs per request
 /// beyond one lookup.
-#[derive(Debug, Default)]
-pub struct Http1Pool {
-    conns: Mutex<HashMap<SocketAddr, Vec<Pooled>, std::hash::BuildHasherDefault<AddrHasher>>>,
+/// Keyed by endpoint address, or for TLS connections by address and
+/// TLS settings.
+#[derive(Debug)]
+pub struct Http1Pool<K = SocketAddr> {
+    conns: Mutex<HashMap<K, Vec<Pooled>, std::hash::BuildHasherDefault<AddrHasher>>>,
     sweeping: std::sync::atomic::AtomicBool,
+}
+
+impl<K> Default for Http1Pool<K> {
+    fn default() -> Self {
+        Http1Pool {
+            conns: Mutex::new(HashMap::default()),
+            sweeping: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -140,7 +155,7 @@ impl std::hash::Hasher for AddrHasher {
     }
 }
 
-impl Http1Pool {
+impl<K: std::hash::Hash + Eq + Send + 'static> Http1Pool<K> {
     /// Gives `req` to a connection to `addr` waiting for a request, with
     /// `send` (under the lock, so no one else gives it one); `req` back
     /// when none waits.
@@ -149,7 +164,7 @@ impl Http1Pool {
     #[allow(clippy::result_large_err)]
     fn with_waiting<R>(
         &self,
-        addr: SocketAddr,
+        addr: K,
         req: Request<Body>,
         send: impl FnOnce(&mut http1::SendRequest<Body>, Request<Body>) -> R,
     ) -> Result<R, Request<Body>> {
@@ -176,7 +191,7 @@ impl Http1Pool {
 
     /// Keeps a new connection to `addr` for the next requests (unless the
     /// endpoint has [`HTTP1_POOL_MAX`]).
-    fn keep(self: &Arc<Self>, addr: SocketAddr, sender: http1::SendRequest<Body>) {
+    fn keep(self: &Arc<Self>, addr: K, sender: http1::SendRequest<Body>) {
         {
             let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
             let list = conns.entry(addr).or_default();
@@ -201,7 +216,7 @@ impl Http1Pool {
 
 /// Closes connections left waiting for about 90 s and forgets closed ones,
 /// until the pool is dropped.
-async fn sweep(pool: Weak<Http1Pool>) {
+async fn sweep<K: std::hash::Hash + Eq>(pool: Weak<Http1Pool<K>>) {
     loop {
         tokio::time::sleep(HTTP1_SWEEP_EVERY).await;
         let Some(pool) = pool.upgrade() else { return };
@@ -231,6 +246,8 @@ impl Forwarder {
             http1: Arc::new(Http1Pool::default()),
             h2c: Mutex::new(HashMap::new()),
             connect_timeout,
+            tls_http1: Arc::new(Http1Pool::default()),
+            tls_h2: Mutex::new(HashMap::new()),
         }
     }
 
@@ -255,8 +272,22 @@ impl Forwarder {
         protocol: BackendProtocol,
         timeout: Option<Duration>,
     ) -> Result<Response<Incoming>, ForwardError> {
+        self.send_over(req, endpoint, protocol, timeout, None).await
+    }
+
+    /// [`Forwarder::send_to`] over TLS made with `tls` when given
+    /// (BackendTLSPolicy): the handshake is part of connecting, so a
+    /// backend whose certificate does not verify is unreachable (503).
+    pub async fn send_over(
+        &self,
+        req: Request<Body>,
+        endpoint: &Endpoint,
+        protocol: BackendProtocol,
+        timeout: Option<Duration>,
+        tls: Option<&Arc<BackendConnector>>,
+    ) -> Result<Response<Incoming>, ForwardError> {
         let addr = endpoint.addr;
-        let fut = self.send_inner(req, endpoint, protocol);
+        let fut = self.send_inner(req, endpoint, protocol, tls);
         match timeout {
             Some(t) => tokio::time::timeout(t, fut)
                 .await
@@ -270,6 +301,7 @@ impl Forwarder {
         mut req: Request<Body>,
         endpoint: &Endpoint,
         protocol: BackendProtocol,
+        tls: Option<&Arc<BackendConnector>>,
     ) -> Result<Response<Incoming>, ForwardError> {
         let addr = endpoint.addr;
         match protocol {
@@ -285,7 +317,17 @@ impl Forwarder {
                     req.headers_mut().insert(header::HOST, host);
                 }
                 *req.version_mut() = Version::HTTP_11;
-                self.send_http1(req, addr).await
+                match tls {
+                    None => self.send_http1(&self.http1, addr, req, addr, None).await,
+                    Some(c) => {
+                        let key = TlsKey {
+                            addr,
+                            connector: c.clone(),
+                        };
+                        self.send_http1(&self.tls_http1, key, req, addr, Some(c))
+                            .await
+                    }
+                }
             }
             BackendProtocol::H2c => {
                 let authority = req
@@ -297,8 +339,17 @@ impl Forwarder {
                 *req.uri_mut() = upstream_uri(req.uri(), authority);
                 req.headers_mut().remove(header::HOST);
                 *req.version_mut() = Version::HTTP_2;
-                // Boxed, as connecting is (see `send_http1`).
-                let mut sender = Box::pin(self.h2c_sender(addr)).await?;
+                let mut sender = match tls {
+                    // Boxed, as connecting is (see `send_http1`).
+                    None => Box::pin(self.h2c_sender(&self.h2c, addr, addr, None)).await?,
+                    Some(c) => {
+                        let key = TlsKey {
+                            addr,
+                            connector: c.clone(),
+                        };
+                        Box::pin(self.h2c_sender(&self.tls_h2, key, addr, Some(c))).await?
+                    }
+                };
                 sender
                     .send_request(req)
                     .await
@@ -311,24 +362,26 @@ impl Forwarder {
     /// a new one. A request that a pooled connection could not take (it
     /// closed meanwhile) goes on another; one that was sent and failed is
     /// not sent again.
-    async fn send_http1(
+    async fn send_http1<K: std::hash::Hash + Eq + Clone + Send + 'static>(
         &self,
+        pool: &Arc<Http1Pool<K>>,
+        key: K,
         mut req: Request<Body>,
         addr: SocketAddr,
+        tls: Option<&Arc<BackendConnector>>,
     ) -> Result<Response<Incoming>, ForwardError> {
         loop {
-            let waiting = self
-                .http1
-                .with_waiting(addr, req, |sender, r| sender.try_send_request(r));
+            let waiting =
+                pool.with_waiting(key.clone(), req, |sender, r| sender.try_send_request(r));
             let (sent, reused) = match waiting {
                 Ok(sent) => (sent, true),
                 Err(r) => {
                     // Boxed: connecting (a TLS handshake included) is rare
                     // and its future large; inline, every request's future
                     // would carry (and move) its size.
-                    let mut sender = Box::pin(self.connect_http1(addr)).await?;
+                    let mut sender = Box::pin(self.connect_http1(addr, tls)).await?;
                     let sent = sender.try_send_request(r);
-                    self.http1.keep(addr, sender);
+                    pool.keep(key.clone(), sender);
                     (sent, false)
                 }
             };
@@ -347,32 +400,73 @@ impl Forwarder {
     async fn connect_http1(
         &self,
         addr: SocketAddr,
+        tls: Option<&Arc<BackendConnector>>,
     ) -> Result<http1::SendRequest<Body>, ForwardError> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ForwardError::Unreachable(addr, "connect timed out".into()))?
             .map_err(|e| ForwardError::Unreachable(addr, e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| ForwardError::Unreachable(addr, error_chain(&e)))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(backend = %addr, error = %e, "backend connection failed");
-            }
-        });
-        Ok(sender)
+        if let Some(c) = tls {
+            let stream = self.tls_handshake(c, stream, addr).await?;
+            return http1_over(stream, addr).await;
+        }
+        http1_over(stream, addr).await
     }
 
-    async fn h2c_sender(&self, addr: SocketAddr) -> Result<http2::SendRequest<Body>, ForwardError> {
+    /// The TLS client handshake on a new backend connection, within the
+    /// connect timeout; a certificate that does not verify fails it.
+    async fn tls_handshake(
+        &self,
+        connector: &BackendConnector,
+        stream: TcpStream,
+        addr: SocketAddr,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ForwardError> {
+        tokio::time::timeout(self.connect_timeout, connector.connect(stream))
+            .await
+            .map_err(|_| ForwardError::Unreachable(addr, "TLS handshake timed out".into()))?
+            .map_err(|e| ForwardError::Unreachable(addr, format!("TLS handshake: {e}")))
+    }
+}
+
+/// The HTTP/1.1 client handshake over a connected stream (with upgrades,
+/// for WebSockets); the connection's I/O runs on a task of its own.
+async fn http1_over<S>(
+    stream: S,
+    addr: SocketAddr,
+) -> Result<http1::SendRequest<Body>, ForwardError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ForwardError::Unreachable(addr, error_chain(&e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(backend = %addr, error = %e, "backend connection failed");
+        }
+    });
+    Ok(sender)
+}
+
+impl Forwarder {
+    /// The HTTP/2 connection to an endpoint (one per key, multiplexed),
+    /// opened on first use and replaced when it closes.
+    async fn h2c_sender<K: std::hash::Hash + Eq>(
+        &self,
+        conns: &Mutex<HashMap<K, http2::SendRequest<Body>>>,
+        key: K,
+        addr: SocketAddr,
+        tls: Option<&Arc<BackendConnector>>,
+    ) -> Result<http2::SendRequest<Body>, ForwardError> {
         {
             // Held only to clone or remove an entry, never across an await.
-            let mut conns = self.h2c.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = conns.get(&addr) {
+            let mut conns = conns.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = conns.get(&key) {
                 if !s.is_closed() {
                     return Ok(s.clone());
                 }
-                conns.remove(&addr);
+                conns.remove(&key);
             }
         }
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
@@ -380,18 +474,31 @@ impl Forwarder {
             .map_err(|_| ForwardError::Unreachable(addr, "connect timed out".into()))?
             .map_err(|e| ForwardError::Unreachable(addr, e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .map_err(|e| ForwardError::Unreachable(addr, error_chain(&e)))?;
-        tokio::spawn(conn);
+        let mut sender = match tls {
+            None => h2_over(stream, addr).await?,
+            Some(c) => h2_over(self.tls_handshake(c, stream, addr).await?, addr).await?,
+        };
         sender
             .ready()
             .await
             .map_err(|e| ForwardError::Unreachable(addr, error_chain(&e)))?;
-        let mut conns = self.h2c.lock().unwrap_or_else(|e| e.into_inner());
-        conns.insert(addr, sender.clone());
+        let mut conns = conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.insert(key, sender.clone());
         Ok(sender)
     }
+}
+
+/// The HTTP/2 client handshake over a connected stream; the connection's
+/// I/O runs on a task of its own.
+async fn h2_over<S>(stream: S, addr: SocketAddr) -> Result<http2::SendRequest<Body>, ForwardError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .map_err(|e| ForwardError::Unreachable(addr, error_chain(&e)))?;
+    tokio::spawn(conn);
+    Ok(sender)
 }
 
 /// The origin form of a request target: its path and query.

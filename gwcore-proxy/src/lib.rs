@@ -65,6 +65,7 @@
 //! ```
 
 pub mod admin;
+pub mod backend_tls;
 pub mod body;
 pub mod config;
 pub mod echo;

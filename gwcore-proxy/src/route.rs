@@ -111,6 +111,20 @@ fn backend_protocol(target: &BackendTarget, http2: bool) -> BackendProtocol {
     }
 }
 
+/// The connector of a backend's TLS policy, ALPN `h2` when HTTP/2 is
+/// spoken; the error when the policy is invalid.
+fn backend_tls(
+    cfg: &Config,
+    tls: &Arc<gwcore::attachments::BackendTls>,
+    protocol: BackendProtocol,
+) -> Result<Arc<crate::backend_tls::BackendConnector>, Arc<str>> {
+    let alpn = match protocol {
+        BackendProtocol::H2c => crate::backend_tls::Alpn::H2,
+        BackendProtocol::Http1 => crate::backend_tls::Alpn::Http1,
+    };
+    cfg.backend_tls.get(&cfg.snapshot, tls, Some(alpn))
+}
+
 /// Forwards a request to one Service port: picks a ready endpoint, applies
 /// the policy's timeouts and retries, and tunnels protocol upgrades.
 ///
@@ -131,6 +145,21 @@ pub async fn forward(
         return status_response(StatusCode::SERVICE_UNAVAILABLE, "no ready endpoints\n");
     }
     let protocol = backend_protocol(target, policy.http2);
+    let tls = match &target.tls {
+        None => None,
+        Some(t) => match backend_tls(cfg, t, protocol) {
+            Ok(c) => Some(c),
+            // A policy whose CA references do not resolve (the engine
+            // marks it invalid) leaves no way to verify the backend: it
+            // is not contacted, plain text would bypass the policy.
+            Err(_) => {
+                return status_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "backend TLS policy cannot be used\n",
+                );
+            }
+        },
+    };
     let (mut parts, body) = req.into_parts();
     // A client body that breaks while it streams (a malformed chunk, say)
     // fails the backend exchange too; remember whose fault it was, so the
@@ -212,7 +241,7 @@ pub async fn forward(
         let endpoint = &addrs[fastrand::usize(..addrs.len())];
         let result = proxy
             .forwarder
-            .send_to(req, endpoint, protocol, timeout)
+            .send_over(req, endpoint, protocol, timeout, tls.as_ref())
             .await;
         let retryable = match (&result, retry) {
             (Ok(resp), Some(r)) => r.codes.contains(&resp.status().as_u16()),
@@ -465,12 +494,25 @@ fn mirror(
     p.extensions = http::Extensions::new();
     prepare_request(&mut p, &conn.client);
     let protocol = backend_protocol(target, http2);
+    let tls = match &target.tls {
+        None => None,
+        Some(t) => match backend_tls(cfg, t, protocol) {
+            Ok(c) => Some(c),
+            Err(_) => return,
+        },
+    };
     let proxy = proxy.clone();
     tokio::spawn(async move {
         let req = Request::from_parts(p, full(body));
         match proxy
             .forwarder
-            .send_to(req, &endpoint, protocol, Some(Duration::from_secs(30)))
+            .send_over(
+                req,
+                &endpoint,
+                protocol,
+                Some(Duration::from_secs(30)),
+                tls.as_ref(),
+            )
             .await
         {
             Ok(resp) => {

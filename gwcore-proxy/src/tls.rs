@@ -95,25 +95,7 @@ pub fn client_verifier(
     bundles: &[ObjectKey],
     allow_missing: bool,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, CertError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for key in bundles {
-        let name = format!("{} {}/{}", key.kind, key.namespace, key.name);
-        let pem = match snapshot.get(key) {
-            Some(Object::ConfigMap(cm)) => cm
-                .data
-                .get("ca.crt")
-                .map(|v| v.as_bytes().to_vec())
-                .ok_or_else(|| CertError::Invalid(name.clone(), "no ca.crt".into()))?,
-            Some(Object::Secret(s)) => secret_value(s, &name, "ca.crt")?,
-            _ => return Err(CertError::NotFound(name)),
-        };
-        for der in CertificateDer::pem_slice_iter(&pem) {
-            let der = der.map_err(|e| CertError::Invalid(name.clone(), format!("ca.crt: {e}")))?;
-            roots
-                .add(der)
-                .map_err(|e| CertError::Invalid(name.clone(), format!("ca.crt: {e}")))?;
-        }
-    }
+    let roots = ca_roots(snapshot, bundles)?;
     if roots.is_empty() {
         return Err(CertError::Invalid(
             "frontend validation".into(),
@@ -133,6 +115,36 @@ pub fn client_verifier(
         .build()
         .map_err(|e| CertError::Invalid("frontend validation".into(), e.to_string()))?;
     Ok(Arc::new(InsecureFallback(checked)))
+}
+
+/// The CA certificates in `ca.crt` of each ConfigMap or Secret in
+/// `bundles` (`data` of a ConfigMap is plain PEM, of a Secret base64):
+/// what frontend validation trusts for client certificates and a
+/// BackendTLSPolicy for backend certificates.
+pub fn ca_roots(
+    snapshot: &Snapshot,
+    bundles: &[ObjectKey],
+) -> Result<rustls::RootCertStore, CertError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for key in bundles {
+        let name = format!("{} {}/{}", key.kind, key.namespace, key.name);
+        let pem = match snapshot.get(key) {
+            Some(Object::ConfigMap(cm)) => cm
+                .data
+                .get("ca.crt")
+                .map(|v| v.as_bytes().to_vec())
+                .ok_or_else(|| CertError::Invalid(name.clone(), "no ca.crt".into()))?,
+            Some(Object::Secret(s)) => secret_value(s, &name, "ca.crt")?,
+            _ => return Err(CertError::NotFound(name)),
+        };
+        for der in CertificateDer::pem_slice_iter(&pem) {
+            let der = der.map_err(|e| CertError::Invalid(name.clone(), format!("ca.crt: {e}")))?;
+            roots
+                .add(der)
+                .map_err(|e| CertError::Invalid(name.clone(), format!("ca.crt: {e}")))?;
+        }
+    }
+    Ok(roots)
 }
 
 /// `AllowInsecureFallback`: asks for a certificate and checks it as the

@@ -1,0 +1,380 @@
+//! TLS from the proxy to backends (BackendTLSPolicy).
+//!
+//! A backend that a BackendTLSPolicy targets is reached over TLS: the
+//! proxy connects TCP, sends the policy's `validation.hostname` as SNI,
+//! and checks the backend's certificate against the policy's CA bundles
+//! (or the system's CAs) and names. One client configuration is built per
+//! policy and ALPN and kept with the configuration generation
+//! ([`BackendTlsCache`]); connections made with it are pooled apart from
+//! plain ones (see `forward.rs`).
+//!
+//! Spec (BackendTLSPolicyValidation `hostname`): "Hostname is used for two
+//! purposes in the connection between Gateways and backends: 1. Hostname
+//! MUST be used as the SNI to connect to the backend (RFC 6066). 2. If
+//! SubjectAltNames is not specified, Hostname MUST be used for
+//! authentication and MUST match the certificate served by the matching
+//! backend."
+//!
+//! Spec (`subjectAltNames`): "When specified, the certificate served from
+//! the backend MUST have at least one Subject Alternate Name matching one
+//! of the specified SubjectAltNames."
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use gwcore::Snapshot;
+use gwcore::attachments::{BackendTls, SubjectAltName};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::client::TlsStream;
+
+/// How to open TLS to the backends of one policy: the client
+/// configuration (roots, verifier, ALPN) and the SNI.
+#[derive(Debug)]
+pub struct BackendConnector {
+    config: Arc<rustls::ClientConfig>,
+    server_name: ServerName<'static>,
+}
+
+impl BackendConnector {
+    /// The client handshake over `stream`, with the policy's hostname as
+    /// SNI; fails when the backend's certificate does not verify.
+    pub async fn connect<S>(&self, stream: S) -> std::io::Result<TlsStream<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(self.server_name.clone(), stream)
+            .await
+    }
+}
+
+/// Builds the connector of `tls`: `http2` offers ALPN `h2` (gRPC, h2c
+/// backends), otherwise `http/1.1`; `alpn: None` offers none (a byte
+/// stream, TLSRoute). An error says why the policy cannot be used (it is
+/// invalid, its CA bundles do not read, its hostname is not a name).
+pub fn connector(
+    snapshot: &Snapshot,
+    tls: &BackendTls,
+    alpn: Option<Alpn>,
+) -> Result<BackendConnector, String> {
+    if let Some(why) = &tls.invalid {
+        return Err(why.clone());
+    }
+    let mut roots =
+        crate::tls::ca_roots(snapshot, &tls.ca_certificates).map_err(|e| e.to_string())?;
+    if tls.system_roots {
+        // Spec (`wellKnownCACertificates: System`): the platform's trust
+        // store. Certificates that do not parse are skipped.
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::debug!(error = %e, "system CA certificates");
+        }
+        roots.add_parsable_certificates(native.certs);
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "BackendTLSPolicy {}/{}: no CA certificate to trust",
+            tls.policy.namespace, tls.policy.name
+        ));
+    }
+    let server_name = ServerName::try_from(tls.hostname.clone())
+        .map_err(|e| format!("hostname {:?}: {e}", tls.hostname))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let verifier: Arc<dyn ServerCertVerifier> = if tls.subject_alt_names.is_empty() {
+        webpki
+    } else {
+        Arc::new(SanVerifier {
+            inner: webpki,
+            names: tls.subject_alt_names.clone(),
+        })
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = match alpn {
+        Some(Alpn::H2) => vec![b"h2".to_vec()],
+        Some(Alpn::Http1) => vec![b"http/1.1".to_vec()],
+        None => Vec::new(),
+    };
+    Ok(BackendConnector {
+        config: Arc::new(config),
+        server_name,
+    })
+}
+
+/// The application protocol offered in the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alpn {
+    /// `http/1.1`.
+    Http1,
+    /// `h2`.
+    H2,
+}
+
+/// The connectors of one configuration generation, built on first use.
+#[derive(Debug, Default)]
+pub struct BackendTlsCache {
+    built: Mutex<HashMap<CacheKey, Built>>,
+}
+
+type CacheKey = (Arc<BackendTls>, Option<Alpn>);
+type Built = Result<Arc<BackendConnector>, Arc<str>>;
+
+impl BackendTlsCache {
+    /// The connector of `tls` (see [`connector`]), built once per
+    /// generation; the error when the policy cannot be used.
+    pub fn get(
+        &self,
+        snapshot: &Snapshot,
+        tls: &Arc<BackendTls>,
+        alpn: Option<Alpn>,
+    ) -> Built {
+        let key = (tls.clone(), alpn);
+        // Held while building: a policy is built once, not by every
+        // request racing for it.
+        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        built
+            .entry(key)
+            .or_insert_with(|| {
+                connector(snapshot, tls, alpn).map(Arc::new).map_err(|e| {
+                    tracing::warn!(policy = %format!("{}/{}", tls.policy.namespace, tls.policy.name), error = %e, "backend TLS cannot be used");
+                    Arc::from(e)
+                })
+            })
+            .clone()
+    }
+}
+
+/// A pooled backend connection's key when it runs over TLS: the endpoint
+/// and the connector (by identity), so that connections of different
+/// policies, ALPN or generations, and plain ones, are never mixed.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsKey {
+    pub(crate) addr: SocketAddr,
+    pub(crate) connector: Arc<BackendConnector>,
+}
+
+impl PartialEq for TlsKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.addr == other.addr && Arc::ptr_eq(&self.connector, &other.connector)
+    }
+}
+
+impl Eq for TlsKey {}
+
+impl Hash for TlsKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.addr.hash(state);
+        std::ptr::hash(Arc::as_ptr(&self.connector), state);
+    }
+}
+
+/// Checks the chain as webpki does, then the certificate's names against
+/// the policy's `subjectAltNames` instead of the hostname: any one must be
+/// there, a DNS name among its DNS names, a URI among its URIs.
+#[derive(Debug)]
+struct SanVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    names: Vec<SubjectAltName>,
+}
+
+/// Whether a verification failed on the name only: webpki verifies the
+/// chain (and revocation) before the name, so the chain is good.
+fn name_mismatch(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        )
+    )
+}
+
+impl ServerCertVerifier for SanVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut chain_ok = false;
+        for name in &self.names {
+            let SubjectAltName::Hostname(h) = name else {
+                continue;
+            };
+            let Ok(n) = ServerName::try_from(h.as_str()) else {
+                continue;
+            };
+            match self
+                .inner
+                .verify_server_cert(end_entity, intermediates, &n, ocsp_response, now)
+            {
+                Ok(v) => return Ok(v),
+                Err(e) if name_mismatch(&e) => chain_ok = true,
+                Err(e) => return Err(e),
+            }
+        }
+        let uris: Vec<&str> = self
+            .names
+            .iter()
+            .filter_map(|n| match n {
+                SubjectAltName::Uri(u) => Some(u.as_str()),
+                SubjectAltName::Hostname(_) => None,
+            })
+            .collect();
+        if !uris.is_empty() {
+            if !chain_ok {
+                // The chain alone: a name no certificate carries.
+                let probe = ServerName::from(std::net::Ipv4Addr::UNSPECIFIED);
+                match self.inner.verify_server_cert(
+                    end_entity,
+                    intermediates,
+                    &probe,
+                    ocsp_response,
+                    now,
+                ) {
+                    Ok(_) => {}
+                    Err(e) if name_mismatch(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if uri_sans(end_entity)
+                .iter()
+                .any(|have| uris.iter().any(|want| have == want))
+            {
+                return Ok(ServerCertVerified::assertion());
+            }
+        }
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName,
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// One DER element: its tag, its contents and what follows it.
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |l, b| (l << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// The elements of a DER sequence's contents.
+fn elements(mut contents: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    std::iter::from_fn(move || {
+        let (tag, value, rest) = der(contents)?;
+        contents = rest;
+        Some((tag, value))
+    })
+}
+
+/// The URIs among a certificate's subject alternative names (RFC 5280
+/// §4.2.1.6: `uniformResourceIdentifier [6] IA5String`). webpki checks
+/// DNS names and IP addresses only.
+fn uri_sans(cert: &[u8]) -> Vec<String> {
+    const SAN_OID: &[u8] = &[0x55, 0x1d, 0x11];
+    let mut out = Vec::new();
+    let Some((0x30, certificate, _)) = der(cert) else {
+        return out;
+    };
+    let Some((0x30, tbs, _)) = der(certificate) else {
+        return out;
+    };
+    // `extensions [3] EXPLICIT Extensions`.
+    let Some((_, exts)) = elements(tbs).find(|(tag, _)| *tag == 0xa3) else {
+        return out;
+    };
+    let Some((0x30, exts, _)) = der(exts) else {
+        return out;
+    };
+    for (_, ext) in elements(exts) {
+        let mut fields = elements(ext);
+        if fields.next() != Some((0x06, SAN_OID)) {
+            continue;
+        }
+        // `critical BOOLEAN DEFAULT FALSE`, then the OCTET STRING.
+        let Some((_, value)) = fields.find(|(tag, _)| *tag == 0x04) else {
+            continue;
+        };
+        let Some((0x30, names, _)) = der(value) else {
+            continue;
+        };
+        out.extend(
+            elements(names)
+                .filter(|(tag, _)| *tag == 0x86)
+                .filter_map(|(_, v)| std::str::from_utf8(v).ok().map(str::to_owned)),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_sans_are_read_from_the_certificate() {
+        let mut params = rcgen::CertificateParams::new(vec!["abc.example.com".to_owned()]).unwrap();
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            "spiffe://abc.example.com/test-identity".try_into().unwrap(),
+        ));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            uri_sans(cert.der()),
+            vec!["spiffe://abc.example.com/test-identity".to_owned()]
+        );
+        let plain = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
+        assert!(uri_sans(plain.cert.der()).is_empty());
+        assert!(uri_sans(b"\x30\x05garbage").is_empty());
+    }
+}
