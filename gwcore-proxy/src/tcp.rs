@@ -176,6 +176,22 @@ async fn forward<S>(
         return;
     }
     let addr = addrs[fastrand::usize(..addrs.len())].addr;
+    // A terminated TLSRoute's backend with a BackendTLSPolicy gets TLS of
+    // its own; a passthrough stream is the client's TLS already, and a
+    // TCPRoute's bytes are the client's.
+    let backend_tls = match (&target.tls, sni) {
+        (Some(t), Some((_, TlsMode::Terminate))) => {
+            match cfg.backend_tls.get(&cfg.snapshot, t, None) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::info!(target: "gwcore::access", port, client = %peer, service = %target.service, error = %e, "backend TLS policy cannot be used; closing");
+                    refuse(&series);
+                    return;
+                }
+            }
+        }
+        _ => None,
+    };
     let mut backend = match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
         .await
     {
@@ -200,6 +216,20 @@ async fn forward<S>(
     // The connection keeps the configuration it started with: it owns what
     // it needs, and a reload does not reach it.
     drop(cfg);
+    if let Some(c) = backend_tls {
+        let mut backend = match tokio::time::timeout(Duration::from_secs(5), c.connect(backend))
+            .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::info!(target: "gwcore::access", port, client = %peer, %addr, error = %e, "backend TLS handshake failed; closing");
+                return;
+            }
+            Err(_) => return,
+        };
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+        return;
+    }
     if !head.is_empty() && backend.write_all(head).await.is_err() {
         return;
     }
