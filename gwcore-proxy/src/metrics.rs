@@ -233,7 +233,9 @@ impl Metrics {
             let _ = writeln!(out, "gwcore_request_duration_seconds_sum{{{l}}} {sum}");
             let _ = writeln!(out, "gwcore_request_duration_seconds_count{{{l}}} {count}");
         }
-        out.push_str("# HELP gwcore_streams_total TLS and TCP connections and UDP sessions, by result.\n");
+        out.push_str(
+            "# HELP gwcore_streams_total TLS and TCP connections and UDP sessions, by result.\n",
+        );
         out.push_str("# TYPE gwcore_streams_total counter\n");
         {
             let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
