@@ -514,25 +514,50 @@ pub(crate) async fn serve_http<I>(
     if *drain.borrow() {
         conn.as_mut().graceful_shutdown();
     }
-    tokio::select! {
+    // The drain signal and the idle timer are watched on a task of their
+    // own, which tells this one why to close: selected here, they would be
+    // polled on every wake of the connection (several per request), and a
+    // oneshot is cheaper to poll than both.
+    let (mut close_tx, close_rx) = tokio::sync::oneshot::channel();
+    let watched = activity.clone();
+    let idle_timeout = limits.idle_timeout;
+    tokio::spawn(async move {
+        let why = tokio::select! {
+            // The connection ended.
+            _ = close_tx.closed() => return,
+            _ = drain.changed() => Close::Drain,
+            _ = watched.idle(before_first, idle_timeout) => Close::Idle,
+        };
+        let _ = close_tx.send(why);
+    });
+    let why = tokio::select! {
         _ = conn.as_mut() => return,
-        _ = drain.changed() => {}
-        _ = activity.idle(before_first, limits.idle_timeout) => {
-            // Nothing is in flight: say goodbye (HTTP/2: GOAWAY, then a
-            // PING the peer must answer), and drop the connection if the
-            // peer does not finish that in time. A request that slipped in
-            // meanwhile is waited for.
-            tracing::debug!("idle connection closed");
-            conn.as_mut().graceful_shutdown();
-            loop {
-                match tokio::time::timeout(IDLE_CLOSE_GRACE, conn.as_mut()).await {
-                    Ok(_) => return,
-                    Err(_) if activity.in_flight.load(Ordering::Acquire) == 0 => return,
-                    Err(_) => {}
-                }
+        why = close_rx => why,
+    };
+    if let Ok(Close::Idle) = why {
+        // Nothing is in flight: say goodbye (HTTP/2: GOAWAY, then a PING
+        // the peer must answer), and drop the connection if the peer does
+        // not finish that in time. A request that slipped in meanwhile is
+        // waited for.
+        tracing::debug!("idle connection closed");
+        conn.as_mut().graceful_shutdown();
+        loop {
+            match tokio::time::timeout(IDLE_CLOSE_GRACE, conn.as_mut()).await {
+                Ok(_) => return,
+                Err(_) if activity.in_flight.load(Ordering::Acquire) == 0 => return,
+                Err(_) => {}
             }
         }
     }
+    // Draining (or the watcher is gone with the runtime).
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+}
+
+/// Why a connection is told to close.
+enum Close {
+    /// The server drains.
+    Drain,
+    /// No request for the idle limit.
+    Idle,
 }
