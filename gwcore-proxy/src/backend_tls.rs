@@ -135,12 +135,7 @@ type Built = Result<Arc<BackendConnector>, Arc<str>>;
 impl BackendTlsCache {
     /// The connector of `tls` (see [`connector`]), built once per
     /// generation; the error when the policy cannot be used.
-    pub fn get(
-        &self,
-        snapshot: &Snapshot,
-        tls: &Arc<BackendTls>,
-        alpn: Option<Alpn>,
-    ) -> Built {
+    pub fn get(&self, snapshot: &Snapshot, tls: &Arc<BackendTls>, alpn: Option<Alpn>) -> Built {
         let key = (tls.clone(), alpn);
         // Held while building: a policy is built once, not by every
         // request racing for it.

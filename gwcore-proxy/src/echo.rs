@@ -71,6 +71,29 @@ pub struct EchoServer {
 impl EchoServer {
     /// Binds `bind` (use port 0 for an ephemeral port) and serves.
     pub async fn start(identity: EchoIdentity, bind: SocketAddr) -> std::io::Result<EchoServer> {
+        EchoServer::start_with(identity, bind, None).await
+    }
+
+    /// [`EchoServer::start`] over TLS with `tls` (ALPN `h2` and
+    /// `http/1.1` are offered): the answers report the SNI and ALPN the
+    /// server saw (`tls`), as upstream's `echo-basic` does with
+    /// `TLS_SERVER_CERT`.
+    pub async fn start_tls(
+        identity: EchoIdentity,
+        bind: SocketAddr,
+        tls: &rustls::ServerConfig,
+    ) -> std::io::Result<EchoServer> {
+        let mut tls = tls.clone();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        EchoServer::start_with(identity, bind, Some(acceptor)).await
+    }
+
+    async fn start_with(
+        identity: EchoIdentity,
+        bind: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<EchoServer> {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(EchoState {
@@ -86,14 +109,24 @@ impl EchoServer {
                 };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { state.answer(req).await }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .await;
+                    let Some(acceptor) = tls else {
+                        serve_echo(stream, state, None).await;
+                        return;
+                    };
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let conn = stream.get_ref().1;
+                    let seen = EchoedTls {
+                        server_name: conn.server_name().unwrap_or_default().to_owned(),
+                        negotiated_protocol: conn
+                            .alpn_protocol()
+                            .map(|p| String::from_utf8_lossy(p).into_owned())
+                            .unwrap_or_default(),
+                    };
+                    serve_echo(stream, state, Some(seen)).await;
                 });
             }
         });
@@ -129,6 +162,23 @@ impl EchoServer {
     }
 }
 
+/// Serves one connection; `tls` is what its TLS handshake showed.
+async fn serve_echo<S>(stream: S, state: Arc<EchoState>, tls: Option<EchoedTls>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let state = state.clone();
+        if let Some(t) = &tls {
+            req.extensions_mut().insert(t.clone());
+        }
+        async move { state.answer(req).await }
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+        .await;
+}
+
 impl Drop for EchoServer {
     fn drop(&mut self) {
         self.task.abort();
@@ -156,6 +206,19 @@ pub struct Echoed {
     pub service: String,
     /// The pod name.
     pub pod: String,
+    /// What the TLS handshake showed, when the request came over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EchoedTls>,
+}
+
+/// The TLS of the connection a request came on (`echo-basic`'s `tls`).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EchoedTls {
+    /// The SNI the client sent (empty: none).
+    pub server_name: String,
+    /// The ALPN protocol agreed (empty: none).
+    pub negotiated_protocol: String,
 }
 
 /// How many request paths an echo server remembers.
@@ -349,6 +412,7 @@ pub fn describe<B>(req: &Request<B>, identity: &EchoIdentity) -> Echoed {
         ingress: String::new(),
         service: identity.service.clone(),
         pod: identity.pod.clone(),
+        tls: req.extensions().get::<EchoedTls>().cloned(),
     }
 }
 

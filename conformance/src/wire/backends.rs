@@ -7,10 +7,9 @@
 //! certificate of the pod's secret volume), `UDP_ECHO_SERVER` a UDP echo
 //! on the Service's UDP ports, the `coredns` image a DNS server
 //! ([`super::udp`]), otherwise the HTTP echo of
-//! `gwcore-proxy` (which also speaks h2c and WebSocket). HTTPS echo
-//! backends (`TLS_SERVER_CERT` on an HTTP echo) are served as plain HTTP:
-//! the data plane does not speak TLS to backends, and the vectors needing
-//! it are on the expected-failure list.
+//! `gwcore-proxy` (which also speaks h2c and WebSocket), over TLS on target
+//! port 8443 when the pod has a secret volume (`TLS_SERVER_CERT`: the
+//! answers then report the SNI seen).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -43,6 +42,10 @@ pub(crate) enum Flavor {
     Tcp,
     /// TCP echo behind TLS.
     TcpTls,
+    /// HTTP echo behind TLS (`TLS_SERVER_CERT`, target port 8443).
+    HttpTls,
+    /// gRPC echo behind TLS (`TLS_SERVER_CERT`, target port 8443).
+    GrpcTls,
     /// UDP echo.
     Udp,
     /// DNS over UDP.
@@ -56,6 +59,8 @@ impl Flavor {
             Flavor::Grpc => "grpc",
             Flavor::Tcp => "tcp",
             Flavor::TcpTls => "tcp-tls",
+            Flavor::HttpTls => "http-tls",
+            Flavor::GrpcTls => "grpc-tls",
             Flavor::Udp => "udp",
             Flavor::Dns => "dns",
         }
@@ -240,6 +245,8 @@ impl Pods {
                     // A UDP pod's TCP ports answer as echo-basic's HTTP.
                     Flavor::Udp | Flavor::Dns => Flavor::Http,
                     Flavor::Tcp if is_tls_port(port) => Flavor::TcpTls,
+                    Flavor::Http if is_tls_port(port) && spec.secret.is_some() => Flavor::HttpTls,
+                    Flavor::Grpc if is_tls_port(port) && spec.secret.is_some() => Flavor::GrpcTls,
                     f => f,
                 };
                 for pod in &pods {
@@ -285,10 +292,18 @@ impl Pods {
         let server = match flavor {
             Flavor::Http => Server::Http(EchoServer::start(identity, bind).await.map_err(failed)?),
             Flavor::Grpc => Server::Grpc(
-                GrpcEchoServer::start(identity, bind)
+                GrpcEchoServer::start(identity, bind, None)
                     .await
                     .map_err(failed)?,
             ),
+            Flavor::GrpcTls => {
+                let tls = pod_tls(&pod.name, secret, snapshot)?;
+                Server::Grpc(
+                    GrpcEchoServer::start(identity, bind, Some(&tls))
+                        .await
+                        .map_err(failed)?,
+                )
+            }
             Flavor::Tcp => Server::Tcp(
                 TcpEchoServer::start(identity, bind, None)
                     .await
@@ -306,14 +321,16 @@ impl Pods {
                         .map_err(failed)?,
                 )
             }
+            Flavor::HttpTls => {
+                let tls = pod_tls(&pod.name, secret, snapshot)?;
+                Server::Http(
+                    EchoServer::start_tls(identity, bind, &tls)
+                        .await
+                        .map_err(failed)?,
+                )
+            }
             Flavor::TcpTls => {
-                let key = secret.ok_or_else(|| {
-                    format!("echo pod {}: a TLS port without a secret volume", pod.name)
-                })?;
-                let cert = gwcore_proxy::tls::certified_key(snapshot, key)
-                    .map_err(|e| format!("echo pod {}: {e}", pod.name))?;
-                let tls = gwcore_proxy::tcp_echo::tls_config(cert)
-                    .map_err(|e| format!("echo pod {}: {e}", pod.name))?;
+                let tls = pod_tls(&pod.name, secret, snapshot)?;
                 Server::Tcp(
                     TcpEchoServer::start(identity, bind, Some(tls))
                         .await
@@ -325,6 +342,20 @@ impl Pods {
         self.servers.insert((pod.clone(), flavor), server);
         Ok(addr)
     }
+}
+
+/// The TLS settings of a pod's TLS port: the certificate of its secret
+/// volume.
+fn pod_tls(
+    pod: &str,
+    secret: Option<&ObjectKey>,
+    snapshot: &Snapshot,
+) -> Result<std::sync::Arc<rustls::ServerConfig>, String> {
+    let key =
+        secret.ok_or_else(|| format!("echo pod {pod}: a TLS port without a secret volume"))?;
+    let cert = gwcore_proxy::tls::certified_key(snapshot, key)
+        .map_err(|e| format!("echo pod {pod}: {e}"))?;
+    gwcore_proxy::tcp_echo::tls_config(cert).map_err(|e| format!("echo pod {pod}: {e}"))
 }
 
 /// Upstream's TCP echo serves TLS on target port 8443.
@@ -499,7 +530,17 @@ impl Drop for GrpcEchoServer {
 }
 
 impl GrpcEchoServer {
-    async fn start(identity: EchoIdentity, bind: SocketAddr) -> std::io::Result<GrpcEchoServer> {
+    /// Serves h2c, or with `tls` HTTP/2 over TLS (ALPN `h2`).
+    async fn start(
+        identity: EchoIdentity,
+        bind: SocketAddr,
+        tls: Option<&rustls::ServerConfig>,
+    ) -> std::io::Result<GrpcEchoServer> {
+        let tls = tls.map(|t| {
+            let mut t = t.clone();
+            t.alpn_protocols = vec![b"h2".to_vec()];
+            tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(t))
+        });
         let listener = tokio::net::TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let identity = std::sync::Arc::new(identity);
@@ -509,14 +550,24 @@ impl GrpcEchoServer {
                     continue;
                 };
                 let identity = identity.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let identity = identity.clone();
                         async move { Ok::<_, Infallible>(grpc_answer(req, &identity).await) }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });

@@ -298,7 +298,7 @@ fn judge_answer(req: &RequestExpect, a: &Answer, tls: bool) -> Result<Option<Ech
     };
     check_who(req, &e.namespace, std::slice::from_ref(&e.pod))?;
     check_received(req, &received(&e))?;
-    check_backend_tls(req, tls)?;
+    check_backend_tls(req, tls, &e)?;
     if expects_response_headers(req) {
         check_response_header_map(req, &a.headers)?;
     }
@@ -328,10 +328,10 @@ fn judge_answer(req: &RequestExpect, a: &Answer, tls: bool) -> Result<Option<Ech
 }
 
 /// `sni` / `clientCert` the backend must have seen over TLS (of
-/// `expectedRequest`, or of a plain request itself): the echo backends
-/// answer in cleartext, as gwcore-proxy speaks no TLS to backends, so the
-/// backend saw neither.
-fn check_backend_tls(req: &RequestExpect, tls: bool) -> Result<(), String> {
+/// `expectedRequest`, or of a plain request itself): the echo reports the
+/// SNI of a TLS connection (`tls.serverName`); it does not report client
+/// certificates, and gwcore-proxy presents none to backends.
+fn check_backend_tls(req: &RequestExpect, tls: bool, e: &Echoed) -> Result<(), String> {
     let (sni, cert) = match &req.expected_request {
         Some(e) => (nonempty(&e.sni), e.client_cert.as_ref()),
         None if !tls => (nonempty(&req.request.sni), req.request.client_cert.as_ref()),
@@ -339,7 +339,16 @@ fn check_backend_tls(req: &RequestExpect, tls: bool) -> Result<(), String> {
     };
     let mut wanted = Vec::new();
     if let Some(s) = sni {
-        wanted.push(format!("SNI {s}"));
+        match &e.tls {
+            Some(t) if t.server_name == s => {}
+            Some(t) => {
+                return Err(format!(
+                    "the backend saw SNI {:?}, expected {s}",
+                    t.server_name
+                ));
+            }
+            None => wanted.push(format!("SNI {s}")),
+        }
     }
     if let Some(c) = cert {
         wanted.push(format!("client certificate {c}"));
@@ -347,8 +356,14 @@ fn check_backend_tls(req: &RequestExpect, tls: bool) -> Result<(), String> {
     if wanted.is_empty() {
         return Ok(());
     }
+    if e.tls.is_none() {
+        return Err(format!(
+            "the backend was reached without TLS, expected it to see {}",
+            wanted.join(" and ")
+        ));
+    }
     Err(format!(
-        "the backend was reached without TLS, expected it to see {} (gwcore-proxy speaks no TLS to backends)",
+        "the backend did not see {} (gwcore-proxy presents no client certificate to backends)",
         wanted.join(" and ")
     ))
 }
