@@ -26,9 +26,11 @@ use std::sync::{Arc, Mutex};
 
 use gwcore::Snapshot;
 use gwcore::attachments::{BackendTls, SubjectAltName};
+use gwcore::model::ObjectKey;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
@@ -54,14 +56,18 @@ impl BackendConnector {
     }
 }
 
-/// Builds the connector of `tls`: `http2` offers ALPN `h2` (gRPC, h2c
-/// backends), otherwise `http/1.1`; `alpn: None` offers none (a byte
-/// stream, TLSRoute). An error says why the policy cannot be used (it is
-/// invalid, its CA bundles do not read, its hostname is not a name).
+/// Builds the connector of `tls`: `alpn` says what is offered (`None`:
+/// nothing, a byte stream of a TLSRoute); `client_certificate` is the
+/// Secret (`tls.crt`, `tls.key`) of the Gateway's
+/// `spec.tls.backend.clientCertificateRef`, presented when the backend
+/// asks for a certificate. An error says why the policy cannot be used (it
+/// is invalid, its CA bundles or the certificate do not read, its hostname
+/// is not a name).
 pub fn connector(
     snapshot: &Snapshot,
     tls: &BackendTls,
     alpn: Option<Alpn>,
+    client_certificate: Option<&ObjectKey>,
 ) -> Result<BackendConnector, String> {
     if let Some(why) = &tls.invalid {
         return Err(why.clone());
@@ -97,12 +103,23 @@ pub fn connector(
             names: tls.subject_alt_names.clone(),
         })
     };
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    // Spec (GatewayTLSConfig `backend`): "Backend describes TLS
+    // configuration for gateway when connecting to backends"; its
+    // `clientCertificateRef` "references an object that contains a client
+    // certificate and its associated private key": presented to every
+    // backend reached over TLS that asks for one.
+    let mut config = match client_certificate {
+        None => builder.with_no_client_auth(),
+        Some(key) => {
+            let certified = crate::tls::certified_key(snapshot, key).map_err(|e| e.to_string())?;
+            builder.with_client_cert_resolver(Arc::new(ClientCertificate(Arc::new(certified))))
+        }
+    };
     config.alpn_protocols = match alpn {
         Some(Alpn::H2) => vec![b"h2".to_vec()],
         Some(Alpn::Http1) => vec![b"http/1.1".to_vec()],
@@ -112,6 +129,20 @@ pub fn connector(
         config: Arc::new(config),
         server_name,
     })
+}
+
+/// Presents the Gateway's client certificate whatever the backend asks.
+#[derive(Debug)]
+struct ClientCertificate(Arc<CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for ClientCertificate {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// The application protocol offered in the handshake.
@@ -129,21 +160,27 @@ pub struct BackendTlsCache {
     built: Mutex<HashMap<CacheKey, Built>>,
 }
 
-type CacheKey = (Arc<BackendTls>, Option<Alpn>);
+type CacheKey = (Arc<BackendTls>, Option<Alpn>, Option<ObjectKey>);
 type Built = Result<Arc<BackendConnector>, Arc<str>>;
 
 impl BackendTlsCache {
     /// The connector of `tls` (see [`connector`]), built once per
     /// generation; the error when the policy cannot be used.
-    pub fn get(&self, snapshot: &Snapshot, tls: &Arc<BackendTls>, alpn: Option<Alpn>) -> Built {
-        let key = (tls.clone(), alpn);
+    pub fn get(
+        &self,
+        snapshot: &Snapshot,
+        tls: &Arc<BackendTls>,
+        alpn: Option<Alpn>,
+        client_certificate: Option<&ObjectKey>,
+    ) -> Built {
+        let key = (tls.clone(), alpn, client_certificate.cloned());
         // Held while building: a policy is built once, not by every
         // request racing for it.
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
         built
             .entry(key)
             .or_insert_with(|| {
-                connector(snapshot, tls, alpn).map(Arc::new).map_err(|e| {
+                connector(snapshot, tls, alpn, client_certificate).map(Arc::new).map_err(|e| {
                     tracing::warn!(policy = %format!("{}/{}", tls.policy.namespace, tls.policy.name), error = %e, "backend TLS cannot be used");
                     Arc::from(e)
                 })

@@ -112,9 +112,11 @@ fn backend_protocol(target: &BackendTarget, http2: bool) -> BackendProtocol {
 }
 
 /// The connector of a backend's TLS policy, ALPN `h2` when HTTP/2 is
-/// spoken; the error when the policy is invalid.
+/// spoken, with `gateway`'s client certificate for backends; the error
+/// when the policy is invalid.
 fn backend_tls(
     cfg: &Config,
+    gateway: &ObjectKey,
     tls: &Arc<gwcore::attachments::BackendTls>,
     protocol: BackendProtocol,
 ) -> Result<Arc<crate::backend_tls::BackendConnector>, Arc<str>> {
@@ -122,7 +124,13 @@ fn backend_tls(
         BackendProtocol::H2c => crate::backend_tls::Alpn::H2,
         BackendProtocol::Http1 => crate::backend_tls::Alpn::Http1,
     };
-    cfg.backend_tls.get(&cfg.snapshot, tls, Some(alpn))
+    let client_certificate = cfg
+        .computed
+        .routing
+        .get(gateway)
+        .and_then(|r| r.backend_client_certificate.as_ref());
+    cfg.backend_tls
+        .get(&cfg.snapshot, tls, Some(alpn), client_certificate)
 }
 
 /// Forwards a request to one Service port: picks a ready endpoint, applies
@@ -147,7 +155,7 @@ pub async fn forward(
     let protocol = backend_protocol(target, policy.http2);
     let tls = match &target.tls {
         None => None,
-        Some(t) => match backend_tls(cfg, t, protocol) {
+        Some(t) => match backend_tls(cfg, &conn.gateway, t, protocol) {
             Ok(c) => Some(c),
             // A policy whose CA references do not resolve (the engine
             // marks it invalid) leaves no way to verify the backend: it
@@ -496,7 +504,7 @@ fn mirror(
     let protocol = backend_protocol(target, http2);
     let tls = match &target.tls {
         None => None,
-        Some(t) => match backend_tls(cfg, t, protocol) {
+        Some(t) => match backend_tls(cfg, &conn.gateway, t, protocol) {
             Ok(c) => Some(c),
             Err(_) => return,
         },

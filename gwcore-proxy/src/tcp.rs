@@ -181,7 +181,11 @@ async fn forward<S>(
     // TCPRoute's bytes are the client's.
     let backend_tls = match (&target.tls, sni) {
         (Some(t), Some((_, TlsMode::Terminate))) => {
-            match cfg.backend_tls.get(&cfg.snapshot, t, None) {
+            let client_certificate = routing.backend_client_certificate.as_ref();
+            match cfg
+                .backend_tls
+                .get(&cfg.snapshot, t, None, client_certificate)
+            {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::info!(target: "gwcore::access", port, client = %peer, service = %target.service, error = %e, "backend TLS policy cannot be used; closing");

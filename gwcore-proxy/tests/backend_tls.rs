@@ -276,3 +276,112 @@ async fn backends_with_a_policy_are_reached_over_verified_tls() {
     assert!(!first.is_empty());
     assert!(first.iter().all(|b| *b == 0x16), "{first:?}");
 }
+
+/// A backend that asks for a client certificate of `client_ca` and
+/// answers with the subject of the one it got.
+async fn mtls_backend(pki: &Pki, client_ca: &rcgen::Certificate) -> SocketAddr {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(client_ca.der().clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(pki.chain.clone(), pki.key.clone_key())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let certs = tls.get_ref().1.peer_certificates().map_or(0, <[_]>::len);
+                let answer = format!("client certificates={certs}");
+                let svc =
+                    hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
+                        let body = answer.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                                Bytes::from(body),
+                            )))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn the_gateways_backend_client_certificate_is_presented_to_backends_that_ask() {
+    let server = pki();
+    let (client_ca, client_ca_key) = ca();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client = rcgen::CertificateParams::new(vec!["gateway.example".to_owned()])
+        .unwrap()
+        .signed_by(&client_key, &client_ca, &client_ca_key)
+        .unwrap();
+    let backend = mtls_backend(&server, &client_ca).await;
+    let policy = "{caCertificateRefs: [{group: \"\", kind: ConfigMap, name: ca}], hostname: abc.example.com}";
+    let gateway = |client_certificate: bool| {
+        let tls = if client_certificate {
+            "  tls: {backend: {clientCertificateRef: {group: \"\", kind: Secret, name: client}}}\n"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: gc}}\nspec: {{controllerName: {}}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: default}}\nspec:\n  gatewayClassName: gc\n  listeners: [{{name: http, port: 80, protocol: HTTP}}]\n{tls}",
+            common::CONTROLLER
+        )
+    };
+    let client_secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: client, namespace: default}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(&client.pem()),
+        indent(&client_key.serialize_pem())
+    );
+    let manifest = |client_certificate: bool| {
+        [
+            gateway(client_certificate),
+            ca_config_map("ca", &server.ca_pem),
+            client_secret.clone(),
+            tls_service("mtls", backend, policy),
+        ]
+        .join("---\n")
+    };
+    let dir = common::TempDir::new("backend-mtls");
+    let file = dir.0.join("gw.yaml");
+    std::fs::write(&file, manifest(true)).unwrap();
+    let mut rt = Runtime::start(vec![dir.0.clone()], common::options(false))
+        .await
+        .unwrap();
+    let addr = rt.local_addr(80).unwrap();
+    let http = common::client();
+    let (s, _, body) = common::get(&http, addr, "example.com", "/mtls").await;
+    assert_eq!(s, StatusCode::OK, "{body:?}");
+    assert_eq!(body, "client certificates=1");
+
+    // Without the Gateway's certificate the backend refuses the handshake.
+    common::write_file(&file, &manifest(false));
+    assert_eq!(
+        rt.reload().await,
+        gwcore_proxy::metrics::ReloadOutcome::Applied
+    );
+    let (s, _, body) = common::get(&http, addr, "example.com", "/mtls").await;
+    assert!(s.is_server_error(), "{s} {body:?}");
+}
