@@ -125,6 +125,12 @@ impl EchoServer {
                             .alpn_protocol()
                             .map(|p| String::from_utf8_lossy(p).into_owned())
                             .unwrap_or_default(),
+                        peer_certificates: conn
+                            .peer_certificates()
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|c| pem_certificate(c))
+                            .collect(),
                     };
                     serve_echo(stream, state, Some(seen)).await;
                 });
@@ -160,6 +166,19 @@ impl EchoServer {
             .cloned()
             .collect()
     }
+}
+
+/// A certificate as PEM.
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }
 
 /// Serves one connection; `tls` is what its TLS handshake showed.
@@ -219,6 +238,10 @@ pub struct EchoedTls {
     pub server_name: String,
     /// The ALPN protocol agreed (empty: none).
     pub negotiated_protocol: String,
+    /// The certificates the client presented, PEM, leaf first (a server
+    /// started with a client verifier asks for them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer_certificates: Vec<String>,
 }
 
 /// How many request paths an echo server remembers.

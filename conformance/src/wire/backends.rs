@@ -118,6 +118,9 @@ struct PodSpec {
     flavor: Flavor,
     /// `namespace/name` of the Secret of the pod's secret volume.
     secret: Option<ObjectKey>,
+    /// The ConfigMap of the pod's configMap volume when it verifies client
+    /// certificates with it (`TLS_CLIENT_CACERTS`).
+    client_ca: Option<ObjectKey>,
     labels: serde_json::Map<String, Value>,
     replicas: u64,
 }
@@ -149,9 +152,18 @@ fn pod_spec(ns: &str, d: &Value) -> PodSpec {
         .flatten()
         .find_map(|v| v.pointer("/secret/secretName").and_then(Value::as_str))
         .map(|s| ObjectKey::new(Kind::Secret, ns, s));
+    let client_ca = d
+        .pointer("/spec/template/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find_map(|v| v.pointer("/configMap/name").and_then(Value::as_str))
+        .filter(|_| env.contains("TLS_CLIENT_CACERTS"))
+        .map(|s| ObjectKey::new(Kind::ConfigMap, ns, s));
     PodSpec {
         flavor,
         secret,
+        client_ca,
         labels: d
             .pointer("/spec/template/metadata/labels")
             .and_then(Value::as_object)
@@ -261,9 +273,7 @@ impl Pods {
                     namespace: ns.clone(),
                     name: pod_name,
                 };
-                let addr = self
-                    .start(&pod, flavor, &key.name, spec.secret.as_ref(), snapshot)
-                    .await?;
+                let addr = self.start(&pod, flavor, &key.name, &spec, snapshot).await?;
                 slices.push(slice(&ns, &key.name, &pod, flavor, addr, &ports)?);
             }
             self.services.insert((ns, key.name.clone()), pods);
@@ -276,7 +286,7 @@ impl Pods {
         pod: &Pod,
         flavor: Flavor,
         service: &str,
-        secret: Option<&ObjectKey>,
+        spec: &PodSpec,
         snapshot: &Snapshot,
     ) -> Result<SocketAddr, String> {
         if let Some(s) = self.servers.get(&(pod.clone(), flavor)) {
@@ -297,7 +307,7 @@ impl Pods {
                     .map_err(failed)?,
             ),
             Flavor::GrpcTls => {
-                let tls = pod_tls(&pod.name, secret, snapshot)?;
+                let tls = pod_tls(&pod.name, spec, snapshot)?;
                 Server::Grpc(
                     GrpcEchoServer::start(identity, bind, Some(&tls))
                         .await
@@ -322,7 +332,7 @@ impl Pods {
                 )
             }
             Flavor::HttpTls => {
-                let tls = pod_tls(&pod.name, secret, snapshot)?;
+                let tls = pod_tls(&pod.name, spec, snapshot)?;
                 Server::Http(
                     EchoServer::start_tls(identity, bind, &tls)
                         .await
@@ -330,7 +340,7 @@ impl Pods {
                 )
             }
             Flavor::TcpTls => {
-                let tls = pod_tls(&pod.name, secret, snapshot)?;
+                let tls = pod_tls(&pod.name, spec, snapshot)?;
                 Server::Tcp(
                     TcpEchoServer::start(identity, bind, Some(tls))
                         .await
@@ -345,17 +355,34 @@ impl Pods {
 }
 
 /// The TLS settings of a pod's TLS port: the certificate of its secret
-/// volume.
+/// volume, and with `TLS_CLIENT_CACERTS` a client certificate of the CA of
+/// its configMap volume required (as echo-basic does).
 fn pod_tls(
     pod: &str,
-    secret: Option<&ObjectKey>,
+    spec: &PodSpec,
     snapshot: &Snapshot,
 ) -> Result<std::sync::Arc<rustls::ServerConfig>, String> {
-    let key =
-        secret.ok_or_else(|| format!("echo pod {pod}: a TLS port without a secret volume"))?;
+    let key = spec
+        .secret
+        .as_ref()
+        .ok_or_else(|| format!("echo pod {pod}: a TLS port without a secret volume"))?;
     let cert = gwcore_proxy::tls::certified_key(snapshot, key)
         .map_err(|e| format!("echo pod {pod}: {e}"))?;
-    gwcore_proxy::tcp_echo::tls_config(cert).map_err(|e| format!("echo pod {pod}: {e}"))
+    let Some(ca) = &spec.client_ca else {
+        return gwcore_proxy::tcp_echo::tls_config(cert)
+            .map_err(|e| format!("echo pod {pod}: {e}"));
+    };
+    let verifier = gwcore_proxy::tls::client_verifier(snapshot, std::slice::from_ref(ca), false)
+        .map_err(|e| format!("echo pod {pod}: {e}"))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("echo pod {pod}: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(std::sync::Arc::new(rustls::sign::SingleCertAndKey::from(
+            cert,
+        )));
+    Ok(std::sync::Arc::new(cfg))
 }
 
 /// Upstream's TCP echo serves TLS on target port 8443.
@@ -380,6 +407,7 @@ fn service_pods(
     let own = PodSpec {
         flavor: Flavor::Http,
         secret: None,
+        client_ca: None,
         labels: serde_json::Map::new(),
         replicas: 1,
     };

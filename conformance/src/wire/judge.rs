@@ -139,6 +139,36 @@ fn client_cert(req: &RequestExpect, cluster: &Cluster) -> Result<Option<ClientCe
     Ok(Some((field("tls.crt")?, field("tls.key")?)))
 }
 
+/// The certificate the backend must have seen from the gateway
+/// (`clientCert: {secret: ns/name}` of `expectedRequest`, else of the
+/// request): the first certificate of that Secret's `tls.crt`, DER.
+fn backend_client_cert(req: &RequestExpect, cluster: &Cluster) -> Result<Option<Vec<u8>>, String> {
+    let want = match &req.expected_request {
+        Some(e) => e.client_cert.as_ref(),
+        None => req.request.client_cert.as_ref(),
+    };
+    let Some(nn) = want.and_then(|v| v.get("secret")).and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let (ns, name) = nn
+        .split_once('/')
+        .ok_or_else(|| format!("Secret {nn:?} is not namespace/name"))?;
+    let key = StoreKey::new("Secret", Some(ns), name);
+    let pem = cluster
+        .get(&key)
+        .and_then(|s| s.get("data"))
+        .and_then(|d| d.get("tls.crt"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("backend client certificate: {key} has no tls.crt"))?;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(pem.split_whitespace().collect::<String>())
+        .map_err(|e| format!("backend client certificate: {key} tls.crt: {e}"))?;
+    use rustls::pki_types::pem::PemObject as _;
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem)
+        .map_err(|e| format!("backend client certificate: {key} tls.crt: {e}"))?;
+    Ok(Some(der.as_ref().to_vec()))
+}
+
 /// Where to connect, with TLS when `tls`: SNI from `tls.serverName`, else
 /// `request.sni`, else the Host.
 fn target(req: &RequestExpect, ctx: &Context<'_>, tls: bool, host: &str) -> Result<Target, String> {
@@ -204,6 +234,8 @@ struct HttpPlan {
     host: String,
     headers: HeaderMap,
     tls: bool,
+    /// The certificate (DER) the backend must have seen from the gateway.
+    backend_client_cert: Option<Vec<u8>>,
 }
 
 impl HttpPlan {
@@ -233,6 +265,7 @@ impl HttpPlan {
             host,
             headers,
             tls,
+            backend_client_cert: backend_client_cert(req, ctx.cluster)?,
         })
     }
 
@@ -277,7 +310,12 @@ fn received(e: &Echoed) -> Received {
 
 /// One HTTP answer against the plain expectation; the echo's report when
 /// the backend answered with one.
-fn judge_answer(req: &RequestExpect, a: &Answer, tls: bool) -> Result<Option<Echoed>, String> {
+fn judge_answer(
+    req: &RequestExpect,
+    a: &Answer,
+    plan: &HttpPlan,
+) -> Result<Option<Echoed>, String> {
+    let tls = plan.tls;
     let location = a
         .headers
         .get(http::header::LOCATION)
@@ -298,7 +336,7 @@ fn judge_answer(req: &RequestExpect, a: &Answer, tls: bool) -> Result<Option<Ech
     };
     check_who(req, &e.namespace, std::slice::from_ref(&e.pod))?;
     check_received(req, &received(&e))?;
-    check_backend_tls(req, tls, &e)?;
+    check_backend_tls(req, tls, &e, plan.backend_client_cert.as_deref())?;
     if expects_response_headers(req) {
         check_response_header_map(req, &a.headers)?;
     }
@@ -331,7 +369,12 @@ fn judge_answer(req: &RequestExpect, a: &Answer, tls: bool) -> Result<Option<Ech
 /// `expectedRequest`, or of a plain request itself): the echo reports the
 /// SNI of a TLS connection (`tls.serverName`); it does not report client
 /// certificates, and gwcore-proxy presents none to backends.
-fn check_backend_tls(req: &RequestExpect, tls: bool, e: &Echoed) -> Result<(), String> {
+fn check_backend_tls(
+    req: &RequestExpect,
+    tls: bool,
+    e: &Echoed,
+    client_cert_der: Option<&[u8]>,
+) -> Result<(), String> {
     let (sni, cert) = match &req.expected_request {
         Some(e) => (nonempty(&e.sni), e.client_cert.as_ref()),
         None if !tls => (nonempty(&req.request.sni), req.request.client_cert.as_ref()),
@@ -351,7 +394,16 @@ fn check_backend_tls(req: &RequestExpect, tls: bool, e: &Echoed) -> Result<(), S
         }
     }
     if let Some(c) = cert {
-        wanted.push(format!("client certificate {c}"));
+        let seen = e.tls.as_ref().is_some_and(|t| {
+            t.peer_certificates.iter().any(|pem| {
+                use rustls::pki_types::pem::PemObject as _;
+                rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+                    .is_ok_and(|der| Some(der.as_ref()) == client_cert_der)
+            })
+        });
+        if !seen {
+            wanted.push(format!("client certificate {c}"));
+        }
     }
     if wanted.is_empty() {
         return Ok(());
@@ -378,7 +430,7 @@ async fn http_sample(req: &RequestExpect, plan: &HttpPlan) -> Result<Option<Echo
             a.status
         )),
         (_, Err(e)) => Err(e),
-        (_, Ok(a)) => judge_answer(req, &a, plan.tls),
+        (_, Ok(a)) => judge_answer(req, &a, plan),
     }
 }
 
@@ -430,7 +482,7 @@ async fn failing_status(req: &RequestExpect, plan: &HttpPlan) -> Result<(), Stri
     for _ in 0..10 {
         match plan.send(&path_of(&fresh_uuid(req))).await {
             Ok(a) => {
-                judge_answer(req, &a, plan.tls)?;
+                judge_answer(req, &a, plan)?;
                 answers += 1;
                 if answers == 3 {
                     return Ok(());
