@@ -27,9 +27,10 @@
 //! Judging follows FORMAT.md: the status and redirect, what the echo
 //! backend reports it saw, the response headers, with the comparisons of
 //! engine mode (the `requests` module). Traffic shares, mirrors, retries and
-//! timeouts are measured for real. What the data plane does not serve
-//! (TLS to backends) fails with the reason; the wire test holds
-//! those failures to `wire-expected-failures.txt`.
+//! timeouts are measured for real; backends over TLS report the SNI and
+//! client certificate they saw. What the data plane does not serve fails
+//! with the reason; the wire test holds those failures to
+//! `wire-expected-failures.txt`.
 
 mod backends;
 mod client;

@@ -6,6 +6,10 @@
 //! one. HTTP/2 cleartext backends (`appProtocol: kubernetes.io/h2c`) get one
 //! multiplexed connection per endpoint, opened on first use and replaced
 //! when it closes; the request's authority is kept as `:authority`.
+//! Backends with a BackendTLSPolicy are reached over TLS
+//! ([`crate::backend_tls`]): the handshake is part of connecting, and
+//! their connections are pooled apart from plain ones, keyed by address
+//! and TLS settings.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

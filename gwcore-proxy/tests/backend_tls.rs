@@ -65,7 +65,7 @@ async fn backend(pki: &Pki) -> Backend {
         .with_no_client_auth()
         .with_single_cert(pki.chain.clone(), pki.key.clone_key())
         .unwrap();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -108,9 +108,11 @@ async fn backend(pki: &Pki) -> Backend {
                             )))
                         }
                     });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
             });
         }
     });
@@ -213,6 +215,16 @@ async fn backends_with_a_policy_are_reached_over_verified_tls() {
             shared.addr,
             "{caCertificateRefs: [{group: \"\", kind: ConfigMap, name: other-ca}], hostname: abc.example.com, subjectAltNames: [{type: URI, uri: \"spiffe://abc.example.com/test-identity\"}]}",
         ),
+        // HTTP/2 to the backend (appProtocol h2c): over TLS, ALPN h2.
+        tls_service(
+            "h2",
+            shared.addr,
+            "{caCertificateRefs: [{group: \"\", kind: ConfigMap, name: ca}], hostname: abc.example.com}",
+        )
+        .replace(
+            "spec: {ports: [{port: 443}]}",
+            "spec: {ports: [{port: 443, appProtocol: kubernetes.io/h2c}]}",
+        ),
         tls_service(
             "invalid",
             lonely.addr,
@@ -264,6 +276,10 @@ async fn backends_with_a_policy_are_reached_over_verified_tls() {
         assert_eq!(s, StatusCode::OK, "{path}: {body:?}");
         assert_eq!(body, "tls sni=other.example.com alpn=http/1.1", "{path}");
     }
+
+    let (s, _, body) = get("/h2").await;
+    assert_eq!(s, StatusCode::OK, "{body:?}");
+    assert_eq!(body, "tls sni=abc.example.com alpn=h2");
 
     // An invalid policy: 5xx, and the backend is not contacted at all.
     let (s, _, _) = get("/invalid").await;
