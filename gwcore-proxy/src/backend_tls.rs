@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gwcore::Snapshot;
@@ -41,6 +42,9 @@ use tokio_rustls::client::TlsStream;
 pub struct BackendConnector {
     config: Arc<rustls::ClientConfig>,
     server_name: ServerName<'static>,
+    /// Set when the configuration generation that built it is dropped:
+    /// its pooled HTTP/2 connections are then closed.
+    retired: AtomicBool,
 }
 
 impl BackendConnector {
@@ -128,6 +132,7 @@ pub fn connector(
     Ok(BackendConnector {
         config: Arc::new(config),
         server_name,
+        retired: AtomicBool::new(false),
     })
 }
 
@@ -186,6 +191,34 @@ impl BackendTlsCache {
                 })
             })
             .clone()
+    }
+}
+
+impl Drop for BackendTlsCache {
+    fn drop(&mut self) {
+        let built = self.built.get_mut().unwrap_or_else(|e| e.into_inner());
+        for c in built.values().flatten() {
+            c.retired.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A key of the connection pools: whether its connections belong to a
+/// configuration generation that is gone (they are then not kept).
+pub(crate) trait PoolKey {
+    /// Whether the connections under this key should be let go.
+    fn retired(&self) -> bool;
+}
+
+impl PoolKey for SocketAddr {
+    fn retired(&self) -> bool {
+        false
+    }
+}
+
+impl PoolKey for TlsKey {
+    fn retired(&self) -> bool {
+        self.connector.retired.load(Ordering::Relaxed)
     }
 }
 
@@ -392,6 +425,60 @@ fn uri_sans(cert: &[u8]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn policy(ca: Option<&str>, invalid: Option<&str>) -> (Snapshot, Arc<BackendTls>) {
+        let (ca_key, mut snapshot) = (
+            ObjectKey::new(gwcore::model::Kind::ConfigMap, "infra", "ca"),
+            Snapshot::default(),
+        );
+        if let Some(pem) = ca {
+            let indent: String = pem.lines().map(|l| format!("    {l}\n")).collect();
+            let yaml = format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ca, namespace: infra}}\ndata:\n  ca.crt: |\n{indent}"
+            );
+            let loaded = gwcore::load::load_str("ca.yaml", &yaml);
+            snapshot = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
+        }
+        let tls = BackendTls {
+            policy: ObjectKey::new(gwcore::model::Kind::BackendTLSPolicy, "infra", "p"),
+            hostname: "abc.example.com".into(),
+            ca_certificates: vec![ca_key],
+            system_roots: false,
+            subject_alt_names: Vec::new(),
+            invalid: invalid.map(str::to_owned),
+        };
+        (snapshot, Arc::new(tls))
+    }
+
+    #[test]
+    fn connectors_are_built_once_per_generation_and_retired_with_it() {
+        let ca = rcgen::generate_simple_self_signed(vec!["abc.example.com".to_owned()]).unwrap();
+        let (snapshot, tls) = policy(Some(&ca.cert.pem()), None);
+        let cache = BackendTlsCache::default();
+        let a = cache.get(&snapshot, &tls, Some(Alpn::Http1), None).unwrap();
+        let b = cache.get(&snapshot, &tls, Some(Alpn::Http1), None).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "cached");
+        let h2 = cache.get(&snapshot, &tls, Some(Alpn::H2), None).unwrap();
+        assert!(!Arc::ptr_eq(&a, &h2), "one per ALPN");
+        assert_eq!(h2.config.alpn_protocols, vec![b"h2".to_vec()]);
+        let key = TlsKey {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            connector: a,
+        };
+        assert!(!key.retired());
+        drop(cache);
+        assert!(key.retired(), "its generation is gone");
+    }
+
+    #[test]
+    fn an_invalid_policy_or_a_missing_ca_gives_no_connector() {
+        let (snapshot, tls) = policy(None, Some("CA ConfigMap infra/ca not found"));
+        let cache = BackendTlsCache::default();
+        let e = cache.get(&snapshot, &tls, None, None).unwrap_err();
+        assert!(e.contains("not found"), "{e}");
+        let (snapshot, tls) = policy(None, None);
+        assert!(connector(&snapshot, &tls, None, None).is_err());
+    }
 
     #[test]
     fn uri_sans_are_read_from_the_certificate() {

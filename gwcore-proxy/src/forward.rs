@@ -24,7 +24,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-use crate::backend_tls::{BackendConnector, TlsKey};
+use crate::backend_tls::{BackendConnector, PoolKey, TlsKey};
 use crate::body::Body;
 use crate::endpoints::Endpoint;
 
@@ -456,7 +456,7 @@ where
 impl Forwarder {
     /// The HTTP/2 connection to an endpoint (one per key, multiplexed),
     /// opened on first use and replaced when it closes.
-    async fn h2c_sender<K: std::hash::Hash + Eq>(
+    async fn h2c_sender<K: std::hash::Hash + Eq + PoolKey>(
         &self,
         conns: &Mutex<HashMap<K, http2::SendRequest<Body>>>,
         key: K,
@@ -487,6 +487,10 @@ impl Forwarder {
             .await
             .map_err(|e| ForwardError::Unreachable(addr, error_chain(&e)))?;
         let mut conns = conns.lock().unwrap_or_else(|e| e.into_inner());
+        // A new connection is rare: forget the closed ones, and those of
+        // TLS settings of a configuration no longer served (dropping the
+        // sender closes the connection once its streams end).
+        conns.retain(|k, s| !s.is_closed() && !k.retired());
         conns.insert(key, sender.clone());
         Ok(sender)
     }
