@@ -126,24 +126,10 @@ async fn serve_kubernetes_serves_acme_and_new_routes_quickly() {
     wait_route(&c, &hr, "hr", &ours, refused("NotAllowedByListeners")).await;
     wait_route(&c, &careers, "careers", &ours, accepted()).await;
 
-    c.merge(
-        "v1",
-        "Namespace",
-        "",
-        &hr,
-        json!({"metadata": {"labels": {"shared-gateway-access": "true"}}}),
-    )
-    .await;
+    c.set_shared_gateway_access(&hr, true).await;
     let t = wait_code(port, "/hr", 200).await;
     eprintln!("serve --kubernetes: hr labelled → /hr 200 within {t:?}");
-    c.merge(
-        "v1",
-        "Namespace",
-        "",
-        &product,
-        json!({"metadata": {"labels": {"shared-gateway-access": null}}}),
-    )
-    .await;
+    c.set_shared_gateway_access(&product, false).await;
     wait_code(port, "/product", 404).await;
 
     // Apply one new route at a time; time until the proxy first answers 200.

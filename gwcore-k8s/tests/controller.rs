@@ -71,14 +71,7 @@ async fn acme_scenario_through_the_api() {
 
     // Label hr: it is admitted.
     let t = Instant::now();
-    c.merge(
-        "v1",
-        "Namespace",
-        "",
-        &hr,
-        json!({"metadata": {"labels": {"shared-gateway-access": "true"}}}),
-    )
-    .await;
+    c.set_shared_gateway_access(&hr, true).await;
     wait_route(&c, &hr, "hr", ACME_CONTROLLER, accepted()).await;
     wait_attached(&c, &infra, "shared-gateway", 3).await;
     eprintln!(
@@ -88,14 +81,7 @@ async fn acme_scenario_through_the_api() {
 
     // Remove product's label: detached.
     let t = Instant::now();
-    c.merge(
-        "v1",
-        "Namespace",
-        "",
-        &product,
-        json!({"metadata": {"labels": {"shared-gateway-access": null}}}),
-    )
-    .await;
+    c.set_shared_gateway_access(&product, false).await;
     wait_route(
         &c,
         &product,
@@ -180,14 +166,7 @@ async fn other_controllers_route_status_entries_are_kept_in_place() {
     let mut status = route.data["status"].clone();
     status["parents"][0] = updated.clone();
     c.put_status(&route, status).await.unwrap();
-    c.merge(
-        "v1",
-        "Namespace",
-        "",
-        &careers,
-        json!({"metadata": {"labels": {"shared-gateway-access": null}}}),
-    )
-    .await;
+    c.set_shared_gateway_access(&careers, false).await;
     wait_route(
         &c,
         &careers,
@@ -356,14 +335,7 @@ async fn only_the_leader_writes_and_a_successor_takes_over() {
         "not before the lease expired: {takeover:?}"
     );
 
-    c.merge(
-        "v1",
-        "Namespace",
-        "",
-        &hr,
-        json!({"metadata": {"labels": {"shared-gateway-access": "true"}}}),
-    )
-    .await;
+    c.set_shared_gateway_access(&hr, true).await;
     wait_route(&c, &hr, "hr", &ours, accepted()).await;
     wait_attached(&c, &infra, "shared-gateway", 3).await;
     let f = follower.counters();

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use gwcore::model::{Kind, ObjectKey};
 use gwcore_k8s::Options;
-use serde_json::json;
 use support::*;
 
 fn run_dir() -> Option<PathBuf> {
@@ -136,14 +135,7 @@ async fn api_server_restart_mid_test_recovers_with_the_right_status() {
     .await;
     // Changes right after the restart, while the controller's watches are
     // still backing off.
-    c.merge(
-        "v1",
-        "Namespace",
-        "",
-        &hr,
-        json!({"metadata": {"labels": {"shared-gateway-access": "true"}}}),
-    )
-    .await;
+    c.set_shared_gateway_access(&hr, true).await;
     c.delete(HTTP_V1, "HTTPRoute", &careers, "careers").await;
     let changed = Instant::now();
     wait_route(&c, &hr, "hr", &ours, accepted()).await;

@@ -18,7 +18,7 @@ use gwcore_k8s::{Controller, Options};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Client, Discovery};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A connection to the test API server.
 pub struct Cluster {
@@ -176,6 +176,20 @@ impl Cluster {
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .unwrap_or_else(|e| panic!("patch {kind} {ns}/{name}: {e}"));
+    }
+
+    /// Sets (`true`) or removes (`false`) the ACME label
+    /// `shared-gateway-access: "true"` on a namespace.
+    pub async fn set_shared_gateway_access(&self, namespace: &str, access: bool) {
+        let value = if access { json!("true") } else { Value::Null };
+        self.merge(
+            "v1",
+            "Namespace",
+            "",
+            namespace,
+            json!({"metadata": {"labels": {"shared-gateway-access": value}}}),
+        )
+        .await;
     }
 
     /// Deletes an object (absent is fine).
