@@ -3,36 +3,16 @@
 //! the API server's do. Vectors are written to a temporary folder and use
 //! the project's ACME scenario manifest.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use gwcore_conformance::{
-    CheckKind, Outcome, Report, RunOptions, VectorResult, Verdict, run_paths,
-};
-
-fn scenario_manifests() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/manifests")
-}
+use gwcore_conformance::{CheckKind, Mode, Outcome, Report, VectorResult, Verdict};
 
 /// Runs one vector given as YAML text.
 fn run(test: &str, yaml: &str) -> (Report, VectorResult) {
-    let dir =
-        std::env::temp_dir().join(format!("gwcore-conformance-{test}-{}", std::process::id()));
-    let vectors = dir.join("vectors");
-    std::fs::create_dir_all(&vectors).expect("temp folder");
-    let file = vectors.join("v.yaml");
-    std::fs::write(&file, yaml).expect("vector written");
-    let opts = RunOptions {
-        manifest_dirs: vec![scenario_manifests()],
-        ..RunOptions::default()
-    };
-    let report = run_paths(&[file], &opts).expect("vector readable");
-    std::fs::remove_dir_all(&dir).ok();
-    let v = report.vectors[0].clone();
-    (report, v)
+    common::run_one(test, yaml, Mode::Engine)
 }
 
-const HEAD: &str =
-    "name: T\ncontrollerName: example.com/gateway-controller\nmanifests: [acme.yaml]\n";
+const HEAD: &str = common::ACME_HEAD;
 
 #[test]
 fn a_wrong_condition_fails_with_the_check_that_failed() {

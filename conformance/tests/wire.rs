@@ -45,30 +45,11 @@ fn wire_vectors_fail_only_as_listed() {
     common::hold_to_list(&report, &list, HEADER, have_corpus);
 }
 
-/// Runs one vector, given as YAML text, in wire mode with the project's
-/// ACME scenario manifests.
 fn run_one(test: &str, yaml: &str) -> (gwcore_conformance::Report, VectorResult) {
-    let dir = std::env::temp_dir().join(format!(
-        "gwcore-conformance-wire-{test}-{}",
-        std::process::id()
-    ));
-    let vectors = dir.join("vectors");
-    std::fs::create_dir_all(&vectors).expect("temp folder");
-    let file = vectors.join("v.yaml");
-    std::fs::write(&file, yaml).expect("vector written");
-    let opts = RunOptions {
-        mode: Mode::Wire,
-        manifest_dirs: vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/manifests")],
-        ..RunOptions::default()
-    };
-    let report = run_paths(&[file], &opts).expect("vector readable");
-    std::fs::remove_dir_all(&dir).ok();
-    let v = report.vectors[0].clone();
-    (report, v)
+    common::run_one(test, yaml, Mode::Wire)
 }
 
-const HEAD: &str =
-    "name: T\ncontrollerName: example.com/gateway-controller\nmanifests: [acme.yaml]\n";
+const HEAD: &str = common::ACME_HEAD;
 
 #[test]
 fn a_wrong_backend_fails_with_the_namespace_the_echo_reports() {

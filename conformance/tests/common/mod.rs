@@ -1,5 +1,6 @@
-//! What the vector tests share: finding the corpus, and holding a run to a
-//! checked-in list of expected failures.
+//! What the vector tests share: finding the corpus, running one vector
+//! given as text, and holding a run to a checked-in list of expected
+//! failures.
 //!
 //! - A failing vector not on the list fails the test.
 //! - A vector on the list that no longer fails fails it too, so the list
@@ -15,7 +16,33 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use gwcore_conformance::{Report, Verdict};
+use gwcore_conformance::{Mode, Report, RunOptions, VectorResult, Verdict, run_paths};
+
+/// The start of a test vector on the project's ACME scenario.
+pub const ACME_HEAD: &str =
+    "name: T\ncontrollerName: example.com/gateway-controller\nmanifests: [acme.yaml]\n";
+
+/// Runs one vector, given as YAML text, in `mode`, with the project's
+/// scenario manifests (written to a temporary folder, removed after).
+pub fn run_one(test: &str, yaml: &str, mode: Mode) -> (Report, VectorResult) {
+    let dir = std::env::temp_dir().join(format!(
+        "gwcore-conformance-{mode:?}-{test}-{}",
+        std::process::id()
+    ));
+    let vectors = dir.join("vectors");
+    std::fs::create_dir_all(&vectors).expect("temp folder");
+    let file = vectors.join("v.yaml");
+    std::fs::write(&file, yaml).expect("vector written");
+    let opts = RunOptions {
+        mode,
+        manifest_dirs: vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/manifests")],
+        ..RunOptions::default()
+    };
+    let report = run_paths(&[file], &opts).expect("vector readable");
+    std::fs::remove_dir_all(&dir).ok();
+    let v = report.vectors[0].clone();
+    (report, v)
+}
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
