@@ -1224,23 +1224,10 @@ impl Ctx<'_> {
         }
         let (_, _, _, p) = best?;
         let v = &p.spec.validation;
-        let mut ca_certificates = Vec::new();
-        let mut invalid = None;
-        for c in &v.ca_certificate_refs {
-            let r = SecretObjectReference {
-                group: Some(c.group.clone()),
-                kind: Some(c.kind.clone()),
-                name: c.name.clone(),
-                namespace: None,
-            };
-            match self.ca_bundle(&r, "BackendTLSPolicy", ns, Reason::InvalidKind) {
-                Ok(k) => ca_certificates.push(k),
-                Err((_, m)) => {
-                    invalid = Some(m);
-                    break;
-                }
-            }
-        }
+        let (ca_certificates, invalid) = match self.policy_ca_bundles(p) {
+            Ok(keys) => (keys, None),
+            Err((_, m)) => (Vec::new(), Some(m)),
+        };
         let subject_alt_names = v
             .subject_alt_names
             .iter()
@@ -1295,7 +1282,7 @@ impl Ctx<'_> {
             if ancestors.is_empty() {
                 continue;
             }
-            let resolved = self.policy_refs(p);
+            let resolved = self.policy_ca_bundles(p).map(|_| ());
             let conflicted = self.policy_conflict(p);
             let mut entries: Vec<PolicyAncestorStatus> = p
                 .status
@@ -1366,18 +1353,26 @@ impl Ctx<'_> {
         out
     }
 
-    fn policy_refs(&self, p: &crate::model::BackendTlsPolicy) -> Result<(), Fail> {
+    /// A BackendTLSPolicy's CA bundles, resolved, or the first that fails.
+    fn policy_ca_bundles(
+        &self,
+        p: &crate::model::BackendTlsPolicy,
+    ) -> Result<Vec<ObjectKey>, Fail> {
         let ns = p.metadata.ns();
-        for c in &p.spec.validation.ca_certificate_refs {
-            let r = SecretObjectReference {
-                group: Some(c.group.clone()),
-                kind: Some(c.kind.clone()),
-                name: c.name.clone(),
-                namespace: None,
-            };
-            self.ca_bundle(&r, "BackendTLSPolicy", ns, Reason::InvalidKind)?;
-        }
-        Ok(())
+        p.spec
+            .validation
+            .ca_certificate_refs
+            .iter()
+            .map(|c| {
+                let r = SecretObjectReference {
+                    group: Some(c.group.clone()),
+                    kind: Some(c.kind.clone()),
+                    name: c.name.clone(),
+                    namespace: None,
+                };
+                self.ca_bundle(&r, "BackendTLSPolicy", ns, Reason::InvalidKind)
+            })
+            .collect()
     }
 
     /// Spec (BackendTLSPolicy, GEP-713): when policies target the same
