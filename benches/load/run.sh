@@ -11,13 +11,19 @@
 # deciding a ratio), PROXY_CPU / CLIENT_CPU (cores to pin to, default 0 and
 # 1), GWCORE (a built binary; default: builds target/release/gwcore),
 # GWCORE_BASE (another gwcore binary, measured in the same rounds as
-# "gwcore-base": a change's before and after under the same load).
+# "gwcore-base": a change's before and after under the same load),
+# BACKEND_PORT / PROXY_PORT (default 19000 and 18080; both must be free).
 #
 # The proxy under test runs alone on PROXY_CPU with one worker (nginx
 # worker_processes 1, haproxy nbthread 1, gwcore --threads 1); wrk and the
 # backend (an nginx answering "ok") share CLIENT_CPU. No proxy writes an
 # access log. Installs nginx, haproxy and wrk from Debian packages if they
 # are missing.
+#
+# Besides req/s and latency, each run reports the proxy's CPU time per
+# request (user and sys, from /proc/PID/stat around the measured wrk run) and
+# how busy both cores were (/proc/stat). When the client core is saturated,
+# req/s is the client's limit, not the proxy's: compare CPU per request.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -28,8 +34,9 @@ ROUNDS=${ROUNDS:-1}
 PROXY_CPU=${PROXY_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 WORK=$(mktemp -d /tmp/gwcore-load.XXXXXX)
-BACKEND_PORT=19000
-PROXY_PORT=18080
+BACKEND_PORT=${BACKEND_PORT:-19000}
+PROXY_PORT=${PROXY_PORT:-18080}
+CLK_TCK=$(getconf CLK_TCK)
 PIDS=()
 
 cleanup() {
@@ -58,6 +65,12 @@ start() { # start CPU LOGFILE CMD... ; records the pid
 }
 
 stop_last() { kill "$LAST_PID" 2>/dev/null || true; wait "$LAST_PID" 2>/dev/null || true; }
+
+port_free() { # fail if something (an earlier run, someone else's test) listens already
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    echo "port $1 is already in use; free it or set ${2}_PORT" >&2; exit 1
+  fi
+}
 
 wait_port() {
   for _ in $(seq 1 100); do
@@ -203,23 +216,58 @@ CONF
 }
 
 # --- measuring --------------------------------------------------------------
-bench() { # bench NAME SCENARIO PID
+proc_ticks() { # proc_ticks PID: user and system CPU time of the process (all threads), in clock ticks
+  # Fields 14 and 15 of /proc/PID/stat. The command name (field 2) may hold
+  # spaces, so count from its closing parenthesis: utime is then field 12.
+  sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'
+}
+
+core_ticks() { # core_ticks CPU: busy and total clock ticks of one core since boot
+  # user nice system idle iowait irq softirq steal (guest time is already in
+  # user and nice); busy = total - idle - iowait.
+  awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+
+nginx_worker() { # nginx_worker MASTER: the pid of the master's worker, which serves the traffic
+  local w
+  for _ in $(seq 1 50); do
+    w=$(pgrep -P "$1" -f 'worker process' | head -1 || true)
+    [ -n "$w" ] && { echo "$w"; return 0; }
+    sleep 0.1
+  done
+  echo "nginx $1 has no worker process" >&2; return 1
+}
+
+bench() { # bench NAME SCENARIO PID (PID: the process serving the traffic)
   local name=$1 scenario=$2 pid=$3
-  local url host out rss
+  local url host out rss u0 s0 u1 s1 pb0 pt0 pb1 pt1 cb0 ct0 cb1 ct1
   url=$(request_url "$scenario"); host=$(request_host "$scenario")
   # Warm up, check the route answers 200.
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" "$url")
   [ "$code" = 200 ] || { echo "$name: $url answered $code, not 200" >&2; return 1; }
   taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d1s -H "Host: $host" "$url" >/dev/null
+  # CPU time of the proxy and busy time of both cores, right around the
+  # measured run only.
+  read -r u0 s0 < <(proc_ticks "$pid" || true)
+  read -r pb0 pt0 < <(core_ticks "$PROXY_CPU"); read -r cb0 ct0 < <(core_ticks "$CLIENT_CPU")
   out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Host: $host" "$url")
+  read -r u1 s1 < <(proc_ticks "$pid" || true)
+  [ -n "$u0" ] && [ -n "$u1" ] || { echo "$name: process $pid is gone" >&2; return 1; }
+  read -r pb1 pt1 < <(core_ticks "$PROXY_CPU"); read -r cb1 ct1 < <(core_ticks "$CLIENT_CPU")
   rss=$(ps -o rss= -p "$pid" | tr -d ' ')
-  echo "$out" | awk -v name="$name" -v scenario="$scenario" -v rss="$rss" '
+  echo "$out" | awk -v name="$name" -v scenario="$scenario" -v rss="$rss" -v tck="$CLK_TCK" -v pid="$pid" \
+    -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v pb=$((pb1 - pb0)) -v pt=$((pt1 - pt0)) -v cb=$((cb1 - cb0)) -v ct=$((ct1 - ct0)) '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    / requests in / { n = $1 }
     /Requests\/sec/ { rps = $2 }
     / 50%/ { p50 = ms($2) }
     / 99%/ { p99 = ms($2) }
     /Non-2xx/ { bad = $4 }
-    END { printf "%s %s %.0f %.3f %.3f %s %s\n", scenario, name, rps, p50, p99, rss, (bad == "" ? 0 : bad) }'
+    END {
+      if (n > 0 && du + ds == 0) printf "%s: process %s used no CPU time during the run: not the one serving it?\n", name, pid > "/dev/stderr"
+      usr = n > 0 ? du / tck * 1e6 / n : 0; sys = n > 0 ? ds / tck * 1e6 / n : 0
+      printf "%s %s %.0f %.3f %.3f %s %s %.2f %.2f %.2f %.0f %.0f\n", scenario, name, rps, p50, p99, rss, (bad == "" ? 0 : bad),
+        usr, sys, usr + sys, (pt > 0 ? 100 * pb / pt : 0), (ct > 0 ? 100 * cb / ct : 0) }'
 }
 
 need
@@ -228,6 +276,7 @@ if [ -z "${GWCORE:-}" ]; then
   GWCORE=$ROOT/target/release/gwcore
 fi
 
+port_free "$BACKEND_PORT" BACKEND; port_free "$PROXY_PORT" PROXY
 nginx_conf backend >"$WORK/backend.conf"
 start "$CLIENT_CPU" "$WORK/backend.log" nginx -c "$WORK/backend.conf"
 wait_port $BACKEND_PORT
@@ -254,7 +303,7 @@ for s in $SCENARIOS; do
 
     start "$PROXY_CPU" "$WORK/$s/nginx.log" nginx -c "$WORK/$s/nginx.conf"
     wait_port $PROXY_PORT; sleep 0.2
-    bench nginx "$s" "$(pgrep -P "$LAST_PID" | head -1 || echo "$LAST_PID")" >>"$RESULTS"; stop_last
+    bench nginx "$s" "$(nginx_worker "$LAST_PID")" >>"$RESULTS"; stop_last
 
     start "$PROXY_CPU" "$WORK/$s/haproxy.log" haproxy -f "$WORK/$s/haproxy.cfg"
     wait_port $PROXY_PORT; bench haproxy "$s" "$LAST_PID" >>"$RESULTS"; stop_last
@@ -263,7 +312,8 @@ for s in $SCENARIOS; do
 done
 
 # The median of each figure over the rounds (RSS: the largest; non-2xx:
-# the sum), one line per scenario and proxy in the order measured.
+# the sum; CPU per request and busy shares: the median of each column), one
+# line per scenario and proxy in the order measured.
 median() { # median COLUMN < lines
   sort -g -k"$1" | awk -v c="$1" '{ v[NR] = $c } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
 }
@@ -274,24 +324,42 @@ awk '!seen[$1 " " $2]++ { print $1, $2 }' "$RESULTS" | while read -r s name; do
   rps=$(echo "$rows" | median 3); p50=$(echo "$rows" | median 4); p99=$(echo "$rows" | median 5)
   rss=$(echo "$rows" | sort -g -k6 | tail -1 | awk '{ print $6 }')
   bad=$(echo "$rows" | awk '{ b += $7 } END { print b + 0 }')
-  printf '%s %s %.0f %.3f %.3f %s %s\n' "$s" "$name" "$rps" "$p50" "$p99" "$rss" "$bad" >>"$SUMMARY"
+  usr=$(echo "$rows" | median 8); sys=$(echo "$rows" | median 9); cpu=$(echo "$rows" | median 10)
+  pbusy=$(echo "$rows" | median 11); cbusy=$(echo "$rows" | median 12)
+  printf '%s %s %.0f %.3f %.3f %s %s %.2f %.2f %.2f %.0f %.0f\n' "$s" "$name" "$rps" "$p50" "$p99" "$rss" "$bad" \
+    "$usr" "$sys" "$cpu" "$pbusy" "$cbusy" >>"$SUMMARY"
 done
-[ "$ROUNDS" -gt 1 ] && { echo; echo "each round (scenario proxy req/s p50 p99 RSS non-2xx):"; cat "$RESULTS"; }
+[ "$ROUNDS" -gt 1 ] && { echo; echo "each round (scenario proxy req/s p50 p99 RSS non-2xx user-us/req sys-us/req CPU-us/req proxy-busy% client-busy%):"; cat "$RESULTS"; }
 RESULTS=$SUMMARY
 
 echo
 [ "$ROUNDS" -gt 1 ] && echo "median of $ROUNDS rounds:"
-printf '%-11s %-11s %10s %9s %9s %9s %8s\n' scenario proxy 'req/s' 'p50 ms' 'p99 ms' 'RSS KiB' 'non-2xx'
-while read -r s name rps p50 p99 rss bad; do
-  printf '%-11s %-11s %10s %9s %9s %9s %8s\n' "$s" "$name" "$rps" "$p50" "$p99" "$rss" "$bad"
+printf '%-11s %-11s %10s %9s %9s %9s %8s %11s %10s %10s %10s %11s\n' scenario proxy 'req/s' 'p50 ms' 'p99 ms' 'RSS KiB' 'non-2xx' \
+  'user us/req' 'sys us/req' 'CPU us/req' 'proxy busy' 'client busy'
+while read -r s name rps p50 p99 rss bad usr sys cpu pbusy cbusy; do
+  printf '%-11s %-11s %10s %9s %9s %9s %8s %11s %10s %10s %10s %11s\n' "$s" "$name" "$rps" "$p50" "$p99" "$rss" "$bad" \
+    "$usr" "$sys" "$cpu" "$pbusy%" "$cbusy%"
 done <"$RESULTS"
+echo "(us/req: the proxy's CPU microseconds per request; busy: share of core $PROXY_CPU (proxy) and core $CLIENT_CPU (wrk + backend) in use during the run)"
+# A saturated client core caps req/s whatever the proxy: say so.
+awk -v c="$CLIENT_CPU" '$12 >= 95 { bound = bound (bound == "" ? "" : ", ") $1 "/" $2 }
+  END { if (bound != "") printf "note: client-bound (core %s >= 95%% busy): %s. There req/s is capped by the client core, not the proxy; CPU us/req is the comparable figure.\n", c, bound }' "$RESULTS"
 echo
-awk '{ rps[$1 " " $2] = $3; p99[$1 " " $2] = $5; s[$1] = 1 }
+awk '{ k = $1 " " $2; if (!(k in cpu)) order[$1] = order[$1] " " $2; cpu[k] = $10 }
+  END { for (x in order) {
+    line = sprintf("%-11s capacity per core (1e6 / CPU us/req):", x)
+    n = split(order[x], names, " ")
+    for (i = 1; i <= n; i++) line = line sprintf("%s %s %s", (i > 1 ? "," : ""), names[i], cpu[x " " names[i]] > 0 ? sprintf("%.0f req/s", 1e6 / cpu[x " " names[i]]) : "n/a")
+    print line } }' "$RESULTS"
+awk 'function r(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "n/a" }
+  { rps[$1 " " $2] = $3; p99[$1 " " $2] = $5; cpu[$1 " " $2] = $10; s[$1] = 1 }
   END { for (x in s) {
-    printf "%-11s gwcore/nginx req/s %.2f  p99 %.2f | gwcore/haproxy req/s %.2f  p99 %.2f\n", x,
+    printf "%-11s gwcore/nginx req/s %.2f  p99 %.2f | gwcore/haproxy req/s %.2f  p99 %.2f | gwcore/nginx CPU per request %s  gwcore/haproxy CPU per request %s\n", x,
       rps[x " gwcore"] / rps[x " nginx"], p99[x " gwcore"] / p99[x " nginx"],
-      rps[x " gwcore"] / rps[x " haproxy"], p99[x " gwcore"] / p99[x " haproxy"]
+      rps[x " gwcore"] / rps[x " haproxy"], p99[x " gwcore"] / p99[x " haproxy"],
+      r(cpu[x " gwcore"], cpu[x " nginx"]), r(cpu[x " gwcore"], cpu[x " haproxy"])
     if ((x " gwcore-base") in rps)
-      printf "%-11s gwcore-base/nginx req/s %.2f  p99 %.2f | gwcore/gwcore-base req/s %.2f  p99 %.2f\n", x,
+      printf "%-11s gwcore-base/nginx req/s %.2f  p99 %.2f | gwcore/gwcore-base req/s %.2f  p99 %.2f | gwcore-base/nginx CPU per request %s  gwcore/gwcore-base CPU per request %s\n", x,
         rps[x " gwcore-base"] / rps[x " nginx"], p99[x " gwcore-base"] / p99[x " nginx"],
-        rps[x " gwcore"] / rps[x " gwcore-base"], p99[x " gwcore"] / p99[x " gwcore-base"] } }' "$RESULTS"
+        rps[x " gwcore"] / rps[x " gwcore-base"], p99[x " gwcore"] / p99[x " gwcore-base"],
+        r(cpu[x " gwcore-base"], cpu[x " nginx"]), r(cpu[x " gwcore"], cpu[x " gwcore-base"]) } }' "$RESULTS"
