@@ -1,9 +1,9 @@
 //! Forwarding a request to one backend endpoint: proxy headers, connection
 //! pools, timeouts and protocol upgrades.
 //!
-//! HTTP/1.1 backends share a keep-alive pool per endpoint ([`Http1Pool`]):
-//! a request goes out on a connection that is waiting for one, or on a new
-//! one. HTTP/2 cleartext backends (`appProtocol: kubernetes.io/h2c`) get one
+//! HTTP/1.1 backends share a keep-alive pool per endpoint: a request goes
+//! out on a connection that is waiting for one, or on a new one, and is
+//! spoken by the request's own task ([`crate::h1`]). HTTP/2 cleartext backends (`appProtocol: kubernetes.io/h2c`) get one
 //! multiplexed connection per endpoint, opened on first use and replaced
 //! when it closes; the request's authority is kept as `:authority`.
 //! Backends with a BackendTLSPolicy are reached over TLS
@@ -19,14 +19,14 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use crate::backend_tls::{BackendConnector, PoolKey, TlsKey};
-use crate::body::Body;
+use crate::body::{Body, incoming};
 use crate::endpoints::Endpoint;
+use crate::h1::{self, Conn};
 
 /// How the proxy talks to a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,11 +77,12 @@ impl ForwardError {
 /// Sends requests to backend endpoints over pooled connections.
 #[derive(Debug)]
 pub struct Forwarder {
+    /// Idle HTTP/1.1 connections, plain and TLS.
     http1: Arc<Http1Pool>,
     h2c: Mutex<HashMap<SocketAddr, http2::SendRequest<Body>>>,
     connect_timeout: Duration,
-    /// Connections over TLS (BackendTLSPolicy), kept apart from plain ones.
-    tls_http1: Arc<Http1Pool<TlsKey>>,
+    /// HTTP/2 connections over TLS (BackendTLSPolicy), kept apart from
+    /// plain ones.
     tls_h2: Mutex<HashMap<TlsKey, http2::SendRequest<Body>>>,
 }
 
@@ -91,9 +92,8 @@ impl Default for Forwarder {
     }
 }
 
-/// Connections kept per HTTP/1.1 endpoint, busy or waiting. A request that
-/// finds them all busy beyond this many gets a connection of its own,
-/// closed after its exchange.
+/// Idle connections kept per HTTP/1.1 endpoint. A connection whose
+/// exchange ends when this many wait already is closed.
 const HTTP1_POOL_MAX: usize = 1024;
 
 /// How often the HTTP/1.1 pool looks for connections to close: one left
@@ -102,38 +102,43 @@ const HTTP1_POOL_MAX: usize = 1024;
 const HTTP1_SWEEP_EVERY: Duration = Duration::from_secs(30);
 const HTTP1_IDLE_SWEEPS: u8 = 3;
 
-/// The HTTP/1.1 keep-alive pool: every open connection per endpoint, each
-/// either carrying one exchange or waiting for the next request.
-///
-/// A request takes a waiting connection under the lock: hyper's sender
-/// says whether its connection waits for a request (`is_ready`), and
-/// handing it one is exclusive, so a connection is never given two
-/// requests at once. The exchange then runs without the lock; when its
-/// response body ends, the connection waits again and is found by the next
-/// request. There is no checkout and no return, so nothing runs per request
-/// beyond one lookup.
-/// Keyed by endpoint address, or for TLS connections by address and
-/// TLS settings.
-#[derive(Debug)]
-pub struct Http1Pool<K = SocketAddr> {
-    conns: Mutex<HashMap<K, Vec<Pooled>, std::hash::BuildHasherDefault<AddrHasher>>>,
-    sweeping: std::sync::atomic::AtomicBool,
+/// What an HTTP/1.1 connection is pooled under: the endpoint's address,
+/// and for TLS connections the TLS settings too.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ConnKey {
+    Plain(SocketAddr),
+    Tls(TlsKey),
 }
 
-impl<K> Default for Http1Pool<K> {
-    fn default() -> Self {
-        Http1Pool {
-            conns: Mutex::new(HashMap::default()),
-            sweeping: std::sync::atomic::AtomicBool::new(false),
+impl ConnKey {
+    fn retired(&self) -> bool {
+        match self {
+            ConnKey::Plain(a) => a.retired(),
+            ConnKey::Tls(k) => k.retired(),
         }
     }
 }
 
+/// The HTTP/1.1 keep-alive pool: the connections waiting for a request,
+/// per endpoint.
+///
+/// A request takes a waiting connection (the one that waited least) or
+/// opens one; the connection is the exchange's until the response body
+/// ends, then it waits in the pool again. A connection the backend closed
+/// meanwhile is noticed when taken ([`crate::h1`]), and a request that
+/// meets a connection closing under it goes again on another when it has
+/// no body.
+#[derive(Debug, Default)]
+struct Http1Pool {
+    idle: Mutex<HashMap<ConnKey, Vec<Idle>, std::hash::BuildHasherDefault<AddrHasher>>>,
+    sweeping: std::sync::atomic::AtomicBool,
+}
+
 #[derive(Debug)]
-struct Pooled {
-    sender: http1::SendRequest<Body>,
-    /// Sweeps that found it waiting since it was last used.
-    idle_sweeps: u8,
+struct Idle {
+    conn: Conn,
+    /// Sweeps that found it waiting.
+    sweeps: u8,
 }
 
 /// FNV-1a over the few bytes of a socket address: the pool is looked up
@@ -159,54 +164,29 @@ impl std::hash::Hasher for AddrHasher {
     }
 }
 
-impl<K: std::hash::Hash + Eq + Send + 'static> Http1Pool<K> {
-    /// Gives `req` to a connection to `addr` waiting for a request, with
-    /// `send` (under the lock, so no one else gives it one); `req` back
-    /// when none waits.
-    // The `Err` is the request handed back, not an error: boxing it would
-    // cost an allocation per request.
-    #[allow(clippy::result_large_err)]
-    fn with_waiting<R>(
-        &self,
-        addr: K,
-        req: Request<Body>,
-        send: impl FnOnce(&mut http1::SendRequest<Body>, Request<Body>) -> R,
-    ) -> Result<R, Request<Body>> {
-        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(list) = conns.get_mut(&addr) else {
-            return Err(req);
-        };
-        // The most recently opened first: the others may be closed as idle.
-        let mut i = list.len();
-        while i > 0 {
-            i -= 1;
-            if list[i].sender.is_closed() {
-                list.swap_remove(i);
-                continue;
-            }
-            if list[i].sender.is_ready() {
-                let p = &mut list[i];
-                p.idle_sweeps = 0;
-                return Ok(send(&mut p.sender, req));
+impl Http1Pool {
+    /// A waiting connection to `key` that can take a request.
+    fn take(&self, key: &ConnKey) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(key)?;
+        while let Some(mut c) = list.pop() {
+            if c.conn.is_reusable() {
+                return Some(c.conn);
             }
         }
-        Err(req)
+        None
     }
 
-    /// Keeps a new connection to `addr` for the next requests (unless the
-    /// endpoint has [`HTTP1_POOL_MAX`]).
-    fn keep(self: &Arc<Self>, addr: K, sender: http1::SendRequest<Body>) {
+    /// Keeps `conn` waiting for the next request to `key`.
+    fn put(self: &Arc<Self>, key: ConnKey, conn: Conn) {
+        if key.retired() {
+            return;
+        }
         {
-            let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-            let list = conns.entry(addr).or_default();
-            if list.len() >= HTTP1_POOL_MAX {
-                list.retain(|p| !p.sender.is_closed());
-            }
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let list = idle.entry(key).or_default();
             if list.len() < HTTP1_POOL_MAX {
-                list.push(Pooled {
-                    sender,
-                    idle_sweeps: 0,
-                });
+                list.push(Idle { conn, sweeps: 0 });
             }
         }
         if !self
@@ -218,28 +198,34 @@ impl<K: std::hash::Hash + Eq + Send + 'static> Http1Pool<K> {
     }
 }
 
-/// Closes connections left waiting for about 90 s and forgets closed ones,
-/// until the pool is dropped.
-async fn sweep<K: std::hash::Hash + Eq>(pool: Weak<Http1Pool<K>>) {
+/// Where an exchange's connection goes back to.
+struct PoolHome {
+    pool: Arc<Http1Pool>,
+    key: ConnKey,
+}
+
+impl h1::Home for PoolHome {
+    fn put(self, conn: Conn) {
+        self.pool.put(self.key, conn);
+    }
+}
+
+/// Closes connections left waiting for about 90 s, those the backend
+/// closed, and those of TLS settings no longer served, until the pool is
+/// dropped.
+async fn sweep(pool: Weak<Http1Pool>) {
     loop {
         tokio::time::sleep(HTTP1_SWEEP_EVERY).await;
         let Some(pool) = pool.upgrade() else { return };
-        let mut conns = pool.conns.lock().unwrap_or_else(|e| e.into_inner());
-        for list in conns.values_mut() {
-            list.retain_mut(|p| {
-                if p.sender.is_closed() {
-                    return false;
-                }
-                if p.sender.is_ready() {
-                    p.idle_sweeps += 1;
-                } else {
-                    p.idle_sweeps = 0;
-                }
-                // Dropping the sender of a waiting connection closes it.
-                p.idle_sweeps < HTTP1_IDLE_SWEEPS
+        let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|key, list| {
+            let retired = key.retired();
+            list.retain_mut(|c| {
+                c.sweeps += 1;
+                !retired && c.sweeps < HTTP1_IDLE_SWEEPS && c.conn.is_reusable()
             });
-        }
-        conns.retain(|_, list| !list.is_empty());
+            !list.is_empty()
+        });
     }
 }
 
@@ -250,7 +236,6 @@ impl Forwarder {
             http1: Arc::new(Http1Pool::default()),
             h2c: Mutex::new(HashMap::new()),
             connect_timeout,
-            tls_http1: Arc::new(Http1Pool::default()),
             tls_h2: Mutex::new(HashMap::new()),
         }
     }
@@ -263,7 +248,7 @@ impl Forwarder {
         addr: SocketAddr,
         protocol: BackendProtocol,
         timeout: Option<Duration>,
-    ) -> Result<Response<Incoming>, ForwardError> {
+    ) -> Result<Response<Body>, ForwardError> {
         self.send_to(req, &Endpoint::new(addr), protocol, timeout)
             .await
     }
@@ -275,13 +260,16 @@ impl Forwarder {
         endpoint: &Endpoint,
         protocol: BackendProtocol,
         timeout: Option<Duration>,
-    ) -> Result<Response<Incoming>, ForwardError> {
+    ) -> Result<Response<Body>, ForwardError> {
         self.send_over(req, endpoint, protocol, timeout, None).await
     }
 
     /// [`Forwarder::send_to`] over TLS made with `tls` when given
     /// (BackendTLSPolicy): the handshake is part of connecting, so a
     /// backend whose certificate does not verify is unreachable (503).
+    ///
+    /// A `101 Switching Protocols` answer to a WebSocket upgrade carries
+    /// the backend connection for [`crate::route`]'s tunnel.
     pub async fn send_over(
         &self,
         req: Request<Body>,
@@ -289,7 +277,7 @@ impl Forwarder {
         protocol: BackendProtocol,
         timeout: Option<Duration>,
         tls: Option<&Arc<BackendConnector>>,
-    ) -> Result<Response<Incoming>, ForwardError> {
+    ) -> Result<Response<Body>, ForwardError> {
         let addr = endpoint.addr;
         let fut = self.send_inner(req, endpoint, protocol, tls);
         match timeout {
@@ -306,7 +294,7 @@ impl Forwarder {
         endpoint: &Endpoint,
         protocol: BackendProtocol,
         tls: Option<&Arc<BackendConnector>>,
-    ) -> Result<Response<Incoming>, ForwardError> {
+    ) -> Result<Response<Body>, ForwardError> {
         let addr = endpoint.addr;
         match protocol {
             BackendProtocol::Http1 => {
@@ -321,17 +309,14 @@ impl Forwarder {
                     req.headers_mut().insert(header::HOST, host);
                 }
                 *req.version_mut() = Version::HTTP_11;
-                match tls {
-                    None => self.send_http1(&self.http1, addr, req, addr, None).await,
-                    Some(c) => {
-                        let key = TlsKey {
-                            addr,
-                            connector: c.clone(),
-                        };
-                        self.send_http1(&self.tls_http1, key, req, addr, Some(c))
-                            .await
-                    }
-                }
+                let key = match tls {
+                    None => ConnKey::Plain(addr),
+                    Some(c) => ConnKey::Tls(TlsKey {
+                        addr,
+                        connector: c.clone(),
+                    }),
+                };
+                self.send_http1(key, req, addr, tls).await
             }
             BackendProtocol::H2c => {
                 let authority = req
@@ -357,65 +342,62 @@ impl Forwarder {
                 sender
                     .send_request(req)
                     .await
+                    .map(|resp| resp.map(incoming))
                     .map_err(|e| ForwardError::Failed(addr, error_chain(&e)))
             }
         }
     }
 
     /// Sends an HTTP/1.1 request on a waiting pooled connection, else on
-    /// a new one. A request that a pooled connection could not take (it
-    /// closed meanwhile) goes on another; one that was sent and failed is
-    /// not sent again.
-    async fn send_http1<K: std::hash::Hash + Eq + Clone + Send + 'static>(
+    /// a new one. A request without a body that meets a pooled connection
+    /// closing before any answer (the backend let it go as idle) goes
+    /// again on another; any other failure is not sent again.
+    async fn send_http1(
         &self,
-        pool: &Arc<Http1Pool<K>>,
-        key: K,
-        mut req: Request<Body>,
+        key: ConnKey,
+        req: Request<Body>,
         addr: SocketAddr,
         tls: Option<&Arc<BackendConnector>>,
-    ) -> Result<Response<Incoming>, ForwardError> {
+    ) -> Result<Response<Body>, ForwardError> {
+        let (parts, mut body) = req.into_parts();
+        let resendable = hyper::body::Body::is_end_stream(&body);
         loop {
-            let waiting =
-                pool.with_waiting(key.clone(), req, |sender, r| sender.try_send_request(r));
-            let (sent, reused) = match waiting {
-                Ok(sent) => (sent, true),
-                Err(r) => {
-                    // Boxed: connecting (a TLS handshake included) is rare
-                    // and its future large; inline, every request's future
-                    // would carry (and move) its size.
-                    let mut sender = Box::pin(self.connect_http1(addr, tls)).await?;
-                    let sent = sender.try_send_request(r);
-                    pool.keep(key.clone(), sender);
-                    (sent, false)
-                }
+            let (conn, reused) = match self.http1.take(&key) {
+                Some(c) => (c, true),
+                // Boxed: connecting (a TLS handshake included) is rare and
+                // its future large; inline, every request's future would
+                // carry (and move) its size.
+                None => (Box::pin(self.connect_http1(addr, tls)).await?, false),
             };
-            match sent.await {
+            let home = PoolHome {
+                pool: self.http1.clone(),
+                key: key.clone(),
+            };
+            match h1::exchange(conn, &parts, &mut body, home).await {
                 Ok(resp) => return Ok(resp),
-                Err(mut e) => match e.take_message() {
-                    Some(r) if reused => req = r,
-                    _ => return Err(ForwardError::Failed(addr, error_chain(e.error()))),
-                },
+                Err(h1::Failure::Closed(_)) if reused && resendable => {}
+                Err(e) => return Err(ForwardError::Failed(addr, e.to_string())),
             }
         }
     }
 
-    /// Opens an HTTP/1.1 connection to `addr` (with upgrades, for
-    /// WebSockets); its I/O runs on a task of its own.
+    /// Opens an HTTP/1.1 connection to `addr`, over TLS when `tls` is
+    /// given.
     async fn connect_http1(
         &self,
         addr: SocketAddr,
         tls: Option<&Arc<BackendConnector>>,
-    ) -> Result<http1::SendRequest<Body>, ForwardError> {
+    ) -> Result<Conn, ForwardError> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ForwardError::Unreachable(addr, "connect timed out".into()))?
             .map_err(|e| ForwardError::Unreachable(addr, e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        if let Some(c) = tls {
-            let stream = self.tls_handshake(c, stream, addr).await?;
-            return http1_over(stream, addr).await;
-        }
-        http1_over(stream, addr).await
+        let io = match tls {
+            Some(c) => h1::Stream::Tls(Box::new(self.tls_handshake(c, stream, addr).await?)),
+            None => h1::Stream::Tcp(stream),
+        };
+        Ok(Conn::new(io))
     }
 
     /// The TLS client handshake on a new backend connection, within the
@@ -431,26 +413,6 @@ impl Forwarder {
             .map_err(|_| ForwardError::Unreachable(addr, "TLS handshake timed out".into()))?
             .map_err(|e| ForwardError::Unreachable(addr, format!("TLS handshake: {e}")))
     }
-}
-
-/// The HTTP/1.1 client handshake over a connected stream (with upgrades,
-/// for WebSockets); the connection's I/O runs on a task of its own.
-async fn http1_over<S>(
-    stream: S,
-    addr: SocketAddr,
-) -> Result<http1::SendRequest<Body>, ForwardError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| ForwardError::Unreachable(addr, error_chain(&e)))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(backend = %addr, error = %e, "backend connection failed");
-        }
-    });
-    Ok(sender)
 }
 
 impl Forwarder {

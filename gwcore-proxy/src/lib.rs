@@ -72,6 +72,7 @@ pub mod echo;
 pub mod endpoints;
 pub mod files;
 pub mod forward;
+mod h1;
 pub mod l4;
 pub mod limits;
 pub mod metrics;

@@ -9,6 +9,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 
 use gwcore::model::ObjectKey;
 use gwcore::table::{
@@ -213,7 +214,7 @@ pub async fn forward(
         None => (None, Some(body)),
     };
     let attempts = 1 + retry.map_or(0, |r| r.attempts);
-    let mut last: Option<Result<Response<Incoming>, ForwardError>> = None;
+    let mut last: Option<Result<Response<Body>, ForwardError>> = None;
     // When the attempt that answered must have its whole response.
     let mut attempt_deadline = None;
     for attempt in 0..attempts {
@@ -299,7 +300,9 @@ pub async fn forward(
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         match (
             client_upgrade,
-            resp.extensions_mut().remove::<hyper::upgrade::OnUpgrade>(),
+            resp.extensions_mut()
+                .remove::<crate::h1::Upgraded>()
+                .and_then(|u| u.take()),
         ) {
             (Some(client), Some(backend)) => {
                 tokio::spawn(tunnel(client, backend));
@@ -322,9 +325,9 @@ pub async fn forward(
     // complete-looking truncated one. A protocol switch has no deadline.
     match attempt_deadline {
         Some(deadline) if resp.status() != StatusCode::SWITCHING_PROTOCOLS => {
-            resp.map(|b| DeadlineBody::new(incoming(b), deadline).boxed())
+            resp.map(|b| DeadlineBody::new(b, deadline).boxed())
         }
-        _ => resp.map(incoming),
+        _ => resp,
     }
 }
 
@@ -372,12 +375,16 @@ impl hyper::body::Body for DeadlineBody {
 
 /// Copies bytes both ways between an upgraded client and backend until
 /// either side closes. The tunnel owns both ends; a reload does not touch it.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade) {
-    let (Ok(client), Ok(backend)) = (client.await, backend.await) else {
+/// What the backend sent past its `101` answer reaches the client first.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, backend: crate::h1::Conn) {
+    let Ok(client) = client.await else {
         return;
     };
     let mut client = TokioIo::new(client);
-    let mut backend = TokioIo::new(backend);
+    let (mut backend, early) = backend.into_parts();
+    if !early.is_empty() && client.write_all(&early).await.is_err() {
+        return;
+    }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
 }
 
