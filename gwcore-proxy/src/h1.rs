@@ -473,9 +473,16 @@ async fn read_head<R: AsyncRead + Unpin>(r: &mut R, buf: &mut BytesMut) -> Resul
 /// Parses a response head at the start of `buf` and removes it; `None`
 /// while it is incomplete. Field values share the buffer, no copy.
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Failure> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut resp = httparse::Response::new(&mut fields);
-    let len = match resp.parse(buf) {
+    // Left uninitialized: the parser writes the fields it finds, and
+    // setting 128 empty ones first would cost more than the parse.
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut fields,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(Failure::Failed(format!("invalid response head: {e}"))),
@@ -490,16 +497,18 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Failure> {
     // Where each name and value sits in the buffer, to slice them out of
     // the frozen head once the parser lets go of it.
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_FIELDS];
-    let count = resp.headers.len();
-    for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-        let name = h.name.as_ptr() as usize - base;
-        let value = h.value.as_ptr() as usize - base;
-        *span = (name, name + h.name.len(), value, value + h.value.len());
-    }
+    let spans: Vec<(usize, usize, usize, usize)> = resp
+        .headers
+        .iter()
+        .map(|h| {
+            let name = h.name.as_ptr() as usize - base;
+            let value = h.value.as_ptr() as usize - base;
+            (name, name + h.name.len(), value, value + h.value.len())
+        })
+        .collect();
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(ns, ne, vs, ve) in &spans[..count] {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for &(ns, ne, vs, ve) in &spans {
         let name = HeaderName::from_bytes(&head[ns..ne])
             .map_err(|_| Failure::Failed("invalid response header name".into()))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
