@@ -2,10 +2,12 @@
 //! pools, timeouts and protocol upgrades.
 //!
 //! HTTP/1.1 backends share a keep-alive pool per endpoint: a request goes
-//! out on a connection that is waiting for one, or on a new one, and is
-//! spoken by the request's own task ([`crate::h1`]). HTTP/2 cleartext backends (`appProtocol: kubernetes.io/h2c`) get one
-//! multiplexed connection per endpoint, opened on first use and replaced
-//! when it closes; the request's authority is kept as `:authority`.
+//! out on a connection that is waiting for one, or on a new one, and the
+//! exchange is spoken by the request's own task (the private module
+//! `h1`). HTTP/2 cleartext backends (`appProtocol: kubernetes.io/h2c`) get
+//! one multiplexed connection per endpoint, opened on first use and
+//! replaced when it closes; the request's authority is kept as
+//! `:authority`.
 //! Backends with a BackendTLSPolicy are reached over TLS
 //! ([`crate::backend_tls`]): the handshake is part of connecting, and
 //! their connections are pooled apart from plain ones, keyed by address
@@ -125,7 +127,7 @@ impl ConnKey {
 /// A request takes a waiting connection (the one that waited least) or
 /// opens one; the connection is the exchange's until the response body
 /// ends, then it waits in the pool again. A connection the backend closed
-/// meanwhile is noticed when taken ([`crate::h1`]), and a request that
+/// meanwhile is noticed when taken (module `h1`), and a request that
 /// meets a connection closing under it goes again on another when it has
 /// no body.
 #[derive(Debug, Default)]

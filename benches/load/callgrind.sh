@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied request, counted by callgrind.
+#
+#   benches/load/callgrind.sh [acme|routes1000] [GWCORE_BINARY]
+#
+# Serves the scenario of run.sh (the same generated manifests) with
+# `gwcore serve --threads 1` under valgrind, in front of an nginx backend
+# answering "ok"; sends a warm-up, zeroes the counters, sends CLIENTS
+# keep-alive curl processes of PER requests each, dumps, and prints the
+# instructions per request and the top inclusive costs. Unlike req/s on a
+# shared machine, the count does not move with other people's load; the
+# kernel's share of a request is not counted. Environment: PER (default
+# 400), CLIENTS (default 8), KEEP=1 keeps the profile and configs.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+SCENARIO=${1:-acme}
+GWCORE=${2:-}
+PER=${PER:-400}
+CLIENTS=${CLIENTS:-8}
+BACKEND_PORT=${BACKEND_PORT:-19200}
+PROXY_PORT=${PROXY_PORT:-18280}
+WORK=$(mktemp -d /tmp/gwcore-callgrind.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+for tool in valgrind callgrind_control callgrind_annotate nginx curl; do
+  command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install valgrind nginx-light curl)" >&2; exit 1; }
+done
+if [ -z "$GWCORE" ]; then
+  cargo build --release -q -p gwcore-cli
+  GWCORE=$ROOT/target/release/gwcore
+fi
+
+# The scenario generators of run.sh, without running it.
+eval "$(sed -n '/^# --- scenario generation/,/^# --- measuring/p' benches/load/run.sh)"
+
+wait_port() {
+  for _ in $(seq 1 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "port $1 did not open" >&2; return 1
+}
+
+gwcore_manifests "$SCENARIO" >"$WORK/gw.yaml"
+nginx_conf backend >"$WORK/backend.conf"
+nginx -c "$WORK/backend.conf" >/dev/null 2>&1 &
+PIDS+=($!)
+wait_port "$BACKEND_PORT"
+
+RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+  "$GWCORE" serve "$WORK/gw.yaml" --listen "80=127.0.0.1:$PROXY_PORT" --threads 1 >"$WORK/gwcore.log" 2>&1 &
+VG=$!
+PIDS+=($VG)
+wait_port "$PROXY_PORT"
+
+URL="http://127.0.0.1:$PROXY_PORT$(request_url "$SCENARIO" | sed 's#^http://[^/]*##')"
+HOST=$(request_host "$SCENARIO")
+URLS=$(for _ in $(seq 1 "$PER"); do printf '%s ' "$URL"; done)
+send() { # CLIENTS curl processes, PER requests each on one keep-alive connection
+  local clients=()
+  for _ in $(seq 1 "$CLIENTS"); do
+    # shellcheck disable=SC2086
+    curl -s -o /dev/null -w '%{http_code}\n' -H "Host: $HOST" $URLS &
+    clients+=($!)
+  done
+  wait "${clients[@]}"
+}
+send >/dev/null
+callgrind_control -z "$VG" >/dev/null 2>&1
+# Only the first URL's body goes to -o; the others' bodies ("ok") are
+# printed too, so only the status lines are counted.
+CODES=$(send | grep -E '^[0-9]{3}$' | sort | uniq -c | tr -s ' \n' ' ')
+callgrind_control -d "$VG" >/dev/null 2>&1
+kill "$VG"; wait "$VG" 2>/dev/null || true
+N=$((PER * CLIENTS))
+PROFILE=$(ls -t "$WORK"/callgrind.out.* | head -1)
+IR=$(callgrind_annotate "$PROFILE" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+echo "$SCENARIO: $N requests (status counts:$CODES), $IR instructions, $((IR / N)) per request"
+[ "$CODES" = " $N 200 " ] || { echo "not every request was answered 200" >&2; exit 1; }
+echo
+echo "top inclusive costs, instructions per request:"
+callgrind_annotate --inclusive=yes "$PROFILE" 2>/dev/null |
+  awk -v n="$N" '/^ *[0-9,]+ +\( *[0-9.]+%\)/ {
+      v = $1; gsub(",", "", v)
+      sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, "")
+      gsub(/[^ ]*\/\.cargo\/registry\/src\/[^\/]+\/|\/rustc\/[0-9a-f]+\//, "")
+      printf "%8d %s\n", v / n, substr($0, 1, 150) }' |
+  sed -n '1,60p'
