@@ -40,8 +40,11 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_FIELDS: usize = 128;
 /// The longest chunk-size line, extensions included.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
-/// Free room made in the read buffer before each read.
+/// Free room made in the read buffer before each read; a response body
+/// whose reads fill it gets twice as much, up to [`MAX_READ_ROOM`].
 const READ_ROOM: usize = 8 * 1024;
+/// The most room a body read gets: large downloads take few system calls.
+const MAX_READ_ROOM: usize = 256 * 1024;
 
 /// A backend connection's transport: plain TCP, or TLS (BackendTLSPolicy).
 #[derive(Debug)]
@@ -257,6 +260,7 @@ pub(crate) async fn exchange<H: Home>(
         framing,
         reusable,
         home: Some(home),
+        room: READ_ROOM,
     };
     if body.is_done() {
         body.finish();
@@ -760,6 +764,8 @@ struct BackendBody<H: Home> {
     /// is read.
     reusable: bool,
     home: Option<H>,
+    /// Room made for the next read.
+    room: usize,
 }
 
 impl<H: Home> BackendBody<H> {
@@ -816,7 +822,7 @@ impl<H: Home> hyper::body::Body for BackendBody<H> {
                 Ok(Decoded::More) => {}
                 Err(e) => return this.fail(e),
             }
-            conn.read.reserve(READ_ROOM);
+            conn.read.reserve(this.room);
             let read = {
                 let fut = conn.io.read_buf(&mut conn.read);
                 let fut = std::pin::pin!(fut);
@@ -835,6 +841,7 @@ impl<H: Home> hyper::body::Body for BackendBody<H> {
                             .into(),
                     );
                 }
+                Ok(n) if n >= this.room => this.room = (this.room * 2).min(MAX_READ_ROOM),
                 Ok(_) => {}
                 Err(e) => return this.fail(e.into()),
             }

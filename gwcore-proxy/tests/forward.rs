@@ -377,3 +377,45 @@ async fn malformed_answers_are_bad_gateway_not_passed_on() {
 }
 
 const HANG: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn large_answers_arrive_whole_in_both_framings() {
+    const SIZE: usize = 4 << 20;
+    let pattern: Arc<Vec<u8>> = Arc::new((0..SIZE).map(|i| (i % 251) as u8).collect());
+    let served = pattern.clone();
+    let (addr, _) = raw_backend(move |mut s| {
+        let body = served.clone();
+        async move {
+            while let Some(req) = read_request(&mut s).await {
+                if req.starts_with(b"GET /chunked") {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                        .await;
+                    for piece in body.chunks(100_000) {
+                        let _ = s
+                            .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                            .await;
+                        let _ = s.write_all(piece).await;
+                        let _ = s.write_all(b"\r\n").await;
+                    }
+                    let _ = s.write_all(b"0\r\n\r\n").await;
+                } else {
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let _ = s.write_all(&body).await;
+                }
+            }
+        }
+    })
+    .await;
+    let f = Forwarder::default();
+    for path in ["/length", "/chunked", "/length"] {
+        let resp = f
+            .send(get(path), addr, BackendProtocol::Http1, Some(HANG))
+            .await
+            .unwrap();
+        let got = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(got.len(), SIZE, "{path}");
+        assert!(got[..] == pattern[..], "{path}: the bytes differ");
+    }
+}
