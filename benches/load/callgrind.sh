@@ -20,14 +20,9 @@ PER=${PER:-400}
 CLIENTS=${CLIENTS:-8}
 BACKEND_PORT=${BACKEND_PORT:-19200}
 PROXY_PORT=${PROXY_PORT:-18280}
-WORK=$(mktemp -d /tmp/gwcore-callgrind.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+# shellcheck source=../lib.sh
+. "$ROOT/benches/lib.sh"
+work_dir gwcore-callgrind
 
 for tool in valgrind callgrind_control callgrind_annotate nginx curl; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install valgrind nginx-light curl)" >&2; exit 1; }
@@ -40,14 +35,6 @@ fi
 # The scenario generators of run.sh, without running it.
 eval "$(sed -n '/^# --- scenario generation/,/^# --- measuring/p' benches/load/run.sh)"
 
-wait_port() {
-  for _ in $(seq 1 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.2
-  done
-  echo "port $1 did not open" >&2; return 1
-}
-
 gwcore_manifests "$SCENARIO" >"$WORK/gw.yaml"
 nginx_conf backend >"$WORK/backend.conf"
 nginx -c "$WORK/backend.conf" >/dev/null 2>&1 &
@@ -58,7 +45,7 @@ RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.ou
   "$GWCORE" serve "$WORK/gw.yaml" --listen "80=127.0.0.1:$PROXY_PORT" --threads 1 >"$WORK/gwcore.log" 2>&1 &
 VG=$!
 PIDS+=($VG)
-wait_port "$PROXY_PORT"
+wait_port "$PROXY_PORT" 1200 # valgrind starts slowly
 
 URL="http://127.0.0.1:$PROXY_PORT$(request_url "$SCENARIO" | sed 's#^http://[^/]*##')"
 HOST=$(request_host "$SCENARIO")

@@ -33,18 +33,12 @@ CONNECTIONS=${CONNECTIONS:-64}
 ROUNDS=${ROUNDS:-1}
 PROXY_CPU=${PROXY_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-WORK=$(mktemp -d /tmp/gwcore-load.XXXXXX)
 BACKEND_PORT=${BACKEND_PORT:-19000}
 PROXY_PORT=${PROXY_PORT:-18080}
 CLK_TCK=$(getconf CLK_TCK)
-PIDS=()
-
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+# shellcheck source=../lib.sh
+. "$ROOT/benches/lib.sh"
+work_dir gwcore-load
 
 need() {
   local missing=()
@@ -70,14 +64,6 @@ port_free() { # fail if something (an earlier run, someone else's test) listens 
   if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
     echo "port $1 is already in use; free it or set ${2}_PORT" >&2; exit 1
   fi
-}
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "port $1 did not open" >&2; return 1
 }
 
 # --- scenario generation ------------------------------------------------

@@ -52,15 +52,9 @@ PROXY_CPU=${PROXY_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${PORT:-18090}
 ADMIN_PORT=${ADMIN_PORT:-18091}
-WORK=$(mktemp -d /tmp/gwcore-soak.XXXXXX)
-PIDS=()
-
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+# shellcheck source=../lib.sh
+. "$ROOT/benches/lib.sh"
+work_dir gwcore-soak
 
 if ! command -v wrk >/dev/null; then
   echo "installing wrk" >&2
@@ -70,15 +64,6 @@ if [ -z "${GWCORE:-}" ]; then
   cargo build --release -q -p gwcore-cli
   GWCORE=$ROOT/target/release/gwcore
 fi
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "port $1 did not open" >&2
-  return 1
-}
 
 generation() {
   curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '$1 == "gwcore_config_generation" { print $2 }'

@@ -30,7 +30,8 @@
 //! Modules, from the outside in: [`provider`] (file watching, reloads,
 //! [`provider::Runtime`]), [`server`] (sockets per port, connections,
 //! draining), [`limits`] (connection limits, trusted proxies), [`tls`], [`proxy`] (shared state, access log, metrics),
-//! [`route`], [`forward`] (proxy headers, pools), [`endpoints`], [`echo`]
+//! [`route`], [`forward`] (proxy headers, pools; HTTP/1.1 to backends is
+//! spoken on the request's own task by the private `h1` module), [`endpoints`], [`echo`]
 //! and [`tcp_echo`] (stand-in backends), [`admin`], [`metrics`].
 //!
 //! Examples: `examples/embed.rs` runs this proxy inside your program and
