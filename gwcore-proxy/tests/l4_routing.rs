@@ -2,45 +2,28 @@
 //! real sockets: the oldest TCPRoute on a TCP listener, and a port whose
 //! TLS listeners mix Passthrough and Terminate (and HTTPS).
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use gwcore_proxy::echo::EchoIdentity;
 use gwcore_proxy::provider::{Runtime, RuntimeOptions};
-use gwcore_proxy::server::ListenOptions;
 use gwcore_proxy::tcp_echo::{TcpEchoServer, TcpEchoed};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gc}\nspec: {controllerName: example.com/gateway-controller}\n";
-
 /// Ports mapped to ephemeral ones; echo backends stand in for the Services
 /// without endpoints.
 fn options(ports: &[u16]) -> RuntimeOptions {
-    let mut listen = ListenOptions::default();
-    for p in ports {
-        listen.map.insert(*p, "127.0.0.1:0".parse().unwrap());
-    }
-    RuntimeOptions {
-        controller_name: "example.com/gateway-controller".into(),
-        listen,
-        echo_backends: true,
-    }
+    common::options_on(ports, true)
 }
 
-/// Writes the manifests into a fresh folder.
-fn manifests_dir(docs: &[String]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "gwcore-l4-routing-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("gw.yaml"), docs.join("---\n")).unwrap();
-    dir
+/// Writes the manifests into a fresh folder, removed on drop.
+fn manifests_dir(docs: &[String]) -> common::TempDir {
+    common::manifest_dir("l4-routing", &docs.join("---\n"))
 }
 
 /// A Service `name` in `default` on `port`, served by `backend`.
@@ -106,14 +89,14 @@ spec:
 "#;
     // The newer route's name sorts first: age, not name, must decide.
     let dir = manifests_dir(&[
-        CLASS.to_owned(),
+        common::GATEWAY_CLASS.to_owned(),
         gateway.to_owned(),
         service("older", 3000, older.addr()),
         service("newer", 3000, newer.addr()),
         tcp_route("a-newer", "2026-01-02T00:00:00Z", "newer"),
         tcp_route("b-older", "2026-01-01T00:00:00Z", "older"),
     ]);
-    let rt = Runtime::start(vec![dir.clone()], options(&[9310]))
+    let rt = Runtime::start(vec![dir.0.clone()], options(&[9310]))
         .await
         .unwrap();
     let addr = rt.local_addr(9310).expect("9310 is served");
@@ -124,7 +107,6 @@ spec:
     let metrics = rt.proxy().metrics().render();
     let line = r#"gwcore_streams_total{gateway="default/gw",route="TCPRoute default/b-older",backend="default/older:3000",result="forwarded"} 20"#;
     assert!(metrics.contains(line), "{line} missing from\n{metrics}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -140,20 +122,19 @@ spec:
 "#;
     let same = "2026-01-01T00:00:00Z";
     let dir = manifests_dir(&[
-        CLASS.to_owned(),
+        common::GATEWAY_CLASS.to_owned(),
         gateway.to_owned(),
         service("a", 3000, a.addr()),
         service("b", 3000, b.addr()),
         tcp_route("route-b", same, "b"),
         tcp_route("route-a", same, "a"),
     ]);
-    let rt = Runtime::start(vec![dir.clone()], options(&[9311]))
+    let rt = Runtime::start(vec![dir.0.clone()], options(&[9311]))
         .await
         .unwrap();
     let addr = rt.local_addr(9311).expect("9311 is served");
     let got = who(TcpStream::connect(addr).await.unwrap()).await;
     assert_eq!(got.service, "a");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A self-signed certificate and its key.
@@ -285,14 +266,14 @@ metadata: {name: web, namespace: default}
 spec: {ports: [{port: 80}]}
 "#;
     let dir = manifests_dir(&[
-        CLASS.to_owned(),
+        common::GATEWAY_CLASS.to_owned(),
         gateway.to_owned(),
         gateway_cert.secret("gateway-cert"),
         service("plain", 3000, plain.addr()),
         service("secure", 8443, secure.addr()),
         routes.to_owned(),
     ]);
-    let rt = Runtime::start(vec![dir.clone()], options(&[8883]))
+    let rt = Runtime::start(vec![dir.0.clone()], options(&[8883]))
         .await
         .unwrap();
     let status = rt.proxy().status_json();
@@ -346,5 +327,4 @@ spec: {ports: [{port: 80}]}
             .await
             .is_err()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use gwcore_proxy::echo::Echoed;
 use gwcore_proxy::provider::{Runtime, RuntimeOptions};
-use gwcore_proxy::server::ListenOptions;
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -120,25 +119,15 @@ async fn https_get(
 }
 
 fn options(ports: &[u16]) -> RuntimeOptions {
-    let mut listen = ListenOptions::default();
-    for p in ports {
-        listen.map.insert(*p, "127.0.0.1:0".parse().unwrap());
-    }
-    RuntimeOptions {
-        controller_name: "example.com/gateway-controller".into(),
-        listen,
-        echo_backends: true,
-    }
+    common::options_on(ports, true)
 }
-
-const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gc}\nspec: {controllerName: example.com/gateway-controller}\n";
 
 #[tokio::test]
 async fn https_picks_the_certificate_by_sni_negotiates_h2_and_answers_421_for_another_listeners_host()
  {
     let (a, b) = (cert(&["a.example"]), cert(&["b.example"]));
     let manifest = [
-        CLASS.to_owned(),
+        common::GATEWAY_CLASS.to_owned(),
         r#"apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: gw, namespace: default}
@@ -162,14 +151,8 @@ spec:
         .to_owned(),
     ]
     .join("---\n");
-    let dir = std::env::temp_dir().join(format!(
-        "gwcore-tls-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("gw.yaml"), manifest).unwrap();
-    let rt = Runtime::start(vec![dir.clone()], options(&[443]))
+    let dir = common::manifest_dir("tls", &manifest);
+    let rt = Runtime::start(vec![dir.0.clone()], options(&[443]))
         .await
         .unwrap();
     let addr = rt.local_addr(443).expect("443 is served");
@@ -209,7 +192,6 @@ spec:
     // A connection made for a.example asking for b.example's host.
     let (s, _, _) = https_get(addr, "a.example", "b.example", &a.der, &[]).await;
     assert_eq!(s, StatusCode::MISDIRECTED_REQUEST);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A TLS server standing for a backend: says which SNI it saw, then closes.
@@ -266,7 +248,7 @@ async fn tls_routes_pass_through_or_terminate_and_tcp_routes_forward_bytes() {
     let tls_addr = tls_backend(&pass).await;
     let tcp_addr = tcp_echo().await;
     let manifest = [
-        CLASS.to_owned(),
+        common::GATEWAY_CLASS.to_owned(),
         r#"apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: gw, namespace: default}
@@ -309,14 +291,8 @@ spec:
         .to_owned(),
     ]
     .join("---\n");
-    let dir = std::env::temp_dir().join(format!(
-        "gwcore-l4-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("gw.yaml"), manifest).unwrap();
-    let rt = Runtime::start(vec![dir.clone()], options(&[8443, 8444, 9000]))
+    let dir = common::manifest_dir("l4", &manifest);
+    let rt = Runtime::start(vec![dir.0.clone()], options(&[8443, 8444, 9000]))
         .await
         .unwrap();
     let tls_port = rt.local_addr(8443).expect("8443 is served");
@@ -363,7 +339,6 @@ spec:
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Reads one line.
@@ -391,7 +366,7 @@ async fn tcp_echo_backends_answer_the_conformance_protocol_through_the_proxy() {
         .await
         .unwrap();
     let manifest = [
-        CLASS.to_owned(),
+        common::GATEWAY_CLASS.to_owned(),
         r#"apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: gw, namespace: infra}
@@ -430,14 +405,8 @@ spec:
         .to_owned(),
     ]
     .join("---\n");
-    let dir = std::env::temp_dir().join(format!(
-        "gwcore-tcpecho-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("gw.yaml"), manifest).unwrap();
-    let rt = Runtime::start(vec![dir.clone()], options(&[443, 9300]))
+    let dir = common::manifest_dir("tcpecho", &manifest);
+    let rt = Runtime::start(vec![dir.0.clone()], options(&[443, 9300]))
         .await
         .unwrap();
 
@@ -469,5 +438,4 @@ spec:
     assert_eq!(line(&mut t).await, "PONG");
     assert_eq!(line(&mut t).await, "false");
     assert_eq!(line(&mut t).await, "hello");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -80,15 +80,34 @@ spec:
   listeners: [{name: http, port: 80, protocol: HTTP}]
 "#;
 
+/// The GatewayClass `gc` of ours alone, for manifests that bring their own
+/// Gateway.
+pub const GATEWAY_CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gc}\nspec: {controllerName: example.com/gateway-controller}\n";
+
 /// Runtime options serving Gateway port 80 on an ephemeral loopback port.
 pub fn options(echo_backends: bool) -> gwcore_proxy::provider::RuntimeOptions {
+    options_on(&[80], echo_backends)
+}
+
+/// Runtime options serving each Gateway port of `ports` on an ephemeral
+/// loopback port.
+pub fn options_on(ports: &[u16], echo_backends: bool) -> gwcore_proxy::provider::RuntimeOptions {
     let mut listen = gwcore_proxy::server::ListenOptions::default();
-    listen.map.insert(80, "127.0.0.1:0".parse().unwrap());
+    for p in ports {
+        listen.map.insert(*p, "127.0.0.1:0".parse().unwrap());
+    }
     gwcore_proxy::provider::RuntimeOptions {
         controller_name: CONTROLLER.into(),
         listen,
         echo_backends,
     }
+}
+
+/// A temporary folder holding `manifest` as `gw.yaml`, removed on drop.
+pub fn manifest_dir(name: &str, manifest: &str) -> TempDir {
+    let dir = TempDir::new(name);
+    std::fs::write(dir.0.join("gw.yaml"), manifest).unwrap();
+    dir
 }
 
 /// The ACME example folder (`examples/acme`).
