@@ -913,6 +913,72 @@ mod tests {
         assert!(trailers.is_none());
     }
 
+    /// A body as a backend may chunk it: pieces (some empty, which end
+    /// nothing: a zero-size chunk is only written as the last one), sizes
+    /// in either hex case, optional extensions and trailers.
+    fn chunked_wire(
+        pieces: &[Vec<u8>],
+        upper: bool,
+        ext: bool,
+        trailers: &[(String, String)],
+    ) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for p in pieces.iter().filter(|p| !p.is_empty()) {
+            let size = if upper {
+                format!("{:X}", p.len())
+            } else {
+                format!("{:x}", p.len())
+            };
+            wire.extend_from_slice(size.as_bytes());
+            if ext {
+                wire.extend_from_slice(b" ;name=value");
+            }
+            wire.extend_from_slice(b"\r\n");
+            wire.extend_from_slice(p);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n");
+        for (k, v) in trailers {
+            wire.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        wire.extend_from_slice(b"\r\n");
+        wire
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_chunking_decodes_to_its_body_fed_in_any_steps(
+            pieces in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..300), 0..8),
+            upper in proptest::bool::ANY,
+            ext in proptest::bool::ANY,
+            trailers in proptest::collection::vec(("x-[a-z]{1,8}", "[a-z0-9 ]{0,12}"), 0..3),
+            step in 1usize..64,
+        ) {
+            let wire = chunked_wire(&pieces, upper, ext, &trailers);
+            let (data, got) = decode_all(&wire, Framing::Chunked(Chunk::Size), step).unwrap();
+            proptest::prop_assert_eq!(data, pieces.concat());
+            let got = got.unwrap_or_default();
+            proptest::prop_assert_eq!(got.len(), trailers.len());
+            for (k, v) in &trailers {
+                proptest::prop_assert!(got.get_all(k.as_str()).iter().any(|g| g == v.trim()));
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_never_overrun(
+            wire in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            step in 1usize..64,
+            length in 0u64..600,
+        ) {
+            // Whatever a backend sends, decoding ends in data, an end or an
+            // error; a length body never yields more than its length.
+            let _ = decode_all(&wire, Framing::Chunked(Chunk::Size), step);
+            if let Ok((data, _)) = decode_all(&wire, Framing::Length(length), step) {
+                proptest::prop_assert_eq!(data.len() as u64, length);
+            }
+        }
+    }
+
     #[test]
     fn malformed_chunking_is_an_error_not_data() {
         for bad in [
