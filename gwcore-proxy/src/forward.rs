@@ -132,7 +132,7 @@ impl ConnKey {
 /// no body.
 #[derive(Debug, Default)]
 struct Http1Pool {
-    idle: Mutex<HashMap<ConnKey, Vec<Idle>, std::hash::BuildHasherDefault<AddrHasher>>>,
+    idle: Mutex<HashMap<ConnKey, Vec<Idle>, std::hash::BuildHasherDefault<crate::metrics::Fnv>>>,
     sweeping: std::sync::atomic::AtomicBool,
 }
 
@@ -141,29 +141,6 @@ struct Idle {
     conn: Conn,
     /// Sweeps that found it waiting.
     sweeps: u8,
-}
-
-/// FNV-1a over the few bytes of a socket address: the pool is looked up
-/// on every request with keys the configuration chose.
-#[derive(Debug, Clone, Copy)]
-struct AddrHasher(u64);
-
-impl Default for AddrHasher {
-    fn default() -> Self {
-        AddrHasher(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for AddrHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 impl Http1Pool {

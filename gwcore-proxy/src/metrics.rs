@@ -27,10 +27,11 @@ pub struct SeriesKey {
     pub backend: Arc<str>,
 }
 
-/// FNV-1a: the series map is hashed on every request with short keys the
-/// configuration chose, so SipHash's flood resistance buys nothing.
+/// FNV-1a, for maps looked up on every request with short keys the
+/// configuration chose (metrics series, backend pool addresses), where
+/// SipHash's flood resistance buys nothing.
 #[derive(Debug, Clone, Copy)]
-struct Fnv(u64);
+pub(crate) struct Fnv(u64);
 
 impl Default for Fnv {
     fn default() -> Self {

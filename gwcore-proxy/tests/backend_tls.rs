@@ -57,6 +57,21 @@ struct Backend {
     first_bytes: Arc<Mutex<Vec<u8>>>,
 }
 
+/// Serves one backend connection (HTTP/1.1, or HTTP/2 when negotiated),
+/// answering every request with `answer`.
+async fn answer_every_request<S>(io: S, answer: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
+        let body = answer.clone();
+        async move { Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(body)))) }
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
+}
+
 async fn backend(pki: &Pki) -> Backend {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
@@ -99,20 +114,7 @@ async fn backend(pki: &Pki) -> Backend {
                     sni.unwrap_or_default(),
                     alpn.unwrap_or_default()
                 );
-                let svc =
-                    hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
-                        let body = answer.clone();
-                        async move {
-                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                                Bytes::from(body),
-                            )))
-                        }
-                    });
-                let _ = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(TokioIo::new(tls), svc)
-                .await;
+                answer_every_request(tls, answer).await;
             });
         }
     });
@@ -326,18 +328,7 @@ async fn mtls_backend(pki: &Pki, client_ca: &rcgen::Certificate) -> SocketAddr {
                 };
                 let certs = tls.get_ref().1.peer_certificates().map_or(0, <[_]>::len);
                 let answer = format!("client certificates={certs}");
-                let svc =
-                    hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
-                        let body = answer.clone();
-                        async move {
-                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                                Bytes::from(body),
-                            )))
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
+                answer_every_request(tls, answer).await;
             });
         }
     });
