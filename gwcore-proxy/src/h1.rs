@@ -17,9 +17,9 @@
 //! and `Content-Length` is refused (§6.3: "ought to be handled as an
 //! error"; a gateway passing it on invites response splitting).
 
-use std::fmt::Write as _;
 use std::future::Future as _;
 use std::io;
+use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -337,7 +337,7 @@ async fn send_body<W: AsyncWrite + Unpin>(
                     }
                     Outgoing::Chunked => {
                         scratch.clear();
-                        let _ = write!(Hex(&mut scratch), "{:x}\r\n", data.len());
+                        let _ = write!(scratch, "{:x}\r\n", data.len());
                         scratch.extend_from_slice(&data);
                         scratch.extend_from_slice(b"\r\n");
                         w.write_all(&scratch).await?;
@@ -370,16 +370,6 @@ async fn send_body<W: AsyncWrite + Unpin>(
     }
     w.flush().await?;
     Ok(())
-}
-
-/// `fmt::Write` into a byte vector.
-struct Hex<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Hex<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
 }
 
 fn push_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
@@ -419,7 +409,7 @@ fn encode_head(out: &mut Vec<u8>, parts: &http::request::Parts, outgoing: Outgoi
             }
         }
         Outgoing::Length(n) => {
-            let _ = write!(Hex(out), "content-length: {n}\r\n");
+            let _ = write!(out, "content-length: {n}\r\n");
         }
         Outgoing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
