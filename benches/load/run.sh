@@ -12,7 +12,11 @@
 # 1), GWCORE (a built binary; default: builds target/release/gwcore),
 # GWCORE_BASE (another gwcore binary, measured in the same rounds as
 # "gwcore-base": a change's before and after under the same load),
-# BACKEND_PORT / PROXY_PORT (default 19000 and 18080; both must be free).
+# BACKEND_PORT / PROXY_PORT (default 19000 and 18080; both must be free),
+# RATES (offered loads in req/s for the fixed-rate latency runs, default
+# "20000 40000"; empty skips them), OHA (the oha binary for those runs;
+# default: oha on PATH, else oha $OHA_VERSION installed with cargo into
+# ~/.cache/gwcore-bench, outside the checkout, once per version).
 #
 # The proxy under test runs alone on PROXY_CPU with one worker (nginx
 # worker_processes 1, haproxy nbthread 1, gwcore --threads 1); wrk and the
@@ -24,6 +28,12 @@
 # request (user and sys, from /proc/PID/stat around the measured wrk run) and
 # how busy both cores were (/proc/stat). When the client core is saturated,
 # req/s is the client's limit, not the proxy's: compare CPU per request.
+#
+# wrk keeps every connection busy (a closed loop), so its latencies are
+# those of a saturated proxy. The fixed-rate runs offer each proxy the same
+# load, RATE requests a second over the same CONNECTIONS, with oha; a
+# request's latency counts from when it was due, not from when a free
+# connection sent it (--latency-correction), so a stall shows in full.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -35,6 +45,8 @@ PROXY_CPU=${PROXY_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 BACKEND_PORT=${BACKEND_PORT:-19000}
 PROXY_PORT=${PROXY_PORT:-18080}
+RATES=${RATES-20000 40000}
+OHA_VERSION=1.16.0
 CLK_TCK=$(getconf CLK_TCK)
 # shellcheck source=../lib.sh
 . "$ROOT/benches/lib.sh"
@@ -48,6 +60,19 @@ need() {
     for t in "${missing[@]}"; do case $t in nginx) pkgs+=(nginx-light) ;; *) pkgs+=("$t") ;; esac; done
     echo "installing ${pkgs[*]}" >&2
     (apt-get install -y "${pkgs[@]}" >/dev/null 2>&1) || { apt-get update >/dev/null && apt-get install -y "${pkgs[@]}" >/dev/null; }
+  fi
+  [ -z "$RATES" ] && return 0
+  command -v python3 >/dev/null || { echo "the fixed-rate runs need python3 (or set RATES=)" >&2; exit 1; }
+  if [ -z "${OHA:-}" ]; then
+    local root=${XDG_CACHE_HOME:-$HOME/.cache}/gwcore-bench/oha-$OHA_VERSION
+    OHA=$(command -v oha || true)
+    if [ -z "$OHA" ]; then
+      OHA=$root/bin/oha
+      if [ ! -x "$OHA" ]; then
+        echo "installing oha $OHA_VERSION into $root (a few minutes, once)" >&2
+        cargo install -q --locked oha --version "$OHA_VERSION" --root "$root" >&2
+      fi
+    fi
   fi
 }
 
@@ -256,6 +281,31 @@ bench() { # bench NAME SCENARIO PID (PID: the process serving the traffic)
         usr, sys, usr + sys, (pt > 0 ? 100 * pb / pt : 0), (ct > 0 ? 100 * cb / ct : 0) }'
 }
 
+fixed_rate() { # fixed_rate NAME SCENARIO PID: one oha run per rate in RATES
+  local name=$1 scenario=$2 pid=$3 rate url host u0 s0 u1 s1
+  url=$(request_url "$scenario"); host=$(request_host "$scenario")
+  for rate in $RATES; do
+    read -r u0 s0 < <(proc_ticks "$pid" || true)
+    taskset -c "$CLIENT_CPU" "$OHA" --no-tui --output-format json -c "$CONNECTIONS" -q "$rate" \
+      --latency-correction --wait-ongoing-requests-after-deadline -z "${DURATION}s" \
+      --worker-threads 1 --host "$host" "$url" >"$WORK/oha.json"
+    read -r u1 s1 < <(proc_ticks "$pid" || true)
+    [ -n "$u0" ] && [ -n "$u1" ] || { echo "$name: process $pid is gone" >&2; return 1; }
+    python3 - "$WORK/oha.json" "$scenario" "$name" "$rate" $(((u1 - u0) + (s1 - s0))) "$CLK_TCK" <<'PY'
+import json, sys
+path, scenario, name, rate, ticks, tck = sys.argv[1:]
+d = json.load(open(path))
+s, lat = d["summary"], d["latencyPercentiles"]
+codes = d.get("statusCodeDistribution", {})
+done = sum(codes.values())
+bad = done - codes.get("200", 0) + sum(d.get("errorDistribution", {}).values())
+ms = lambda k: (lat.get(k) or 0) * 1000
+cpu = int(ticks) / int(tck) * 1e6 / done if done else 0
+print(f"{scenario} {name} {rate} {s['requestsPerSec']:.0f} {ms('p50'):.3f} {ms('p99'):.3f} {ms('p99.9'):.3f} {bad} {cpu:.2f}")
+PY
+  done
+}
+
 need
 if [ -z "${GWCORE:-}" ]; then
   cargo build --release -q -p gwcore-cli
@@ -268,7 +318,12 @@ start "$CLIENT_CPU" "$WORK/backend.log" nginx -c "$WORK/backend.conf"
 wait_port $BACKEND_PORT
 
 RESULTS=$WORK/results
-: >"$RESULTS"
+RATED=$WORK/rated
+: >"$RESULTS"; : >"$RATED"
+measure() { # measure NAME SCENARIO PID: wrk's closed loop, then the fixed rates
+  bench "$@" >>"$RESULTS"
+  [ -z "$RATES" ] || fixed_rate "$@" >>"$RATED"
+}
 case $SCENARIOS in all) SCENARIOS="acme routes1000" ;; esac
 for s in $SCENARIOS; do
   mkdir -p "$WORK/$s"
@@ -279,20 +334,20 @@ for s in $SCENARIOS; do
   for _ in $(seq 1 "$ROUNDS"); do
     start "$PROXY_CPU" "$WORK/$s/gwcore.log" env RUST_LOG=warn "$GWCORE" serve "$WORK/$s/gw.yaml" \
       --listen "80=127.0.0.1:$PROXY_PORT" --threads 1
-    wait_port $PROXY_PORT; bench gwcore "$s" "$LAST_PID" >>"$RESULTS"; stop_last
+    wait_port $PROXY_PORT; measure gwcore "$s" "$LAST_PID"; stop_last
 
     if [ -n "${GWCORE_BASE:-}" ]; then
       start "$PROXY_CPU" "$WORK/$s/gwcore-base.log" env RUST_LOG=warn "$GWCORE_BASE" serve "$WORK/$s/gw.yaml" \
         --listen "80=127.0.0.1:$PROXY_PORT" --threads 1
-      wait_port $PROXY_PORT; bench gwcore-base "$s" "$LAST_PID" >>"$RESULTS"; stop_last
+      wait_port $PROXY_PORT; measure gwcore-base "$s" "$LAST_PID"; stop_last
     fi
 
     start "$PROXY_CPU" "$WORK/$s/nginx.log" nginx -c "$WORK/$s/nginx.conf"
     wait_port $PROXY_PORT; sleep 0.2
-    bench nginx "$s" "$(nginx_worker "$LAST_PID")" >>"$RESULTS"; stop_last
+    measure nginx "$s" "$(nginx_worker "$LAST_PID")"; stop_last
 
     start "$PROXY_CPU" "$WORK/$s/haproxy.log" haproxy -f "$WORK/$s/haproxy.cfg"
-    wait_port $PROXY_PORT; bench haproxy "$s" "$LAST_PID" >>"$RESULTS"; stop_last
+    wait_port $PROXY_PORT; measure haproxy "$s" "$LAST_PID"; stop_last
     sleep 0.5
   done
 done
@@ -349,3 +404,22 @@ awk 'function r(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "n/a" }
         rps[x " gwcore-base"] / rps[x " nginx"], p99[x " gwcore-base"] / p99[x " nginx"],
         rps[x " gwcore"] / rps[x " gwcore-base"], p99[x " gwcore"] / p99[x " gwcore-base"],
         r(cpu[x " gwcore-base"], cpu[x " nginx"]), r(cpu[x " gwcore"], cpu[x " gwcore-base"]) } }' "$RESULTS"
+
+[ -s "$RATED" ] || exit 0
+echo
+[ "$ROUNDS" -gt 1 ] && { echo "fixed-rate runs, each round (scenario proxy offered req/s p50 p99 p99.9 errors CPU-us/req):"; cat "$RATED"; echo; }
+of=""; [ "$ROUNDS" -gt 1 ] && of=" (medians of $ROUNDS rounds)"
+echo "fixed rate: $CONNECTIONS connections, oha offering the same req/s to each proxy; latency from when each request was due$of"
+printf '%-11s %-11s %9s %10s %9s %9s %9s %7s %11s\n' scenario proxy offered 'req/s' 'p50 ms' 'p99 ms' 'p99.9 ms' errors 'CPU us/req'
+awk '!seen[$1 " " $2 " " $3]++ { print $1, $2, $3 }' "$RATED" | while read -r s name rate; do
+  rows=$(awk -v s="$s" -v n="$name" -v r="$rate" '$1 == s && $2 == n && $3 == r' "$RATED")
+  got=$(echo "$rows" | median 4); p50=$(echo "$rows" | median 5); p99=$(echo "$rows" | median 6)
+  p999=$(echo "$rows" | median 7); bad=$(echo "$rows" | awk '{ b += $8 } END { print b + 0 }'); cpu=$(echo "$rows" | median 9)
+  printf '%-11s %-11s %9s %10.0f %9.3f %9.3f %9.3f %7s %11.2f\n' "$s" "$name" "$rate" "$got" "$p50" "$p99" "$p999" "$bad" "$cpu"
+done | tee "$WORK/rated-summary"
+awk '$4 < 0.97 * $3 { over = over (over == "" ? "" : ", ") $1 "/" $2 " at " $3 }
+  END { if (over != "") print "note: below the offered rate (overloaded, its latencies are queueing): " over }' "$WORK/rated-summary"
+awk '{ p99[$1 " " $2 " " $3] = $6; key[$1 " " $3] = 1 }
+  END { for (k in key) { split(k, a, " ")
+    if ((a[1] " gwcore " a[2]) in p99 && (a[1] " nginx " a[2]) in p99 && p99[a[1] " nginx " a[2]] > 0)
+      printf "%-11s at %s req/s: gwcore/nginx p99 %.2f\n", a[1], a[2], p99[a[1] " gwcore " a[2]] / p99[a[1] " nginx " a[2]] } }' "$WORK/rated-summary" | sort
