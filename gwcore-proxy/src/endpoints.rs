@@ -1,8 +1,11 @@
 //! Where a Service port's traffic goes: addresses from EndpointSlices, or
 //! from echo backends started for Services that have none.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use gwcore::Snapshot;
 use gwcore::model::{EndpointSlice, Kind, Object, ObjectKey, Service, ServicePort};
@@ -136,6 +139,86 @@ fn slice_addresses(slices: &[&EndpointSlice], port: &ServicePort) -> Vec<Endpoin
     out.into_iter().map(Endpoint::new).collect()
 }
 
+/// How long an endpoint that took no connection is passed over.
+pub(crate) const REFUSING_FOR: Duration = Duration::from_secs(10);
+
+/// How many endpoints one attempt of a request may try before it fails:
+/// each takes a connection attempt (a refusal, or up to the connect
+/// timeout).
+pub(crate) const ENDPOINTS_PER_ATTEMPT: usize = 3;
+
+/// Endpoints that lately took no connection (refused it, or did not
+/// finish connecting or the TLS handshake in time): a pod that is gone
+/// while its EndpointSlice still lists it. For [`REFUSING_FOR`] after a
+/// refusal, requests choose another endpoint of the Service when there is
+/// one; after that, or when the endpoint takes a connection again, it is
+/// chosen as before.
+#[derive(Debug, Default)]
+pub(crate) struct Refusing {
+    /// Whether `since` may hold anything: the common case (none) costs
+    /// one load.
+    any: AtomicBool,
+    /// When each endpoint last refused.
+    since: Mutex<HashMap<SocketAddr, Instant>>,
+}
+
+impl Refusing {
+    /// `addr` took no connection at `when`.
+    pub(crate) fn refused(&self, addr: SocketAddr, when: Instant) {
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        since.retain(|_, t| when.saturating_duration_since(*t) < REFUSING_FOR);
+        since.insert(addr, when);
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// `addr` took a connection (it answered).
+    pub(crate) fn answered(&self, addr: SocketAddr) {
+        if !self.any.load(Ordering::Acquire) {
+            return;
+        }
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        since.remove(&addr);
+        if since.is_empty() {
+            self.any.store(false, Ordering::Release);
+        }
+    }
+
+    /// Whether `addr` refused less than [`REFUSING_FOR`] before `now`.
+    fn is_refusing(since: &HashMap<SocketAddr, Instant>, addr: SocketAddr, now: Instant) -> bool {
+        since
+            .get(&addr)
+            .is_some_and(|t| now.saturating_duration_since(*t) < REFUSING_FOR)
+    }
+
+    /// The endpoint a request tries next: a random one (`random` picks)
+    /// among those it has not `tried`, passing over those refusing now
+    /// unless no other is left. `None` when every endpoint was tried.
+    pub(crate) fn choose(
+        &self,
+        endpoints: &[Endpoint],
+        tried: &[usize],
+        random: usize,
+    ) -> Option<usize> {
+        let n = endpoints.len();
+        if n == 0 || tried.len() >= n {
+            return None;
+        }
+        let start = random % n;
+        let untried = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|i| !tried.contains(i));
+        if !self.any.load(Ordering::Acquire) {
+            return untried.clone().next();
+        }
+        let since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        untried
+            .clone()
+            .find(|&i| !Refusing::is_refusing(&since, endpoints[i].addr, now))
+            .or_else(|| untried.clone().next())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +266,51 @@ endpoints:
         assert_eq!(e.get(&web, 80)[0].authority, "10.0.0.1:8080");
         assert!(e.get(&web, 9000).is_empty(), "no slice port named admin");
         assert!(e.has_service(&web));
+    }
+
+    fn endpoints(n: u16) -> Vec<Endpoint> {
+        (1..=n)
+            .map(|p| Endpoint::new(SocketAddr::from(([127, 0, 0, 1], p))))
+            .collect()
+    }
+
+    #[test]
+    fn a_request_tries_each_endpoint_once_starting_at_random() {
+        let r = Refusing::default();
+        let e = endpoints(3);
+        assert_eq!(r.choose(&e, &[], 7), Some(1));
+        assert_eq!(r.choose(&e, &[1], 7), Some(2));
+        assert_eq!(r.choose(&e, &[1, 2], 7), Some(0));
+        assert_eq!(r.choose(&e, &[1, 2, 0], 7), None);
+        assert_eq!(r.choose(&[], &[], 7), None);
+    }
+
+    #[test]
+    fn refusing_endpoints_are_passed_over_until_they_answer_or_the_time_is_up() {
+        let r = Refusing::default();
+        let e = endpoints(3);
+        let now = Instant::now();
+        r.refused(e[0].addr, now);
+        r.refused(e[1].addr, now);
+        // Whatever the random start, the one endpoint not refusing.
+        for random in 0..6 {
+            assert_eq!(r.choose(&e, &[], random), Some(2), "start {random}");
+        }
+        // Tried already: the refusing ones are all that is left.
+        assert_eq!(r.choose(&e, &[2], 0), Some(0));
+        assert_eq!(r.choose(&e, &[2], 1), Some(1));
+        // One answers again: it is chosen as before.
+        r.answered(e[1].addr);
+        assert_eq!(r.choose(&e, &[], 1), Some(1));
+        assert_eq!(r.choose(&e, &[], 0), Some(1), "0 still refuses");
+        // A refusal older than REFUSING_FOR no longer counts.
+        let Some(long_ago) = now.checked_sub(REFUSING_FOR) else {
+            return; // a clock this young cannot go back that far
+        };
+        r.refused(e[0].addr, long_ago);
+        assert_eq!(r.choose(&e, &[], 0), Some(0));
+        // Once none refuses, the fast path is back.
+        r.answered(e[0].addr);
+        assert!(!r.any.load(Ordering::Acquire));
     }
 }

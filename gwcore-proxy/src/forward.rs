@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 
 use crate::backend_tls::{BackendConnector, PoolKey, TlsKey};
 use crate::body::{Body, incoming};
-use crate::endpoints::Endpoint;
+use crate::endpoints::{Endpoint, Refusing};
 use crate::h1::{self, Conn};
 
 /// How the proxy talks to a backend.
@@ -76,6 +76,25 @@ impl ForwardError {
     }
 }
 
+/// A send that failed, with the request when it never left (no
+/// connection to the endpoint could be made), so that it can go to another
+/// endpoint.
+pub(crate) struct SendFailure {
+    pub(crate) error: ForwardError,
+    /// Boxed: a failure is rare, and every send's result would carry
+    /// the request's size.
+    pub(crate) unsent: Option<Box<Request<Body>>>,
+}
+
+impl From<ForwardError> for SendFailure {
+    fn from(error: ForwardError) -> SendFailure {
+        SendFailure {
+            error,
+            unsent: None,
+        }
+    }
+}
+
 /// Sends requests to backend endpoints over pooled connections.
 #[derive(Debug)]
 pub struct Forwarder {
@@ -86,6 +105,8 @@ pub struct Forwarder {
     /// HTTP/2 connections over TLS (BackendTLSPolicy), kept apart from
     /// plain ones.
     tls_h2: Mutex<HashMap<TlsKey, http2::SendRequest<Body>>>,
+    /// Endpoints that lately took no connection.
+    refusing: Refusing,
 }
 
 impl Default for Forwarder {
@@ -216,7 +237,14 @@ impl Forwarder {
             h2c: Mutex::new(HashMap::new()),
             connect_timeout,
             tls_h2: Mutex::new(HashMap::new()),
+            refusing: Refusing::default(),
         }
+    }
+
+    /// Endpoints that lately took no connection, for choosing among a
+    /// Service's endpoints.
+    pub(crate) fn refusing(&self) -> &Refusing {
+        &self.refusing
     }
 
     /// Sends `req` (already prepared with [`prepare_request`]) to `addr`,
@@ -257,12 +285,27 @@ impl Forwarder {
         timeout: Option<Duration>,
         tls: Option<&Arc<BackendConnector>>,
     ) -> Result<Response<Body>, ForwardError> {
+        self.try_send_over(req, endpoint, protocol, timeout, tls)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    /// [`Forwarder::send_over`], giving the request back when no
+    /// connection to the endpoint could be made (it was not sent).
+    pub(crate) async fn try_send_over(
+        &self,
+        req: Request<Body>,
+        endpoint: &Endpoint,
+        protocol: BackendProtocol,
+        timeout: Option<Duration>,
+        tls: Option<&Arc<BackendConnector>>,
+    ) -> Result<Response<Body>, SendFailure> {
         let addr = endpoint.addr;
         let fut = self.send_inner(req, endpoint, protocol, tls);
         match timeout {
             Some(t) => tokio::time::timeout(t, fut)
                 .await
-                .unwrap_or(Err(ForwardError::Timeout(addr, t))),
+                .unwrap_or_else(|_| Err(ForwardError::Timeout(addr, t).into())),
             None => fut.await,
         }
     }
@@ -273,7 +316,7 @@ impl Forwarder {
         endpoint: &Endpoint,
         protocol: BackendProtocol,
         tls: Option<&Arc<BackendConnector>>,
-    ) -> Result<Response<Body>, ForwardError> {
+    ) -> Result<Response<Body>, SendFailure> {
         let addr = endpoint.addr;
         match protocol {
             BackendProtocol::Http1 => {
@@ -307,22 +350,31 @@ impl Forwarder {
                 *req.uri_mut() = upstream_uri(req.uri(), authority);
                 req.headers_mut().remove(header::HOST);
                 *req.version_mut() = Version::HTTP_2;
-                let mut sender = match tls {
+                let sender = match tls {
                     // Boxed, as connecting is (see `send_http1`).
-                    None => Box::pin(self.h2c_sender(&self.h2c, addr, addr, None)).await?,
+                    None => Box::pin(self.h2c_sender(&self.h2c, addr, addr, None)).await,
                     Some(c) => {
                         let key = TlsKey {
                             addr,
                             connector: c.clone(),
                         };
-                        Box::pin(self.h2c_sender(&self.tls_h2, key, addr, Some(c))).await?
+                        Box::pin(self.h2c_sender(&self.tls_h2, key, addr, Some(c))).await
+                    }
+                };
+                let mut sender = match sender {
+                    Ok(s) => s,
+                    Err(error) => {
+                        return Err(SendFailure {
+                            error,
+                            unsent: Some(Box::new(req)),
+                        });
                     }
                 };
                 sender
                     .send_request(req)
                     .await
                     .map(|resp| resp.map(incoming))
-                    .map_err(|e| ForwardError::Failed(addr, error_chain(&e)))
+                    .map_err(|e| ForwardError::Failed(addr, error_chain(&e)).into())
             }
         }
     }
@@ -337,7 +389,7 @@ impl Forwarder {
         req: Request<Body>,
         addr: SocketAddr,
         tls: Option<&Arc<BackendConnector>>,
-    ) -> Result<Response<Body>, ForwardError> {
+    ) -> Result<Response<Body>, SendFailure> {
         let (parts, mut body) = req.into_parts();
         let resendable = hyper::body::Body::is_end_stream(&body);
         loop {
@@ -346,7 +398,15 @@ impl Forwarder {
                 // Boxed: connecting (a TLS handshake included) is rare and
                 // its future large; inline, every request's future would
                 // carry (and move) its size.
-                None => (Box::pin(self.connect_http1(addr, tls)).await?, false),
+                None => match Box::pin(self.connect_http1(addr, tls)).await {
+                    Ok(c) => (c, false),
+                    Err(error) => {
+                        return Err(SendFailure {
+                            error,
+                            unsent: Some(Box::new(Request::from_parts(parts, body))),
+                        });
+                    }
+                },
             };
             let home = PoolHome {
                 pool: self.http1.clone(),
@@ -355,7 +415,7 @@ impl Forwarder {
             match h1::exchange(conn, &parts, &mut body, home).await {
                 Ok(resp) => return Ok(resp),
                 Err(h1::Failure::Closed(_)) if reused && resendable => {}
-                Err(e) => return Err(ForwardError::Failed(addr, e.to_string())),
+                Err(e) => return Err(ForwardError::Failed(addr, e.to_string()).into()),
             }
         }
     }

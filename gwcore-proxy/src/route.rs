@@ -19,7 +19,10 @@ use gwcore::table::{
 
 use crate::body::{Body, empty, full, incoming};
 use crate::config::Config;
-use crate::forward::{BackendProtocol, ForwardError, prepare_request, prepare_response};
+use crate::endpoints::{ENDPOINTS_PER_ATTEMPT, Endpoint};
+use crate::forward::{
+    BackendProtocol, ForwardError, SendFailure, prepare_request, prepare_response,
+};
 use crate::limits::Limits;
 use crate::metrics::SeriesKey;
 use crate::proxy::Proxy;
@@ -132,6 +135,62 @@ fn backend_tls(
         .and_then(|r| r.backend_client_certificate.as_ref());
     cfg.backend_tls
         .get(&cfg.snapshot, tls, Some(alpn), client_certificate)
+}
+
+/// Sends `req` to one of a Service port's `endpoints`, answering by
+/// `deadline`.
+///
+/// An endpoint that takes no connection never saw the request: it goes to
+/// another endpoint not tried yet (up to [`ENDPOINTS_PER_ATTEMPT`]), so a
+/// pod that is gone while its EndpointSlice still lists it costs the
+/// client nothing but the refusal. Such an endpoint is also passed over by
+/// later requests for a while ([`crate::endpoints::Refusing`]).
+async fn send_to_one(
+    proxy: &Arc<Proxy>,
+    endpoints: &[Endpoint],
+    mut req: Request<Body>,
+    protocol: BackendProtocol,
+    deadline: Option<Instant>,
+    tls: Option<&Arc<crate::backend_tls::BackendConnector>>,
+) -> Result<Response<Body>, ForwardError> {
+    let forwarder = &proxy.forwarder;
+    let refusing = forwarder.refusing();
+    let mut tried = Vec::new();
+    loop {
+        // The loop ends before every endpoint is tried, so there is none to
+        // choose only when there are no endpoints (`forward` answers 503
+        // before asking).
+        let Some(i) = refusing.choose(endpoints, &tried, fastrand::usize(..)) else {
+            return Err(ForwardError::Unreachable(
+                ([0, 0, 0, 0], 0).into(),
+                "no endpoints".into(),
+            ));
+        };
+        let endpoint = &endpoints[i];
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match forwarder
+            .try_send_over(req, endpoint, protocol, timeout, tls)
+            .await
+        {
+            Ok(resp) => {
+                refusing.answered(endpoint.addr);
+                return Ok(resp);
+            }
+            Err(SendFailure {
+                error: error @ ForwardError::Unreachable(..),
+                unsent: Some(unsent),
+            }) => {
+                tracing::debug!(%error, "endpoint took no connection");
+                refusing.refused(endpoint.addr, Instant::now());
+                tried.push(i);
+                if tried.len() >= ENDPOINTS_PER_ATTEMPT.min(endpoints.len()) {
+                    return Err(error);
+                }
+                req = *unsent;
+            }
+            Err(failure) => return Err(failure.error),
+        }
+    }
 }
 
 /// Forwards a request to one Service port: picks a ready endpoint, applies
@@ -247,11 +306,7 @@ pub async fn forward(
         };
         let req = Request::from_parts(attempt_parts, this_body);
         attempt_deadline = timeout.map(|t| Instant::now() + t);
-        let endpoint = &addrs[fastrand::usize(..addrs.len())];
-        let result = proxy
-            .forwarder
-            .send_over(req, endpoint, protocol, timeout, tls.as_ref())
-            .await;
+        let result = send_to_one(proxy, addrs, req, protocol, attempt_deadline, tls.as_ref()).await;
         let retryable = match (&result, retry) {
             (Ok(resp), Some(r)) => r.codes.contains(&resp.status().as_u16()),
             (Err(ForwardError::Unreachable(..)), Some(_)) => true,

@@ -58,6 +58,11 @@ kind: Service
 metadata: {name: churn, namespace: default}
 spec: {ports: [{port: 80}]}
 ---
+apiVersion: v1
+kind: Service
+metadata: {name: halfgone, namespace: default}
+spec: {ports: [{port: 80}]}
+---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r, namespace: default}
@@ -81,6 +86,8 @@ spec:
     backendRefs: [{name: faulty, port: 80}]
   - matches: [{path: {type: PathPrefix, value: /churn}}]
     backendRefs: [{name: churn, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /halfgone}}]
+    backendRefs: [{name: halfgone, port: 80}]
 "#;
 
 /// An EndpointSlice sending `service` to 127.0.0.1 at each port.
@@ -209,12 +216,15 @@ struct Env {
 
 fn manifest(steady: u16, faulty: SocketAddr, refusing: u16, churn: &[u16]) -> String {
     format!(
-        "{}---\n{SERVICES_AND_ROUTES}{}{}{}{}",
+        "{}---\n{SERVICES_AND_ROUTES}{}{}{}{}{}",
         common::HTTP_GATEWAY,
         slices("steady", &[steady]),
         slices("faulty", &[faulty.port()]),
         slices("refusing", &[refusing]),
-        slices("churn", churn)
+        slices("churn", churn),
+        // One endpoint serving, one gone (its pod stopped, the slice not
+        // updated yet).
+        slices("halfgone", &[steady, refusing])
     )
 }
 
@@ -426,6 +436,27 @@ async fn each_backend_fault_gets_its_documented_answer_and_other_routes_are_unaf
     let (ok, other) = steady.await.unwrap();
     assert!(other.is_empty(), "the steady route saw {other:?}");
     assert!(ok > 10, "the steady client ran ({ok} requests)");
+    assert_eq!(PANICS.load(Ordering::Relaxed), 0, "a task panicked");
+}
+
+#[tokio::test]
+async fn an_endpoint_that_refuses_connections_is_passed_over_for_another() {
+    count_panics();
+    let env = env(&[]).await;
+    let c = common::client();
+    // Without a retry policy: each request that met the gone endpoint
+    // (about half of them, chosen at random) would be a 503.
+    for n in 0..40 {
+        match fetch(&c, env.addr, "/halfgone").await {
+            Got::Complete(s, _) if s == 200 => {}
+            g => panic!("request {n}: {g:?}"),
+        }
+    }
+    // A Service whose only endpoint refuses still answers 503 at once.
+    match fetch(&c, env.addr, "/refused").await {
+        Got::Complete(s, _) => assert_eq!(s, 503),
+        g => panic!("{g:?}"),
+    }
     assert_eq!(PANICS.load(Ordering::Relaxed), 0, "a task panicked");
 }
 
