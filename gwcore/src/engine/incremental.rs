@@ -488,9 +488,19 @@ impl Engine {
             Kind::BackendTLSPolicy => {
                 dirty.policies = true;
                 // The routes to the Services it targets (before and after)
-                // carry its TLS settings.
+                // carry its TLS settings. A policy sharing a target with it
+                // may be Conflicted now or no longer, which changes what
+                // applies to all of that policy's targets.
                 for p in [old, self.snap.get(key)].into_iter().flatten() {
                     self.targeted_routes(&key.namespace, p, &mut dirty.routes);
+                    for q in self
+                        .snap
+                        .in_namespace(Kind::BackendTLSPolicy, &key.namespace)
+                    {
+                        if shares_a_service(p, q) {
+                            self.targeted_routes(&key.namespace, q, &mut dirty.routes);
+                        }
+                    }
                 }
             }
             Kind::EndpointSlice => {}
@@ -801,4 +811,23 @@ impl Engine {
         put_status(&mut self.statuses, delta, rk, status);
         self.routes.insert(rk.clone(), state);
     }
+}
+
+/// Whether two BackendTLSPolicies target a Service in common (whatever the
+/// ports): only then can one make the other `Conflicted`.
+fn shares_a_service(a: &Object, b: &Object) -> bool {
+    let (Object::BackendTlsPolicy(a), Object::BackendTlsPolicy(b)) = (a, b) else {
+        return false;
+    };
+    !policy_services(a).is_disjoint(&policy_services(b))
+}
+
+/// The names of the Services a BackendTLSPolicy targets.
+fn policy_services(p: &crate::model::BackendTlsPolicy) -> BTreeSet<&str> {
+    p.spec
+        .target_refs
+        .iter()
+        .filter(|t| t.group.is_empty() && t.kind == "Service")
+        .map(|t| t.name.as_str())
+        .collect()
 }
