@@ -204,10 +204,15 @@ impl Refusing {
             return None;
         }
         let start = random % n;
+        let fast = !self.any.load(Ordering::Acquire);
+        if fast && tried.is_empty() {
+            // Nearly every request: no endpoint refuses, none tried yet.
+            return Some(start);
+        }
         let untried = (0..n)
             .map(|k| (start + k) % n)
             .filter(|i| !tried.contains(i));
-        if !self.any.load(Ordering::Acquire) {
+        if fast {
             return untried.clone().next();
         }
         let since = self.since.lock().unwrap_or_else(|e| e.into_inner());
