@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use gwcore::attachments::{ListenerProtocol, TlsMode};
 
 use crate::config::GatewayPort;
+use crate::endpoints::ENDPOINTS_PER_ATTEMPT;
 use crate::l4::{self, Hello};
 use crate::metrics::SeriesKey;
 use crate::proxy::Proxy;
@@ -175,7 +176,6 @@ async fn forward<S>(
         refuse(&series);
         return;
     }
-    let addr = addrs[fastrand::usize(..addrs.len())].addr;
     // A terminated TLSRoute's backend with a BackendTLSPolicy gets TLS of
     // its own; a passthrough stream is the client's TLS already, and a
     // TCPRoute's bytes are the client's.
@@ -196,14 +196,30 @@ async fn forward<S>(
         }
         _ => None,
     };
-    let mut backend = match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
-        .await
-    {
-        Ok(Ok(s)) => s,
-        _ => {
-            tracing::info!(target: "gwcore::access", port, client = %peer, %addr, "backend unreachable; closing");
+    // An endpoint that takes no connection has seen nothing of the
+    // client's: another one is tried, as for HTTP (`route::send_to_one`).
+    let refusing = proxy.forwarder.refusing();
+    let mut tried = Vec::new();
+    let (mut backend, addr) = loop {
+        let Some(i) = refusing.choose(addrs, &tried, fastrand::usize(..)) else {
             refuse(&series);
             return;
+        };
+        let addr = addrs[i].addr;
+        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                refusing.answered(addr);
+                break (s, addr);
+            }
+            _ => {
+                refusing.refused(addr, Instant::now());
+                tried.push(i);
+                if tried.len() >= ENDPOINTS_PER_ATTEMPT.min(addrs.len()) {
+                    tracing::info!(target: "gwcore::access", port, client = %peer, %addr, "backend unreachable; closing");
+                    refuse(&series);
+                    return;
+                }
+            }
         }
     };
     proxy.metrics().record_stream(&series, true);

@@ -29,8 +29,15 @@ fn manifests_dir(docs: &[String]) -> common::TempDir {
 /// A Service `name` in `default` on `port`, served by `backend`.
 fn service(name: &str, port: u16, backend: SocketAddr) -> String {
     format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{ports: [{{port: {port}}}]}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{port: {}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n",
-        backend.port()
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{ports: [{{port: {port}}}]}}\n---\n{}",
+        slice(name, 1, backend.port())
+    )
+}
+
+/// EndpointSlice `n` of Service `name`: 127.0.0.1 at `port`.
+fn slice(name: &str, n: u32, port: u16) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-{n}, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n"
     )
 }
 
@@ -107,6 +114,42 @@ spec:
     let metrics = rt.proxy().metrics().render();
     let line = r#"gwcore_streams_total{gateway="default/gw",route="TCPRoute default/b-older",backend="default/older:3000",result="forwarded"} 20"#;
     assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+}
+
+#[tokio::test]
+async fn a_tcp_connection_goes_past_an_endpoint_that_refuses() {
+    let live = echo("half").await;
+    // A port nothing listens on: the second endpoint of the Service.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gateway = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: gc
+  listeners:
+  - {name: tcp, port: 9312, protocol: TCP, allowedRoutes: {kinds: [{kind: TCPRoute}]}}
+"#;
+    let dir = manifests_dir(&[
+        common::GATEWAY_CLASS.to_owned(),
+        gateway.to_owned(),
+        service("half", 3000, live.addr()),
+        slice("half", 2, gone),
+        tcp_route("r", "2026-01-01T00:00:00Z", "half"),
+    ]);
+    let rt = Runtime::start(vec![dir.0.clone()], options(&[9312]))
+        .await
+        .unwrap();
+    let addr = rt.local_addr(9312).expect("9312 is served");
+    // Each connection picks an endpoint at random: without trying another,
+    // about half would be closed.
+    for i in 0..20 {
+        let got = who(TcpStream::connect(addr).await.unwrap()).await;
+        assert_eq!(got.service, "half", "connection {i}");
+    }
 }
 
 #[tokio::test]
