@@ -325,11 +325,15 @@ async fn accept_loop(
     }
 }
 
-/// What a connection is doing, for its idle timeout: requests in flight,
-/// whether one ever came, and when the last one ended.
+/// What a connection is doing, for its idle and header read timeouts:
+/// requests in flight, whether one ever came (and over HTTP/1), and when
+/// the last one ended.
 struct Activity {
     in_flight: AtomicUsize,
     served: AtomicBool,
+    /// The requests are HTTP/1.x: between two, the next head must come
+    /// within the header read timeout.
+    http1: AtomicBool,
     /// When the last request ended, in milliseconds since `start`.
     last_ms: AtomicU64,
     start: tokio::time::Instant,
@@ -340,43 +344,51 @@ impl Activity {
         Activity {
             in_flight: AtomicUsize::new(0),
             served: AtomicBool::new(false),
+            http1: AtomicBool::new(false),
             last_ms: AtomicU64::new(0),
             start: tokio::time::Instant::now(),
         }
     }
 
-    fn begin(self: &Arc<Self>) -> InFlight {
+    fn begin(self: &Arc<Self>, version: http::Version) -> InFlight {
+        if version < http::Version::HTTP_2 {
+            self.http1.store(true, Ordering::Relaxed);
+        }
         self.served.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
     }
 
     /// Resolves when the connection has had no request in flight for its
-    /// limit: `before_first` until a request came, then `idle` (zero
-    /// disables). `before_first` is zero only when `idle` is.
+    /// limit (zero disables): `before_first` until a request came; then
+    /// `idle`, or for HTTP/1.x `between`, the time the next request head may
+    /// take (a head counts from the end of the request before it, as an
+    /// idle keep-alive connection is one waiting for a head). `before_first`
+    /// is zero only when `idle` and `between` are.
     ///
     /// Requests do not touch the timer: it is set for the earliest moment
     /// the connection could be idle long enough, and when it fires it is
     /// moved on to the end of the last request plus the limit (or, with a
     /// request still in flight, by one limit), so a busy keep-alive
     /// connection costs a timer event per limit, not one per request.
-    async fn idle(&self, before_first: Duration, idle: Duration) {
-        let first = if idle.is_zero() {
-            before_first
-        } else {
-            before_first.min(idle)
-        };
-        if first.is_zero() {
+    async fn idle(&self, before_first: Duration, idle: Duration, between: Duration) {
+        let Some(first) = [before_first, idle, between]
+            .into_iter()
+            .filter(|d| !d.is_zero())
+            .min()
+        else {
             return std::future::pending().await;
-        }
+        };
         let sleep = tokio::time::sleep_until(self.start + first);
         tokio::pin!(sleep);
         loop {
             sleep.as_mut().await;
-            let limit = if self.served.load(Ordering::Relaxed) {
-                idle
-            } else {
+            let limit = if !self.served.load(Ordering::Relaxed) {
                 before_first
+            } else if self.http1.load(Ordering::Relaxed) {
+                between
+            } else {
+                idle
             };
             if limit.is_zero() {
                 return std::future::pending().await;
@@ -447,12 +459,10 @@ const MIN_HTTP1_BUFFER: usize = 8192;
 /// The connection builder for `limits`.
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    let header_timeout = Some(limits.header_read_timeout).filter(|t| !t.is_zero());
     let mut h1 = builder.http1();
-    // A client gets this long to send each request head, which also closes
-    // idle keep-alive connections and stalls slow-header clients.
-    h1.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(header_timeout);
+    // The header read timeout is the connection's own (`Activity::idle`):
+    // hyper's would arm and cancel a timer for every request.
+    h1.header_read_timeout(None);
     // The read buffer's cap: a head that does not fit gets 431. hyper
     // needs at least 8 KiB.
     if limits.max_header_bytes > 0 {
@@ -496,10 +506,10 @@ pub(crate) async fn serve_http<I>(
     let activity = Arc::new(Activity::new());
     let info = Arc::new(info);
     let act = activity.clone();
-    let svc = hyper::service::service_fn(move |req| {
+    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let proxy = proxy.clone();
         let info = info.clone();
-        let in_flight = act.begin();
+        let in_flight = act.begin(req.version());
         async move {
             let resp = proxy.handle(&info, req).await;
             Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked {
@@ -521,12 +531,19 @@ pub(crate) async fn serve_http<I>(
     let (mut close_tx, close_rx) = tokio::sync::oneshot::channel();
     let watched = activity.clone();
     let idle_timeout = limits.idle_timeout;
+    // Between HTTP/1.x requests: the next head within the header read
+    // timeout, and never longer than the idle timeout.
+    let between = [limits.header_read_timeout, limits.idle_timeout]
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .min()
+        .unwrap_or_default();
     tokio::spawn(async move {
         let why = tokio::select! {
             // The connection ended.
             _ = close_tx.closed() => return,
             _ = drain.changed() => Close::Drain,
-            _ = watched.idle(before_first, idle_timeout) => Close::Idle,
+            _ = watched.idle(before_first, idle_timeout, between) => Close::Idle,
         };
         let _ = close_tx.send(why);
     });

@@ -229,6 +229,29 @@ async fn a_slow_head_is_cut_off_by_the_header_read_timeout() {
         let t = closed.unwrap_or_else(|| panic!("not closed: {head:?}"));
         assert!(t < Duration::from_secs(3), "closed after {t:?}");
     }
+    // A keep-alive connection whose second head never ends is cut off
+    // too (the idle timeout, 20 s, would be much later).
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /careers HTTP/1.1\r\nHost: acme.example\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "first answer");
+    s.write_all(b"GET /careers HTTP/1.1\r\nHost: acme.example\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let closed = tokio::time::timeout(within, async {
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a slow second head is not cut off");
+    assert!(started.elapsed() < Duration::from_secs(3));
     // A client that sends its head in time is served, with keep-alive.
     let c = common::client();
     for _ in 0..3 {
@@ -237,6 +260,12 @@ async fn a_slow_head_is_cut_off_by_the_header_read_timeout() {
             200
         );
     }
+    // HTTP/2 has no head timeout after the first request: a connection
+    // idle for longer than it (not the idle timeout) still serves.
+    let mut send = h2(addr).await;
+    assert_eq!(h2_status(&mut send, h2_get("/careers", &[])).await, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(h2_status(&mut send, h2_get("/careers", &[])).await, 200);
 }
 
 #[tokio::test]
