@@ -731,7 +731,9 @@ pub async fn answer(
         };
     }
     let (mut parts, body) = req.into_parts();
-    let mut head = RequestHead::from_parts(conn.port, &parts);
+    // The head holds the header map while the table matches; a forwarded
+    // request takes it back (below).
+    let mut head = RequestHead::from_parts_taking_headers(conn.port, &mut parts);
     if let Some(sni) = &conn.sni {
         head = head.with_sni(sni);
     }
@@ -754,6 +756,11 @@ pub async fn answer(
                 BackendAction::Redirect(r) => redirect(&r),
                 BackendAction::Forward(target) => {
                     series.backend = cfg.labels.backend(&target.service, target.port);
+                    parts.headers = if f.reads_request_headers(Some(backend)) {
+                        head.headers().clone()
+                    } else {
+                        head.take_headers()
+                    };
                     f.apply_request(&head, Some(backend), &mut parts);
                     let mirrors: Vec<&BackendTarget> = f
                         .mirrors()

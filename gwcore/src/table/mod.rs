@@ -958,6 +958,20 @@ impl<'t> Forward<'t> {
         }
     }
 
+    /// Whether [`Forward::apply_response`] reads the request's header fields
+    /// (a CORS filter reads `Origin`): a proxy that took the header map out
+    /// of the head to send it on ([`RequestHead::take_headers`]) keeps a
+    /// copy in the head then.
+    pub fn reads_request_headers(&self, backend: Option<&Backend>) -> bool {
+        let backend_filters = backend.map(|b| &b.filters[..]).unwrap_or(&[]);
+        self.matched
+            .rule
+            .filters
+            .iter()
+            .chain(backend_filters)
+            .any(|f| matches!(f, Filter::Cors(_)))
+    }
+
     /// Rewrites a response: ResponseHeaderModifier of the rule then of
     /// `backend`, and CORS headers.
     pub fn apply_response(

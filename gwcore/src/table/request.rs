@@ -91,16 +91,43 @@ impl RequestHead {
         head
     }
 
+    /// As [`RequestHead::from_parts`], taking the header map from `parts`
+    /// instead of copying it (`parts.headers` is left empty): for a proxy
+    /// that gives it back with [`RequestHead::take_headers`] once matching
+    /// is done.
+    pub fn from_parts_taking_headers(port: u16, parts: &mut http::request::Parts) -> RequestHead {
+        let headers = std::mem::take(&mut parts.headers);
+        let mut head = RequestHead::from_parts_with(port, parts, &headers);
+        head.headers = headers;
+        head
+    }
+
+    /// Takes the header map out, leaving this head with none.
+    pub fn take_headers(&mut self) -> HeaderMap {
+        std::mem::take(&mut self.headers)
+    }
+
     /// From the head of a received request. The host comes from the URI's
     /// authority when present, else from the `Host` header.
     pub fn from_parts(port: u16, parts: &http::request::Parts) -> RequestHead {
+        let mut head = RequestHead::from_parts_with(port, parts, &parts.headers);
+        head.headers = parts.headers.clone();
+        head
+    }
+
+    /// The head of `parts` with `headers` as its header fields, except for
+    /// the header map itself (left empty).
+    fn from_parts_with(
+        port: u16,
+        parts: &http::request::Parts,
+        headers: &HeaderMap,
+    ) -> RequestHead {
         let host = parts
             .uri
             .authority()
             .map(|a| a.as_str().rsplit('@').next().unwrap_or(""))
             .or_else(|| {
-                parts
-                    .headers
+                headers
                     .get(http::header::HOST)
                     .and_then(|h| h.to_str().ok())
             })
@@ -110,9 +137,7 @@ impl RequestHead {
             .path_and_query()
             .map(|pq| pq.as_str())
             .unwrap_or("/");
-        let mut head = RequestHead::build(port, host, parts.method.clone(), pq);
-        head.headers = parts.headers.clone();
-        head
+        RequestHead::build(port, host, parts.method.clone(), pq)
     }
 
     /// Sets the TLS server name of the connection.

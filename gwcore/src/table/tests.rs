@@ -528,6 +528,55 @@ fn redirects_and_rewrites() {
 }
 
 #[test]
+fn a_head_can_lend_its_header_map_to_the_forwarded_request() {
+    let mut cors = rule(0, vec![m("PathPrefix", "/cors")], "c");
+    cors.filters = vec![HttpRouteFilter {
+        type_: "CORS".into(),
+        cors: Some(crate::model::Cors {
+            allow_origins: vec!["https://app.example".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    let plain = rule(1, vec![m("PathPrefix", "/plain")], "p");
+    let t = table(vec![listener(
+        "http",
+        80,
+        None,
+        vec![route("r", &[], vec![cors, plain])],
+    )]);
+    let request = |path: &str| {
+        http::Request::builder()
+            .uri(path)
+            .header("host", "gw.example.com")
+            .header("origin", "https://app.example")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    };
+    for (path, reads) in [("/cors/a", true), ("/plain/a", false)] {
+        let mut parts = request(path);
+        let copied = RequestHead::from_parts(80, &parts);
+        let mut head = RequestHead::from_parts_taking_headers(80, &mut parts);
+        assert!(parts.headers.is_empty(), "taken");
+        assert_eq!(
+            (head.host(), head.path(), head.headers()),
+            (copied.host(), copied.path(), copied.headers())
+        );
+        let d = t.find(&head);
+        let Action::Forward(f) = &d.action else {
+            panic!("{path}: forward")
+        };
+        let backend = f.pick(0);
+        assert_eq!(f.reads_request_headers(Some(backend)), reads, "{path}");
+        parts.headers = head.take_headers();
+        assert!(head.headers().is_empty());
+        assert_eq!(parts.headers["origin"], "https://app.example");
+    }
+}
+
+#[test]
 fn grpc_rules_are_matched_apart() {
     let grpc = |svc_: Option<&str>, method: Option<&str>, t: Option<&str>, backend: &str, index| {
         GrpcRule {
