@@ -77,6 +77,24 @@ async fn who<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> TcpEchoed {
     serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{answer:?}: {e}"))
 }
 
+/// Serves a Gateway `default/gw` with one TCP listener `tcp` on `port`,
+/// and `docs` (Services, routes); returns the manifest folder and the
+/// runtime (keep both, in this order, for the test's life: the runtime is
+/// dropped first) and where `port` is served.
+async fn serve_tcp(port: u16, docs: &[String]) -> (common::TempDir, Runtime, SocketAddr) {
+    let gateway = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: default}}\nspec:\n  gatewayClassName: gc\n  listeners:\n  - {{name: tcp, port: {port}, protocol: TCP, allowedRoutes: {{kinds: [{{kind: TCPRoute}}]}}}}\n"
+    );
+    let mut all = vec![common::GATEWAY_CLASS.to_owned(), gateway];
+    all.extend_from_slice(docs);
+    let dir = manifests_dir(&all);
+    let rt = Runtime::start(vec![dir.0.clone()], options(&[port]))
+        .await
+        .unwrap();
+    let addr = rt.local_addr(port).expect("the TCP port is served");
+    (dir, rt, addr)
+}
+
 fn tcp_route(name: &str, created: &str, backend: &str) -> String {
     format!(
         "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {{name: {name}, namespace: default, creationTimestamp: \"{created}\"}}\nspec:\n  parentRefs: [{{name: gw, sectionName: tcp}}]\n  rules: [{{backendRefs: [{{name: {backend}, port: 3000}}]}}]\n"
@@ -86,27 +104,17 @@ fn tcp_route(name: &str, created: &str, backend: &str) -> String {
 #[tokio::test]
 async fn the_oldest_tcp_route_on_a_listener_carries_every_connection() {
     let (older, newer) = (echo("older").await, echo("newer").await);
-    let gateway = r#"apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: gc
-  listeners:
-  - {name: tcp, port: 9310, protocol: TCP, allowedRoutes: {kinds: [{kind: TCPRoute}]}}
-"#;
     // The newer route's name sorts first: age, not name, must decide.
-    let dir = manifests_dir(&[
-        common::GATEWAY_CLASS.to_owned(),
-        gateway.to_owned(),
-        service("older", 3000, older.addr()),
-        service("newer", 3000, newer.addr()),
-        tcp_route("a-newer", "2026-01-02T00:00:00Z", "newer"),
-        tcp_route("b-older", "2026-01-01T00:00:00Z", "older"),
-    ]);
-    let rt = Runtime::start(vec![dir.0.clone()], options(&[9310]))
-        .await
-        .unwrap();
-    let addr = rt.local_addr(9310).expect("9310 is served");
+    let (_dir, rt, addr) = serve_tcp(
+        9310,
+        &[
+            service("older", 3000, older.addr()),
+            service("newer", 3000, newer.addr()),
+            tcp_route("a-newer", "2026-01-02T00:00:00Z", "newer"),
+            tcp_route("b-older", "2026-01-01T00:00:00Z", "older"),
+        ],
+    )
+    .await;
     for i in 0..20 {
         let got = who(TcpStream::connect(addr).await.unwrap()).await;
         assert_eq!(got.service, "older", "connection {i}");
@@ -125,25 +133,15 @@ async fn a_tcp_connection_goes_past_an_endpoint_that_refuses() {
         .local_addr()
         .unwrap()
         .port();
-    let gateway = r#"apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: gc
-  listeners:
-  - {name: tcp, port: 9312, protocol: TCP, allowedRoutes: {kinds: [{kind: TCPRoute}]}}
-"#;
-    let dir = manifests_dir(&[
-        common::GATEWAY_CLASS.to_owned(),
-        gateway.to_owned(),
-        service("half", 3000, live.addr()),
-        slice("half", 2, gone),
-        tcp_route("r", "2026-01-01T00:00:00Z", "half"),
-    ]);
-    let rt = Runtime::start(vec![dir.0.clone()], options(&[9312]))
-        .await
-        .unwrap();
-    let addr = rt.local_addr(9312).expect("9312 is served");
+    let (_dir, _rt, addr) = serve_tcp(
+        9312,
+        &[
+            service("half", 3000, live.addr()),
+            slice("half", 2, gone),
+            tcp_route("r", "2026-01-01T00:00:00Z", "half"),
+        ],
+    )
+    .await;
     // Each connection picks an endpoint at random: without trying another,
     // about half would be closed.
     for i in 0..20 {
@@ -155,27 +153,17 @@ spec:
 #[tokio::test]
 async fn tcp_routes_of_the_same_age_go_by_name() {
     let (a, b) = (echo("a").await, echo("b").await);
-    let gateway = r#"apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: gc
-  listeners:
-  - {name: tcp, port: 9311, protocol: TCP, allowedRoutes: {kinds: [{kind: TCPRoute}]}}
-"#;
     let same = "2026-01-01T00:00:00Z";
-    let dir = manifests_dir(&[
-        common::GATEWAY_CLASS.to_owned(),
-        gateway.to_owned(),
-        service("a", 3000, a.addr()),
-        service("b", 3000, b.addr()),
-        tcp_route("route-b", same, "b"),
-        tcp_route("route-a", same, "a"),
-    ]);
-    let rt = Runtime::start(vec![dir.0.clone()], options(&[9311]))
-        .await
-        .unwrap();
-    let addr = rt.local_addr(9311).expect("9311 is served");
+    let (_dir, _rt, addr) = serve_tcp(
+        9311,
+        &[
+            service("a", 3000, a.addr()),
+            service("b", 3000, b.addr()),
+            tcp_route("route-b", same, "b"),
+            tcp_route("route-a", same, "a"),
+        ],
+    )
+    .await;
     let got = who(TcpStream::connect(addr).await.unwrap()).await;
     assert_eq!(got.service, "a");
 }
