@@ -215,8 +215,14 @@ impl Refusing {
         if fast {
             return untried.clone().next();
         }
-        let since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
+        // Refusals run out (an endpoint that left its EndpointSlice never
+        // answers again): once none is left, choosing is fast again.
+        since.retain(|_, t| now.saturating_duration_since(*t) < REFUSING_FOR);
+        if since.is_empty() {
+            self.any.store(false, Ordering::Release);
+        }
         untried
             .clone()
             .find(|&i| !Refusing::is_refusing(&since, endpoints[i].addr, now))
@@ -308,14 +314,14 @@ endpoints:
         r.answered(e[1].addr);
         assert_eq!(r.choose(&e, &[], 1), Some(1));
         assert_eq!(r.choose(&e, &[], 0), Some(1), "0 still refuses");
-        // A refusal older than REFUSING_FOR no longer counts.
+        // A refusal older than REFUSING_FOR no longer counts, and once
+        // none is left the fast path is back, without any endpoint
+        // answering (one that left its slice never does).
         let Some(long_ago) = now.checked_sub(REFUSING_FOR) else {
             return; // a clock this young cannot go back that far
         };
         r.refused(e[0].addr, long_ago);
         assert_eq!(r.choose(&e, &[], 0), Some(0));
-        // Once none refuses, the fast path is back.
-        r.answered(e[0].addr);
         assert!(!r.any.load(Ordering::Acquire));
     }
 }
