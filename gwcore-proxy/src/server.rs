@@ -360,26 +360,25 @@ impl Activity {
     }
 
     /// Resolves when the connection has had no request in flight for its
-    /// limit (zero disables): `before_first` until a request came; then
-    /// `idle`, or for HTTP/1.x `between`, the time the next request head may
-    /// take (a head counts from the end of the request before it, as an
-    /// idle keep-alive connection is one waiting for a head). `before_first`
-    /// is zero only when `idle` and `between` are.
+    /// limit (zero disables either timeout): until a request came, the
+    /// `header` read timeout (or `idle` without one), whatever the protocol
+    /// (HTTP/2 has no per-head timeout); then `idle`, or for
+    /// HTTP/1.x the shorter of the two, as the next request head must come
+    /// within `header` (it counts from the end of the request before: an
+    /// idle keep-alive connection is one waiting for a head).
     ///
     /// Requests do not touch the timer: it is set for the earliest moment
     /// the connection could be idle long enough, and when it fires it is
     /// moved on to the end of the last request plus the limit (or, with a
     /// request still in flight, by one limit), so a busy keep-alive
     /// connection costs a timer event per limit, not one per request.
-    async fn idle(&self, before_first: Duration, idle: Duration, between: Duration) {
-        let Some(first) = [before_first, idle, between]
-            .into_iter()
-            .filter(|d| !d.is_zero())
-            .min()
-        else {
+    async fn idle(&self, header: Duration, idle: Duration) {
+        let before_first = if header.is_zero() { idle } else { header };
+        let Some(between) = [header, idle].into_iter().filter(|d| !d.is_zero()).min() else {
             return std::future::pending().await;
         };
-        let sleep = tokio::time::sleep_until(self.start + first);
+        // The earliest any limit can end.
+        let sleep = tokio::time::sleep_until(self.start + between);
         tokio::pin!(sleep);
         loop {
             sleep.as_mut().await;
@@ -496,13 +495,6 @@ pub(crate) async fn serve_http<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let limits = proxy.options().limits.clone();
-    // A new connection gets the header read timeout to send its first
-    // request, whatever its protocol (HTTP/2 has no per-head timeout).
-    let before_first = if limits.header_read_timeout.is_zero() {
-        limits.idle_timeout
-    } else {
-        limits.header_read_timeout
-    };
     let activity = Arc::new(Activity::new());
     let info = Arc::new(info);
     let act = activity.clone();
@@ -530,20 +522,13 @@ pub(crate) async fn serve_http<I>(
     // oneshot is cheaper to poll than both.
     let (mut close_tx, close_rx) = tokio::sync::oneshot::channel();
     let watched = activity.clone();
-    let idle_timeout = limits.idle_timeout;
-    // Between HTTP/1.x requests: the next head within the header read
-    // timeout, and never longer than the idle timeout.
-    let between = [limits.header_read_timeout, limits.idle_timeout]
-        .into_iter()
-        .filter(|d| !d.is_zero())
-        .min()
-        .unwrap_or_default();
+    let (header_timeout, idle_timeout) = (limits.header_read_timeout, limits.idle_timeout);
     tokio::spawn(async move {
         let why = tokio::select! {
             // The connection ended.
             _ = close_tx.closed() => return,
             _ = drain.changed() => Close::Drain,
-            _ = watched.idle(before_first, idle_timeout, between) => Close::Idle,
+            _ = watched.idle(header_timeout, idle_timeout) => Close::Idle,
         };
         let _ = close_tx.send(why);
     });
