@@ -171,6 +171,20 @@ impl Refusing {
         self.any.store(true, Ordering::Release);
     }
 
+    /// `endpoints[i]` took no connection for one attempt of a request,
+    /// which records it in `tried`; whether the attempt may try another
+    /// endpoint (at most [`ENDPOINTS_PER_ATTEMPT`], and not one twice).
+    pub(crate) fn refused_try(
+        &self,
+        endpoints: &[Endpoint],
+        i: usize,
+        tried: &mut Vec<usize>,
+    ) -> bool {
+        self.refused(endpoints[i].addr, Instant::now());
+        tried.push(i);
+        tried.len() < ENDPOINTS_PER_ATTEMPT.min(endpoints.len())
+    }
+
     /// `addr` took a connection (it answered).
     pub(crate) fn answered(&self, addr: SocketAddr) {
         if !self.any.load(Ordering::Acquire) {

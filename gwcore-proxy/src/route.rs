@@ -19,7 +19,7 @@ use gwcore::table::{
 
 use crate::body::{Body, empty, full, incoming};
 use crate::config::Config;
-use crate::endpoints::{ENDPOINTS_PER_ATTEMPT, Endpoint};
+use crate::endpoints::Endpoint;
 use crate::forward::{
     BackendProtocol, ForwardError, SendFailure, prepare_request, prepare_response,
 };
@@ -141,7 +141,8 @@ fn backend_tls(
 /// `deadline`.
 ///
 /// An endpoint that takes no connection never saw the request: it goes to
-/// another endpoint not tried yet (up to [`ENDPOINTS_PER_ATTEMPT`]), so a
+/// another endpoint not tried yet (up to
+/// [`crate::endpoints::ENDPOINTS_PER_ATTEMPT`]), so a
 /// pod that is gone while its EndpointSlice still lists it costs the
 /// client nothing but the refusal. Such an endpoint is also passed over by
 /// later requests for a while ([`crate::endpoints::Refusing`]).
@@ -181,9 +182,7 @@ async fn send_to_one(
                 unsent: Some(unsent),
             }) => {
                 tracing::debug!(%error, "endpoint took no connection");
-                refusing.refused(endpoint.addr, Instant::now());
-                tried.push(i);
-                if tried.len() >= ENDPOINTS_PER_ATTEMPT.min(endpoints.len()) {
+                if !refusing.refused_try(endpoints, i, &mut tried) {
                     return Err(error);
                 }
                 req = *unsent;

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -28,7 +28,6 @@ use tokio::sync::watch;
 use gwcore::attachments::{ListenerProtocol, TlsMode};
 
 use crate::config::GatewayPort;
-use crate::endpoints::ENDPOINTS_PER_ATTEMPT;
 use crate::l4::{self, Hello};
 use crate::metrics::SeriesKey;
 use crate::proxy::Proxy;
@@ -212,9 +211,7 @@ async fn forward<S>(
                 break (s, addr);
             }
             _ => {
-                refusing.refused(addr, Instant::now());
-                tried.push(i);
-                if tried.len() >= ENDPOINTS_PER_ATTEMPT.min(addrs.len()) {
+                if !refusing.refused_try(addrs, i, &mut tried) {
                     tracing::info!(target: "gwcore::access", port, client = %peer, %addr, "backend unreachable; closing");
                     refuse(&series);
                     return;

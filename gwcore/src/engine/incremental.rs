@@ -518,11 +518,9 @@ impl Engine {
         let Object::BackendTlsPolicy(p) = policy else {
             return;
         };
-        for t in &p.spec.target_refs {
-            if t.group.is_empty() && t.kind == "Service" {
-                let svc = ObjectKey::new(Kind::Service, ns, t.name.clone());
-                routes.extend(indexed(self.by_service.get(&svc)));
-            }
+        for name in policy_services(p) {
+            let svc = ObjectKey::new(Kind::Service, ns, name);
+            routes.extend(indexed(self.by_service.get(&svc)));
         }
     }
 
