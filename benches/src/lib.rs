@@ -108,6 +108,7 @@ pub fn routing(n: usize) -> GatewayRouting {
                     name: None,
                     matches: vec![m],
                     filters: vec![],
+                    extension_refs: vec![],
                     mirrors: vec![],
                     backends: vec![ResolvedBackend {
                         weight: 1,
@@ -118,6 +119,7 @@ pub fn routing(n: usize) -> GatewayRouting {
                             tls: None,
                         }),
                         filters: vec![],
+                        extension_refs: vec![],
                     }],
                     timeouts: None,
                     retry: None,

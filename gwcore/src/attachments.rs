@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::status::Reason;
+
+use crate::extension::ExtensionObject;
 use crate::model::{
     GrpcRouteMatch, HttpRouteFilter, HttpRouteMatch, HttpRouteRetry, HttpRouteTimeouts, ObjectKey,
 };
@@ -142,6 +145,9 @@ pub struct HttpRule {
     pub matches: Vec<HttpRouteMatch>,
     /// Filters as written (RequestMirror targets are in `mirrors`).
     pub filters: Vec<HttpRouteFilter>,
+    /// The objects the `ExtensionRef` filters name, resolved, in filter
+    /// order (an unresolved one is missing: the table answers 500 for it).
+    pub extension_refs: Vec<Arc<ExtensionObject>>,
     /// Resolved mirror targets of the rule's RequestMirror filters, in order.
     pub mirrors: Vec<Mirror>,
     /// Backends; empty when the rule has no backendRefs.
@@ -163,6 +169,8 @@ pub struct GrpcRule {
     pub matches: Vec<GrpcRouteMatch>,
     /// Filters as written.
     pub filters: Vec<HttpRouteFilter>,
+    /// The objects the `ExtensionRef` filters name, resolved.
+    pub extension_refs: Vec<Arc<ExtensionObject>>,
     /// Resolved mirror targets.
     pub mirrors: Vec<Mirror>,
     /// Backends.
@@ -190,6 +198,8 @@ pub struct ResolvedBackend {
     pub target: Result<BackendTarget, BackendError>,
     /// Backend-level filters.
     pub filters: Vec<HttpRouteFilter>,
+    /// The objects the backend's `ExtensionRef` filters name, resolved.
+    pub extension_refs: Vec<Arc<ExtensionObject>>,
 }
 
 /// A resolved Service port.
@@ -240,7 +250,7 @@ pub enum SubjectAltName {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BackendError {
     /// The ResolvedRefs reason (`BackendNotFound`, `RefNotPermitted`, `InvalidKind`...).
-    pub reason: &'static str,
+    pub reason: Reason,
     /// A sentence for people.
     pub message: String,
 }

@@ -107,6 +107,7 @@
 pub mod __fuzz;
 pub mod attachments;
 pub mod engine;
+pub mod extension;
 pub mod hostname;
 pub mod load;
 pub mod model;

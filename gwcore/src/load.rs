@@ -11,6 +11,7 @@
 
 use serde::Serialize;
 
+use crate::extension::Extensions;
 use crate::model::{Kind, Object, ObjectKey};
 use crate::validate;
 
@@ -127,6 +128,19 @@ pub fn load_str(source: &str, text: &str) -> Loaded {
 
 /// Loads every object in `text` (YAML or JSON).
 pub fn load_str_with(source: &str, text: &str, limits: Limits) -> Loaded {
+    load_str_extended(source, text, limits, &Extensions::default())
+}
+
+/// Loads every object in `text` (YAML or JSON), objects of the kinds that
+/// `extensions` register included (any version of their group; each read
+/// as an [`crate::extension::ExtensionObject`], the extension parses its
+/// spec).
+pub fn load_str_extended(
+    source: &str,
+    text: &str,
+    limits: Limits,
+    extensions: &Extensions,
+) -> Loaded {
     let mut out = Loaded::default();
     if text.len() > limits.max_source_bytes {
         out.diagnostics.push(Diagnostic {
@@ -146,9 +160,9 @@ pub fn load_str_with(source: &str, text: &str, limits: Limits) -> Loaded {
     }
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        load_json(source, text, &mut out);
+        load_json(source, text, extensions, &mut out);
     } else {
-        load_yaml(source, text, &mut out);
+        load_yaml(source, text, extensions, &mut out);
     }
     if out.objects.len() > limits.max_documents {
         out.objects.truncate(limits.max_documents);
@@ -168,13 +182,13 @@ pub fn load_str_with(source: &str, text: &str, limits: Limits) -> Loaded {
     out
 }
 
-fn load_json(source: &str, text: &str, out: &mut Loaded) {
+fn load_json(source: &str, text: &str, ext: &Extensions, out: &mut Loaded) {
     let stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
     for (doc, value) in stream.enumerate() {
         match value {
             Ok(v) => {
                 let line = 1;
-                read_value(source, doc, line, v, out);
+                read_value(source, doc, line, v, ext, out);
             }
             Err(e) => {
                 out.diagnostics.push(Diagnostic {
@@ -230,7 +244,7 @@ fn is_blank_yaml(doc: &str) -> bool {
     })
 }
 
-fn load_yaml(source: &str, text: &str, out: &mut Loaded) {
+fn load_yaml(source: &str, text: &str, ext: &Extensions, out: &mut Loaded) {
     let mut doc_index = 0usize;
     for (line, doc) in split_yaml(text) {
         if is_blank_yaml(doc) {
@@ -239,7 +253,7 @@ fn load_yaml(source: &str, text: &str, out: &mut Loaded) {
         let this = doc_index;
         doc_index += 1;
         match serde_norway::from_str::<serde_json::Value>(doc) {
-            Ok(v) => read_value(source, this, line, v, out),
+            Ok(v) => read_value(source, this, line, v, ext, out),
             Err(e) => {
                 let at = e.location().map(|l| line + l.line().saturating_sub(1));
                 out.diagnostics.push(Diagnostic {
@@ -256,7 +270,14 @@ fn load_yaml(source: &str, text: &str, out: &mut Loaded) {
     }
 }
 
-fn read_value(source: &str, doc: usize, line: usize, v: serde_json::Value, out: &mut Loaded) {
+fn read_value(
+    source: &str,
+    doc: usize,
+    line: usize,
+    v: serde_json::Value,
+    ext: &Extensions,
+    out: &mut Loaded,
+) {
     let diag =
         |severity, object: Option<String>, field: Option<String>, message: String| Diagnostic {
             severity,
@@ -285,7 +306,7 @@ fn read_value(source: &str, doc: usize, line: usize, v: serde_json::Value, out: 
         match map.get("items") {
             Some(serde_json::Value::Array(items)) => {
                 for item in items.clone() {
-                    read_value(source, doc, line, item, out);
+                    read_value(source, doc, line, item, ext, out);
                 }
             }
             Some(serde_json::Value::Null) | None => {}
@@ -329,7 +350,9 @@ fn read_value(source: &str, doc: usize, line: usize, v: serde_json::Value, out: 
         ));
         return;
     }
-    let Some(kind) = Kind::parse(kind_str) else {
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    let registered = ext.kind(group, kind_str).map(Kind::Extension);
+    let Some(kind) = registered.or_else(|| Kind::parse(kind_str)) else {
         out.diagnostics.push(diag(
             Severity::Warning,
             Some(label),

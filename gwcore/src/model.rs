@@ -1221,10 +1221,12 @@ pub enum Kind {
     Secret,
     /// `ConfigMap`
     ConfigMap,
+    /// A kind an extension registered ([`crate::extension`]).
+    Extension(crate::extension::ExtensionKind),
 }
 
 impl Kind {
-    /// Every kind, in a fixed order.
+    /// Every built-in kind, in a fixed order.
     pub const ALL: [Kind; 15] = [
         Kind::GatewayClass,
         Kind::Gateway,
@@ -1261,10 +1263,11 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Secret => "Secret",
             Kind::ConfigMap => "ConfigMap",
+            Kind::Extension(k) => k.kind(),
         }
     }
 
-    /// Parses a kind as spelled in manifests.
+    /// Parses a built-in kind as spelled in manifests.
     pub fn parse(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
@@ -1274,6 +1277,7 @@ impl Kind {
         match self {
             Kind::Namespace | Kind::Service | Kind::Secret | Kind::ConfigMap => "",
             Kind::EndpointSlice => "discovery.k8s.io",
+            Kind::Extension(k) => k.group(),
             _ => GATEWAY_GROUP,
         }
     }
@@ -1286,6 +1290,7 @@ impl Kind {
             Kind::TLSRoute | Kind::TCPRoute | Kind::UDPRoute => {
                 "gateway.networking.k8s.io/v1alpha2"
             }
+            Kind::Extension(k) => k.api_version(),
             _ => "gateway.networking.k8s.io/v1",
         }
     }
@@ -1326,6 +1331,8 @@ impl Kind {
             Kind::TCPRoute | Kind::UDPRoute => matches!(version, "v1" | "v1alpha2"),
             Kind::BackendTLSPolicy => matches!(version, "v1" | "v1alpha3"),
             Kind::ListenerSet => matches!(version, "v1" | "v1alpha1"),
+            // Any version of a registered group: the extension parses it.
+            Kind::Extension(_) => !version.is_empty(),
         }
     }
 }
@@ -1402,6 +1409,8 @@ pub enum Object {
     Secret(Secret),
     /// A ConfigMap.
     ConfigMap(ConfigMap),
+    /// An object of a kind an extension registered.
+    Extension(crate::extension::ExtensionObject),
 }
 
 impl Object {
@@ -1423,6 +1432,7 @@ impl Object {
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Secret(_) => Kind::Secret,
             Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::Extension(o) => Kind::Extension(o.kind),
         }
     }
 
@@ -1442,6 +1452,7 @@ impl Object {
             Object::EndpointSlice(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
+            Object::Extension(o) => &o.metadata,
         }
     }
 
@@ -1461,6 +1472,7 @@ impl Object {
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
             Object::ConfigMap(o) => &mut o.metadata,
+            Object::Extension(o) => &mut o.metadata,
         }
     }
 
@@ -1484,6 +1496,7 @@ impl Object {
             Object::GrpcRoute(x) => x.status = None,
             Object::TlsRoute(x) | Object::TcpRoute(x) | Object::UdpRoute(x) => x.status = None,
             Object::BackendTlsPolicy(x) => x.status = None,
+            Object::Extension(x) => x.status = None,
             Object::ReferenceGrant(_)
             | Object::Namespace(_)
             | Object::Service(_)
@@ -1512,9 +1525,14 @@ impl Object {
             Object::EndpointSlice(o) => serde_json::to_value(o),
             Object::Secret(o) => serde_json::to_value(o),
             Object::ConfigMap(o) => serde_json::to_value(o),
+            Object::Extension(o) => serde_json::to_value(o),
         };
         let mut map = serde_json::Map::new();
-        map.insert("apiVersion".into(), self.kind().api_version().into());
+        let api_version = match self {
+            Object::Extension(o) => o.api_version.as_str(),
+            _ => self.kind().api_version(),
+        };
+        map.insert("apiVersion".into(), api_version.into());
         map.insert("kind".into(), self.kind().as_str().into());
         // Serializing these plain data types cannot fail (no maps with
         // non-string keys, no custom serializers).
@@ -1551,6 +1569,9 @@ impl Object {
             Kind::EndpointSlice => Object::EndpointSlice(de(value)?),
             Kind::Secret => Object::Secret(de(value)?),
             Kind::ConfigMap => Object::ConfigMap(de(value)?),
+            Kind::Extension(k) => {
+                Object::Extension(crate::extension::ExtensionObject::from_value(k, value)?)
+            }
         })
     }
 }

@@ -161,7 +161,9 @@ pub fn validate(obj: &mut Object) -> Vec<FieldError> {
         Object::Namespace(_)
         | Object::EndpointSlice(_)
         | Object::Secret(_)
-        | Object::ConfigMap(_) => {}
+        | Object::ConfigMap(_)
+        // An extension's objects are checked by the extension.
+        | Object::Extension(_) => {}
     }
     e.0
 }

@@ -504,6 +504,10 @@ impl Engine {
                 }
             }
             Kind::EndpointSlice => {}
+            Kind::Extension(_) => {
+                // The object of ExtensionRef filters: the routes naming it.
+                dirty.routes.extend(indexed(self.by_service.get(key)));
+            }
             k if k.is_route() => {
                 dirty.routes.insert(key.clone());
             }

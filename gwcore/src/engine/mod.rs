@@ -37,6 +37,7 @@ use crate::attachments::{
     GrpcRule, HttpRule, L4Rule, ListenerProtocol, ListenerRouting, Mirror, ResolvedBackend,
     RouteRules, SubjectAltName, TlsMode,
 };
+use crate::extension::{ExtensionObject, Extensions};
 use crate::hostname;
 use crate::model::{
     BackendRef, GATEWAY_GROUP, Gateway, HttpRouteFilter, Kind, LabelSelector, Listener,
@@ -64,6 +65,9 @@ pub struct ComputeOptions {
     /// Addresses reported in `status.addresses` of Gateways that request
     /// none (or request one without a value). Default: none.
     pub addresses: Vec<GatewayStatusAddress>,
+    /// The filter and policy kinds this engine resolves beyond the
+    /// built-in ones ([`crate::extension`]). Default: none.
+    pub extensions: Extensions,
 }
 
 impl ComputeOptions {
@@ -73,7 +77,14 @@ impl ComputeOptions {
             controller_name: controller_name.into(),
             now: now.into(),
             addresses: Vec::new(),
+            extensions: Extensions::default(),
         }
+    }
+
+    /// Sets the extensions (filter and policy kinds) to resolve.
+    pub fn with_extensions(mut self, extensions: Extensions) -> Self {
+        self.extensions = extensions;
+        self
     }
 
     /// Sets the default Gateway addresses.
@@ -698,7 +709,12 @@ impl Ctx<'_> {
             }
             _ => return state,
         };
-        route_refs(o, &mut state.services, &mut state.grant_namespaces);
+        route_refs(
+            o,
+            &self.opts.extensions,
+            &mut state.services,
+            &mut state.grant_namespaces,
+        );
         let (rules, resolved, invalid_rules) = self.resolve_rules(o);
         let rule_count = match o {
             Object::HttpRoute(r) => r.spec.rules.len(),
@@ -975,7 +991,7 @@ impl Ctx<'_> {
         let mut first: Result<(), Fail> = Ok(());
         let mut note = |r: &ResolvedBackend| {
             if let (Ok(()), Err(e)) = (&first, &r.target) {
-                first = Err((reason_from_str(e.reason), e.message.clone()));
+                first = Err((e.reason, e.message.clone()));
             }
         };
         let backends =
@@ -993,10 +1009,10 @@ impl Ctx<'_> {
                 let mut out = Vec::new();
                 for (i, rule) in r.spec.rules.iter().enumerate() {
                     let mirrors = self.mirrors(&rule.filters, kind, meta.ns(), &mut note);
-                    self.check_filters(&rule.filters, &mut note);
-                    let bs = backends(&rule.backend_refs, &mut note);
-                    for b in &bs {
-                        self.check_filters(&b.filters, &mut note);
+                    let extension_refs = self.extension_refs(&rule.filters, meta.ns(), &mut note);
+                    let mut bs = backends(&rule.backend_refs, &mut note);
+                    for b in &mut bs {
+                        b.extension_refs = self.extension_refs(&b.filters, meta.ns(), &mut note);
                     }
                     if let Err(m) = http_rule_regexes(rule) {
                         invalid.push((i, m));
@@ -1007,6 +1023,7 @@ impl Ctx<'_> {
                         name: rule.name.clone(),
                         matches: rule.matches.clone(),
                         filters: rule.filters.clone(),
+                        extension_refs,
                         mirrors,
                         backends: bs,
                         timeouts: rule.timeouts.clone(),
@@ -1019,8 +1036,11 @@ impl Ctx<'_> {
                 let mut out = Vec::new();
                 for (i, rule) in r.spec.rules.iter().enumerate() {
                     let mirrors = self.mirrors(&rule.filters, kind, meta.ns(), &mut note);
-                    self.check_filters(&rule.filters, &mut note);
-                    let bs = backends(&rule.backend_refs, &mut note);
+                    let extension_refs = self.extension_refs(&rule.filters, meta.ns(), &mut note);
+                    let mut bs = backends(&rule.backend_refs, &mut note);
+                    for b in &mut bs {
+                        b.extension_refs = self.extension_refs(&b.filters, meta.ns(), &mut note);
+                    }
                     if let Err(m) = grpc_rule_regexes(rule) {
                         invalid.push((i, m));
                         continue;
@@ -1030,6 +1050,7 @@ impl Ctx<'_> {
                         name: rule.name.clone(),
                         matches: rule.matches.clone(),
                         filters: rule.filters.clone(),
+                        extension_refs,
                         mirrors,
                         backends: bs,
                     });
@@ -1055,22 +1076,63 @@ impl Ctx<'_> {
         (rules, first, invalid)
     }
 
-    fn check_filters(&self, filters: &[HttpRouteFilter], note: &mut dyn FnMut(&ResolvedBackend)) {
+    /// Resolves the `ExtensionRef` filters of one list: the objects they
+    /// name, in filter order, each of a registered kind, present in the
+    /// route's namespace and passing its kind's check. Each that fails is
+    /// noted (and its requests get 500 from the table): spec
+    /// (RouteConditionReason): `InvalidKind` for "an unknown or
+    /// unsupported Group and/or Kind", `BackendNotFound` for "a resource
+    /// that does not exist"; an object its extension refuses is
+    /// `InvalidParameters`.
+    fn extension_refs(
+        &self,
+        filters: &[HttpRouteFilter],
+        ns: &str,
+        note: &mut dyn FnMut(&ResolvedBackend),
+    ) -> Vec<Arc<ExtensionObject>> {
+        let mut out = Vec::new();
         for f in filters {
-            if let Some(x) = &f.extension_ref {
-                note(&ResolvedBackend {
-                    weight: 0,
-                    target: Err(BackendError {
-                        reason: "InvalidKind",
-                        message: format!(
-                            "ExtensionRef filter {}/{} {} is not supported by gwcore; matching requests get 500",
-                            x.group, x.kind, x.name
-                        ),
-                    }),
-                    filters: vec![],
-                });
+            let Some(x) = &f.extension_ref else { continue };
+            let fail = |reason: Reason, message: String| ResolvedBackend {
+                weight: 0,
+                target: Err(BackendError { reason, message }),
+                filters: vec![],
+                extension_refs: vec![],
+            };
+            let Some(filter) = self.opts.extensions.filter(&x.group, &x.kind) else {
+                note(&fail(
+                    Reason::InvalidKind,
+                    format!(
+                        "ExtensionRef filter {}/{} {}: no extension of this controller implements that kind; matching requests get 500",
+                        x.group, x.kind, x.name
+                    ),
+                ));
+                continue;
+            };
+            let key = ObjectKey::new(Kind::Extension(filter.kind()), ns, x.name.clone());
+            let Some(Object::Extension(obj)) = self.snap.get(&key) else {
+                note(&fail(
+                    Reason::BackendNotFound,
+                    format!(
+                        "ExtensionRef filter {}/{} {ns}/{} does not exist; matching requests get 500",
+                        x.group, x.kind, x.name
+                    ),
+                ));
+                continue;
+            };
+            if let Err(m) = filter.check(obj) {
+                note(&fail(
+                    Reason::InvalidParameters,
+                    format!(
+                        "ExtensionRef filter {}/{} {ns}/{}: {m}; matching requests get 500",
+                        x.group, x.kind, x.name
+                    ),
+                ));
+                continue;
             }
+            out.push(Arc::new(obj.clone()));
         }
+        out
     }
 
     fn mirrors(
@@ -1104,20 +1166,21 @@ impl Ctx<'_> {
         let kind = b.kind.as_deref().unwrap_or("Service");
         let ns = b.namespace.as_deref().unwrap_or(route_ns);
         let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
-        let err = |reason: &'static str, message: String| ResolvedBackend {
+        let err = |reason: Reason, message: String| ResolvedBackend {
             weight,
             target: Err(BackendError { reason, message }),
             filters: b.filters.clone(),
+            extension_refs: Vec::new(),
         };
         if !group.is_empty() || kind != "Service" {
             return err(
-                "InvalidKind",
+                Reason::InvalidKind,
                 format!("backendRef {group}/{kind} {} is not a Service", b.name),
             );
         }
         if !self.permitted(from_kind.as_str(), route_ns, "", "Service", ns, &b.name) {
             return err(
-                "RefNotPermitted",
+                Reason::RefNotPermitted,
                 format!(
                     "Service {ns}/{} is in another namespace and no ReferenceGrant allows it",
                     b.name
@@ -1129,20 +1192,20 @@ impl Ctx<'_> {
                 .get(&ObjectKey::new(Kind::Service, ns, b.name.clone()))
         else {
             return err(
-                "BackendNotFound",
+                Reason::BackendNotFound,
                 format!("Service {ns}/{} does not exist", b.name),
             );
         };
         let Some(port) = b.port else {
             return err(
-                "BackendNotFound",
+                Reason::BackendNotFound,
                 format!("backendRef to Service {ns}/{} has no port", b.name),
             );
         };
         let sp = svc.spec.ports.iter().find(|p| p.port == port);
         let Some(sp) = sp else {
             return err(
-                "BackendNotFound",
+                Reason::BackendNotFound,
                 format!("Service {ns}/{} has no port {port}", b.name),
             );
         };
@@ -1152,7 +1215,7 @@ impl Ctx<'_> {
                 .any(|p| p.eq_ignore_ascii_case(ap))
         {
             return err(
-                "UnsupportedProtocol",
+                Reason::UnsupportedProtocolBackend,
                 format!(
                     "Service {ns}/{} port {port} has appProtocol {ap}, which gwcore does not speak",
                     b.name
@@ -1168,6 +1231,7 @@ impl Ctx<'_> {
                 tls: self.backend_tls(ns, &b.name, sp.name.as_deref()),
             }),
             filters: b.filters.clone(),
+            extension_refs: Vec::new(),
         }
     }
 
@@ -1881,8 +1945,14 @@ fn regex_ok(what: &str, pattern: &str) -> Result<(), String> {
 
 /// The Services a route refers to (backendRefs, backend filters' and rule
 /// filters' mirrors), and the namespaces of its cross-namespace references.
-fn route_refs(o: &Object, services: &mut BTreeSet<ObjectKey>, grant_ns: &mut BTreeSet<String>) {
+fn route_refs(
+    o: &Object,
+    ext: &Extensions,
+    services: &mut BTreeSet<ObjectKey>,
+    grant_ns: &mut BTreeSet<String>,
+) {
     let ns = o.meta().ns();
+    let mut extension_keys = Vec::new();
     let mut add = |b: &BackendRef| {
         let bns = b.namespace.as_deref().unwrap_or(ns);
         services.insert(ObjectKey::new(Kind::Service, bns, b.name.clone()));
@@ -1890,10 +1960,17 @@ fn route_refs(o: &Object, services: &mut BTreeSet<ObjectKey>, grant_ns: &mut BTr
             grant_ns.insert(bns.to_string());
         }
     };
-    let filters = |fs: &[HttpRouteFilter], add: &mut dyn FnMut(&BackendRef)| {
+    // The objects of ExtensionRef filters (of registered kinds) count
+    // with the Services: a change to one recomputes the route.
+    let mut filters = |fs: &[HttpRouteFilter], add: &mut dyn FnMut(&BackendRef)| {
         for f in fs {
             if let Some(m) = &f.request_mirror {
                 add(&m.backend_ref);
+            }
+            if let Some(x) = &f.extension_ref
+                && let Some(k) = ext.kind(&x.group, &x.kind)
+            {
+                extension_keys.push(ObjectKey::new(Kind::Extension(k), ns, x.name.clone()));
             }
         }
     };
@@ -1925,6 +2002,7 @@ fn route_refs(o: &Object, services: &mut BTreeSet<ObjectKey>, grant_ns: &mut BTr
         }
         _ => {}
     }
+    services.extend(extension_keys);
 }
 
 /// A Secret's value: `stringData` first, then base64-decoded `data`.
@@ -1957,15 +2035,6 @@ fn route_backends(rules: &RouteRules) -> Box<dyn Iterator<Item = &BackendTarget>
         RouteRules::Http(rs) => Box::new(rs.iter().flat_map(|r| ok(&r.backends))),
         RouteRules::Grpc(rs) => Box::new(rs.iter().flat_map(|r| ok(&r.backends))),
         RouteRules::L4(rs) => Box::new(rs.iter().flat_map(|r| ok(&r.backends))),
-    }
-}
-
-fn reason_from_str(s: &str) -> Reason {
-    match s {
-        "RefNotPermitted" => Reason::RefNotPermitted,
-        "InvalidKind" => Reason::InvalidKind,
-        "UnsupportedProtocol" => Reason::UnsupportedProtocolBackend,
-        _ => Reason::BackendNotFound,
     }
 }
 

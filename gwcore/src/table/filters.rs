@@ -3,7 +3,7 @@
 //! Each filter of the model is compiled once ([`Filter::compile`]) into a
 //! form that needs no parsing per request: header names and values are
 //! checked `http` types. A filter that cannot be compiled (unknown type,
-//! `ExtensionRef`, invalid header name) becomes [`Filter::Unsupported`]; the
+//! unresolved `ExtensionRef`, invalid header name) becomes [`Filter::Unsupported`]; the
 //! rule then answers 500 — spec: "If a reference to a custom filter type
 //! cannot be resolved, the filter MUST NOT be skipped. Instead, requests
 //! that would have been processed by that filter MUST receive a HTTP error
@@ -12,6 +12,9 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
+use std::sync::Arc;
+
+use crate::extension::{ExtensionKind, ExtensionObject};
 use crate::model::{HeaderModifier, HttpPathModifier, HttpRouteFilter};
 
 use super::path::prefix_matches;
@@ -33,13 +36,44 @@ pub enum Filter {
     Cors(Cors),
     /// `RequestMirror`: the resolved targets are in the rule's mirrors.
     Mirror,
+    /// `ExtensionRef` to an object of a kind an extension registered,
+    /// resolved: the data plane runs the extension's filter here, in rule
+    /// order among the built-in filters (one that cannot answers 500).
+    Extension(ExtensionFilter),
     /// A filter gwcore cannot apply; requests it would process get 500.
     Unsupported(String),
 }
 
+/// An `ExtensionRef` filter, resolved: the object it names.
+#[derive(Debug, Clone)]
+pub struct ExtensionFilter {
+    object: Arc<ExtensionObject>,
+}
+
+impl ExtensionFilter {
+    /// The filter's kind.
+    pub fn kind(&self) -> ExtensionKind {
+        self.object.kind
+    }
+
+    /// The object the filter names (its spec is the filter's settings).
+    pub fn object(&self) -> &Arc<ExtensionObject> {
+        &self.object
+    }
+}
+
 impl Filter {
-    /// Compiles one filter of the model.
+    /// Compiles one filter of the model; an `ExtensionRef` is
+    /// [`Filter::Unsupported`] (see [`Filter::compile_with`]).
     pub fn compile(f: &HttpRouteFilter) -> Filter {
+        Filter::compile_with(f, &[])
+    }
+
+    /// Compiles one filter of the model; an `ExtensionRef` becomes
+    /// [`Filter::Extension`] when `resolved` (the engine's
+    /// [`crate::attachments::HttpRule::extension_refs`]) holds the object it
+    /// names, else [`Filter::Unsupported`].
+    pub fn compile_with(f: &HttpRouteFilter, resolved: &[Arc<ExtensionObject>]) -> Filter {
         let missing = || Filter::Unsupported(format!("filter {} has no configuration", f.type_));
         match f.type_.as_str() {
             "RequestHeaderModifier" => match &f.request_header_modifier {
@@ -67,13 +101,19 @@ impl Filter {
                 None => missing(),
             },
             "RequestMirror" => Filter::Mirror,
-            "ExtensionRef" => Filter::Unsupported(match &f.extension_ref {
-                Some(r) => format!(
-                    "ExtensionRef {}/{} {} is not supported",
-                    r.group, r.kind, r.name
-                ),
-                None => "ExtensionRef without a reference".to_owned(),
-            }),
+            "ExtensionRef" => match &f.extension_ref {
+                Some(r) => match resolved
+                    .iter()
+                    .find(|o| o.kind.is(&r.group, &r.kind) && o.metadata.name == r.name)
+                {
+                    Some(o) => Filter::Extension(ExtensionFilter { object: o.clone() }),
+                    None => Filter::Unsupported(format!(
+                        "ExtensionRef {}/{} {} is not resolved",
+                        r.group, r.kind, r.name
+                    )),
+                },
+                None => Filter::Unsupported("ExtensionRef without a reference".to_owned()),
+            },
             other => Filter::Unsupported(format!("filter type {other:?} is not supported")),
         }
     }

@@ -90,7 +90,7 @@ use crate::attachments::{
 };
 use crate::model::{HttpRouteRetry, HttpRouteTimeouts, ObjectKey};
 
-pub use filters::{Filter, check_filters, parse_duration, replace_prefix};
+pub use filters::{ExtensionFilter, Filter, check_filters, parse_duration, replace_prefix};
 pub use matching::{REGEX_SIZE_LIMIT, compile_regex};
 pub use path::PathError;
 pub use precedence::{CreationTime, HostRank, MatchRank, PathRank, Precedence, RouteRank, Step};
@@ -177,6 +177,8 @@ pub struct Backend {
     weight: u32,
     target: Result<BackendTarget, BackendError>,
     filters: Box<[Filter]>,
+    /// Whether a filter is an extension's.
+    extensions: bool,
 }
 
 impl Backend {
@@ -215,6 +217,8 @@ pub struct Rule {
     scan_filters: bool,
     /// Why the rule cannot forward at all, decided at compile time.
     no_forward: Option<RespondReason>,
+    /// Whether a filter is an extension's ([`Filter::Extension`]).
+    extensions: bool,
 }
 
 impl Rule {
@@ -372,7 +376,7 @@ impl ListenerTable {
                             Family::Http,
                             rule.index,
                             &rule.name,
-                            &rule.filters,
+                            (&rule.filters, &rule.extension_refs),
                             &rule.backends,
                             &rule.mirrors,
                             Timeouts::parse(rule.timeouts.as_ref()),
@@ -455,7 +459,7 @@ impl ListenerTable {
                             Family::Grpc,
                             rule.index,
                             &rule.name,
-                            &rule.filters,
+                            (&rule.filters, &rule.extension_refs),
                             &rule.backends,
                             &rule.mirrors,
                             Timeouts::default(),
@@ -634,17 +638,22 @@ fn compile_rule(
     family: Family,
     index: usize,
     name: &Option<String>,
-    filters: &[crate::model::HttpRouteFilter],
+    filters: (
+        &[crate::model::HttpRouteFilter],
+        &[Arc<crate::extension::ExtensionObject>],
+    ),
     backends: &[crate::attachments::ResolvedBackend],
     mirrors: &[Mirror],
     timeouts: Timeouts,
     retry: Option<HttpRouteRetry>,
     msgs: &mut Vec<String>,
 ) -> Rule {
-    let mut compile_filters = |fs: &[crate::model::HttpRouteFilter]| -> Box<[Filter]> {
+    let mut compile_filters = |fs: &[crate::model::HttpRouteFilter],
+                               refs: &[Arc<crate::extension::ExtensionObject>]|
+     -> Box<[Filter]> {
         fs.iter()
             .map(|f| {
-                let c = Filter::compile(f);
+                let c = Filter::compile_with(f, refs);
                 if let Filter::Unsupported(m) = &c {
                     msgs.push(m.clone());
                 }
@@ -652,15 +661,20 @@ fn compile_rule(
             })
             .collect()
     };
-    let filters = compile_filters(filters);
+    let filters = compile_filters(filters.0, filters.1);
     let backends: Box<[Backend]> = backends
         .iter()
-        .map(|b| Backend {
-            weight: b.weight,
-            target: b.target.clone(),
-            filters: compile_filters(&b.filters),
+        .map(|b| {
+            let filters = compile_filters(&b.filters, &b.extension_refs);
+            Backend {
+                weight: b.weight,
+                target: b.target.clone(),
+                extensions: filters.iter().any(|f| matches!(f, Filter::Extension(_))),
+                filters,
+            }
         })
         .collect();
+    let extensions = filters.iter().any(|f| matches!(f, Filter::Extension(_)));
     let total_weight: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
     let no_forward = if total_weight == 0 {
         Some(RespondReason::NoBackends)
@@ -681,6 +695,7 @@ fn compile_rule(
             )
         }),
         no_forward,
+        extensions,
         filters,
         total_weight,
         backends,
@@ -942,19 +957,9 @@ impl<'t> Forward<'t> {
     ) {
         // The normalized path goes to the backend; a target that is
         // already normal is kept as it is.
-        if let Ok(p) = head.path()
-            && (parts.uri.path() != p || parts.uri.query() != head.query())
-        {
-            filters::set_path(&mut parts.uri, p, head.query());
-        }
-        let prefix = self.matched.matched_prefix();
-        let backend_filters = backend.map(|b| &b.filters[..]).unwrap_or(&[]);
-        for f in self.matched.rule.filters.iter().chain(backend_filters) {
-            match f {
-                Filter::RequestHeaders(ops) => ops.apply(&mut parts.headers),
-                Filter::Rewrite(r) => r.apply(parts, prefix),
-                _ => {}
-            }
+        self.apply_path(head, parts);
+        for f in self.filters(backend) {
+            self.apply_request_filter(f, parts);
         }
     }
 
@@ -972,6 +977,57 @@ impl<'t> Forward<'t> {
             .any(|f| matches!(f, Filter::Cors(_)))
     }
 
+    /// Whether the rule or `backend` has an extension's filter
+    /// ([`Filter::Extension`]): a data plane then applies the filters one
+    /// by one, in order ([`Forward::filters`],
+    /// [`Forward::apply_request_filter`]), running each extension's in its
+    /// place; otherwise [`Forward::apply_request`] does it all.
+    pub fn has_extension_filters(&self, backend: Option<&Backend>) -> bool {
+        self.matched.rule.extensions || backend.is_some_and(|b| b.extensions)
+    }
+
+    /// The filters that apply to a request forwarded to `backend`: the
+    /// rule's in order, then the backend's.
+    pub fn filters<'a>(&'a self, backend: Option<&'a Backend>) -> impl Iterator<Item = &'a Filter> {
+        let backend_filters = backend.map(|b| &b.filters[..]).unwrap_or(&[]);
+        self.matched.rule.filters.iter().chain(backend_filters)
+    }
+
+    /// The first step of [`Forward::apply_request`]: the normalized path
+    /// (query kept) goes to the backend.
+    pub fn apply_path(&self, head: &RequestHead, parts: &mut http::request::Parts) {
+        if let Ok(p) = head.path()
+            && (parts.uri.path() != p || parts.uri.query() != head.query())
+        {
+            filters::set_path(&mut parts.uri, p, head.query());
+        }
+    }
+
+    /// Applies one built-in request filter (RequestHeaderModifier,
+    /// URLRewrite) of [`Forward::filters`]; others change nothing.
+    pub fn apply_request_filter(&self, filter: &Filter, parts: &mut http::request::Parts) {
+        match filter {
+            Filter::RequestHeaders(ops) => ops.apply(&mut parts.headers),
+            Filter::Rewrite(r) => r.apply(parts, self.matched.matched_prefix()),
+            _ => {}
+        }
+    }
+
+    /// Applies one built-in response filter (ResponseHeaderModifier, CORS)
+    /// of [`Forward::filters`]; others change nothing.
+    pub fn apply_response_filter(
+        &self,
+        filter: &Filter,
+        head: &RequestHead,
+        parts: &mut http::response::Parts,
+    ) {
+        match filter {
+            Filter::ResponseHeaders(ops) => ops.apply(&mut parts.headers),
+            Filter::Cors(c) => c.apply_response(head, &mut parts.headers),
+            _ => {}
+        }
+    }
+
     /// Rewrites a response: ResponseHeaderModifier of the rule then of
     /// `backend`, and CORS headers.
     pub fn apply_response(
@@ -980,13 +1036,8 @@ impl<'t> Forward<'t> {
         backend: Option<&Backend>,
         parts: &mut http::response::Parts,
     ) {
-        let backend_filters = backend.map(|b| &b.filters[..]).unwrap_or(&[]);
-        for f in self.matched.rule.filters.iter().chain(backend_filters) {
-            match f {
-                Filter::ResponseHeaders(ops) => ops.apply(&mut parts.headers),
-                Filter::Cors(c) => c.apply_response(head, &mut parts.headers),
-                _ => {}
-            }
+        for f in self.filters(backend) {
+            self.apply_response_filter(f, head, parts);
         }
     }
 }

@@ -21,6 +21,7 @@ fn svc(name: &str) -> ResolvedBackend {
             tls: None,
         }),
         filters: vec![],
+        extension_refs: vec![],
     }
 }
 
@@ -40,6 +41,7 @@ fn rule(index: usize, matches: Vec<HttpRouteMatch>, backend: &str) -> HttpRule {
         name: None,
         matches,
         filters: vec![],
+        extension_refs: vec![],
         mirrors: vec![],
         backends: vec![svc(backend)],
         timeouts: None,
@@ -407,7 +409,7 @@ fn bad_paths_answer_400() {
 fn invalid_and_missing_backends_answer_500() {
     let mut invalid = rule(0, vec![m("Exact", "/invalid")], "x");
     invalid.backends[0].target = Err(BackendError {
-        reason: "BackendNotFound",
+        reason: crate::status::Reason::BackendNotFound,
         message: "no Service".into(),
     });
     let mut none = rule(1, vec![m("Exact", "/none")], "x");
@@ -419,6 +421,7 @@ fn invalid_and_missing_backends_answer_500() {
         weight: 1,
         target: invalid.backends[0].target.clone(),
         filters: vec![],
+        extension_refs: vec![],
     });
     let t = table(vec![listener(
         "http",
@@ -591,6 +594,7 @@ fn grpc_rules_are_matched_apart() {
                 headers: vec![],
             }],
             filters: vec![],
+            extension_refs: vec![],
             mirrors: vec![],
             backends: vec![svc(backend)],
         }

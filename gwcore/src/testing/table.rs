@@ -441,6 +441,7 @@ fn backend() -> ResolvedBackend {
             tls: None,
         }),
         filters: vec![],
+        extension_refs: vec![],
     }
 }
 
@@ -482,6 +483,7 @@ fn route_strategy() -> impl Strategy<Value = AttachedRoute> {
                             name: None,
                             matches,
                             filters: vec![],
+                            extension_refs: vec![],
                             mirrors: vec![],
                             backends: vec![backend()],
                         })
@@ -497,6 +499,7 @@ fn route_strategy() -> impl Strategy<Value = AttachedRoute> {
                             name: None,
                             matches,
                             filters: vec![],
+                            extension_refs: vec![],
                             mirrors: vec![],
                             backends: vec![backend()],
                             timeouts: None,

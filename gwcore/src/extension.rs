@@ -1,0 +1,413 @@
+//! Extension seams: the filter and policy kinds an embedder adds to gwcore.
+//!
+//! Gateway API is extended in two places this module covers:
+//!
+//! - **`ExtensionRef` filters** of HTTPRoute and GRPCRoute rules and
+//!   backendRefs: a filter of `type: ExtensionRef` names an object of an
+//!   implementation's own kind (`group`, `kind`, `name`, in the route's
+//!   namespace). An embedder that implements a kind declares it with a
+//!   [`FilterKind`]; the engine then resolves each reference against the
+//!   snapshot and sets the route's conditions, and the compiled table hands
+//!   the filter, with the object it names, to the data plane in rule order
+//!   among the built-in filters ([`crate::table::Filter::Extension`]).
+//! - **Policies** attached by `targetRefs` (GEP-713 direct policies): an
+//!   embedder declares a [`PolicyKind`] (its group and kind, and how to parse
+//!   its spec into a typed value); the engine resolves every policy's
+//!   targets (a Gateway or one of its listeners, a route or one of its
+//!   rules, a Service or one of its ports), settles conflicts, writes
+//!   `status.ancestors` under our controller name, and hands each compiled
+//!   listener, rule and backend its effective policies
+//!   ([`crate::table::Forward::policies`]).
+//!
+//! Extensions are a value, [`Extensions`], passed in
+//! [`crate::engine::ComputeOptions`] and to the loader
+//! ([`crate::load::load_str_extended`]); there is no global registry. Every
+//! trait here is pure and synchronous: the engine's output stays a
+//! deterministic function of its input. What acts on traffic (an
+//! authentication call, a rate-limit counter) lives in the data plane, e.g.
+//! `gwcore_proxy::plugin`.
+//!
+//! ```
+//! use gwcore::extension::{ExtensionKind, ExtensionObject, Extensions, FilterKind};
+//!
+//! /// `example.com/v1 HeaderAuth`: requests without a header get 401.
+//! #[derive(Debug)]
+//! struct HeaderAuth;
+//!
+//! impl FilterKind for HeaderAuth {
+//!     fn kind(&self) -> ExtensionKind {
+//!         ExtensionKind::new("example.com/v1", "HeaderAuth")
+//!     }
+//!     fn check(&self, object: &ExtensionObject) -> Result<(), String> {
+//!         match object.spec.get("header").and_then(|h| h.as_str()) {
+//!             Some(h) if http::HeaderName::from_bytes(h.as_bytes()).is_ok() => Ok(()),
+//!             _ => Err("spec.header must be a header name".into()),
+//!         }
+//!     }
+//! }
+//!
+//! let extensions = Extensions::new().with_filter(HeaderAuth);
+//! assert!(extensions.kind("example.com", "HeaderAuth").is_some());
+//! ```
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ObjectMeta;
+
+/// A kind an extension registers: its `apiVersion` (`group/version`) and
+/// `kind`, both known when the program is written.
+///
+/// Two kinds are the same when their group and kind are: the version is
+/// the one written back (statuses, manifests), any version of the group is
+/// read.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtensionKind {
+    api_version: &'static str,
+    kind: &'static str,
+}
+
+impl ExtensionKind {
+    /// A kind served as `api_version` (`group/version`, e.g.
+    /// `"example.com/v1"`).
+    pub const fn new(api_version: &'static str, kind: &'static str) -> ExtensionKind {
+        ExtensionKind { api_version, kind }
+    }
+
+    /// The API group (the part of `apiVersion` before the last `/`).
+    pub fn group(self) -> &'static str {
+        match self.api_version.rsplit_once('/') {
+            Some((g, _)) => g,
+            None => "",
+        }
+    }
+
+    /// The `apiVersion` written for objects of this kind.
+    pub fn api_version(self) -> &'static str {
+        self.api_version
+    }
+
+    /// The kind, as spelled in manifests.
+    pub fn kind(self) -> &'static str {
+        self.kind
+    }
+
+    /// Whether `group` and `kind` name this kind.
+    pub fn is(self, group: &str, kind: &str) -> bool {
+        self.group() == group && self.kind == kind
+    }
+}
+
+impl PartialEq for ExtensionKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.group() == other.group() && self.kind == other.kind
+    }
+}
+
+impl Eq for ExtensionKind {}
+
+impl PartialOrd for ExtensionKind {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ExtensionKind {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.group(), self.kind).cmp(&(other.group(), other.kind))
+    }
+}
+
+impl std::hash::Hash for ExtensionKind {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.group().hash(state);
+        self.kind.hash(state);
+    }
+}
+
+impl fmt::Display for ExtensionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.kind, self.group())
+    }
+}
+
+impl Serialize for ExtensionKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ExtensionKind {
+    /// Extension kinds are registered in code, never read from data: this
+    /// always fails (a key of a registered kind is built by the loader).
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "extension kinds are registered in code, not read from data",
+        ))
+    }
+}
+
+/// An object of a kind an extension registered, as read: its metadata and
+/// its `spec` (and `status`) as JSON, for the extension to parse.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExtensionObject {
+    /// Its kind.
+    #[serde(skip)]
+    pub kind: ExtensionKind,
+    /// The `apiVersion` it was read with.
+    #[serde(skip)]
+    pub api_version: String,
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// `spec`, as written (`null` when absent).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub spec: serde_json::Value,
+    /// `status`, as read. For a policy kind, the engine reads the previous
+    /// `status.ancestors` from here (so `lastTransitionTime` stays put).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: serde_json::Value,
+    #[serde(default)]
+    status: Option<serde_json::Value>,
+}
+
+impl ExtensionObject {
+    /// Reads an object of `kind` from a manifest's JSON value; the error
+    /// carries the field path.
+    pub fn from_value(
+        kind: ExtensionKind,
+        value: serde_json::Value,
+    ) -> Result<ExtensionObject, serde_path_to_error::Error<serde_json::Error>> {
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or(kind.api_version)
+            .to_owned();
+        let body: Body = serde_path_to_error::deserialize(value)?;
+        Ok(ExtensionObject {
+            kind,
+            api_version,
+            metadata: body.metadata,
+            spec: body.spec,
+            status: body.status,
+        })
+    }
+
+    /// An object built in code (tests, adapters).
+    pub fn new(kind: ExtensionKind, metadata: ObjectMeta, spec: serde_json::Value) -> Self {
+        ExtensionObject {
+            kind,
+            api_version: kind.api_version.to_owned(),
+            metadata,
+            spec,
+            status: None,
+        }
+    }
+
+    /// The spec as a typed value; the error names the field
+    /// (`spec.limit.requests`).
+    pub fn spec_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+        serde_path_to_error::deserialize::<_, T>(&self.spec)
+            .map_err(|e| format!("spec.{}: {}", e.path(), e.inner()))
+    }
+}
+
+/// A filter kind an embedder implements, named by `ExtensionRef` filters.
+///
+/// Deciding only: whether a referenced object is usable. What the filter
+/// does to requests is the data plane's.
+pub trait FilterKind: fmt::Debug + Send + Sync + 'static {
+    /// The kind `extensionRef`s name (`group` and `kind`; the version is
+    /// the one objects are written with).
+    fn kind(&self) -> ExtensionKind;
+
+    /// Checks a referenced object. An `Err` leaves the reference
+    /// unresolved: the route gets `ResolvedRefs=False` (reason
+    /// `InvalidParameters`, with this message) and requests the filter
+    /// would process get 500, as the spec requires of a filter that cannot
+    /// be applied. The default accepts every object.
+    fn check(&self, object: &ExtensionObject) -> Result<(), String> {
+        let _ = object;
+        Ok(())
+    }
+}
+
+/// What a policy may target (GEP-713 direct attachment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum TargetKind {
+    /// A Gateway (`sectionName`: a listener).
+    Gateway,
+    /// An HTTPRoute (`sectionName`: a rule's name).
+    HttpRoute,
+    /// A GRPCRoute (`sectionName`: a rule's name).
+    GrpcRoute,
+    /// A Service (`sectionName`: a port's name).
+    Service,
+}
+
+impl TargetKind {
+    /// Every target kind.
+    pub const ALL: &'static [TargetKind] = &[
+        TargetKind::Gateway,
+        TargetKind::HttpRoute,
+        TargetKind::GrpcRoute,
+        TargetKind::Service,
+    ];
+
+    /// The kind named by a `targetRef`'s `group` and `kind`.
+    pub fn parse(group: &str, kind: &str) -> Option<TargetKind> {
+        Some(match (group, kind) {
+            (crate::model::GATEWAY_GROUP, "Gateway") => TargetKind::Gateway,
+            (crate::model::GATEWAY_GROUP, "HTTPRoute") => TargetKind::HttpRoute,
+            (crate::model::GATEWAY_GROUP, "GRPCRoute") => TargetKind::GrpcRoute,
+            ("", "Service") => TargetKind::Service,
+            _ => return None,
+        })
+    }
+
+    /// The object kind.
+    pub fn object_kind(self) -> crate::model::Kind {
+        use crate::model::Kind;
+        match self {
+            TargetKind::Gateway => Kind::Gateway,
+            TargetKind::HttpRoute => Kind::HTTPRoute,
+            TargetKind::GrpcRoute => Kind::GRPCRoute,
+            TargetKind::Service => Kind::Service,
+        }
+    }
+}
+
+/// A policy kind an embedder implements, attached by `spec.targetRefs`
+/// (each `{group, kind, name, sectionName?}`, in the policy's namespace).
+pub trait PolicyKind: fmt::Debug + Send + Sync + 'static {
+    /// The policy's kind.
+    fn kind(&self) -> ExtensionKind;
+
+    /// What it may target; a targetRef of another kind makes the policy
+    /// `Accepted=False` (reason `Invalid`). Default: all of
+    /// [`TargetKind::ALL`].
+    fn targets(&self) -> &'static [TargetKind] {
+        TargetKind::ALL
+    }
+
+    /// Parses the policy's spec (besides `targetRefs`) into the value the
+    /// data plane applies ([`PolicyValue::new`] of any type). An `Err`
+    /// makes the policy `Accepted=False` with reason `Invalid` and this
+    /// message, and it applies nowhere.
+    fn parse(&self, object: &ExtensionObject) -> Result<PolicyValue, String>;
+}
+
+/// A parsed policy: any value the policy kind produces, shared. Compare
+/// policies by [`crate::attachments::AppliedPolicy::policy`]; the value is
+/// a pure function of the object.
+#[derive(Clone)]
+pub struct PolicyValue(Arc<dyn Any + Send + Sync>);
+
+impl PolicyValue {
+    /// Wraps a parsed value.
+    pub fn new<T: Any + Send + Sync>(value: T) -> PolicyValue {
+        PolicyValue(Arc::new(value))
+    }
+
+    /// The value, when it is a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
+}
+
+impl fmt::Debug for PolicyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PolicyValue(..)")
+    }
+}
+
+/// The extensions one engine (and loader) runs with.
+#[derive(Clone, Default)]
+pub struct Extensions {
+    filters: BTreeMap<ExtensionKind, Arc<dyn FilterKind>>,
+    policies: BTreeMap<ExtensionKind, Arc<dyn PolicyKind>>,
+}
+
+impl Extensions {
+    /// No extensions.
+    pub fn new() -> Extensions {
+        Extensions::default()
+    }
+
+    /// Adds a filter kind (replacing one of the same group and kind).
+    pub fn with_filter(mut self, filter: impl FilterKind) -> Extensions {
+        self.filters.insert(filter.kind(), Arc::new(filter));
+        self
+    }
+
+    /// Adds a policy kind (replacing one of the same group and kind).
+    pub fn with_policy(mut self, policy: impl PolicyKind) -> Extensions {
+        self.policies.insert(policy.kind(), Arc::new(policy));
+        self
+    }
+
+    /// Whether no extension is registered.
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty() && self.policies.is_empty()
+    }
+
+    /// The registered kind named by `group` and `kind`, of any extension.
+    pub fn kind(&self, group: &str, kind: &str) -> Option<ExtensionKind> {
+        self.kinds().find(|k| k.is(group, kind))
+    }
+
+    /// Every registered kind: filters', then policies'.
+    pub fn kinds(&self) -> impl Iterator<Item = ExtensionKind> + '_ {
+        self.filters.keys().chain(self.policies.keys()).copied()
+    }
+
+    /// The filter kind named by `group` and `kind`.
+    pub fn filter(&self, group: &str, kind: &str) -> Option<&dyn FilterKind> {
+        self.filters
+            .iter()
+            .find(|(k, _)| k.is(group, kind))
+            .map(|(_, f)| &**f)
+    }
+
+    /// The registered policy kinds.
+    pub fn policies(&self) -> impl Iterator<Item = &dyn PolicyKind> + '_ {
+        self.policies.values().map(|p| &**p)
+    }
+
+    /// The policy kind of `kind`.
+    pub fn policy(&self, kind: ExtensionKind) -> Option<&dyn PolicyKind> {
+        self.policies.get(&kind).map(|p| &**p)
+    }
+}
+
+impl fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Extensions")
+            .field("filters", &self.filters.keys().collect::<Vec<_>>())
+            .field("policies", &self.policies.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Two registries are equal when they register the same kinds (an engine
+/// compares its options to decide whether to start over).
+impl PartialEq for Extensions {
+    fn eq(&self, other: &Self) -> bool {
+        self.filters.keys().eq(other.filters.keys())
+            && self.policies.keys().eq(other.policies.keys())
+    }
+}
+
+impl Eq for Extensions {}
