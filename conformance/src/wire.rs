@@ -136,6 +136,7 @@ impl WireJudge {
                     controller_name: at.controller.to_string(),
                     listen,
                     echo_backends: false,
+                    plugins: Default::default(),
                 };
                 let rt = Runtime::from_snapshot(snapshot, opts)
                     .await

@@ -220,6 +220,7 @@ async fn serve(args: Args) -> ExitCode {
             ephemeral: false,
         },
         echo_backends: args.echo_backends,
+        plugins: Default::default(),
     };
     if args.kubernetes {
         let grace = Duration::from_secs(args.grace_secs);

@@ -82,6 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         // The `hello` Service has no endpoints: an echo backend stands in.
         echo_backends: true,
+        plugins: Default::default(),
     };
     let mut rt = Runtime::from_snapshot(snapshot(MANIFESTS), opts).await?;
     let addr = rt.local_addr(80).ok_or("port 80 is not served")?;

@@ -102,6 +102,8 @@ pub struct Config {
     pub backend_tls: crate::backend_tls::BackendTlsCache,
     /// Warnings from loading the manifests.
     pub diagnostics: Vec<Diagnostic>,
+    /// The plug-ins that run extension filters.
+    pub plugins: crate::plugin::Plugins,
     /// The engine this configuration was computed with, until the next
     /// build takes it over.
     engine: Mutex<Option<Engine>>,
@@ -114,6 +116,9 @@ pub struct BuildOptions {
     pub controller_name: String,
     /// "Now", RFC 3339.
     pub now: String,
+    /// Extension kinds (resolved by the engine) and their plug-ins (run by
+    /// the proxy). Default: none.
+    pub plugins: crate::plugin::Plugins,
 }
 
 impl Config {
@@ -153,7 +158,10 @@ impl Config {
             // A panic while building left at worst no engine behind.
             let mut slot = p.engine.lock().unwrap_or_else(|e| e.into_inner());
             slot.take()
-                .filter(|e| e.options().controller_name == opts.controller_name)
+                .filter(|e| {
+                    e.options().controller_name == opts.controller_name
+                        && e.options().extensions == *opts.plugins.extensions()
+                })
                 .map(|e| (p, e))
         });
         let (engine, tables) = match taken {
@@ -172,7 +180,8 @@ impl Config {
             None => {
                 let engine = Engine::from_snapshot(
                     snapshot.clone(),
-                    ComputeOptions::new(opts.controller_name.clone(), opts.now.clone()),
+                    ComputeOptions::new(opts.controller_name.clone(), opts.now.clone())
+                        .with_extensions(opts.plugins.extensions().clone()),
                 );
                 let routing: BTreeMap<ObjectKey, GatewayRouting> = engine
                     .routing()
@@ -234,6 +243,7 @@ impl Config {
             labels,
             echo_backends,
             diagnostics,
+            plugins: opts.plugins.clone(),
             engine: Mutex::new(Some(engine)),
         }
     }
@@ -465,6 +475,7 @@ spec:
 
     fn opts() -> BuildOptions {
         BuildOptions {
+            plugins: Default::default(),
             controller_name: "example.com/gc".into(),
             now: "2026-01-01T00:00:00Z".into(),
         }

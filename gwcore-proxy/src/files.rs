@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use gwcore::load::{Diagnostic, Loaded, Severity, load_str};
+use gwcore::extension::Extensions;
+use gwcore::load::{Diagnostic, Loaded, Severity, load_str_extended};
 
 /// Whether a path names a manifest file gwcore reads (`.yaml`, `.yml`, `.json`).
 pub fn is_manifest(path: &Path) -> bool {
@@ -55,6 +56,11 @@ fn walk(p: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<(), (PathBuf
 /// ([`gwcore::load::Limits::max_source_bytes`]), which is refused before it
 /// is read into memory.
 pub fn read_manifests(paths: &[PathBuf]) -> Loaded {
+    read_manifests_extended(paths, &Extensions::default())
+}
+
+/// [`read_manifests`], objects of the kinds `extensions` register included.
+pub fn read_manifests_extended(paths: &[PathBuf], extensions: &Extensions) -> Loaded {
     let mut loaded = Loaded::default();
     let mut files = Vec::new();
     let max = gwcore::load::Limits::default().max_source_bytes;
@@ -79,7 +85,12 @@ pub fn read_manifests(paths: &[PathBuf]) -> Loaded {
         }
         match std::fs::read(&f) {
             Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => loaded.extend(load_str(&f.display().to_string(), &text)),
+                Ok(text) => loaded.extend(load_str_extended(
+                    &f.display().to_string(),
+                    &text,
+                    gwcore::load::Limits::default(),
+                    extensions,
+                )),
                 Err(_) => loaded
                     .diagnostics
                     .push(error(&f, "not UTF-8 text; nothing read from it".into())),

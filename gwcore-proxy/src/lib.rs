@@ -53,6 +53,7 @@
 //!         controller_name: "example.com/gateway-controller".into(),
 //!         listen,
 //!         echo_backends: true,
+//!         plugins: Default::default(),
 //!     },
 //! )
 //! .await?;
@@ -77,6 +78,7 @@ mod h1;
 pub mod l4;
 pub mod limits;
 pub mod metrics;
+pub mod plugin;
 pub mod provider;
 pub mod proxy;
 pub mod route;

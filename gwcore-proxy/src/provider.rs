@@ -49,6 +49,8 @@ pub struct FileProvider {
     last: Option<Stamp>,
     /// The previous look of [`FileProvider::settled`].
     previous: Option<Stamp>,
+    /// The extension kinds read besides the built-in ones.
+    extensions: gwcore::extension::Extensions,
 }
 
 impl FileProvider {
@@ -58,7 +60,14 @@ impl FileProvider {
             paths,
             last: None,
             previous: None,
+            extensions: Default::default(),
         }
+    }
+
+    /// Reads the objects of the kinds `extensions` register too.
+    pub fn with_extensions(mut self, extensions: gwcore::extension::Extensions) -> FileProvider {
+        self.extensions = extensions;
+        self
     }
 
     /// The inputs' current stamp. A path that cannot be read gets an entry
@@ -108,7 +117,7 @@ impl FileProvider {
 
     /// Reads every manifest.
     pub fn load(&self) -> Loaded {
-        crate::files::read_manifests(&self.paths)
+        crate::files::read_manifests_extended(&self.paths, &self.extensions)
     }
 }
 
@@ -201,6 +210,9 @@ pub struct RuntimeOptions {
     /// Whether to start echo backends for Services without endpoints.
     /// Default is `false`.
     pub echo_backends: bool,
+    /// Extension filter and policy kinds, and the plug-ins that run them
+    /// ([`crate::plugin`]). Default: none.
+    pub plugins: crate::plugin::Plugins,
 }
 
 /// Why the first configuration could not be served.
@@ -243,7 +255,8 @@ impl Runtime {
         opts: RuntimeOptions,
         serve: ServeOptions,
     ) -> Result<Runtime, StartError> {
-        let mut provider = FileProvider::new(paths);
+        let mut provider =
+            FileProvider::new(paths).with_extensions(opts.plugins.extensions().clone());
         provider.changed();
         let loaded = provider.load();
         if loaded.has_errors() {
@@ -513,6 +526,7 @@ fn build_options(opts: &RuntimeOptions) -> BuildOptions {
     BuildOptions {
         controller_name: opts.controller_name.clone(),
         now: now_rfc3339(),
+        plugins: opts.plugins.clone(),
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 
 use gwcore::model::ObjectKey;
 use gwcore::table::{
-    Action, BackendAction, Decision, Family, Forward, RedirectTo, RequestHead, Respond,
+    Action, BackendAction, Decision, Family, Filter, Forward, RedirectTo, RequestHead, Respond,
     RespondReason, parse_duration,
 };
 
@@ -25,6 +25,7 @@ use crate::forward::{
 };
 use crate::limits::Limits;
 use crate::metrics::SeriesKey;
+use crate::plugin::{FilterRequest, FilterResponse, Verdict};
 use crate::proxy::Proxy;
 use crate::server::ConnInfo;
 
@@ -760,7 +761,20 @@ pub async fn answer(
                     } else {
                         head.take_headers()
                     };
-                    f.apply_request(&head, Some(backend), &mut parts);
+                    let extensions = f.has_extension_filters(Some(backend));
+                    if extensions {
+                        if let Err(response) =
+                            run_request_filters(cfg, conn, f, backend, &head, &mut parts).await
+                        {
+                            return Answered {
+                                response,
+                                series,
+                                provenance,
+                            };
+                        }
+                    } else {
+                        f.apply_request(&head, Some(backend), &mut parts);
+                    }
                     let mirrors: Vec<&BackendTarget> = f
                         .mirrors()
                         .iter()
@@ -806,7 +820,11 @@ pub async fn answer(
                     )
                     .await;
                     let (mut rp, b) = resp.into_parts();
-                    f.apply_response(&head, Some(backend), &mut rp);
+                    if extensions {
+                        run_response_filters(cfg, f, backend, &head, &mut rp);
+                    } else {
+                        f.apply_response(&head, Some(backend), &mut rp);
+                    }
                     Response::from_parts(rp, b)
                 }
             }
@@ -816,6 +834,71 @@ pub async fn answer(
         response,
         series,
         provenance,
+    }
+}
+
+/// Applies the filters of a rule and its backend to a request one by one,
+/// in order, running each extension's plug-in in its place
+/// ([`crate::plugin`]). `Err` is the answer to give instead of forwarding:
+/// a plug-in's own, or 500 for an extension filter without a plug-in.
+async fn run_request_filters(
+    cfg: &Config,
+    conn: &ConnInfo,
+    f: &Forward<'_>,
+    backend: &gwcore::table::Backend,
+    head: &RequestHead,
+    parts: &mut http::request::Parts,
+) -> Result<(), Response<Body>> {
+    f.apply_path(head, parts);
+    let matched = f.matched();
+    for filter in f.filters(Some(backend)) {
+        let Filter::Extension(x) = filter else {
+            f.apply_request_filter(filter, parts);
+            continue;
+        };
+        let Some(plugin) = cfg.plugins.filter(x.kind()) else {
+            tracing::warn!(kind = %x.kind(), "no plug-in runs this ExtensionRef filter");
+            return Err(status_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "a filter of this route cannot be applied\n",
+            ));
+        };
+        let request = FilterRequest {
+            object: x.object(),
+            gateway: &conn.gateway,
+            route: matched.route(),
+            rule: matched.rule().index(),
+            client: conn.client.peer,
+            head: parts,
+        };
+        if let Verdict::Respond(r) = plugin.on_request(request).await {
+            return Err(r);
+        }
+    }
+    Ok(())
+}
+
+/// The response half of [`run_request_filters`].
+fn run_response_filters(
+    cfg: &Config,
+    f: &Forward<'_>,
+    backend: &gwcore::table::Backend,
+    head: &RequestHead,
+    parts: &mut http::response::Parts,
+) {
+    for filter in f.filters(Some(backend)) {
+        match filter {
+            Filter::Extension(x) => {
+                if let Some(plugin) = cfg.plugins.filter(x.kind()) {
+                    plugin.on_response(FilterResponse {
+                        object: x.object(),
+                        route: f.matched().route(),
+                        head: parts,
+                    });
+                }
+            }
+            other => f.apply_response_filter(other, head, parts),
+        }
     }
 }
 

@@ -138,6 +138,7 @@ async fn start() -> Fixture {
             controller_name: CONTROLLER.into(),
             listen,
             echo_backends: true,
+            plugins: Default::default(),
         },
     )
     .await

@@ -40,6 +40,7 @@ async fn start(limits: Limits) -> (Runtime, SocketAddr) {
             controller_name: "example.com/gateway-controller".into(),
             listen,
             echo_backends: true,
+            plugins: Default::default(),
         },
         ServeOptions {
             limits,
@@ -504,6 +505,7 @@ async fn forwarded_headers(trusted: &str) -> std::collections::BTreeMap<String, 
             controller_name: "example.com/gateway-controller".into(),
             listen,
             echo_backends: true,
+            plugins: Default::default(),
         },
         ServeOptions {
             limits: roomy(),

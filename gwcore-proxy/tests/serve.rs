@@ -348,6 +348,7 @@ async fn an_embedding_program_feeds_snapshots_on_ephemeral_ports() {
         controller_name: CONTROLLER.into(),
         listen,
         echo_backends: true,
+        plugins: Default::default(),
     };
     let mut rt = Runtime::from_snapshot(snapshot(&reload_manifest(false)), opts)
         .await
@@ -440,6 +441,7 @@ spec:
         controller_name: CONTROLLER.into(),
         listen,
         echo_backends: true,
+        plugins: Default::default(),
     };
     let rt = Runtime::from_snapshot(snapshot(yaml), opts).await.unwrap();
     let a = rt.local_addr_of(&gw("a")).expect("a's port 80");

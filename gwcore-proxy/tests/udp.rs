@@ -79,6 +79,7 @@ fn options() -> RuntimeOptions {
             ..ListenOptions::default()
         },
         echo_backends: false,
+        plugins: Default::default(),
     }
 }
 

@@ -100,6 +100,7 @@ pub fn options_on(ports: &[u16], echo_backends: bool) -> gwcore_proxy::provider:
         controller_name: CONTROLLER.into(),
         listen,
         echo_backends,
+        plugins: Default::default(),
     }
 }
 

@@ -1,0 +1,167 @@
+//! Data-plane plug-ins: what an extension's filter does to traffic.
+//!
+//! gwcore decides which `ExtensionRef` filters exist and whether each
+//! reference resolves ([`gwcore::extension::FilterKind`], pure); this module
+//! runs them on requests. A [`FilterPlugin`] is registered by the same
+//! (group, kind) in [`Plugins`], together with its deciding half:
+//!
+//! ```
+//! use gwcore::extension::{ExtensionKind, FilterKind};
+//! use gwcore_proxy::plugin::{BoxFuture, FilterPlugin, FilterRequest, Plugins, Verdict};
+//!
+//! const KIND: ExtensionKind = ExtensionKind::new("example.com/v1", "Deny");
+//!
+//! /// Answers 403 to every request its routes send through it.
+//! #[derive(Debug)]
+//! struct Deny;
+//!
+//! impl FilterKind for Deny {
+//!     fn kind(&self) -> ExtensionKind { KIND }
+//! }
+//!
+//! impl FilterPlugin for Deny {
+//!     fn kind(&self) -> ExtensionKind { KIND }
+//!     fn on_request<'a>(&'a self, _req: FilterRequest<'a>) -> BoxFuture<'a, Verdict> {
+//!         Box::pin(async { Verdict::Respond(gwcore_proxy::route::status_response(
+//!             http::StatusCode::FORBIDDEN, "denied\n")) })
+//!     }
+//! }
+//!
+//! let plugins = Plugins::new().with_filter(Deny, Deny);
+//! assert!(plugins.extensions().kind("example.com", "Deny").is_some());
+//! ```
+//!
+//! On a matched rule the proxy applies the rule's filters, then the chosen
+//! backend's, in order: built-in ones as the table says, each extension's
+//! by calling its plug-in's [`FilterPlugin::on_request`], which may change
+//! the request head (headers, path) or answer itself ([`Verdict::Respond`],
+//! e.g. 401: the backend is then not contacted). On the backend's
+//! response, [`FilterPlugin::on_response`] runs for each in the same order.
+//! A filter kind with no plug-in answers 500, as the spec requires of a
+//! filter that cannot be applied.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use gwcore::extension::{ExtensionKind, ExtensionObject, Extensions, FilterKind, PolicyKind};
+use gwcore::model::ObjectKey;
+use http::Response;
+
+use crate::body::Body;
+
+/// A boxed future, as plug-in methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a filter decided for a request.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Go on: the next filter, then the backend.
+    Continue,
+    /// Answer the client with this response; no later filter runs and
+    /// the backend is not contacted.
+    Respond(Response<Body>),
+}
+
+/// One request as a filter plug-in sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct FilterRequest<'a> {
+    /// The object the `ExtensionRef` names: its spec is the filter's
+    /// settings.
+    pub object: &'a Arc<ExtensionObject>,
+    /// The Gateway the request came to.
+    pub gateway: &'a ObjectKey,
+    /// The matched route.
+    pub route: &'a ObjectKey,
+    /// The matched rule's index in `spec.rules`.
+    pub rule: usize,
+    /// The client's address (from a trusted proxy's headers' point of
+    /// view: the connection's peer).
+    pub client: SocketAddr,
+    /// The request head as it will be sent on; change it at will.
+    pub head: &'a mut http::request::Parts,
+}
+
+/// One response as a filter plug-in sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct FilterResponse<'a> {
+    /// The object the `ExtensionRef` names.
+    pub object: &'a Arc<ExtensionObject>,
+    /// The matched route.
+    pub route: &'a ObjectKey,
+    /// The response head as it goes to the client; change it at will.
+    pub head: &'a mut http::response::Parts,
+}
+
+/// What an `ExtensionRef` filter kind does to traffic.
+pub trait FilterPlugin: Send + Sync + 'static {
+    /// The kind it implements (the one its [`FilterKind`] declares).
+    fn kind(&self) -> ExtensionKind;
+
+    /// Runs on a request the filter applies to, before the backend.
+    fn on_request<'a>(&'a self, request: FilterRequest<'a>) -> BoxFuture<'a, Verdict>;
+
+    /// Runs on the backend's response (not on the filter's own answers).
+    /// Default: nothing.
+    fn on_response(&self, response: FilterResponse<'_>) {
+        let _ = response;
+    }
+}
+
+/// The plug-ins a proxy runs, with the extensions the engine resolves for
+/// them. A value, cloned cheaply; set it in
+/// [`crate::provider::RuntimeOptions::plugins`].
+#[derive(Clone, Default)]
+pub struct Plugins {
+    extensions: Extensions,
+    filters: BTreeMap<ExtensionKind, Arc<dyn FilterPlugin>>,
+}
+
+impl Plugins {
+    /// No plug-ins.
+    pub fn new() -> Plugins {
+        Plugins::default()
+    }
+
+    /// Adds a filter kind: `decide` is what gwcore's engine resolves
+    /// references with, `act` what the proxy runs.
+    pub fn with_filter(mut self, decide: impl FilterKind, act: impl FilterPlugin) -> Plugins {
+        self.filters.insert(act.kind(), Arc::new(act));
+        self.extensions = self.extensions.with_filter(decide);
+        self
+    }
+
+    /// Adds a policy kind: the engine resolves its targets and hands its
+    /// parsed value to each rule and backend it applies to
+    /// ([`gwcore::table::Forward::policies`]), where a filter plug-in or the
+    /// embedding program reads it.
+    pub fn with_policy(mut self, policy: impl PolicyKind) -> Plugins {
+        self.extensions = self.extensions.with_policy(policy);
+        self
+    }
+
+    /// The extensions the engine and the loader run with.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// The plug-in of a filter kind.
+    pub fn filter(&self, kind: ExtensionKind) -> Option<&dyn FilterPlugin> {
+        self.filters.get(&kind).map(|f| &**f)
+    }
+}
+
+impl fmt::Debug for Plugins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugins")
+            .field("extensions", &self.extensions)
+            .field("filters", &self.filters.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}

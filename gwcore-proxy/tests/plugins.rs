@@ -1,0 +1,117 @@
+//! Extension filter plug-ins over the wire: the `header_auth` example's
+//! HeaderAuth filter (401 without the header, headers changed both ways),
+//! and the 500 of a filter kind no plug-in runs.
+
+mod common;
+
+#[allow(dead_code, unreachable_pub, missing_docs)]
+#[path = "../examples/header_auth.rs"]
+mod example;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gwcore::extension::{ExtensionKind, FilterKind};
+use gwcore_proxy::plugin::{BoxFuture, FilterPlugin, FilterRequest, Plugins, Verdict};
+use gwcore_proxy::provider::{Runtime, RuntimeOptions};
+use gwcore_proxy::server::ListenOptions;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+async fn get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, http::HeaderMap, String) {
+    let mut req = Request::get(format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.header("x-token", t);
+    }
+    let resp = common::client()
+        .request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .expect("request");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).to_lowercase(),
+    )
+}
+
+#[tokio::test]
+async fn header_auth_answers_401_without_the_header_and_forwards_with_it() {
+    let rt = example::start().await.expect("start");
+    let addr = rt.local_addr(80).expect("port 80");
+
+    // The rule without the filter is open.
+    let (status, headers, _) = get(addr, "/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.get("x-header-auth").is_none());
+
+    for token in [None, Some("wrong")] {
+        let (status, headers, body) = get(addr, "/admin", token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "token {token:?}");
+        assert_eq!(headers["www-authenticate"], "Header");
+        assert!(
+            !body.contains("\"service\""),
+            "the backend answered: {body}"
+        );
+    }
+    // HTTP/2 clients get the same answer.
+    let (status, _) = common::h2c_get(addr, "a.example", "/admin/x").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, headers, body) = get(addr, "/admin/users", Some("s3cret")).await;
+    assert_eq!(status, StatusCode::OK);
+    // The plug-in changed the request (credential removed, identity
+    // added) and the response.
+    assert!(
+        body.contains("\"x-authenticated-by\":[\"admin-token\"]"),
+        "{body}"
+    );
+    assert!(!body.contains("x-token"), "{body}");
+    assert_eq!(headers["x-header-auth"], "passed");
+    rt.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A plug-in of another kind than the route's filter.
+#[derive(Debug)]
+struct Other;
+
+impl FilterPlugin for Other {
+    fn kind(&self) -> ExtensionKind {
+        ExtensionKind::new("example.com/v1", "Other")
+    }
+    fn on_request<'a>(&'a self, _: FilterRequest<'a>) -> BoxFuture<'a, Verdict> {
+        Box::pin(async { Verdict::Continue })
+    }
+}
+
+#[tokio::test]
+async fn a_resolved_filter_without_a_plug_in_answers_500() {
+    // The engine resolves HeaderAuth (its deciding half is registered),
+    // but no plug-in runs it: the filter must not be skipped.
+    let decide_only = Plugins::new().with_filter(example::HeaderAuth, Other);
+    assert_eq!(FilterKind::kind(&example::HeaderAuth), example::HEADER_AUTH);
+    let opts = RuntimeOptions {
+        controller_name: "example.com/demo".into(),
+        listen: ListenOptions {
+            default_ip: "127.0.0.1".parse().unwrap(),
+            ephemeral: true,
+            ..ListenOptions::default()
+        },
+        echo_backends: true,
+        plugins: decide_only.clone(),
+    };
+    let rt = Runtime::from_snapshot(example::snapshot(&decide_only), opts)
+        .await
+        .expect("start");
+    let addr = rt.local_addr(80).expect("port 80");
+    let (status, _, _) = get(addr, "/admin", Some("s3cret")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let (status, _, _) = get(addr, "/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    rt.shutdown(Duration::from_secs(1)).await;
+}
