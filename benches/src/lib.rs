@@ -141,6 +141,7 @@ pub fn routing(n: usize) -> GatewayRouting {
     GatewayRouting {
         gateway: ObjectKey::new(Kind::Gateway, "infra", "gw"),
         backend_client_certificate: None,
+        policies: Default::default(),
         listeners: vec![ListenerRouting {
             name: "http".into(),
             source: ObjectKey::new(Kind::Gateway, "infra", "gw"),

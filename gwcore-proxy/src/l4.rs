@@ -409,6 +409,7 @@ mod tests {
         GatewayRouting {
             gateway: ObjectKey::new(Kind::Gateway, "default", "gw"),
             backend_client_certificate: None,
+            policies: Default::default(),
             listeners: vec![
                 listener(
                     "www",
@@ -526,6 +527,7 @@ mod tests {
         let r = GatewayRouting {
             gateway: ObjectKey::new(Kind::Gateway, "default", "gw"),
             backend_client_certificate: None,
+            policies: Default::default(),
             listeners: vec![listener(
                 "pass",
                 443,

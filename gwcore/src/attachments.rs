@@ -6,13 +6,14 @@
 //! This is the contract between [`crate::engine`] and [`crate::table`]: the
 //! table never looks at the snapshot, and the engine never ranks matches.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::status::Reason;
 
-use crate::extension::ExtensionObject;
+use crate::extension::{ExtensionKind, ExtensionObject, PolicyValue};
 use crate::model::{
     GrpcRouteMatch, HttpRouteFilter, HttpRouteMatch, HttpRouteRetry, HttpRouteTimeouts, ObjectKey,
 };
@@ -31,6 +32,59 @@ pub struct GatewayRouting {
     /// certificate it presents to backends reached over TLS. `None` when
     /// unset or unresolvable (the Gateway's ResolvedRefs says why).
     pub backend_client_certificate: Option<ObjectKey>,
+    /// The extension policies that apply on this Gateway, by what they
+    /// target ([`crate::extension::PolicyKind`]); conflicts settled, only
+    /// the winners. The table hands them to each listener, rule and
+    /// backend.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
+}
+
+/// What a policy applies to, on one Gateway (GEP-713 direct attachment,
+/// `sectionName` resolved).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[non_exhaustive]
+pub enum PolicyTarget {
+    /// The whole Gateway.
+    Gateway,
+    /// One listener of it, by name.
+    Listener(String),
+    /// A route attached to it.
+    Route(ObjectKey),
+    /// One named rule of such a route.
+    Rule(ObjectKey, String),
+    /// A Service its routes send to.
+    Service(ObjectKey),
+    /// One port of such a Service (by number; the policy named it).
+    ServicePort(ObjectKey, u16),
+}
+
+/// A policy that applies, with its parsed value.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppliedPolicy {
+    /// The policy object.
+    pub policy: ObjectKey,
+    /// Its parsed value ([`crate::extension::PolicyKind::parse`]).
+    #[serde(skip)]
+    pub value: PolicyValue,
+    /// The object it was parsed from (the value is a function of it, so
+    /// two applied policies are equal when their objects are).
+    #[serde(skip)]
+    pub object: Arc<ExtensionObject>,
+}
+
+impl AppliedPolicy {
+    /// The policy's kind.
+    pub fn kind(&self) -> ExtensionKind {
+        self.object.kind
+    }
+}
+
+impl PartialEq for AppliedPolicy {
+    fn eq(&self, other: &Self) -> bool {
+        self.policy == other.policy
+            && (Arc::ptr_eq(&self.object, &other.object) || self.object == other.object)
+    }
 }
 
 /// The protocol of a listener.

@@ -250,3 +250,236 @@ fn the_incremental_engine_follows_the_referenced_object() {
     engine.delete(&key);
     assert_eq!(engine.computed(), compute(&without, &opts));
 }
+
+// ---------------------------------------------------------------- policies
+
+use gwcore::extension::{PolicyKind, PolicyValue};
+
+const BUDGET: ExtensionKind = ExtensionKind::new("example.com/v1", "RequestBudget");
+
+/// `spec.requestsPerSecond`, a positive number.
+#[derive(Debug)]
+struct Budget;
+
+#[derive(Debug, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BudgetSpec {
+    requests_per_second: u32,
+}
+
+impl PolicyKind for Budget {
+    fn kind(&self) -> ExtensionKind {
+        BUDGET
+    }
+    fn parse(&self, object: &ExtensionObject) -> Result<PolicyValue, String> {
+        let spec: BudgetSpec = object.spec_as()?;
+        if spec.requests_per_second == 0 {
+            return Err("spec.requestsPerSecond must be positive".into());
+        }
+        Ok(PolicyValue::new(spec.requests_per_second))
+    }
+}
+
+const POLICY_BASE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: c}
+spec: {controllerName: example.com/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: c
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc, namespace: app}
+spec: {ports: [{name: web, port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: app}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - name: search
+    matches: [{path: {type: PathPrefix, value: /search}}]
+    backendRefs: [{name: svc, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: svc, port: 80}]
+"#;
+
+fn budget(name: &str, created: &str, target: &str, rps: u32) -> String {
+    format!(
+        "---\napiVersion: example.com/v1\nkind: RequestBudget\nmetadata: {{name: {name}, namespace: app, creationTimestamp: \"{created}\"}}\nspec:\n  targetRefs: [{target}]\n  requestsPerSecond: {rps}\n"
+    )
+}
+
+const ON_GATEWAY: &str = "{group: gateway.networking.k8s.io, kind: Gateway, name: gw}";
+const ON_RULE: &str =
+    "{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r, sectionName: search}";
+const ON_PORT: &str = "{group: \"\", kind: Service, name: svc, sectionName: web}";
+
+fn policy_extensions() -> Extensions {
+    Extensions::new().with_policy(Budget)
+}
+
+/// The budget that applies to `path` (most specific first), and the
+/// backend's own.
+fn budgets(out: &Computed, path: &str) -> (Option<u32>, Vec<u32>) {
+    let t = table(out);
+    let d = t.find(&RequestHead::new(80, "a.example", "GET", path));
+    let Action::Forward(f) = &d.action else {
+        panic!("forwarded: {:?}", d.action)
+    };
+    let backend = f.pick(0);
+    let best = f
+        .policy(BUDGET, Some(backend))
+        .and_then(|p| p.value.get::<u32>().copied());
+    let on_backend = backend
+        .policies()
+        .iter()
+        .filter_map(|p| p.value.get::<u32>().copied())
+        .collect();
+    (best, on_backend)
+}
+
+fn ancestor(out: &Computed, name: &str) -> (String, String, String) {
+    match out
+        .statuses
+        .get(&ObjectKey::new(Kind::Extension(BUDGET), "app", name))
+    {
+        Some(ObjectStatus::Policy(p)) => {
+            assert_eq!(p.ancestors.len(), 1, "{p:?}");
+            let a = &p.ancestors[0];
+            assert_eq!(a.ancestor_ref.name, "gw");
+            assert_eq!(a.controller_name, CTRL);
+            let c = &a.conditions[0];
+            assert_eq!(c.type_, "Accepted");
+            (c.status.clone(), c.reason.clone(), c.message.clone())
+        }
+        other => panic!("no policy status for {name}: {other:?}"),
+    }
+}
+
+#[test]
+fn policies_apply_from_the_gateway_down_to_a_rule_and_a_port() {
+    let yaml = format!(
+        "{POLICY_BASE}{}{}",
+        budget("everywhere", "2026-01-01T00:00:00Z", ON_GATEWAY, 100),
+        budget("search", "2026-01-01T00:00:00Z", ON_RULE, 5),
+    );
+    let out = run(&yaml, policy_extensions());
+    assert_eq!(ancestor(&out, "everywhere").0, "True");
+    assert_eq!(ancestor(&out, "search").0, "True");
+    // The rule's own policy is more specific than the Gateway's.
+    assert_eq!(budgets(&out, "/search?q=x"), (Some(5), vec![]));
+    assert_eq!(budgets(&out, "/other"), (Some(100), vec![]));
+
+    // One on the Service port is more specific still, for its backend.
+    let out = run(
+        &format!(
+            "{yaml}{}",
+            budget("port", "2026-01-01T00:00:00Z", ON_PORT, 7)
+        ),
+        policy_extensions(),
+    );
+    assert_eq!(budgets(&out, "/search"), (Some(7), vec![7]));
+    assert_eq!(ancestor(&out, "port").0, "True");
+}
+
+#[test]
+fn the_older_policy_wins_a_target_and_the_other_is_conflicted() {
+    let yaml = format!(
+        "{POLICY_BASE}{}{}",
+        budget("newer", "2026-02-01T00:00:00Z", ON_GATEWAY, 2),
+        budget("older", "2026-01-01T00:00:00Z", ON_GATEWAY, 1),
+    );
+    let out = run(&yaml, policy_extensions());
+    assert_eq!(budgets(&out, "/"), (Some(1), vec![]));
+    assert_eq!(ancestor(&out, "older").0, "True");
+    let (status, reason, message) = ancestor(&out, "newer");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Conflicted"));
+    assert!(message.contains("app/older"), "{message}");
+}
+
+#[test]
+fn missing_sections_and_refused_specs_are_said_in_status() {
+    let yaml = format!(
+        "{POLICY_BASE}{}{}",
+        budget(
+            "nowhere",
+            "2026-01-01T00:00:00Z",
+            "{group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: https}",
+            3
+        ),
+        budget("zero", "2026-01-01T00:00:00Z", ON_GATEWAY, 0),
+    );
+    let out = run(&yaml, policy_extensions());
+    let (status, reason, message) = ancestor(&out, "nowhere");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "TargetNotFound")
+    );
+    assert!(message.contains("https"), "{message}");
+    let (status, reason, message) = ancestor(&out, "zero");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Invalid"));
+    assert!(message.contains("must be positive"), "{message}");
+    // Neither applies anywhere.
+    assert_eq!(budgets(&out, "/"), (None, vec![]));
+    // A policy on a Gateway that is not ours gets no status from us.
+    let elsewhere = budget(
+        "elsewhere",
+        "2026-01-01T00:00:00Z",
+        "{group: gateway.networking.k8s.io, kind: Gateway, name: other-gw}",
+        3,
+    );
+    let out = run(&format!("{POLICY_BASE}{elsewhere}"), policy_extensions());
+    assert!(!out.statuses.contains_key(&ObjectKey::new(
+        Kind::Extension(BUDGET),
+        "app",
+        "elsewhere"
+    )));
+}
+
+#[test]
+fn the_incremental_engine_follows_policies() {
+    let ext = policy_extensions();
+    let opts = ComputeOptions::new(CTRL, NOW).with_extensions(ext.clone());
+    let base = load(POLICY_BASE, &ext);
+    let policies = load(
+        &format!(
+            "{}{}{}",
+            budget("newer", "2026-02-01T00:00:00Z", ON_GATEWAY, 2),
+            budget("older", "2026-01-01T00:00:00Z", ON_GATEWAY, 1),
+            budget("search", "2026-01-01T00:00:00Z", ON_RULE, 5),
+        ),
+        &ext,
+    );
+    let mut engine = Engine::from_snapshot(base.clone(), opts.clone());
+    let mut now = base.clone();
+    for p in policies.iter() {
+        let delta = engine.apply(p.clone());
+        now.insert(p.clone());
+        assert!(!delta.statuses.is_empty(), "a policy status was written");
+        assert_eq!(engine.computed(), compute(&now, &opts));
+    }
+    // The route loses its named rule: the rule's policy finds no target.
+    let route_key = ObjectKey::new(Kind::HTTPRoute, "app", "r");
+    let mut route = now.get(&route_key).unwrap().clone();
+    if let Object::HttpRoute(r) = &mut route {
+        r.spec.rules[0].name = None;
+    }
+    engine.apply(route.clone());
+    now.insert(route);
+    assert_eq!(engine.computed(), compute(&now, &opts));
+    // The winner goes: the other takes the Gateway.
+    let older = ObjectKey::new(Kind::Extension(BUDGET), "app", "older");
+    engine.delete(&older);
+    now.remove(&older);
+    let full = compute(&now, &opts);
+    assert_eq!(engine.computed(), full);
+    assert_eq!(budgets(&full, "/"), (Some(2), vec![]));
+}

@@ -147,9 +147,11 @@ fn same_routing(a: &GatewayRouting, b: &GatewayRouting) -> bool {
         gateway,
         listeners,
         backend_client_certificate,
+        policies,
     } = a;
     gateway == &b.gateway
         && backend_client_certificate == &b.backend_client_certificate
+        && policies == &b.policies
         && listeners.len() == b.listeners.len()
         && listeners.iter().zip(&b.listeners).all(|(x, y)| {
             let ListenerRouting {
@@ -392,7 +394,7 @@ impl Engine {
                     }
                 }
                 Kind::GatewayClass => dirty.classes = true,
-                Kind::BackendTLSPolicy => dirty.policies = true,
+                Kind::BackendTLSPolicy | Kind::Extension(_) => dirty.policies = true,
                 k if k.is_route() => {
                     dirty.routes.insert(key);
                 }
@@ -504,9 +506,14 @@ impl Engine {
                 }
             }
             Kind::EndpointSlice => {}
-            Kind::Extension(_) => {
+            Kind::Extension(k) => {
                 // The object of ExtensionRef filters: the routes naming it.
                 dirty.routes.extend(indexed(self.by_service.get(key)));
+                if self.opts.extensions.policy(k).is_some() {
+                    // A policy: what applies where, on every Gateway.
+                    dirty.policies = true;
+                    dirty.restamp.extend(self.gws.keys().cloned());
+                }
             }
             k if k.is_route() => {
                 dirty.routes.insert(key.clone());
@@ -619,7 +626,9 @@ impl Engine {
             let (statuses, routing) = match self.gws.get(gk) {
                 Some(gw) => {
                     let ctx = self.ctx();
-                    (ctx.gateway_statuses(gk, gw), Some(gateway_routing(gk, gw)))
+                    let mut routing = gateway_routing(gk, gw);
+                    routing.policies = ctx.gateway_policies(gk, gw).0;
+                    (ctx.gateway_statuses(gk, gw), Some(routing))
                 }
                 None => (Vec::new(), None),
             };
@@ -681,6 +690,34 @@ impl Engine {
             };
             let old_keys = status_keys(&self.statuses, Kind::BackendTLSPolicy)
                 .cloned()
+                .collect();
+            replace_statuses(
+                &mut self.statuses,
+                (!quiet).then_some(&mut delta),
+                old_keys,
+                new,
+            );
+        }
+
+        // 6. Extension policies, which depend on what routes where too.
+        let kinds: Vec<Kind> = self
+            .opts
+            .extensions
+            .policies()
+            .map(|p| Kind::Extension(p.kind()))
+            .collect();
+        let has_extension_policies = kinds.iter().any(|k| {
+            self.snap.of_kind(*k).next().is_some()
+                || status_keys(&self.statuses, *k).next().is_some()
+        });
+        if has_extension_policies && (dirty.policies || routing_changed) {
+            let new = {
+                let ctx = self.ctx();
+                ctx.extension_policy_statuses(&self.gws)
+            };
+            let old_keys = kinds
+                .iter()
+                .flat_map(|k| status_keys(&self.statuses, *k).cloned().collect::<Vec<_>>())
                 .collect();
             replace_statuses(
                 &mut self.statuses,

@@ -48,6 +48,7 @@ use crate::selector;
 use crate::snapshot::Snapshot;
 
 mod incremental;
+mod policy;
 use crate::status::{
     Condition, ConditionType as T, GatewayClassStatus, GatewayStatus, GatewayStatusAddress,
     ListenerSetStatus, ListenerStatus, ObjectStatus, PolicyAncestorStatus, PolicyStatus, Reason,
@@ -1890,6 +1891,7 @@ fn gateway_routing(key: &ObjectKey, gw: &Gw) -> GatewayRouting {
         gateway: key.clone(),
         listeners,
         backend_client_certificate: gw.backend_client_certificate.clone(),
+        policies: BTreeMap::new(),
     }
 }
 

@@ -85,8 +85,8 @@ use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use crate::attachments::{
-    BackendError, BackendTarget, GatewayRouting, ListenerProtocol, ListenerRouting, Mirror,
-    RouteRules, TlsMode,
+    AppliedPolicy, BackendError, BackendTarget, GatewayRouting, ListenerProtocol, ListenerRouting,
+    Mirror, PolicyTarget, RouteRules, TlsMode,
 };
 use crate::model::{HttpRouteRetry, HttpRouteTimeouts, ObjectKey};
 
@@ -179,9 +179,17 @@ pub struct Backend {
     filters: Box<[Filter]>,
     /// Whether a filter is an extension's.
     extensions: bool,
+    /// Policies on its Service, then on its port.
+    policies: Box<[AppliedPolicy]>,
 }
 
 impl Backend {
+    /// The extension policies on the backend's Service, then on its port
+    /// (least specific first).
+    pub fn policies(&self) -> &[AppliedPolicy] {
+        &self.policies
+    }
+
     /// Weight (0: never chosen).
     pub fn weight(&self) -> u32 {
         self.weight
@@ -219,6 +227,71 @@ pub struct Rule {
     no_forward: Option<RespondReason>,
     /// Whether a filter is an extension's ([`Filter::Extension`]).
     extensions: bool,
+    /// Extension policies on the Gateway, the listener, the route and the
+    /// rule, least specific first.
+    policies: Box<[AppliedPolicy]>,
+}
+
+/// The extension policies of one rule being compiled.
+struct Policies<'a> {
+    index: &'a BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
+    rule: Box<[AppliedPolicy]>,
+}
+
+impl<'a> Policies<'a> {
+    /// Those on the Gateway, `listener`, `route` and its rule `rule`,
+    /// least specific first.
+    fn new(
+        index: &'a BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
+        listener: &str,
+        route: &ObjectKey,
+        rule: Option<&str>,
+    ) -> Policies<'a> {
+        if index.is_empty() {
+            return Policies {
+                index,
+                rule: Box::default(),
+            };
+        }
+        let mut targets = vec![
+            PolicyTarget::Gateway,
+            PolicyTarget::Listener(listener.to_owned()),
+            PolicyTarget::Route(route.clone()),
+        ];
+        if let Some(r) = rule {
+            targets.push(PolicyTarget::Rule(route.clone(), r.to_owned()));
+        }
+        Policies {
+            index,
+            rule: gather(index, targets),
+        }
+    }
+
+    /// Those on a backend's Service, then its port.
+    fn backend(&self, target: &Result<BackendTarget, BackendError>) -> Box<[AppliedPolicy]> {
+        match target {
+            Ok(t) if !self.index.is_empty() => gather(
+                self.index,
+                [
+                    PolicyTarget::Service(t.service.clone()),
+                    PolicyTarget::ServicePort(t.service.clone(), t.port),
+                ],
+            ),
+            _ => Box::default(),
+        }
+    }
+}
+
+fn gather(
+    index: &BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
+    targets: impl IntoIterator<Item = PolicyTarget>,
+) -> Box<[AppliedPolicy]> {
+    targets
+        .into_iter()
+        .filter_map(|t| index.get(&t))
+        .flatten()
+        .cloned()
+        .collect()
 }
 
 impl Rule {
@@ -329,7 +402,11 @@ fn u8_count(n: usize) -> u8 {
 }
 
 impl ListenerTable {
-    fn compile(l: &ListenerRouting, problems: &mut BTreeSet<Problem>) -> ListenerTable {
+    fn compile(
+        l: &ListenerRouting,
+        policies: &BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
+        problems: &mut BTreeSet<Problem>,
+    ) -> ListenerTable {
         let mut lt = ListenerTable {
             info: ListenerInfo {
                 name: l.name.clone(),
@@ -381,6 +458,7 @@ impl ListenerTable {
                             &rule.mirrors,
                             Timeouts::parse(rule.timeouts.as_ref()),
                             rule.retry.clone(),
+                            Policies::new(policies, &l.name, &route.key, rule.name.as_deref()),
                             &mut msgs,
                         ));
                         for (mi, m) in rule.matches.iter().enumerate() {
@@ -464,6 +542,7 @@ impl ListenerTable {
                             &rule.mirrors,
                             Timeouts::default(),
                             None,
+                            Policies::new(policies, &l.name, &route.key, rule.name.as_deref()),
                             &mut msgs,
                         ));
                         let matches: Vec<Option<&crate::model::GrpcRouteMatch>> =
@@ -646,6 +725,7 @@ fn compile_rule(
     mirrors: &[Mirror],
     timeouts: Timeouts,
     retry: Option<HttpRouteRetry>,
+    policies: Policies<'_>,
     msgs: &mut Vec<String>,
 ) -> Rule {
     let mut compile_filters = |fs: &[crate::model::HttpRouteFilter],
@@ -668,6 +748,7 @@ fn compile_rule(
             let filters = compile_filters(&b.filters, &b.extension_refs);
             Backend {
                 weight: b.weight,
+                policies: policies.backend(&b.target),
                 target: b.target.clone(),
                 extensions: filters.iter().any(|f| matches!(f, Filter::Extension(_))),
                 filters,
@@ -696,6 +777,7 @@ fn compile_rule(
         }),
         no_forward,
         extensions,
+        policies: policies.rule,
         filters,
         total_weight,
         backends,
@@ -977,6 +1059,31 @@ impl<'t> Forward<'t> {
             .any(|f| matches!(f, Filter::Cors(_)))
     }
 
+    /// The extension policies that apply to the matched rule: on the
+    /// Gateway, the listener, the route, then the rule (least specific
+    /// first). Those on the chosen backend are [`Backend::policies`].
+    pub fn policies(&self) -> &'t [AppliedPolicy] {
+        &self.matched.rule.policies
+    }
+
+    /// The most specific policy of `kind` for a request to `backend`: the
+    /// backend's port, its Service, the rule, the route, the listener,
+    /// then the Gateway.
+    pub fn policy(
+        &self,
+        kind: crate::extension::ExtensionKind,
+        backend: Option<&'t Backend>,
+    ) -> Option<&'t AppliedPolicy> {
+        let on_backend = backend.map(|b| &b.policies[..]).unwrap_or(&[]);
+        self.matched
+            .rule
+            .policies
+            .iter()
+            .chain(on_backend)
+            .rev()
+            .find(|p| p.kind() == kind)
+    }
+
     /// Whether the rule or `backend` has an extension's filter
     /// ([`Filter::Extension`]): a data plane then applies the filters one
     /// by one, in order ([`Forward::filters`],
@@ -1095,7 +1202,8 @@ impl Table {
             // The first listener with a hostname keeps it (the engine marks
             // later duplicates Conflicted).
             pt.select.insert_if_absent(l.hostname.as_deref(), idx);
-            pt.listeners.push(ListenerTable::compile(l, &mut problems));
+            pt.listeners
+                .push(ListenerTable::compile(l, &routing.policies, &mut problems));
         }
         ports.sort_by_key(|p| p.port);
         Table {

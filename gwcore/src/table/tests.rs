@@ -82,6 +82,7 @@ fn table(listeners: Vec<ListenerRouting>) -> Table {
         gateway: ObjectKey::new(Kind::Gateway, "ns", "gw"),
         listeners,
         backend_client_certificate: None,
+        policies: Default::default(),
     })
 }
 

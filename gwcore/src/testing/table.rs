@@ -541,6 +541,7 @@ pub fn routing() -> impl Strategy<Value = GatewayRouting> {
     .prop_map(|ls| GatewayRouting {
         gateway: ObjectKey::new(Kind::Gateway, "infra", "gw"),
         backend_client_certificate: None,
+        policies: Default::default(),
         listeners: ls
             .into_iter()
             .enumerate()
