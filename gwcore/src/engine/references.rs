@@ -1,0 +1,475 @@
+//! A route's references: backendRefs, mirrors, ExtensionRef filters,
+//! ReferenceGrants, the BackendTLSPolicy of a backend, and the checks of
+//! rule regular expressions.
+
+use super::*;
+
+impl Ctx<'_> {
+    /// Resolves every backendRef of a route; returns its rules and the first
+    /// failing reference.
+    pub(super) fn resolve_rules(
+        &self,
+        o: &Object,
+    ) -> (RouteRules, Result<(), Fail>, Vec<(usize, String)>) {
+        let mut invalid: Vec<(usize, String)> = Vec::new();
+        let meta = o.meta();
+        let kind = o.kind();
+        let mut first: Result<(), Fail> = Ok(());
+        let mut note = |r: &ResolvedBackend| {
+            if let (Ok(()), Err(e)) = (&first, &r.target) {
+                first = Err((e.reason, e.message.clone()));
+            }
+        };
+        let backends =
+            |refs: &[BackendRef], note: &mut dyn FnMut(&ResolvedBackend)| -> Vec<ResolvedBackend> {
+                refs.iter()
+                    .map(|b| {
+                        let r = self.backend(b, kind, meta.ns());
+                        note(&r);
+                        r
+                    })
+                    .collect()
+            };
+        let rules = match o {
+            Object::HttpRoute(r) => {
+                let mut out = Vec::new();
+                for (i, rule) in r.spec.rules.iter().enumerate() {
+                    let mirrors = self.mirrors(&rule.filters, kind, meta.ns(), &mut note);
+                    let extension_refs = self.extension_refs(&rule.filters, meta.ns(), &mut note);
+                    let mut bs = backends(&rule.backend_refs, &mut note);
+                    for b in &mut bs {
+                        b.extension_refs = self.extension_refs(&b.filters, meta.ns(), &mut note);
+                    }
+                    if let Err(m) = http_rule_regexes(rule) {
+                        invalid.push((i, m));
+                        continue;
+                    }
+                    out.push(HttpRule {
+                        index: i,
+                        name: rule.name.clone(),
+                        matches: rule.matches.clone(),
+                        filters: rule.filters.clone(),
+                        extension_refs,
+                        mirrors,
+                        backends: bs,
+                        timeouts: rule.timeouts.clone(),
+                        retry: rule.retry.clone(),
+                    });
+                }
+                RouteRules::Http(Arc::new(out))
+            }
+            Object::GrpcRoute(r) => {
+                let mut out = Vec::new();
+                for (i, rule) in r.spec.rules.iter().enumerate() {
+                    let mirrors = self.mirrors(&rule.filters, kind, meta.ns(), &mut note);
+                    let extension_refs = self.extension_refs(&rule.filters, meta.ns(), &mut note);
+                    let mut bs = backends(&rule.backend_refs, &mut note);
+                    for b in &mut bs {
+                        b.extension_refs = self.extension_refs(&b.filters, meta.ns(), &mut note);
+                    }
+                    if let Err(m) = grpc_rule_regexes(rule) {
+                        invalid.push((i, m));
+                        continue;
+                    }
+                    out.push(GrpcRule {
+                        index: i,
+                        name: rule.name.clone(),
+                        matches: rule.matches.clone(),
+                        filters: rule.filters.clone(),
+                        extension_refs,
+                        mirrors,
+                        backends: bs,
+                    });
+                }
+                RouteRules::Grpc(Arc::new(out))
+            }
+            Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => {
+                let out = r
+                    .spec
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, rule)| L4Rule {
+                        index: i,
+                        name: rule.name.clone(),
+                        backends: backends(&rule.backend_refs, &mut note),
+                    })
+                    .collect();
+                RouteRules::L4(Arc::new(out))
+            }
+            _ => RouteRules::L4(Arc::new(Vec::new())),
+        };
+        (rules, first, invalid)
+    }
+
+    /// Resolves the `ExtensionRef` filters of one list: the objects they
+    /// name, in filter order, each of a registered kind, present in the
+    /// route's namespace and passing its kind's check. Each that fails is
+    /// noted (and its requests get 500 from the table): spec
+    /// (RouteConditionReason): `InvalidKind` for "an unknown or
+    /// unsupported Group and/or Kind", `BackendNotFound` for "a resource
+    /// that does not exist"; an object its extension refuses is
+    /// `InvalidParameters`.
+    pub(super) fn extension_refs(
+        &self,
+        filters: &[HttpRouteFilter],
+        ns: &str,
+        note: &mut dyn FnMut(&ResolvedBackend),
+    ) -> Vec<Arc<ExtensionObject>> {
+        let mut out = Vec::new();
+        for f in filters {
+            let Some(x) = &f.extension_ref else { continue };
+            let fail = |reason: Reason, message: String| ResolvedBackend {
+                weight: 0,
+                target: Err(BackendError { reason, message }),
+                filters: vec![],
+                extension_refs: vec![],
+            };
+            let Some(filter) = self.opts.extensions.filter(&x.group, &x.kind) else {
+                note(&fail(
+                    Reason::InvalidKind,
+                    format!(
+                        "ExtensionRef filter {}/{} {}: no extension of this controller implements that kind; matching requests get 500",
+                        x.group, x.kind, x.name
+                    ),
+                ));
+                continue;
+            };
+            let key = ObjectKey::new(Kind::Extension(filter.kind()), ns, x.name.clone());
+            let Some(Object::Extension(obj)) = self.snap.get(&key) else {
+                note(&fail(
+                    Reason::BackendNotFound,
+                    format!(
+                        "ExtensionRef filter {}/{} {ns}/{} does not exist; matching requests get 500",
+                        x.group, x.kind, x.name
+                    ),
+                ));
+                continue;
+            };
+            if let Err(m) = filter.check(obj) {
+                note(&fail(
+                    Reason::InvalidParameters,
+                    format!(
+                        "ExtensionRef filter {}/{} {ns}/{}: {m}; matching requests get 500",
+                        x.group, x.kind, x.name
+                    ),
+                ));
+                continue;
+            }
+            out.push(Arc::new(obj.clone()));
+        }
+        out
+    }
+
+    pub(super) fn mirrors(
+        &self,
+        filters: &[HttpRouteFilter],
+        kind: Kind,
+        ns: &str,
+        note: &mut dyn FnMut(&ResolvedBackend),
+    ) -> Vec<Mirror> {
+        let mut out = Vec::new();
+        for f in filters {
+            let Some(m) = &f.request_mirror else { continue };
+            let r = self.backend(&m.backend_ref, kind, ns);
+            note(&r);
+            if let Ok(target) = r.target {
+                let fraction = match (&m.percent, &m.fraction) {
+                    (Some(p), _) => f64::from(*p) / 100.0,
+                    (None, Some(fr)) => {
+                        f64::from(fr.numerator) / f64::from(fr.denominator.unwrap_or(100).max(1))
+                    }
+                    (None, None) => 1.0,
+                };
+                out.push(Mirror { target, fraction });
+            }
+        }
+        out
+    }
+
+    pub(super) fn backend(
+        &self,
+        b: &BackendRef,
+        from_kind: Kind,
+        route_ns: &str,
+    ) -> ResolvedBackend {
+        let group = b.group.as_deref().unwrap_or("");
+        let kind = b.kind.as_deref().unwrap_or("Service");
+        let ns = b.namespace.as_deref().unwrap_or(route_ns);
+        let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
+        let err = |reason: Reason, message: String| ResolvedBackend {
+            weight,
+            target: Err(BackendError { reason, message }),
+            filters: b.filters.clone(),
+            extension_refs: Vec::new(),
+        };
+        if !group.is_empty() || kind != "Service" {
+            return err(
+                Reason::InvalidKind,
+                format!("backendRef {group}/{kind} {} is not a Service", b.name),
+            );
+        }
+        if !self.permitted(from_kind.as_str(), route_ns, "", "Service", ns, &b.name) {
+            return err(
+                Reason::RefNotPermitted,
+                format!(
+                    "Service {ns}/{} is in another namespace and no ReferenceGrant allows it",
+                    b.name
+                ),
+            );
+        }
+        let Some(Object::Service(svc)) =
+            self.snap
+                .get(&ObjectKey::new(Kind::Service, ns, b.name.clone()))
+        else {
+            return err(
+                Reason::BackendNotFound,
+                format!("Service {ns}/{} does not exist", b.name),
+            );
+        };
+        let Some(port) = b.port else {
+            return err(
+                Reason::BackendNotFound,
+                format!("backendRef to Service {ns}/{} has no port", b.name),
+            );
+        };
+        let sp = svc.spec.ports.iter().find(|p| p.port == port);
+        let Some(sp) = sp else {
+            return err(
+                Reason::BackendNotFound,
+                format!("Service {ns}/{} has no port {port}", b.name),
+            );
+        };
+        if let Some(ap) = &sp.app_protocol
+            && !SUPPORTED_APP_PROTOCOLS
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(ap))
+        {
+            return err(
+                Reason::UnsupportedProtocolBackend,
+                format!(
+                    "Service {ns}/{} port {port} has appProtocol {ap}, which gwcore does not speak",
+                    b.name
+                ),
+            );
+        }
+        ResolvedBackend {
+            weight,
+            target: Ok(BackendTarget {
+                service: ObjectKey::new(Kind::Service, ns, b.name.clone()),
+                port: u16::try_from(port).unwrap_or(0),
+                app_protocol: sp.app_protocol.clone(),
+                tls: self.backend_tls(ns, &b.name, sp.name.as_deref()),
+            }),
+            filters: b.filters.clone(),
+            extension_refs: Vec::new(),
+        }
+    }
+
+    /// The BackendTLSPolicy that applies to a Service port.
+    ///
+    /// Spec (BackendTLSPolicy): the policy lives in the Service's namespace
+    /// and targets the Service, or one port of it by `sectionName`; a policy
+    /// that names the port is more specific than one that names only the
+    /// Service, and wins. Among policies with the same target the oldest
+    /// wins (then by name), the others are `Conflicted` and not applied. An
+    /// Accepted policy whose CA references do not resolve still applies: the
+    /// backend is then not reached (`BackendTls::invalid`), never reached in
+    /// plain text.
+    pub(super) fn backend_tls(
+        &self,
+        ns: &str,
+        service: &str,
+        port_name: Option<&str>,
+    ) -> Option<Arc<BackendTls>> {
+        let mut best: Option<(bool, (bool, &str), &str, &crate::model::BackendTlsPolicy)> = None;
+        for o in self.snap.in_namespace(Kind::BackendTLSPolicy, ns) {
+            let Object::BackendTlsPolicy(p) = o else {
+                continue;
+            };
+            let specific = p
+                .spec
+                .target_refs
+                .iter()
+                .filter(|t| t.group.is_empty() && t.kind == "Service" && t.name == service)
+                .filter_map(|t| match (&t.section_name, port_name) {
+                    (None, _) => Some(false),
+                    (Some(s), Some(n)) if s == n => Some(true),
+                    _ => None,
+                })
+                .max();
+            let Some(specific) = specific else { continue };
+            if self.policy_conflict(p).is_some() {
+                continue;
+            }
+            // More specific first, then older, then by name.
+            let better = match &best {
+                None => true,
+                Some((bs, bt, bn, _)) => {
+                    (
+                        std::cmp::Reverse(specific),
+                        ts_key(&p.metadata),
+                        p.metadata.name.as_str(),
+                    ) < (std::cmp::Reverse(*bs), *bt, *bn)
+                }
+            };
+            if better {
+                best = Some((specific, ts_key(&p.metadata), p.metadata.name.as_str(), p));
+            }
+        }
+        let (_, _, _, p) = best?;
+        let v = &p.spec.validation;
+        let (ca_certificates, invalid) = match self.policy_ca_bundles(p) {
+            Ok(keys) => (keys, None),
+            Err((_, m)) => (Vec::new(), Some(m)),
+        };
+        let subject_alt_names = v
+            .subject_alt_names
+            .iter()
+            .filter_map(|san| match (san.type_.as_str(), &san.hostname, &san.uri) {
+                ("Hostname", Some(h), _) => Some(SubjectAltName::Hostname(h.clone())),
+                ("URI", _, Some(u)) => Some(SubjectAltName::Uri(u.clone())),
+                _ => None,
+            })
+            .collect();
+        Some(Arc::new(BackendTls {
+            policy: ObjectKey::new(Kind::BackendTLSPolicy, ns, p.metadata.name.clone()),
+            hostname: v.hostname.clone(),
+            ca_certificates,
+            system_roots: v.well_known_ca_certificates.as_deref() == Some("System"),
+            subject_alt_names,
+            invalid,
+        }))
+    }
+}
+
+/// Checks that every regular expression of an HTTPRoute rule compiles
+/// (anchored, size-limited, as the routing table compiles it).
+pub(super) fn http_rule_regexes(rule: &crate::model::HttpRouteRule) -> Result<(), String> {
+    for m in &rule.matches {
+        if let Some(p) = &m.path
+            && p.type_.as_deref() == Some("RegularExpression")
+        {
+            regex_ok("path", p.value.as_deref().unwrap_or(""))?;
+        }
+        for (what, list) in [("header", &m.headers), ("query parameter", &m.query_params)] {
+            for h in list
+                .iter()
+                .filter(|h| h.type_.as_deref() == Some("RegularExpression"))
+            {
+                regex_ok(&format!("{what} {}", h.name), &h.value)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the regular expressions of a GRPCRoute rule.
+pub(super) fn grpc_rule_regexes(rule: &crate::model::GrpcRouteRule) -> Result<(), String> {
+    for m in &rule.matches {
+        if let Some(mm) = &m.method
+            && mm.type_.as_deref() == Some("RegularExpression")
+        {
+            for v in [&mm.service, &mm.method].into_iter().flatten() {
+                regex_ok("method", v)?;
+            }
+        }
+        for h in m
+            .headers
+            .iter()
+            .filter(|h| h.type_.as_deref() == Some("RegularExpression"))
+        {
+            regex_ok(&format!("header {}", h.name), &h.value)?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn regex_ok(what: &str, pattern: &str) -> Result<(), String> {
+    crate::table::compile_regex(pattern)
+        .map(|_| ())
+        .map_err(|e| format!("{what} regular expression {pattern:?} is not supported: {e}"))
+}
+
+/// The Services a route refers to (backendRefs, backend filters' and rule
+/// filters' mirrors), and the namespaces of its cross-namespace references.
+pub(super) fn route_refs(
+    o: &Object,
+    ext: &Extensions,
+    services: &mut BTreeSet<ObjectKey>,
+    grant_ns: &mut BTreeSet<String>,
+) {
+    let ns = o.meta().ns();
+    let mut extension_keys = Vec::new();
+    let mut add = |b: &BackendRef| {
+        let bns = b.namespace.as_deref().unwrap_or(ns);
+        services.insert(ObjectKey::new(Kind::Service, bns, b.name.clone()));
+        if bns != ns {
+            grant_ns.insert(bns.to_string());
+        }
+    };
+    // The objects of ExtensionRef filters (of registered kinds) count
+    // with the Services: a change to one recomputes the route.
+    let mut filters = |fs: &[HttpRouteFilter], add: &mut dyn FnMut(&BackendRef)| {
+        for f in fs {
+            if let Some(m) = &f.request_mirror {
+                add(&m.backend_ref);
+            }
+            if let Some(x) = &f.extension_ref
+                && let Some(k) = ext.kind(&x.group, &x.kind)
+            {
+                extension_keys.push(ObjectKey::new(Kind::Extension(k), ns, x.name.clone()));
+            }
+        }
+    };
+    match o {
+        Object::HttpRoute(r) => {
+            for rule in &r.spec.rules {
+                filters(&rule.filters, &mut add);
+                for b in &rule.backend_refs {
+                    add(b);
+                    filters(&b.filters, &mut add);
+                }
+            }
+        }
+        Object::GrpcRoute(r) => {
+            for rule in &r.spec.rules {
+                filters(&rule.filters, &mut add);
+                for b in &rule.backend_refs {
+                    add(b);
+                    filters(&b.filters, &mut add);
+                }
+            }
+        }
+        Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => {
+            for rule in &r.spec.rules {
+                for b in &rule.backend_refs {
+                    add(b);
+                }
+            }
+        }
+        _ => {}
+    }
+    services.extend(extension_keys);
+}
+
+/// `appProtocol`s gwcore can speak to a backend.
+pub(super) const SUPPORTED_APP_PROTOCOLS: [&str; 6] = [
+    "http",
+    "kubernetes.io/h2c",
+    "kubernetes.io/ws",
+    "kubernetes.io/wss",
+    "https",
+    "h2c",
+];
+
+pub(super) fn route_backends(rules: &RouteRules) -> Box<dyn Iterator<Item = &BackendTarget> + '_> {
+    fn ok(bs: &[ResolvedBackend]) -> impl Iterator<Item = &BackendTarget> {
+        bs.iter().filter_map(|b| b.target.as_ref().ok())
+    }
+    match rules {
+        RouteRules::Http(rs) => Box::new(rs.iter().flat_map(|r| ok(&r.backends))),
+        RouteRules::Grpc(rs) => Box::new(rs.iter().flat_map(|r| ok(&r.backends))),
+        RouteRules::L4(rs) => Box::new(rs.iter().flat_map(|r| ok(&r.backends))),
+    }
+}

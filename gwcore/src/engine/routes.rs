@@ -1,0 +1,369 @@
+//! Route attachment: parentRefs, sectionName and port, allowedRoutes,
+//! hostnames, and each route's status.parents.
+
+use super::*;
+
+impl Ctx<'_> {
+    // ---------------------------------------------------------------- routes
+
+    /// Computes one route against the current Gateways.
+    pub(super) fn route(&self, o: &Object, gws: &BTreeMap<ObjectKey, Gw>) -> RouteState {
+        let mut state = RouteState::default();
+        let key = o.key();
+        let meta = o.meta();
+        let route_ns = meta.ns();
+        let (parent_refs, hostnames, prev): (
+            &[ParentReference],
+            &[String],
+            Option<&RouteStatusRef>,
+        ) = match o {
+            Object::HttpRoute(r) => (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref()),
+            Object::GrpcRoute(r) => (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref()),
+            Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => {
+                (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref())
+            }
+            _ => return state,
+        };
+        route_refs(
+            o,
+            &self.opts.extensions,
+            &mut state.services,
+            &mut state.grant_namespaces,
+        );
+        let (rules, resolved, invalid_rules) = self.resolve_rules(o);
+        let rule_count = match o {
+            Object::HttpRoute(r) => r.spec.rules.len(),
+            Object::GrpcRoute(r) => r.spec.rules.len(),
+            _ => usize::MAX,
+        };
+        // Spec (RouteConditionPartiallyInvalid): "a Route contains a
+        // combination of both valid and invalid rules"; invalid rules are
+        // dropped. When every rule is invalid the route is not Accepted
+        // (reason UnsupportedValue).
+        let invalid_summary = (!invalid_rules.is_empty()).then(|| {
+            invalid_rules
+                .iter()
+                .map(|(i, m)| format!("rule {i}: {m}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+        let all_invalid = invalid_rules.len() == rule_count;
+        let mut ours: Vec<RouteParentStatus> = Vec::new();
+        for pr in parent_refs {
+            let group = group_of(&pr.group, GATEWAY_GROUP);
+            let pkind = pr.kind.as_deref().unwrap_or("Gateway");
+            let pns = pr.namespace.as_deref().unwrap_or(route_ns);
+            if group != GATEWAY_GROUP || !(pkind == "Gateway" || pkind == "ListenerSet") {
+                continue;
+            }
+            // Find the Gateway this parentRef leads to, and the listeners it may use.
+            let (gw_key, set_key) = if pkind == "Gateway" {
+                let gk = ObjectKey::new(Kind::Gateway, pns, pr.name.clone());
+                state.parents.insert(gk.clone());
+                (gk, None)
+            } else {
+                let lk = ObjectKey::new(Kind::ListenerSet, pns, pr.name.clone());
+                state.parents.insert(lk.clone());
+                let Some(Object::ListenerSet(ls)) = self.snap.get(&lk) else {
+                    continue;
+                };
+                let p = &ls.spec.parent_ref;
+                let gns = p.namespace.as_deref().unwrap_or(ls.metadata.ns());
+                (ObjectKey::new(Kind::Gateway, gns, p.name.clone()), Some(lk))
+            };
+            let Some(gw) = gws.get(&gw_key) else { continue };
+            let status_ref = ParentReference {
+                group: Some(group.clone()),
+                kind: Some(pkind.to_string()),
+                namespace: Some(pns.to_string()),
+                name: pr.name.clone(),
+                section_name: pr.section_name.clone(),
+                port: pr.port,
+            };
+            let owner = set_key.as_ref().unwrap_or(&gw_key);
+            let set_ok = match &set_key {
+                Some(sk) => gw
+                    .sets
+                    .iter()
+                    .find(|s| &s.key == sk)
+                    .map(|s| s.allowed.clone()),
+                None => Some(Ok(())),
+            };
+            let verdict: Result<Vec<(usize, Vec<String>)>, Fail> = (|| {
+                if all_invalid && let Some(m) = &invalid_summary {
+                    return Err((
+                        Reason::UnsupportedValue,
+                        format!("every rule is invalid: {m}"),
+                    ));
+                }
+                if let Some(Err((_, m))) = &set_ok {
+                    return Err((
+                        Reason::NoMatchingParent,
+                        format!("ListenerSet is not accepted: {m}"),
+                    ));
+                }
+                let candidates: Vec<usize> = gw
+                    .listeners
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| &l.owner == owner)
+                    .filter(|(_, l)| {
+                        pr.section_name
+                            .as_deref()
+                            .is_none_or(|s| s.is_empty() || s == l.spec.name)
+                    })
+                    .filter(|(_, l)| pr.port.is_none_or(|p| p == l.spec.port))
+                    .map(|(i, _)| i)
+                    .collect();
+                if candidates.is_empty() {
+                    return Err((
+                        Reason::NoMatchingParent,
+                        "no listener matches the parentRef's sectionName and port".to_string(),
+                    ));
+                }
+                let usable: Vec<usize> = candidates
+                    .iter()
+                    .copied()
+                    .filter(|&i| gw.listeners[i].usable())
+                    .collect();
+                if usable.is_empty() {
+                    return Err((
+                        Reason::NoMatchingParent,
+                        "every listener the parentRef names is invalid or conflicted".to_string(),
+                    ));
+                }
+                let mut why = Vec::new();
+                let admitted: Vec<usize> = usable
+                    .iter()
+                    .copied()
+                    .filter(|&i| {
+                        let l = &gw.listeners[i];
+                        if !l.supported.iter().any(|k| k.kind == key.kind.as_str()) {
+                            why.push(format!(
+                                "listener {} does not allow kind {}",
+                                l.spec.name, key.kind
+                            ));
+                            return false;
+                        }
+                        let default_ns = RouteNamespaces::default();
+                        let from = l
+                            .spec
+                            .allowed_routes
+                            .as_ref()
+                            .and_then(|a| a.namespaces.as_ref())
+                            .unwrap_or(&default_ns);
+                        match namespace_allowed_free(self.ns_labels, from, &l.owner_ns, route_ns) {
+                            Ok(()) => true,
+                            Err(m) => {
+                                why.push(m);
+                                false
+                            }
+                        }
+                    })
+                    .collect();
+                if admitted.is_empty() {
+                    why.dedup();
+                    return Err((
+                        Reason::NotAllowedByListeners,
+                        format!("not allowed: {}", why.join("; ")),
+                    ));
+                }
+                let mut matched = Vec::new();
+                for i in admitted {
+                    let l = &gw.listeners[i];
+                    let effective: Option<Vec<String>> = match (
+                        &l.spec.hostname,
+                        hostnames.is_empty()
+                            || key.kind == Kind::TCPRoute
+                            || key.kind == Kind::UDPRoute,
+                    ) {
+                        (_, true) => Some(l.spec.hostname.iter().cloned().collect()),
+                        (None, false) => Some(hostnames.to_vec()),
+                        (Some(lh), false) => {
+                            let hs: Vec<String> = hostnames
+                                .iter()
+                                .filter_map(|h| hostname::intersect(lh, h).map(str::to_string))
+                                .collect();
+                            (!hs.is_empty()).then_some(hs)
+                        }
+                    };
+                    if let Some(hs) = effective {
+                        matched.push((i, hs));
+                    }
+                }
+                if matched.is_empty() {
+                    return Err((
+                        Reason::NoMatchingListenerHostname,
+                        "no listener hostname intersects the route's hostnames".to_string(),
+                    ));
+                }
+                Ok(matched)
+            })();
+            let mut conds = Vec::new();
+            match &verdict {
+                Ok(matched) => {
+                    conds.push(cond(T::Accepted, true, Reason::Accepted, "attached"));
+                    for (i, hs) in matched {
+                        let existing = state
+                            .attachments
+                            .iter_mut()
+                            .find(|(g, li, _)| *g == gw_key && li == i);
+                        match existing {
+                            Some((_, _, ar)) => {
+                                for h in hs {
+                                    if !ar.hostnames.contains(h) {
+                                        ar.hostnames.push(h.clone());
+                                    }
+                                }
+                            }
+                            None => state.attachments.push((
+                                gw_key.clone(),
+                                *i,
+                                AttachedRoute {
+                                    key: key.clone(),
+                                    creation_timestamp: meta.creation_timestamp.clone(),
+                                    hostnames: hs.clone(),
+                                    rules: rules.clone(),
+                                },
+                            )),
+                        }
+                    }
+                }
+                Err((reason, msg)) => {
+                    conds.push(cond(T::Accepted, false, *reason, msg.clone()));
+                    let parent_label = describe_parent(pns, pr);
+                    state.refusals.push(Refusal {
+                        route: key.clone(),
+                        parent: parent_label.clone(),
+                        reason: reason.as_str().to_string(),
+                        message: format!("{}/{} → {parent_label}: {msg}", route_ns, meta.name),
+                    });
+                }
+            }
+            conds.push(match &resolved {
+                Ok(()) => cond(
+                    T::ResolvedRefs,
+                    true,
+                    Reason::ResolvedRefs,
+                    "all references resolved",
+                ),
+                Err((r, m)) => cond(T::ResolvedRefs, false, *r, m.clone()),
+            });
+            if let Some(m) = &invalid_summary
+                && !all_invalid
+            {
+                conds.push(cond(
+                    T::PartiallyInvalid,
+                    true,
+                    Reason::UnsupportedValue,
+                    format!("invalid rules are dropped: {m}"),
+                ));
+            }
+            let prev_conds = prev
+                .and_then(|s| {
+                    s.parents.iter().find(|p| {
+                        p.controller_name == self.opts.controller_name
+                            && same_parent(&p.parent_ref, &status_ref, route_ns)
+                    })
+                })
+                .map(|p| p.conditions.as_slice())
+                .unwrap_or(&[]);
+            let conditions = stamp(conds, prev_conds, meta, &self.opts.now);
+            ours.push(RouteParentStatus {
+                parent_ref: status_ref,
+                controller_name: self.opts.controller_name.clone(),
+                conditions,
+            });
+        }
+        // Keep other controllers' entries untouched and in place; ours follow.
+        let mut parents: Vec<RouteParentStatus> = prev
+            .map(|s| {
+                s.parents
+                    .iter()
+                    .filter(|p| p.controller_name != self.opts.controller_name)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let had_ours = prev.is_some_and(|s| {
+            s.parents
+                .iter()
+                .any(|p| p.controller_name == self.opts.controller_name)
+        });
+        if !ours.is_empty() || had_ours {
+            parents.extend(ours);
+            state.status = Some(RouteStatus { parents });
+        }
+        state
+    }
+}
+
+pub(super) type RouteStatusRef = RouteStatus;
+
+pub(super) fn namespace_allowed_free(
+    ns_labels: &BTreeMap<String, BTreeMap<String, String>>,
+    from: &RouteNamespaces,
+    owner_ns: &str,
+    ns: &str,
+) -> Result<(), String> {
+    match from.from.as_deref().unwrap_or("Same") {
+        "All" => Ok(()),
+        "Same" if owner_ns == ns => Ok(()),
+        "Same" => Err(format!("only routes from namespace {owner_ns} may attach")),
+        "Selector" => {
+            let empty = LabelSelector::default();
+            let sel = from.selector.as_ref().unwrap_or(&empty);
+            let none = BTreeMap::new();
+            let labels = ns_labels.get(ns).unwrap_or(&none);
+            if selector::matches(sel, labels) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "namespace {ns} lacks label {}",
+                    describe_selector(sel)
+                ))
+            }
+        }
+        other => Err(format!("allowedRoutes from {other} admits nothing")),
+    }
+}
+
+pub(super) fn describe_selector(sel: &LabelSelector) -> String {
+    let mut parts: Vec<String> = sel
+        .match_labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in &sel.match_expressions {
+        parts.push(match e.operator.as_str() {
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            op => format!("{} {} ({})", e.key, op.to_lowercase(), e.values.join(",")),
+        });
+    }
+    parts.join(",")
+}
+
+pub(super) fn describe_parent(ns: &str, pr: &ParentReference) -> String {
+    let mut s = format!("{ns}/{}", pr.name);
+    if pr.kind.as_deref() == Some("ListenerSet") {
+        s = format!("ListenerSet {s}");
+    }
+    if let Some(sec) = &pr.section_name {
+        s.push('/');
+        s.push_str(sec);
+    }
+    if let Some(p) = pr.port {
+        s.push_str(&format!(":{p}"));
+    }
+    s
+}
+
+pub(super) fn same_parent(a: &ParentReference, b: &ParentReference, route_ns: &str) -> bool {
+    group_of(&a.group, GATEWAY_GROUP) == group_of(&b.group, GATEWAY_GROUP)
+        && a.kind.as_deref().unwrap_or("Gateway") == b.kind.as_deref().unwrap_or("Gateway")
+        && a.namespace.as_deref().unwrap_or(route_ns) == b.namespace.as_deref().unwrap_or(route_ns)
+        && a.name == b.name
+        && a.section_name == b.section_name
+        && a.port == b.port
+}
