@@ -10,7 +10,9 @@ use gwcore::engine::Refusal;
 use gwcore::load::Loaded;
 use gwcore::model::Kind;
 
-use crate::common::{ControllerArgs, OutputFormat, run_controllers, status_documents};
+use crate::common::{
+    ControllerArgs, OutputFormat, api_versions, run_controllers, status_documents,
+};
 
 /// Arguments of `gwcore check`.
 #[derive(clap::Args)]
@@ -50,7 +52,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
         Kind::UDPRoute,
         Kind::BackendTLSPolicy,
     ];
-    let docs = status_documents(&computed, &kinds);
+    let docs = status_documents(&computed, &kinds, &api_versions(&loaded));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match args.output {

@@ -1,10 +1,11 @@
 //! Pieces the subcommands share: controller selection, status output, time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use gwcore::Snapshot;
 use gwcore::engine::{ComputeOptions, Refusal, compute};
-use gwcore::model::{Kind, Object};
+use gwcore::load::Loaded;
+use gwcore::model::{Kind, Object, ObjectKey};
 
 /// The controller to act as.
 #[derive(clap::Args, Clone)]
@@ -57,8 +58,24 @@ pub(crate) fn run_controllers(
     (snap, refusals)
 }
 
-/// `{apiVersion, kind, metadata, status}` for every object of `kinds` that has a status.
-pub(crate) fn status_documents(snap: &Snapshot, kinds: &[Kind]) -> Vec<serde_json::Value> {
+/// The `apiVersion` each loaded object was read with (of the last object
+/// with a key, the one a snapshot keeps).
+pub(crate) fn api_versions(loaded: &Loaded) -> BTreeMap<ObjectKey, String> {
+    loaded
+        .objects
+        .iter()
+        .map(|(o, origin)| (o.key(), origin.api_version.clone()))
+        .collect()
+}
+
+/// `{apiVersion, kind, metadata, status}` for every object of `kinds` that
+/// has a status. The apiVersion is the one in `api_versions` (the one the
+/// object was read with), else the kind's default.
+pub(crate) fn status_documents(
+    snap: &Snapshot,
+    kinds: &[Kind],
+    api_versions: &BTreeMap<ObjectKey, String>,
+) -> Vec<serde_json::Value> {
     let mut docs = Vec::new();
     for &k in kinds {
         for o in snap.of_kind(k) {
@@ -75,13 +92,16 @@ pub(crate) fn status_documents(snap: &Snapshot, kinds: &[Kind]) -> Vec<serde_jso
                 _ => None,
             };
             let Some(Ok(status)) = status else { continue };
+            let api_version = api_versions
+                .get(&o.key())
+                .map_or(k.api_version(), String::as_str);
             let m = o.meta();
             let mut meta = serde_json::json!({"name": m.name});
             if let Some(ns) = &m.namespace {
                 meta["namespace"] = serde_json::Value::String(ns.clone());
             }
             docs.push(serde_json::json!({
-                "apiVersion": k.api_version(),
+                "apiVersion": api_version,
                 "kind": k.as_str(),
                 "metadata": meta,
                 "status": status,

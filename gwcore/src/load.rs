@@ -77,6 +77,9 @@ pub struct Origin {
     pub document: usize,
     /// 1-based line of the document's start.
     pub line: usize,
+    /// The `apiVersion` the object was written with (a kind may be served
+    /// at several, e.g. TLSRoute at `v1alpha2`, `v1alpha3` and `v1`).
+    pub api_version: String,
 }
 
 /// The result of loading one or more sources.
@@ -370,6 +373,7 @@ fn read_value(
         ));
         return;
     }
+    let api_version = api_version.to_owned();
     let mut obj = match Object::from_value(kind, v) {
         Ok(o) => o,
         Err(e) => {
@@ -395,6 +399,7 @@ fn read_value(
                 source: source.to_string(),
                 document: doc,
                 line,
+                api_version,
             },
         ));
     } else {
