@@ -26,10 +26,10 @@ use std::collections::BTreeMap;
 
 use gwcore::Snapshot;
 use gwcore::attachments::GatewayRouting;
-use gwcore::engine::{ComputeOptions, compute};
+use gwcore::engine::compute;
 use gwcore::model::ObjectKey;
 use gwcore::table::{RequestHead, Table};
-use gwcore::testing::snapshot::{CONTROLLER, objects};
+use gwcore::testing::snapshot::{objects, options};
 use gwcore::testing::table::{Outcome, reference_find, request, routing};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -105,10 +105,9 @@ fn agrees_on_clusters(
     heads: &[RequestHead],
 ) -> Result<(), TestCaseError> {
     let snapshot = Snapshot::from_objects(objs);
-    let out = compute(
-        &snapshot,
-        &ComputeOptions::new(CONTROLLER, "2026-01-01T00:00:00Z"),
-    );
+    // With the strategies' extension kinds registered, as an embedder
+    // runs the engine with its own (`gwcore::extension`).
+    let out = compute(&snapshot, &options("2026-01-01T00:00:00Z"));
     let router = MyRouter::new(out.routing.values());
     for (gateway, r) in &out.routing {
         for head in heads {

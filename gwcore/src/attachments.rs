@@ -36,7 +36,10 @@ pub struct GatewayRouting {
     /// target ([`crate::extension::PolicyKind`]); conflicts settled, only
     /// the winners. The table hands them to each listener, rule and
     /// backend.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "serialize_policies"
+    )]
     pub policies: BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
 }
 
@@ -59,18 +62,35 @@ pub enum PolicyTarget {
     ServicePort(ObjectKey, u16),
 }
 
+/// Policies by target, as a list of pairs (a target is no string key).
+fn serialize_policies<S: serde::Serializer>(
+    policies: &BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(policies.iter())
+}
+
 /// A policy that applies, with its parsed value.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct AppliedPolicy {
     /// The policy object.
     pub policy: ObjectKey,
     /// Its parsed value ([`crate::extension::PolicyKind::parse`]).
-    #[serde(skip)]
     pub value: PolicyValue,
     /// The object it was parsed from (the value is a function of it, so
     /// two applied policies are equal when their objects are).
-    #[serde(skip)]
     pub object: Arc<ExtensionObject>,
+}
+
+/// The policy's key and spec (what its value is parsed from).
+impl Serialize for AppliedPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("AppliedPolicy", 2)?;
+        st.serialize_field("policy", &self.policy)?;
+        st.serialize_field("spec", &self.object.spec)?;
+        st.end()
+    }
 }
 
 impl AppliedPolicy {
@@ -80,10 +100,12 @@ impl AppliedPolicy {
     }
 }
 
+/// Equal when the policy and its spec are: the value is parsed from the
+/// spec, and a status written back changes nothing that applies.
 impl PartialEq for AppliedPolicy {
     fn eq(&self, other: &Self) -> bool {
         self.policy == other.policy
-            && (Arc::ptr_eq(&self.object, &other.object) || self.object == other.object)
+            && (Arc::ptr_eq(&self.object, &other.object) || self.object.spec == other.object.spec)
     }
 }
 

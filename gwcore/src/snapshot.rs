@@ -115,6 +115,11 @@ impl Snapshot {
                 ObjectStatus::Route(s),
             ) => o.status = Some(s),
             (Object::BackendTlsPolicy(o), ObjectStatus::Policy(s)) => o.status = Some(s),
+            // An extension's policy keeps its status as JSON; this one is
+            // plain data, whose serialization cannot fail.
+            (Object::Extension(o), ObjectStatus::Policy(s)) => {
+                o.status = serde_json::to_value(s).ok();
+            }
             _ => return false,
         }
         true

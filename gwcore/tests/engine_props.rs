@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gwcore::Snapshot;
-use gwcore::engine::{ComputeOptions, Computed, compute};
+use gwcore::engine::{Computed, compute};
 use gwcore::model::{Kind, Object, ObjectKey};
 use gwcore::selector;
 use gwcore::status::ObjectStatus;
-use gwcore::testing::snapshot::{CONTROLLER, objects};
+use gwcore::testing::snapshot::{objects, options};
 use proptest::prelude::*;
 
 const NOW: &str = "2026-01-01T00:00:00Z";
@@ -34,7 +34,7 @@ proptest! {
     /// The same objects in any order give byte-identical output.
     #[test]
     fn output_does_not_depend_on_input_order(objs in objects(), seed in any::<u64>()) {
-        let a = compute(&Snapshot::from_objects(objs.clone()), &ComputeOptions::new(CONTROLLER, NOW));
+        let a = compute(&Snapshot::from_objects(objs.clone()), &options(NOW));
         let mut shuffled = objs;
         // A seeded Fisher-Yates shuffle, so failures reproduce.
         let mut s = seed | 1;
@@ -42,7 +42,7 @@ proptest! {
             s ^= s << 13; s ^= s >> 7; s ^= s << 17;
             shuffled.swap(i, (s % (i as u64 + 1)) as usize);
         }
-        let b = compute(&Snapshot::from_objects(shuffled), &ComputeOptions::new(CONTROLLER, NOW));
+        let b = compute(&Snapshot::from_objects(shuffled), &options(NOW));
         prop_assert_eq!(serialized(&a), serialized(&b));
     }
 
@@ -50,9 +50,9 @@ proptest! {
     #[test]
     fn compute_is_idempotent(objs in objects()) {
         let mut snap = Snapshot::from_objects(objs);
-        let first = compute(&snap, &ComputeOptions::new(CONTROLLER, NOW));
+        let first = compute(&snap, &options(NOW));
         snap.apply_statuses(&first.statuses);
-        let second = compute(&snap, &ComputeOptions::new(CONTROLLER, "2027-06-01T00:00:00Z"));
+        let second = compute(&snap, &options("2027-06-01T00:00:00Z"));
         prop_assert_eq!(serialized(&first), serialized(&second));
     }
 
@@ -61,7 +61,7 @@ proptest! {
     #[test]
     fn attachment_invariants(objs in objects()) {
         let snap = Snapshot::from_objects(objs);
-        let out = compute(&snap, &ComputeOptions::new(CONTROLLER, NOW));
+        let out = compute(&snap, &options(NOW));
         for (gw_key, routing) in &out.routing {
             let Some(Object::Gateway(gw)) = snap.get(gw_key) else { panic!("routing for a missing gateway") };
             let Some(ObjectStatus::Gateway(status)) = out.statuses.get(gw_key) else { panic!("no gateway status") };
@@ -94,6 +94,35 @@ proptest! {
                 }
                 let ls = status.listeners.iter().find(|s| s.name == l.name).expect("listener status");
                 prop_assert_eq!(ls.attached_routes as usize, attached.len());
+            }
+        }
+    }
+
+    /// Every ExtensionRef filter of an attached rule is in the table as
+    /// the extension's filter exactly when its object exists in the
+    /// route's namespace and passes the kind's check; otherwise the rule
+    /// answers 500 (the filter is never skipped).
+    #[test]
+    fn extension_filters_resolve_or_answer_500(objs in objects()) {
+        use gwcore::table::Filter;
+        use gwcore::testing::snapshot::TEST_FILTER;
+        let snap = Snapshot::from_objects(objs);
+        let out = compute(&snap, &options(NOW));
+        for routing in out.routing.values() {
+            for l in &routing.listeners {
+                for r in &l.routes {
+                    let gwcore::attachments::RouteRules::Http(rules) = &r.rules else { continue };
+                    for rule in rules.iter() {
+                        for f in &rule.filters {
+                            let Some(x) = &f.extension_ref else { continue };
+                            let key = ObjectKey::new(Kind::Extension(TEST_FILTER), r.key.namespace.clone(), x.name.clone());
+                            let valid = matches!(snap.get(&key), Some(Object::Extension(o)) if o.spec["valid"] == true);
+                            let compiled = Filter::compile_with(f, &rule.extension_refs);
+                            prop_assert_eq!(matches!(compiled, Filter::Extension(_)), valid, "{} {}", r.key, x.name);
+                            prop_assert_eq!(matches!(compiled, Filter::Unsupported(_)), !valid);
+                        }
+                    }
+                }
             }
         }
     }

@@ -3,9 +3,9 @@
 #![cfg(feature = "proptest")]
 
 use gwcore::Snapshot;
-use gwcore::engine::{ComputeOptions, Delta, Engine, compute};
+use gwcore::engine::{Delta, Engine, compute};
 use gwcore::model::Object;
-use gwcore::testing::snapshot::{CONTROLLER, objects};
+use gwcore::testing::snapshot::{objects, options};
 use proptest::prelude::*;
 
 const NOW: &str = "2026-01-01T00:00:00Z";
@@ -75,7 +75,7 @@ proptest! {
 
     #[test]
     fn incremental_equals_full(a in objects(), b in objects(), ops in proptest::collection::vec(op(), 1..40)) {
-        let opts = ComputeOptions::new(CONTROLLER, NOW);
+        let opts = options(NOW);
         let pool: Vec<Object> = a.iter().chain(b.iter()).cloned().collect();
         let mut engine = Engine::from_snapshot(Snapshot::from_objects(a), opts.clone());
         // The deltas absorbed in order say what the whole sequence changed
@@ -111,7 +111,7 @@ proptest! {
     /// A change that alters no status produces no status delta.
     #[test]
     fn reapplying_an_object_is_quiet(a in objects(), i in any::<usize>()) {
-        let opts = ComputeOptions::new(CONTROLLER, NOW);
+        let opts = options(NOW);
         let mut engine = Engine::from_snapshot(Snapshot::from_objects(a.clone()), opts);
         let delta = engine.apply(a[i % a.len()].clone());
         prop_assert!(delta.is_empty(), "{:?}", delta);

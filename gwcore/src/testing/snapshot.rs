@@ -3,7 +3,9 @@
 //! [`objects`] generates a small cluster: GatewayClasses (ours and another
 //! controller's), labelled Namespaces, Services, Gateways with mixed
 //! listeners, HTTPRoutes with parentRefs, hostnames, path matches and
-//! (sometimes cross-namespace) backendRefs, and ReferenceGrants. Every
+//! (sometimes cross-namespace) backendRefs and `ExtensionRef` filters,
+//! ReferenceGrants, BackendTLSPolicies, and objects of the [`extensions`]'
+//! filter and policy kinds (compute with [`options`] to resolve them). Every
 //! object has passed [`crate::validate::validate`], so the API server would
 //! have admitted it, and keys are unique.
 //!
@@ -23,13 +25,16 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
+use crate::extension::{
+    ExtensionKind, ExtensionObject, Extensions, FilterKind, PolicyKind, PolicyValue,
+};
 use crate::model::{
     AllowedRoutes, BackendRef, BackendTlsPolicy, BackendTlsPolicySpec, BackendTlsValidation,
     ConfigMap, Gateway, GatewayClass, GatewayClassSpec, GatewaySpec, HttpPathMatch, HttpRoute,
-    HttpRouteMatch, HttpRouteRule, HttpRouteSpec, LabelSelector, Listener, ListenerTls,
-    LocalObjectReference, Namespace, Object, ObjectMeta, ParentReference, PolicyTargetReference,
-    ReferenceGrant, ReferenceGrantFrom, ReferenceGrantSpec, ReferenceGrantTo, RouteNamespaces,
-    SecretObjectReference, Service, ServicePort, ServiceSpec,
+    HttpRouteFilter, HttpRouteMatch, HttpRouteRule, HttpRouteSpec, LabelSelector, Listener,
+    ListenerTls, LocalObjectReference, Namespace, Object, ObjectMeta, ParentReference,
+    PolicyTargetReference, ReferenceGrant, ReferenceGrantFrom, ReferenceGrantSpec,
+    ReferenceGrantTo, RouteNamespaces, SecretObjectReference, Service, ServicePort, ServiceSpec,
 };
 use crate::validate::validate;
 
@@ -158,11 +163,13 @@ fn route(i: usize, gateways: usize) -> impl Strategy<Value = Object> {
                 proptest::sample::select(&PATHS[..]),
                 any::<bool>(),
                 proptest::option::of(namespace()),
+                proptest::option::weighted(0.25, 0usize..3),
             ),
             1..4,
         ),
+        any::<bool>(),
     )
-        .prop_map(move |(ns, parents, hostnames, rules)| {
+        .prop_map(move |(ns, parents, hostnames, rules, first_named)| {
             let mut parent_refs: Vec<ParentReference> = parents
                 .into_iter()
                 .map(|(g, wrong_ns, section)| ParentReference {
@@ -183,7 +190,21 @@ fn route(i: usize, gateways: usize) -> impl Strategy<Value = Object> {
             hostnames.dedup();
             let rules = rules
                 .into_iter()
-                .map(|(path, exact, backend_ns)| HttpRouteRule {
+                .enumerate()
+                .map(|(j, (path, exact, backend_ns, filter))| HttpRouteRule {
+                    name: (j == 0 && first_named).then(|| "first".into()),
+                    filters: filter
+                        .map(|f| HttpRouteFilter {
+                            type_: "ExtensionRef".into(),
+                            extension_ref: Some(LocalObjectReference {
+                                group: TEST_FILTER.group().into(),
+                                kind: TEST_FILTER.kind().into(),
+                                name: format!("filter{f}"),
+                            }),
+                            ..Default::default()
+                        })
+                        .into_iter()
+                        .collect(),
                     matches: vec![HttpRouteMatch {
                         path: Some(HttpPathMatch {
                             type_: Some(if exact { "Exact" } else { "PathPrefix" }.into()),
@@ -278,10 +299,110 @@ fn ca_bundle() -> impl Strategy<Value = Object> {
     })
 }
 
+/// The filter kind of the generated `ExtensionRef`s: `spec.valid` must be
+/// `true` ([`extensions`]).
+pub const TEST_FILTER: ExtensionKind = ExtensionKind::new("testing.gwcore.dev/v1", "TestFilter");
+
+/// The policy kind of the generated policies: `spec.value`, at least 1.
+pub const TEST_POLICY: ExtensionKind = ExtensionKind::new("testing.gwcore.dev/v1", "TestPolicy");
+
+#[derive(Debug)]
+struct TestFilter;
+
+impl FilterKind for TestFilter {
+    fn kind(&self) -> ExtensionKind {
+        TEST_FILTER
+    }
+    fn check(&self, object: &ExtensionObject) -> Result<(), String> {
+        match object.spec.get("valid") {
+            Some(serde_json::Value::Bool(true)) => Ok(()),
+            _ => Err("spec.valid is not true".into()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TestPolicy;
+
+impl PolicyKind for TestPolicy {
+    fn kind(&self) -> ExtensionKind {
+        TEST_POLICY
+    }
+    fn parse(&self, object: &ExtensionObject) -> Result<PolicyValue, String> {
+        match object.spec.get("value").and_then(serde_json::Value::as_u64) {
+            Some(v) if v > 0 => Ok(PolicyValue::new(v)),
+            _ => Err("spec.value must be at least 1".into()),
+        }
+    }
+}
+
+/// The extensions the generated objects use: [`TEST_FILTER`] and
+/// [`TEST_POLICY`].
+pub fn extensions() -> Extensions {
+    Extensions::new()
+        .with_filter(TestFilter)
+        .with_policy(TestPolicy)
+}
+
+/// Options for our controller at `now`, with [`extensions`].
+pub fn options(now: &str) -> crate::engine::ComputeOptions {
+    crate::engine::ComputeOptions::new(CONTROLLER, now).with_extensions(extensions())
+}
+
+/// A TestFilter object `filter{i}`, valid or not, in a random namespace.
+fn test_filter(i: usize) -> impl Strategy<Value = Object> {
+    (namespace(), proptest::bool::weighted(0.8)).prop_map(move |(ns, valid)| {
+        Object::Extension(ExtensionObject::new(
+            TEST_FILTER,
+            meta(Some(ns), format!("filter{i}"), BTreeMap::new()),
+            serde_json::json!({ "valid": valid }),
+        ))
+    })
+}
+
+/// A TestPolicy in a random namespace, targeting a Gateway (or its
+/// listener `l0`), a route (or its rule `first`) or the Service `svc` (or
+/// its port `http`), of a random age and value (0 is refused).
+fn test_policy(i: usize, gateways: usize, routes: usize) -> impl Strategy<Value = Object> {
+    (
+        namespace(),
+        0usize..3,
+        0..gateways.max(1),
+        0..routes.max(1),
+        any::<bool>(),
+        0usize..3,
+        0u64..4,
+    )
+        .prop_map(move |(ns, what, g, r, section, age, value)| {
+            let mut metadata = meta(Some(ns), format!("policy{i}"), BTreeMap::new());
+            metadata.creation_timestamp = Some(format!("2026-01-0{}T00:00:00Z", age + 1));
+            let target = match what {
+                0 => serde_json::json!({"group": crate::model::GATEWAY_GROUP, "kind": "Gateway",
+                    "name": format!("gw{g}"), "sectionName": section.then_some("l0")}),
+                1 => serde_json::json!({"group": crate::model::GATEWAY_GROUP, "kind": "HTTPRoute",
+                    "name": format!("r{r}"), "sectionName": section.then_some("first")}),
+                _ => serde_json::json!({"group": "", "kind": "Service",
+                    "name": "svc", "sectionName": section.then_some("http")}),
+            };
+            Object::Extension(ExtensionObject::new(
+                TEST_POLICY,
+                metadata,
+                serde_json::json!({ "targetRefs": [target], "value": value }),
+            ))
+        })
+}
+
 /// A valid set of objects with unique keys (see the module docs).
 pub fn objects() -> impl Strategy<Value = Vec<Object>> {
-    (1usize..4, 0usize..9, 0usize..3, 0usize..3)
-        .prop_flat_map(|(gws, routes, grants, policies)| {
+    (
+        1usize..4,
+        0usize..9,
+        0usize..3,
+        0usize..3,
+        0usize..3,
+        0usize..3,
+    )
+        .prop_flat_map(|(gws, routes, grants, policies, filters, ext_policies)| {
             (
                 proptest::collection::vec(any::<bool>(), NAMESPACES.len()),
                 (0..gws).map(gateway).collect::<Vec<_>>(),
@@ -291,55 +412,65 @@ pub fn objects() -> impl Strategy<Value = Vec<Object>> {
                     (0..policies).map(backend_tls_policy).collect::<Vec<_>>(),
                     proptest::option::of(ca_bundle()),
                 ),
+                (
+                    (0..filters).map(test_filter).collect::<Vec<_>>(),
+                    (0..ext_policies)
+                        .map(move |i| test_policy(i, gws, routes))
+                        .collect::<Vec<_>>(),
+                ),
             )
         })
-        .prop_map(|(prod, gateways, routes, grants, (policies, ca))| {
-            let mut out = vec![
-                Object::GatewayClass(GatewayClass {
-                    metadata: meta(None, "ours".into(), BTreeMap::new()),
-                    spec: GatewayClassSpec {
-                        controller_name: CONTROLLER.into(),
-                        ..Default::default()
-                    },
-                    status: None,
-                }),
-                Object::GatewayClass(GatewayClass {
-                    metadata: meta(None, "theirs".into(), BTreeMap::new()),
-                    spec: GatewayClassSpec {
-                        controller_name: "example.net/other".into(),
-                        ..Default::default()
-                    },
-                    status: None,
-                }),
-            ];
-            for (ns, prod) in NAMESPACES.iter().zip(prod) {
-                let labels = if prod {
-                    [("env".to_string(), "prod".to_string())].into()
-                } else {
-                    BTreeMap::new()
-                };
-                out.push(Object::Namespace(Namespace {
-                    metadata: meta(None, ns.to_string(), labels),
-                }));
-                out.push(Object::Service(Service {
-                    metadata: meta(Some(ns), "svc".into(), BTreeMap::new()),
-                    spec: ServiceSpec {
-                        ports: vec![ServicePort {
-                            name: Some("http".into()),
-                            port: 80,
+        .prop_map(
+            |(prod, gateways, routes, grants, (policies, ca), (filters, ext_policies))| {
+                let mut out = vec![
+                    Object::GatewayClass(GatewayClass {
+                        metadata: meta(None, "ours".into(), BTreeMap::new()),
+                        spec: GatewayClassSpec {
+                            controller_name: CONTROLLER.into(),
                             ..Default::default()
-                        }],
-                        ..Default::default()
-                    },
-                }));
-            }
-            out.extend(gateways);
-            out.extend(routes);
-            out.extend(grants);
-            out.extend(policies);
-            out.extend(ca);
-            out.into_iter()
-                .filter_map(|mut o| validate(&mut o).is_empty().then_some(o))
-                .collect()
-        })
+                        },
+                        status: None,
+                    }),
+                    Object::GatewayClass(GatewayClass {
+                        metadata: meta(None, "theirs".into(), BTreeMap::new()),
+                        spec: GatewayClassSpec {
+                            controller_name: "example.net/other".into(),
+                            ..Default::default()
+                        },
+                        status: None,
+                    }),
+                ];
+                for (ns, prod) in NAMESPACES.iter().zip(prod) {
+                    let labels = if prod {
+                        [("env".to_string(), "prod".to_string())].into()
+                    } else {
+                        BTreeMap::new()
+                    };
+                    out.push(Object::Namespace(Namespace {
+                        metadata: meta(None, ns.to_string(), labels),
+                    }));
+                    out.push(Object::Service(Service {
+                        metadata: meta(Some(ns), "svc".into(), BTreeMap::new()),
+                        spec: ServiceSpec {
+                            ports: vec![ServicePort {
+                                name: Some("http".into()),
+                                port: 80,
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        },
+                    }));
+                }
+                out.extend(gateways);
+                out.extend(routes);
+                out.extend(grants);
+                out.extend(policies);
+                out.extend(ca);
+                out.extend(filters);
+                out.extend(ext_policies);
+                out.into_iter()
+                    .filter_map(|mut o| validate(&mut o).is_empty().then_some(o))
+                    .collect()
+            },
+        )
 }
