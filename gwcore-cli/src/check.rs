@@ -33,10 +33,17 @@ pub(crate) fn run(args: Args) -> ExitCode {
         eprintln!("{d}");
     }
     let snapshot = Snapshot::from_objects(loaded.objects.iter().map(|(o, _)| o.clone()));
-    let controllers = args.controller.controllers(&snapshot);
+    let controllers = match args.controller.controllers(&snapshot) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if controllers.is_empty() {
         eprintln!(
-            "note: no GatewayClass in the input; pass --controller-name to act as a controller anyway"
+            "note: no GatewayClass in the input, so no status is computed; \
+             add the GatewayClasses and Gateways the routes attach to"
         );
     }
     let (computed, refusals) =

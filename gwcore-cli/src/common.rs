@@ -10,25 +10,75 @@ use gwcore::model::{Kind, Object, ObjectKey};
 /// The controller to act as.
 #[derive(clap::Args, Clone)]
 pub(crate) struct ControllerArgs {
-    /// Act as this controller (a GatewayClass `spec.controllerName`).
-    /// Default: every controller named by a GatewayClass in the input, in turn.
+    /// Act as this controller: for the GatewayClasses whose
+    /// `spec.controllerName` is this (an error when no GatewayClass in the
+    /// input has it). Default: every controller named by a GatewayClass in
+    /// the input, in turn.
     #[arg(long = "controller-name")]
     pub(crate) controller_name: Option<String>,
 }
 
 impl ControllerArgs {
-    pub(crate) fn controllers(&self, snap: &Snapshot) -> Vec<String> {
-        if let Some(c) = &self.controller_name {
-            return vec![c.clone()];
+    /// The controllers to act as, in turn (see [`select_controllers`]).
+    pub(crate) fn controllers(&self, snap: &Snapshot) -> Result<Vec<String>, String> {
+        select_controllers(self.controller_name.as_deref(), snap, Unnamed::Every)
+    }
+}
+
+/// Whom a command acts for when `--controller-name` is not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unnamed {
+    /// The controller of every GatewayClass in the input, in turn
+    /// (`gwcore check`, `gwcore explain`); none when there is no class.
+    Every,
+    /// The one controllerName all the input's GatewayClasses share; an
+    /// error when they have several, or there is no class (`gwcore serve`,
+    /// which acts as one controller).
+    Shared,
+}
+
+/// The rule `gwcore check` and `gwcore serve` share: which controllers to
+/// act as for the objects of `snap`. With `--controller-name` (`given`),
+/// that one, provided a GatewayClass in the input has it; without, as
+/// `unnamed` says. Nothing runs doing nothing: the error names
+/// `--controller-name` and the controllerNames of the classes found.
+pub(crate) fn select_controllers(
+    given: Option<&str>,
+    snap: &Snapshot,
+    unnamed: Unnamed,
+) -> Result<Vec<String>, String> {
+    let found: BTreeSet<&str> = snap
+        .of_kind(Kind::GatewayClass)
+        .filter_map(|o| match o {
+            Object::GatewayClass(gc) => Some(gc.spec.controller_name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let names = || found.iter().copied().collect::<Vec<_>>().join(", ");
+    match (given, unnamed) {
+        (Some(c), _) if found.contains(c) => Ok(vec![c.to_string()]),
+        (Some(c), _) if found.is_empty() => Err(format!(
+            "--controller-name {c}: the input has no GatewayClass, so none has this controllerName"
+        )),
+        (Some(c), _) => Err(format!(
+            "--controller-name {c}: no GatewayClass in the input has this controllerName; \
+             the GatewayClasses found have controllerName {}",
+            names()
+        )),
+        (None, Unnamed::Every) => Ok(found.iter().map(|c| c.to_string()).collect()),
+        (None, Unnamed::Shared) if found.len() == 1 => {
+            Ok(found.iter().map(|c| c.to_string()).collect())
         }
-        let set: BTreeSet<String> = snap
-            .of_kind(Kind::GatewayClass)
-            .filter_map(|o| match o {
-                Object::GatewayClass(gc) => Some(gc.spec.controller_name.clone()),
-                _ => None,
-            })
-            .collect();
-        set.into_iter().collect()
+        (None, Unnamed::Shared) if found.is_empty() => Err(
+            "the input has no GatewayClass, so nothing to serve: gwcore serve acts for \
+             the GatewayClasses of one controllerName (--controller-name)"
+                .to_string(),
+        ),
+        (None, Unnamed::Shared) => Err(format!(
+            "the GatewayClasses in the input have several controllerNames ({}); \
+             pass --controller-name to choose the one to act as",
+            names()
+        )),
     }
 }
 

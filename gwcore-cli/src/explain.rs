@@ -85,7 +85,7 @@ fn render(args: &Args) -> Result<String, String> {
     let now = crate::common::now_rfc3339();
     let found = args
         .controller
-        .controllers(&snapshot)
+        .controllers(&snapshot)?
         .into_iter()
         .find_map(|c| {
             let out = compute(&snapshot, &ComputeOptions::new(c, now.clone()));

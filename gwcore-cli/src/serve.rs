@@ -5,11 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use gwcore::Snapshot;
 use gwcore::model::{Kind, ObjectKey};
 use gwcore_proxy::config::GatewayPort;
 use gwcore_proxy::limits::{Limits, TrustedProxies};
 use gwcore_proxy::provider::{Runtime, RuntimeOptions};
 use gwcore_proxy::server::{ListenOptions, ServeOptions};
+
+use crate::common::{Unnamed, select_controllers};
 
 /// Arguments of `gwcore serve`.
 #[derive(clap::Args)]
@@ -18,9 +21,12 @@ pub(crate) struct Args {
     #[arg(required_unless_present = "kubernetes")]
     paths: Vec<PathBuf>,
     /// Act as this controller: serve the Gateways of GatewayClasses whose
-    /// `spec.controllerName` is this.
-    #[arg(long, default_value = "gwcore.dev/gateway-controller")]
-    controller_name: String,
+    /// `spec.controllerName` is this (an error when no GatewayClass in the
+    /// input has it). Default: the controllerName the input's
+    /// GatewayClasses share (an error when they have several); with
+    /// `--kubernetes`, gwcore.dev/gateway-controller.
+    #[arg(long)]
+    controller_name: Option<String>,
     /// Serve Gateway port PORT on ADDR (repeatable), e.g.
     /// `80=127.0.0.1:8080`; `NAMESPACE/NAME:PORT=ADDR` for the port of one
     /// Gateway when several use the same number.
@@ -201,9 +207,40 @@ pub(crate) fn run(args: Args) -> ExitCode {
     rt.block_on(serve(args))
 }
 
+/// The controller of `--kubernetes` when `--controller-name` is not given.
+const KUBERNETES_CONTROLLER: &str = "gwcore.dev/gateway-controller";
+
+/// The controller to serve the input files as: the rule `gwcore check`
+/// follows too ([`select_controllers`]), except that without
+/// `--controller-name` the input's GatewayClasses must share one
+/// controllerName. Manifests with errors are left to
+/// [`Runtime::start_with`], which reports them and does not start.
+fn files_controller(args: &Args) -> Result<String, String> {
+    let loaded = gwcore_proxy::files::read_manifests(&args.paths);
+    if loaded.has_errors() {
+        return Ok(args.controller_name.clone().unwrap_or_default());
+    }
+    let snapshot = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
+    let chosen = select_controllers(args.controller_name.as_deref(), &snapshot, Unnamed::Shared)?;
+    Ok(chosen.into_iter().next().unwrap_or_default())
+}
+
 async fn serve(args: Args) -> ExitCode {
+    let controller_name = if args.kubernetes {
+        args.controller_name
+            .clone()
+            .unwrap_or_else(|| KUBERNETES_CONTROLLER.to_string())
+    } else {
+        match files_controller(&args) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
     let opts = RuntimeOptions {
-        controller_name: args.controller_name.clone(),
+        controller_name: controller_name.clone(),
         listen: ListenOptions {
             map: args
                 .listen
@@ -225,7 +262,7 @@ async fn serve(args: Args) -> ExitCode {
     if args.kubernetes {
         let grace = Duration::from_secs(args.grace_secs);
         return crate::controller::serve(
-            &args.controller_name,
+            &controller_name,
             &args.kube,
             opts,
             args.limits.serve_options(),
@@ -246,8 +283,8 @@ async fn serve(args: Args) -> ExitCode {
     let cfg = runtime.proxy().config();
     if cfg.ports.is_empty() {
         tracing::warn!(
-            controller = %args.controller_name,
-            "no Gateway to serve: does a GatewayClass name this controller (--controller-name)?"
+            controller = %controller_name,
+            "no Gateway to serve yet: no Gateway of this controller's GatewayClasses has a port"
         );
     }
     let Ok(_admin) = crate::common::start_admin(runtime.proxy(), args.admin).await else {
