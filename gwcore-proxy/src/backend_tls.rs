@@ -77,7 +77,7 @@ pub fn connector(
         return Err(why.clone());
     }
     let mut roots =
-        crate::tls::ca_roots(snapshot, &tls.ca_certificates).map_err(|e| e.to_string())?;
+        crate::certs::ca_roots(snapshot, &tls.ca_certificates).map_err(|e| e.to_string())?;
     if tls.system_roots {
         // Spec (`wellKnownCACertificates: System`): the platform's trust
         // store. Certificates that do not parse are skipped.
@@ -120,7 +120,8 @@ pub fn connector(
     let mut config = match client_certificate {
         None => builder.with_no_client_auth(),
         Some(key) => {
-            let certified = crate::tls::certified_key(snapshot, key).map_err(|e| e.to_string())?;
+            let certified =
+                crate::certs::certified_key(snapshot, key).map_err(|e| e.to_string())?;
             builder.with_client_cert_resolver(Arc::new(ClientCertificate(Arc::new(certified))))
         }
     };

@@ -222,7 +222,7 @@ impl Config {
             .collect();
         for gw in tls_gateways {
             if let Some(r) = computed.routing.get(gw) {
-                let (configs, errors) = crate::tls::server_configs(r, &snapshot);
+                let (configs, errors) = crate::certs::server_configs(r, &snapshot);
                 tls_errors.extend(errors);
                 for (port, c) in configs {
                     tls.insert(GatewayPort::new(gw.clone(), port), c);

@@ -27,12 +27,20 @@
 //! decision to an HTTP exchange. TLSRoute and TCPRoute, which the table
 //! does not cover, are chosen by the pure functions of [`l4`].
 //!
-//! Modules, from the outside in: [`provider`] (file watching, reloads,
-//! [`provider::Runtime`]), [`server`] (sockets per port, connections,
-//! draining), [`limits`] (connection limits, trusted proxies), [`tls`], [`proxy`] (shared state, access log, metrics),
-//! [`route`], [`forward`] (proxy headers, pools; HTTP/1.1 to backends is
-//! spoken on the request's own task by the private `h1` module), [`endpoints`], [`echo`]
-//! and [`tcp_echo`] (stand-in backends), [`admin`], [`metrics`].
+//! Modules, from the outside in; each uses only modules further down the
+//! list (`.ci/module_cycles.py` checks that no two modules use each other,
+//! even through others): [`provider`] (file watching, reloads,
+//! [`provider::Runtime`]) and [`admin`]; [`server`] (sockets per port,
+//! draining); the private `tcp` and `udp` modules (TLS passthrough, TCP
+//! and UDP routes); [`tls`] (the handshake); the private `conn` module
+//! (HTTP on one connection, its timeouts, and [`proxy::Proxy::handle`]:
+//! access log and metrics of each request); [`route`]; [`proxy`] (shared
+//! state); [`forward`] (proxy headers, pools; HTTP/1.1 to backends is
+//! spoken on the request's own task by the private `h1` module) and
+//! [`config`]; [`backend_tls`], [`plugin`]; and below them all [`certs`]
+//! (certificates and keys from Secrets), [`endpoints`], [`limits`]
+//! (connection limits, trusted proxies), [`metrics`], [`l4`], [`files`],
+//! [`body`], and the stand-in backends [`echo`] and [`tcp_echo`].
 //!
 //! Examples: `examples/embed.rs` runs this proxy inside your program and
 //! swaps its configuration ([`provider::Runtime::from_snapshot`],
@@ -69,7 +77,9 @@
 pub mod admin;
 pub mod backend_tls;
 pub mod body;
+pub mod certs;
 pub mod config;
+mod conn;
 pub mod echo;
 pub mod endpoints;
 pub mod files;

@@ -19,6 +19,22 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// The default of [`Limits::header_read_timeout`]: how long a client may
+/// take to send a request head on HTTP/1.1 (and so how long an idle
+/// keep-alive connection is kept).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How client connections are served: their limits and which peers may set
+/// proxy headers. Default is [`Limits::default`] and no trusted peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Resource limits of client connections.
+    pub limits: Limits,
+    /// Peers whose `X-Forwarded-*` headers are kept (appended to); from
+    /// others they are replaced.
+    pub trusted_proxies: TrustedProxies,
+}
+
 /// Limits on what one client connection may hold or send.
 ///
 /// A zero timeout or count disables that limit, except
@@ -76,7 +92,7 @@ impl Default for Limits {
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
-            header_read_timeout: crate::server::HEADER_READ_TIMEOUT,
+            header_read_timeout: HEADER_READ_TIMEOUT,
             idle_timeout: Duration::from_secs(60),
             http2_keep_alive_interval: Some(Duration::from_secs(30)),
             http2_keep_alive_timeout: Duration::from_secs(20),

@@ -1,23 +1,24 @@
 //! The proxy's shared state: the configuration being served (swapped whole
-//! on reload), the backend connection pools, metrics, and the answer to each
-//! request.
+//! on reload), the backend connection pools, metrics, the bound listeners,
+//! and what a connection knows about itself ([`ConnInfo`]).
+//!
+//! Requests are answered by [`Proxy::handle`], defined in the private
+//! `conn` module with the serving of HTTP connections: it sits above
+//! [`crate::route`], which this module sits below.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use http::{Request, Response};
-use hyper::body::Incoming;
+use gwcore::model::ObjectKey;
 use serde::Serialize;
 
-use crate::body::Body;
-use crate::config::Config;
-use crate::forward::ClientInfo;
-use crate::forward::Forwarder;
+use crate::config::{Config, PortMode};
+use crate::forward::{ClientInfo, Forwarder};
+use crate::limits::ServeOptions;
 use crate::metrics::Metrics;
-use crate::server::{BoundPort, ConnInfo, ServeOptions};
 
 /// A refused reload, kept until the next good one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,6 +27,32 @@ pub struct ReloadError {
     pub at: String,
     /// What was wrong, one line per problem.
     pub errors: Vec<String>,
+}
+
+/// What a connection knows about itself, handed to every request on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The Gateway it arrived at.
+    pub gateway: ObjectKey,
+    /// The Gateway port it arrived on.
+    pub port: u16,
+    /// The client, and whether TLS was used.
+    pub client: ClientInfo,
+    /// The SNI the client sent, for TLS connections.
+    pub sni: Option<String>,
+}
+
+/// A bound port, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BoundPort {
+    /// The Gateway.
+    pub gateway: ObjectKey,
+    /// The Gateway port.
+    pub port: u16,
+    /// The local address.
+    pub addr: SocketAddr,
+    /// How it serves.
+    pub mode: PortMode,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -190,63 +217,5 @@ impl Proxy {
             obj.insert("reloadError".into(), serde_json::json!(self.reload_error()));
         }
         v
-    }
-
-    /// Answers one request received on a connection.
-    pub async fn handle(
-        self: &Arc<Self>,
-        conn: &ConnInfo,
-        req: Request<Incoming>,
-    ) -> Response<Body> {
-        let start = Instant::now();
-        let cfg = self.config();
-        // What the access log needs is kept only when it is written.
-        let log = tracing::enabled!(target: "gwcore::access", tracing::Level::INFO);
-        let head = log.then(|| {
-            let host = req
-                .uri()
-                .authority()
-                .map(|a| a.to_string())
-                .or_else(|| {
-                    req.headers()
-                        .get(http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .map(str::to_owned)
-                })
-                .unwrap_or_default();
-            (req.method().clone(), req.uri().clone(), req.version(), host)
-        });
-        let is_head = req.method() == http::Method::HEAD;
-        let answered = crate::route::answer(self, &cfg, conn, req, log).await;
-        let status = answered.response.status().as_u16();
-        let elapsed = start.elapsed();
-        self.metrics.record(&answered.series, status, elapsed);
-        if let Some((method, uri, version, host)) = head {
-            tracing::info!(
-                target: "gwcore::access",
-                client = %conn.client.peer,
-                port = conn.port,
-                method = %method,
-                host = %host,
-                uri = %uri,
-                version = ?version,
-                status,
-                micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-                gateway = %answered.series.gateway,
-                route = %answered.series.route,
-                backend = %answered.series.backend,
-                matched = %answered.provenance,
-                generation = cfg.generation,
-            );
-        }
-        // RFC 9110 §9.3.2: a response to HEAD has no content. The gateway's
-        // own answers (404, 400, 421...) carry a body for GET; over HTTP/2
-        // sending it after a HEAD is a protocol error, so it is dropped here
-        // for every answer (a backend's HEAD answer has none anyway).
-        if is_head {
-            let (parts, _) = answered.response.into_parts();
-            return Response::from_parts(parts, crate::body::empty());
-        }
-        answered.response
     }
 }

@@ -26,8 +26,7 @@ use crate::forward::{
 use crate::limits::Limits;
 use crate::metrics::SeriesKey;
 use crate::plugin::{FilterRequest, FilterResponse, Verdict};
-use crate::proxy::Proxy;
-use crate::server::ConnInfo;
+use crate::proxy::{ConnInfo, Proxy};
 
 /// A request's answer, with what it is counted and logged under.
 #[derive(Debug)]

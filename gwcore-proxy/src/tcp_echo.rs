@@ -100,7 +100,7 @@ impl Drop for TcpEchoServer {
 }
 
 /// A TLS server configuration presenting one certificate (for example one
-/// read with [`crate::tls::certified_key`]).
+/// read with [`crate::certs::certified_key`]).
 pub fn tls_config(
     key: rustls::sign::CertifiedKey,
 ) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
