@@ -153,7 +153,8 @@ impl ConnKey {
 /// no body.
 #[derive(Debug, Default)]
 struct Http1Pool {
-    idle: Mutex<HashMap<ConnKey, Vec<Idle>, std::hash::BuildHasherDefault<crate::metrics::Fnv>>>,
+    /// FxHash: the keys are backend addresses the configuration chose.
+    idle: Mutex<HashMap<ConnKey, Vec<Idle>, rustc_hash::FxBuildHasher>>,
     sweeping: std::sync::atomic::AtomicBool,
 }
 

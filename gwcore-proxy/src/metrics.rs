@@ -27,31 +27,10 @@ pub struct SeriesKey {
     pub backend: Arc<str>,
 }
 
-/// FNV-1a, for maps looked up on every request with short keys the
-/// configuration chose (metrics series, backend pool addresses), where
-/// SipHash's flood resistance buys nothing.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type SeriesMap = HashMap<SeriesKey, Arc<Series>, std::hash::BuildHasherDefault<Fnv>>;
+/// Series by key. FxHash ([`rustc_hash`]), as for every map looked up on
+/// each request with short keys the configuration chose (metrics series,
+/// backend pool addresses), where SipHash's flood resistance buys nothing.
+type SeriesMap = HashMap<SeriesKey, Arc<Series>, rustc_hash::FxBuildHasher>;
 
 struct Series {
     /// Count per status code 100..=599, at index `code - 100`.
