@@ -174,7 +174,8 @@ pub fn hits(r: &GatewayRouting, count: usize) -> Vec<RequestHead> {
                 .as_ref()
                 .and_then(|p| p.value.clone())
                 .unwrap_or_default();
-            let exact = m.path.as_ref().and_then(|p| p.type_.as_deref()) == Some("Exact");
+            let exact = m.path.as_ref().and_then(|p| p.type_.as_ref())
+                == Some(&gwcore::values::PathMatchType::Exact);
             let mut pq = if exact {
                 path
             } else {

@@ -8,6 +8,7 @@ use gwcore::status::{
     Condition, GatewayClassStatus, GatewayStatus, ListenerSetStatus, ListenerStatus, PolicyStatus,
     RouteStatus,
 };
+use gwcore::values::AddressType;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -715,8 +716,8 @@ fn status_addresses(
                 .iter()
                 .find(|s| s.get("value").and_then(Value::as_str) == Some(a.value.as_str()))
                 .and_then(|s| s.get("type").and_then(Value::as_str))
-                .unwrap_or("IPAddress");
-            if a.type_.as_deref().unwrap_or("IPAddress") != spec_type {
+                .map_or(AddressType::IpAddress, AddressType::parse);
+            if a.type_.as_ref().unwrap_or(&AddressType::IpAddress) != &spec_type {
                 return Outcome::Fail(format!(
                     "{} has type {:?}, spec says {spec_type}",
                     a.value, a.type_

@@ -275,7 +275,7 @@ impl L {
             Protocol::Bogus => "SCTP",
         };
         let tls = matches!(self.protocol, Protocol::Https | Protocol::Tls).then(|| ListenerTls {
-            mode: self.passthrough.then(|| "Passthrough".to_string()),
+            mode: self.passthrough.then(|| "Passthrough".into()),
             certificate_refs: self.certs.iter().take(2).map(CertRef::build).collect(),
             ..Default::default()
         });
@@ -836,7 +836,7 @@ impl Obj {
                                 name: n.s().into(),
                             })
                             .collect(),
-                        well_known_ca_certificates: ca.is_none().then(|| "System".to_string()),
+                        well_known_ca_certificates: ca.is_none().then(|| "System".into()),
                         hostname: hostname.s().into(),
                         ..Default::default()
                     },

@@ -1,6 +1,7 @@
 //! `gwcore explain FILE|DIR... --gateway NS/NAME --url URL`: how one request
 //! would be routed, and why.
 
+use gwcore::values::PathMatchType;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -167,9 +168,9 @@ fn would_match_path(o: &Object, path: &str) -> bool {
                 None => true,
                 Some(p) => {
                     let v = p.value.as_deref().unwrap_or("/");
-                    match p.type_.as_deref().unwrap_or("PathPrefix") {
-                        "Exact" => normalize(v).is_ok_and(|n| n == path),
-                        "PathPrefix" => prefix_matches(v, path),
+                    match p.type_.as_ref().unwrap_or(&PathMatchType::PathPrefix) {
+                        PathMatchType::Exact => normalize(v).is_ok_and(|n| n == path),
+                        PathMatchType::PathPrefix => prefix_matches(v, path),
                         _ => false,
                     }
                 }

@@ -133,7 +133,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    gwcore::table::parse_duration(s)
+    gwcore::values::Duration::parse(s).value()
         .ok_or_else(|| format!("expected a duration such as 500ms, 30s or 1m, got {s:?}"))
 }
 

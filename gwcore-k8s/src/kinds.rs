@@ -362,11 +362,11 @@ mod tests {
         let a = load_balancer_addresses(&obj);
         assert_eq!(a.len(), 2);
         assert_eq!(
-            (a[0].type_.as_deref(), a[0].value.as_str()),
+            (a[0].type_.as_ref().map(|t| t.as_str()), a[0].value.as_str()),
             (Some("IPAddress"), "203.0.113.7")
         );
         assert_eq!(
-            (a[1].type_.as_deref(), a[1].value.as_str()),
+            (a[1].type_.as_ref().map(|t| t.as_str()), a[1].value.as_str()),
             (Some("Hostname"), "lb.example.com")
         );
     }

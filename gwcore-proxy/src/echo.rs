@@ -280,7 +280,7 @@ impl EchoState {
         let query = parse_query(req.uri().query().unwrap_or(""));
         if let Some(delay) = query
             .get("delay")
-            .and_then(|d| gwcore::table::parse_duration(d))
+            .and_then(|d| gwcore::values::Duration::parse(d).value())
         {
             tokio::time::sleep(delay).await;
         }
@@ -301,7 +301,7 @@ impl EchoState {
             if seen <= succeed_after {
                 if let Some(d) = query
                     .get("delayRetry")
-                    .and_then(|d| gwcore::table::parse_duration(d))
+                    .and_then(|d| gwcore::values::Duration::parse(d).value())
                 {
                     tokio::time::sleep(d).await;
                 }

@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use gwcore::model::ObjectKey;
 use gwcore::table::{
     Action, BackendAction, Decision, Family, Filter, Forward, RedirectTo, RequestHead, Respond,
-    RespondReason, parse_duration,
+    RespondReason,
 };
 
 use crate::body::{Body, empty, full, incoming};
@@ -526,17 +526,9 @@ fn policy(f: &Forward<'_>) -> ForwardPolicy {
         request_timeout: enabled(t.request),
         backend_timeout: enabled(t.backend_request),
         retry: f.retry().map(|r| RetryPolicy {
-            codes: r
-                .codes
-                .iter()
-                .filter_map(|c| u16::try_from(*c).ok())
-                .collect(),
-            attempts: r.attempts.map_or(1, |a| u32::try_from(a).unwrap_or(0)),
-            backoff: r
-                .backoff
-                .as_deref()
-                .and_then(parse_duration)
-                .unwrap_or_default(),
+            codes: r.codes.clone(),
+            attempts: r.attempts,
+            backoff: r.backoff,
         }),
     }
 }

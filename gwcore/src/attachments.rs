@@ -125,15 +125,16 @@ pub enum ListenerProtocol {
 }
 
 impl ListenerProtocol {
-    /// Parses a listener protocol as spelled in the spec.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "HTTP" => ListenerProtocol::Http,
-            "HTTPS" => ListenerProtocol::Https,
-            "TLS" => ListenerProtocol::Tls,
-            "TCP" => ListenerProtocol::Tcp,
-            "UDP" => ListenerProtocol::Udp,
-            _ => return None,
+    /// The protocol of a listener's spec, when gwcore serves it.
+    pub fn from_spec(p: &crate::values::ProtocolType) -> Option<Self> {
+        use crate::values::ProtocolType as P;
+        Some(match p {
+            P::Http => ListenerProtocol::Http,
+            P::Https => ListenerProtocol::Https,
+            P::Tls => ListenerProtocol::Tls,
+            P::Tcp => ListenerProtocol::Tcp,
+            P::Udp => ListenerProtocol::Udp,
+            P::Other(_) => return None,
         })
     }
 }

@@ -117,6 +117,7 @@ pub mod snapshot;
 pub mod status;
 pub mod table;
 pub mod validate;
+pub mod values;
 
 pub use snapshot::Snapshot;
 

@@ -10,6 +10,10 @@
 //! markers are applied by [`crate::validate`], not by serde, so that a
 //! diagnostic can tell "absent" from "set".
 
+pub use crate::values::{
+    AddressType, Duration, FilterType, FromNamespaces, FrontendValidationMode, MatchType,
+    PathMatchType, PathModifierType, ProtocolType, SanType, TlsModeType, WellKnownCaCertificates,
+};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -240,7 +244,7 @@ pub struct FrontendValidation {
     pub ca_certificate_refs: Vec<SecretObjectReference>,
     /// `AllowValidOnly` (default) or `AllowInsecureFallback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
+    pub mode: Option<FrontendValidationMode>,
 }
 
 /// `spec.addresses[]`.
@@ -249,7 +253,7 @@ pub struct FrontendValidation {
 pub struct GatewayAddress {
     /// `IPAddress` (default), `Hostname` or `NamedAddress`.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub type_: Option<String>,
+    pub type_: Option<AddressType>,
     /// The address; may be empty (the implementation picks one).
     #[serde(default)]
     pub value: String,
@@ -294,7 +298,7 @@ pub struct Listener {
     pub port: i32,
     /// `HTTP`, `HTTPS`, `TLS`, `TCP`, `UDP` or a domain-prefixed protocol.
     #[serde(default)]
-    pub protocol: String,
+    pub protocol: ProtocolType,
     /// TLS settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTls>,
@@ -309,7 +313,7 @@ pub struct Listener {
 pub struct ListenerTls {
     /// `Terminate` (default) or `Passthrough`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
+    pub mode: Option<TlsModeType>,
     /// Certificates to serve.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificate_refs: Vec<SecretObjectReference>,
@@ -357,7 +361,7 @@ pub struct AllowedRoutes {
 pub struct RouteNamespaces {
     /// `All`, `Same`, `Selector` (or `None` for ListenerSets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
+    pub from: Option<FromNamespaces>,
     /// With `from: Selector`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
@@ -539,10 +543,10 @@ pub struct HttpRouteRule {
 pub struct HttpRouteTimeouts {
     /// Whole request, Gateway API duration (`10s`, `1m30s`...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request: Option<String>,
+    pub request: Option<Duration>,
     /// One try to the backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backend_request: Option<String>,
+    pub backend_request: Option<Duration>,
 }
 
 /// `rules[].retry`.
@@ -557,7 +561,7 @@ pub struct HttpRouteRetry {
     pub attempts: Option<i32>,
     /// Backoff between retries, Gateway API duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff: Option<String>,
+    pub backoff: Option<Duration>,
 }
 
 /// `rules[].matches[]`.
@@ -584,7 +588,7 @@ pub struct HttpRouteMatch {
 pub struct HttpPathMatch {
     /// `Exact`, `PathPrefix` (default) or `RegularExpression`.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub type_: Option<String>,
+    pub type_: Option<PathMatchType>,
     /// The value; `/` by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
@@ -596,7 +600,7 @@ pub struct HttpPathMatch {
 pub struct HttpHeaderMatch {
     /// `Exact` (default) or `RegularExpression`.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub type_: Option<String>,
+    pub type_: Option<MatchType>,
     /// Header name (case-insensitive) or query parameter name (exact).
     #[serde(default)]
     pub name: String,
@@ -611,7 +615,7 @@ pub struct HttpHeaderMatch {
 pub struct HttpRouteFilter {
     /// The filter type.
     #[serde(default, rename = "type")]
-    pub type_: String,
+    pub type_: FilterType,
     /// `RequestHeaderModifier`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_header_modifier: Option<HeaderModifier>,
@@ -741,7 +745,7 @@ pub struct UrlRewrite {
 pub struct HttpPathModifier {
     /// `ReplaceFullPath` or `ReplacePrefixMatch`.
     #[serde(default, rename = "type")]
-    pub type_: String,
+    pub type_: PathModifierType,
     /// With `ReplaceFullPath`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replace_full_path: Option<String>,
@@ -843,7 +847,7 @@ pub struct GrpcRouteMatch {
 pub struct GrpcMethodMatch {
     /// `Exact` (default) or `RegularExpression`.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub type_: Option<String>,
+    pub type_: Option<MatchType>,
     /// Fully-qualified service, e.g. `foo.Bar`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
@@ -1008,7 +1012,7 @@ pub struct BackendTlsValidation {
     pub ca_certificate_refs: Vec<LocalObjectReference>,
     /// `System` to use the system trust store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub well_known_ca_certificates: Option<String>,
+    pub well_known_ca_certificates: Option<WellKnownCaCertificates>,
     /// SNI and name to verify.
     #[serde(default)]
     pub hostname: String,
@@ -1023,7 +1027,7 @@ pub struct BackendTlsValidation {
 pub struct SubjectAltName {
     /// `Hostname` or `URI`.
     #[serde(default, rename = "type")]
-    pub type_: String,
+    pub type_: SanType,
     /// With `Hostname`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,

@@ -252,7 +252,7 @@ pub struct GatewayStatus {
 pub struct GatewayStatusAddress {
     /// `IPAddress`, `Hostname` or `NamedAddress`.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<String>,
+    pub type_: Option<crate::values::AddressType>,
     /// The address.
     pub value: String,
 }

@@ -6,6 +6,10 @@
 //! defaults in place and returns every failure; an object with failures is
 //! left out, as the API server would have refused it.
 
+use crate::values::{
+    AddressType, Duration, FilterType, FromNamespaces, MatchType, PathMatchType, PathModifierType,
+    ProtocolType, TlsModeType,
+};
 use std::collections::BTreeSet;
 
 use crate::hostname;
@@ -71,8 +75,8 @@ pub fn validate(obj: &mut Object) -> Vec<FieldError> {
             listeners(&mut e, "spec.listeners", &mut gw.spec.listeners, 1);
             e.max_items("spec.addresses", gw.spec.addresses.len(), 16);
             for (i, a) in gw.spec.addresses.iter_mut().enumerate() {
-                let ty = a.type_.get_or_insert_with(|| "IPAddress".into());
-                if ty == "IPAddress"
+                let ty = a.type_.get_or_insert(AddressType::IpAddress);
+                if *ty == AddressType::IpAddress
                     && !a.value.is_empty()
                     && a.value.parse::<std::net::IpAddr>().is_err()
                 {
@@ -239,9 +243,9 @@ fn listeners(e: &mut Errs, field: &str, ls: &mut [Listener], min: usize) {
             );
         }
         port_range(e, &format!("{f}.port"), l.port);
-        if l.protocol.is_empty() {
+        if l.protocol.as_str().is_empty() {
             e.push(format!("{f}.protocol"), "required");
-        } else if !protocol_ok(&l.protocol) {
+        } else if !protocol_ok(l.protocol.as_str()) {
             e.push(
                 format!("{f}.protocol"),
                 format!("{:?} is not a valid protocol name", l.protocol),
@@ -255,7 +259,7 @@ fn listeners(e: &mut Errs, field: &str, ls: &mut [Listener], min: usize) {
                 format!("{h:?} is not a valid hostname: lowercase DNS name, optionally starting with '*.'; no IP addresses"),
             );
         }
-        if matches!(l.protocol.as_str(), "TCP" | "UDP") && l.hostname.is_some() {
+        if matches!(l.protocol, ProtocolType::Tcp | ProtocolType::Udp) && l.hostname.is_some() {
             e.push(
                 format!("{f}.hostname"),
                 format!("must not be set for protocol {}", l.protocol),
@@ -277,9 +281,9 @@ fn listeners(e: &mut Errs, field: &str, ls: &mut [Listener], min: usize) {
             _ => {}
         }
         if let Some(tls) = &mut l.tls {
-            let mode = tls.mode.get_or_insert_with(|| "Terminate".into());
-            match mode.as_str() {
-                "Terminate" => {
+            let mode = tls.mode.get_or_insert(TlsModeType::Terminate);
+            match mode {
+                TlsModeType::Terminate => {
                     if tls.certificate_refs.is_empty() && tls.options.is_empty() {
                         e.push(
                             format!("{f}.tls.certificateRefs"),
@@ -287,15 +291,15 @@ fn listeners(e: &mut Errs, field: &str, ls: &mut [Listener], min: usize) {
                         );
                     }
                 }
-                "Passthrough" => {
-                    if l.protocol == "HTTPS" {
+                TlsModeType::Passthrough => {
+                    if l.protocol == ProtocolType::Https {
                         e.push(
                             format!("{f}.tls.mode"),
                             "Passthrough is not allowed for protocol HTTPS",
                         );
                     }
                 }
-                other => e.push(
+                TlsModeType::Other(other) => e.push(
                     format!("{f}.tls.mode"),
                     format!("{other:?} is not Terminate or Passthrough"),
                 ),
@@ -312,7 +316,7 @@ fn listeners(e: &mut Errs, field: &str, ls: &mut [Listener], min: usize) {
         }
         let ar = l.allowed_routes.get_or_insert_with(Default::default);
         let ns = ar.namespaces.get_or_insert_with(Default::default);
-        ns.from.get_or_insert_with(|| "Same".into());
+        ns.from.get_or_insert(FromNamespaces::Same);
         from_field(
             e,
             &format!("{f}.allowedRoutes.namespaces"),
@@ -443,8 +447,8 @@ fn header_matches(e: &mut Errs, f: &str, hs: &mut [HttpHeaderMatch], header: boo
     e.max_items(f, hs.len(), 16);
     let mut seen = BTreeSet::new();
     for (i, h) in hs.iter_mut().enumerate() {
-        let ty = h.type_.get_or_insert_with(|| "Exact".into());
-        if ty != "Exact" && ty != "RegularExpression" {
+        let ty = h.type_.get_or_insert(MatchType::Exact);
+        if !ty.is_known() {
             e.push(
                 format!("{f}[{i}].type"),
                 format!("{ty:?} is not Exact or RegularExpression"),
@@ -647,19 +651,21 @@ fn filters(e: &mut Errs, f: &str, fs: &mut [HttpRouteFilter], matches: Option<&[
             ("ExtensionRef", flt.extension_ref.is_some(), "extensionRef"),
         ];
         for (t, present, field) in set {
-            if t == ty && !present {
+            if t == ty.as_str() && !present {
                 e.push(
                     format!("{ff}.{field}"),
                     format!("required when type is {t}"),
                 );
-            } else if t != ty && present {
+            } else if t != ty.as_str() && present {
                 e.push(
                     format!("{ff}.{field}"),
                     format!("must not be set when type is {ty}"),
                 );
             }
         }
-        if ty != "RequestMirror" && ty != "ExtensionRef" && !seen.insert(ty.clone()) {
+        if !matches!(ty, FilterType::RequestMirror | FilterType::ExtensionRef)
+            && !seen.insert(ty.clone())
+        {
             e.push(format!("{ff}.type"), format!("{ty} cannot be repeated"));
         }
         if let Some(m) = &flt.request_header_modifier {
@@ -752,10 +758,11 @@ fn filters(e: &mut Errs, f: &str, fs: &mut [HttpRouteFilter], matches: Option<&[
             .as_ref()
             .and_then(|r| r.path.as_ref())
             .or(flt.url_rewrite.as_ref().and_then(|u| u.path.as_ref()))
-            .is_some_and(|p| p.type_ == "ReplacePrefixMatch");
+            .is_some_and(|p| p.type_ == PathModifierType::ReplacePrefixMatch);
         if prefix_replace && let Some(ms) = matches {
             let all_prefix = ms.len() == 1
-                && ms[0].path.as_ref().and_then(|p| p.type_.as_deref()) == Some("PathPrefix");
+                && ms[0].path.as_ref().and_then(|p| p.type_.as_ref())
+                    == Some(&PathMatchType::PathPrefix);
             if !all_prefix {
                 e.push(
                     ff.clone(),
@@ -764,58 +771,9 @@ fn filters(e: &mut Errs, f: &str, fs: &mut [HttpRouteFilter], matches: Option<&[
             }
         }
     }
-    if seen.contains("RequestRedirect") && seen.contains("URLRewrite") {
+    if seen.contains(&FilterType::RequestRedirect) && seen.contains(&FilterType::UrlRewrite) {
         e.push(f, "RequestRedirect and URLRewrite cannot be used together");
     }
-}
-
-fn duration_ok(d: &str) -> bool {
-    // Gateway API Duration: ^([0-9]{1,5}(h|m|s|ms)){1,4}$
-    let mut rest = d;
-    let mut parts = 0;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 || digits > 5 {
-            return false;
-        }
-        rest = &rest[digits..];
-        let unit = if rest.starts_with("ms") {
-            2
-        } else if rest.starts_with(['h', 'm', 's']) {
-            1
-        } else {
-            return false;
-        };
-        rest = &rest[unit..];
-        parts += 1;
-    }
-    (1..=4).contains(&parts)
-}
-
-/// Parses a Gateway API duration (`1h2m3s4ms`) into milliseconds.
-pub fn parse_duration_ms(d: &str) -> Option<u64> {
-    if !duration_ok(d) {
-        return None;
-    }
-    let mut total = 0u64;
-    let mut rest = d;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (mult, len) = if rest.starts_with("ms") {
-            (1, 2)
-        } else if rest.starts_with('h') {
-            (3_600_000, 1)
-        } else if rest.starts_with('m') {
-            (60_000, 1)
-        } else {
-            (1_000, 1)
-        };
-        total += n * mult;
-        rest = &rest[len..];
-    }
-    Some(total)
 }
 
 fn http_rule(e: &mut Errs, f: &str, r: &mut HttpRouteRule) {
@@ -845,7 +803,7 @@ fn http_rule(e: &mut Errs, f: &str, r: &mut HttpRouteRule) {
             ("backendRequest", &t.backend_request),
         ] {
             if let Some(v) = v
-                && !duration_ok(v)
+                && v.value().is_none()
             {
                 e.push(
                     format!("{f}.timeouts.{field}"),
@@ -854,9 +812,9 @@ fn http_rule(e: &mut Errs, f: &str, r: &mut HttpRouteRule) {
             }
         }
         if let (Some(req), Some(be)) = (
-            t.request.as_deref().and_then(parse_duration_ms),
-            t.backend_request.as_deref().and_then(parse_duration_ms),
-        ) && req != 0
+            t.request.as_ref().and_then(Duration::value),
+            t.backend_request.as_ref().and_then(Duration::value),
+        ) && !req.is_zero()
             && be > req
         {
             e.push(
@@ -875,7 +833,7 @@ fn http_rule(e: &mut Errs, f: &str, r: &mut HttpRouteRule) {
             }
         }
         if let Some(b) = &rt.backoff
-            && !duration_ok(b)
+            && b.value().is_none()
         {
             e.push(
                 format!("{f}.retry.backoff"),
@@ -1054,8 +1012,8 @@ mod tests {
         };
         let m = &r.spec.rules[0].matches[0];
         assert_eq!(
-            m.path.as_ref().unwrap().type_.as_deref(),
-            Some("PathPrefix")
+            m.path.as_ref().unwrap().type_,
+            Some(PathMatchType::PathPrefix)
         );
         assert_eq!(m.path.as_ref().unwrap().value.as_deref(), Some("/"));
         assert_eq!(
@@ -1086,13 +1044,5 @@ mod tests {
             "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: n}\nspec:\n  parentRefs: [{name: g}, {name: g}]\n",
         );
         assert!(errs[0].starts_with("spec.parentRefs[1]"), "{errs:?}");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("1m30s"), Some(90_000));
-        assert_eq!(parse_duration_ms("250ms"), Some(250));
-        assert_eq!(parse_duration_ms("1.5s"), None);
-        assert_eq!(parse_duration_ms(""), None);
     }
 }

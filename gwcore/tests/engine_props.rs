@@ -10,6 +10,7 @@ use gwcore::model::{Kind, Object, ObjectKey};
 use gwcore::selector;
 use gwcore::status::ObjectStatus;
 use gwcore::testing::snapshot::{objects, options};
+use gwcore::values::FromNamespaces;
 use proptest::prelude::*;
 
 const NOW: &str = "2026-01-01T00:00:00Z";
@@ -72,10 +73,10 @@ proptest! {
                 for r in &l.routes {
                     prop_assert_eq!(r.key.kind, Kind::HTTPRoute);
                     prop_assert!(matches!(spec.protocol.as_str(), "HTTP" | "HTTPS"), "HTTPRoute on a {} listener", spec.protocol);
-                    let allowed = match from.from.as_deref() {
-                        Some("All") => true,
-                        Some("Same") => r.key.namespace == gw.metadata.ns(),
-                        Some("Selector") => {
+                    let allowed = match &from.from {
+                        Some(FromNamespaces::All) => true,
+                        Some(FromNamespaces::Same) => r.key.namespace == gw.metadata.ns(),
+                        Some(FromNamespaces::Selector) => {
                             let labels = match snap.get(&ObjectKey::new(Kind::Namespace, "", r.key.namespace.clone())) {
                                 Some(Object::Namespace(n)) => n.metadata.labels.clone(),
                                 _ => BTreeMap::new(),

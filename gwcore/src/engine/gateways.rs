@@ -2,6 +2,7 @@
 //! conflicts, ListenerSets, certificates and CA bundles.
 
 use super::*;
+use crate::values::{FromNamespaces, FrontendValidationMode, TlsModeType};
 
 impl Ctx<'_> {
     // ---------------------------------------------------------------- classes
@@ -237,7 +238,7 @@ impl Ctx<'_> {
 
     pub(super) fn listener_set_allowed(&self, gw: &Gateway, ls_ns: &str) -> Result<(), Fail> {
         let none = RouteNamespaces {
-            from: Some("None".into()),
+            from: Some(FromNamespaces::None),
             selector: None,
         };
         let from = gw
@@ -246,8 +247,8 @@ impl Ctx<'_> {
             .as_ref()
             .and_then(|a| a.namespaces.as_ref())
             .unwrap_or(&none);
-        match from.from.as_deref().unwrap_or("None") {
-            "None" => Err((
+        match from.from.as_ref().unwrap_or(&FromNamespaces::None) {
+            FromNamespaces::None => Err((
                 Reason::NotAllowed,
                 format!(
                     "Gateway {}/{} does not allow ListenerSets (allowedListeners)",
@@ -271,12 +272,12 @@ impl Ctx<'_> {
     }
 
     pub(super) fn listener(&self, l: &Listener, owner: &ObjectKey, owner_ns: &str) -> Lst {
-        let protocol = ListenerProtocol::parse(&l.protocol);
+        let protocol = ListenerProtocol::from_spec(&l.protocol);
         let tls_mode = l
             .tls
             .as_ref()
-            .and_then(|t| t.mode.as_deref())
-            .unwrap_or("Terminate");
+            .and_then(|t| t.mode.as_ref())
+            .unwrap_or(&TlsModeType::Terminate);
         let native: Vec<&str> = match protocol {
             Some(ListenerProtocol::Http | ListenerProtocol::Https) => {
                 vec!["HTTPRoute", "GRPCRoute"]
@@ -335,7 +336,8 @@ impl Ctx<'_> {
         };
         let mut certs = Vec::new();
         let terminates = matches!(protocol, Some(ListenerProtocol::Https))
-            || (matches!(protocol, Some(ListenerProtocol::Tls)) && tls_mode == "Terminate");
+            || (matches!(protocol, Some(ListenerProtocol::Tls))
+                && *tls_mode == TlsModeType::Terminate);
         if terminates && let Some(tls) = &l.tls {
             for c in &tls.certificate_refs {
                 match self.certificate(c, owner, owner_ns) {
@@ -502,7 +504,7 @@ impl Ctx<'_> {
             .collect::<Result<Vec<_>, Fail>>()?;
         Ok(Some(FrontendValidation {
             ca_certificates,
-            allow_insecure_fallback: v.mode.as_deref() == Some("AllowInsecureFallback"),
+            allow_insecure_fallback: v.mode == Some(FrontendValidationMode::AllowInsecureFallback),
         }))
     }
 

@@ -142,8 +142,10 @@ impl Ctx<'_> {
                         .iter()
                         .chain(f.per_port.iter().map(|p| &p.tls))
                         .any(|c| {
-                            c.validation.as_ref().and_then(|v| v.mode.as_deref())
-                                == Some("AllowInsecureFallback")
+                            c.validation.as_ref().and_then(|v| v.mode.as_ref())
+                                == Some(
+                                    &crate::values::FrontendValidationMode::AllowInsecureFallback,
+                                )
                         })
                 });
             if insecure {
@@ -163,7 +165,10 @@ impl Ctx<'_> {
                 .iter()
                 .filter(|a| !a.value.is_empty())
                 .map(|a| GatewayStatusAddress {
-                    type_: a.type_.clone().or(Some("IPAddress".into())),
+                    type_: a
+                        .type_
+                        .clone()
+                        .or(Some(crate::values::AddressType::IpAddress)),
                     value: a.value.clone(),
                 })
                 .collect();
@@ -286,7 +291,7 @@ pub(super) fn gateway_routing(key: &ObjectKey, gw: &Gw) -> GatewayRouting {
                 protocol,
                 hostname: l.spec.hostname.clone(),
                 tls_mode: l.spec.tls.as_ref().map(|t| {
-                    if t.mode.as_deref() == Some("Passthrough") {
+                    if t.mode == Some(crate::values::TlsModeType::Passthrough) {
                         TlsMode::Passthrough
                     } else {
                         TlsMode::Terminate

@@ -3,6 +3,7 @@
 //! rule regular expressions.
 
 use super::*;
+use crate::values::{MatchType, PathMatchType, SanType, WellKnownCaCertificates};
 
 impl Ctx<'_> {
     /// Resolves every backendRef of a route; returns its rules and the first
@@ -326,9 +327,9 @@ impl Ctx<'_> {
         let subject_alt_names = v
             .subject_alt_names
             .iter()
-            .filter_map(|san| match (san.type_.as_str(), &san.hostname, &san.uri) {
-                ("Hostname", Some(h), _) => Some(SubjectAltName::Hostname(h.clone())),
-                ("URI", _, Some(u)) => Some(SubjectAltName::Uri(u.clone())),
+            .filter_map(|san| match (&san.type_, &san.hostname, &san.uri) {
+                (SanType::Hostname, Some(h), _) => Some(SubjectAltName::Hostname(h.clone())),
+                (SanType::Uri, _, Some(u)) => Some(SubjectAltName::Uri(u.clone())),
                 _ => None,
             })
             .collect();
@@ -336,7 +337,7 @@ impl Ctx<'_> {
             policy: ObjectKey::new(Kind::BackendTLSPolicy, ns, p.metadata.name.clone()),
             hostname: v.hostname.clone(),
             ca_certificates,
-            system_roots: v.well_known_ca_certificates.as_deref() == Some("System"),
+            system_roots: v.well_known_ca_certificates == Some(WellKnownCaCertificates::System),
             subject_alt_names,
             invalid,
         }))
@@ -348,14 +349,14 @@ impl Ctx<'_> {
 pub(super) fn http_rule_regexes(rule: &crate::model::HttpRouteRule) -> Result<(), String> {
     for m in &rule.matches {
         if let Some(p) = &m.path
-            && p.type_.as_deref() == Some("RegularExpression")
+            && p.type_ == Some(PathMatchType::RegularExpression)
         {
             regex_ok("path", p.value.as_deref().unwrap_or(""))?;
         }
         for (what, list) in [("header", &m.headers), ("query parameter", &m.query_params)] {
             for h in list
                 .iter()
-                .filter(|h| h.type_.as_deref() == Some("RegularExpression"))
+                .filter(|h| h.type_ == Some(MatchType::RegularExpression))
             {
                 regex_ok(&format!("{what} {}", h.name), &h.value)?;
             }
@@ -368,7 +369,7 @@ pub(super) fn http_rule_regexes(rule: &crate::model::HttpRouteRule) -> Result<()
 pub(super) fn grpc_rule_regexes(rule: &crate::model::GrpcRouteRule) -> Result<(), String> {
     for m in &rule.matches {
         if let Some(mm) = &m.method
-            && mm.type_.as_deref() == Some("RegularExpression")
+            && mm.type_ == Some(MatchType::RegularExpression)
         {
             for v in [&mm.service, &mm.method].into_iter().flatten() {
                 regex_ok("method", v)?;
@@ -377,7 +378,7 @@ pub(super) fn grpc_rule_regexes(rule: &crate::model::GrpcRouteRule) -> Result<()
         for h in m
             .headers
             .iter()
-            .filter(|h| h.type_.as_deref() == Some("RegularExpression"))
+            .filter(|h| h.type_ == Some(MatchType::RegularExpression))
         {
             regex_ok(&format!("header {}", h.name), &h.value)?;
         }

@@ -2,6 +2,7 @@
 //! hostnames, and each route's status.parents.
 
 use super::*;
+use crate::values::FromNamespaces;
 
 impl Ctx<'_> {
     // ---------------------------------------------------------------- routes
@@ -306,11 +307,11 @@ pub(super) fn namespace_allowed_free(
     owner_ns: &str,
     ns: &str,
 ) -> Result<(), String> {
-    match from.from.as_deref().unwrap_or("Same") {
-        "All" => Ok(()),
-        "Same" if owner_ns == ns => Ok(()),
-        "Same" => Err(format!("only routes from namespace {owner_ns} may attach")),
-        "Selector" => {
+    match from.from.as_ref().unwrap_or(&FromNamespaces::Same) {
+        FromNamespaces::All => Ok(()),
+        FromNamespaces::Same if owner_ns == ns => Ok(()),
+        FromNamespaces::Same => Err(format!("only routes from namespace {owner_ns} may attach")),
+        FromNamespaces::Selector => {
             let empty = LabelSelector::default();
             let sel = from.selector.as_ref().unwrap_or(&empty);
             let none = BTreeMap::new();

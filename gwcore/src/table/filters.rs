@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::extension::{ExtensionKind, ExtensionObject};
 use crate::model::{HeaderModifier, HttpPathModifier, HttpRouteFilter};
+use crate::values::{FilterType, PathModifierType};
 
 use super::path::prefix_matches;
 use super::request::RequestHead;
@@ -75,33 +76,33 @@ impl Filter {
     /// names, else [`Filter::Unsupported`].
     pub fn compile_with(f: &HttpRouteFilter, resolved: &[Arc<ExtensionObject>]) -> Filter {
         let missing = || Filter::Unsupported(format!("filter {} has no configuration", f.type_));
-        match f.type_.as_str() {
-            "RequestHeaderModifier" => match &f.request_header_modifier {
+        match &f.type_ {
+            FilterType::RequestHeaderModifier => match &f.request_header_modifier {
                 Some(m) => {
                     HeaderOps::compile(m).map_or_else(Filter::Unsupported, Filter::RequestHeaders)
                 }
                 None => missing(),
             },
-            "ResponseHeaderModifier" => match &f.response_header_modifier {
+            FilterType::ResponseHeaderModifier => match &f.response_header_modifier {
                 Some(m) => {
                     HeaderOps::compile(m).map_or_else(Filter::Unsupported, Filter::ResponseHeaders)
                 }
                 None => missing(),
             },
-            "RequestRedirect" => match &f.request_redirect {
+            FilterType::RequestRedirect => match &f.request_redirect {
                 Some(r) => Redirect::compile(r).map_or_else(Filter::Unsupported, Filter::Redirect),
                 None => missing(),
             },
-            "URLRewrite" => match &f.url_rewrite {
+            FilterType::UrlRewrite => match &f.url_rewrite {
                 Some(r) => Rewrite::compile(r).map_or_else(Filter::Unsupported, Filter::Rewrite),
                 None => missing(),
             },
-            "CORS" => match &f.cors {
+            FilterType::Cors => match &f.cors {
                 Some(c) => Filter::Cors(Cors::compile(c)),
                 None => missing(),
             },
-            "RequestMirror" => Filter::Mirror,
-            "ExtensionRef" => match &f.extension_ref {
+            FilterType::RequestMirror => Filter::Mirror,
+            FilterType::ExtensionRef => match &f.extension_ref {
                 Some(r) => match resolved
                     .iter()
                     .find(|o| o.kind.is(&r.group, &r.kind) && o.metadata.name == r.name)
@@ -114,7 +115,9 @@ impl Filter {
                 },
                 None => Filter::Unsupported("ExtensionRef without a reference".to_owned()),
             },
-            other => Filter::Unsupported(format!("filter type {other:?} is not supported")),
+            other => {
+                Filter::Unsupported(format!("filter type {:?} is not supported", other.as_str()))
+            }
         }
     }
 }
@@ -226,14 +229,17 @@ pub enum PathChange {
 
 impl PathChange {
     fn compile(m: &HttpPathModifier) -> Result<PathChange, String> {
-        match m.type_.as_str() {
-            "ReplaceFullPath" => Ok(PathChange::Full(
+        match &m.type_ {
+            PathModifierType::ReplaceFullPath => Ok(PathChange::Full(
                 m.replace_full_path.clone().unwrap_or_default(),
             )),
-            "ReplacePrefixMatch" => Ok(PathChange::Prefix(
+            PathModifierType::ReplacePrefixMatch => Ok(PathChange::Prefix(
                 m.replace_prefix_match.clone().unwrap_or_default(),
             )),
-            other => Err(format!("path modifier type {other:?} is not supported")),
+            other => Err(format!(
+                "path modifier type {:?} is not supported",
+                other.as_str()
+            )),
         }
     }
 
@@ -611,41 +617,6 @@ impl Cors {
     }
 }
 
-/// Parses a Gateway API duration (GEP-2257: one to four `<number><unit>`
-/// pairs, units `h`, `m`, `s`, `ms`, e.g. `1h30m`, `500ms`, `0s`).
-pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let b = s.as_bytes();
-    let (mut i, mut total_ms, mut parts) = (0usize, 0u64, 0);
-    while i < b.len() {
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start || i - start > 5 {
-            return None;
-        }
-        let n: u64 = s[start..i].parse().ok()?;
-        let unit_ms = if b[i..].starts_with(b"ms") {
-            i += 2;
-            1
-        } else {
-            let u = match b.get(i)? {
-                b'h' => 3_600_000,
-                b'm' => 60_000,
-                b's' => 1000,
-                _ => return None,
-            };
-            i += 1;
-            u
-        };
-        total_ms += n * unit_ms;
-        parts += 1;
-    }
-    (1..=4)
-        .contains(&parts)
-        .then(|| std::time::Duration::from_millis(total_ms))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -849,16 +820,5 @@ mod tests {
         assert!(!c.allows("https://bar.com"));
         assert!(c.allows("http://x.com:8080"));
         assert!(!c.allows("http://x.com"));
-    }
-
-    #[test]
-    fn durations() {
-        use std::time::Duration;
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
-        assert_eq!(parse_duration("1s2s3s4s5s"), None);
-        assert_eq!(parse_duration("1.5s"), None);
-        assert_eq!(parse_duration(""), None);
     }
 }

@@ -7,6 +7,7 @@
 //! [`REGEX_SIZE_LIMIT`] bytes of compiled program. A regex that does not
 //! compile matches nothing, and is listed in the table's problems.
 
+use crate::values::MatchType;
 use http::{HeaderName, Method};
 use regex::bytes::{Regex, RegexBuilder};
 
@@ -35,10 +36,10 @@ pub(crate) enum ValueMatch {
 }
 
 impl ValueMatch {
-    fn compile(type_: Option<&str>, value: &str, problems: &mut Vec<String>) -> ValueMatch {
-        match type_.unwrap_or("Exact") {
-            "Exact" => ValueMatch::Exact(value.as_bytes().into()),
-            "RegularExpression" => compile_regex(value).map_or_else(
+    fn compile(type_: Option<&MatchType>, value: &str, problems: &mut Vec<String>) -> ValueMatch {
+        match type_.unwrap_or(&MatchType::Exact) {
+            MatchType::Exact => ValueMatch::Exact(value.as_bytes().into()),
+            MatchType::RegularExpression => compile_regex(value).map_or_else(
                 |e| {
                     problems.push(e);
                     ValueMatch::Never
@@ -189,12 +190,12 @@ impl Conditions {
                 .map(|q| {
                     (
                         q.name.as_str().into(),
-                        ValueMatch::compile(q.type_.as_deref(), &q.value, problems),
+                        ValueMatch::compile(q.type_.as_ref(), &q.value, problems),
                     )
                 })
                 .collect(),
             path_regex: path_regex
-                .map(|p| ValueMatch::compile(Some("RegularExpression"), p, problems)),
+                .map(|p| ValueMatch::compile(Some(&MatchType::RegularExpression), p, problems)),
             grpc: None,
         };
         Conditions {
@@ -217,7 +218,7 @@ impl Conditions {
         let (service, method) = match &m.method {
             None => (None, None),
             Some(mm) => {
-                let t = mm.type_.as_deref();
+                let t = mm.type_.as_ref();
                 let c = |v: &Option<String>, problems: &mut Vec<String>| {
                     v.as_deref()
                         .filter(|s| !s.is_empty())
@@ -286,10 +287,7 @@ fn header_conds(
     dedup_by_name(headers, true)
         .into_iter()
         .map(|h| match HeaderName::from_bytes(h.name.as_bytes()) {
-            Ok(n) => (
-                n,
-                ValueMatch::compile(h.type_.as_deref(), &h.value, problems),
-            ),
+            Ok(n) => (n, ValueMatch::compile(h.type_.as_ref(), &h.value, problems)),
             Err(_) => {
                 problems.push(format!("invalid header name {:?}", h.name));
                 (

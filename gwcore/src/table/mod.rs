@@ -89,8 +89,9 @@ use crate::attachments::{
     Mirror, PolicyTarget, RouteRules, TlsMode,
 };
 use crate::model::{HttpRouteRetry, HttpRouteTimeouts, ObjectKey};
+use crate::values::{MatchType, PathMatchType};
 
-pub use filters::{ExtensionFilter, Filter, check_filters, parse_duration, replace_prefix};
+pub use filters::{ExtensionFilter, Filter, check_filters, replace_prefix};
 pub use matching::{REGEX_SIZE_LIMIT, compile_regex};
 pub use path::PathError;
 pub use precedence::{CreationTime, HostRank, MatchRank, PathRank, Precedence, RouteRank, Step};
@@ -165,8 +166,42 @@ impl Timeouts {
             return Timeouts::default();
         };
         Timeouts {
-            request: t.request.as_deref().and_then(parse_duration),
-            backend_request: t.backend_request.as_deref().and_then(parse_duration),
+            request: t.request.as_ref().and_then(crate::values::Duration::value),
+            backend_request: t
+                .backend_request
+                .as_ref()
+                .and_then(crate::values::Duration::value),
+        }
+    }
+}
+
+/// A rule's retry policy (HTTPRouteRetry), parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Retry {
+    /// Statuses that are retried (400 to 599, as validation ensures).
+    pub codes: Vec<u16>,
+    /// Retries after the first attempt. Unset, gwcore retries once (the
+    /// spec leaves the number to the implementation).
+    pub attempts: u32,
+    /// Wait between attempts; unset, none.
+    pub backoff: Duration,
+}
+
+impl Retry {
+    fn parse(r: &HttpRouteRetry) -> Retry {
+        Retry {
+            codes: r
+                .codes
+                .iter()
+                .filter_map(|c| u16::try_from(*c).ok())
+                .collect(),
+            attempts: r.attempts.map_or(1, |a| u32::try_from(a).unwrap_or(0)),
+            backoff: r
+                .backoff
+                .as_ref()
+                .and_then(crate::values::Duration::value)
+                .unwrap_or_default(),
         }
     }
 }
@@ -219,7 +254,7 @@ pub struct Rule {
     total_weight: u64,
     mirrors: Box<[Mirror]>,
     timeouts: Timeouts,
-    retry: Option<Box<HttpRouteRetry>>,
+    retry: Option<Box<Retry>>,
     /// Whether a filter can answer by itself (Unsupported, RequestRedirect,
     /// CORS preflight); when not, `decide` skips the filters.
     scan_filters: bool,
@@ -463,20 +498,22 @@ impl ListenerTable {
                         ));
                         for (mi, m) in rule.matches.iter().enumerate() {
                             let (ptype, pvalue) = match &m.path {
-                                None => ("PathPrefix", "/"),
+                                None => (&PathMatchType::PathPrefix, "/"),
                                 Some(p) => (
-                                    p.type_.as_deref().unwrap_or("PathPrefix"),
+                                    p.type_.as_ref().unwrap_or(&PathMatchType::PathPrefix),
                                     p.value.as_deref().unwrap_or("/"),
                                 ),
                             };
                             let (path, rank_path, regex) = match ptype {
-                                "Exact" => (CandPath::Exact(pvalue.into()), PathRank::Exact, None),
-                                "PathPrefix" => (
+                                PathMatchType::Exact => {
+                                    (CandPath::Exact(pvalue.into()), PathRank::Exact, None)
+                                }
+                                PathMatchType::PathPrefix => (
                                     CandPath::Prefix(pvalue.into()),
                                     PathRank::Prefix(u16_len(pvalue.trim_end_matches('/'))),
                                     None,
                                 ),
-                                "RegularExpression" => (
+                                PathMatchType::RegularExpression => (
                                     CandPath::Regex(pvalue.into()),
                                     PathRank::RegularExpression,
                                     Some(pvalue),
@@ -554,10 +591,15 @@ impl ListenerTable {
                         for (mi, m) in matches.into_iter().enumerate() {
                             let cond = Conditions::for_grpc(m, &mut msgs);
                             let (sc, mc) = match m.and_then(|m| m.method.as_ref()) {
-                                Some(mm) if mm.type_.as_deref().unwrap_or("Exact") == "Exact" => (
-                                    mm.service.as_deref().map_or(0, u16_len),
-                                    mm.method.as_deref().map_or(0, u16_len),
-                                ),
+                                Some(mm)
+                                    if mm.type_.as_ref().unwrap_or(&MatchType::Exact)
+                                        == &MatchType::Exact =>
+                                {
+                                    (
+                                        mm.service.as_deref().map_or(0, u16_len),
+                                        mm.method.as_deref().map_or(0, u16_len),
+                                    )
+                                }
                                 _ => (0, 0),
                             };
                             let matched = MatchRank::Grpc {
@@ -783,7 +825,7 @@ fn compile_rule(
         backends,
         mirrors: mirrors.into(),
         timeouts,
-        retry: retry.map(Box::new),
+        retry: retry.as_ref().map(|r| Box::new(Retry::parse(r))),
     }
 }
 
@@ -1019,7 +1061,7 @@ impl<'t> Forward<'t> {
     }
 
     /// The rule's retry policy.
-    pub fn retry(&self) -> Option<&'t HttpRouteRetry> {
+    pub fn retry(&self) -> Option<&'t Retry> {
         self.matched.rule.retry.as_deref()
     }
 

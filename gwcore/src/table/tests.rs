@@ -588,7 +588,7 @@ fn grpc_rules_are_matched_apart() {
             name: Some(format!("rule-{backend}")),
             matches: vec![GrpcRouteMatch {
                 method: Some(GrpcMethodMatch {
-                    type_: t.map(str::to_owned),
+                    type_: t.map(Into::into),
                     service: svc_.map(str::to_owned),
                     method: method.map(str::to_owned),
                 }),

@@ -114,7 +114,7 @@ fn listener(i: usize) -> impl Strategy<Value = Listener> {
                     hostname.map(str::to_string)
                 },
                 port,
-                protocol: protocol.to_string(),
+                protocol: protocol.into(),
                 tls,
                 allowed_routes: Some(AllowedRoutes {
                     namespaces: Some(namespaces),

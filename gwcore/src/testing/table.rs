@@ -21,6 +21,7 @@
 //! });
 //! ```
 
+use crate::values::{MatchType, PathMatchType};
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -141,10 +142,10 @@ fn first_by_name(list: &[HttpHeaderMatch], fold: bool) -> Vec<&HttpHeaderMatch> 
     out
 }
 
-fn value_ok(type_: Option<&str>, want: &str, got: &[u8]) -> bool {
-    match type_.unwrap_or("Exact") {
-        "Exact" => want.as_bytes() == got,
-        "RegularExpression" => compile_regex(want)
+fn value_ok(type_: Option<&MatchType>, want: &str, got: &[u8]) -> bool {
+    match type_.unwrap_or(&MatchType::Exact) {
+        MatchType::Exact => want.as_bytes() == got,
+        MatchType::RegularExpression => compile_regex(want)
             .map(|r| r.is_match(got))
             .unwrap_or(false),
         _ => false,
@@ -163,7 +164,7 @@ fn headers_ok(head: &RequestHead, list: &[HttpHeaderMatch]) -> Option<usize> {
             .iter()
             .map(|v| v.as_bytes())
             .collect();
-        if values.is_empty() || !value_ok(h.type_.as_deref(), &h.value, &values.join(&b","[..])) {
+        if values.is_empty() || !value_ok(h.type_.as_ref(), &h.value, &values.join(&b","[..])) {
             return None;
         }
     }
@@ -172,15 +173,15 @@ fn headers_ok(head: &RequestHead, list: &[HttpHeaderMatch]) -> Option<usize> {
 
 fn http_match(head: &RequestHead, path: &str, m: &HttpRouteMatch) -> Option<MatchRank> {
     let (t, v) = match &m.path {
-        None => ("PathPrefix", "/"),
+        None => (&PathMatchType::PathPrefix, "/"),
         Some(p) => (
-            p.type_.as_deref().unwrap_or("PathPrefix"),
+            p.type_.as_ref().unwrap_or(&PathMatchType::PathPrefix),
             p.value.as_deref().unwrap_or("/"),
         ),
     };
     let path_rank = match t {
-        "Exact" if path == v => PathRank::Exact,
-        "PathPrefix" => {
+        PathMatchType::Exact if path == v => PathRank::Exact,
+        PathMatchType::PathPrefix => {
             let p = v.trim_end_matches('/');
             if path == p || path.starts_with(&format!("{p}/")) {
                 PathRank::Prefix(p.len() as u16)
@@ -188,7 +189,9 @@ fn http_match(head: &RequestHead, path: &str, m: &HttpRouteMatch) -> Option<Matc
                 return None;
             }
         }
-        "RegularExpression" if value_ok(Some("RegularExpression"), v, path.as_bytes()) => {
+        PathMatchType::RegularExpression
+            if value_ok(Some(&MatchType::RegularExpression), v, path.as_bytes()) =>
+        {
             PathRank::RegularExpression
         }
         _ => return None,
@@ -202,7 +205,7 @@ fn http_match(head: &RequestHead, path: &str, m: &HttpRouteMatch) -> Option<Matc
     let queries = first_by_name(&m.query_params, false);
     for q in &queries {
         let got = head.query_param(&q.name)?;
-        if !value_ok(q.type_.as_deref(), &q.value, got.as_bytes()) {
+        if !value_ok(q.type_.as_ref(), &q.value, got.as_bytes()) {
             return None;
         }
     }
@@ -229,12 +232,12 @@ fn grpc_match(head: &RequestHead, path: &str, m: Option<&GrpcRouteMatch>) -> Opt
     };
     let (mut sc, mut mc) = (0, 0);
     if let Some(mm) = &m.method {
-        let t = mm.type_.as_deref().unwrap_or("Exact");
+        let t = mm.type_.as_ref().unwrap_or(&MatchType::Exact);
         if let Some(s) = mm.service.as_deref().filter(|s| !s.is_empty()) {
             if !value_ok(Some(t), s, service.as_bytes()) {
                 return None;
             }
-            if t == "Exact" {
+            if *t == MatchType::Exact {
                 sc = s.len() as u16;
             }
         }
@@ -242,7 +245,7 @@ fn grpc_match(head: &RequestHead, path: &str, m: Option<&GrpcRouteMatch>) -> Opt
             if !value_ok(Some(t), x, method.as_bytes()) {
                 return None;
             }
-            if t == "Exact" {
+            if *t == MatchType::Exact {
                 mc = x.len() as u16;
             }
         }
@@ -391,7 +394,7 @@ fn header_match(names: &'static [&'static str]) -> impl Strategy<Value = HttpHea
         any::<bool>(),
     )
         .prop_map(|(n, v, re)| HttpHeaderMatch {
-            type_: re.then(|| "RegularExpression".to_owned()),
+            type_: re.then_some(MatchType::RegularExpression),
             name: n.to_owned(),
             value: if re { "[1-2]".to_owned() } else { v.to_owned() },
         })
@@ -454,7 +457,7 @@ fn grpc_match_strategy() -> impl Strategy<Value = GrpcRouteMatch> {
     )
         .prop_map(|(s, m, re, headers)| GrpcRouteMatch {
             method: (s.is_some() || m.is_some()).then(|| GrpcMethodMatch {
-                type_: re.then(|| "RegularExpression".to_owned()),
+                type_: re.then_some(MatchType::RegularExpression),
                 service: s.map(|s| if re { format!("{s}.*") } else { s.to_owned() }),
                 method: m.map(str::to_owned),
             }),
