@@ -264,6 +264,10 @@ mod tests {
             resource_version: Some(rv.into()),
             ..Default::default()
         };
+        // As the API server writes every Namespace (and the snapshot keeps it).
+        metadata
+            .labels
+            .insert("kubernetes.io/metadata.name".into(), name.into());
         if let Some(l) = label {
             metadata.labels.insert("team".into(), l.into());
         }

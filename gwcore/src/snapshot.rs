@@ -6,10 +6,18 @@ use std::sync::Arc;
 use crate::model::{Kind, Object, ObjectKey};
 use crate::status::ObjectStatus;
 
+/// The label the API server gives every Namespace (Kubernetes 1.22 and
+/// later): its name. Immutable there; selectors commonly match on it.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 /// Every object the engine looks at, keyed for deterministic iteration.
 /// Inserting an object with the key of one already present replaces it.
 /// Objects are shared (`Arc`), so cloning a snapshot is cheap and a clone
 /// copies an object only when it is changed.
+///
+/// Every Namespace inserted carries [`NAMESPACE_NAME_LABEL`] with its name,
+/// as the API server sets it (any other value is overwritten), so selectors
+/// on it match in every mode, from files as in a cluster.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     objects: BTreeMap<ObjectKey, Arc<Object>>,
@@ -30,8 +38,16 @@ impl Snapshot {
         s
     }
 
-    /// Inserts or replaces an object, returning the one it replaced.
-    pub fn insert(&mut self, object: Object) -> Option<Object> {
+    /// Inserts or replaces an object, returning the one it replaced. A
+    /// Namespace gets [`NAMESPACE_NAME_LABEL`] (see [`Snapshot`]).
+    pub fn insert(&mut self, mut object: Object) -> Option<Object> {
+        if let Object::Namespace(ns) = &mut object {
+            let m = &mut ns.metadata;
+            if m.labels.get(NAMESPACE_NAME_LABEL) != Some(&m.name) {
+                m.labels
+                    .insert(NAMESPACE_NAME_LABEL.to_string(), m.name.clone());
+            }
+        }
         self.objects
             .insert(object.key(), Arc::new(object))
             .map(|old| Arc::try_unwrap(old).unwrap_or_else(|shared| (*shared).clone()))
@@ -50,7 +66,8 @@ impl Snapshot {
     }
 
     /// Mutable lookup (copies the object first if it is shared with a clone
-    /// of this snapshot).
+    /// of this snapshot). A Namespace's [`NAMESPACE_NAME_LABEL`] is the
+    /// caller's to keep.
     pub fn get_mut(&mut self, key: &ObjectKey) -> Option<&mut Object> {
         self.objects.get_mut(key).map(Arc::make_mut)
     }
