@@ -99,6 +99,16 @@ impl Loaded {
             .any(|d| d.severity == Severity::Error)
     }
 
+    /// The objects, without where they came from.
+    pub fn into_objects(self) -> impl Iterator<Item = Object> {
+        self.objects.into_iter().map(|(o, _)| o)
+    }
+
+    /// A snapshot of the objects (later objects with the same key win).
+    pub fn to_snapshot(&self) -> crate::Snapshot {
+        crate::Snapshot::from_objects(self.objects.iter().map(|(o, _)| o.clone()))
+    }
+
     /// Appends another load result.
     pub fn extend(&mut self, other: Loaded) {
         self.objects.extend(other.objects);

@@ -1367,6 +1367,16 @@ impl ObjectKey {
             name: name.into(),
         }
     }
+
+    /// The key of a cluster-scoped object (a GatewayClass, a Namespace).
+    pub fn cluster_scoped(kind: Kind, name: impl Into<String>) -> Self {
+        ObjectKey::new(kind, "", name)
+    }
+
+    /// The key of the Namespace `name`.
+    pub fn namespace(name: impl Into<String>) -> Self {
+        ObjectKey::cluster_scoped(Kind::Namespace, name)
+    }
 }
 
 impl std::fmt::Display for ObjectKey {

@@ -145,6 +145,57 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// Parses a reason as spelled in the spec; `None` for one gwcore does
+    /// not know (another controller's own).
+    pub fn parse(s: &str) -> Option<Reason> {
+        [
+            Reason::Accepted,
+            Reason::Programmed,
+            Reason::ResolvedRefs,
+            Reason::NoConflicts,
+            Reason::SupportedVersion,
+            Reason::UnsupportedVersion,
+            Reason::InvalidParameters,
+            Reason::Invalid,
+            Reason::Pending,
+            Reason::ListenersNotValid,
+            Reason::ListenersNotReady,
+            Reason::UnsupportedAddress,
+            Reason::AddressNotAssigned,
+            Reason::AddressNotUsable,
+            Reason::NoResources,
+            Reason::UnsupportedProtocol,
+            Reason::InvalidRouteKinds,
+            Reason::InvalidCertificateRef,
+            Reason::RefNotPermitted,
+            Reason::HostnameConflict,
+            Reason::ProtocolConflict,
+            Reason::PortUnavailable,
+            Reason::UnsupportedValue,
+            Reason::NotAllowedByListeners,
+            Reason::NoMatchingListenerHostname,
+            Reason::NoMatchingParent,
+            Reason::InvalidKind,
+            Reason::BackendNotFound,
+            Reason::IncompatibleFilters,
+            Reason::InvalidCaCertificateRef,
+            Reason::InvalidCaCertificateKind,
+            Reason::NoValidCaCertificate,
+            Reason::ConfigurationChanged,
+            Reason::Conflicted,
+            Reason::TargetNotFound,
+            Reason::ParentNotAccepted,
+            Reason::ParentNotPermitted,
+            Reason::NotAllowed,
+            Reason::ListenerSetsNotValid,
+            Reason::InvalidClientCertificateRef,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -157,7 +208,63 @@ impl Serialize for Reason {
     }
 }
 
+impl ConditionType {
+    /// Parses a condition type as spelled in the spec; `None` for one
+    /// gwcore does not know (another controller's own).
+    pub fn parse(s: &str) -> Option<ConditionType> {
+        use ConditionType as T;
+        [
+            T::Accepted,
+            T::Programmed,
+            T::ResolvedRefs,
+            T::Conflicted,
+            T::PartiallyInvalid,
+            T::SupportedVersion,
+            T::OverlappingTlsConfig,
+            T::InsecureFrontendValidationMode,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+}
+
+/// The `status` of a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConditionStatus {
+    /// `True`
+    True,
+    /// `False`
+    False,
+    /// `Unknown` (and any other spelling, which the API server refuses).
+    Unknown,
+}
+
+impl ConditionStatus {
+    /// As spelled in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+
+    /// Parses a status as spelled in the API.
+    pub fn parse(s: &str) -> ConditionStatus {
+        match s {
+            "True" => ConditionStatus::True,
+            "False" => ConditionStatus::False,
+            _ => ConditionStatus::Unknown,
+        }
+    }
+}
+
 /// `metav1.Condition`.
+///
+/// Its fields stay text, so that conditions written by other controllers
+/// (with types and reasons gwcore does not know) round-trip unchanged; read
+/// gwcore's own through [`Condition::kind`], [`Condition::state`] and
+/// [`Condition::why`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
@@ -181,6 +288,21 @@ pub struct Condition {
 }
 
 impl Condition {
+    /// The condition type, when gwcore knows it.
+    pub fn kind(&self) -> Option<ConditionType> {
+        ConditionType::parse(&self.type_)
+    }
+
+    /// The status.
+    pub fn state(&self) -> ConditionStatus {
+        ConditionStatus::parse(&self.status)
+    }
+
+    /// The reason, when gwcore knows it.
+    pub fn why(&self) -> Option<Reason> {
+        Reason::parse(&self.reason)
+    }
+
     /// Builds a condition; `lastTransitionTime` and `observedGeneration` are
     /// filled in by the engine.
     pub fn new(

@@ -42,7 +42,12 @@ impl Ctx<'_> {
                 }
             };
             let mut conds = vec![match &accepted {
-                Ok(()) => cond(T::Accepted, true, Reason::Accepted, "handled by gwcore"),
+                Ok(()) => cond(
+                    T::Accepted,
+                    true,
+                    Reason::Accepted,
+                    format!("handled by {}", self.opts.controller_name),
+                ),
                 Err((r, m)) => cond(T::Accepted, false, *r, m.clone()),
             }];
             conds.push(cond(

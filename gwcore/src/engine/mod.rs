@@ -112,7 +112,7 @@ pub struct Refusal {
     /// The parent as `namespace/name` (with `/section` or `:port` when given).
     pub parent: String,
     /// The condition reason (`NotAllowedByListeners`...).
-    pub reason: String,
+    pub reason: Reason,
     /// One line a person understands.
     pub message: String,
 }
@@ -131,6 +131,21 @@ pub struct Computed {
 type Fail = (Reason, String);
 
 /// Computes every status and the routing input from a snapshot.
+///
+/// `lastTransitionTime` moves only when a condition's status changes: the
+/// engine reads the previous status from the objects themselves. A
+/// controller gets that for free (the API server hands back what it
+/// wrote); a program that computes again on its own snapshot stores the
+/// statuses first:
+///
+/// ```
+/// # use gwcore::{Snapshot, engine::{compute, ComputeOptions}};
+/// # let mut snapshot = Snapshot::new();
+/// let out = compute(&snapshot, &ComputeOptions::new("example.com/ctrl", "2026-01-01T00:00:00Z"));
+/// snapshot.apply_statuses(&out.statuses);
+/// let later = compute(&snapshot, &ComputeOptions::new("example.com/ctrl", "2026-01-02T00:00:00Z"));
+/// assert_eq!(out.statuses, later.statuses, "nothing changed, so no time moved");
+/// ```
 ///
 /// This is [`Engine`] loaded with the whole snapshot at once: the
 /// incremental engine and the full computation are one code path.

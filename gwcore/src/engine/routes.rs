@@ -236,7 +236,7 @@ impl Ctx<'_> {
                     state.refusals.push(Refusal {
                         route: key.clone(),
                         parent: parent_label.clone(),
-                        reason: reason.as_str().to_string(),
+                        reason: *reason,
                         message: format!("{}/{} → {parent_label}: {msg}", route_ns, meta.name),
                     });
                 }

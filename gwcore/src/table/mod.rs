@@ -1383,12 +1383,15 @@ pub struct Tables {
 }
 
 impl Tables {
-    /// Compiles the routing of each Gateway (`Computed::routing`).
-    pub fn compile(routing: &BTreeMap<ObjectKey, GatewayRouting>) -> Tables {
+    /// Compiles the routing of each Gateway: `Computed::routing`, or the
+    /// shared routing of an incremental engine (`Engine::routing`).
+    pub fn compile<R: std::borrow::Borrow<GatewayRouting>>(
+        routing: &BTreeMap<ObjectKey, R>,
+    ) -> Tables {
         Tables {
             by_gateway: routing
                 .iter()
-                .map(|(k, r)| (k.clone(), Arc::new(Table::compile(r))))
+                .map(|(k, r)| (k.clone(), Arc::new(Table::compile(r.borrow()))))
                 .collect(),
         }
     }

@@ -57,9 +57,29 @@ impl RequestHead {
     /// assert_eq!(head.path(), Ok("/a/b"));
     /// assert_eq!(head.query(), Some("x=1"));
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `method` is not an HTTP method token (RFC 9110 §9.1): this
+    /// constructor is for methods written in code; requests off the wire
+    /// come through [`RequestHead::try_new`] or
+    /// [`RequestHead::from_parts_taking_headers`].
     pub fn new(port: u16, host: &str, method: &str, path_and_query: &str) -> RequestHead {
-        let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
-        RequestHead::build(port, host, method, path_and_query)
+        match RequestHead::try_new(port, host, method, path_and_query) {
+            Ok(head) => head,
+            Err(_) => panic!("{method:?} is not an HTTP method"),
+        }
+    }
+
+    /// [`RequestHead::new`], with an error for an invalid method.
+    pub fn try_new(
+        port: u16,
+        host: &str,
+        method: &str,
+        path_and_query: &str,
+    ) -> Result<RequestHead, http::method::InvalidMethod> {
+        let method = Method::from_bytes(method.as_bytes())?;
+        Ok(RequestHead::build(port, host, method, path_and_query))
     }
 
     fn build(port: u16, host: &str, method: Method, path_and_query: &str) -> RequestHead {
