@@ -235,12 +235,12 @@ pub fn load_balancer_addresses(obj: &DynamicObject) -> Vec<GatewayStatusAddress>
     for entry in ingress.into_iter().flatten() {
         if let Some(ip) = entry.get("ip").and_then(|v| v.as_str()) {
             out.push(GatewayStatusAddress {
-                type_: Some("IPAddress".into()),
+                type_: Some(gwcore::values::AddressType::IpAddress),
                 value: ip.to_string(),
             });
         } else if let Some(host) = entry.get("hostname").and_then(|v| v.as_str()) {
             out.push(GatewayStatusAddress {
-                type_: Some("Hostname".into()),
+                type_: Some(gwcore::values::AddressType::Hostname),
                 value: host.to_string(),
             });
         }

@@ -16,6 +16,7 @@
 //! routes; and all of them send to `shared-0` through the one grant
 //! `shared-0/from-ns-0`, so revoking it touches 100 routes.
 
+use crate::values::{FromNamespaces, MatchType, PathMatchType, ProtocolType};
 use std::collections::BTreeMap;
 
 use crate::model::{
@@ -131,7 +132,7 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
         metadata: meta(None, "gw-infra".into()),
     }));
     let selector = RouteNamespaces {
-        from: Some("Selector".into()),
+        from: Some(FromNamespaces::Selector),
         selector: Some(LabelSelector {
             match_labels: [("gateway-access".to_string(), "true".to_string())].into(),
             ..Default::default()
@@ -145,7 +146,7 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
                 listeners: vec![Listener {
                     name: "http".into(),
                     port: 80,
-                    protocol: "HTTP".into(),
+                    protocol: ProtocolType::Http,
                     allowed_routes: Some(AllowedRoutes {
                         namespaces: Some(selector.clone()),
                         kinds: vec![],
@@ -201,28 +202,25 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
         for r in 0..rule_count {
             let mut m = HttpRouteMatch {
                 path: Some(HttpPathMatch {
-                    type_: Some(
-                        if rng.chance(20) {
-                            "Exact"
-                        } else {
-                            "PathPrefix"
-                        }
-                        .into(),
-                    ),
+                    type_: Some(if rng.chance(20) {
+                        PathMatchType::Exact
+                    } else {
+                        PathMatchType::PathPrefix
+                    }),
                     value: Some(format!("/svc-{i}/r{r}")),
                 }),
                 ..Default::default()
             };
             if rng.chance(15) {
                 m.headers.push(HttpHeaderMatch {
-                    type_: Some("Exact".into()),
+                    type_: Some(MatchType::Exact),
                     name: "x-variant".into(),
                     value: "canary".into(),
                 });
             }
             if rng.chance(10) {
                 m.query_params.push(HttpHeaderMatch {
-                    type_: Some("Exact".into()),
+                    type_: Some(MatchType::Exact),
                     name: "v".into(),
                     value: "2".into(),
                 });
