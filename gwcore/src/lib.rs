@@ -111,6 +111,7 @@ pub mod extension;
 pub mod hostname;
 pub mod load;
 pub mod model;
+#[cfg(feature = "scale")]
 pub mod scale;
 pub mod selector;
 pub mod snapshot;
