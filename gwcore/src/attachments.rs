@@ -72,6 +72,7 @@ fn serialize_policies<S: serde::Serializer>(
 
 /// A policy that applies, with its parsed value.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct AppliedPolicy {
     /// The policy object.
     pub policy: ObjectKey,

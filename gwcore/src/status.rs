@@ -455,6 +455,7 @@ pub struct PolicyAncestorStatus {
 /// The status of any object the engine writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[non_exhaustive]
 pub enum ObjectStatus {
     /// A GatewayClass's.
     GatewayClass(GatewayClassStatus),

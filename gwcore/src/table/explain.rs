@@ -17,6 +17,7 @@ use super::{
 
 /// One listener of the request's port.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ListenerVerdict {
     /// Name.
     pub name: String,
@@ -30,6 +31,7 @@ pub struct ListenerVerdict {
 
 /// One candidate match on the chosen listener.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct CandidateReport {
     /// The route.
     pub route: ObjectKey,
@@ -55,6 +57,7 @@ pub struct CandidateReport {
 
 /// The explanation of one request.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Explanation {
     /// The Gateway.
     pub gateway: ObjectKey,

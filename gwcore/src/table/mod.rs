@@ -105,6 +105,7 @@ use matching::Conditions;
 
 /// A listener, as a decision names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ListenerInfo {
     /// Listener name.
     pub name: String,
@@ -131,6 +132,7 @@ impl ListenerInfo {
 
 /// A route attached to a listener.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct RouteInfo {
     /// Kind, namespace, name.
     pub key: ObjectKey,
