@@ -20,9 +20,9 @@
 
 use gwcore::Snapshot;
 use gwcore::engine::{ComputeOptions, Computed, compute};
-use gwcore::extension::{ExtensionKind, ExtensionObject, Extensions, PolicyKind, PolicyValue};
+use gwcore::extension::{ExtensionKind, Extensions, PolicyContext, PolicyKind, PolicyValue};
 use gwcore::load::{Limits, load_str_extended};
-use gwcore::model::Kind;
+use gwcore::model::{Kind, Object};
 use gwcore::status::ObjectStatus;
 use gwcore::table::{Action, RequestHead, Table};
 
@@ -46,7 +46,10 @@ impl PolicyKind for RequestBudget {
         BUDGET
     }
 
-    fn parse(&self, object: &ExtensionObject) -> Result<PolicyValue, String> {
+    fn parse(&self, policy: &Object, _: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+        let Object::Extension(object) = policy else {
+            unreachable!("the objects of a registered kind are Object::Extension")
+        };
         let b: Budget = object.spec_as()?;
         if b.requests_per_second == 0 {
             return Err("spec.requestsPerSecond must be at least 1".into());

@@ -15,7 +15,8 @@ use crate::status::Reason;
 
 use crate::extension::{ExtensionKind, ExtensionObject, PolicyValue};
 use crate::model::{
-    GrpcRouteMatch, HttpRouteFilter, HttpRouteMatch, HttpRouteRetry, HttpRouteTimeouts, ObjectKey,
+    GrpcRouteMatch, HttpRouteFilter, HttpRouteMatch, HttpRouteRetry, HttpRouteTimeouts, Object,
+    ObjectKey,
 };
 
 /// Routing input for one Gateway.
@@ -78,9 +79,13 @@ pub struct AppliedPolicy {
     pub policy: ObjectKey,
     /// Its parsed value ([`crate::extension::PolicyKind::parse`]).
     pub value: PolicyValue,
-    /// The object it was parsed from (the value is a function of it, so
-    /// two applied policies are equal when their objects are).
+    /// The object it was parsed from.
     pub object: Arc<ExtensionObject>,
+    /// The objects its parse looked up that exist, in key order
+    /// ([`crate::extension::PolicyContext::get`]). The value is a function
+    /// of the object's spec and of these, so two applied policies are equal
+    /// when those are.
+    pub read: Arc<Vec<Object>>,
 }
 
 /// The policy's key and spec (what its value is parsed from).
@@ -101,12 +106,14 @@ impl AppliedPolicy {
     }
 }
 
-/// Equal when the policy and its spec are: the value is parsed from the
-/// spec, and a status written back changes nothing that applies.
+/// Equal when the policy, its spec and the objects its parse read are: the
+/// value is parsed from those, and a status written back to the policy
+/// changes nothing that applies.
 impl PartialEq for AppliedPolicy {
     fn eq(&self, other: &Self) -> bool {
         self.policy == other.policy
             && (Arc::ptr_eq(&self.object, &other.object) || self.object.spec == other.object.spec)
+            && (Arc::ptr_eq(&self.read, &other.read) || self.read == other.read)
     }
 }
 

@@ -11,13 +11,16 @@
 //!   the filter, with the object it names, to the data plane in rule order
 //!   among the built-in filters ([`crate::table::Filter::Extension`]).
 //! - **Policies** attached by `targetRefs` (GEP-713 direct policies): an
-//!   embedder declares a [`PolicyKind`] (its group and kind, and how to parse
-//!   its spec into a typed value); the engine resolves every policy's
-//!   targets (a Gateway or one of its listeners, a route or one of its
-//!   rules, a Service or one of its ports), settles conflicts, writes
+//!   embedder declares a [`PolicyKind`] (its group and kind, what it may
+//!   target, how it attaches ([`Attachment`]), and how to parse a policy
+//!   into a typed value, looking other objects up through a
+//!   [`PolicyContext`] and adding conditions); the engine resolves every
+//!   policy's targets (a Gateway or one of its listeners, a route or one of
+//!   its rules, a Service or one of its ports), settles conflicts, writes
 //!   `status.ancestors` under our controller name, and hands each compiled
 //!   listener, rule and backend its effective policies
-//!   ([`crate::table::Forward::policies`]).
+//!   ([`crate::table::Forward::policies`]). gwcore's own BackendTLSPolicy
+//!   is a policy kind on the same seam.
 //!
 //! Extensions are a value, [`Extensions`], passed in
 //! [`crate::engine::ComputeOptions`] and to the loader
@@ -51,13 +54,15 @@
 //! ```
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::ObjectMeta;
+use crate::model::{Object, ObjectKey, ObjectMeta};
+use crate::snapshot::Snapshot;
+use crate::status::{Condition, Reason};
 
 /// A kind an extension registers: its `apiVersion` (`group/version`) and
 /// `kind`, both known when the program is written.
@@ -289,24 +294,207 @@ impl TargetKind {
     }
 }
 
-/// A policy kind an embedder implements, attached by `spec.targetRefs`
-/// (each `{group, kind, name, sectionName?}`, in the policy's namespace).
+/// A policy kind, attached by `spec.targetRefs` (each `{group, kind,
+/// name, sectionName?}`, in the policy's namespace).
+///
+/// An embedder implements it for its own kinds (their objects are
+/// [`Object::Extension`]); gwcore's built-in BackendTLSPolicy is one too
+/// (its objects are [`Object::BackendTlsPolicy`], its value is each
+/// backend's `BackendTarget::tls`).
 pub trait PolicyKind: fmt::Debug + Send + Sync + 'static {
     /// The policy's kind.
     fn kind(&self) -> ExtensionKind;
 
     /// What it may target; a targetRef of another kind makes the policy
-    /// `Accepted=False` (reason `Invalid`). Default: all of
+    /// `Accepted=False` (reason `Invalid`), or is ignored (see
+    /// [`Attachment::other_targets`]). Default: all of
     /// [`TargetKind::ALL`].
     fn targets(&self) -> &'static [TargetKind] {
         TargetKind::ALL
     }
 
-    /// Parses the policy's spec (besides `targetRefs`) into the value the
-    /// data plane applies ([`PolicyValue::new`] of any type). An `Err`
-    /// makes the policy `Accepted=False` with reason `Invalid` and this
-    /// message, and it applies nowhere.
-    fn parse(&self, object: &ExtensionObject) -> Result<PolicyValue, String>;
+    /// How conflicts, targets of other kinds and `sectionName`s that name
+    /// nothing are treated. Default: [`Attachment::GEP_713`].
+    fn attachment(&self) -> Attachment {
+        Attachment::GEP_713
+    }
+
+    /// Parses a policy (besides its `targetRefs`) into the value the data
+    /// plane applies ([`PolicyValue::new`] of any type). For a kind an
+    /// embedder registers, `policy` is an [`Object::Extension`].
+    ///
+    /// `cx` looks up other objects of the snapshot (a CA bundle, a
+    /// Secret): the engine records what was looked up and parses the policy
+    /// again when one of them changes, so the result must be a function of
+    /// the policy's metadata and spec and of what `cx` returned (not of its
+    /// status). `cx` also takes conditions written after `Accepted` in
+    /// each ancestor entry (`ResolvedRefs`...) and can keep an applied
+    /// policy from being reported Accepted
+    /// ([`PolicyContext::not_accepted`]).
+    ///
+    /// An `Err` makes the policy `Accepted=False` with reason `Invalid` and
+    /// this message, and it applies nowhere.
+    fn parse(&self, policy: &Object, cx: &mut PolicyContext<'_>) -> Result<PolicyValue, String>;
+}
+
+/// How the engine attaches the policies of one kind. The default,
+/// [`Attachment::GEP_713`], is GEP-713 direct attachment; BackendTLSPolicy
+/// uses [`Attachment::BACKEND_TLS_POLICY`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Attachment {
+    /// Policies of the kind that share a target.
+    pub conflicts: Conflicts,
+    /// A targetRef of a kind outside [`PolicyKind::targets`].
+    pub other_targets: OtherTargets,
+    /// A `sectionName` that names no listener, rule or port.
+    pub missing_sections: MissingSections,
+}
+
+impl Attachment {
+    /// GEP-713: conflicts per target, a targetRef of another kind is
+    /// `Invalid`, a missing section `TargetNotFound`.
+    pub const GEP_713: Attachment = Attachment {
+        conflicts: Conflicts::PerTarget,
+        other_targets: OtherTargets::Invalid,
+        missing_sections: MissingSections::TargetNotFound,
+    };
+
+    /// BackendTLSPolicy's rules: a policy naming a target an older one
+    /// names is `Conflicted` as a whole; targetRefs of other kinds and
+    /// missing sections are ignored.
+    pub const BACKEND_TLS_POLICY: Attachment = Attachment {
+        conflicts: Conflicts::WholePolicy,
+        other_targets: OtherTargets::Ignored,
+        missing_sections: MissingSections::Ignored,
+    };
+
+    /// With `conflicts`.
+    pub const fn with_conflicts(mut self, conflicts: Conflicts) -> Attachment {
+        self.conflicts = conflicts;
+        self
+    }
+
+    /// With `other_targets`.
+    pub const fn with_other_targets(mut self, other_targets: OtherTargets) -> Attachment {
+        self.other_targets = other_targets;
+        self
+    }
+
+    /// With `missing_sections`.
+    pub const fn with_missing_sections(mut self, missing_sections: MissingSections) -> Attachment {
+        self.missing_sections = missing_sections;
+        self
+    }
+}
+
+impl Default for Attachment {
+    fn default() -> Attachment {
+        Attachment::GEP_713
+    }
+}
+
+/// How policies of one kind that share a target are settled. Precedence
+/// is GEP-713's either way: the oldest `creationTimestamp`, then the first
+/// by namespace and name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Conflicts {
+    /// Each target goes to the policy that precedes the others naming it;
+    /// a policy is `Conflicted` on a Gateway only when it loses every
+    /// target it has there.
+    PerTarget,
+    /// A policy with a targetRef (same group, kind, name and
+    /// `sectionName`) that a preceding policy of its kind in its namespace
+    /// also has is `Conflicted` everywhere and applies nowhere (whether the
+    /// preceding one applies or not).
+    WholePolicy,
+}
+
+/// What a targetRef of a kind the policy kind does not take does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OtherTargets {
+    /// The policy is `Accepted=False`, reason `Invalid`.
+    Invalid,
+    /// The targetRef is ignored.
+    Ignored,
+}
+
+/// What a `sectionName` that names nothing does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MissingSections {
+    /// Said in `Accepted` (reason `TargetNotFound` when nothing else of
+    /// the policy applies on that Gateway).
+    TargetNotFound,
+    /// The targetRef applies nowhere, and nothing is said.
+    Ignored,
+}
+
+/// What a [`PolicyKind::parse`] sees and says besides its value: a
+/// read-only view of the snapshot (every key looked up is recorded, so a
+/// change to that object parses the policy again), the conditions to write
+/// after `Accepted`, and whether the policy, though it applies, is reported
+/// Accepted.
+#[derive(Debug)]
+pub struct PolicyContext<'a> {
+    snapshot: &'a Snapshot,
+    pub(crate) reads: BTreeSet<ObjectKey>,
+    pub(crate) conditions: Vec<Condition>,
+    pub(crate) not_accepted: Option<(Reason, String)>,
+}
+
+impl<'a> PolicyContext<'a> {
+    /// A context over `snapshot` (the engine makes one per parse; tests of
+    /// a policy kind make their own).
+    pub fn new(snapshot: &'a Snapshot) -> PolicyContext<'a> {
+        PolicyContext {
+            snapshot,
+            reads: BTreeSet::new(),
+            conditions: Vec::new(),
+            not_accepted: None,
+        }
+    }
+
+    /// The object of `key`, if present; recorded as read either way.
+    pub fn get(&mut self, key: &ObjectKey) -> Option<&'a Object> {
+        if !self.reads.contains(key) {
+            self.reads.insert(key.clone());
+        }
+        self.snapshot.get(key)
+    }
+
+    /// The keys looked up so far.
+    pub fn reads(&self) -> impl Iterator<Item = &ObjectKey> + '_ {
+        self.reads.iter()
+    }
+
+    /// Adds a condition, written after `Accepted` in every ancestor entry
+    /// of the policy (e.g. `ResolvedRefs`); `lastTransitionTime` and
+    /// `observedGeneration` are filled in by the engine.
+    pub fn condition(&mut self, condition: Condition) {
+        self.conditions.push(condition);
+    }
+
+    /// The conditions added so far.
+    pub fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    /// The policy still applies (its value must then say how the data
+    /// plane fails safe, e.g. a backend not reached at all), but is
+    /// reported `Accepted=False` with this reason and message, unless it is
+    /// `Invalid` or `Conflicted` there. BackendTLSPolicy: reason
+    /// `NoValidCACertificate` when its CA references do not resolve.
+    pub fn not_accepted(&mut self, reason: Reason, message: impl Into<String>) {
+        self.not_accepted = Some((reason, message.into()));
+    }
+
+    /// What [`PolicyContext::not_accepted`] set.
+    pub fn is_not_accepted(&self) -> Option<(Reason, &str)> {
+        self.not_accepted.as_ref().map(|(r, m)| (*r, m.as_str()))
+    }
 }
 
 /// A parsed policy: any value the policy kind produces, shared. Compare

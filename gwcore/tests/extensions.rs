@@ -253,7 +253,7 @@ fn the_incremental_engine_follows_the_referenced_object() {
 
 // ---------------------------------------------------------------- policies
 
-use gwcore::extension::{PolicyKind, PolicyValue};
+use gwcore::extension::{PolicyContext, PolicyKind, PolicyValue};
 
 const BUDGET: ExtensionKind = ExtensionKind::new("example.com/v1", "RequestBudget");
 
@@ -271,7 +271,10 @@ impl PolicyKind for Budget {
     fn kind(&self) -> ExtensionKind {
         BUDGET
     }
-    fn parse(&self, object: &ExtensionObject) -> Result<PolicyValue, String> {
+    fn parse(&self, policy: &Object, _: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+        let Object::Extension(object) = policy else {
+            unreachable!("the objects of a registered kind are Object::Extension")
+        };
         let spec: BudgetSpec = object.spec_as()?;
         if spec.requests_per_second == 0 {
             return Err("spec.requestsPerSecond must be positive".into());
@@ -482,4 +485,249 @@ fn the_incremental_engine_follows_policies() {
     let full = compute(&now, &opts);
     assert_eq!(engine.computed(), full);
     assert_eq!(budgets(&full, "/"), (Some(2), vec![]));
+}
+
+// ------------------------------------------- policies that read other objects
+
+use gwcore::extension::{Attachment, Conflicts};
+use gwcore::status::{Condition, ConditionType, Reason};
+
+const QUOTA: ExtensionKind = ExtensionKind::new("example.com/v1", "Quota");
+
+/// `spec.configMap` names a ConfigMap of the policy's namespace whose
+/// `data.limit` is the quota. When it cannot be read the policy still
+/// applies, as a quota of 0 (fail closed), and says so in status.
+#[derive(Debug)]
+struct Quota;
+
+impl PolicyKind for Quota {
+    fn kind(&self) -> ExtensionKind {
+        QUOTA
+    }
+    fn parse(&self, policy: &Object, cx: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+        let Object::Extension(object) = policy else {
+            unreachable!("the objects of a registered kind are Object::Extension")
+        };
+        let Some(name) = object.spec.get("configMap").and_then(|v| v.as_str()) else {
+            return Err("spec.configMap is required".into());
+        };
+        let key = ObjectKey::new(Kind::ConfigMap, object.metadata.ns(), name);
+        let limit = match cx.get(&key) {
+            Some(Object::ConfigMap(cm)) => cm.data.get("limit").and_then(|l| l.parse::<u32>().ok()),
+            _ => None,
+        };
+        match limit {
+            Some(l) => {
+                cx.condition(Condition::new(
+                    ConditionType::ResolvedRefs,
+                    true,
+                    Reason::ResolvedRefs,
+                    "limit read",
+                ));
+                Ok(PolicyValue::new(l))
+            }
+            None => {
+                let m = format!("ConfigMap {key} has no numeric data.limit");
+                cx.condition(Condition::new(
+                    ConditionType::ResolvedRefs,
+                    false,
+                    Reason::InvalidParameters,
+                    m.clone(),
+                ));
+                cx.not_accepted(Reason::Invalid, m);
+                Ok(PolicyValue::new(0u32))
+            }
+        }
+    }
+}
+
+/// The same, but one policy sharing a targetRef with an older one is
+/// Conflicted as a whole (BackendTLSPolicy's rule).
+#[derive(Debug)]
+struct WholeQuota;
+
+const WHOLE_QUOTA: ExtensionKind = ExtensionKind::new("example.com/v1", "WholeQuota");
+
+impl PolicyKind for WholeQuota {
+    fn kind(&self) -> ExtensionKind {
+        WHOLE_QUOTA
+    }
+    fn attachment(&self) -> Attachment {
+        Attachment::GEP_713.with_conflicts(Conflicts::WholePolicy)
+    }
+    fn parse(&self, policy: &Object, cx: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+        Quota.parse(policy, cx)
+    }
+}
+
+fn quota(kind: &str, name: &str, created: &str, targets: &[&str], map: &str) -> String {
+    format!(
+        "---\napiVersion: example.com/v1\nkind: {kind}\nmetadata: {{name: {name}, namespace: app, creationTimestamp: \"{created}\"}}\nspec:\n  targetRefs: [{}]\n  configMap: {map}\n",
+        targets.join(", ")
+    )
+}
+
+fn limits(name: &str, limit: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: app}}\ndata: {{limit: \"{limit}\"}}\n"
+    )
+}
+
+fn quota_extensions() -> Extensions {
+    Extensions::new().with_policy(Quota).with_policy(WholeQuota)
+}
+
+/// Every condition of policy `name` of `kind` on `gw`: (type, status, reason).
+fn conditions(out: &Computed, kind: ExtensionKind, name: &str) -> Vec<(String, String, String)> {
+    match out
+        .statuses
+        .get(&ObjectKey::new(Kind::Extension(kind), "app", name))
+    {
+        Some(ObjectStatus::Policy(p)) => {
+            assert_eq!(p.ancestors.len(), 1, "{p:?}");
+            p.ancestors[0]
+                .conditions
+                .iter()
+                .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+                .collect()
+        }
+        other => panic!("no policy status for {name}: {other:?}"),
+    }
+}
+
+fn c(t: &str, s: &str, r: &str) -> (String, String, String) {
+    (t.into(), s.into(), r.into())
+}
+
+/// The quota of `kind` for requests to `path`.
+fn quota_at(out: &Computed, kind: ExtensionKind, path: &str) -> Option<u32> {
+    let t = table(out);
+    let d = t.find(&RequestHead::new(80, "a.example", "GET", path));
+    let Action::Forward(f) = &d.action else {
+        panic!("forwarded: {:?}", d.action)
+    };
+    f.policy(kind, Some(f.pick(0)))
+        .and_then(|p| p.value.get::<u32>().copied())
+}
+
+#[test]
+fn a_policy_reads_other_objects_and_adds_conditions() {
+    let policy = quota(
+        "Quota",
+        "q",
+        "2026-01-01T00:00:00Z",
+        &[ON_GATEWAY],
+        "limits",
+    );
+    let yaml = format!("{POLICY_BASE}{policy}{}", limits("limits", "10"));
+    let out = run(&yaml, quota_extensions());
+    assert_eq!(
+        conditions(&out, QUOTA, "q"),
+        [
+            c("Accepted", "True", "Accepted"),
+            c("ResolvedRefs", "True", "ResolvedRefs")
+        ]
+    );
+    assert_eq!(quota_at(&out, QUOTA, "/"), Some(10));
+
+    // Without its ConfigMap it still applies (as 0) but is not Accepted.
+    let out = run(&format!("{POLICY_BASE}{policy}"), quota_extensions());
+    assert_eq!(
+        conditions(&out, QUOTA, "q"),
+        [
+            c("Accepted", "False", "Invalid"),
+            c("ResolvedRefs", "False", "InvalidParameters")
+        ]
+    );
+    assert_eq!(quota_at(&out, QUOTA, "/"), Some(0));
+}
+
+#[test]
+fn whole_policy_conflicts_take_every_target() {
+    let yaml = format!(
+        "{POLICY_BASE}{}{}{}{}{}{}",
+        limits("limits", "10"),
+        // Per target: the newer loses the Gateway, keeps the rule.
+        quota(
+            "Quota",
+            "older",
+            "2026-01-01T00:00:00Z",
+            &[ON_GATEWAY],
+            "limits"
+        ),
+        quota(
+            "Quota",
+            "newer",
+            "2026-02-01T00:00:00Z",
+            &[ON_GATEWAY, ON_RULE],
+            "fewer"
+        ),
+        // Whole policy: the newer is Conflicted, applies nowhere.
+        quota(
+            "WholeQuota",
+            "older",
+            "2026-01-01T00:00:00Z",
+            &[ON_GATEWAY],
+            "limits"
+        ),
+        quota(
+            "WholeQuota",
+            "newer",
+            "2026-02-01T00:00:00Z",
+            &[ON_GATEWAY, ON_RULE],
+            "fewer"
+        ),
+        limits("fewer", "3"),
+    );
+    let out = run(&yaml, quota_extensions());
+    assert_eq!(
+        conditions(&out, QUOTA, "newer")[0],
+        c("Accepted", "True", "Accepted")
+    );
+    assert_eq!(quota_at(&out, QUOTA, "/search"), Some(3));
+    assert_eq!(quota_at(&out, QUOTA, "/"), Some(10));
+    assert_eq!(
+        conditions(&out, WHOLE_QUOTA, "newer")[0],
+        c("Accepted", "False", "Conflicted")
+    );
+    assert_eq!(quota_at(&out, WHOLE_QUOTA, "/search"), Some(10));
+    assert_eq!(quota_at(&out, WHOLE_QUOTA, "/"), Some(10));
+}
+
+#[test]
+fn the_incremental_engine_follows_what_a_policy_read() {
+    let ext = quota_extensions();
+    let opts = ComputeOptions::new(CTRL, NOW).with_extensions(ext.clone());
+    let policy = load(
+        &quota(
+            "Quota",
+            "q",
+            "2026-01-01T00:00:00Z",
+            &[ON_GATEWAY],
+            "limits",
+        ),
+        &ext,
+    );
+    let mut now = load(POLICY_BASE, &ext);
+    for p in policy.iter() {
+        now.insert(p.clone());
+    }
+    let mut engine = Engine::from_snapshot(now.clone(), opts.clone());
+    assert_eq!(quota_at(&engine.computed(), QUOTA, "/"), Some(0));
+    // The ConfigMap comes, changes and goes: the policy is parsed again.
+    for limit in ["10", "12"] {
+        let map = load(&limits("limits", limit), &ext);
+        let map = map.iter().next().unwrap().clone();
+        let delta = engine.apply(map.clone());
+        now.insert(map);
+        assert!(!delta.routing.is_empty(), "the table's quota changed");
+        let full = compute(&now, &opts);
+        assert_eq!(engine.computed(), full);
+        assert_eq!(quota_at(&full, QUOTA, "/"), limit.parse().ok());
+    }
+    let key = ObjectKey::new(Kind::ConfigMap, "app", "limits");
+    engine.delete(&key);
+    now.remove(&key);
+    assert_eq!(engine.computed(), compute(&now, &opts));
+    assert_eq!(quota_at(&engine.computed(), QUOTA, "/"), Some(0));
 }

@@ -1,177 +1,154 @@
-//! BackendTLSPolicy statuses and conflicts.
+//! BackendTLSPolicy: gwcore's own policy kind on the policy attachment of
+//! [`super::policy`].
+//!
+//! Spec (BackendTLSPolicy): the policy lives in the Service's namespace and
+//! targets the Service, or one port of it by `sectionName`
+//! ([`crate::extension::TargetKind::Service`]; targetRefs of other kinds
+//! are ignored, as are `sectionName`s naming no port). A policy that names
+//! the port is more specific than one that names only the Service, and
+//! wins. When policies name the same target (and sectionName), the oldest
+//! wins, then the first by name; the others are `Accepted=False` with
+//! reason `Conflicted` and apply nowhere
+//! ([`crate::extension::Conflicts::WholePolicy`]).
+//!
+//! Parsing resolves `validation.caCertificateRefs` (ConfigMaps or Secrets
+//! with a PEM `ca.crt`, in the policy's namespace) through the
+//! [`PolicyContext`], so a change to one of them parses the policy again.
+//! Each ancestor entry carries `ResolvedRefs`; a policy whose CA references
+//! do not resolve is `Accepted=False` (reason `NoValidCACertificate`) but
+//! still applies: its backends are then not reached at all
+//! ([`BackendTls::invalid`]), never in plain text.
 
+use super::gateways::secret_value;
 use super::*;
+use crate::extension::{
+    Attachment, ExtensionKind, PolicyContext, PolicyKind, PolicyValue, TargetKind,
+};
+use crate::values::{SanType, WellKnownCaCertificates};
 
-impl Ctx<'_> {
-    // ---------------------------------------------------------------- policies
+/// The kind: its value is an `Arc<BackendTls>`, each backend's
+/// `BackendTarget::tls`.
+#[derive(Debug)]
+pub(super) struct BackendTlsPolicyKind;
 
-    /// BackendTLSPolicy statuses: one ancestor entry per Gateway of ours
-    /// that routes to a targeted Service.
-    pub(super) fn policies(
-        &self,
-        gws: &BTreeMap<ObjectKey, Gw>,
-    ) -> BTreeMap<ObjectKey, ObjectStatus> {
-        let mut out = BTreeMap::new();
-        for o in self.snap.of_kind(Kind::BackendTLSPolicy) {
-            let Object::BackendTlsPolicy(p) = o else {
-                continue;
-            };
-            let ns = p.metadata.ns();
-            // Ancestors: our Gateways with a route whose backend is a target.
-            let targets: BTreeSet<(String, String)> = p
-                .spec
-                .target_refs
-                .iter()
-                .filter(|t| t.group.is_empty() && t.kind == "Service")
-                .map(|t| (ns.to_string(), t.name.clone()))
-                .collect();
-            let mut ancestors: Vec<&ObjectKey> = Vec::new();
-            for (gk, gw) in gws {
-                let uses = gw.listeners.iter().any(|l| {
-                    l.attached.values().any(|r| {
-                        route_backends(&r.rules).any(|t| {
-                            targets.contains(&(t.service.namespace.clone(), t.service.name.clone()))
-                        })
-                    })
-                });
-                if uses {
-                    ancestors.push(gk);
-                }
-            }
-            if ancestors.is_empty() {
-                continue;
-            }
-            let resolved = self.policy_ca_bundles(p).map(|_| ());
-            let conflicted = self.policy_conflict(p);
-            let mut entries: Vec<PolicyAncestorStatus> = p
-                .status
-                .as_ref()
-                .map(|s| {
-                    s.ancestors
-                        .iter()
-                        .filter(|a| a.controller_name != self.opts.controller_name)
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            for gk in ancestors {
-                let aref = ParentReference {
-                    group: Some(GATEWAY_GROUP.into()),
-                    kind: Some("Gateway".into()),
-                    namespace: Some(gk.namespace.clone()),
-                    name: gk.name.clone(),
-                    section_name: None,
-                    port: None,
-                };
-                let conds = match &resolved {
-                    Ok(()) => vec![
-                        cond(T::Accepted, true, Reason::Accepted, "policy accepted"),
-                        cond(
-                            T::ResolvedRefs,
-                            true,
-                            Reason::ResolvedRefs,
-                            "all references resolved",
-                        ),
-                    ],
-                    Err((r, m)) => vec![
-                        cond(T::Accepted, false, Reason::NoValidCaCertificate, m.clone()),
-                        cond(T::ResolvedRefs, false, *r, m.clone()),
-                    ],
-                };
-                let conds = match &conflicted {
-                    Some(m) => vec![
-                        cond(T::Accepted, false, Reason::Conflicted, m.clone()),
-                        conds[1].clone(),
-                    ],
-                    None => conds,
-                };
-                let prev = p
-                    .status
-                    .as_ref()
-                    .and_then(|s| {
-                        s.ancestors.iter().find(|a| {
-                            a.controller_name == self.opts.controller_name
-                                && a.ancestor_ref.name == aref.name
-                                && a.ancestor_ref.namespace == aref.namespace
-                        })
-                    })
-                    .map(|a| a.conditions.as_slice())
-                    .unwrap_or(&[]);
-                let conditions = stamp(conds, prev, &p.metadata, &self.opts.now);
-                entries.push(PolicyAncestorStatus {
-                    ancestor_ref: aref,
-                    controller_name: self.opts.controller_name.clone(),
-                    conditions,
-                });
-            }
-            out.insert(
-                o.key(),
-                ObjectStatus::Policy(PolicyStatus { ancestors: entries }),
-            );
-        }
-        out
+impl PolicyKind for BackendTlsPolicyKind {
+    fn kind(&self) -> ExtensionKind {
+        ExtensionKind::new("gateway.networking.k8s.io/v1", "BackendTLSPolicy")
     }
 
-    /// A BackendTLSPolicy's CA bundles, resolved, or the first that fails.
-    pub(super) fn policy_ca_bundles(
-        &self,
-        p: &crate::model::BackendTlsPolicy,
-    ) -> Result<Vec<ObjectKey>, Fail> {
+    fn targets(&self) -> &'static [TargetKind] {
+        &[TargetKind::Service]
+    }
+
+    fn attachment(&self) -> Attachment {
+        Attachment::BACKEND_TLS_POLICY
+    }
+
+    fn parse(&self, policy: &Object, cx: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+        let Object::BackendTlsPolicy(p) = policy else {
+            return Err("not a BackendTLSPolicy".into());
+        };
         let ns = p.metadata.ns();
-        p.spec
-            .validation
-            .ca_certificate_refs
+        let v = &p.spec.validation;
+        let (ca_certificates, invalid) = match ca_bundles(p, cx) {
+            Ok(keys) => {
+                cx.condition(cond(
+                    T::ResolvedRefs,
+                    true,
+                    Reason::ResolvedRefs,
+                    "all references resolved",
+                ));
+                (keys, None)
+            }
+            Err((r, m)) => {
+                cx.not_accepted(Reason::NoValidCaCertificate, m.clone());
+                cx.condition(cond(T::ResolvedRefs, false, r, m.clone()));
+                (Vec::new(), Some(m))
+            }
+        };
+        let subject_alt_names = v
+            .subject_alt_names
             .iter()
-            .map(|c| {
-                let r = SecretObjectReference {
-                    group: Some(c.group.clone()),
-                    kind: Some(c.kind.clone()),
-                    name: c.name.clone(),
-                    namespace: None,
-                };
-                self.ca_bundle(&r, "BackendTLSPolicy", ns, Reason::InvalidKind)
+            .filter_map(|san| match (&san.type_, &san.hostname, &san.uri) {
+                (SanType::Hostname, Some(h), _) => Some(SubjectAltName::Hostname(h.clone())),
+                (SanType::Uri, _, Some(u)) => Some(SubjectAltName::Uri(u.clone())),
+                _ => None,
             })
-            .collect()
+            .collect();
+        Ok(PolicyValue::new(Arc::new(BackendTls {
+            policy: ObjectKey::new(Kind::BackendTLSPolicy, ns, p.metadata.name.clone()),
+            hostname: v.hostname.clone(),
+            ca_certificates,
+            system_roots: v.well_known_ca_certificates == Some(WellKnownCaCertificates::System),
+            subject_alt_names,
+            invalid,
+        })))
     }
+}
 
-    /// Spec (BackendTLSPolicy, GEP-713): when policies target the same
-    /// Service (and sectionName), the oldest wins, then the first by
-    /// namespace/name; the others are `Accepted=False` with reason
-    /// `Conflicted`.
-    pub(super) fn policy_conflict(&self, p: &crate::model::BackendTlsPolicy) -> Option<String> {
-        let mine = &p.metadata;
-        for o in self.snap.of_kind(Kind::BackendTLSPolicy) {
-            let Object::BackendTlsPolicy(q) = o else {
-                continue;
+/// A BackendTLSPolicy's CA bundles, resolved, or the first that fails.
+///
+/// Spec: `caCertificateRefs` are ConfigMaps or Secrets (core group) in the
+/// policy's namespace; another kind is `InvalidKind`, a missing object or
+/// one without a PEM `ca.crt` `InvalidCACertificateRef`.
+fn ca_bundles(
+    p: &crate::model::BackendTlsPolicy,
+    cx: &mut PolicyContext<'_>,
+) -> Result<Vec<ObjectKey>, Fail> {
+    let ns = p.metadata.ns();
+    p.spec
+        .validation
+        .ca_certificate_refs
+        .iter()
+        .map(|c| {
+            let kind = match (c.group.as_str(), c.kind.as_str()) {
+                ("", "ConfigMap") => Kind::ConfigMap,
+                ("", "Secret") => Kind::Secret,
+                (g, k) => {
+                    return Err((
+                        Reason::InvalidKind,
+                        format!(
+                            "caCertificateRef {g}/{k} {} is not a ConfigMap or Secret",
+                            c.name
+                        ),
+                    ));
+                }
             };
-            let theirs = &q.metadata;
-            if theirs.ns() != mine.ns() || theirs.name == mine.name {
-                continue;
-            }
-            let earlier =
-                (ts_key(theirs), theirs.name.as_str()) < (ts_key(mine), mine.name.as_str());
-            if !earlier {
-                continue;
-            }
-            if let Some(t) = p
-                .spec
-                .target_refs
-                .iter()
-                .find(|t| q.spec.target_refs.contains(t))
-            {
-                return Some(format!(
-                    "BackendTLSPolicy {}/{} already targets {} {}{}",
-                    theirs.ns(),
-                    theirs.name,
-                    t.kind,
-                    t.name,
-                    t.section_name
-                        .as_deref()
-                        .map(|s| format!(" port {s}"))
-                        .unwrap_or_default()
+            let key = ObjectKey::new(kind, ns, c.name.clone());
+            let data = match cx.get(&key) {
+                Some(Object::ConfigMap(cm)) => cm.data.get("ca.crt").cloned().unwrap_or_default(),
+                Some(Object::Secret(s)) => secret_value(s, "ca.crt")
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default(),
+                _ => {
+                    return Err((
+                        Reason::InvalidCaCertificateRef,
+                        format!("{kind} {ns}/{} does not exist", c.name),
+                    ));
+                }
+            };
+            if !data.contains("-----BEGIN CERTIFICATE-----") {
+                return Err((
+                    Reason::InvalidCaCertificateRef,
+                    format!("{kind} {ns}/{} has no PEM certificate in ca.crt", c.name),
                 ));
             }
-        }
-        None
+            Ok(key)
+        })
+        .collect()
+}
+
+impl Ctx<'_> {
+    /// The BackendTLSPolicy that applies to a Service port (see the module
+    /// docs), as the backend's TLS settings.
+    pub(super) fn backend_tls(
+        &self,
+        ns: &str,
+        service: &str,
+        port_name: Option<&str>,
+    ) -> Option<Arc<BackendTls>> {
+        self.service_policy(Kind::BackendTLSPolicy, ns, service, port_name)?
+            .get::<Arc<BackendTls>>()
+            .cloned()
     }
 }

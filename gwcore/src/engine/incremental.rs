@@ -22,6 +22,7 @@ use super::bookkeeping::{
     index_add, index_remove, indexed, put_status, replace_statuses, same_but_status, same_routing,
     status_keys,
 };
+use super::policy::{PolicyCache, policy_kind, policy_kinds, policy_refs};
 use super::{Computed, Ctx, GrantIndex, Gw, RouteState, gateway_routing, index_grant};
 use crate::attachments::{AttachedRoute, GatewayRouting};
 use crate::engine::ComputeOptions;
@@ -100,6 +101,8 @@ pub struct Engine {
     by_ns: BTreeMap<String, BTreeSet<RouteKey>>,
     statuses: BTreeMap<ObjectKey, ObjectStatus>,
     routing: BTreeMap<ObjectKey, Arc<GatewayRouting>>,
+    /// Every policy, parsed, and what each parse looked up.
+    policies: PolicyCache,
     /// Whether the dependency indexes are kept (not by [`super::compute`],
     /// which never applies a change after loading).
     indexed: bool,
@@ -126,6 +129,7 @@ impl Engine {
             by_ns: BTreeMap::new(),
             statuses: BTreeMap::new(),
             routing: BTreeMap::new(),
+            policies: PolicyCache::default(),
             indexed: true,
         }
     }
@@ -153,6 +157,7 @@ impl Engine {
         for o in snap.of_kind(Kind::ReferenceGrant) {
             index_grant(&mut e.grants, &o.key(), None, Some(o));
         }
+        e.policies = PolicyCache::load(&snap, &e.opts.extensions);
         e.snap = snap;
         let dirty = Dirty {
             quiet: true,
@@ -241,6 +246,8 @@ impl Engine {
         let old = self.snap.insert(obj);
         if status_only {
             let mut dirty = Dirty::default();
+            // Policies whose parse looked this object up.
+            self.reparse(&key, &mut dirty);
             match key.kind {
                 Kind::Gateway => {
                     dirty.restamp.insert(key);
@@ -256,7 +263,11 @@ impl Engine {
                     }
                 }
                 Kind::GatewayClass => dirty.classes = true,
-                Kind::BackendTLSPolicy | Kind::Extension(_) => dirty.policies = true,
+                Kind::BackendTLSPolicy | Kind::Extension(_) => {
+                    self.policies
+                        .refresh(&self.snap, &self.opts.extensions, &key);
+                    dirty.policies = true;
+                }
                 k if k.is_route() => {
                     dirty.routes.insert(key);
                 }
@@ -283,6 +294,7 @@ impl Engine {
             our_classes: &self.our_classes,
             ns_labels: &self.ns_labels,
             grants: &self.grants,
+            policies: &self.policies,
         }
     }
 
@@ -339,59 +351,78 @@ impl Engine {
                 dirty.all_gateways = true;
                 dirty.classes = true;
                 dirty.policies = true;
-                // A CA bundle of a BackendTLSPolicy: the routes to the
-                // Services the policies of that namespace target.
-                let policies: Vec<&Object> = self
-                    .snap
-                    .in_namespace(Kind::BackendTLSPolicy, &key.namespace)
-                    .collect();
-                for p in policies {
-                    self.targeted_routes(&key.namespace, p, &mut dirty.routes);
-                }
-            }
-            Kind::BackendTLSPolicy => {
-                dirty.policies = true;
-                // The routes to the Services it targets (before and after)
-                // carry its TLS settings. A policy sharing a target with it
-                // may be Conflicted now or no longer, which changes what
-                // applies to all of that policy's targets.
-                for p in [old, self.snap.get(key)].into_iter().flatten() {
-                    self.targeted_routes(&key.namespace, p, &mut dirty.routes);
-                    for q in self
-                        .snap
-                        .in_namespace(Kind::BackendTLSPolicy, &key.namespace)
-                    {
-                        if shares_a_service(p, q) {
-                            self.targeted_routes(&key.namespace, q, &mut dirty.routes);
-                        }
-                    }
-                }
             }
             Kind::EndpointSlice => {}
-            Kind::Extension(k) => {
+            Kind::Extension(_) => {
                 // The object of ExtensionRef filters: the routes naming it.
                 dirty.routes.extend(indexed(self.by_service.get(key)));
-                if self.opts.extensions.policy(k).is_some() {
-                    // A policy: what applies where, on every Gateway.
-                    dirty.policies = true;
-                    dirty.restamp.extend(self.gws.keys().cloned());
-                }
             }
             k if k.is_route() => {
                 dirty.routes.insert(key.clone());
             }
             _ => {}
         }
-        let _ = old;
+        if policy_kind(&self.opts.extensions, key.kind).is_some() {
+            self.policies
+                .refresh(&self.snap, &self.opts.extensions, key);
+            self.policy_changed(key, old, true, &mut dirty);
+        }
+        // Policies whose parse looked this object up (a CA bundle).
+        self.reparse(key, &mut dirty);
         self.recompute(dirty)
     }
 
-    /// Adds the routes to the Services a BackendTLSPolicy targets.
-    fn targeted_routes(&self, ns: &str, policy: &Object, routes: &mut BTreeSet<ObjectKey>) {
-        let Object::BackendTlsPolicy(p) = policy else {
+    /// Parses again the policies whose parse looked `key` up, and marks
+    /// what depends on them.
+    fn reparse(&mut self, key: &ObjectKey, dirty: &mut Dirty) {
+        for p in self.policies.readers(key) {
+            if &p == key {
+                continue;
+            }
+            self.policies.refresh(&self.snap, &self.opts.extensions, &p);
+            let current = self.snap.get(&p).cloned();
+            self.policy_changed(&p, current.as_ref(), false, dirty);
+        }
+    }
+
+    /// Marks what depends on a policy that changed (`old` is what it was;
+    /// with `moved`, its targets or precedence may have changed too):
+    /// every policy status; for the embedder's kinds, the policies every
+    /// Gateway hands the table; for kinds whose value goes into backends
+    /// (BackendTLSPolicy), the routes to the Services it targets, before
+    /// and after, and, when it moved, those of the policies sharing a
+    /// Service with it (one may be `Conflicted` now or no longer, which
+    /// changes what applies to all of that policy's targets).
+    fn policy_changed(
+        &self,
+        key: &ObjectKey,
+        old: Option<&Object>,
+        moved: bool,
+        dirty: &mut Dirty,
+    ) {
+        let Some(r) = policy_kind(&self.opts.extensions, key.kind) else {
             return;
         };
-        for name in policy_services(p) {
+        dirty.policies = true;
+        if !r.into_backends {
+            dirty.restamp.extend(self.gws.keys().cloned());
+            return;
+        }
+        for p in [old, self.snap.get(key)].into_iter().flatten() {
+            self.targeted_routes(&key.namespace, p, &mut dirty.routes);
+            if moved {
+                for q in self.snap.in_namespace(r.object_kind, &key.namespace) {
+                    if !policy_services(p).is_disjoint(&policy_services(q)) {
+                        self.targeted_routes(&key.namespace, q, &mut dirty.routes);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the routes to the Services a policy targets.
+    fn targeted_routes(&self, ns: &str, policy: &Object, routes: &mut BTreeSet<ObjectKey>) {
+        for name in policy_services(policy) {
             let svc = ObjectKey::new(Kind::Service, ns, name);
             routes.extend(indexed(self.by_service.get(&svc)));
         }
@@ -489,7 +520,7 @@ impl Engine {
                 Some(gw) => {
                     let ctx = self.ctx();
                     let mut routing = gateway_routing(gk, gw);
-                    routing.policies = ctx.gateway_policies(gk, gw).0;
+                    routing.policies = ctx.gateway_policies(gk, gw, true).0;
                     (ctx.gateway_statuses(gk, gw), Some(routing))
                 }
                 None => (Vec::new(), None),
@@ -541,41 +572,17 @@ impl Engine {
         }
 
         // 5. Policies, which depend on what routes where.
-        let has_policies = self.snap.of_kind(Kind::BackendTLSPolicy).next().is_some()
-            || status_keys(&self.statuses, Kind::BackendTLSPolicy)
-                .next()
-                .is_some();
-        if has_policies && (dirty.policies || routing_changed) {
-            let new = {
-                let ctx = self.ctx();
-                ctx.policies(&self.gws)
-            };
-            let old_keys = status_keys(&self.statuses, Kind::BackendTLSPolicy)
-                .cloned()
-                .collect();
-            replace_statuses(
-                &mut self.statuses,
-                (!quiet).then_some(&mut delta),
-                old_keys,
-                new,
-            );
-        }
-
-        // 6. Extension policies, which depend on what routes where too.
-        let kinds: Vec<Kind> = self
-            .opts
-            .extensions
-            .policies()
-            .map(|p| Kind::Extension(p.kind()))
+        let kinds: Vec<Kind> = policy_kinds(&self.opts.extensions)
+            .map(|r| r.object_kind)
             .collect();
-        let has_extension_policies = kinds.iter().any(|k| {
+        let has_policies = kinds.iter().any(|k| {
             self.snap.of_kind(*k).next().is_some()
                 || status_keys(&self.statuses, *k).next().is_some()
         });
-        if has_extension_policies && (dirty.policies || routing_changed) {
+        if has_policies && (dirty.policies || routing_changed) {
             let new = {
                 let ctx = self.ctx();
-                ctx.extension_policy_statuses(&self.gws)
+                ctx.policy_statuses(&self.gws)
             };
             let old_keys = kinds
                 .iter()
@@ -714,21 +721,11 @@ impl Engine {
     }
 }
 
-/// Whether two BackendTLSPolicies target a Service in common (whatever the
-/// ports): only then can one make the other `Conflicted`.
-fn shares_a_service(a: &Object, b: &Object) -> bool {
-    let (Object::BackendTlsPolicy(a), Object::BackendTlsPolicy(b)) = (a, b) else {
-        return false;
-    };
-    !policy_services(a).is_disjoint(&policy_services(b))
-}
-
-/// The names of the Services a BackendTLSPolicy targets.
-fn policy_services(p: &crate::model::BackendTlsPolicy) -> BTreeSet<&str> {
-    p.spec
-        .target_refs
-        .iter()
+/// The names of the Services a policy targets.
+fn policy_services(p: &Object) -> BTreeSet<String> {
+    policy_refs(p)
+        .into_iter()
         .filter(|t| t.group.is_empty() && t.kind == "Service")
-        .map(|t| t.name.as_str())
+        .map(|t| t.name)
         .collect()
 }

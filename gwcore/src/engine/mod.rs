@@ -57,8 +57,7 @@ mod references;
 mod routes;
 use crate::status::{
     Condition, ConditionType as T, GatewayClassStatus, GatewayStatus, GatewayStatusAddress,
-    ListenerSetStatus, ListenerStatus, ObjectStatus, PolicyAncestorStatus, PolicyStatus, Reason,
-    RouteParentStatus, RouteStatus,
+    ListenerSetStatus, ListenerStatus, ObjectStatus, Reason, RouteParentStatus, RouteStatus,
 };
 pub use incremental::{Delta, Engine};
 use output::*;
@@ -256,6 +255,8 @@ struct Ctx<'a> {
     our_classes: &'a BTreeSet<String>,
     ns_labels: &'a BTreeMap<String, BTreeMap<String, String>>,
     grants: &'a GrantIndex,
+    /// Every policy, parsed by its kind.
+    policies: &'a policy::PolicyCache,
 }
 
 /// ReferenceGrants by their namespace, then by each namespace they admit

@@ -1,62 +1,104 @@
-//! Extension policies: GEP-713 direct attachment for the policy kinds an
-//! embedder registers ([`crate::extension::PolicyKind`]).
+//! Policy attachment: GEP-713 direct attachment for every policy kind
+//! ([`crate::extension::PolicyKind`]): gwcore's own BackendTLSPolicy
+//! ([`super::backend_tls_policy`]) and those an embedder registers.
 //!
 //! A policy's `spec.targetRefs` (or the single `spec.targetRef`) name
 //! objects in the policy's namespace: a Gateway (`sectionName`: a
 //! listener), an HTTPRoute or GRPCRoute (`sectionName`: a rule's name), a
-//! Service (`sectionName`: a port's name). For each of our Gateways the
+//! Service (`sectionName`: a port's name). Each policy is parsed once by its
+//! kind ([`PolicyCache`]; what the parse looked up is recorded, so that a
+//! change to it parses the policy again). For each of our Gateways the
 //! engine finds the targets that are part of it (the Gateway itself, the
 //! routes attached to it, the Services those routes send to), and:
 //!
-//! - hands each target its policies ([`GatewayRouting::policies`]), which
-//!   the table gives to every listener, rule and backend they cover;
+//! - hands each target its policies of the embedder's kinds
+//!   ([`GatewayRouting::policies`]), which the table gives to every
+//!   listener, rule and backend they cover; BackendTLSPolicy's value goes
+//!   into each backend's `BackendTarget::tls` instead
+//!   ([`Ctx::service_policy`]);
 //! - settles conflicts as GEP-713 says: among policies of one kind with the
 //!   same target, the oldest (`creationTimestamp`) wins, then the first by
-//!   namespace and name; the others do not apply there;
+//!   namespace and name; the others do not apply there (or, with
+//!   [`Conflicts::WholePolicy`], nowhere);
 //! - writes `status.ancestors`, one entry per Gateway of ours the policy
 //!   is part of, under our controller name: `Accepted=True`, or
 //!   `Accepted=False` with reason `Invalid` (the kind's parser refused the
 //!   spec, or a target of a kind it cannot take), `Conflicted` (every
-//!   target on that Gateway is held by an older policy) or
+//!   target on that Gateway is held by an older policy), the reason the
+//!   parser gave ([`crate::extension::PolicyContext::not_accepted`]) or
 //!   `TargetNotFound` (every `sectionName` on that Gateway names no
-//!   listener, rule or port).
+//!   listener, rule or port); then the conditions the parser added.
 //!
 //! A policy whose targets exist nowhere on our Gateways gets no entry: the
 //! objects it names may belong to another controller.
 //!
 //! [`GatewayRouting::policies`]: crate::attachments::GatewayRouting::policies
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::{Ctx, Gw, cond, route_backends, stamp, ts_key};
 use crate::attachments::{AppliedPolicy, AttachedRoute, PolicyTarget, RouteRules};
-use crate::extension::{ExtensionObject, TargetKind};
+use crate::extension::{
+    Conflicts, ExtensionObject, Extensions, MissingSections, OtherTargets, PolicyContext,
+    PolicyKind, PolicyValue, TargetKind,
+};
 use crate::model::{
     GATEWAY_GROUP, Kind, Object, ObjectKey, ParentReference, PolicyTargetReference,
 };
-use crate::status::{ConditionType as T, ObjectStatus, PolicyAncestorStatus, PolicyStatus, Reason};
+use crate::snapshot::Snapshot;
+use crate::status::{
+    Condition, ConditionType as T, ObjectStatus, PolicyAncestorStatus, PolicyStatus, Reason,
+};
 
-/// What one policy became on one Gateway.
-#[derive(Debug, Default)]
-pub(super) struct Outcome {
-    /// Targets where it applies.
-    applied: usize,
-    /// Targets an older policy holds, said for people.
-    conflicts: Vec<String>,
-    /// `sectionName`s that name nothing, said for people.
-    missing: Vec<String>,
-    /// Why it cannot apply at all.
-    invalid: Option<String>,
+/// gwcore's own policy kinds.
+static BACKEND_TLS_POLICY: super::backend_tls_policy::BackendTlsPolicyKind =
+    super::backend_tls_policy::BackendTlsPolicyKind;
+
+/// A policy kind the engine resolves, with the kind of its objects.
+#[derive(Clone, Copy)]
+pub(super) struct Resolved<'a> {
+    /// The kind of its objects in the snapshot.
+    pub object_kind: Kind,
+    pub kind: &'a dyn PolicyKind,
+    /// Its value goes into each backend (`BackendTarget::tls`), not into
+    /// [`crate::attachments::GatewayRouting::policies`]: gwcore's own.
+    pub into_backends: bool,
 }
 
-/// The policies on one Gateway, by target, and each policy's outcome.
-pub(super) type GatewayPolicies = (
-    BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
-    BTreeMap<ObjectKey, Outcome>,
-);
+/// Every policy kind: gwcore's own, then the embedder's (one of the same
+/// group and kind as a built-in one is not resolved).
+pub(super) fn policy_kinds(ext: &Extensions) -> impl Iterator<Item = Resolved<'_>> {
+    let builtin = Resolved {
+        object_kind: Kind::BackendTLSPolicy,
+        kind: &BACKEND_TLS_POLICY,
+        into_backends: true,
+    };
+    let own = BACKEND_TLS_POLICY.kind();
+    std::iter::once(builtin).chain(ext.policies().filter(move |k| k.kind() != own).map(|kind| {
+        Resolved {
+            object_kind: Kind::Extension(kind.kind()),
+            kind,
+            into_backends: false,
+        }
+    }))
+}
+
+/// The policy kind of objects of `object_kind`.
+pub(super) fn policy_kind(ext: &Extensions, object_kind: Kind) -> Option<Resolved<'_>> {
+    policy_kinds(ext).find(|r| r.object_kind == object_kind)
+}
 
 /// A policy's `targetRefs` (or its single `targetRef`), as written.
+pub(super) fn policy_refs(p: &Object) -> Vec<PolicyTargetReference> {
+    match p {
+        Object::BackendTlsPolicy(p) => p.spec.target_refs.clone(),
+        Object::Extension(p) => target_refs(p),
+        _ => Vec::new(),
+    }
+}
+
 fn target_refs(p: &ExtensionObject) -> Vec<PolicyTargetReference> {
     let many = p
         .spec
@@ -69,6 +111,24 @@ fn target_refs(p: &ExtensionObject) -> Vec<PolicyTargetReference> {
     many.unwrap_or_default().into_iter().chain(one).collect()
 }
 
+/// A policy's `status.ancestors`, as read.
+fn previous_ancestors(p: &Object) -> Vec<PolicyAncestorStatus> {
+    match p {
+        Object::BackendTlsPolicy(p) => p
+            .status
+            .as_ref()
+            .map(|s| s.ancestors.clone())
+            .unwrap_or_default(),
+        Object::Extension(p) => p
+            .status
+            .as_ref()
+            .and_then(|s| s.get("ancestors"))
+            .and_then(|a| serde_json::from_value(a.clone()).ok())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
 fn describe(t: &PolicyTargetReference) -> String {
     match &t.section_name {
         Some(s) => format!("{} {} section {s}", t.kind, t.name),
@@ -76,17 +136,252 @@ fn describe(t: &PolicyTargetReference) -> String {
     }
 }
 
+// ------------------------------------------------------------ parsed policies
+
+/// One policy, parsed by its kind.
+#[derive(Debug, Clone)]
+pub(super) struct Parsed {
+    pub value: Result<PolicyValue, String>,
+    /// Conditions after `Accepted`.
+    pub conditions: Vec<Condition>,
+    /// Applies, but `Accepted=False` with this reason.
+    pub not_accepted: Option<(Reason, String)>,
+    /// The keys the parse looked up.
+    pub reads: BTreeSet<ObjectKey>,
+    /// The objects of those keys that exist, as looked up.
+    pub read: Arc<Vec<Object>>,
+}
+
+fn parse(snap: &Snapshot, kind: &dyn PolicyKind, policy: &Object) -> Parsed {
+    let mut cx = PolicyContext::new(snap);
+    let value = kind.parse(policy, &mut cx);
+    let read = cx
+        .reads
+        .iter()
+        .filter_map(|k| snap.get(k))
+        .cloned()
+        .collect();
+    Parsed {
+        value,
+        conditions: cx.conditions,
+        not_accepted: cx.not_accepted,
+        reads: cx.reads,
+        read: Arc::new(read),
+    }
+}
+
+/// Every policy of the snapshot, parsed, and who read what: kept by the
+/// engine, so that a policy is parsed once per change to it or to an object
+/// its parse looked up (not once per Gateway and backend).
+#[derive(Debug, Clone, Default)]
+pub(super) struct PolicyCache {
+    parsed: BTreeMap<ObjectKey, Parsed>,
+    /// Key looked up -> the policies whose parse looked it up.
+    read_by: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+}
+
+impl PolicyCache {
+    /// Every policy of `snap` parsed.
+    pub(super) fn load(snap: &Snapshot, ext: &Extensions) -> PolicyCache {
+        let mut cache = PolicyCache::default();
+        for r in policy_kinds(ext) {
+            for o in snap.of_kind(r.object_kind) {
+                cache.store(o.key(), parse(snap, r.kind, o));
+            }
+        }
+        cache
+    }
+
+    fn store(&mut self, key: ObjectKey, parsed: Parsed) {
+        for r in &parsed.reads {
+            self.read_by
+                .entry(r.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.parsed.insert(key, parsed);
+    }
+
+    /// Parses the policy of `key` again (forgets it when it is gone).
+    pub(super) fn refresh(&mut self, snap: &Snapshot, ext: &Extensions, key: &ObjectKey) {
+        if let Some(old) = self.parsed.remove(key) {
+            for r in &old.reads {
+                if let Some(set) = self.read_by.get_mut(r) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.read_by.remove(r);
+                    }
+                }
+            }
+        }
+        if let (Some(r), Some(o)) = (policy_kind(ext, key.kind), snap.get(key)) {
+            self.store(key.clone(), parse(snap, r.kind, o));
+        }
+    }
+
+    /// The policies whose parse looked up `key`.
+    pub(super) fn readers(&self, key: &ObjectKey) -> Vec<ObjectKey> {
+        self.read_by
+            .get(key)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+// ------------------------------------------------------------ on a Gateway
+
+/// What one policy became on one Gateway.
+#[derive(Debug, Default)]
+pub(super) struct Outcome {
+    /// Targets where it applies.
+    applied: usize,
+    /// Targets an older policy holds, said for people.
+    conflicts: Vec<String>,
+    /// `sectionName`s that name nothing, said for people.
+    missing: Vec<String>,
+    /// Why it cannot apply at all.
+    invalid: Option<String>,
+    /// Applies, but is not reported Accepted (the parser's reason).
+    not_accepted: Option<(Reason, String)>,
+    /// Conditions after `Accepted` (the parser's).
+    conditions: Vec<Condition>,
+}
+
+/// The policies on one Gateway, by target, and each policy's outcome.
+pub(super) type GatewayPolicies = (
+    BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
+    BTreeMap<ObjectKey, Outcome>,
+);
+
 /// One candidate for a target: the sort key of GEP-713 precedence (older
-/// first, then namespace and name), and the policy.
-type Candidate<'a> = ((bool, &'a str), &'a str, &'a str, AppliedPolicy);
+/// first, then namespace and name), the policy, and what the table gets
+/// (policies of the embedder's kinds).
+type Candidate<'a> = (
+    (bool, &'a str),
+    &'a str,
+    &'a str,
+    ObjectKey,
+    Option<AppliedPolicy>,
+);
 
 impl Ctx<'_> {
-    /// The extension policies on Gateway `gk`.
-    pub(super) fn gateway_policies(&self, gk: &ObjectKey, gw: &Gw) -> GatewayPolicies {
+    /// A policy, parsed (as the engine keeps it, else now).
+    fn parsed<'s>(&'s self, o: &Object, kind: &dyn PolicyKind) -> Cow<'s, Parsed> {
+        match self.policies.parsed.get(&o.key()) {
+            Some(p) => Cow::Borrowed(p),
+            None => Cow::Owned(parse(self.snap, kind, o)),
+        }
+    }
+
+    /// [`Conflicts::WholePolicy`]: the first policy of the kind in `p`'s
+    /// namespace that precedes it (older, then by name) and has one of its
+    /// targetRefs, said for people.
+    pub(super) fn whole_conflict(&self, r: Resolved<'_>, p: &Object) -> Option<String> {
+        let mine = p.meta();
+        let my_refs = policy_refs(p);
+        for q in self.snap.in_namespace(r.object_kind, mine.ns()) {
+            let theirs = q.meta();
+            if theirs.name == mine.name {
+                continue;
+            }
+            let earlier =
+                (ts_key(theirs), theirs.name.as_str()) < (ts_key(mine), mine.name.as_str());
+            if !earlier {
+                continue;
+            }
+            let their_refs = policy_refs(q);
+            if let Some(t) = my_refs.iter().find(|t| their_refs.contains(t)) {
+                let section = match (&t.section_name, t.kind.as_str()) {
+                    (Some(s), "Service") => format!(" port {s}"),
+                    (Some(s), _) => format!(" section {s}"),
+                    (None, _) => String::new(),
+                };
+                return Some(format!(
+                    "{} {}/{} already targets {} {}{section}",
+                    r.kind.kind().kind(),
+                    theirs.ns(),
+                    theirs.name,
+                    t.kind,
+                    t.name,
+                ));
+            }
+        }
+        None
+    }
+
+    /// The value of the policy of kind `object_kind` that applies to a
+    /// port of Service `ns/service` (named `port_name`), for kinds whose
+    /// value goes into the backend.
+    ///
+    /// The policy lives in the Service's namespace and targets the
+    /// Service, or that port by `sectionName`; one that names the port is
+    /// more specific than one that names only the Service, and wins; among
+    /// policies with the same target the oldest wins (then by name). A
+    /// policy the parser refused, or one `Conflicted` as a whole, does not
+    /// apply.
+    pub(super) fn service_policy(
+        &self,
+        object_kind: Kind,
+        ns: &str,
+        service: &str,
+        port_name: Option<&str>,
+    ) -> Option<PolicyValue> {
+        let r = policy_kind(&self.opts.extensions, object_kind)?;
+        let mut best: Option<(bool, (bool, &str), &str, PolicyValue)> = None;
+        for o in self.snap.in_namespace(object_kind, ns) {
+            let specific = policy_refs(o)
+                .iter()
+                .filter(|t| t.group.is_empty() && t.kind == "Service" && t.name == service)
+                .filter_map(|t| match (&t.section_name, port_name) {
+                    (None, _) => Some(false),
+                    (Some(s), Some(n)) if s == n => Some(true),
+                    _ => None,
+                })
+                .max();
+            let Some(specific) = specific else { continue };
+            let Ok(value) = &self.parsed(o, r.kind).value else {
+                continue;
+            };
+            if r.kind.attachment().conflicts == Conflicts::WholePolicy
+                && self.whole_conflict(r, o).is_some()
+            {
+                continue;
+            }
+            let meta = o.meta();
+            // More specific first, then older, then by name.
+            let better = match &best {
+                None => true,
+                Some((bs, bt, bn, _)) => {
+                    (
+                        std::cmp::Reverse(specific),
+                        ts_key(meta),
+                        meta.name.as_str(),
+                    ) < (std::cmp::Reverse(*bs), *bt, *bn)
+                }
+            };
+            if better {
+                best = Some((specific, ts_key(meta), meta.name.as_str(), value.clone()));
+            }
+        }
+        best.map(|(_, _, _, v)| v)
+    }
+
+    /// The policies on Gateway `gk`: with `routing`, only the kinds whose
+    /// values go to the table ([`crate::attachments::GatewayRouting::policies`]).
+    pub(super) fn gateway_policies(
+        &self,
+        gk: &ObjectKey,
+        gw: &Gw,
+        routing: bool,
+    ) -> GatewayPolicies {
         let mut index: BTreeMap<PolicyTarget, Vec<AppliedPolicy>> = BTreeMap::new();
         let mut outcomes: BTreeMap<ObjectKey, Outcome> = BTreeMap::new();
         let ext = &self.opts.extensions;
-        if ext.policies().next().is_none() {
+        let kinds: Vec<Resolved> = policy_kinds(ext)
+            .filter(|r| !(routing && r.into_backends))
+            .filter(|r| self.snap.of_kind(r.object_kind).next().is_some())
+            .collect();
+        if kinds.is_empty() {
             return (index, outcomes);
         }
         let listeners: BTreeSet<&str> = gw
@@ -108,23 +403,27 @@ impl Ctx<'_> {
             .collect();
 
         // (target, kind) -> candidates.
-        let mut candidates: BTreeMap<
-            (PolicyTarget, crate::extension::ExtensionKind),
-            Vec<Candidate>,
-        > = BTreeMap::new();
-        for kind in ext.policies() {
-            for o in self.snap.of_kind(Kind::Extension(kind.kind())) {
-                let Object::Extension(p) = o else { continue };
-                let ns = p.metadata.ns();
+        let mut candidates: BTreeMap<(PolicyTarget, Kind), Vec<Candidate>> = BTreeMap::new();
+        for r in kinds {
+            let kind = r.kind;
+            let rules = kind.attachment();
+            for o in self.snap.of_kind(r.object_kind) {
+                let meta = o.meta();
+                let ns = meta.ns();
                 let mut outcome = Outcome::default();
                 let mut targets = Vec::new();
                 let mut part_of_it = false;
-                for t in target_refs(p) {
-                    let Some(tk) = TargetKind::parse(&t.group, &t.kind) else {
-                        outcome.invalid = Some(format!(
-                            "targetRef {}/{} {} is not a kind a policy can target",
-                            t.group, t.kind, t.name
-                        ));
+                for t in policy_refs(o) {
+                    let tk = TargetKind::parse(&t.group, &t.kind).filter(|tk| {
+                        rules.other_targets == OtherTargets::Invalid || kind.targets().contains(tk)
+                    });
+                    let Some(tk) = tk else {
+                        if rules.other_targets == OtherTargets::Invalid {
+                            outcome.invalid = Some(format!(
+                                "targetRef {}/{} {} is not a kind a policy can target",
+                                t.group, t.kind, t.name
+                            ));
+                        }
                         continue;
                     };
                     let found = match tk {
@@ -166,35 +465,59 @@ impl Ctx<'_> {
                     }
                     match found {
                         Some(target) => targets.push((target, describe(&t))),
-                        None => outcome.missing.push(format!(
-                            "{} does not exist on Gateway {}/{}",
-                            describe(&t),
-                            gk.namespace,
-                            gk.name
-                        )),
+                        None if rules.missing_sections == MissingSections::TargetNotFound => {
+                            outcome.missing.push(format!(
+                                "{} does not exist on Gateway {}/{}",
+                                describe(&t),
+                                gk.namespace,
+                                gk.name
+                            ))
+                        }
+                        None => {}
                     }
                 }
                 if !part_of_it {
                     continue;
                 }
+                let parsed = self.parsed(o, kind);
+                outcome.conditions = parsed.conditions.clone();
+                outcome.not_accepted = parsed.not_accepted.clone();
                 if outcome.invalid.is_none() {
-                    match kind.parse(p) {
+                    match &parsed.value {
                         Ok(value) => {
-                            let applied = AppliedPolicy {
-                                policy: o.key(),
-                                value,
-                                object: Arc::new(p.clone()),
+                            let whole = match rules.conflicts {
+                                Conflicts::WholePolicy => self.whole_conflict(r, o),
+                                Conflicts::PerTarget => None,
                             };
-                            for (target, _) in targets {
-                                candidates.entry((target, kind.kind())).or_default().push((
-                                    ts_key(&p.metadata),
-                                    ns,
-                                    p.metadata.name.as_str(),
-                                    applied.clone(),
-                                ));
+                            if let Some(m) = whole {
+                                outcome.conflicts.push(m);
+                            } else {
+                                let applied = match o {
+                                    Object::Extension(p) if !r.into_backends => {
+                                        Some(AppliedPolicy {
+                                            policy: o.key(),
+                                            value: value.clone(),
+                                            object: Arc::new(p.clone()),
+                                            read: parsed.read.clone(),
+                                        })
+                                    }
+                                    _ => None,
+                                };
+                                for (target, _) in targets {
+                                    candidates
+                                        .entry((target, r.object_kind))
+                                        .or_default()
+                                        .push((
+                                            ts_key(meta),
+                                            ns,
+                                            meta.name.as_str(),
+                                            o.key(),
+                                            applied.clone(),
+                                        ));
+                                }
                             }
                         }
-                        Err(m) => outcome.invalid = Some(m),
+                        Err(m) => outcome.invalid = Some(m.clone()),
                     }
                 }
                 outcomes.insert(o.key(), outcome);
@@ -203,21 +526,28 @@ impl Ctx<'_> {
         for ((target, _), mut cands) in candidates {
             cands.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
             let mut cands = cands.into_iter();
-            let Some((_, _, _, winner)) = cands.next() else {
+            let Some((_, _, _, winner, applied)) = cands.next() else {
                 continue;
             };
-            if let Some(o) = outcomes.get_mut(&winner.policy) {
+            if let Some(o) = outcomes.get_mut(&winner) {
                 o.applied += 1;
             }
-            for (_, _, _, loser) in cands {
-                if let Some(o) = outcomes.get_mut(&loser.policy) {
+            for (_, _, _, loser, _) in cands {
+                // A policy Conflicted as a whole was said above.
+                let per_target = policy_kind(&self.opts.extensions, loser.kind)
+                    .is_some_and(|r| r.kind.attachment().conflicts == Conflicts::PerTarget);
+                if let Some(o) = outcomes.get_mut(&loser)
+                    && per_target
+                {
                     o.conflicts.push(format!(
                         "{}/{} (older) already targets {target:?}",
-                        winner.policy.namespace, winner.policy.name
+                        winner.namespace, winner.name
                     ));
                 }
             }
-            index.entry(target).or_default().push(winner);
+            if let Some(applied) = applied {
+                index.entry(target).or_default().push(applied);
+            }
         }
         (index, outcomes)
     }
@@ -234,29 +564,25 @@ impl Ctx<'_> {
             .and_then(|p| u16::try_from(p.port).ok())
     }
 
-    /// `status.ancestors` of every extension policy that is part of one of
-    /// our Gateways.
-    pub(super) fn extension_policy_statuses(
+    /// `status.ancestors` of every policy (of every kind) that is part of
+    /// one of our Gateways.
+    pub(super) fn policy_statuses(
         &self,
         gws: &BTreeMap<ObjectKey, Gw>,
     ) -> BTreeMap<ObjectKey, ObjectStatus> {
         let mut per_policy: BTreeMap<ObjectKey, Vec<(&ObjectKey, Outcome)>> = BTreeMap::new();
         for (gk, gw) in gws {
-            for (pk, outcome) in self.gateway_policies(gk, gw).1 {
+            for (pk, outcome) in self.gateway_policies(gk, gw, false).1 {
                 per_policy.entry(pk).or_default().push((gk, outcome));
             }
         }
         let mut out = BTreeMap::new();
         for (pk, entries) in per_policy {
-            let Some(Object::Extension(p)) = self.snap.get(&pk) else {
+            let Some(p) = self.snap.get(&pk) else {
                 continue;
             };
-            let previous: Vec<PolicyAncestorStatus> = p
-                .status
-                .as_ref()
-                .and_then(|s| s.get("ancestors"))
-                .and_then(|a| serde_json::from_value(a.clone()).ok())
-                .unwrap_or_default();
+            let meta = p.meta();
+            let previous = previous_ancestors(p);
             let mut ancestors: Vec<PolicyAncestorStatus> = previous
                 .iter()
                 .filter(|a| a.controller_name != self.opts.controller_name)
@@ -271,21 +597,22 @@ impl Ctx<'_> {
                     section_name: None,
                     port: None,
                 };
-                let accepted = match (&o.invalid, o.applied) {
-                    (Some(m), _) => cond(T::Accepted, false, Reason::Invalid, m.clone()),
-                    (None, 0) if !o.conflicts.is_empty() => cond(
+                let accepted = match (&o.invalid, o.applied, &o.not_accepted) {
+                    (Some(m), _, _) => cond(T::Accepted, false, Reason::Invalid, m.clone()),
+                    (None, 0, _) if !o.conflicts.is_empty() => cond(
                         T::Accepted,
                         false,
                         Reason::Conflicted,
                         o.conflicts.join("; "),
                     ),
-                    (None, 0) if !o.missing.is_empty() => cond(
+                    (None, _, Some((reason, m))) => cond(T::Accepted, false, *reason, m.clone()),
+                    (None, 0, None) if !o.missing.is_empty() => cond(
                         T::Accepted,
                         false,
                         Reason::TargetNotFound,
                         o.missing.join("; "),
                     ),
-                    (None, _) => {
+                    (None, _, None) => {
                         let mut m = "policy accepted".to_owned();
                         for extra in o.conflicts.iter().chain(&o.missing) {
                             m.push_str("; ");
@@ -294,6 +621,8 @@ impl Ctx<'_> {
                         cond(T::Accepted, true, Reason::Accepted, m)
                     }
                 };
+                let mut conds = vec![accepted];
+                conds.extend(o.conditions);
                 let prev = previous
                     .iter()
                     .find(|a| {
@@ -306,7 +635,7 @@ impl Ctx<'_> {
                 ancestors.push(PolicyAncestorStatus {
                     ancestor_ref: aref,
                     controller_name: self.opts.controller_name.clone(),
-                    conditions: stamp(vec![accepted], prev, &p.metadata, &self.opts.now),
+                    conditions: stamp(conds, prev, meta, &self.opts.now),
                 });
             }
             out.insert(pk, ObjectStatus::Policy(PolicyStatus { ancestors }));

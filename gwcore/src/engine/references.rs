@@ -1,9 +1,9 @@
-//! A route's references: backendRefs, mirrors, ExtensionRef filters,
-//! ReferenceGrants, the BackendTLSPolicy of a backend, and the checks of
-//! rule regular expressions.
+//! A route's references: backendRefs (with the BackendTLSPolicy of each,
+//! [`Ctx::backend_tls`]), mirrors, ExtensionRef filters, ReferenceGrants,
+//! and the checks of rule regular expressions.
 
 use super::*;
-use crate::values::{MatchType, PathMatchType, SanType, WellKnownCaCertificates};
+use crate::values::{MatchType, PathMatchType};
 
 impl Ctx<'_> {
     /// Resolves every backendRef of a route; returns its rules and the first
@@ -265,82 +265,6 @@ impl Ctx<'_> {
             filters: b.filters.clone(),
             extension_refs: Vec::new(),
         }
-    }
-
-    /// The BackendTLSPolicy that applies to a Service port.
-    ///
-    /// Spec (BackendTLSPolicy): the policy lives in the Service's namespace
-    /// and targets the Service, or one port of it by `sectionName`; a policy
-    /// that names the port is more specific than one that names only the
-    /// Service, and wins. Among policies with the same target the oldest
-    /// wins (then by name), the others are `Conflicted` and not applied. An
-    /// Accepted policy whose CA references do not resolve still applies: the
-    /// backend is then not reached (`BackendTls::invalid`), never reached in
-    /// plain text.
-    pub(super) fn backend_tls(
-        &self,
-        ns: &str,
-        service: &str,
-        port_name: Option<&str>,
-    ) -> Option<Arc<BackendTls>> {
-        let mut best: Option<(bool, (bool, &str), &str, &crate::model::BackendTlsPolicy)> = None;
-        for o in self.snap.in_namespace(Kind::BackendTLSPolicy, ns) {
-            let Object::BackendTlsPolicy(p) = o else {
-                continue;
-            };
-            let specific = p
-                .spec
-                .target_refs
-                .iter()
-                .filter(|t| t.group.is_empty() && t.kind == "Service" && t.name == service)
-                .filter_map(|t| match (&t.section_name, port_name) {
-                    (None, _) => Some(false),
-                    (Some(s), Some(n)) if s == n => Some(true),
-                    _ => None,
-                })
-                .max();
-            let Some(specific) = specific else { continue };
-            if self.policy_conflict(p).is_some() {
-                continue;
-            }
-            // More specific first, then older, then by name.
-            let better = match &best {
-                None => true,
-                Some((bs, bt, bn, _)) => {
-                    (
-                        std::cmp::Reverse(specific),
-                        ts_key(&p.metadata),
-                        p.metadata.name.as_str(),
-                    ) < (std::cmp::Reverse(*bs), *bt, *bn)
-                }
-            };
-            if better {
-                best = Some((specific, ts_key(&p.metadata), p.metadata.name.as_str(), p));
-            }
-        }
-        let (_, _, _, p) = best?;
-        let v = &p.spec.validation;
-        let (ca_certificates, invalid) = match self.policy_ca_bundles(p) {
-            Ok(keys) => (keys, None),
-            Err((_, m)) => (Vec::new(), Some(m)),
-        };
-        let subject_alt_names = v
-            .subject_alt_names
-            .iter()
-            .filter_map(|san| match (&san.type_, &san.hostname, &san.uri) {
-                (SanType::Hostname, Some(h), _) => Some(SubjectAltName::Hostname(h.clone())),
-                (SanType::Uri, _, Some(u)) => Some(SubjectAltName::Uri(u.clone())),
-                _ => None,
-            })
-            .collect();
-        Some(Arc::new(BackendTls {
-            policy: ObjectKey::new(Kind::BackendTLSPolicy, ns, p.metadata.name.clone()),
-            hostname: v.hostname.clone(),
-            ca_certificates,
-            system_roots: v.well_known_ca_certificates == Some(WellKnownCaCertificates::System),
-            subject_alt_names,
-            invalid,
-        }))
     }
 }
 

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crate::extension::{
-    ExtensionKind, ExtensionObject, Extensions, FilterKind, PolicyKind, PolicyValue,
+    ExtensionKind, ExtensionObject, Extensions, FilterKind, PolicyContext, PolicyKind, PolicyValue,
 };
 use crate::model::{
     AllowedRoutes, BackendRef, BackendTlsPolicy, BackendTlsPolicySpec, BackendTlsValidation,
@@ -328,7 +328,10 @@ impl PolicyKind for TestPolicy {
     fn kind(&self) -> ExtensionKind {
         TEST_POLICY
     }
-    fn parse(&self, object: &ExtensionObject) -> Result<PolicyValue, String> {
+    fn parse(&self, policy: &Object, _: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+        let Object::Extension(object) = policy else {
+            return Err("not a TestPolicy".into());
+        };
         match object.spec.get("value").and_then(serde_json::Value::as_u64) {
             Some(v) if v > 0 => Ok(PolicyValue::new(v)),
             _ => Err("spec.value must be at least 1".into()),
