@@ -97,7 +97,7 @@ pub enum CreationTime {
     Unknown,
     /// Seconds since the epoch and nanoseconds.
     At(i64, u32),
-    /// A value that is not RFC 3339.
+    /// A value that does not parse as a timestamp.
     Unparsable(String),
 }
 
@@ -114,65 +114,32 @@ impl CreationTime {
     }
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
+/// Parses an RFC 3339 timestamp into seconds since the Unix epoch and
+/// nanoseconds (`0..1e9`, also before 1970), with [`jiff::Timestamp`].
+///
+/// jiff reads the Temporal format, a superset of RFC 3339 (it also takes
+/// `T00:00Z`, `+01`, `+0100`, basic ISO 8601 and `[UTC]` annotations, as
+/// the Kubernetes adapter's `metav1.Time` does); it refuses dates that do
+/// not exist (`02-30`) and offsets beyond 25 hours. It reads at most 9
+/// fraction digits where RFC 3339 allows any number: longer fractions are
+/// cut to nanoseconds here. A leap second (`:60`) reads as `:59`; instants
+/// beyond jiff's range (after 9999-12-30T22:00:00Z) do not parse.
 fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        if part.bytes().all(|c| c.is_ascii_digit()) {
-            part.parse().ok()
-        } else {
-            None
-        }
+    let t = match s.parse::<jiff::Timestamp>() {
+        Ok(t) => t,
+        Err(_) => nanosecond_fraction(s)?.parse().ok()?,
     };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos: u32 = 0;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            if i - start < 9 {
-                nanos = nanos * 10 + u32::from(b[i] - b'0');
-            }
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        for _ in (i - start)..9 {
-            nanos *= 10;
-        }
-    }
-    let offset = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let oh = num(i + 1..i + 3)?;
-            let om = num(i + 4..i + 6)?;
-            let o = oh * 3600 + om * 60;
-            if *sign == b'+' { o } else { -o }
-        }
-        _ => return None,
-    };
-    // Days from civil (proleptic Gregorian), Howard Hinnant's algorithm.
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset, nanos))
+    let ns = t.as_nanosecond();
+    let secs = i64::try_from(ns.div_euclid(1_000_000_000)).ok()?;
+    let nanos = u32::try_from(ns.rem_euclid(1_000_000_000)).ok()?;
+    Some((secs, nanos))
+}
+
+/// `s` with its seconds fraction cut to 9 digits, when it has more.
+fn nanosecond_fraction(s: &str) -> Option<String> {
+    let dot = s.find('.')?;
+    let digits = s[dot + 1..].bytes().take_while(u8::is_ascii_digit).count();
+    (digits > 9).then(|| format!("{}{}", &s[..dot + 10], &s[dot + 1 + digits..]))
 }
 
 /// The route-level tie breakers.
@@ -632,5 +599,52 @@ mod tests {
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc3339("2020-13-01T00:00:00Z"), None);
         assert!(CreationTime::parse(None) < CreationTime::parse(Some("1900-01-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn timestamps_parse_every_rfc3339_form() {
+        let epoch = Some((0, 0));
+        for s in [
+            "1970-01-01t00:00:00z",
+            "1970-01-01 00:00:00Z",
+            "1970-01-01T00:00:00-00:00",
+            "1969-12-31T23:00:00-01:00",
+            "1970-01-01T00:00:00.000000000000Z",
+        ] {
+            assert_eq!(parse_rfc3339(s), epoch, "{s}");
+        }
+        // Before 1970 the nanoseconds still count up from the second.
+        assert_eq!(
+            parse_rfc3339("1969-12-31T23:59:59.25Z"),
+            Some((-1, 250_000_000))
+        );
+        // More than 9 fraction digits: cut, not refused.
+        assert_eq!(
+            parse_rfc3339("1970-01-01T00:00:01.1234567899+00:00"),
+            Some((1, 123_456_789))
+        );
+        assert_eq!(
+            parse_rfc3339("0000-01-01T00:00:00Z"),
+            Some((-62_167_219_200, 0))
+        );
+        for s in [
+            "2021-02-29T00:00:00Z",
+            "2020-01-01T00:00:00.Z",
+            "2020-01-01T00:00:00",
+        ] {
+            assert_eq!(parse_rfc3339(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn unparsable_sorts_after_every_instant_by_text() {
+        let (a, b) = (
+            CreationTime::parse(Some("a")),
+            CreationTime::parse(Some("b")),
+        );
+        assert_eq!(a, CreationTime::Unparsable("a".into()));
+        assert!(CreationTime::parse(Some("9999-12-30T22:00:00Z")) < a);
+        assert!(a < b);
+        assert_eq!(CreationTime::parse(None), CreationTime::Unknown);
     }
 }
