@@ -114,46 +114,14 @@ pub struct Cluster {
     next_uid: u64,
 }
 
-/// The time the simulated clock starts at.
-const EPOCH: (i64, u32, u32) = (2026, 1, 1);
+/// The time the simulated clock starts at: 2026-01-01T00:00:00Z, in
+/// seconds since the Unix epoch.
+const EPOCH: u64 = 1_767_225_600;
 
 /// RFC 3339 for `secs` seconds after [`EPOCH`] (less than a day apart is
-/// all a run needs, but any count works).
+/// all a run needs, but any count works up to the year 9999).
 fn rfc3339(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days_from_civil(EPOCH.0, EPOCH.1, EPOCH.2) + days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    gwcore_proxy::provider::rfc3339(EPOCH.saturating_add(secs))
 }
 
 /// Applies an RFC 7386 JSON merge patch.
@@ -510,5 +478,6 @@ mod tests {
     fn clock_formats_rfc3339() {
         assert_eq!(rfc3339(0), "2026-01-01T00:00:00Z");
         assert_eq!(rfc3339(86_400 * 31 + 3661), "2026-02-01T01:01:01Z");
+        assert_eq!(rfc3339(86_400 * 365 * 4 + 59), "2029-12-31T00:00:59Z");
     }
 }

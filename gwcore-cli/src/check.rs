@@ -46,8 +46,11 @@ pub(crate) fn run(args: Args) -> ExitCode {
              add the GatewayClasses and Gateways the routes attach to"
         );
     }
-    let (computed, refusals) =
-        run_controllers(&snapshot, &controllers, &crate::common::now_rfc3339());
+    let (computed, refusals) = run_controllers(
+        &snapshot,
+        &controllers,
+        &gwcore_proxy::provider::now_rfc3339(),
+    );
     let kinds = [
         Kind::GatewayClass,
         Kind::Gateway,

@@ -179,28 +179,3 @@ pub(crate) async fn start_admin(
         }
     }
 }
-
-/// The current UTC time in RFC 3339, whole seconds.
-pub(crate) fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    gwcore_proxy::provider::rfc3339(secs)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_formats_known_instants() {
-        assert_eq!(gwcore_proxy::provider::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            gwcore_proxy::provider::rfc3339(1_795_000_000),
-            "2026-11-18T11:06:40Z"
-        );
-        assert_eq!(
-            gwcore_proxy::provider::rfc3339(951_782_400),
-            "2000-02-29T00:00:00Z"
-        );
-    }
-}

@@ -83,7 +83,7 @@ fn render(args: &Args) -> Result<String, String> {
     if snapshot.get(&gw_key).is_none() {
         return Err(format!("no Gateway {ns}/{name} in the input"));
     }
-    let now = crate::common::now_rfc3339();
+    let now = gwcore_proxy::provider::now_rfc3339();
     let found = args
         .controller
         .controllers(&snapshot)?
