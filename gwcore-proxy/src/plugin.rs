@@ -47,6 +47,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use gwcore::attachments::AppliedPolicy;
 use gwcore::extension::{ExtensionKind, ExtensionObject, Extensions, FilterKind, PolicyKind};
 use gwcore::model::ObjectKey;
 use http::Response;
@@ -114,6 +115,54 @@ pub trait FilterPlugin: Send + Sync + 'static {
     }
 }
 
+/// One request as a policy plug-in sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct PolicyRequest<'a> {
+    /// The policy that applies (the most specific of its kind for this
+    /// rule and backend): its key, its parsed value, its object.
+    pub policy: &'a AppliedPolicy,
+    /// The Gateway the request came to.
+    pub gateway: &'a ObjectKey,
+    /// The matched route.
+    pub route: &'a ObjectKey,
+    /// The matched rule's index in `spec.rules`.
+    pub rule: usize,
+    /// The client's address (the connection's peer).
+    pub client: SocketAddr,
+    /// The request head as it will be sent on; change it at will.
+    pub head: &'a mut http::request::Parts,
+}
+
+/// One response as a policy plug-in sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct PolicyResponse<'a> {
+    /// The policy that applied.
+    pub policy: &'a AppliedPolicy,
+    /// The matched route.
+    pub route: &'a ObjectKey,
+    /// The response head as it goes to the client; change it at will.
+    pub head: &'a mut http::response::Parts,
+}
+
+/// What a policy kind does to traffic: it runs on every request whose rule
+/// or backend has a policy of its kind (the most specific one), before the
+/// rule's filters.
+pub trait PolicyPlugin: Send + Sync + 'static {
+    /// The kind it implements (the one its [`PolicyKind`] declares).
+    fn kind(&self) -> ExtensionKind;
+
+    /// Runs on a request the policy applies to, before the filters and the
+    /// backend.
+    fn on_request<'a>(&'a self, request: PolicyRequest<'a>) -> BoxFuture<'a, Verdict>;
+
+    /// Runs on the backend's response. Default: nothing.
+    fn on_response(&self, response: PolicyResponse<'_>) {
+        let _ = response;
+    }
+}
+
 /// The plug-ins a proxy runs, with the extensions the engine resolves for
 /// them. A value, cloned cheaply; set it in
 /// [`crate::provider::RuntimeOptions::plugins`].
@@ -121,6 +170,7 @@ pub trait FilterPlugin: Send + Sync + 'static {
 pub struct Plugins {
     extensions: Extensions,
     filters: BTreeMap<ExtensionKind, Arc<dyn FilterPlugin>>,
+    policies: Vec<(ExtensionKind, Arc<dyn PolicyPlugin>)>,
 }
 
 impl Plugins {
@@ -146,6 +196,27 @@ impl Plugins {
         self
     }
 
+    /// Adds a policy kind the proxy acts on: `decide` is what the engine
+    /// resolves targets with, `act` what runs on the requests it applies
+    /// to ([`PolicyPlugin`]).
+    pub fn with_policy_plugin(
+        mut self,
+        decide: impl PolicyKind,
+        act: impl PolicyPlugin,
+    ) -> Plugins {
+        let kind = act.kind();
+        self.policies.retain(|(k, _)| *k != kind);
+        self.policies.push((kind, Arc::new(act)));
+        self.policies.sort_by_key(|(k, _)| *k);
+        self.extensions = self.extensions.with_policy(decide);
+        self
+    }
+
+    /// The policy plug-ins, by kind.
+    pub fn policy_plugins(&self) -> &[(ExtensionKind, Arc<dyn PolicyPlugin>)] {
+        &self.policies
+    }
+
     /// The extensions the engine and the loader run with.
     pub fn extensions(&self) -> &Extensions {
         &self.extensions
@@ -162,6 +233,10 @@ impl fmt::Debug for Plugins {
         f.debug_struct("Plugins")
             .field("extensions", &self.extensions)
             .field("filters", &self.filters.keys().collect::<Vec<_>>())
+            .field(
+                "policies",
+                &self.policies.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

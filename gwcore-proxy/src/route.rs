@@ -25,8 +25,11 @@ use crate::forward::{
 };
 use crate::limits::Limits;
 use crate::metrics::SeriesKey;
-use crate::plugin::{FilterRequest, FilterResponse, Verdict};
+use crate::plugin::{
+    FilterRequest, FilterResponse, PolicyPlugin, PolicyRequest, PolicyResponse, Verdict,
+};
 use crate::proxy::{ConnInfo, Proxy};
+use gwcore::attachments::AppliedPolicy;
 
 /// A request's answer, with what it is counted and logged under.
 #[derive(Debug)]
@@ -752,6 +755,21 @@ pub async fn answer(
                     } else {
                         head.take_headers()
                     };
+                    // Policy plug-ins first: they apply to the whole rule.
+                    let applied = if cfg.plugins.policy_plugins().is_empty() {
+                        Vec::new()
+                    } else {
+                        match run_request_policies(cfg, conn, f, backend, &mut parts).await {
+                            Ok(applied) => applied,
+                            Err(response) => {
+                                return Answered {
+                                    response,
+                                    series,
+                                    provenance,
+                                };
+                            }
+                        }
+                    };
                     let extensions = f.has_extension_filters(Some(backend));
                     if extensions {
                         if let Err(response) =
@@ -811,6 +829,13 @@ pub async fn answer(
                     )
                     .await;
                     let (mut rp, b) = resp.into_parts();
+                    for (plugin, p) in &applied {
+                        plugin.on_response(PolicyResponse {
+                            policy: p,
+                            route: f.matched().route(),
+                            head: &mut rp,
+                        });
+                    }
                     if extensions {
                         run_response_filters(cfg, f, backend, &head, &mut rp);
                     } else {
@@ -867,6 +892,38 @@ async fn run_request_filters(
         }
     }
     Ok(())
+}
+
+/// Runs the policy plug-ins whose kind has a policy on the rule or
+/// `backend` (the most specific), in kind order; the ones that ran, for the
+/// response, or the answer one gave instead.
+async fn run_request_policies<'c>(
+    cfg: &'c Config,
+    conn: &ConnInfo,
+    f: &Forward<'c>,
+    backend: &'c gwcore::table::Backend,
+    parts: &mut http::request::Parts,
+) -> Result<Vec<(&'c dyn PolicyPlugin, &'c AppliedPolicy)>, Response<Body>> {
+    let mut applied = Vec::new();
+    let matched = f.matched();
+    for (kind, plugin) in cfg.plugins.policy_plugins() {
+        let Some(policy) = f.policy(*kind, Some(backend)) else {
+            continue;
+        };
+        let request = PolicyRequest {
+            policy,
+            gateway: &conn.gateway,
+            route: matched.route(),
+            rule: matched.rule().index(),
+            client: conn.client.peer,
+            head: parts,
+        };
+        if let Verdict::Respond(r) = plugin.on_request(request).await {
+            return Err(r);
+        }
+        applied.push((&**plugin, policy));
+    }
+    Ok(applied)
 }
 
 /// The response half of [`run_request_filters`].

@@ -115,3 +115,149 @@ async fn a_resolved_filter_without_a_plug_in_answers_500() {
     assert_eq!(status, StatusCode::OK);
     rt.shutdown(Duration::from_secs(1)).await;
 }
+
+// ---------------------------------------------------------------- policies
+
+mod stamp {
+    use gwcore::extension::{ExtensionKind, PolicyContext, PolicyKind, PolicyValue};
+    use gwcore::model::Object;
+    use gwcore_proxy::plugin::{BoxFuture, PolicyPlugin, PolicyRequest, PolicyResponse, Verdict};
+    use http::{HeaderValue, StatusCode};
+
+    pub const STAMP: ExtensionKind = ExtensionKind::new("example.com/v1", "Stamp");
+
+    /// `spec.value`: a header value stamped on requests, or `deny` (429).
+    #[derive(Debug)]
+    pub struct Stamp;
+
+    impl PolicyKind for Stamp {
+        fn kind(&self) -> ExtensionKind {
+            STAMP
+        }
+        fn parse(&self, policy: &Object, _: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+            let Object::Extension(o) = policy else {
+                return Err("not a Stamp".into());
+            };
+            match o.spec.get("value").and_then(|v| v.as_str()) {
+                Some("deny") => Ok(PolicyValue::new(None::<HeaderValue>)),
+                Some(v) => HeaderValue::from_str(v)
+                    .map(|h| PolicyValue::new(Some(h)))
+                    .map_err(|_| "spec.value is not a header value".into()),
+                None => Err("spec.value is required".into()),
+            }
+        }
+    }
+
+    impl PolicyPlugin for Stamp {
+        fn kind(&self) -> ExtensionKind {
+            STAMP
+        }
+        fn on_request<'a>(&'a self, request: PolicyRequest<'a>) -> BoxFuture<'a, Verdict> {
+            Box::pin(async move {
+                match request.policy.value.get::<Option<HeaderValue>>() {
+                    Some(Some(v)) => {
+                        request.head.headers.insert("x-stamp", v.clone());
+                        Verdict::Continue
+                    }
+                    _ => Verdict::Respond(gwcore_proxy::route::status_response(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "denied by policy\n",
+                    )),
+                }
+            })
+        }
+        fn on_response(&self, response: PolicyResponse<'_>) {
+            if let Ok(v) = HeaderValue::from_str(&response.policy.policy.name) {
+                response.head.headers.insert("x-stamped-by", v);
+            }
+        }
+    }
+}
+
+const STAMPED: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: demo}
+spec: {controllerName: example.com/demo}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: demo
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: app, namespace: default}
+spec: {ports: [{port: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: app, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - name: admin
+    matches: [{path: {type: PathPrefix, value: /admin}}]
+    backendRefs: [{name: app, port: 8080}]
+  - backendRefs: [{name: app, port: 8080}]
+---
+apiVersion: example.com/v1
+kind: Stamp
+metadata: {name: gateway-wide, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]
+  value: from-the-gateway
+---
+apiVersion: example.com/v1
+kind: Stamp
+metadata: {name: no-admin, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: app, sectionName: admin}]
+  value: deny
+"#;
+
+#[tokio::test]
+async fn a_policy_plug_in_runs_where_its_policy_applies() {
+    let plugins = Plugins::new().with_policy_plugin(stamp::Stamp, stamp::Stamp);
+    let loaded = gwcore::load::load_str_extended(
+        "stamped.yaml",
+        STAMPED,
+        gwcore::load::Limits::default(),
+        plugins.extensions(),
+    );
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let opts = RuntimeOptions {
+        controller_name: "example.com/demo".into(),
+        listen: ListenOptions {
+            default_ip: "127.0.0.1".parse().unwrap(),
+            ephemeral: true,
+            ..ListenOptions::default()
+        },
+        echo_backends: true,
+        plugins,
+    };
+    let rt = Runtime::from_snapshot(loaded.to_snapshot(), opts)
+        .await
+        .expect("start");
+    let addr = rt.local_addr(80).expect("port 80");
+    // The Gateway's policy on every rule: the request is stamped, and so
+    // is the response.
+    let (status, headers, body) = get(addr, "/things", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("\"x-stamp\":[\"from-the-gateway\"]"),
+        "{body}"
+    );
+    assert_eq!(headers["x-stamped-by"], "gateway-wide");
+    // The rule's own policy is more specific, and answers itself.
+    let (status, headers, body) = get(addr, "/admin/users", None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.get("x-stamped-by").is_none());
+    assert!(
+        !body.contains("\"service\""),
+        "the backend answered: {body}"
+    );
+    rt.shutdown(Duration::from_secs(1)).await;
+}
