@@ -124,11 +124,11 @@ mod stamp {
     use gwcore_proxy::plugin::{BoxFuture, PolicyPlugin, PolicyRequest, PolicyResponse, Verdict};
     use http::{HeaderValue, StatusCode};
 
-    pub const STAMP: ExtensionKind = ExtensionKind::new("example.com/v1", "Stamp");
+    pub(crate) const STAMP: ExtensionKind = ExtensionKind::new("example.com/v1", "Stamp");
 
     /// `spec.value`: a header value stamped on requests, or `deny` (429).
     #[derive(Debug)]
-    pub struct Stamp;
+    pub(crate) struct Stamp;
 
     impl PolicyKind for Stamp {
         fn kind(&self) -> ExtensionKind {
