@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use gwcore::Snapshot;
 use gwcore::attachments::GatewayRouting;
 use gwcore::engine::{ComputeOptions, Delta, Engine};
+use gwcore::extension::Extensions;
 use gwcore::model::{Kind, Object, ObjectKey};
 use gwcore::status::{GatewayStatusAddress, ObjectStatus};
 use k8s_openapi::jiff::Timestamp;
@@ -47,6 +48,12 @@ pub struct Options {
     pub lease: Option<LeaseOptions>,
     /// The status writer.
     pub writer: WriterOptions,
+    /// The filter and policy kinds an embedder registers
+    /// ([`gwcore::extension`]): their objects are watched too (where the
+    /// server serves them, see [`Served::discover_extended`]), the engine
+    /// resolves them, and the statuses it computes for policies are
+    /// written like BackendTLSPolicy's. Default: none.
+    pub extensions: Extensions,
 }
 
 impl Options {
@@ -60,7 +67,14 @@ impl Options {
             write_status: true,
             lease: None,
             writer: WriterOptions::default(),
+            extensions: Extensions::default(),
         }
+    }
+
+    /// With the extensions (filter and policy kinds) to watch and resolve.
+    pub fn with_extensions(mut self, extensions: Extensions) -> Options {
+        self.extensions = extensions;
+        self
     }
 }
 
@@ -155,10 +169,11 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Discovers the served kinds and starts watching, computing and (when
-    /// leading) writing status on the current Tokio runtime.
+    /// Discovers the served kinds (those [`Options::extensions`] register
+    /// included) and starts watching, computing and (when leading) writing
+    /// status on the current Tokio runtime.
     pub async fn start(client: kube::Client, opts: Options) -> Result<Controller, DiscoveryError> {
-        let served = Served::discover(&client).await?;
+        let served = Served::discover_extended(&client, &opts.extensions).await?;
         Ok(Controller::start_with(client, served, opts))
     }
 
@@ -482,7 +497,8 @@ async fn reduce(
             // carries): load everything.
             _ => {
                 let copts = ComputeOptions::new(opts.controller_name.clone(), now)
-                    .with_addresses(addresses.clone());
+                    .with_addresses(addresses.clone())
+                    .with_extensions(opts.extensions.clone());
                 let engine = Engine::from_snapshot(index.snapshot().clone(), copts);
                 let mut delta = Delta::default();
                 if let Some(old) = &desired.engine {

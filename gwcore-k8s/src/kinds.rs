@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 
+use gwcore::extension::{ExtensionKind, Extensions};
 use gwcore::model::{Kind, Object, ObjectKey};
 use gwcore::status::GatewayStatusAddress;
 use kube::Client;
@@ -63,6 +64,24 @@ impl Served {
     /// BackendTLSPolicy is served: they are read only as its CA
     /// certificates.
     pub async fn discover(client: &Client) -> Result<Served, DiscoveryError> {
+        Served::discover_extended(client, &Extensions::default()).await
+    }
+
+    /// [`Served::discover`], and the kinds `extensions` register (filter
+    /// and policy kinds, [`gwcore::extension`]): for each, the version
+    /// the kind names when the server serves it, else the group's most
+    /// stable version serving the kind; its plural comes from the server.
+    ///
+    /// A registered kind the server does not serve (its CRD is not
+    /// installed), or serves cluster-scoped (gwcore resolves extension
+    /// objects in a namespace), is skipped with a warning: references to
+    /// its objects do not resolve and its policies apply nowhere. Kinds
+    /// are discovered once, when the controller starts: a CRD installed
+    /// later is read after a restart.
+    pub async fn discover_extended(
+        client: &Client,
+        extensions: &Extensions,
+    ) -> Result<Served, DiscoveryError> {
         let mut resources = BTreeMap::new();
         for kind in [Kind::Namespace, Kind::Service, Kind::Secret] {
             resources.insert(kind, core_v1(kind));
@@ -88,6 +107,32 @@ impl Served {
         }
         if resources.contains_key(&Kind::BackendTLSPolicy) {
             resources.insert(Kind::ConfigMap, core_v1(Kind::ConfigMap));
+        }
+        let mut extension_groups: BTreeMap<&str, discovery::ApiGroup> = BTreeMap::new();
+        for ext in extensions.kinds() {
+            let group = ext.group();
+            if !extension_groups.contains_key(group) {
+                if !groups.groups.iter().any(|g| g.name == group) {
+                    tracing::warn!(kind = %ext, api_version = ext.api_version(),
+                        "extension kind not served (no API group {group}; is its CRD installed?); its objects are not read");
+                    continue;
+                }
+                extension_groups.insert(group, discovery::group(client, group).await?);
+            }
+            let group = &extension_groups[group];
+            match extension_version(group, ext) {
+                Some((ar, true)) => {
+                    resources.insert(Kind::Extension(ext), ar);
+                }
+                Some((ar, false)) => tracing::warn!(
+                    kind = %ext, api_version = %ar.api_version,
+                    "extension kind served cluster-scoped; gwcore reads extension objects in namespaces only: its objects are not read"
+                ),
+                None => tracing::warn!(
+                    kind = %ext, api_version = ext.api_version(),
+                    "extension kind not served (is its CRD installed?); its objects are not read"
+                ),
+            }
         }
         let missing: Vec<&str> = REQUIRED
             .iter()
@@ -146,6 +191,28 @@ fn best_version(group: &discovery::ApiGroup, kind: Kind) -> Option<ApiResource> 
         .cloned()
 }
 
+/// The resource of a registered kind: its own version when served, else
+/// the group's most stable version serving it; with whether it is
+/// namespaced.
+fn extension_version(
+    group: &discovery::ApiGroup,
+    kind: ExtensionKind,
+) -> Option<(ApiResource, bool)> {
+    let mut versions: Vec<&str> = group.versions().collect();
+    versions.sort_by_key(|v| std::cmp::Reverse(Version::parse(v).priority()));
+    let served: Vec<(ApiResource, bool)> = versions
+        .into_iter()
+        .flat_map(|v| group.versioned_resources(v))
+        .filter(|(ar, _)| ar.kind == kind.kind())
+        .map(|(ar, caps)| (ar, caps.scope == discovery::Scope::Namespaced))
+        .collect();
+    served
+        .iter()
+        .find(|(ar, _)| ar.api_version == kind.api_version())
+        .or(served.first())
+        .cloned()
+}
+
 /// An API object after conversion.
 #[derive(Debug, Clone, PartialEq)]
 // Nearly every update is `Valid`; boxing it would cost an allocation each.
@@ -177,6 +244,10 @@ impl Converted {
 }
 
 /// Converts a watched object of `kind` into gwcore's model.
+///
+/// An object of a registered kind ([`Kind::Extension`]) becomes an
+/// [`Object::Extension`], its `spec` and `status` kept as JSON for the
+/// extension to parse, with the `apiVersion` it was read with.
 ///
 /// `metadata.managedFields` is dropped first: gwcore never reads it, and it
 /// is often the largest part of an object.
@@ -347,6 +418,37 @@ mod tests {
         };
         assert_eq!(s.endpoints[0].addresses, vec!["10.0.0.1".to_string()]);
         assert_eq!(s.ports[0].port, Some(8080));
+    }
+
+    #[test]
+    fn object_of_a_registered_kind_is_an_extension_object() {
+        const TEST_POLICY: ExtensionKind = ExtensionKind::new("example.com/v1", "TestPolicy");
+        let obj = dynamic(
+            "TestPolicy",
+            "example.com/v1beta1",
+            serde_json::json!({
+                "metadata": {"name": "p", "namespace": "n", "resourceVersion": "4", "generation": 3,
+                    "managedFields": [{"manager": "kubectl"}]},
+                "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}],
+                    "limit": 10},
+                "status": {"ancestors": [], "observed": "theirs"}
+            }),
+        );
+        let Converted::Valid(Object::Extension(p)) = convert(Kind::Extension(TEST_POLICY), obj)
+        else {
+            panic!("expected a valid extension object")
+        };
+        assert_eq!(p.kind, TEST_POLICY);
+        // Read as served; the kind still names its registered version.
+        assert_eq!(p.api_version, "example.com/v1beta1");
+        assert_eq!(
+            Object::Extension(p.clone()).key(),
+            ObjectKey::new(Kind::Extension(TEST_POLICY), "n", "p")
+        );
+        assert_eq!(p.metadata.resource_version.as_deref(), Some("4"));
+        assert_eq!(p.metadata.generation, Some(3));
+        assert_eq!(p.spec["limit"], 10);
+        assert_eq!(p.status.unwrap()["observed"], "theirs");
     }
 
     #[test]

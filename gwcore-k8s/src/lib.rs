@@ -19,6 +19,14 @@
 //! The reducer is synchronous and pure ([`reducer::Index::apply`]); only the
 //! writer and the Lease task write to the API server.
 //!
+//! The filter and policy kinds an embedder registers
+//! ([`gwcore::extension::Extensions`], passed with
+//! [`Options::with_extensions`]) are watched too, at the version and under
+//! the plural discovery finds for them; the engine resolves them, and the
+//! `status.ancestors` it computes for policies of a registered kind are
+//! written through their `status` subresource, as BackendTLSPolicy's
+//! (docs/extensions.md, "Kubernetes").
+//!
 //! To drive gwcore from your own kube-rs code instead, the pieces are
 //! public: [`kinds::Served::discover`] finds the served versions,
 //! [`kinds::convert`] turns a `DynamicObject` into gwcore's model, and

@@ -41,7 +41,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use gwcore::Snapshot;
 use gwcore::model::{Object, ObjectKey};
-use gwcore::status::ObjectStatus;
+use gwcore::status::{ObjectStatus, PolicyStatus};
 use kube::api::{Api, PostParams};
 use kube::core::DynamicObject;
 use tokio::sync::{mpsc, watch};
@@ -93,7 +93,40 @@ pub fn current_status(obj: &Object) -> Option<ObjectStatus> {
             o.status.clone().map(ObjectStatus::Route)
         }
         Object::BackendTlsPolicy(o) => o.status.clone().map(ObjectStatus::Policy),
+        // An extension's object keeps its status as JSON; the engine's part
+        // of it, for a policy kind, is `ancestors`.
+        Object::Extension(o) => o
+            .status
+            .as_ref()
+            .filter(|s| s.is_object())
+            .and_then(|s| serde_json::from_value::<PolicyStatus>(s.clone()).ok())
+            .map(ObjectStatus::Policy),
         _ => None,
+    }
+}
+
+/// The `status` to write for `obj`: `status` as JSON, except for an object
+/// of an extension's kind, whose status may carry fields of its own (its
+/// schema is the embedder's): there, its current status with `ancestors`
+/// (the part the engine computes) replaced, every other field kept.
+///
+/// A status `PUT` replaces the whole status; it carries the
+/// `resourceVersion` the object was read with, so no field written since is
+/// lost.
+pub fn status_body(obj: Option<&Object>, status: &ObjectStatus) -> serde_json::Value {
+    // Plain data: serializing it cannot fail.
+    let ours = serde_json::to_value(status).unwrap_or_default();
+    let (Some(Object::Extension(o)), ObjectStatus::Policy(_)) = (obj, status) else {
+        return ours;
+    };
+    match (&o.status, ours) {
+        (Some(serde_json::Value::Object(current)), serde_json::Value::Object(ours)) => {
+            let mut merged = current.clone();
+            merged.remove("ancestors");
+            merged.extend(ours);
+            serde_json::Value::Object(merged)
+        }
+        (_, ours) => ours,
     }
 }
 
@@ -382,7 +415,8 @@ impl Writer {
                 if targets.is_empty() {
                     break;
                 }
-                self.write_all(targets, &mut ledger, &mut limiter).await;
+                self.write_all(targets, &state.snapshot, &mut ledger, &mut limiter)
+                    .await;
             }
         }
     }
@@ -390,6 +424,7 @@ impl Writer {
     async fn write_all(
         &self,
         targets: Vec<Target>,
+        snapshot: &Snapshot,
         ledger: &mut Ledger,
         limiter: &mut RateLimiter,
     ) {
@@ -405,7 +440,8 @@ impl Writer {
                 }
             }
             limiter.acquire().await;
-            inflight.push(self.write_one(t));
+            let body = status_body(snapshot.get(&t.key), &t.status);
+            inflight.push(self.write_one(t, body));
         }
         while let Some(r) = inflight.next().await {
             done.push(r);
@@ -425,7 +461,7 @@ impl Writer {
         }
     }
 
-    async fn write_one(&self, t: Target) -> (Target, Outcome) {
+    async fn write_one(&self, t: Target, status: serde_json::Value) -> (Target, Outcome) {
         let Some(api) = self.api(&t.key) else {
             return (t, Outcome::Stale);
         };
@@ -437,7 +473,7 @@ impl Writer {
             body = body.within(&t.key.namespace);
         }
         body.metadata.resource_version = Some(t.resource_version.clone());
-        body.data = serde_json::json!({ "status": t.status });
+        body.data = serde_json::json!({ "status": status });
         let pp = PostParams {
             dry_run: false,
             field_manager: Some(self.opts.field_manager.clone()),
@@ -661,6 +697,59 @@ mod tests {
             )
             .len(),
             1
+        );
+    }
+
+    #[test]
+    fn an_extension_policy_status_keeps_its_own_fields() {
+        use gwcore::extension::{ExtensionKind, ExtensionObject};
+        use gwcore::status::PolicyAncestorStatus;
+        const KIND: ExtensionKind = ExtensionKind::new("example.com/v1", "TestPolicy");
+        let mut obj = ExtensionObject::new(
+            KIND,
+            ObjectMeta {
+                name: "p".into(),
+                namespace: Some("n".into()),
+                resource_version: Some("5".into()),
+                ..Default::default()
+            },
+            serde_json::json!({}),
+        );
+        let theirs = PolicyAncestorStatus {
+            ancestor_ref: ParentReference {
+                name: "other".into(),
+                ..Default::default()
+            },
+            controller_name: "other.example/c".into(),
+            conditions: accepted("t0", true).parents[0].conditions.clone(),
+        };
+        obj.status = Some(serde_json::json!({
+            "ancestors": [serde_json::to_value(&theirs).unwrap()],
+            "embedder": {"seen": 3}
+        }));
+        let obj = Object::Extension(obj);
+        // The engine's part of the current status is `ancestors`.
+        let Some(ObjectStatus::Policy(now)) = current_status(&obj) else {
+            panic!("a policy status")
+        };
+        assert_eq!(now.ancestors, vec![theirs.clone()]);
+        let mut ours = theirs.clone();
+        ours.controller_name = "gwcore.dev/gateway-controller".into();
+        let want = ObjectStatus::Policy(PolicyStatus {
+            ancestors: vec![theirs, ours],
+        });
+        let body = status_body(Some(&obj), &want);
+        assert_eq!(body["embedder"], serde_json::json!({"seen": 3}));
+        assert_eq!(
+            body["ancestors"],
+            serde_json::to_value(&want).unwrap()["ancestors"]
+        );
+        // Built-in kinds: the status as computed.
+        let route = route("5", None);
+        let st = ObjectStatus::Route(accepted("t1", true));
+        assert_eq!(
+            status_body(Some(&route), &st),
+            serde_json::to_value(&st).unwrap()
         );
     }
 
