@@ -52,8 +52,16 @@ gwcore_k8s_main() {
   else
     echo "k8s.sh: building kube-apiserver $version into $dir (once; 4-9 min)"
     mkdir -p "$dir"
+    # The build script's last line (`etcd --version | head -1` under
+    # pipefail) can fail after both binaries are in place: judge the build
+    # by the binaries, and show the log when they are missing.
     bash "$shared/build-kube-apiserver.sh" "$dir" > "$dir/build.log" 2>&1 \
-      || { tail -30 "$dir/build.log" >&2; return 1; }
+      || echo "k8s.sh: the build script exited non-zero; checking its binaries"
+    if ! { [ -x "$dir/bin/kube-apiserver" ] && "$dir/bin/kube-apiserver" --version >/dev/null 2>&1 \
+      && [ -x "$dir/bin/etcd" ] && "$dir/bin/etcd" --version >/dev/null 2>&1; }; then
+      tail -30 "$dir/build.log" >&2
+      return 1
+    fi
     # The sources, Go toolchain and build tree (~2.5 GB) are not needed once
     # the binaries are in $dir/bin.
     rm -rf "$dir/kubernetes-$version" "$dir/home" "$dir/root" "$dir/dl" "$dir/apt" "$dir/shim"
