@@ -11,7 +11,9 @@
 //!
 //! 1. routing tables from [`routing()`] and requests from [`request()`];
 //! 2. whole clusters from [`objects()`], through the engine, so the tables
-//!    are the ones `compute` really produces.
+//!    are the ones `compute` really produces; with random requests and
+//!    with requests aimed at each Gateway's routes ([`requests_for`]),
+//!    most of which match a rule (few random ones do).
 //!
 //! ```text
 //! cargo run -p gwcore --features proptest --example proptest_harness
@@ -27,10 +29,10 @@ use std::collections::BTreeMap;
 use gwcore::Snapshot;
 use gwcore::attachments::GatewayRouting;
 use gwcore::engine::compute;
-use gwcore::model::ObjectKey;
+use gwcore::model::{Object, ObjectKey};
 use gwcore::table::{RequestHead, Table};
 use gwcore::testing::snapshot::{objects, options};
-use gwcore::testing::table::{Outcome, reference_find, request, routing};
+use gwcore::testing::table::{Outcome, reference_find, request, requests_for, routing};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -98,19 +100,47 @@ fn agrees_on_tables(r: &GatewayRouting, head: &RequestHead) -> Result<(), TestCa
     Ok(())
 }
 
+const NOW: &str = "2026-01-01T00:00:00Z";
+
+/// Requests aimed at the routes of each Gateway of a cluster.
+type Aimed = Vec<(ObjectKey, Vec<RequestHead>)>;
+
+/// A generated cluster with requests aimed at each of its Gateways'
+/// routes: the routing is computed here to aim at it (and again by the
+/// property, as the embedder's code would).
+fn cluster_and_aimed_requests() -> impl Strategy<Value = (Vec<Object>, Aimed)> {
+    objects().prop_flat_map(|objs| {
+        let out = compute(&Snapshot::from_objects(objs.clone()), &options(NOW));
+        let aimed: Vec<_> = out
+            .routing
+            .iter()
+            .map(|(gateway, r)| {
+                (
+                    Just(gateway.clone()),
+                    prop::collection::vec(requests_for(r), 1..16),
+                )
+            })
+            .collect();
+        (Just(objs), aimed)
+    })
+}
+
 /// Property 2: on the tables the engine computes for a generated cluster,
-/// the same holds for every Gateway.
+/// the same holds for every Gateway, on random requests and on those
+/// aimed at that Gateway's routes.
 fn agrees_on_clusters(
-    objs: Vec<gwcore::model::Object>,
+    objs: Vec<Object>,
     heads: &[RequestHead],
+    aimed: &Aimed,
 ) -> Result<(), TestCaseError> {
     let snapshot = Snapshot::from_objects(objs);
     // With the strategies' extension kinds registered, as an embedder
     // runs the engine with its own (`gwcore::extension`).
-    let out = compute(&snapshot, &options("2026-01-01T00:00:00Z"));
+    let out = compute(&snapshot, &options(NOW));
     let router = MyRouter::new(out.routing.values());
     for (gateway, r) in &out.routing {
-        for head in heads {
+        let mine = aimed.iter().filter(|(g, _)| g == gateway);
+        for head in heads.iter().chain(mine.flat_map(|(_, h)| h)) {
             let Some(req) = client_request(head) else {
                 continue;
             };
@@ -149,8 +179,11 @@ fn main() {
     });
     check(
         "clusters",
-        (objects(), prop::collection::vec(request(), 1..16)),
-        |(objs, heads)| agrees_on_clusters(objs, &heads),
+        (
+            cluster_and_aimed_requests(),
+            prop::collection::vec(request(), 1..16),
+        ),
+        |((objs, aimed), heads)| agrees_on_clusters(objs, &heads, &aimed),
     );
 }
 
@@ -168,10 +201,10 @@ mod tests {
 
         #[test]
         fn my_router_agrees_on_clusters(
-            objs in objects(),
+            (objs, aimed) in cluster_and_aimed_requests(),
             heads in prop::collection::vec(request(), 1..16),
         ) {
-            agrees_on_clusters(objs, &heads)?;
+            agrees_on_clusters(objs, &heads, &aimed)?;
         }
     }
 }

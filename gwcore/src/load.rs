@@ -3,7 +3,8 @@
 //! Loading never fails as a whole. Each document is parsed on its own, so a
 //! truncated or malformed document costs only itself; every problem becomes a
 //! [`Diagnostic`] naming the source, the document index (0-based), the line
-//! where the parser knows it, the object and the field path.
+//! (of the field itself when the source text shows where it is written, see
+//! [`Diagnostic::line`]), the object and the field path.
 //!
 //! YAML is read with `serde_norway`, a maintained fork of the deprecated
 //! `serde_yaml` (same data model, libyaml-based, ~25 MB/s here, alias
@@ -14,6 +15,10 @@ use serde::Serialize;
 use crate::extension::Extensions;
 use crate::model::{Kind, Object, ObjectKey};
 use crate::validate;
+
+mod locate;
+
+use locate::{Locator, Syntax};
 
 /// How bad a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -34,7 +39,12 @@ pub struct Diagnostic {
     pub source: String,
     /// 0-based index of the document within the source.
     pub document: usize,
-    /// 1-based line, when known.
+    /// 1-based line, when known: for a diagnostic on a field, the line
+    /// where the field is written (its key, or its `- ` item), found by
+    /// walking block-style YAML or JSON text along the field path; where
+    /// the path cannot be followed (flow style `{...}`/`[...]`, aliases, a
+    /// missing field), the deepest line found along it, else the line the
+    /// document starts on. For a syntax error, where the parser stopped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
     /// The object, when known (`HTTPRoute ns/name`).
@@ -196,12 +206,21 @@ pub fn load_str_extended(
 }
 
 fn load_json(source: &str, text: &str, ext: &Extensions, out: &mut Loaded) {
-    let stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
-    for (doc, value) in stream.enumerate() {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+    // Where the previous document ended, and the line of that offset.
+    let (mut end, mut end_line) = (0usize, 1usize);
+    for doc in 0.. {
+        let Some(value) = stream.next() else { break };
         match value {
             Ok(v) => {
-                let line = 1;
-                read_value(source, doc, line, v, ext, out);
+                let read = &text[end..stream.byte_offset()];
+                let blank = read.len() - read.trim_start().len();
+                let start = end + blank;
+                let line = end_line + read[..blank].matches('\n').count();
+                end_line = line + text[start..stream.byte_offset()].matches('\n').count();
+                end = stream.byte_offset();
+                let at = Locator::new(&text[start..end], line, Syntax::Json);
+                read_value(source, doc, &at, "", v, ext, out);
             }
             Err(e) => {
                 out.diagnostics.push(Diagnostic {
@@ -266,7 +285,10 @@ fn load_yaml(source: &str, text: &str, ext: &Extensions, out: &mut Loaded) {
         let this = doc_index;
         doc_index += 1;
         match serde_norway::from_str::<serde_json::Value>(doc) {
-            Ok(v) => read_value(source, this, line, v, ext, out),
+            Ok(v) => {
+                let at = Locator::new(doc, line, Syntax::Yaml);
+                read_value(source, this, &at, "", v, ext, out);
+            }
             Err(e) => {
                 let at = e.location().map(|l| line + l.line().saturating_sub(1));
                 out.diagnostics.push(Diagnostic {
@@ -283,20 +305,25 @@ fn load_yaml(source: &str, text: &str, ext: &Extensions, out: &mut Loaded) {
     }
 }
 
+/// Reads one object (or the items of a `List`) of document `doc`, whose
+/// text `at` locates fields in; `prefix` is the path of the value within
+/// the document (`items[3].` for an item of a `List`).
 fn read_value(
     source: &str,
     doc: usize,
-    line: usize,
+    at: &Locator<'_>,
+    prefix: &str,
     v: serde_json::Value,
     ext: &Extensions,
     out: &mut Loaded,
 ) {
+    let line = at.first_line();
     let diag =
         |severity, object: Option<String>, field: Option<String>, message: String| Diagnostic {
             severity,
             source: source.to_string(),
             document: doc,
-            line: Some(line),
+            line: Some(at.line(&format!("{prefix}{}", field.as_deref().unwrap_or("")))),
             object,
             field,
             message,
@@ -318,8 +345,9 @@ fn read_value(
     if kind_str == "List" || (kind_str.ends_with("List") && map.contains_key("items")) {
         match map.get("items") {
             Some(serde_json::Value::Array(items)) => {
-                for item in items.clone() {
-                    read_value(source, doc, line, item, ext, out);
+                for (i, item) in items.iter().enumerate() {
+                    let prefix = format!("{prefix}items[{i}].");
+                    read_value(source, doc, at, &prefix, item.clone(), ext, out);
                 }
             }
             Some(serde_json::Value::Null) | None => {}
@@ -455,6 +483,51 @@ mod tests {
         let d = &l.diagnostics[0];
         assert_eq!(d.field.as_deref(), Some("spec.listeners[0].port"));
         assert_eq!(d.object.as_deref(), Some("Gateway n/g"));
+        assert_eq!(d.line, Some(8), "the line of `port: eighty`: {d}");
+    }
+
+    /// The README's example: the second document starts on line 12, the
+    /// duplicate name is on line 23.
+    #[test]
+    fn validation_error_gives_the_line_of_the_field() {
+        let first = "# The namespace.\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: infra\n  labels:\n    # who may attach\n    shop: \"true\"\n\n\n---\n";
+        let second = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: gw\n  namespace: infra\nspec:\n  gatewayClassName: gwcore\n  listeners:\n  - name: web\n    port: 80\n    protocol: HTTP\n  - name: web # again\n    port: 8080\n    protocol: HTTP\n";
+        let l = load_str("bad.yaml", &format!("{first}{second}"));
+        assert_eq!(l.objects.len(), 1);
+        let d = &l.diagnostics[0];
+        assert_eq!(d.field.as_deref(), Some("spec.listeners[1].name"));
+        assert_eq!(
+            d.to_string(),
+            "error: bad.yaml:23 (document 1) Gateway infra/gw field spec.listeners[1].name: duplicate listener name \"web\"; names must be unique"
+        );
+        // The object's origin is still the document's first line.
+        assert_eq!(l.objects[0].1.line, 1);
+    }
+
+    #[test]
+    fn json_documents_and_list_items_give_field_lines() {
+        let text = "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"a\"}}\n\n{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"List\",\n  \"items\": [\n    {\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"b\"}},\n    {\n      \"apiVersion\": \"gateway.networking.k8s.io/v1\",\n      \"kind\": \"Gateway\",\n      \"metadata\": {\"name\": \"g\", \"namespace\": \"n\"},\n      \"spec\": {\n        \"gatewayClassName\": \"c\",\n        \"listeners\": [{\"name\": \"a\", \"protocol\": \"HTTP\",\n          \"port\": \"eighty\"}]\n      }\n    }\n  ]\n}\n";
+        let l = load_str("s.json", text);
+        assert_eq!(l.objects.len(), 2);
+        assert_eq!(l.objects[1].1.line, 3, "the second JSON document's line");
+        let d = &l.diagnostics[0];
+        assert_eq!(d.field.as_deref(), Some("spec.listeners[0].port"));
+        assert_eq!((d.document, d.line), (1, Some(15)), "{d}");
+
+        let yaml = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: a}\n- apiVersion: gateway.networking.k8s.io/v1\n  kind: HTTPRoute\n  metadata: {name: r, namespace: n}\n  spec:\n    hostnames:\n    - ok.example.com\n    - bad_host\n- 42\n";
+        let l = load_str("list.yaml", yaml);
+        let lines: Vec<_> = l
+            .diagnostics
+            .iter()
+            .map(|d| (d.field.clone(), d.line))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                (Some("spec.hostnames[1]".into()), Some(13)),
+                (None, Some(14))
+            ]
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ fn wrong_type_names_object_and_field_path() {
     );
     assert!(
         d.to_string().contains(
-            "r.yaml:1 (document 0) HTTPRoute n/r field spec.rules[0].backendRefs[0].port"
+            "r.yaml:7 (document 0) HTTPRoute n/r field spec.rules[0].backendRefs[0].port"
         ),
         "{d}"
     );

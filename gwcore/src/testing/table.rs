@@ -9,6 +9,9 @@
 //! generate inputs that hit the interesting cases: overlapping hostnames,
 //! Exact/PathPrefix/regex paths with and without trailing slashes, methods,
 //! repeated header names, query parameters, gRPC rules, SNI.
+//! [`requests_for`] aims requests at the routes of a given routing (any
+//! routing: one of [`routing`], or one the engine computed for a cluster),
+//! so that most of them match a rule and some just miss.
 //!
 //! ```
 //! use gwcore::table::Table;
@@ -634,4 +637,427 @@ pub fn request() -> impl Strategy<Value = RequestHead> {
                 head
             },
         )
+}
+
+// ---------------------------------------------------------------------------
+// Requests aimed at a given routing.
+
+/// One match of one rule, as [`requests_for`] aims at it.
+#[derive(Debug, Clone)]
+struct Target {
+    port: u16,
+    /// An HTTPS listener: the request carries its host as SNI.
+    tls: bool,
+    /// Concrete hosts the route (or else the listener) accepts.
+    hosts: Vec<String>,
+    aim: Aim,
+}
+
+#[derive(Debug, Clone)]
+enum Aim {
+    /// A listener without routes: any request.
+    Listener,
+    Http(HttpRouteMatch),
+    /// A gRPC rule's match; `None` for a rule without matches.
+    Grpc(Option<GrpcRouteMatch>),
+}
+
+/// A concrete host for a hostname pattern: `*.x` becomes `w.x`, no
+/// hostname some host of no listener's.
+fn concrete_host(pattern: Option<&str>) -> String {
+    match pattern {
+        None => "any.example.net".to_owned(),
+        Some(p) => match p.strip_prefix("*.") {
+            Some(suffix) => format!("w.{suffix}"),
+            None => p.to_owned(),
+        },
+    }
+}
+
+fn targets(routing: &GatewayRouting) -> Vec<Target> {
+    let mut out = Vec::new();
+    // Listeners without routes, aimed at only when no route can be.
+    let mut idle = Vec::new();
+    for l in routing.listeners.iter().filter(|l| serves_http(l)) {
+        let target = |hosts: Vec<String>, aim| Target {
+            port: l.port,
+            tls: l.protocol == ListenerProtocol::Https,
+            hosts,
+            aim,
+        };
+        if l.routes.is_empty() {
+            idle.push(target(
+                vec![concrete_host(l.hostname.as_deref())],
+                Aim::Listener,
+            ));
+        }
+        for route in &l.routes {
+            let own = concrete_host(l.hostname.as_deref());
+            let hosts = if route.hostnames.is_empty() {
+                vec![own]
+            } else {
+                // Effective hostnames are within the listener's; where they
+                // are not (`routing` does not intersect them), a host both
+                // accept when there is one.
+                let accepted = |h: &str| {
+                    l.hostname
+                        .as_deref()
+                        .is_none_or(|l| hostname::matches(l, h))
+                };
+                route
+                    .hostnames
+                    .iter()
+                    .map(|h| match concrete_host(Some(h)) {
+                        c if accepted(&c) => c,
+                        _ if hostname::matches(h, &own) => own.clone(),
+                        c => c,
+                    })
+                    .collect()
+            };
+            // Only hosts that reach this listener (another on the port may
+            // take them); a route no host reaches cannot be aimed at.
+            let hosts: Vec<String> = hosts
+                .into_iter()
+                .filter(|h| pick_listener(routing, l.port, h).is_some_and(|p| std::ptr::eq(p, l)))
+                .collect();
+            if hosts.is_empty() {
+                continue;
+            }
+            match &route.rules {
+                RouteRules::Http(rules) => {
+                    for r in rules.iter() {
+                        if r.matches.is_empty() {
+                            let m = Aim::Http(HttpRouteMatch::default());
+                            out.push(target(hosts.clone(), m));
+                        }
+                        for m in &r.matches {
+                            out.push(target(hosts.clone(), Aim::Http(m.clone())));
+                        }
+                    }
+                }
+                RouteRules::Grpc(rules) => {
+                    for r in rules.iter() {
+                        if r.matches.is_empty() {
+                            out.push(target(hosts.clone(), Aim::Grpc(None)));
+                        }
+                        for m in &r.matches {
+                            out.push(target(hosts.clone(), Aim::Grpc(Some(m.clone()))));
+                        }
+                    }
+                }
+                RouteRules::L4(_) => {}
+            }
+        }
+    }
+    if out.is_empty() {
+        out = idle;
+    }
+    if out.is_empty() {
+        out.push(Target {
+            port: 80,
+            tls: false,
+            hosts: vec![concrete_host(None)],
+            aim: Aim::Listener,
+        });
+    }
+    out
+}
+
+const REGEX_META: &[char] = &[
+    '\\', '^', '$', '.', '*', '+', '?', '(', ')', '[', ']', '{', '}', '|',
+];
+
+/// A value the regular expression `pattern` accepts, tried from its
+/// literal-ish readings (`/a.*` → `/a`, `pkg\.A.*` → `pkg.A`) and a few
+/// plain values; `None` when none fits (the request then misses).
+fn regex_sample(pattern: &str, path: bool) -> Option<String> {
+    let re = compile_regex(pattern).ok()?;
+    let candidates = [
+        pattern.replace(".*", "").replace("\\.", "."),
+        pattern
+            .chars()
+            .take_while(|c| !REGEX_META.contains(c))
+            .collect(),
+        pattern
+            .chars()
+            .filter(|c| !REGEX_META.contains(c))
+            .collect(),
+        "/".to_owned(),
+        "1".to_owned(),
+        "2".to_owned(),
+        "a".to_owned(),
+    ];
+    candidates
+        .into_iter()
+        .filter(|c| !path || c.starts_with('/'))
+        .find(|c| re.is_match(c.as_bytes()))
+}
+
+/// A value a header or query parameter match accepts.
+fn header_value(m: &HttpHeaderMatch) -> String {
+    match m.type_.as_ref().unwrap_or(&MatchType::Exact) {
+        MatchType::RegularExpression => regex_sample(&m.value, false).unwrap_or_default(),
+        _ => m.value.clone(),
+    }
+}
+
+/// Percent-encodes all but unreserved characters (RFC 3986).
+fn encode_query(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// How a near-miss request differs from a matching one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Miss {
+    /// The path one segment off (beside, above or below).
+    Path,
+    Method,
+    /// The first header the match requires is left out.
+    Header,
+    /// The first query parameter the match requires is left out.
+    Query,
+    /// A gRPC method or service other than the match's.
+    GrpcName,
+    /// A gRPC path without the gRPC content type.
+    NotGrpc,
+}
+
+impl Target {
+    /// The request for this target; `pick` chooses among equally good
+    /// requests, `miss` (when applicable) makes it a near miss.
+    fn request(&self, host: &str, pick: u32, miss: Option<prop::sample::Index>) -> RequestHead {
+        let host_header = if pick & 1 == 1 {
+            format!("{host}:{}", self.port)
+        } else {
+            host.to_owned()
+        };
+        let head = match &self.aim {
+            Aim::Listener => RequestHead::new(self.port, &host_header, "GET", "/"),
+            Aim::Http(m) => self.http_request(&host_header, m, pick >> 1, miss),
+            Aim::Grpc(m) => self.grpc_request(&host_header, m.as_ref(), pick >> 1, miss),
+        };
+        if self.tls { head.with_sni(host) } else { head }
+    }
+
+    fn http_request(
+        &self,
+        host: &str,
+        m: &HttpRouteMatch,
+        pick: u32,
+        miss: Option<prop::sample::Index>,
+    ) -> RequestHead {
+        let (t, v) = match &m.path {
+            None => (&PathMatchType::PathPrefix, "/"),
+            Some(p) => (
+                p.type_.as_ref().unwrap_or(&PathMatchType::PathPrefix),
+                p.value.as_deref().unwrap_or("/"),
+            ),
+        };
+        let prefix = v.trim_end_matches('/');
+        let mut path = match t {
+            PathMatchType::Exact => v.to_owned(),
+            PathMatchType::PathPrefix => match pick % 3 {
+                0 if !prefix.is_empty() => prefix.to_owned(),
+                0 | 1 => format!("{prefix}/x"),
+                _ => format!("{prefix}/a/b"),
+            },
+            PathMatchType::RegularExpression => {
+                regex_sample(v, true).unwrap_or_else(|| "/".to_owned())
+            }
+            _ => "/".to_owned(),
+        };
+        let mut method = m
+            .method
+            .clone()
+            .unwrap_or_else(|| if pick & 4 == 0 { "GET" } else { "POST" }.to_owned());
+        let mut headers: Vec<(String, String)> = first_by_name(&m.headers, true)
+            .into_iter()
+            .map(|h| (h.name.clone(), header_value(h)))
+            .collect();
+        let mut query: Vec<(String, String)> = first_by_name(&m.query_params, false)
+            .into_iter()
+            .map(|q| (q.name.clone(), header_value(q)))
+            .collect();
+        let path_missable = match t {
+            PathMatchType::Exact => true,
+            PathMatchType::PathPrefix => !prefix.is_empty(),
+            _ => false,
+        };
+        let misses: Vec<Miss> = [
+            (Miss::Path, path_missable),
+            (Miss::Method, m.method.is_some()),
+            (Miss::Header, !headers.is_empty()),
+            (Miss::Query, !query.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(miss, ok)| ok.then_some(miss))
+        .collect();
+        match miss.filter(|_| !misses.is_empty()).map(|i| *i.get(&misses)) {
+            Some(Miss::Path) => {
+                let base = path.trim_end_matches('/');
+                path = match (pick & 8 == 0, *t == PathMatchType::Exact) {
+                    // Below an exact path.
+                    (true, true) => format!("{base}/x"),
+                    // Beside a prefix, sharing its characters: `/ab` for `/a`.
+                    (true, false) => format!("{prefix}x"),
+                    // Above: the parent.
+                    (false, _) => {
+                        let above = if *t == PathMatchType::Exact {
+                            base
+                        } else {
+                            prefix
+                        };
+                        match above.rsplit_once('/') {
+                            Some(("", _)) | None => "/".to_owned(),
+                            Some((parent, _)) => parent.to_owned(),
+                        }
+                    }
+                };
+            }
+            Some(Miss::Method) => {
+                method = if method == "DELETE" { "PUT" } else { "DELETE" }.to_owned();
+            }
+            Some(Miss::Header) => {
+                headers.remove(0);
+            }
+            Some(Miss::Query) => {
+                query.remove(0);
+            }
+            _ => {}
+        }
+        if !query.is_empty() {
+            let pairs: Vec<String> = query
+                .iter()
+                .map(|(n, v)| format!("{}={}", encode_query(n), encode_query(v)))
+                .collect();
+            path = format!("{path}?{}", pairs.join("&"));
+        }
+        let mut head = RequestHead::try_new(self.port, host, &method, &path)
+            .unwrap_or_else(|_| RequestHead::new(self.port, host, "GET", &path));
+        for (n, v) in &headers {
+            head = head.with_header(n, v);
+        }
+        head
+    }
+
+    fn grpc_request(
+        &self,
+        host: &str,
+        m: Option<&GrpcRouteMatch>,
+        pick: u32,
+        miss: Option<prop::sample::Index>,
+    ) -> RequestHead {
+        let mm = m.and_then(|m| m.method.as_ref());
+        let regex = mm.is_some_and(|mm| mm.type_ == Some(MatchType::RegularExpression));
+        let name = |v: Option<&String>, default: &str| match v.filter(|v| !v.is_empty()) {
+            None => default.to_owned(),
+            Some(v) if regex => regex_sample(v, false).unwrap_or_else(|| v.clone()),
+            Some(v) => v.clone(),
+        };
+        let mut service = name(mm.and_then(|mm| mm.service.as_ref()), "pkg.Svc");
+        let mut method = name(
+            mm.and_then(|mm| mm.method.as_ref()),
+            if pick & 1 == 0 { "Get" } else { "Put" },
+        );
+        let mut headers: Vec<(String, String)> = m
+            .map(|m| first_by_name(&m.headers, true))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| (h.name.clone(), header_value(h)))
+            .collect();
+        let names = mm.is_some_and(|mm| mm.service.is_some() || mm.method.is_some());
+        let misses: Vec<Miss> = [
+            (Miss::GrpcName, names),
+            (Miss::Header, !headers.is_empty()),
+            (Miss::NotGrpc, true),
+        ]
+        .into_iter()
+        .filter_map(|(miss, ok)| ok.then_some(miss))
+        .collect();
+        let mut grpc = true;
+        match miss.map(|i| *i.get(&misses)) {
+            Some(Miss::GrpcName) => {
+                if mm.is_some_and(|mm| mm.method.as_deref().is_some_and(|s| !s.is_empty())) {
+                    method = "Nope".to_owned();
+                } else {
+                    service = "other.Nope".to_owned();
+                }
+            }
+            Some(Miss::Header) => {
+                headers.remove(0);
+            }
+            Some(Miss::NotGrpc) => grpc = false,
+            _ => {}
+        }
+        let mut head = if grpc {
+            RequestHead::grpc(self.port, host, &service, &method)
+        } else {
+            RequestHead::new(self.port, host, "POST", &format!("/{service}/{method}"))
+        };
+        for (n, v) in &headers {
+            head = head.with_header(n, v);
+        }
+        head
+    }
+}
+
+/// Requests aimed at the routes of `routing`, so that most of them match a
+/// rule (where about 2 % of [`request`]'s do on the clusters of
+/// [`super::snapshot::objects`]).
+///
+/// Each request picks an HTTP or HTTPS listener (its port; its host as SNI
+/// on HTTPS), a route attached to it, a host from the route's effective
+/// hostnames (a wildcard `*.x` made concrete as `w.x`; no hostnames: the
+/// listener's, or any host when it has none), a rule and one of its
+/// matches, and satisfies that match: the exact path or a path at or under
+/// the prefix, the method, the headers and query parameters (a value a
+/// regular expression accepts, from its literal reading, when one is
+/// easy to find); for gRPC rules, the service and method. Hosts that
+/// another listener of the port takes are left out (a route no host
+/// reaches is not aimed at). About one request
+/// in five is a deliberate near miss: a path one segment off (`/a/x` for
+/// exact `/a`, `/ab` or `/` for prefix `/a`), another method, a required
+/// header or query parameter left out, another gRPC method, a gRPC path
+/// without the gRPC content type. A matching request may still be answered
+/// by a rule of higher precedence; near misses may still match another
+/// rule. When no route can be aimed at, listeners without routes get
+/// plain requests; a routing without HTTP listeners, requests for port 80.
+///
+/// ```
+/// use gwcore::table::Table;
+/// use gwcore::testing::table::{reference_find, requests_for, routing, Outcome};
+/// use proptest::prelude::*;
+///
+/// let aimed = routing().prop_flat_map(|r| {
+///     let heads = prop::collection::vec(requests_for(&r), 1..8);
+///     (Just(r), heads)
+/// });
+/// proptest!(ProptestConfig::with_cases(16), |((r, heads) in aimed)| {
+///     let table = Table::compile(&r);
+///     for head in &heads {
+///         prop_assert_eq!(Outcome::of(&table.find(head)), reference_find(&r, head));
+///     }
+/// });
+/// ```
+pub fn requests_for(routing: &GatewayRouting) -> impl Strategy<Value = RequestHead> + use<> {
+    let targets = Arc::new(targets(routing));
+    (
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+        any::<u32>(),
+        prop::option::weighted(0.2, any::<prop::sample::Index>()),
+    )
+        .prop_map(move |(target, host, pick, miss)| {
+            let t = target.get(&targets[..]);
+            let host: &String = host.get(&t.hosts);
+            t.request(host, pick, miss)
+        })
 }
