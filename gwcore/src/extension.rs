@@ -526,6 +526,48 @@ impl fmt::Debug for PolicyValue {
 pub struct Extensions {
     filters: BTreeMap<ExtensionKind, Arc<dyn FilterKind>>,
     policies: BTreeMap<ExtensionKind, Arc<dyn PolicyKind>>,
+    backends: BTreeMap<ExtensionKind, Arc<dyn BackendKind>>,
+}
+
+/// The Service port a backendRef of an extension's kind stands for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub struct ServicePort {
+    /// The Service's namespace.
+    pub namespace: String,
+    /// The Service's name.
+    pub name: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl ServicePort {
+    /// The port `port` of Service `namespace/name`.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>, port: u16) -> ServicePort {
+        ServicePort {
+            namespace: namespace.into(),
+            name: name.into(),
+            port,
+        }
+    }
+}
+
+/// A backendRef kind beyond Service (a `ServiceImport`, a named external
+/// backend...): resolves an object of its kind to the Service port that
+/// serves it. The engine then treats the reference as one to that Service
+/// port (its endpoints, `appProtocol`, BackendTLSPolicy), so any data plane
+/// serves it unchanged. A backendRef to the kind is checked like one to a
+/// Service: a ReferenceGrant (`to` the kind's group and kind) is needed
+/// across namespaces, and a missing object is `BackendNotFound`.
+pub trait BackendKind: fmt::Debug + Send + Sync + 'static {
+    /// The kind backendRefs name.
+    fn kind(&self) -> ExtensionKind;
+
+    /// The Service port behind `object` for a backendRef with `port`. An
+    /// `Err` makes the backendRef unresolved: the route gets
+    /// `ResolvedRefs=False` (reason `BackendNotFound`, with this message)
+    /// and the backend's share of requests 500.
+    fn resolve(&self, object: &ExtensionObject, port: Option<u16>) -> Result<ServicePort, String>;
 }
 
 impl Extensions {
@@ -546,9 +588,23 @@ impl Extensions {
         self
     }
 
+    /// Adds a backend kind (replacing one of the same group and kind).
+    pub fn with_backend(mut self, backend: impl BackendKind) -> Extensions {
+        self.backends.insert(backend.kind(), Arc::new(backend));
+        self
+    }
+
+    /// The backend kind named by `group` and `kind`.
+    pub fn backend(&self, group: &str, kind: &str) -> Option<&dyn BackendKind> {
+        self.backends
+            .iter()
+            .find(|(k, _)| k.is(group, kind))
+            .map(|(_, b)| &**b)
+    }
+
     /// Whether no extension is registered.
     pub fn is_empty(&self) -> bool {
-        self.filters.is_empty() && self.policies.is_empty()
+        self.filters.is_empty() && self.policies.is_empty() && self.backends.is_empty()
     }
 
     /// The registered kind named by `group` and `kind`, of any extension.
@@ -556,9 +612,13 @@ impl Extensions {
         self.kinds().find(|k| k.is(group, kind))
     }
 
-    /// Every registered kind: filters', then policies'.
+    /// Every registered kind: filters', policies', then backends'.
     pub fn kinds(&self) -> impl Iterator<Item = ExtensionKind> + '_ {
-        self.filters.keys().chain(self.policies.keys()).copied()
+        self.filters
+            .keys()
+            .chain(self.policies.keys())
+            .chain(self.backends.keys())
+            .copied()
     }
 
     /// The filter kind named by `group` and `kind`.
@@ -585,6 +645,7 @@ impl fmt::Debug for Extensions {
         f.debug_struct("Extensions")
             .field("filters", &self.filters.keys().collect::<Vec<_>>())
             .field("policies", &self.policies.keys().collect::<Vec<_>>())
+            .field("backends", &self.backends.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -595,6 +656,7 @@ impl PartialEq for Extensions {
     fn eq(&self, other: &Self) -> bool {
         self.filters.keys().eq(other.filters.keys())
             && self.policies.keys().eq(other.policies.keys())
+            && self.backends.keys().eq(other.backends.keys())
     }
 }
 

@@ -731,3 +731,124 @@ fn the_incremental_engine_follows_what_a_policy_read() {
     assert_eq!(engine.computed(), compute(&now, &opts));
     assert_eq!(quota_at(&engine.computed(), QUOTA, "/"), Some(0));
 }
+
+// ---------------------------------------------------------------- backends
+
+use gwcore::extension::{BackendKind, ServicePort};
+
+const ALIAS: ExtensionKind = ExtensionKind::new("example.com/v1", "ServiceAlias");
+
+/// `spec: {service, port}`: the Service port it stands for.
+#[derive(Debug)]
+struct ServiceAlias;
+
+impl BackendKind for ServiceAlias {
+    fn kind(&self) -> ExtensionKind {
+        ALIAS
+    }
+    fn resolve(&self, object: &ExtensionObject, _port: Option<u16>) -> Result<ServicePort, String> {
+        let service = object.spec["service"]
+            .as_str()
+            .ok_or("spec.service is required")?;
+        let port = object.spec["port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or("spec.port is required")?;
+        Ok(ServicePort::new(object.metadata.ns(), service, port))
+    }
+}
+
+const ALIAS_BASE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: c}
+spec: {controllerName: example.com/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: c
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: real, namespace: app}
+spec: {ports: [{port: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: app}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - backendRefs: [{group: example.com, kind: ServiceAlias, name: stable}]
+"#;
+
+const ALIAS_OBJECT: &str = r#"
+---
+apiVersion: example.com/v1
+kind: ServiceAlias
+metadata: {name: stable, namespace: app}
+spec: {service: real, port: 8080}
+"#;
+
+fn alias_extensions() -> Extensions {
+    Extensions::new().with_backend(ServiceAlias)
+}
+
+#[test]
+fn a_backend_kind_stands_for_a_service_port() {
+    let out = run(&format!("{ALIAS_BASE}{ALIAS_OBJECT}"), alias_extensions());
+    assert_eq!(route_condition(&out, "ResolvedRefs").0, "True");
+    let t = table(&out);
+    let d = t.find(&RequestHead::new(80, "a.example", "GET", "/"));
+    let Action::Forward(f) = &d.action else {
+        panic!("forwarded: {:?}", d.action)
+    };
+    let target = f.pick(0).target().expect("resolved");
+    assert_eq!((target.service.name.as_str(), target.port), ("real", 8080));
+
+    // Missing: BackendNotFound; unregistered: InvalidKind; both 500.
+    let out = run(ALIAS_BASE, alias_extensions());
+    let (status, reason, _) = route_condition(&out, "ResolvedRefs");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "BackendNotFound")
+    );
+    assert_eq!(status_of(&table(&out), "/"), Some(500));
+    let out = run(
+        &format!("{ALIAS_BASE}{ALIAS_OBJECT}"),
+        Extensions::new().with_filter(HeaderAuth),
+    );
+    let (status, reason, _) = route_condition(&out, "ResolvedRefs");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidKind"));
+}
+
+#[test]
+fn the_incremental_engine_follows_backend_objects_and_their_services() {
+    let ext = alias_extensions();
+    let opts = ComputeOptions::new(CTRL, NOW).with_extensions(ext.clone());
+    let full = load(&format!("{ALIAS_BASE}{ALIAS_OBJECT}"), &ext);
+    let alias = ObjectKey::new(Kind::Extension(ALIAS), "app", "stable");
+    let service = ObjectKey::new(Kind::Service, "app", "real");
+    let mut engine = Engine::from_snapshot(full.clone(), opts.clone());
+    let mut now = full.clone();
+    // The Service the alias stands for goes, then comes back.
+    let svc = now.remove(&service).unwrap();
+    engine.delete(&service);
+    assert_eq!(engine.computed(), compute(&now, &opts));
+    now.insert(svc.clone());
+    engine.apply(svc);
+    assert_eq!(engine.computed(), compute(&now, &opts));
+    // The alias points elsewhere.
+    let mut moved = now.get(&alias).unwrap().clone();
+    if let Object::Extension(x) = &mut moved {
+        x.spec = serde_json::json!({"service": "real", "port": 9999});
+    }
+    now.insert(moved.clone());
+    engine.apply(moved);
+    let out = compute(&now, &opts);
+    assert_eq!(engine.computed(), out);
+    assert_eq!(route_condition(&out, "ResolvedRefs").1, "BackendNotFound");
+}

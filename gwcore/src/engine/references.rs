@@ -188,6 +188,58 @@ impl Ctx<'_> {
         out
     }
 
+    /// The Services that backendRefs (and mirrors) of extension backend
+    /// kinds stand for, resolved now: a change to one recomputes the route.
+    pub(super) fn extension_backend_services(&self, o: &Object) -> Vec<ObjectKey> {
+        let ns = o.meta().ns();
+        let mut refs: Vec<&BackendRef> = Vec::new();
+        match o {
+            Object::HttpRoute(r) => {
+                for rule in &r.spec.rules {
+                    refs.extend(&rule.backend_refs);
+                    refs.extend(
+                        rule.filters
+                            .iter()
+                            .filter_map(|f| f.request_mirror.as_ref().map(|m| &m.backend_ref)),
+                    );
+                }
+            }
+            Object::GrpcRoute(r) => {
+                for rule in &r.spec.rules {
+                    refs.extend(&rule.backend_refs);
+                    refs.extend(
+                        rule.filters
+                            .iter()
+                            .filter_map(|f| f.request_mirror.as_ref().map(|m| &m.backend_ref)),
+                    );
+                }
+            }
+            Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => {
+                for rule in &r.spec.rules {
+                    refs.extend(&rule.backend_refs);
+                }
+            }
+            _ => {}
+        }
+        let mut out = Vec::new();
+        for b in refs {
+            let (Some(group), Some(kind)) = (b.group.as_deref(), b.kind.as_deref()) else {
+                continue;
+            };
+            let Some(x) = self.opts.extensions.backend(group, kind) else {
+                continue;
+            };
+            let bns = b.namespace.as_deref().unwrap_or(ns);
+            let key = ObjectKey::new(Kind::Extension(x.kind()), bns, b.name.clone());
+            if let Some(Object::Extension(obj)) = self.snap.get(&key)
+                && let Ok(sp) = x.resolve(obj, b.port.and_then(|p| u16::try_from(p).ok()))
+            {
+                out.push(ObjectKey::new(Kind::Service, sp.namespace, sp.name));
+            }
+        }
+        out
+    }
+
     pub(super) fn backend(
         &self,
         b: &BackendRef,
@@ -204,41 +256,69 @@ impl Ctx<'_> {
             filters: b.filters.clone(),
             extension_refs: Vec::new(),
         };
-        if !group.is_empty() || kind != "Service" {
+        let is_service = group.is_empty() && kind == "Service";
+        let extension = (!is_service)
+            .then(|| self.opts.extensions.backend(group, kind))
+            .flatten();
+        if !is_service && extension.is_none() {
             return err(
                 Reason::InvalidKind,
                 format!("backendRef {group}/{kind} {} is not a Service", b.name),
             );
         }
-        if !self.permitted(from_kind.as_str(), route_ns, "", "Service", ns, &b.name) {
+        if !self.permitted(from_kind.as_str(), route_ns, group, kind, ns, &b.name) {
             return err(
                 Reason::RefNotPermitted,
                 format!(
-                    "Service {ns}/{} is in another namespace and no ReferenceGrant allows it",
+                    "{kind} {ns}/{} is in another namespace and no ReferenceGrant allows it",
                     b.name
                 ),
             );
         }
+        // A backend kind of an extension stands for a Service port.
+        let (ns, name, port) = match extension {
+            None => (ns.to_owned(), b.name.clone(), b.port),
+            Some(x) => {
+                let key = ObjectKey::new(Kind::Extension(x.kind()), ns, b.name.clone());
+                let Some(Object::Extension(obj)) = self.snap.get(&key) else {
+                    return err(
+                        Reason::BackendNotFound,
+                        format!("{kind} {ns}/{} does not exist", b.name),
+                    );
+                };
+                let port = b.port.and_then(|p| u16::try_from(p).ok());
+                match x.resolve(obj, port) {
+                    Ok(sp) => (sp.namespace, sp.name, Some(i32::from(sp.port))),
+                    Err(m) => {
+                        return err(
+                            Reason::BackendNotFound,
+                            format!("{kind} {ns}/{}: {m}", b.name),
+                        );
+                    }
+                }
+            }
+        };
+        let (ns, name) = (ns.as_str(), &name);
         let Some(Object::Service(svc)) =
             self.snap
-                .get(&ObjectKey::new(Kind::Service, ns, b.name.clone()))
+                .get(&ObjectKey::new(Kind::Service, ns, name.clone()))
         else {
             return err(
                 Reason::BackendNotFound,
-                format!("Service {ns}/{} does not exist", b.name),
+                format!("Service {ns}/{name} does not exist"),
             );
         };
-        let Some(port) = b.port else {
+        let Some(port) = port else {
             return err(
                 Reason::BackendNotFound,
-                format!("backendRef to Service {ns}/{} has no port", b.name),
+                format!("backendRef to Service {ns}/{name} has no port"),
             );
         };
         let sp = svc.spec.ports.iter().find(|p| p.port == port);
         let Some(sp) = sp else {
             return err(
                 Reason::BackendNotFound,
-                format!("Service {ns}/{} has no port {port}", b.name),
+                format!("Service {ns}/{name} has no port {port}"),
             );
         };
         if let Some(ap) = &sp.app_protocol
@@ -249,18 +329,17 @@ impl Ctx<'_> {
             return err(
                 Reason::UnsupportedProtocolBackend,
                 format!(
-                    "Service {ns}/{} port {port} has appProtocol {ap}, which gwcore does not speak",
-                    b.name
+                    "Service {ns}/{name} port {port} has appProtocol {ap}, which gwcore does not speak"
                 ),
             );
         }
         ResolvedBackend {
             weight,
             target: Ok(BackendTarget {
-                service: ObjectKey::new(Kind::Service, ns, b.name.clone()),
+                service: ObjectKey::new(Kind::Service, ns, name.clone()),
                 port: u16::try_from(port).unwrap_or(0),
                 app_protocol: sp.app_protocol.clone(),
-                tls: self.backend_tls(ns, &b.name, sp.name.as_deref()),
+                tls: self.backend_tls(ns, name, sp.name.as_deref()),
             }),
             filters: b.filters.clone(),
             extension_refs: Vec::new(),
@@ -328,7 +407,14 @@ pub(super) fn route_refs(
     let mut extension_keys = Vec::new();
     let mut add = |b: &BackendRef| {
         let bns = b.namespace.as_deref().unwrap_or(ns);
-        services.insert(ObjectKey::new(Kind::Service, bns, b.name.clone()));
+        let kind = match (b.group.as_deref(), b.kind.as_deref()) {
+            (None | Some(""), None | Some("Service")) => Kind::Service,
+            (g, Some(k)) => ext
+                .backend(g.unwrap_or(""), k)
+                .map_or(Kind::Service, |x| Kind::Extension(x.kind())),
+            _ => Kind::Service,
+        };
+        services.insert(ObjectKey::new(kind, bns, b.name.clone()));
         if bns != ns {
             grant_ns.insert(bns.to_string());
         }

@@ -31,6 +31,7 @@ impl Ctx<'_> {
             &mut state.services,
             &mut state.grant_namespaces,
         );
+        state.services.extend(self.extension_backend_services(o));
         let (rules, resolved, invalid_rules) = self.resolve_rules(o);
         let rule_count = match o {
             Object::HttpRoute(r) => r.spec.rules.len(),
