@@ -46,7 +46,7 @@ fn full(c: &mut Criterion) {
 
 fn route_of(objs: &[Object], name: &str) -> Object {
     objs.iter()
-        .find(|o| o.kind() == Kind::HTTPRoute && o.meta().name == name)
+        .find(|o| o.kind() == Kind::HttpRoute && o.meta().name == name)
         .cloned()
         .expect("generated route")
 }

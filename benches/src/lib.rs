@@ -128,7 +128,7 @@ pub fn routing(n: usize) -> GatewayRouting {
             .collect();
         routes.push(AttachedRoute {
             key: ObjectKey::new(
-                Kind::HTTPRoute,
+                Kind::HttpRoute,
                 format!("ns{}", rng.below(1000)),
                 format!("route-{i}"),
             ),

@@ -55,12 +55,12 @@ pub(crate) fn run(args: Args) -> ExitCode {
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::ListenerSet,
-        Kind::HTTPRoute,
-        Kind::GRPCRoute,
-        Kind::TLSRoute,
-        Kind::TCPRoute,
-        Kind::UDPRoute,
-        Kind::BackendTLSPolicy,
+        Kind::HttpRoute,
+        Kind::GrpcRoute,
+        Kind::TlsRoute,
+        Kind::TcpRoute,
+        Kind::UdpRoute,
+        Kind::BackendTlsPolicy,
     ];
     let docs = status_documents(&computed, &kinds, &api_versions(&loaded));
     let stdout = std::io::stdout();

@@ -133,7 +133,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    gwcore::values::Duration::parse(s).value()
+    gwcore::values::Duration::parse(s)
+        .value()
         .ok_or_else(|| format!("expected a duration such as 500ms, 30s or 1m, got {s:?}"))
 }
 

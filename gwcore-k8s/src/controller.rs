@@ -608,7 +608,7 @@ spec:
 
     #[tokio::test]
     async fn own_write_echo_does_not_rerun_and_status_changes_keep_the_objects_version() {
-        let kinds = vec![Kind::GatewayClass, Kind::Gateway, Kind::HTTPRoute];
+        let kinds = vec![Kind::GatewayClass, Kind::Gateway, Kind::HttpRoute];
         let (tx, rx) = mpsc::unbounded_channel();
         let (state_tx, mut state) = watch::channel(Arc::new(State::default()));
         let metrics = Arc::new(Metrics::default());
@@ -634,7 +634,7 @@ spec:
             .await
             .expect("a first engine run once every kind is listed");
         assert!(s.synced);
-        let key = ObjectKey::new(Kind::HTTPRoute, "n", "r");
+        let key = ObjectKey::new(Kind::HttpRoute, "n", "r");
         // The first run reports every status, and queues each for the writer.
         let computed = s.changed_statuses[&key]
             .clone()

@@ -29,7 +29,7 @@ use kube::discovery;
 const GATEWAY_GROUPS: [&str; 2] = [gwcore::model::GATEWAY_GROUP, "gateway.networking.x-k8s.io"];
 
 /// Kinds without which the controller has nothing to do.
-const REQUIRED: [Kind; 3] = [Kind::GatewayClass, Kind::Gateway, Kind::HTTPRoute];
+const REQUIRED: [Kind; 3] = [Kind::GatewayClass, Kind::Gateway, Kind::HttpRoute];
 
 /// Where each watched kind is served: one [`ApiResource`] per kind.
 #[derive(Debug, Clone, Default)]
@@ -105,7 +105,7 @@ impl Served {
                 }
             }
         }
-        if resources.contains_key(&Kind::BackendTLSPolicy) {
+        if resources.contains_key(&Kind::BackendTlsPolicy) {
             resources.insert(Kind::ConfigMap, core_v1(Kind::ConfigMap));
         }
         let mut extension_groups: BTreeMap<&str, discovery::ApiGroup> = BTreeMap::new();
@@ -342,7 +342,7 @@ mod tests {
                 "status": {"parents": [{"parentRef": {"name": "gw"}, "controllerName": "other.io/c", "conditions": []}]}
             }),
         );
-        let Converted::Valid(Object::HttpRoute(r)) = convert(Kind::HTTPRoute, obj) else {
+        let Converted::Valid(Object::HttpRoute(r)) = convert(Kind::HttpRoute, obj) else {
             panic!("expected a valid HTTPRoute")
         };
         assert_eq!(r.metadata.resource_version.as_deref(), Some("7"));
@@ -365,13 +365,13 @@ mod tests {
                 "spec": {"rules": [{"matches": [{"path": {"type": "Exact", "value": "no-slash"}}]}]}
             }),
         );
-        match convert(Kind::HTTPRoute, obj) {
+        match convert(Kind::HttpRoute, obj) {
             Converted::Invalid {
                 key,
                 resource_version,
                 errors,
             } => {
-                assert_eq!(key, ObjectKey::new(Kind::HTTPRoute, "n", "r"));
+                assert_eq!(key, ObjectKey::new(Kind::HttpRoute, "n", "r"));
                 assert_eq!(resource_version.as_deref(), Some("3"));
                 assert!(
                     errors[0].starts_with("spec.rules[0].matches[0].path"),

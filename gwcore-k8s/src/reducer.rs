@@ -390,7 +390,7 @@ mod tests {
                 ..Default::default()
             }))
         };
-        let key = ObjectKey::new(Kind::HTTPRoute, "n", "r");
+        let key = ObjectKey::new(Kind::HttpRoute, "n", "r");
         let mut ix = Index::new();
         assert_eq!(
             ix.apply(Update::Applied(route("1", None, 1))),

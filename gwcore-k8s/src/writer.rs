@@ -559,7 +559,7 @@ mod tests {
     }
 
     fn key() -> ObjectKey {
-        ObjectKey::new(Kind::HTTPRoute, "n", "r")
+        ObjectKey::new(Kind::HttpRoute, "n", "r")
     }
 
     fn desired(s: RouteStatus) -> BTreeMap<ObjectKey, ObjectStatus> {
@@ -763,7 +763,7 @@ mod tests {
             };
             r.metadata.name = format!("r{i}");
             want.insert(
-                ObjectKey::new(Kind::HTTPRoute, "n", format!("r{i}")),
+                ObjectKey::new(Kind::HttpRoute, "n", format!("r{i}")),
                 ObjectStatus::Route(accepted("t", true)),
             );
             objs.push(Object::HttpRoute(r));

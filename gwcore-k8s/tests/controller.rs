@@ -411,7 +411,7 @@ async fn objects_only_cel_would_refuse_are_left_out_with_a_diagnostic() {
     let infra = format!("infra-ns-{sfx}");
     // product alone attaches; careers is not read at all.
     wait_attached(&c, &infra, "shared-gateway", 1).await;
-    let key = gwcore::model::ObjectKey::new(gwcore::model::Kind::HTTPRoute, &careers, "careers");
+    let key = gwcore::model::ObjectKey::new(gwcore::model::Kind::HttpRoute, &careers, "careers");
     let state = ctl.state().borrow().clone();
     let errors = state
         .invalid

@@ -113,7 +113,7 @@ async fn api_server_restart_mid_test_recovers_with_the_right_status() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     // While the server is gone the last good state stays.
     let state = ctl.state().borrow().clone();
-    let route = ObjectKey::new(Kind::HTTPRoute, &careers, "careers");
+    let route = ObjectKey::new(Kind::HttpRoute, &careers, "careers");
     assert!(
         state.snapshot.get(&route).is_some(),
         "the last good state is kept"

@@ -441,7 +441,7 @@ mod tests {
             snapshot = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
         }
         let tls = BackendTls {
-            policy: ObjectKey::new(gwcore::model::Kind::BackendTLSPolicy, "infra", "p"),
+            policy: ObjectKey::new(gwcore::model::Kind::BackendTlsPolicy, "infra", "p"),
             hostname: "abc.example.com".into(),
             ca_certificates: vec![ca_key],
             system_roots: false,

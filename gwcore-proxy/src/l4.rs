@@ -369,7 +369,7 @@ mod tests {
 
     fn route(name: &str, created: Option<&str>, hostnames: &[&str]) -> Arc<AttachedRoute> {
         Arc::new(AttachedRoute {
-            key: ObjectKey::new(Kind::TLSRoute, "default", name),
+            key: ObjectKey::new(Kind::TlsRoute, "default", name),
             creation_timestamp: created.map(str::to_owned),
             hostnames: hostnames.iter().map(|h| h.to_string()).collect(),
             rules: RouteRules::L4(Arc::new(vec![L4Rule {

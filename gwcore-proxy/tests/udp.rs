@@ -168,7 +168,7 @@ async fn a_port_without_a_route_drops_datagrams_and_a_route_added_later_serves()
     let snap = snapshot(&a, &b, "a");
     let route = snap
         .keys()
-        .find(|k| k.kind == gwcore::model::Kind::UDPRoute)
+        .find(|k| k.kind == gwcore::model::Kind::UdpRoute)
         .cloned()
         .expect("the UDPRoute");
     let without = {

@@ -287,8 +287,8 @@ impl TargetKind {
         use crate::model::Kind;
         match self {
             TargetKind::Gateway => Kind::Gateway,
-            TargetKind::HttpRoute => Kind::HTTPRoute,
-            TargetKind::GrpcRoute => Kind::GRPCRoute,
+            TargetKind::HttpRoute => Kind::HttpRoute,
+            TargetKind::GrpcRoute => Kind::GrpcRoute,
             TargetKind::Service => Kind::Service,
         }
     }

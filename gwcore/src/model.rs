@@ -1202,19 +1202,25 @@ pub enum Kind {
     /// `ListenerSet`
     ListenerSet,
     /// `HTTPRoute`
-    HTTPRoute,
+    #[serde(rename = "HTTPRoute")]
+    HttpRoute,
     /// `GRPCRoute`
-    GRPCRoute,
+    #[serde(rename = "GRPCRoute")]
+    GrpcRoute,
     /// `TLSRoute`
-    TLSRoute,
+    #[serde(rename = "TLSRoute")]
+    TlsRoute,
     /// `TCPRoute`
-    TCPRoute,
+    #[serde(rename = "TCPRoute")]
+    TcpRoute,
     /// `UDPRoute`
-    UDPRoute,
+    #[serde(rename = "UDPRoute")]
+    UdpRoute,
     /// `ReferenceGrant`
     ReferenceGrant,
     /// `BackendTLSPolicy`
-    BackendTLSPolicy,
+    #[serde(rename = "BackendTLSPolicy")]
+    BackendTlsPolicy,
     /// `Namespace`
     Namespace,
     /// `Service`
@@ -1235,13 +1241,13 @@ impl Kind {
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::ListenerSet,
-        Kind::HTTPRoute,
-        Kind::GRPCRoute,
-        Kind::TLSRoute,
-        Kind::TCPRoute,
-        Kind::UDPRoute,
+        Kind::HttpRoute,
+        Kind::GrpcRoute,
+        Kind::TlsRoute,
+        Kind::TcpRoute,
+        Kind::UdpRoute,
         Kind::ReferenceGrant,
-        Kind::BackendTLSPolicy,
+        Kind::BackendTlsPolicy,
         Kind::Namespace,
         Kind::Service,
         Kind::EndpointSlice,
@@ -1255,13 +1261,13 @@ impl Kind {
             Kind::GatewayClass => "GatewayClass",
             Kind::Gateway => "Gateway",
             Kind::ListenerSet => "ListenerSet",
-            Kind::HTTPRoute => "HTTPRoute",
-            Kind::GRPCRoute => "GRPCRoute",
-            Kind::TLSRoute => "TLSRoute",
-            Kind::TCPRoute => "TCPRoute",
-            Kind::UDPRoute => "UDPRoute",
+            Kind::HttpRoute => "HTTPRoute",
+            Kind::GrpcRoute => "GRPCRoute",
+            Kind::TlsRoute => "TLSRoute",
+            Kind::TcpRoute => "TCPRoute",
+            Kind::UdpRoute => "UDPRoute",
             Kind::ReferenceGrant => "ReferenceGrant",
-            Kind::BackendTLSPolicy => "BackendTLSPolicy",
+            Kind::BackendTlsPolicy => "BackendTLSPolicy",
             Kind::Namespace => "Namespace",
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
@@ -1291,7 +1297,7 @@ impl Kind {
         match self {
             Kind::Namespace | Kind::Service | Kind::Secret | Kind::ConfigMap => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
-            Kind::TLSRoute | Kind::TCPRoute | Kind::UDPRoute => {
+            Kind::TlsRoute | Kind::TcpRoute | Kind::UdpRoute => {
                 "gateway.networking.k8s.io/v1alpha2"
             }
             Kind::Extension(k) => k.api_version(),
@@ -1308,7 +1314,7 @@ impl Kind {
     pub fn is_route(self) -> bool {
         matches!(
             self,
-            Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute | Kind::TCPRoute | Kind::UDPRoute
+            Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute | Kind::UdpRoute
         )
     }
 
@@ -1326,14 +1332,14 @@ impl Kind {
         match self {
             Kind::Namespace | Kind::Service | Kind::Secret | Kind::ConfigMap => version == "v1",
             Kind::EndpointSlice => matches!(version, "v1" | "v1beta1"),
-            Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute => {
+            Kind::GatewayClass | Kind::Gateway | Kind::HttpRoute => {
                 matches!(version, "v1" | "v1beta1")
             }
-            Kind::GRPCRoute => matches!(version, "v1" | "v1alpha2"),
+            Kind::GrpcRoute => matches!(version, "v1" | "v1alpha2"),
             Kind::ReferenceGrant => matches!(version, "v1" | "v1beta1" | "v1alpha2"),
-            Kind::TLSRoute => matches!(version, "v1" | "v1alpha2" | "v1alpha3"),
-            Kind::TCPRoute | Kind::UDPRoute => matches!(version, "v1" | "v1alpha2"),
-            Kind::BackendTLSPolicy => matches!(version, "v1" | "v1alpha3"),
+            Kind::TlsRoute => matches!(version, "v1" | "v1alpha2" | "v1alpha3"),
+            Kind::TcpRoute | Kind::UdpRoute => matches!(version, "v1" | "v1alpha2"),
+            Kind::BackendTlsPolicy => matches!(version, "v1" | "v1alpha3"),
             Kind::ListenerSet => matches!(version, "v1" | "v1alpha1"),
             // Any version of a registered group: the extension parses it.
             Kind::Extension(_) => !version.is_empty(),
@@ -1434,13 +1440,13 @@ impl Object {
             Object::GatewayClass(_) => Kind::GatewayClass,
             Object::Gateway(_) => Kind::Gateway,
             Object::ListenerSet(_) => Kind::ListenerSet,
-            Object::HttpRoute(_) => Kind::HTTPRoute,
-            Object::GrpcRoute(_) => Kind::GRPCRoute,
-            Object::TlsRoute(_) => Kind::TLSRoute,
-            Object::TcpRoute(_) => Kind::TCPRoute,
-            Object::UdpRoute(_) => Kind::UDPRoute,
+            Object::HttpRoute(_) => Kind::HttpRoute,
+            Object::GrpcRoute(_) => Kind::GrpcRoute,
+            Object::TlsRoute(_) => Kind::TlsRoute,
+            Object::TcpRoute(_) => Kind::TcpRoute,
+            Object::UdpRoute(_) => Kind::UdpRoute,
             Object::ReferenceGrant(_) => Kind::ReferenceGrant,
-            Object::BackendTlsPolicy(_) => Kind::BackendTLSPolicy,
+            Object::BackendTlsPolicy(_) => Kind::BackendTlsPolicy,
             Object::Namespace(_) => Kind::Namespace,
             Object::Service(_) => Kind::Service,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
@@ -1571,13 +1577,13 @@ impl Object {
             Kind::GatewayClass => Object::GatewayClass(de(value)?),
             Kind::Gateway => Object::Gateway(de(value)?),
             Kind::ListenerSet => Object::ListenerSet(de(value)?),
-            Kind::HTTPRoute => Object::HttpRoute(de(value)?),
-            Kind::GRPCRoute => Object::GrpcRoute(de(value)?),
-            Kind::TLSRoute => Object::TlsRoute(de(value)?),
-            Kind::TCPRoute => Object::TcpRoute(de(value)?),
-            Kind::UDPRoute => Object::UdpRoute(de(value)?),
+            Kind::HttpRoute => Object::HttpRoute(de(value)?),
+            Kind::GrpcRoute => Object::GrpcRoute(de(value)?),
+            Kind::TlsRoute => Object::TlsRoute(de(value)?),
+            Kind::TcpRoute => Object::TcpRoute(de(value)?),
+            Kind::UdpRoute => Object::UdpRoute(de(value)?),
             Kind::ReferenceGrant => Object::ReferenceGrant(de(value)?),
-            Kind::BackendTLSPolicy => Object::BackendTlsPolicy(de(value)?),
+            Kind::BackendTlsPolicy => Object::BackendTlsPolicy(de(value)?),
             Kind::Namespace => Object::Namespace(de(value)?),
             Kind::Service => Object::Service(de(value)?),
             Kind::EndpointSlice => Object::EndpointSlice(de(value)?),

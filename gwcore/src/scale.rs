@@ -331,7 +331,7 @@ mod tests {
         // ns-9, ns-19... are unlabelled: about one route in ten is refused.
         assert!(attached > 400 && attached < 500, "{attached} attached");
         assert_eq!(out.refusals.len(), 500 - attached);
-        assert_eq!(snap.of_kind(Kind::HTTPRoute).count(), 500);
+        assert_eq!(snap.of_kind(Kind::HttpRoute).count(), 500);
     }
 
     #[test]

@@ -65,7 +65,7 @@ fn route(ns: &str, name: &str, extra_spec: &str) -> String {
 }
 
 fn parents(out: &Computed, ns: &str, name: &str) -> Vec<RouteParentStatus> {
-    match out.statuses.get(&ObjectKey::new(Kind::HTTPRoute, ns, name)) {
+    match out.statuses.get(&ObjectKey::new(Kind::HttpRoute, ns, name)) {
         Some(ObjectStatus::Route(r)) => r.parents.clone(),
         other => panic!("no route status for {ns}/{name}: {other:?}"),
     }
@@ -460,7 +460,7 @@ fn other_controllers_parent_entries_are_kept_in_place() {
         controller_name: "other.io/ctrl".into(),
         conditions: vec![],
     };
-    let key = ObjectKey::new(Kind::HTTPRoute, "team-a", "a");
+    let key = ObjectKey::new(Kind::HttpRoute, "team-a", "a");
     if let Some(Object::HttpRoute(r)) = snap.get_mut(&key) {
         r.status = Some(gwcore::status::RouteStatus {
             parents: vec![foreign.clone()],

@@ -71,7 +71,7 @@ proptest! {
                 let from = spec.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref()).expect("defaulted");
                 let mut attached = BTreeSet::new();
                 for r in &l.routes {
-                    prop_assert_eq!(r.key.kind, Kind::HTTPRoute);
+                    prop_assert_eq!(r.key.kind, Kind::HttpRoute);
                     prop_assert!(matches!(spec.protocol.as_str(), "HTTP" | "HTTPS"), "HTTPRoute on a {} listener", spec.protocol);
                     let allowed = match &from.from {
                         Some(FromNamespaces::All) => true,

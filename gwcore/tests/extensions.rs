@@ -94,7 +94,7 @@ fn run(yaml: &str, ext: Extensions) -> Computed {
 fn route_condition(out: &Computed, ty: &str) -> (String, String, String) {
     let Some(ObjectStatus::Route(r)) =
         out.statuses
-            .get(&ObjectKey::new(Kind::HTTPRoute, "app", "r"))
+            .get(&ObjectKey::new(Kind::HttpRoute, "app", "r"))
     else {
         panic!("no route status");
     };
@@ -470,7 +470,7 @@ fn the_incremental_engine_follows_policies() {
         assert_eq!(engine.computed(), compute(&now, &opts));
     }
     // The route loses its named rule: the rule's policy finds no target.
-    let route_key = ObjectKey::new(Kind::HTTPRoute, "app", "r");
+    let route_key = ObjectKey::new(Kind::HttpRoute, "app", "r");
     let mut route = now.get(&route_key).unwrap().clone();
     if let Object::HttpRoute(r) = &mut route {
         r.spec.rules[0].name = None;

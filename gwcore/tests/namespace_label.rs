@@ -169,12 +169,12 @@ fn a_gateway_selecting_by_the_name_label_admits_the_route_compute() {
     );
 
     let a = route_parent(
-        out.statuses.get(&key(Kind::HTTPRoute, "team-a", "r")),
+        out.statuses.get(&key(Kind::HttpRoute, "team-a", "r")),
         "team-a",
     );
     assert_eq!(accepted(&a), ("True", "Accepted"), "{a:?}");
     let b = route_parent(
-        out.statuses.get(&key(Kind::HTTPRoute, "team-b", "r")),
+        out.statuses.get(&key(Kind::HttpRoute, "team-b", "r")),
         "team-b",
     );
     assert_eq!(accepted(&b), ("False", "NotAllowedByListeners"), "{b:?}");
@@ -192,7 +192,7 @@ fn a_gateway_selecting_by_the_name_label_admits_the_route_incremental() {
     }
     // Without its Namespace, team-a has no labels: the selector refuses.
     let a = route_parent(
-        engine.statuses().get(&key(Kind::HTTPRoute, "team-a", "r")),
+        engine.statuses().get(&key(Kind::HttpRoute, "team-a", "r")),
         "team-a",
     );
     assert_eq!(accepted(&a), ("False", "NotAllowedByListeners"), "{a:?}");
@@ -201,12 +201,12 @@ fn a_gateway_selecting_by_the_name_label_admits_the_route_incremental() {
         engine.apply(o);
     }
     let a = route_parent(
-        engine.statuses().get(&key(Kind::HTTPRoute, "team-a", "r")),
+        engine.statuses().get(&key(Kind::HttpRoute, "team-a", "r")),
         "team-a",
     );
     assert_eq!(accepted(&a), ("True", "Accepted"), "{a:?}");
     let b = route_parent(
-        engine.statuses().get(&key(Kind::HTTPRoute, "team-b", "r")),
+        engine.statuses().get(&key(Kind::HttpRoute, "team-b", "r")),
         "team-b",
     );
     assert_eq!(accepted(&b), ("False", "NotAllowedByListeners"), "{b:?}");

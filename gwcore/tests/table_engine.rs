@@ -243,7 +243,7 @@ spec:
     let other = ObjectKey::new(Kind::Gateway, "infra", "other");
 
     // A new path on the `web` route (attached to `gw` only).
-    let web_key = ObjectKey::new(Kind::HTTPRoute, "infra", "web");
+    let web_key = ObjectKey::new(Kind::HttpRoute, "infra", "web");
     let mut web = engine.snapshot().get(&web_key).cloned().expect("web route");
     let gwcore::model::Object::HttpRoute(r) = &mut web else {
         panic!("an HTTPRoute")

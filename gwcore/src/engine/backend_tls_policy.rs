@@ -76,7 +76,7 @@ impl PolicyKind for BackendTlsPolicyKind {
             })
             .collect();
         Ok(PolicyValue::new(Arc::new(BackendTls {
-            policy: ObjectKey::new(Kind::BackendTLSPolicy, ns, p.metadata.name.clone()),
+            policy: ObjectKey::new(Kind::BackendTlsPolicy, ns, p.metadata.name.clone()),
             hostname: v.hostname.clone(),
             ca_certificates,
             system_roots: v.well_known_ca_certificates == Some(WellKnownCaCertificates::System),
@@ -147,7 +147,7 @@ impl Ctx<'_> {
         service: &str,
         port_name: Option<&str>,
     ) -> Option<Arc<BackendTls>> {
-        self.service_policy(Kind::BackendTLSPolicy, ns, service, port_name)?
+        self.service_policy(Kind::BackendTlsPolicy, ns, service, port_name)?
             .get::<Arc<BackendTls>>()
             .cloned()
     }

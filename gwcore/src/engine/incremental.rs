@@ -263,7 +263,7 @@ impl Engine {
                     }
                 }
                 Kind::GatewayClass => dirty.classes = true,
-                Kind::BackendTLSPolicy | Kind::Extension(_) => {
+                Kind::BackendTlsPolicy | Kind::Extension(_) => {
                     self.policies
                         .refresh(&self.snap, &self.opts.extensions, &key);
                     dirty.policies = true;

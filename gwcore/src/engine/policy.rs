@@ -71,7 +71,7 @@ pub(super) struct Resolved<'a> {
 /// group and kind as a built-in one is not resolved).
 pub(super) fn policy_kinds(ext: &Extensions) -> impl Iterator<Item = Resolved<'_>> {
     let builtin = Resolved {
-        object_kind: Kind::BackendTLSPolicy,
+        object_kind: Kind::BackendTlsPolicy,
         kind: &BACKEND_TLS_POLICY,
         into_backends: true,
     };

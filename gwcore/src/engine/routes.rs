@@ -176,8 +176,8 @@ impl Ctx<'_> {
                     let effective: Option<Vec<String>> = match (
                         &l.spec.hostname,
                         hostnames.is_empty()
-                            || key.kind == Kind::TCPRoute
-                            || key.kind == Kind::UDPRoute,
+                            || key.kind == Kind::TcpRoute
+                            || key.kind == Kind::UdpRoute,
                     ) {
                         (_, true) => Some(l.spec.hostname.iter().cloned().collect()),
                         (None, false) => Some(hostnames.to_vec()),

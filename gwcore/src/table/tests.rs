@@ -51,7 +51,7 @@ fn rule(index: usize, matches: Vec<HttpRouteMatch>, backend: &str) -> HttpRule {
 
 fn route(name: &str, hostnames: &[&str], rules: Vec<HttpRule>) -> AttachedRoute {
     AttachedRoute {
-        key: ObjectKey::new(Kind::HTTPRoute, "ns", name),
+        key: ObjectKey::new(Kind::HttpRoute, "ns", name),
         creation_timestamp: Some("2026-01-01T00:00:00Z".into()),
         hostnames: hostnames.iter().map(|s| s.to_string()).collect(),
         rules: RouteRules::Http(Arc::new(rules)),
@@ -601,7 +601,7 @@ fn grpc_rules_are_matched_apart() {
         }
     };
     let groute = AttachedRoute {
-        key: ObjectKey::new(Kind::GRPCRoute, "ns", "g"),
+        key: ObjectKey::new(Kind::GrpcRoute, "ns", "g"),
         creation_timestamp: None,
         hostnames: vec!["grpc.example.com".into()],
         rules: RouteRules::Grpc(Arc::new(vec![

@@ -517,9 +517,9 @@ fn route_strategy() -> impl Strategy<Value = AttachedRoute> {
             AttachedRoute {
                 key: ObjectKey::new(
                     if grpc {
-                        Kind::GRPCRoute
+                        Kind::GrpcRoute
                     } else {
-                        Kind::HTTPRoute
+                        Kind::HttpRoute
                     },
                     ns,
                     name,
