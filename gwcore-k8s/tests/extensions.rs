@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use gwcore::extension::{
     ExtensionKind, ExtensionObject, Extensions, FilterKind, PolicyContext, PolicyKind, PolicyValue,
+    Refused,
 };
 use gwcore::model::{Kind, Object};
 use gwcore_k8s::Options;
@@ -40,7 +41,7 @@ impl PolicyKind for TestPolicy {
     fn kind(&self) -> ExtensionKind {
         TEST_POLICY
     }
-    fn parse(&self, policy: &Object, _: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+    fn parse(&self, policy: &Object, _: &mut PolicyContext<'_>) -> Result<PolicyValue, Refused> {
         let Object::Extension(o) = policy else {
             return Err("not a TestPolicy".into());
         };
@@ -57,7 +58,7 @@ impl FilterKind for TestFilter {
     fn kind(&self) -> ExtensionKind {
         TEST_FILTER
     }
-    fn check(&self, object: &ExtensionObject) -> Result<(), String> {
+    fn check(&self, object: &ExtensionObject) -> Result<(), Refused> {
         match object.spec.get("header").and_then(Value::as_str) {
             Some(h) if !h.is_empty() => Ok(()),
             _ => Err("spec.header is required".into()),

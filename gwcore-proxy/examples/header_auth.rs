@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use gwcore::Snapshot;
-use gwcore::extension::{ExtensionKind, ExtensionObject, FilterKind};
+use gwcore::extension::{ExtensionKind, ExtensionObject, FilterKind, Refused};
 use gwcore_proxy::plugin::{
     BoxFuture, FilterPlugin, FilterRequest, FilterResponse, Plugins, Verdict,
 };
@@ -43,10 +43,14 @@ pub struct HeaderAuthSpec {
 #[derive(Debug)]
 pub struct HeaderAuth;
 
-fn parse(object: &ExtensionObject) -> Result<(HeaderName, Option<HeaderValue>), String> {
+fn parse(object: &ExtensionObject) -> Result<(HeaderName, Option<HeaderValue>), Refused> {
     let spec: HeaderAuthSpec = object.spec_as()?;
-    let name = HeaderName::from_bytes(spec.header.as_bytes())
-        .map_err(|_| format!("spec.header: {:?} is not a header name", spec.header))?;
+    let name = HeaderName::from_bytes(spec.header.as_bytes()).map_err(|_| {
+        Refused::new(format!(
+            "spec.header: {:?} is not a header name",
+            spec.header
+        ))
+    })?;
     let value = spec
         .value
         .map(|v| HeaderValue::from_str(&v).map_err(|_| "spec.value: not a header value"))
@@ -59,7 +63,7 @@ impl FilterKind for HeaderAuth {
         HEADER_AUTH
     }
 
-    fn check(&self, object: &ExtensionObject) -> Result<(), String> {
+    fn check(&self, object: &ExtensionObject) -> Result<(), Refused> {
         parse(object).map(|_| ())
     }
 }

@@ -119,7 +119,7 @@ async fn a_resolved_filter_without_a_plug_in_answers_500() {
 // ---------------------------------------------------------------- policies
 
 mod stamp {
-    use gwcore::extension::{ExtensionKind, PolicyContext, PolicyKind, PolicyValue};
+    use gwcore::extension::{ExtensionKind, PolicyContext, PolicyKind, PolicyValue, Refused};
     use gwcore::model::Object;
     use gwcore_proxy::plugin::{BoxFuture, PolicyPlugin, PolicyRequest, PolicyResponse, Verdict};
     use http::{HeaderValue, StatusCode};
@@ -134,7 +134,11 @@ mod stamp {
         fn kind(&self) -> ExtensionKind {
             STAMP
         }
-        fn parse(&self, policy: &Object, _: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+        fn parse(
+            &self,
+            policy: &Object,
+            _: &mut PolicyContext<'_>,
+        ) -> Result<PolicyValue, Refused> {
             let Object::Extension(o) = policy else {
                 return Err("not a Stamp".into());
             };

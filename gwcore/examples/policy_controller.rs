@@ -20,7 +20,9 @@
 
 use gwcore::Snapshot;
 use gwcore::engine::{ComputeOptions, Computed, compute};
-use gwcore::extension::{ExtensionKind, Extensions, PolicyContext, PolicyKind, PolicyValue};
+use gwcore::extension::{
+    ExtensionKind, Extensions, PolicyContext, PolicyKind, PolicyValue, Refused,
+};
 use gwcore::load::{Limits, load_str_extended};
 use gwcore::model::{Kind, Object};
 use gwcore::status::ObjectStatus;
@@ -46,7 +48,7 @@ impl PolicyKind for RequestBudget {
         BUDGET
     }
 
-    fn parse(&self, policy: &Object, _: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+    fn parse(&self, policy: &Object, _: &mut PolicyContext<'_>) -> Result<PolicyValue, Refused> {
         let Object::Extension(object) = policy else {
             unreachable!("the objects of a registered kind are Object::Extension")
         };

@@ -31,7 +31,7 @@
 //! `gwcore_proxy::plugin`.
 //!
 //! ```
-//! use gwcore::extension::{ExtensionKind, ExtensionObject, Extensions, FilterKind};
+//! use gwcore::extension::{ExtensionKind, ExtensionObject, Extensions, FilterKind, Refused};
 //!
 //! /// `example.com/v1 HeaderAuth`: requests without a header get 401.
 //! #[derive(Debug)]
@@ -41,7 +41,7 @@
 //!     fn kind(&self) -> ExtensionKind {
 //!         ExtensionKind::new("example.com/v1", "HeaderAuth")
 //!     }
-//!     fn check(&self, object: &ExtensionObject) -> Result<(), String> {
+//!     fn check(&self, object: &ExtensionObject) -> Result<(), Refused> {
 //!         match object.spec.get("header").and_then(|h| h.as_str()) {
 //!             Some(h) if http::HeaderName::from_bytes(h.as_bytes()).is_ok() => Ok(()),
 //!             _ => Err("spec.header must be a header name".into()),
@@ -222,9 +222,39 @@ impl ExtensionObject {
 
     /// The spec as a typed value; the error names the field
     /// (`spec.limit.requests`).
-    pub fn spec_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+    pub fn spec_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, Refused> {
         serde_path_to_error::deserialize::<_, T>(&self.spec)
-            .map_err(|e| format!("spec.{}: {}", e.path(), e.inner()))
+            .map_err(|e| Refused(format!("spec.{}: {}", e.path(), e.inner())))
+    }
+}
+
+/// Why an extension refused an object: one line for people, which the
+/// engine puts in the status condition it sets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(String);
+
+impl Refused {
+    /// A refusal with this message.
+    pub fn new(message: impl Into<String>) -> Refused {
+        Refused(message.into())
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Refused {
+    fn from(message: String) -> Refused {
+        Refused(message)
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(message: &str) -> Refused {
+        Refused(message.to_owned())
     }
 }
 
@@ -242,7 +272,7 @@ pub trait FilterKind: fmt::Debug + Send + Sync + 'static {
     /// `InvalidParameters`, with this message) and requests the filter
     /// would process get 500, as the spec requires of a filter that cannot
     /// be applied. The default accepts every object.
-    fn check(&self, object: &ExtensionObject) -> Result<(), String> {
+    fn check(&self, object: &ExtensionObject) -> Result<(), Refused> {
         let _ = object;
         Ok(())
     }
@@ -334,7 +364,7 @@ pub trait PolicyKind: fmt::Debug + Send + Sync + 'static {
     ///
     /// An `Err` makes the policy `Accepted=False` with reason `Invalid` and
     /// this message, and it applies nowhere.
-    fn parse(&self, policy: &Object, cx: &mut PolicyContext<'_>) -> Result<PolicyValue, String>;
+    fn parse(&self, policy: &Object, cx: &mut PolicyContext<'_>) -> Result<PolicyValue, Refused>;
 }
 
 /// How the engine attaches the policies of one kind. The default,
@@ -567,7 +597,7 @@ pub trait BackendKind: fmt::Debug + Send + Sync + 'static {
     /// `Err` makes the backendRef unresolved: the route gets
     /// `ResolvedRefs=False` (reason `BackendNotFound`, with this message)
     /// and the backend's share of requests 500.
-    fn resolve(&self, object: &ExtensionObject, port: Option<u16>) -> Result<ServicePort, String>;
+    fn resolve(&self, object: &ExtensionObject, port: Option<u16>) -> Result<ServicePort, Refused>;
 }
 
 impl Extensions {

@@ -5,7 +5,7 @@
 
 use gwcore::Snapshot;
 use gwcore::engine::{ComputeOptions, Computed, Engine, compute};
-use gwcore::extension::{ExtensionKind, ExtensionObject, Extensions, FilterKind};
+use gwcore::extension::{ExtensionKind, ExtensionObject, Extensions, FilterKind, Refused};
 use gwcore::load::{Limits, load_str_extended};
 use gwcore::model::{Kind, Object, ObjectKey};
 use gwcore::status::ObjectStatus;
@@ -23,7 +23,7 @@ impl FilterKind for HeaderAuth {
     fn kind(&self) -> ExtensionKind {
         HEADER_AUTH
     }
-    fn check(&self, object: &ExtensionObject) -> Result<(), String> {
+    fn check(&self, object: &ExtensionObject) -> Result<(), Refused> {
         match object.spec.get("header").and_then(|h| h.as_str()) {
             Some(h) if !h.is_empty() => Ok(()),
             _ => Err("spec.header is required".into()),
@@ -271,7 +271,7 @@ impl PolicyKind for Budget {
     fn kind(&self) -> ExtensionKind {
         BUDGET
     }
-    fn parse(&self, policy: &Object, _: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+    fn parse(&self, policy: &Object, _: &mut PolicyContext<'_>) -> Result<PolicyValue, Refused> {
         let Object::Extension(object) = policy else {
             unreachable!("the objects of a registered kind are Object::Extension")
         };
@@ -504,7 +504,7 @@ impl PolicyKind for Quota {
     fn kind(&self) -> ExtensionKind {
         QUOTA
     }
-    fn parse(&self, policy: &Object, cx: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+    fn parse(&self, policy: &Object, cx: &mut PolicyContext<'_>) -> Result<PolicyValue, Refused> {
         let Object::Extension(object) = policy else {
             unreachable!("the objects of a registered kind are Object::Extension")
         };
@@ -555,7 +555,7 @@ impl PolicyKind for WholeQuota {
     fn attachment(&self) -> Attachment {
         Attachment::GEP_713.with_conflicts(Conflicts::WholePolicy)
     }
-    fn parse(&self, policy: &Object, cx: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+    fn parse(&self, policy: &Object, cx: &mut PolicyContext<'_>) -> Result<PolicyValue, Refused> {
         Quota.parse(policy, cx)
     }
 }
@@ -746,7 +746,11 @@ impl BackendKind for ServiceAlias {
     fn kind(&self) -> ExtensionKind {
         ALIAS
     }
-    fn resolve(&self, object: &ExtensionObject, _port: Option<u16>) -> Result<ServicePort, String> {
+    fn resolve(
+        &self,
+        object: &ExtensionObject,
+        _port: Option<u16>,
+    ) -> Result<ServicePort, Refused> {
         let service = object.spec["service"]
             .as_str()
             .ok_or("spec.service is required")?;

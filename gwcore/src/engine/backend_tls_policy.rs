@@ -22,7 +22,7 @@
 use super::gateways::secret_value;
 use super::*;
 use crate::extension::{
-    Attachment, ExtensionKind, PolicyContext, PolicyKind, PolicyValue, TargetKind,
+    Attachment, ExtensionKind, PolicyContext, PolicyKind, PolicyValue, Refused, TargetKind,
 };
 use crate::values::{SanType, WellKnownCaCertificates};
 
@@ -44,7 +44,7 @@ impl PolicyKind for BackendTlsPolicyKind {
         Attachment::BACKEND_TLS_POLICY
     }
 
-    fn parse(&self, policy: &Object, cx: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+    fn parse(&self, policy: &Object, cx: &mut PolicyContext<'_>) -> Result<PolicyValue, Refused> {
         let Object::BackendTlsPolicy(p) = policy else {
             return Err("not a BackendTLSPolicy".into());
         };

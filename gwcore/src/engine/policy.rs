@@ -154,7 +154,7 @@ pub(super) struct Parsed {
 
 fn parse(snap: &Snapshot, kind: &dyn PolicyKind, policy: &Object) -> Parsed {
     let mut cx = PolicyContext::new(snap);
-    let value = kind.parse(policy, &mut cx);
+    let value = kind.parse(policy, &mut cx).map_err(|r| r.to_string());
     let read = cx
         .reads
         .iter()

@@ -27,6 +27,7 @@ use proptest::prelude::*;
 
 use crate::extension::{
     ExtensionKind, ExtensionObject, Extensions, FilterKind, PolicyContext, PolicyKind, PolicyValue,
+    Refused,
 };
 use crate::model::{
     AllowedRoutes, BackendRef, BackendTlsPolicy, BackendTlsPolicySpec, BackendTlsValidation,
@@ -313,7 +314,7 @@ impl FilterKind for TestFilter {
     fn kind(&self) -> ExtensionKind {
         TEST_FILTER
     }
-    fn check(&self, object: &ExtensionObject) -> Result<(), String> {
+    fn check(&self, object: &ExtensionObject) -> Result<(), Refused> {
         match object.spec.get("valid") {
             Some(serde_json::Value::Bool(true)) => Ok(()),
             _ => Err("spec.valid is not true".into()),
@@ -328,7 +329,7 @@ impl PolicyKind for TestPolicy {
     fn kind(&self) -> ExtensionKind {
         TEST_POLICY
     }
-    fn parse(&self, policy: &Object, _: &mut PolicyContext<'_>) -> Result<PolicyValue, String> {
+    fn parse(&self, policy: &Object, _: &mut PolicyContext<'_>) -> Result<PolicyValue, Refused> {
         let Object::Extension(object) = policy else {
             return Err("not a TestPolicy".into());
         };
