@@ -776,3 +776,21 @@ fn backend_client_certificate_reaches_the_routing_input() {
         Some(ObjectKey::new(Kind::Secret, "infra", "client"))
     );
 }
+
+#[test]
+fn compute_options_refuse_a_now_that_is_not_a_time() {
+    assert!(ComputeOptions::try_new(CTRL, "2026-01-01T00:00:00Z").is_ok());
+    assert!(ComputeOptions::try_new(CTRL, "2026-01-01T00:00:00.5+02:00").is_ok());
+    for bad in [
+        "",
+        "yesterday",
+        "2026-01-01",
+        "2026-13-01T00:00:00Z",
+        "1767225600",
+    ] {
+        let err = ComputeOptions::try_new(CTRL, bad).expect_err(bad);
+        assert!(err.to_string().contains("RFC 3339"), "{err}");
+    }
+    let caught = std::panic::catch_unwind(|| ComputeOptions::new(CTRL, "soon"));
+    assert!(caught.is_err(), "new panics on an invalid now");
+}

@@ -178,8 +178,16 @@ impl Engine {
 
     /// Changes "now" (used as `lastTransitionTime` of conditions that change
     /// from here on). Changes nothing else.
+    ///
+    /// # Panics
+    ///
+    /// When `now` is not an RFC 3339 time (see [`ComputeOptions::new`]).
     pub fn set_now(&mut self, now: impl Into<String>) {
-        self.opts.now = now.into();
+        let now = now.into();
+        if let Err(e) = super::check_time(&now) {
+            panic!("{e}");
+        }
+        self.opts.now = now;
     }
 
     /// The objects.

@@ -80,14 +80,31 @@ pub struct ComputeOptions {
 }
 
 impl ComputeOptions {
-    /// Options for `controller_name` at time `now`.
+    /// Options for `controller_name` at time `now` (RFC 3339, as
+    /// `lastTransitionTime` is written: `2026-01-01T00:00:00Z`).
+    ///
+    /// # Panics
+    ///
+    /// When `now` is not an RFC 3339 time (a time from input goes through
+    /// [`ComputeOptions::try_new`]).
     pub fn new(controller_name: impl Into<String>, now: impl Into<String>) -> Self {
-        ComputeOptions {
+        let now = now.into();
+        match ComputeOptions::try_new(controller_name, now.as_str()) {
+            Ok(o) => o,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`ComputeOptions::new`], with an error for a `now` that is not an
+    /// RFC 3339 time.
+    pub fn try_new(controller_name: impl Into<String>, now: &str) -> Result<Self, InvalidTime> {
+        check_time(now)?;
+        Ok(ComputeOptions {
             controller_name: controller_name.into(),
-            now: now.into(),
+            now: now.to_owned(),
             addresses: Vec::new(),
             extensions: Extensions::default(),
-        }
+        })
     }
 
     /// Sets the extensions (filter and policy kinds) to resolve.
@@ -100,6 +117,28 @@ impl ComputeOptions {
     pub fn with_addresses(mut self, addresses: Vec<GatewayStatusAddress>) -> Self {
         self.addresses = addresses;
         self
+    }
+}
+
+/// A "now" that is not an RFC 3339 time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an RFC 3339 time such as 2026-01-01T00:00:00Z")]
+pub struct InvalidTime(pub String);
+
+/// Checks that `now` is an RFC 3339 time (date, `T`, time, `Z` or an
+/// offset), as Kubernetes writes `lastTransitionTime`.
+pub(crate) fn check_time(now: &str) -> Result<(), InvalidTime> {
+    let b = now.as_bytes();
+    let shaped = b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && matches!(b[10], b'T' | b't')
+        && b[13] == b':'
+        && b[16] == b':';
+    if shaped && now.parse::<jiff::Timestamp>().is_ok() {
+        Ok(())
+    } else {
+        Err(InvalidTime(now.to_owned()))
     }
 }
 
