@@ -18,6 +18,8 @@ use crate::extension::{ExtensionKind, ExtensionObject};
 use crate::model::{HeaderModifier, HttpPathModifier, HttpRouteFilter};
 use crate::values::{FilterType, PathModifierType};
 
+use super::matching::InvalidValue;
+
 use super::path::prefix_matches;
 use super::request::RequestHead;
 
@@ -78,15 +80,17 @@ impl Filter {
         let missing = || Filter::Unsupported(format!("filter {} has no configuration", f.type_));
         match &f.type_ {
             FilterType::RequestHeaderModifier => match &f.request_header_modifier {
-                Some(m) => {
-                    HeaderOps::compile(m).map_or_else(Filter::Unsupported, Filter::RequestHeaders)
-                }
+                Some(m) => HeaderOps::compile(m).map_or_else(
+                    |e| Filter::Unsupported(e.to_string()),
+                    Filter::RequestHeaders,
+                ),
                 None => missing(),
             },
             FilterType::ResponseHeaderModifier => match &f.response_header_modifier {
-                Some(m) => {
-                    HeaderOps::compile(m).map_or_else(Filter::Unsupported, Filter::ResponseHeaders)
-                }
+                Some(m) => HeaderOps::compile(m).map_or_else(
+                    |e| Filter::Unsupported(e.to_string()),
+                    Filter::ResponseHeaders,
+                ),
                 None => missing(),
             },
             FilterType::RequestRedirect => match &f.request_redirect {
@@ -142,17 +146,17 @@ pub struct HeaderOps {
     remove: Vec<HeaderName>,
 }
 
-fn header_pair(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+fn header_pair(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), InvalidValue> {
     let n = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| format!("invalid header name {name:?}"))?;
-    let v =
-        HeaderValue::from_str(value).map_err(|_| format!("invalid value for header {name:?}"))?;
+        .map_err(|_| InvalidValue(format!("invalid header name {name:?}")))?;
+    let v = HeaderValue::from_str(value)
+        .map_err(|_| InvalidValue(format!("invalid value for header {name:?}")))?;
     Ok((n, v))
 }
 
 impl HeaderOps {
     /// Compiles a header modifier.
-    pub fn compile(m: &HeaderModifier) -> Result<HeaderOps, String> {
+    pub fn compile(m: &HeaderModifier) -> Result<HeaderOps, InvalidValue> {
         Ok(HeaderOps {
             set: m
                 .set
@@ -169,7 +173,7 @@ impl HeaderOps {
                 .iter()
                 .map(|n| {
                     HeaderName::from_bytes(n.as_bytes())
-                        .map_err(|_| format!("invalid header name {n:?}"))
+                        .map_err(|_| InvalidValue(format!("invalid header name {n:?}")))
                 })
                 .collect::<Result<_, _>>()?,
         })

@@ -18,12 +18,19 @@ use super::request::RequestHead;
 /// The compiled size limit of one regular expression (64 KiB).
 pub const REGEX_SIZE_LIMIT: usize = 1 << 16;
 
+/// A value of a route that the table cannot compile (a regular expression,
+/// a header name or value): the part it belongs to answers 500 or never
+/// matches, and the message says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub(crate) String);
+
 /// Compiles an anchored, size-limited regex.
-pub fn compile_regex(pattern: &str) -> Result<Regex, String> {
+pub fn compile_regex(pattern: &str) -> Result<Regex, InvalidValue> {
     RegexBuilder::new(&format!("^(?:{pattern})$"))
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))
+        .map_err(|e| InvalidValue(format!("invalid regular expression {pattern:?}: {e}")))
 }
 
 /// How a value is compared.
@@ -41,7 +48,7 @@ impl ValueMatch {
             MatchType::Exact => ValueMatch::Exact(value.as_bytes().into()),
             MatchType::RegularExpression => compile_regex(value).map_or_else(
                 |e| {
-                    problems.push(e);
+                    problems.push(e.to_string());
                     ValueMatch::Never
                 },
                 ValueMatch::Regex,

@@ -92,7 +92,7 @@ use crate::model::{HttpRouteRetry, HttpRouteTimeouts, ObjectKey};
 use crate::values::{MatchType, PathMatchType};
 
 pub use filters::{ExtensionFilter, Filter, check_filters, replace_prefix};
-pub use matching::{REGEX_SIZE_LIMIT, compile_regex};
+pub use matching::{InvalidValue, REGEX_SIZE_LIMIT, compile_regex};
 pub use path::PathError;
 pub use precedence::{CreationTime, HostRank, MatchRank, PathRank, Precedence, RouteRank, Step};
 pub use request::{RequestHead, normalize_host};
