@@ -21,26 +21,17 @@ impl Ctx<'_> {
                 first = Err((e.reason, e.message.clone()));
             }
         };
-        let backends =
-            |refs: &[BackendRef], note: &mut dyn FnMut(&ResolvedBackend)| -> Vec<ResolvedBackend> {
-                refs.iter()
-                    .map(|b| {
-                        let r = self.backend(b, kind, meta.ns());
-                        note(&r);
-                        r
-                    })
-                    .collect()
-            };
         let rules = match o {
             Object::HttpRoute(r) => {
                 let mut out = Vec::new();
                 for (i, rule) in r.spec.rules.iter().enumerate() {
-                    let mirrors = self.mirrors(&rule.filters, kind, meta.ns(), &mut note);
-                    let extension_refs = self.extension_refs(&rule.filters, meta.ns(), &mut note);
-                    let mut bs = backends(&rule.backend_refs, &mut note);
-                    for b in &mut bs {
-                        b.extension_refs = self.extension_refs(&b.filters, meta.ns(), &mut note);
-                    }
+                    let (mirrors, extension_refs, bs) = self.rule_refs(
+                        &rule.filters,
+                        &rule.backend_refs,
+                        kind,
+                        meta.ns(),
+                        &mut note,
+                    );
                     if let Err(m) = http_rule_regexes(rule) {
                         invalid.push((i, m));
                         continue;
@@ -62,12 +53,13 @@ impl Ctx<'_> {
             Object::GrpcRoute(r) => {
                 let mut out = Vec::new();
                 for (i, rule) in r.spec.rules.iter().enumerate() {
-                    let mirrors = self.mirrors(&rule.filters, kind, meta.ns(), &mut note);
-                    let extension_refs = self.extension_refs(&rule.filters, meta.ns(), &mut note);
-                    let mut bs = backends(&rule.backend_refs, &mut note);
-                    for b in &mut bs {
-                        b.extension_refs = self.extension_refs(&b.filters, meta.ns(), &mut note);
-                    }
+                    let (mirrors, extension_refs, bs) = self.rule_refs(
+                        &rule.filters,
+                        &rule.backend_refs,
+                        kind,
+                        meta.ns(),
+                        &mut note,
+                    );
                     if let Err(m) = grpc_rule_regexes(rule) {
                         invalid.push((i, m));
                         continue;
@@ -93,7 +85,7 @@ impl Ctx<'_> {
                     .map(|(i, rule)| L4Rule {
                         index: i,
                         name: rule.name.clone(),
-                        backends: backends(&rule.backend_refs, &mut note),
+                        backends: self.backends(&rule.backend_refs, kind, meta.ns(), &mut note),
                     })
                     .collect();
                 RouteRules::L4(Arc::new(out))
@@ -101,6 +93,43 @@ impl Ctx<'_> {
             _ => RouteRules::L4(Arc::new(Vec::new())),
         };
         (rules, first, invalid)
+    }
+
+    /// Resolves backendRefs, noting each.
+    fn backends(
+        &self,
+        refs: &[BackendRef],
+        kind: Kind,
+        ns: &str,
+        note: &mut dyn FnMut(&ResolvedBackend),
+    ) -> Vec<ResolvedBackend> {
+        refs.iter()
+            .map(|b| {
+                let r = self.backend(b, kind, ns);
+                note(&r);
+                r
+            })
+            .collect()
+    }
+
+    /// What HTTPRoute and GRPCRoute rules resolve alike: the mirrors and
+    /// `ExtensionRef`s of the rule's filters, then its backends (each with
+    /// its own filters' `ExtensionRef`s), noted in that order.
+    fn rule_refs(
+        &self,
+        filters: &[HttpRouteFilter],
+        refs: &[BackendRef],
+        kind: Kind,
+        ns: &str,
+        note: &mut dyn FnMut(&ResolvedBackend),
+    ) -> (Vec<Mirror>, Vec<Arc<ExtensionObject>>, Vec<ResolvedBackend>) {
+        let mirrors = self.mirrors(filters, kind, ns, note);
+        let extension_refs = self.extension_refs(filters, ns, note);
+        let mut backends = self.backends(refs, kind, ns, note);
+        for b in &mut backends {
+            b.extension_refs = self.extension_refs(&b.filters, ns, note);
+        }
+        (mirrors, extension_refs, backends)
     }
 
     /// Resolves the `ExtensionRef` filters of one list: the objects they
@@ -193,34 +222,7 @@ impl Ctx<'_> {
     pub(super) fn extension_backend_services(&self, o: &Object) -> Vec<ObjectKey> {
         let ns = o.meta().ns();
         let mut refs: Vec<&BackendRef> = Vec::new();
-        match o {
-            Object::HttpRoute(r) => {
-                for rule in &r.spec.rules {
-                    refs.extend(&rule.backend_refs);
-                    refs.extend(
-                        rule.filters
-                            .iter()
-                            .filter_map(|f| f.request_mirror.as_ref().map(|m| &m.backend_ref)),
-                    );
-                }
-            }
-            Object::GrpcRoute(r) => {
-                for rule in &r.spec.rules {
-                    refs.extend(&rule.backend_refs);
-                    refs.extend(
-                        rule.filters
-                            .iter()
-                            .filter_map(|f| f.request_mirror.as_ref().map(|m| &m.backend_ref)),
-                    );
-                }
-            }
-            Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => {
-                for rule in &r.spec.rules {
-                    refs.extend(&rule.backend_refs);
-                }
-            }
-            _ => {}
-        }
+        visit_refs(o, &mut |b| refs.push(b), &mut |_| {});
         let mut out = Vec::new();
         for b in refs {
             let (Some(group), Some(kind)) = (b.group.as_deref(), b.kind.as_deref()) else {
@@ -421,47 +423,60 @@ pub(super) fn route_refs(
     };
     // The objects of ExtensionRef filters (of registered kinds) count
     // with the Services: a change to one recomputes the route.
-    let mut filters = |fs: &[HttpRouteFilter], add: &mut dyn FnMut(&BackendRef)| {
+    let mut filter = |f: &HttpRouteFilter| {
+        if let Some(x) = &f.extension_ref
+            && let Some(k) = ext.kind(&x.group, &x.kind)
+        {
+            extension_keys.push(ObjectKey::new(Kind::Extension(k), ns, x.name.clone()));
+        }
+    };
+    visit_refs(o, &mut add, &mut filter);
+    services.extend(extension_keys);
+}
+
+/// Walks a route's references: `backend` sees every backendRef (of rules,
+/// and of RequestMirror filters, the rules' and the backends' own),
+/// `filter` every filter of a rule or a backendRef.
+fn visit_refs<'o>(
+    o: &'o Object,
+    backend: &mut dyn FnMut(&'o BackendRef),
+    filter: &mut dyn FnMut(&'o HttpRouteFilter),
+) {
+    let filters = |fs: &'o [HttpRouteFilter],
+                   backend: &mut dyn FnMut(&'o BackendRef),
+                   filter: &mut dyn FnMut(&'o HttpRouteFilter)| {
         for f in fs {
             if let Some(m) = &f.request_mirror {
-                add(&m.backend_ref);
+                backend(&m.backend_ref);
             }
-            if let Some(x) = &f.extension_ref
-                && let Some(k) = ext.kind(&x.group, &x.kind)
-            {
-                extension_keys.push(ObjectKey::new(Kind::Extension(k), ns, x.name.clone()));
-            }
+            filter(f);
+        }
+    };
+    let mut rule = |rule_filters: &'o [HttpRouteFilter], refs: &'o [BackendRef]| {
+        filters(rule_filters, backend, filter);
+        for b in refs {
+            backend(b);
+            filters(&b.filters, backend, filter);
         }
     };
     match o {
         Object::HttpRoute(r) => {
-            for rule in &r.spec.rules {
-                filters(&rule.filters, &mut add);
-                for b in &rule.backend_refs {
-                    add(b);
-                    filters(&b.filters, &mut add);
-                }
+            for x in &r.spec.rules {
+                rule(&x.filters, &x.backend_refs);
             }
         }
         Object::GrpcRoute(r) => {
-            for rule in &r.spec.rules {
-                filters(&rule.filters, &mut add);
-                for b in &rule.backend_refs {
-                    add(b);
-                    filters(&b.filters, &mut add);
-                }
+            for x in &r.spec.rules {
+                rule(&x.filters, &x.backend_refs);
             }
         }
         Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => {
-            for rule in &r.spec.rules {
-                for b in &rule.backend_refs {
-                    add(b);
-                }
+            for x in &r.spec.rules {
+                rule(&[], &x.backend_refs);
             }
         }
         _ => {}
     }
-    services.extend(extension_keys);
 }
 
 /// `appProtocol`s gwcore can speak to a backend.
