@@ -14,9 +14,18 @@ use bytes::Bytes;
 use gwcore::extension::{ExtensionKind, FilterKind};
 use gwcore_proxy::plugin::{BoxFuture, FilterPlugin, FilterRequest, Plugins, Verdict};
 use gwcore_proxy::provider::{Runtime, RuntimeOptions};
-use gwcore_proxy::server::ListenOptions;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+
+/// Port 80 on an ephemeral loopback port, echo backends, the examples'
+/// controller name, and `plugins`.
+fn options(plugins: Plugins) -> RuntimeOptions {
+    RuntimeOptions {
+        controller_name: "example.com/demo".into(),
+        plugins,
+        ..common::options(true)
+    }
+}
 
 async fn get(
     addr: std::net::SocketAddr,
@@ -95,16 +104,7 @@ async fn a_resolved_filter_without_a_plug_in_answers_500() {
     // but no plug-in runs it: the filter must not be skipped.
     let decide_only = Plugins::new().with_filter(example::HeaderAuth, Other);
     assert_eq!(FilterKind::kind(&example::HeaderAuth), example::HEADER_AUTH);
-    let opts = RuntimeOptions {
-        controller_name: "example.com/demo".into(),
-        listen: ListenOptions {
-            default_ip: "127.0.0.1".parse().unwrap(),
-            ephemeral: true,
-            ..ListenOptions::default()
-        },
-        echo_backends: true,
-        plugins: decide_only.clone(),
-    };
+    let opts = options(decide_only.clone());
     let rt = Runtime::from_snapshot(example::snapshot(&decide_only), opts)
         .await
         .expect("start");
@@ -232,16 +232,7 @@ async fn a_policy_plug_in_runs_where_its_policy_applies() {
         plugins.extensions(),
     );
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-    let opts = RuntimeOptions {
-        controller_name: "example.com/demo".into(),
-        listen: ListenOptions {
-            default_ip: "127.0.0.1".parse().unwrap(),
-            ephemeral: true,
-            ..ListenOptions::default()
-        },
-        echo_backends: true,
-        plugins,
-    };
+    let opts = options(plugins);
     let rt = Runtime::from_snapshot(loaded.to_snapshot(), opts)
         .await
         .expect("start");
