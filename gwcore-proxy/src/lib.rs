@@ -83,6 +83,7 @@ mod conn;
 pub mod echo;
 pub mod endpoints;
 pub mod files;
+pub mod first_party;
 pub mod forward;
 mod h1;
 pub mod l4;

@@ -86,6 +86,10 @@ pub struct FilterRequest<'a> {
     pub client: SocketAddr,
     /// The request head as it will be sent on; change it at will.
     pub head: &'a mut http::request::Parts,
+    /// The request body as it will be sent on. Replace it to wrap it (a
+    /// size limit, a checksum) or, having read it (see
+    /// [`crate::body::collect_limited`]), to send on what was read.
+    pub body: &'a mut Body,
 }
 
 /// One response as a filter plug-in sees it.
@@ -132,6 +136,10 @@ pub struct PolicyRequest<'a> {
     pub client: SocketAddr,
     /// The request head as it will be sent on; change it at will.
     pub head: &'a mut http::request::Parts,
+    /// The request body as it will be sent on. Replace it to wrap it (a
+    /// size limit, a checksum) or, having read it (see
+    /// [`crate::body::collect_limited`]), to send on what was read.
+    pub body: &'a mut Body,
 }
 
 /// One response as a policy plug-in sees it.

@@ -725,6 +725,7 @@ pub async fn answer(
         };
     }
     let (mut parts, body) = req.into_parts();
+    let mut body = incoming(body);
     // The head holds the header map while the table matches; a forwarded
     // request takes it back (below).
     let mut head = RequestHead::from_parts_taking_headers(conn.port, &mut parts);
@@ -759,7 +760,9 @@ pub async fn answer(
                     let applied = if cfg.plugins.policy_plugins().is_empty() {
                         Vec::new()
                     } else {
-                        match run_request_policies(cfg, conn, f, backend, &mut parts).await {
+                        match run_request_policies(cfg, conn, f, backend, &mut parts, &mut body)
+                            .await
+                        {
                             Ok(applied) => applied,
                             Err(response) => {
                                 return Answered {
@@ -773,7 +776,8 @@ pub async fn answer(
                     let extensions = f.has_extension_filters(Some(backend));
                     if extensions {
                         if let Err(response) =
-                            run_request_filters(cfg, conn, f, backend, &head, &mut parts).await
+                            run_request_filters(cfg, conn, f, backend, &head, &mut parts, &mut body)
+                                .await
                         {
                             return Answered {
                                 response,
@@ -791,12 +795,12 @@ pub async fn answer(
                         .map(|m| &m.target)
                         .collect();
                     let body = if mirrors.is_empty() {
-                        incoming(body)
+                        body
                     } else if !replayable(&body) {
                         tracing::debug!(
                             "request body too large or of unknown length; not mirrored"
                         );
-                        incoming(body)
+                        body
                     } else {
                         // Mirrors need their own copy of the body.
                         match collect_limited(body, REPLAY_BODY_LIMIT).await {
@@ -864,6 +868,7 @@ async fn run_request_filters(
     backend: &gwcore::table::Backend,
     head: &RequestHead,
     parts: &mut http::request::Parts,
+    body: &mut Body,
 ) -> Result<(), Response<Body>> {
     f.apply_path(head, parts);
     let matched = f.matched();
@@ -886,6 +891,7 @@ async fn run_request_filters(
             rule: matched.rule().index(),
             client: conn.client.peer,
             head: parts,
+            body,
         };
         if let Verdict::Respond(r) = plugin.on_request(request).await {
             return Err(r);
@@ -903,6 +909,7 @@ async fn run_request_policies<'c>(
     f: &Forward<'c>,
     backend: &'c gwcore::table::Backend,
     parts: &mut http::request::Parts,
+    body: &mut Body,
 ) -> Result<Vec<(&'c dyn PolicyPlugin, &'c AppliedPolicy)>, Response<Body>> {
     let mut applied = Vec::new();
     let matched = f.matched();
@@ -917,6 +924,7 @@ async fn run_request_policies<'c>(
             rule: matched.rule().index(),
             client: conn.client.peer,
             head: parts,
+            body,
         };
         if let Verdict::Respond(r) = plugin.on_request(request).await {
             return Err(r);

@@ -111,6 +111,7 @@ pub mod extension;
 pub mod hostname;
 pub mod load;
 pub mod model;
+pub mod policies;
 #[cfg(feature = "scale")]
 pub mod scale;
 pub mod selector;

@@ -1,0 +1,12 @@
+//! The plug-ins gwcore ships: the data-plane halves of gwcore's own policy
+//! kinds ([`gwcore::policies`]), registered on the same seam as an
+//! embedder's ([`crate::plugin`]). `gwcore serve` runs with [`plugins`];
+//! an embedding program adds its own to them.
+
+use crate::plugin::Plugins;
+
+/// gwcore's own plug-ins, with the extensions the engine and the loader
+/// need for them.
+pub fn plugins() -> Plugins {
+    Plugins::new()
+}
