@@ -313,6 +313,11 @@ pub async fn forward(
             (Ok(resp), Some(r)) => r.codes.contains(&resp.status().as_u16()),
             (Err(ForwardError::Unreachable(..)), Some(_)) => true,
             (Err(ForwardError::Failed(..)), Some(_)) => true,
+            // GEP-1731: a retry stanza retries on timeouts too. The
+            // `backendRequest` timeout bounds each attempt; when the
+            // `request` timeout is what fired, the loop ends below (no
+            // time remains), so no attempt outlives it.
+            (Err(ForwardError::Timeout(..)), Some(_)) => true,
             _ => false,
         };
         last = Some(result);

@@ -44,6 +44,10 @@ spec:
   - matches: [{path: {type: PathPrefix, value: /retry}}]
     retry: {codes: [503], attempts: 2}
     backendRefs: [{name: v1, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /retry-slow}}]
+    retry: {codes: [503], attempts: 2}
+    timeouts: {request: 1500ms, backendRequest: 250ms}
+    backendRefs: [{name: v1, port: 80}]
   - matches: [{path: {type: PathPrefix, value: /retry-none}}]
     backendRefs: [{name: v1, port: 80}]
   - matches: [{path: {type: PathPrefix, value: /mirrored}}]
@@ -231,6 +235,24 @@ async fn retry_codes_are_retried_up_to_the_attempts() {
     // Without a retry policy the first 503 is the answer.
     let path = format!("/retry-none?uuid={u}c&succeedAfter=1&responseCode=503");
     assert_eq!(common::get(&c, env.addr, "x", &path).await.0, 503);
+}
+
+/// HTTPRouteRetryBackendTimeout: an attempt that outlives the
+/// `backendRequest` timeout is retried, within the `request` timeout.
+#[tokio::test]
+async fn an_attempt_past_its_backend_request_timeout_is_retried() {
+    let env = env().await;
+    let c = common::client();
+    let u = fastrand::u64(..);
+    // The first attempt takes 5 s (past the 250 ms per attempt); the
+    // retry answers at once.
+    let path = format!("/retry-slow?uuid={u}&succeedAfter=1&delayRetry=5s&responseCode=503");
+    let (status, _, body) = common::get(&c, env.addr, "x", &path).await;
+    assert_eq!(status, 200);
+    assert_eq!(echoed(&body).path, path);
+    // Every attempt too slow: the client gets the timeout, 504.
+    let path = format!("/retry-slow?uuid={u}b&succeedAfter=9&delayRetry=5s&responseCode=503");
+    assert_eq!(common::get(&c, env.addr, "x", &path).await.0, 504);
 }
 
 #[tokio::test]
