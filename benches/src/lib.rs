@@ -109,6 +109,7 @@ pub fn routing(n: usize) -> GatewayRouting {
                     matches: vec![m],
                     filters: vec![],
                     extension_refs: vec![],
+                    external_auth: vec![],
                     mirrors: vec![],
                     backends: vec![ResolvedBackend {
                         weight: 1,
@@ -120,6 +121,7 @@ pub fn routing(n: usize) -> GatewayRouting {
                         }),
                         filters: vec![],
                         extension_refs: vec![],
+                        external_auth: vec![],
                     }],
                     timeouts: None,
                     retry: None,

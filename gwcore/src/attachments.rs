@@ -233,6 +233,10 @@ pub struct HttpRule {
     /// The objects the `ExtensionRef` filters name, resolved, in filter
     /// order (an unresolved one is missing: the table answers 500 for it).
     pub extension_refs: Vec<Arc<ExtensionObject>>,
+    /// The authorization services of the `ExternalAuth` filters, one per
+    /// filter in filter order: the Service port, or why its backendRef
+    /// does not resolve (the table answers 500 for it: fail closed).
+    pub external_auth: Vec<Result<BackendTarget, BackendError>>,
     /// Resolved mirror targets of the rule's RequestMirror filters, in order.
     pub mirrors: Vec<Mirror>,
     /// Backends; empty when the rule has no backendRefs.
@@ -285,6 +289,9 @@ pub struct ResolvedBackend {
     pub filters: Vec<HttpRouteFilter>,
     /// The objects the backend's `ExtensionRef` filters name, resolved.
     pub extension_refs: Vec<Arc<ExtensionObject>>,
+    /// The authorization services of the backend's `ExternalAuth`
+    /// filters, one per filter in filter order ([`HttpRule::external_auth`]).
+    pub external_auth: Vec<Result<BackendTarget, BackendError>>,
 }
 
 /// A resolved Service port.

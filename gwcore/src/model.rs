@@ -11,8 +11,9 @@
 //! diagnostic can tell "absent" from "set".
 
 pub use crate::values::{
-    AddressType, Duration, FilterType, FromNamespaces, FrontendValidationMode, MatchType,
-    PathMatchType, PathModifierType, ProtocolType, SanType, TlsModeType, WellKnownCaCertificates,
+    AddressType, Duration, ExternalAuthProtocol, FilterType, FromNamespaces,
+    FrontendValidationMode, MatchType, PathMatchType, PathModifierType, ProtocolType, SanType,
+    TlsModeType, WellKnownCaCertificates,
 };
 use std::collections::BTreeMap;
 
@@ -634,6 +635,9 @@ pub struct HttpRouteFilter {
     /// `CORS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    /// `ExternalAuth` (experimental, GEP-1494).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_auth: Option<ExternalAuth>,
     /// `ExtensionRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension_ref: Option<LocalObjectReference>,
@@ -693,6 +697,64 @@ pub struct RequestMirror {
     /// Share of requests to mirror as a fraction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fraction: Option<Fraction>,
+}
+
+/// `externalAuth` (`HTTPExternalAuthFilter`, GEP-1494): send the request's
+/// details to an authorization service, which allows or denies it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalAuth {
+    /// `HTTP` or `GRPC` (Envoy's ext_authz protocol); required.
+    #[serde(default)]
+    pub protocol: ExternalAuthProtocol,
+    /// The authorization service; required.
+    #[serde(default)]
+    pub backend_ref: BackendRef,
+    /// Settings of the `GRPC` protocol; set exactly when it is chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcAuthConfig>,
+    /// Settings of the `HTTP` protocol; set exactly when it is chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpAuthConfig>,
+    /// Whether (and how much of) the request body goes to the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_body: Option<ForwardBodyConfig>,
+}
+
+/// `externalAuth.grpc`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcAuthConfig {
+    /// Client request headers sent to the service; empty: all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_headers: Vec<String>,
+}
+
+/// `externalAuth.http`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpAuthConfig {
+    /// A prefix put before the request's path on the way to the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Client request headers sent besides `Host`, `Authorization` and
+    /// `Content-Length`, which always are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_headers: Vec<String>,
+    /// Headers of the service's answer copied into the request sent on;
+    /// empty: all of them but `Host`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_response_headers: Vec<String>,
+}
+
+/// `externalAuth.forwardBody`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardBodyConfig {
+    /// At most this many bytes of the body go to the service; 0 (the
+    /// default): none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<i32>,
 }
 
 /// `numerator / denominator`.

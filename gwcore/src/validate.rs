@@ -7,14 +7,14 @@
 //! left out, as the API server would have refused it.
 
 use crate::values::{
-    AddressType, Duration, FilterType, FromNamespaces, MatchType, PathMatchType, PathModifierType,
-    ProtocolType, TlsModeType,
+    AddressType, Duration, ExternalAuthProtocol, FilterType, FromNamespaces, MatchType,
+    PathMatchType, PathModifierType, ProtocolType, TlsModeType,
 };
 use std::collections::BTreeSet;
 
 use crate::hostname;
 use crate::model::{
-    BackendRef, GATEWAY_GROUP, GrpcRoute, HttpHeaderMatch, HttpPathMatch, HttpRoute,
+    BackendRef, ExternalAuth, GATEWAY_GROUP, GrpcRoute, HttpHeaderMatch, HttpPathMatch, HttpRoute,
     HttpRouteFilter, HttpRouteMatch, HttpRouteRule, L4Route, Listener, Object, ParentReference,
 };
 use crate::selector;
@@ -409,7 +409,16 @@ fn hostnames(e: &mut Errs, hs: &[String]) {
     }
 }
 
-fn backend_ref(e: &mut Errs, f: &str, b: &mut BackendRef, http: bool) {
+/// The route kind whose filters a backendRef may have (HTTPRoute and
+/// GRPCRoute backendRefs have filters; others and a filter's own
+/// backendRef have none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FilterOwner {
+    Http,
+    Grpc,
+}
+
+fn backend_ref(e: &mut Errs, f: &str, b: &mut BackendRef, owner: Option<FilterOwner>) {
     b.group.get_or_insert_with(String::new);
     b.kind.get_or_insert_with(|| "Service".into());
     let w = *b.weight.get_or_insert(1);
@@ -429,8 +438,8 @@ fn backend_ref(e: &mut Errs, f: &str, b: &mut BackendRef, http: bool) {
         }
         None => {}
     }
-    if http {
-        filters(e, &format!("{f}.filters"), &mut b.filters, None);
+    if let Some(owner) = owner {
+        filters(e, &format!("{f}.filters"), &mut b.filters, None, owner);
     }
 }
 
@@ -600,19 +609,26 @@ fn path_modifier(e: &mut Errs, f: &str, p: &crate::model::HttpPathModifier) {
     }
 }
 
-const FILTER_TYPES: [&str; 7] = [
+const FILTER_TYPES: [&str; 8] = [
     "RequestHeaderModifier",
     "ResponseHeaderModifier",
     "RequestMirror",
     "RequestRedirect",
     "URLRewrite",
     "CORS",
+    "ExternalAuth",
     "ExtensionRef",
 ];
 
 /// Validates filters; `matches` is given for rule-level filters so that
 /// ReplacePrefixMatch can be checked against the rule's path matches.
-fn filters(e: &mut Errs, f: &str, fs: &mut [HttpRouteFilter], matches: Option<&[HttpRouteMatch]>) {
+fn filters(
+    e: &mut Errs,
+    f: &str,
+    fs: &mut [HttpRouteFilter],
+    matches: Option<&[HttpRouteMatch]>,
+    owner: FilterOwner,
+) {
     e.max_items(f, fs.len(), 16);
     let mut seen = BTreeSet::new();
     for (i, flt) in fs.iter_mut().enumerate() {
@@ -648,6 +664,7 @@ fn filters(e: &mut Errs, f: &str, fs: &mut [HttpRouteFilter], matches: Option<&[
                 "requestRedirect",
             ),
             ("URLRewrite", flt.url_rewrite.is_some(), "urlRewrite"),
+            ("ExternalAuth", flt.external_auth.is_some(), "externalAuth"),
             ("ExtensionRef", flt.extension_ref.is_some(), "extensionRef"),
         ];
         for (t, present, field) in set {
@@ -663,10 +680,22 @@ fn filters(e: &mut Errs, f: &str, fs: &mut [HttpRouteFilter], matches: Option<&[
                 );
             }
         }
-        if !matches!(ty, FilterType::RequestMirror | FilterType::ExtensionRef)
-            && !seen.insert(ty.clone())
+        if !matches!(
+            ty,
+            FilterType::RequestMirror | FilterType::ExtensionRef | FilterType::ExternalAuth
+        ) && !seen.insert(ty.clone())
         {
             e.push(format!("{ff}.type"), format!("{ty} cannot be repeated"));
+        }
+        if let Some(a) = &mut flt.external_auth {
+            // The GRPCRoute CRD has no ExternalAuth filter type.
+            if owner == FilterOwner::Grpc {
+                e.push(
+                    format!("{ff}.type"),
+                    "ExternalAuth is a filter of HTTPRoute, not of GRPCRoute",
+                );
+            }
+            external_auth(e, &format!("{ff}.externalAuth"), a);
         }
         if let Some(m) = &flt.request_header_modifier {
             header_modifier(e, &format!("{ff}.requestHeaderModifier"), m);
@@ -679,7 +708,7 @@ fn filters(e: &mut Errs, f: &str, fs: &mut [HttpRouteFilter], matches: Option<&[
                 e,
                 &format!("{ff}.requestMirror.backendRef"),
                 &mut m.backend_ref,
-                false,
+                None,
             );
             if m.percent.is_some() && m.fraction.is_some() {
                 e.push(
@@ -776,6 +805,111 @@ fn filters(e: &mut Errs, f: &str, fs: &mut [HttpRouteFilter], matches: Option<&[
     }
 }
 
+/// `HTTPExternalAuthFilter`: its schema and CEL rules (GEP-1494).
+fn external_auth(e: &mut Errs, f: &str, a: &mut ExternalAuth) {
+    backend_ref(e, &format!("{f}.backendRef"), &mut a.backend_ref, None);
+    // CEL: "grpc must be specified when protocol is set to 'GRPC'",
+    // "protocol must be 'GRPC' when grpc is set", and the same for http.
+    match &a.protocol {
+        ExternalAuthProtocol::Grpc => {
+            if a.grpc.is_none() {
+                e.push(format!("{f}.grpc"), "required when protocol is GRPC");
+            }
+            if a.http.is_some() {
+                e.push(format!("{f}.http"), "must not be set when protocol is GRPC");
+            }
+        }
+        ExternalAuthProtocol::Http => {
+            if a.http.is_none() {
+                e.push(format!("{f}.http"), "required when protocol is HTTP");
+            }
+            if a.grpc.is_some() {
+                e.push(format!("{f}.grpc"), "must not be set when protocol is HTTP");
+            }
+        }
+        other => e.push(
+            format!("{f}.protocol"),
+            if other.as_str().is_empty() {
+                "required: HTTP or GRPC".to_owned()
+            } else {
+                format!("{:?} is not HTTP or GRPC", other.as_str())
+            },
+        ),
+    }
+    if let Some(g) = &a.grpc {
+        header_name_set(e, &format!("{f}.grpc.allowedHeaders"), &g.allowed_headers);
+    }
+    if let Some(h) = &a.http {
+        header_name_set(e, &format!("{f}.http.allowedHeaders"), &h.allowed_headers);
+        header_name_set(
+            e,
+            &format!("{f}.http.allowedResponseHeaders"),
+            &h.allowed_response_headers,
+        );
+        if let Some(p) = &h.path
+            && !auth_path_ok(p)
+        {
+            e.push(
+                format!("{f}.http.path"),
+                format!(
+                    "{p:?} is not a path: 1 to 1024 of the characters A-Z a-z 0-9 - / . _ ~ ! $ & ' ( ) * + , ; = : @ or %-escapes"
+                ),
+            );
+        }
+    }
+    if let Some(max) = a.forward_body.as_ref().and_then(|b| b.max_size)
+        && max < 0
+    {
+        e.push(
+            format!("{f}.forwardBody.maxSize"),
+            format!("{max} is negative"),
+        );
+    }
+}
+
+/// A `listType=set` list of at most 64 header names: each one once.
+fn header_name_set(e: &mut Errs, f: &str, names: &[String]) {
+    e.max_items(f, names.len(), 64);
+    let mut seen = BTreeSet::new();
+    for (i, n) in names.iter().enumerate() {
+        if !header_name_ok(n) {
+            e.push(
+                format!("{f}[{i}]"),
+                format!("{n:?} is not a valid HTTP header name"),
+            );
+        } else if !seen.insert(n.to_ascii_lowercase()) {
+            e.push(format!("{f}[{i}]"), format!("duplicate name {n:?}"));
+        }
+    }
+}
+
+/// `externalAuth.http.path`: the CRD's pattern
+/// `^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$`, at most 1024
+/// characters.
+fn auth_path_ok(p: &str) -> bool {
+    let b = p.as_bytes();
+    if b.is_empty() || b.len() > 1024 {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                if i + 2 >= b.len()
+                    || !b[i + 1].is_ascii_hexdigit()
+                    || !b[i + 2].is_ascii_hexdigit()
+                {
+                    return false;
+                }
+                i += 3;
+            }
+            c if c.is_ascii_alphanumeric() || b"-/._~!$&'()*+,;=:@".contains(&c) => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
 fn http_rule(e: &mut Errs, f: &str, r: &mut HttpRouteRule) {
     if r.matches.is_empty() {
         r.matches.push(HttpRouteMatch::default());
@@ -784,10 +918,21 @@ fn http_rule(e: &mut Errs, f: &str, r: &mut HttpRouteRule) {
     for (i, m) in r.matches.iter_mut().enumerate() {
         http_match(e, &format!("{f}.matches[{i}]"), m);
     }
-    filters(e, &format!("{f}.filters"), &mut r.filters, Some(&r.matches));
+    filters(
+        e,
+        &format!("{f}.filters"),
+        &mut r.filters,
+        Some(&r.matches),
+        FilterOwner::Http,
+    );
     e.max_items(&format!("{f}.backendRefs"), r.backend_refs.len(), 16);
     for (i, b) in r.backend_refs.iter_mut().enumerate() {
-        backend_ref(e, &format!("{f}.backendRefs[{i}]"), b, true);
+        backend_ref(
+            e,
+            &format!("{f}.backendRefs[{i}]"),
+            b,
+            Some(FilterOwner::Http),
+        );
     }
     if let Some(name) = &r.name
         && !section_name_ok(name)
@@ -925,10 +1070,21 @@ fn grpc_route(e: &mut Errs, r: &mut GrpcRoute) {
             }
             header_matches(e, &format!("{mf}.headers"), &mut m.headers, true);
         }
-        filters(e, &format!("{f}.filters"), &mut rule.filters, None);
+        filters(
+            e,
+            &format!("{f}.filters"),
+            &mut rule.filters,
+            None,
+            FilterOwner::Grpc,
+        );
         e.max_items(&format!("{f}.backendRefs"), rule.backend_refs.len(), 16);
         for (j, b) in rule.backend_refs.iter_mut().enumerate() {
-            backend_ref(e, &format!("{f}.backendRefs[{j}]"), b, true);
+            backend_ref(
+                e,
+                &format!("{f}.backendRefs[{j}]"),
+                b,
+                Some(FilterOwner::Grpc),
+            );
         }
     }
     unique_rule_names(e, r.spec.rules.iter().map(|r| r.name.as_ref()));
@@ -956,7 +1112,7 @@ fn l4_route(e: &mut Errs, r: &mut L4Route, tls: bool) {
             16,
         );
         for (j, b) in rule.backend_refs.iter_mut().enumerate() {
-            backend_ref(e, &format!("spec.rules[{i}].backendRefs[{j}]"), b, false);
+            backend_ref(e, &format!("spec.rules[{i}].backendRefs[{j}]"), b, None);
         }
     }
     unique_rule_names(e, r.spec.rules.iter().map(|r| r.name.as_ref()));

@@ -178,6 +178,18 @@ spec_enum! {
 }
 
 spec_enum! {
+    /// `ExternalAuth` filter `protocol` (GEP-1494): how the gateway talks
+    /// to the authorization service.
+    ExternalAuthProtocol {
+        /// `HTTP`: the request's method, path and chosen headers go to the
+        /// service; `200` allows.
+        Http = "HTTP",
+        /// `GRPC`: Envoy's `envoy.service.auth.v3.Authorization/Check`.
+        Grpc = "GRPC",
+    }
+}
+
+spec_enum! {
     /// `HTTPPathModifier.type`.
     PathModifierType {
         /// `ReplaceFullPath`

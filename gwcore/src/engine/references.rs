@@ -1,6 +1,6 @@
 //! A route's references: backendRefs (with the BackendTLSPolicy of each,
-//! [`Ctx::backend_tls`]), mirrors, ExtensionRef filters, ReferenceGrants,
-//! and the checks of rule regular expressions.
+//! [`Ctx::backend_tls`]), mirrors, ExternalAuth services, ExtensionRef
+//! filters, ReferenceGrants, and the checks of rule regular expressions.
 
 use super::*;
 use crate::values::{MatchType, PathMatchType};
@@ -25,7 +25,7 @@ impl Ctx<'_> {
             Object::HttpRoute(r) => {
                 let mut out = Vec::new();
                 for (i, rule) in r.spec.rules.iter().enumerate() {
-                    let (mirrors, extension_refs, bs) = self.rule_refs(
+                    let refs = self.rule_refs(
                         &rule.filters,
                         &rule.backend_refs,
                         kind,
@@ -41,9 +41,10 @@ impl Ctx<'_> {
                         name: rule.name.clone(),
                         matches: rule.matches.clone(),
                         filters: rule.filters.clone(),
-                        extension_refs,
-                        mirrors,
-                        backends: bs,
+                        extension_refs: refs.extension_refs,
+                        external_auth: refs.external_auth,
+                        mirrors: refs.mirrors,
+                        backends: refs.backends,
                         timeouts: rule.timeouts.clone(),
                         retry: rule.retry.clone(),
                     });
@@ -53,7 +54,9 @@ impl Ctx<'_> {
             Object::GrpcRoute(r) => {
                 let mut out = Vec::new();
                 for (i, rule) in r.spec.rules.iter().enumerate() {
-                    let (mirrors, extension_refs, bs) = self.rule_refs(
+                    // A GRPCRoute has no ExternalAuth filter (validation
+                    // refuses it), so `refs.external_auth` is empty.
+                    let refs = self.rule_refs(
                         &rule.filters,
                         &rule.backend_refs,
                         kind,
@@ -69,9 +72,9 @@ impl Ctx<'_> {
                         name: rule.name.clone(),
                         matches: rule.matches.clone(),
                         filters: rule.filters.clone(),
-                        extension_refs,
-                        mirrors,
-                        backends: bs,
+                        extension_refs: refs.extension_refs,
+                        mirrors: refs.mirrors,
+                        backends: refs.backends,
                     });
                 }
                 RouteRules::Grpc(Arc::new(out))
@@ -112,9 +115,10 @@ impl Ctx<'_> {
             .collect()
     }
 
-    /// What HTTPRoute and GRPCRoute rules resolve alike: the mirrors and
-    /// `ExtensionRef`s of the rule's filters, then its backends (each with
-    /// its own filters' `ExtensionRef`s), noted in that order.
+    /// What HTTPRoute and GRPCRoute rules resolve alike: the mirrors,
+    /// `ExternalAuth` services and `ExtensionRef`s of the rule's filters,
+    /// then its backends (each with its own filters' `ExternalAuth`
+    /// services and `ExtensionRef`s), noted in that order.
     fn rule_refs(
         &self,
         filters: &[HttpRouteFilter],
@@ -122,14 +126,52 @@ impl Ctx<'_> {
         kind: Kind,
         ns: &str,
         note: &mut dyn FnMut(&ResolvedBackend),
-    ) -> (Vec<Mirror>, Vec<Arc<ExtensionObject>>, Vec<ResolvedBackend>) {
+    ) -> RuleRefs {
         let mirrors = self.mirrors(filters, kind, ns, note);
+        let external_auth = self.external_auth(filters, kind, ns, note);
         let extension_refs = self.extension_refs(filters, ns, note);
         let mut backends = self.backends(refs, kind, ns, note);
         for b in &mut backends {
+            b.external_auth = self.external_auth(&b.filters, kind, ns, note);
             b.extension_refs = self.extension_refs(&b.filters, ns, note);
         }
-        (mirrors, extension_refs, backends)
+        RuleRefs {
+            mirrors,
+            external_auth,
+            extension_refs,
+            backends,
+        }
+    }
+
+    /// Resolves the backendRefs of the `ExternalAuth` filters of one list,
+    /// in filter order, as any backendRef (a Service port; across
+    /// namespaces only with a ReferenceGrant). Each that fails is noted:
+    /// ResolvedRefs=False with its reason (`BackendNotFound`,
+    /// `RefNotPermitted`, `InvalidKind`...), and the table answers the
+    /// requests of its rule 500. Spec (HTTPExternalAuthFilter): "If there
+    /// is any problem communicating with the external service, this filter
+    /// MUST fail closed"; (HTTPRouteFilter): a filter that cannot be
+    /// resolved "MUST NOT be skipped".
+    fn external_auth(
+        &self,
+        filters: &[HttpRouteFilter],
+        kind: Kind,
+        ns: &str,
+        note: &mut dyn FnMut(&ResolvedBackend),
+    ) -> Vec<Result<BackendTarget, BackendError>> {
+        let mut out = Vec::new();
+        for a in filters.iter().filter_map(|f| f.external_auth.as_ref()) {
+            let mut r = self.backend(&a.backend_ref, kind, ns);
+            if let Err(e) = &mut r.target {
+                e.message = format!(
+                    "ExternalAuth backendRef: {}; matching requests get 500",
+                    e.message
+                );
+            }
+            note(&r);
+            out.push(r.target);
+        }
+        out
     }
 
     /// Resolves the `ExtensionRef` filters of one list: the objects they
@@ -154,6 +196,7 @@ impl Ctx<'_> {
                 target: Err(BackendError { reason, message }),
                 filters: vec![],
                 extension_refs: vec![],
+                external_auth: vec![],
             };
             let Some(filter) = self.opts.extensions.filter(&x.group, &x.kind) else {
                 note(&fail(
@@ -257,6 +300,7 @@ impl Ctx<'_> {
             target: Err(BackendError { reason, message }),
             filters: b.filters.clone(),
             extension_refs: Vec::new(),
+            external_auth: Vec::new(),
         };
         let is_service = group.is_empty() && kind == "Service";
         let extension = (!is_service)
@@ -345,8 +389,17 @@ impl Ctx<'_> {
             }),
             filters: b.filters.clone(),
             extension_refs: Vec::new(),
+            external_auth: Vec::new(),
         }
     }
+}
+
+/// What one rule's references resolve to ([`Ctx::rule_refs`]).
+struct RuleRefs {
+    mirrors: Vec<Mirror>,
+    external_auth: Vec<Result<BackendTarget, BackendError>>,
+    extension_refs: Vec<Arc<ExtensionObject>>,
+    backends: Vec<ResolvedBackend>,
 }
 
 /// Checks that every regular expression of an HTTPRoute rule compiles
@@ -398,7 +451,8 @@ pub(super) fn regex_ok(what: &str, pattern: &str) -> Result<(), String> {
 }
 
 /// The Services a route refers to (backendRefs, backend filters' and rule
-/// filters' mirrors), and the namespaces of its cross-namespace references.
+/// filters' mirrors and ExternalAuth services), and the namespaces of its
+/// cross-namespace references.
 pub(super) fn route_refs(
     o: &Object,
     ext: &Extensions,
@@ -435,8 +489,8 @@ pub(super) fn route_refs(
 }
 
 /// Walks a route's references: `backend` sees every backendRef (of rules,
-/// and of RequestMirror filters, the rules' and the backends' own),
-/// `filter` every filter of a rule or a backendRef.
+/// and of RequestMirror and ExternalAuth filters, the rules' and the
+/// backends' own), `filter` every filter of a rule or a backendRef.
 fn visit_refs<'o>(
     o: &'o Object,
     backend: &mut dyn FnMut(&'o BackendRef),
@@ -448,6 +502,9 @@ fn visit_refs<'o>(
         for f in fs {
             if let Some(m) = &f.request_mirror {
                 backend(&m.backend_ref);
+            }
+            if let Some(a) = &f.external_auth {
+                backend(&a.backend_ref);
             }
             filter(f);
         }

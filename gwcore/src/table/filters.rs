@@ -14,9 +14,10 @@ use http::{Method, StatusCode};
 
 use std::sync::Arc;
 
+use crate::attachments::{BackendError, BackendTarget};
 use crate::extension::{ExtensionKind, ExtensionObject};
 use crate::model::{HeaderModifier, HttpPathModifier, HttpRouteFilter};
-use crate::values::{FilterType, PathModifierType};
+use crate::values::{ExternalAuthProtocol, FilterType, PathModifierType};
 
 use super::matching::InvalidValue;
 
@@ -43,8 +44,22 @@ pub enum Filter {
     /// resolved: the data plane runs the extension's filter here, in rule
     /// order among the built-in filters (one that cannot answers 500).
     Extension(ExtensionFilter),
+    /// `ExternalAuth`, its authorization service resolved: the data plane
+    /// asks the service here, in rule order, and forwards only what it
+    /// allows (an unresolved one is [`Filter::Unsupported`]: 500).
+    ExternalAuth(ExternalAuth),
     /// A filter gwcore cannot apply; requests it would process get 500.
     Unsupported(String),
+}
+
+impl Filter {
+    /// Whether the data plane runs this filter itself, in its place among
+    /// the others: an extension's ([`Filter::Extension`]), or
+    /// [`Filter::ExternalAuth`], which waits on a service. The others are
+    /// the table's pure functions ([`super::Forward::apply_request_filter`]).
+    pub fn runs_in_data_plane(&self) -> bool {
+        matches!(self, Filter::Extension(_) | Filter::ExternalAuth(_))
+    }
 }
 
 /// An `ExtensionRef` filter, resolved: the object it names.
@@ -75,8 +90,22 @@ impl Filter {
     /// Compiles one filter of the model; an `ExtensionRef` becomes
     /// [`Filter::Extension`] when `resolved` (the engine's
     /// [`crate::attachments::HttpRule::extension_refs`]) holds the object it
-    /// names, else [`Filter::Unsupported`].
+    /// names, else [`Filter::Unsupported`]; so does an `ExternalAuth` (see
+    /// [`Filter::compile_resolved`]).
     pub fn compile_with(f: &HttpRouteFilter, resolved: &[Arc<ExtensionObject>]) -> Filter {
+        Filter::compile_resolved(f, resolved, None)
+    }
+
+    /// [`Filter::compile_with`], and an `ExternalAuth` filter becomes
+    /// [`Filter::ExternalAuth`] with `external_auth`, its authorization
+    /// service as the engine resolved it (the entry of
+    /// [`crate::attachments::HttpRule::external_auth`] for this filter);
+    /// [`Filter::Unsupported`] when that is missing or failed.
+    pub fn compile_resolved(
+        f: &HttpRouteFilter,
+        resolved: &[Arc<ExtensionObject>],
+        external_auth: Option<&Result<BackendTarget, BackendError>>,
+    ) -> Filter {
         let missing = || Filter::Unsupported(format!("filter {} has no configuration", f.type_));
         match &f.type_ {
             FilterType::RequestHeaderModifier => match &f.request_header_modifier {
@@ -106,6 +135,15 @@ impl Filter {
                 None => missing(),
             },
             FilterType::RequestMirror => Filter::Mirror,
+            FilterType::ExternalAuth => match (&f.external_auth, external_auth) {
+                (None, _) => missing(),
+                (Some(_), None) => {
+                    Filter::Unsupported("ExternalAuth backendRef is not resolved".to_owned())
+                }
+                (Some(_), Some(Err(e))) => Filter::Unsupported(e.message.clone()),
+                (Some(a), Some(Ok(target))) => ExternalAuth::compile(a, target.clone())
+                    .map_or_else(Filter::Unsupported, Filter::ExternalAuth),
+            },
             FilterType::ExtensionRef => match &f.extension_ref {
                 Some(r) => match resolved
                     .iter()
@@ -123,6 +161,213 @@ impl Filter {
                 Filter::Unsupported(format!("filter type {:?} is not supported", other.as_str()))
             }
         }
+    }
+}
+
+/// A compiled `ExternalAuth` filter: the authorization service, how to
+/// speak to it and what to send it.
+///
+/// Spec (HTTPExternalAuthFilter): "The external service MUST authenticate
+/// the request, and MAY authorize the request as well. If there is any
+/// problem communicating with the external service, this filter MUST fail
+/// closed."
+#[derive(Debug, Clone)]
+pub struct ExternalAuth {
+    target: BackendTarget,
+    protocol: AuthProtocol,
+    forward_body: usize,
+}
+
+/// The protocol of an [`ExternalAuth`] filter, with its settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AuthProtocol {
+    /// `HTTP`.
+    Http(HttpAuth),
+    /// `GRPC`: Envoy's `envoy.service.auth.v3.Authorization/Check`.
+    Grpc(GrpcAuth),
+}
+
+/// `externalAuth.http`, compiled.
+#[derive(Debug, Clone)]
+pub struct HttpAuth {
+    /// The path prefix: starts with `/`, no trailing `/`; empty for none.
+    prefix: String,
+    allowed_headers: Vec<HeaderName>,
+    allowed_response_headers: Vec<HeaderName>,
+}
+
+/// `externalAuth.grpc`, compiled.
+#[derive(Debug, Clone)]
+pub struct GrpcAuth {
+    /// Empty: every header.
+    allowed_headers: Vec<HeaderName>,
+}
+
+/// Header names of a `listType=set` list. A name that is not a valid
+/// header name (validation refuses it) can match no header: it is left out.
+fn header_names(names: &[String]) -> Vec<HeaderName> {
+    names
+        .iter()
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+        .collect()
+}
+
+impl ExternalAuth {
+    fn compile(
+        a: &crate::model::ExternalAuth,
+        target: BackendTarget,
+    ) -> Result<ExternalAuth, String> {
+        let protocol = match &a.protocol {
+            ExternalAuthProtocol::Http => {
+                let h = a.http.clone().unwrap_or_default();
+                // Spec: "implementations MUST sanitize this input before
+                // using it directly": validation held it to the CRD's
+                // pattern (path characters and %-escapes); here it becomes
+                // one absolute prefix without a trailing slash, so that
+                // `prefix + path` is one path.
+                let p = h.path.as_deref().unwrap_or("").trim_end_matches('/');
+                let prefix = if p.is_empty() || p.starts_with('/') {
+                    p.to_owned()
+                } else {
+                    format!("/{p}")
+                };
+                if prefix.bytes().any(|b| b == b'?' || b == b'#' || b <= b' ') {
+                    return Err(format!("ExternalAuth http.path {p:?} is not a path"));
+                }
+                AuthProtocol::Http(HttpAuth {
+                    prefix,
+                    allowed_headers: header_names(&h.allowed_headers),
+                    allowed_response_headers: header_names(&h.allowed_response_headers),
+                })
+            }
+            ExternalAuthProtocol::Grpc => AuthProtocol::Grpc(GrpcAuth {
+                allowed_headers: header_names(
+                    &a.grpc
+                        .as_ref()
+                        .map(|g| g.allowed_headers.clone())
+                        .unwrap_or_default(),
+                ),
+            }),
+            other => {
+                return Err(format!(
+                    "ExternalAuth protocol {:?} is not supported",
+                    other.as_str()
+                ));
+            }
+        };
+        let forward_body = a
+            .forward_body
+            .as_ref()
+            .and_then(|b| b.max_size)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        Ok(ExternalAuth {
+            target,
+            protocol,
+            forward_body,
+        })
+    }
+
+    /// The authorization service's Service port (with its
+    /// BackendTLSPolicy, if any).
+    pub fn target(&self) -> &BackendTarget {
+        &self.target
+    }
+
+    /// The protocol and its settings.
+    pub fn protocol(&self) -> &AuthProtocol {
+        &self.protocol
+    }
+
+    /// At most this many bytes of the request body go to the service
+    /// (`forwardBody.maxSize`); 0: no body.
+    ///
+    /// Spec (`maxSize`): "If the body size is larger than `maxSize`, then
+    /// the body sent to the authorization server must be truncated to
+    /// `maxSize` bytes." The request itself goes on whole.
+    pub fn forward_body(&self) -> usize {
+        self.forward_body
+    }
+}
+
+impl HttpAuth {
+    /// The path (and query) of the request to the service for a client
+    /// request to `path_and_query`: the filter's `path` prefix before it.
+    ///
+    /// Spec (`path`): "Path sets the prefix that paths from the client
+    /// request will have added when forwarded to the authorization server.
+    /// When empty or unspecified, no prefix is added."
+    pub fn path(&self, path_and_query: &str) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + path_and_query.len() + 1);
+        out.push_str(&self.prefix);
+        if !path_and_query.starts_with('/') {
+            out.push('/');
+        }
+        out.push_str(path_and_query);
+        out
+    }
+
+    /// Whether a client request header goes to the service.
+    ///
+    /// Spec (`allowedHeaders`): "The following headers must always be sent
+    /// to the authorization server, regardless of this setting: `Host`,
+    /// `Method`, `Path`, `Content-Length`, `Authorization`". Method and
+    /// path are the request line's; `Content-Length` is that of the body
+    /// the service is sent, so the data plane writes it itself.
+    pub fn sends(&self, name: &HeaderName) -> bool {
+        *name == header::HOST
+            || *name == header::AUTHORIZATION
+            || self.allowed_headers.contains(name)
+    }
+
+    /// Whether a header of the service's `200` answer is copied into the
+    /// request sent on.
+    ///
+    /// Spec (`allowedResponseHeaders`): "If this list is empty, then all
+    /// headers from the authorization server except Authority or Host must
+    /// be copied." Headers about the answer's own message rather than the
+    /// request (`Content-Length`, `Content-Type`, `Content-Encoding`,
+    /// `Transfer-Encoding` and the hop-by-hop ones) are not copied either:
+    /// they would misdescribe the client's body.
+    pub fn copies_back(&self, name: &HeaderName) -> bool {
+        if self.allowed_response_headers.is_empty() {
+            !is_message_header(name)
+        } else {
+            self.allowed_response_headers.contains(name) && *name != header::HOST
+        }
+    }
+}
+
+/// Headers that describe a message itself, or one connection: never copied
+/// from an authorization answer into the request.
+fn is_message_header(name: &HeaderName) -> bool {
+    [
+        header::HOST,
+        header::CONTENT_LENGTH,
+        header::CONTENT_TYPE,
+        header::CONTENT_ENCODING,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ]
+    .contains(name)
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+impl GrpcAuth {
+    /// Whether a client request header goes to the service.
+    ///
+    /// Spec (`grpc.allowedHeaders`): "If this list is empty, then all
+    /// headers must be sent. If the list has entries, only those entries
+    /// must be sent."
+    pub fn sends(&self, name: &HeaderName) -> bool {
+        self.allowed_headers.is_empty() || self.allowed_headers.contains(name)
     }
 }
 

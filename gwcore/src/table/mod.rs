@@ -89,9 +89,12 @@ use crate::attachments::{
     Mirror, PolicyTarget, RouteRules, TlsMode,
 };
 use crate::model::{HttpRouteRetry, HttpRouteTimeouts, ObjectKey};
-use crate::values::{MatchType, PathMatchType};
+use crate::values::{FilterType, MatchType, PathMatchType};
 
-pub use filters::{ExtensionFilter, Filter, check_filters, replace_prefix};
+pub use filters::{
+    AuthProtocol, ExtensionFilter, ExternalAuth, Filter, GrpcAuth, HttpAuth, check_filters,
+    replace_prefix,
+};
 pub use matching::{InvalidValue, REGEX_SIZE_LIMIT, compile_regex};
 pub use path::PathError;
 pub use precedence::{CreationTime, HostRank, MatchRank, PathRank, Precedence, RouteRank, Step};
@@ -214,7 +217,7 @@ pub struct Backend {
     weight: u32,
     target: Result<BackendTarget, BackendError>,
     filters: Box<[Filter]>,
-    /// Whether a filter is an extension's.
+    /// Whether a filter runs in the data plane ([`Filter::runs_in_data_plane`]).
     extensions: bool,
     /// Policies on its Service, then on its port.
     policies: Box<[AppliedPolicy]>,
@@ -262,7 +265,7 @@ pub struct Rule {
     scan_filters: bool,
     /// Why the rule cannot forward at all, decided at compile time.
     no_forward: Option<RespondReason>,
-    /// Whether a filter is an extension's ([`Filter::Extension`]).
+    /// Whether a filter runs in the data plane ([`Filter::runs_in_data_plane`]).
     extensions: bool,
     /// Extension policies on the Gateway, the listener, the route and the
     /// rule, least specific first.
@@ -490,7 +493,7 @@ impl ListenerTable {
                             Family::Http,
                             rule.index,
                             &rule.name,
-                            (&rule.filters, &rule.extension_refs),
+                            (&rule.filters, &rule.extension_refs, &rule.external_auth),
                             &rule.backends,
                             &rule.mirrors,
                             Timeouts::parse(rule.timeouts.as_ref()),
@@ -576,7 +579,7 @@ impl ListenerTable {
                             Family::Grpc,
                             rule.index,
                             &rule.name,
-                            (&rule.filters, &rule.extension_refs),
+                            (&rule.filters, &rule.extension_refs, &[]),
                             &rule.backends,
                             &rule.mirrors,
                             Timeouts::default(),
@@ -764,6 +767,7 @@ fn compile_rule(
     filters: (
         &[crate::model::HttpRouteFilter],
         &[Arc<crate::extension::ExtensionObject>],
+        &[Result<BackendTarget, BackendError>],
     ),
     backends: &[crate::attachments::ResolvedBackend],
     mirrors: &[Mirror],
@@ -773,11 +777,18 @@ fn compile_rule(
     msgs: &mut Vec<String>,
 ) -> Rule {
     let mut compile_filters = |fs: &[crate::model::HttpRouteFilter],
-                               refs: &[Arc<crate::extension::ExtensionObject>]|
+                               refs: &[Arc<crate::extension::ExtensionObject>],
+                               auth: &[Result<BackendTarget, BackendError>]|
      -> Box<[Filter]> {
+        // The engine resolved one authorization service per ExternalAuth
+        // filter, in filter order.
+        let mut auth = auth.iter();
         fs.iter()
             .map(|f| {
-                let c = Filter::compile_with(f, refs);
+                let a = (f.type_ == FilterType::ExternalAuth)
+                    .then(|| auth.next())
+                    .flatten();
+                let c = Filter::compile_resolved(f, refs, a);
                 if let Filter::Unsupported(m) = &c {
                     msgs.push(m.clone());
                 }
@@ -785,21 +796,21 @@ fn compile_rule(
             })
             .collect()
     };
-    let filters = compile_filters(filters.0, filters.1);
+    let filters = compile_filters(filters.0, filters.1, filters.2);
     let backends: Box<[Backend]> = backends
         .iter()
         .map(|b| {
-            let filters = compile_filters(&b.filters, &b.extension_refs);
+            let filters = compile_filters(&b.filters, &b.extension_refs, &b.external_auth);
             Backend {
                 weight: b.weight,
                 policies: policies.backend(&b.target),
                 target: b.target.clone(),
-                extensions: filters.iter().any(|f| matches!(f, Filter::Extension(_))),
+                extensions: filters.iter().any(Filter::runs_in_data_plane),
                 filters,
             }
         })
         .collect();
-    let extensions = filters.iter().any(|f| matches!(f, Filter::Extension(_)));
+    let extensions = filters.iter().any(Filter::runs_in_data_plane);
     let total_weight: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
     let no_forward = if total_weight == 0 {
         Some(RespondReason::NoBackends)
@@ -1128,11 +1139,12 @@ impl<'t> Forward<'t> {
             .find(|p| p.kind() == kind)
     }
 
-    /// Whether the rule or `backend` has an extension's filter
-    /// ([`Filter::Extension`]): a data plane then applies the filters one
-    /// by one, in order ([`Forward::filters`],
-    /// [`Forward::apply_request_filter`]), running each extension's in its
-    /// place; otherwise [`Forward::apply_request`] does it all.
+    /// Whether the rule or `backend` has a filter the data plane runs
+    /// itself ([`Filter::runs_in_data_plane`]: an extension's, or
+    /// `ExternalAuth`): a data plane then applies the filters one by one,
+    /// in order ([`Forward::filters`], [`Forward::apply_request_filter`]),
+    /// running each of those in its place; otherwise
+    /// [`Forward::apply_request`] does it all.
     pub fn has_extension_filters(&self, backend: Option<&Backend>) -> bool {
         self.matched.rule.extensions || backend.is_some_and(|b| b.extensions)
     }

@@ -22,6 +22,7 @@ fn svc(name: &str) -> ResolvedBackend {
         }),
         filters: vec![],
         extension_refs: vec![],
+        external_auth: vec![],
     }
 }
 
@@ -42,6 +43,7 @@ fn rule(index: usize, matches: Vec<HttpRouteMatch>, backend: &str) -> HttpRule {
         matches,
         filters: vec![],
         extension_refs: vec![],
+        external_auth: vec![],
         mirrors: vec![],
         backends: vec![svc(backend)],
         timeouts: None,
@@ -423,6 +425,7 @@ fn invalid_and_missing_backends_answer_500() {
         target: invalid.backends[0].target.clone(),
         filters: vec![],
         extension_refs: vec![],
+        external_auth: vec![],
     });
     let t = table(vec![listener(
         "http",

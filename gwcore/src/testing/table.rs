@@ -448,6 +448,7 @@ fn backend() -> ResolvedBackend {
         }),
         filters: vec![],
         extension_refs: vec![],
+        external_auth: vec![],
     }
 }
 
@@ -506,6 +507,7 @@ fn route_strategy() -> impl Strategy<Value = AttachedRoute> {
                             matches,
                             filters: vec![],
                             extension_refs: vec![],
+                            external_auth: vec![],
                             mirrors: vec![],
                             backends: vec![backend()],
                             timeouts: None,
