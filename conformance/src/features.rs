@@ -45,53 +45,13 @@ impl Level {
 pub const PROFILES: [&str; 4] = ["GATEWAY-HTTP", "GATEWAY-GRPC", "GATEWAY-TLS", "GATEWAY-TCP"];
 
 /// Features upstream defines (sigs.k8s.io/gateway-api/pkg/features) that no
-/// vector may name yet; listed so the table shows them as unmeasured rather
-/// than leaving them out. Features named by vectors are added to these.
-const KNOWN_FEATURES: &[&str] = &[
-    "Gateway",
-    "ReferenceGrant",
-    "HTTPRoute",
-    "GRPCRoute",
-    "TLSRoute",
-    "TCPRoute",
-    "UDPRoute",
-    "BackendTLSPolicy",
-    "BackendTLSPolicySANValidation",
-    "GatewayPort8080",
-    "GatewayStaticAddresses",
-    "GatewayHTTPListenerIsolation",
-    "GatewayHTTPSListenerDetectMisdirectedRequests",
-    "GatewayInfrastructurePropagation",
-    "GatewayAddressEmpty",
-    "GatewayBackendClientCertificate",
-    "GatewayFrontendClientCertificateValidation",
-    "GatewayFrontendClientCertificateValidationInsecureFallback",
-    "ListenerSet",
-    "HTTPRouteDestinationPortMatching",
-    "HTTPRouteBackendRequestHeaderModification",
-    "HTTPRouteQueryParamMatching",
-    "HTTPRouteMethodMatching",
-    "HTTPRouteResponseHeaderModification",
-    "HTTPRoutePortRedirect",
-    "HTTPRouteSchemeRedirect",
-    "HTTPRoutePathRedirect",
-    "HTTPRouteHostRewrite",
-    "HTTPRoutePathRewrite",
-    "HTTPRouteRequestMirror",
-    "HTTPRouteRequestMultipleMirrors",
-    "HTTPRouteRequestPercentageMirror",
-    "HTTPRouteRequestTimeout",
-    "HTTPRouteBackendTimeout",
-    "HTTPRouteParentRefPort",
-    "HTTPRouteBackendProtocolH2C",
-    "HTTPRouteBackendProtocolWebSocket",
-    "HTTPRouteNamedRouteRule",
-    "HTTPRouteCORS",
-    "HTTPRoute303RedirectStatusCode",
-    "HTTPRoute307RedirectStatusCode",
-    "HTTPRoute308RedirectStatusCode",
-    "GRPCRouteNamedRouteRule",
-];
+/// vector may name yet: gwcore's own declaration of what it knows
+/// ([`gwcore::features::UPSTREAM`]), listed so the table shows them as
+/// unmeasured rather than leaving them out. Features named by vectors are
+/// added to these.
+fn known_features() -> impl Iterator<Item = &'static str> {
+    gwcore::features::UPSTREAM.iter().map(|f| f.name)
+}
 
 /// The profiles a feature belongs to, with its level in each; empty for a
 /// feature in no gateway profile (UDPRoute has none upstream).
@@ -208,8 +168,7 @@ pub fn rows(
     report: &Report,
     features_of: impl Fn(&Path) -> Vec<String>,
 ) -> BTreeMap<String, FeatureRow> {
-    let mut out: BTreeMap<String, FeatureRow> = KNOWN_FEATURES
-        .iter()
+    let mut out: BTreeMap<String, FeatureRow> = known_features()
         .map(|f| (f.to_string(), FeatureRow::default()))
         .collect();
     for v in &report.vectors {
@@ -284,7 +243,12 @@ fn line(out: &mut String, name: &str, level: &str, row: &FeatureRow) {
     // Writing to a String cannot fail.
     let _ = writeln!(
         out,
-        "| {name} | {level} | {} | {}/{} | {} | {}{not_run} |{wire}",
+        "| {name} | {level} | {} | {} | {}/{} | {} | {}{not_run} |{wire}",
+        if gwcore::features::is_supported(name) {
+            "yes"
+        } else {
+            "no"
+        },
         row.verdict(),
         row.passed,
         row.vectors,
@@ -334,10 +298,16 @@ pub fn render(rows: &BTreeMap<String, FeatureRow>) -> String {
              (*not run*: the check needs a real data plane).\n",
         );
     }
+    out.push_str(
+        "\n**Declared**: whether gwcore's GatewayClasses list the feature in \
+         `status.supportedFeatures` (GEP-2162). One declaration in code, \
+         `gwcore::features::UPSTREAM`, feeds that status, this column and the conformance \
+         runner, which honours a vector's `skipIfFeatures` / `runIfFeatures` against it.\n",
+    );
     let header = if wire {
-        "| Feature | Level | Status | Vectors | Status checks | Request checks | Wire vectors | Wire request checks |\n|---|---|---|---|---|---|---|---|\n"
+        "| Feature | Level | Declared | Status | Vectors | Status checks | Request checks | Wire vectors | Wire request checks |\n|---|---|---|---|---|---|---|---|---|\n"
     } else {
-        "| Feature | Level | Status | Vectors | Status checks | Request checks |\n|---|---|---|---|---|---|\n"
+        "| Feature | Level | Declared | Status | Vectors | Status checks | Request checks |\n|---|---|---|---|---|---|---|\n"
     };
     for profile in PROFILES {
         let _ = write!(out, "\n## {profile}\n\n{header}");
@@ -359,7 +329,42 @@ pub fn render(rows: &BTreeMap<String, FeatureRow>) -> String {
             line(&mut out, name, "—", row);
         }
     }
+    own_kinds(&mut out);
     out
+}
+
+/// The section of gwcore's own policy kinds: the ones `gwcore serve`
+/// registers ([`gwcore_proxy::first_party::plugins`]), with the features
+/// each adds to `status.supportedFeatures`.
+fn own_kinds(out: &mut String) {
+    let plugins = gwcore_proxy::first_party::plugins();
+    let extensions = plugins.extensions();
+    let kinds: Vec<_> = extensions.kinds().collect();
+    if kinds.is_empty() {
+        return;
+    }
+    out.push_str(
+        "\n## gwcore's own kinds\n\n\
+         Kinds gwcore defines beyond the Gateway API (CRDs in `deploy/crds/`), built on \
+         the same extension seams an embedder uses (`docs/extensions.md`); the `gwcore` \
+         binary registers them. Their behaviour is tested by gwcore's own tests, not by \
+         the upstream vectors.\n\n\
+         | Kind | apiVersion | Declared features |\n|---|---|---|\n",
+    );
+    for kind in kinds {
+        let features = extensions.features_of(kind);
+        let features = if features.is_empty() {
+            "—".to_string()
+        } else {
+            features.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {features} |",
+            kind.kind(),
+            kind.api_version()
+        );
+    }
 }
 
 #[cfg(test)]

@@ -134,3 +134,39 @@ fn unknown_fields_make_a_vector_unreadable() {
         v.message
     );
 }
+
+/// The runner honours `skipIfFeatures` / `runIfFeatures` against what our
+/// GatewayClass declares in `status.supportedFeatures`
+/// (`gwcore::features`): a vector is skipped for a feature gwcore supports
+/// or, with `runIfFeatures`, lacks; otherwise it runs (and here fails, to
+/// show that it ran).
+#[test]
+fn features_the_gateway_class_declares_decide_which_vectors_run() {
+    let failing_step = "steps:\n- routes:\n  - kind: HTTPRoute\n    name: hr/hr\n    parents:\n    - parentRef: {namespace: infra-ns, name: shared-gateway}\n      conditions:\n      - {type: Accepted, status: \"True\"}\n";
+    let with = |extra: &str| format!("{HEAD}{extra}{failing_step}");
+    let (_, skipped) = run("skip-supported", &with("skipIfFeatures: [HTTPRoute]\n"));
+    assert_eq!(skipped.verdict, Verdict::Skip, "{:?}", skipped.message);
+    assert!(
+        skipped
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("HTTPRoute is supported")),
+        "{:?}",
+        skipped.message
+    );
+    let (_, lacking) = run(
+        "run-unsupported",
+        &with("runIfFeatures: [GatewayStaticAddresses]\n"),
+    );
+    assert_eq!(lacking.verdict, Verdict::Skip, "{:?}", lacking.message);
+    let (_, ran) = run(
+        "run-supported",
+        &with("runIfFeatures: [HTTPRoute, TLSRoute]\n"),
+    );
+    assert_eq!(
+        ran.verdict,
+        Verdict::Fail,
+        "the vector ran: {:?}",
+        ran.message
+    );
+}

@@ -276,6 +276,11 @@ pub trait FilterKind: fmt::Debug + Send + Sync + 'static {
         let _ = object;
         Ok(())
     }
+    /// Features this kind adds to our GatewayClasses'
+    /// `status.supportedFeatures` ([`crate::features`]). Default: none.
+    fn features(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// What a policy may target (GEP-713 direct attachment).
@@ -365,6 +370,11 @@ pub trait PolicyKind: fmt::Debug + Send + Sync + 'static {
     /// An `Err` makes the policy `Accepted=False` with reason `Invalid` and
     /// this message, and it applies nowhere.
     fn parse(&self, policy: &Object, cx: &mut PolicyContext<'_>) -> Result<PolicyValue, Refused>;
+    /// Features this kind adds to our GatewayClasses'
+    /// `status.supportedFeatures` ([`crate::features`]). Default: none.
+    fn features(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// How the engine attaches the policies of one kind. The default,
@@ -598,6 +608,11 @@ pub trait BackendKind: fmt::Debug + Send + Sync + 'static {
     /// `ResolvedRefs=False` (reason `BackendNotFound`, with this message)
     /// and the backend's share of requests 500.
     fn resolve(&self, object: &ExtensionObject, port: Option<u16>) -> Result<ServicePort, Refused>;
+    /// Features this kind adds to our GatewayClasses'
+    /// `status.supportedFeatures` ([`crate::features`]). Default: none.
+    fn features(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 impl Extensions {
@@ -657,6 +672,32 @@ impl Extensions {
             .iter()
             .find(|(k, _)| k.is(group, kind))
             .map(|(_, f)| &**f)
+    }
+
+    /// The features the registered kinds add
+    /// ([`FilterKind::features`] and the like), sorted.
+    pub fn features(&self) -> std::collections::BTreeSet<&'static str> {
+        self.filters
+            .values()
+            .flat_map(|f| f.features())
+            .chain(self.policies.values().flat_map(|p| p.features()))
+            .chain(self.backends.values().flat_map(|b| b.features()))
+            .copied()
+            .collect()
+    }
+
+    /// The features one registered kind adds (empty for a kind not
+    /// registered).
+    pub fn features_of(&self, kind: ExtensionKind) -> &'static [&'static str] {
+        if let Some(f) = self.filters.get(&kind) {
+            f.features()
+        } else if let Some(p) = self.policies.get(&kind) {
+            p.features()
+        } else if let Some(b) = self.backends.get(&kind) {
+            b.features()
+        } else {
+            &[]
+        }
     }
 
     /// The registered policy kinds.

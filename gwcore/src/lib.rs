@@ -108,6 +108,7 @@ pub mod __fuzz;
 pub mod attachments;
 pub mod engine;
 pub mod extension;
+pub mod features;
 pub mod hostname;
 pub mod load;
 pub mod model;

@@ -2,6 +2,7 @@
 //! conflicts, ListenerSets, certificates and CA bundles.
 
 use super::*;
+use crate::status::SupportedFeature;
 use crate::values::{FromNamespaces, FrontendValidationMode, TlsModeType};
 
 impl Ctx<'_> {
@@ -69,11 +70,14 @@ impl Ctx<'_> {
                 o.key(),
                 ObjectStatus::GatewayClass(GatewayClassStatus {
                     conditions,
-                    supported_features: gc
-                        .status
-                        .as_ref()
-                        .map(|s| s.supported_features.clone())
-                        .unwrap_or_default(),
+                    supported_features: if accepted.is_ok() {
+                        crate::features::supported_features(&self.opts.extensions)
+                            .into_iter()
+                            .map(|name| SupportedFeature { name: name.into() })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
                 }),
             );
         }
