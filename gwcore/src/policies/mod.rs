@@ -9,3 +9,5 @@ pub const GROUP: &str = "policy.gwcore.dev";
 
 /// The apiVersion of gwcore's own policy kinds.
 pub const API_VERSION: &str = "policy.gwcore.dev/v1alpha1";
+
+pub mod body_limit;
