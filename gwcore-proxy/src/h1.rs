@@ -851,6 +851,73 @@ impl<H: Home> hyper::body::Body for BackendBody<H> {
     }
 }
 
+/// A response as [`read_response`] read it.
+#[derive(Debug, PartialEq)]
+pub(crate) struct ReadResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+    pub(crate) trailers: Option<HeaderMap>,
+    /// How many bytes of `wire` follow the message.
+    pub(crate) rest: usize,
+}
+
+/// Reads one response to `method` from `wire` as a backend connection
+/// does (interim answers skipped, framing of RFC 9112 §6.3), fed `step`
+/// bytes at a time; `Ok(None)` when `wire` ends before the message does.
+/// A body delimited by the connection's close ends with `wire`. For the
+/// fuzz targets (`crate::__fuzz`).
+pub(crate) fn read_response(
+    wire: &[u8],
+    method: &Method,
+    step: usize,
+) -> Result<Option<ReadResponse>, String> {
+    let step = step.max(1);
+    let mut buf = BytesMut::new();
+    let mut fed = 0;
+    let mut feed = |buf: &mut BytesMut| {
+        let n = step.min(wire.len() - fed);
+        buf.extend_from_slice(&wire[fed..fed + n]);
+        fed += n;
+        n > 0
+    };
+    let head = loop {
+        if !buf.is_empty() {
+            match parse_head(&mut buf).map_err(|e| e.to_string())? {
+                Some(h) if h.status.is_informational() && h.status != 101 => continue,
+                Some(h) => break h,
+                None if buf.len() >= MAX_HEAD => return Err("the head is too large".into()),
+                None => {}
+            }
+        }
+        if !feed(&mut buf) {
+            return Ok(None);
+        }
+    };
+    let mut framing =
+        response_framing(method, head.status, &head.headers).map_err(|e| e.to_string())?;
+    let (mut body, mut trailers) = (Vec::new(), None);
+    loop {
+        match decode(&mut buf, &mut framing).map_err(|e| e.to_string())? {
+            Decoded::Frame(f) => match f.into_data() {
+                Ok(d) => body.extend_from_slice(&d),
+                Err(f) => trailers = f.into_trailers().ok(),
+            },
+            Decoded::End => break,
+            Decoded::More if feed(&mut buf) => {}
+            Decoded::More if framing == Framing::Close => break,
+            Decoded::More => return Ok(None),
+        }
+    }
+    Ok(Some(ReadResponse {
+        status: head.status,
+        headers: head.headers,
+        body,
+        trailers,
+        rest: buf.len() + wire.len() - fed,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

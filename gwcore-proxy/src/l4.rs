@@ -280,12 +280,30 @@ fn parse_hello(h: &[u8]) -> Option<Option<String>> {
                 let n = usize::from(list.u16()?);
                 let name = list.take(n)?;
                 if name_type == 0 {
-                    return Some(Some(String::from_utf8(name.to_vec()).ok()?));
+                    return server_name(name);
                 }
             }
         }
     }
     Some(None)
+}
+
+/// A `host_name` of the `server_name` extension: RFC 6066 §3 "the fully
+/// qualified DNS hostname of the server, as understood by the client",
+/// without a trailing dot, and "Literal IPv4 and IPv6 addresses are not
+/// permitted". `Some(None)` (no SNI) for an address, as rustls does;
+/// `None` (malformed: the connection is refused, as rustls refuses it in
+/// Terminate mode) for anything else that is not a precise hostname, so
+/// that no wildcard, control or non-ASCII byte reaches the listener and
+/// route matching.
+fn server_name(name: &[u8]) -> Option<Option<String>> {
+    let name = std::str::from_utf8(name).ok()?;
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Some(None);
+    }
+    let lower = name.to_ascii_lowercase();
+    (!gwcore::hostname::is_wildcard(&lower) && gwcore::hostname::is_valid(&lower))
+        .then(|| Some(name.to_owned()))
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -362,6 +380,51 @@ mod tests {
     #[test]
     fn plain_http_is_not_tls() {
         assert_eq!(client_hello_sni(b"GET / HTTP/1.1\r\n\r\n"), Hello::NotTls);
+    }
+
+    /// A minimal ClientHello record whose `server_name` holds `name` as is.
+    fn hello_naming(name: &[u8]) -> Vec<u8> {
+        let n = u16::try_from(name.len()).unwrap();
+        let mut sni = Vec::new();
+        sni.extend_from_slice(&(n + 3).to_be_bytes());
+        sni.push(0);
+        sni.extend_from_slice(&n.to_be_bytes());
+        sni.extend_from_slice(name);
+        let mut ext = vec![0, 0];
+        ext.extend_from_slice(&u16::try_from(sni.len()).unwrap().to_be_bytes());
+        ext.extend_from_slice(&sni);
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[7; 32]);
+        body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+        body.extend_from_slice(&u16::try_from(ext.len()).unwrap().to_be_bytes());
+        body.extend_from_slice(&ext);
+        let mut hs = vec![1, 0];
+        hs.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+        hs.extend_from_slice(&body);
+        let mut record = vec![22, 3, 1];
+        record.extend_from_slice(&u16::try_from(hs.len()).unwrap().to_be_bytes());
+        record.extend_from_slice(&hs);
+        record
+    }
+
+    /// Any UTF-8 server name used to be taken as the SNI, `*.example.com`
+    /// or `a\0b` included, and matched against listener and route
+    /// hostnames (the `tls_client_hello` fuzz target checks that a name
+    /// read is a precise hostname).
+    #[test]
+    fn a_server_name_that_is_not_a_hostname_is_refused() {
+        for (name, want, why) in [
+            (&b"Shop.Example.com"[..], Hello::Complete(Some("Shop.Example.com".into())), "valid, any case"),
+            (b"10.0.0.1", Hello::Complete(None), "an address is no SNI (RFC 6066 §3)"),
+            (b"2001:db8::1", Hello::Complete(None), "an IPv6 address is no SNI"),
+            (b"*.example.com", Hello::NotTls, "a wildcard"),
+            (b"a\0b.example.com", Hello::NotTls, "a control byte"),
+            (b"example.com.", Hello::NotTls, "a trailing dot"),
+            (b"", Hello::NotTls, "empty"),
+            ("caf\u{e9}.example".as_bytes(), Hello::NotTls, "not ASCII"),
+        ] {
+            assert_eq!(client_hello_sni(&hello_naming(name)), want, "{why}");
+        }
     }
 
     use gwcore::model::{Kind, ObjectKey};

@@ -74,6 +74,8 @@
 //! # Ok(()) }
 //! ```
 
+#[doc(hidden)]
+pub mod __fuzz;
 pub mod admin;
 pub mod backend_tls;
 pub mod body;

@@ -126,7 +126,14 @@ impl IpNet {
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
                 prefix_eq(u128::from(net), u128::from(ip), self.prefix)
             }
-            _ => false,
+            // A network written in IPv6 form (`::ffff:10.0.0.0/104`) holds
+            // the IPv4 addresses it maps.
+            (IpAddr::V6(net), IpAddr::V4(ip)) => prefix_eq(
+                u128::from(net),
+                u128::from(ip.to_ipv6_mapped()),
+                self.prefix,
+            ),
+            (IpAddr::V4(_), IpAddr::V6(_)) => false,
         }
     }
 }
@@ -251,6 +258,25 @@ mod tests {
             "an IPv4 network holds no IPv6 peer"
         );
         assert!(!TrustedProxies::default().contains(ip("127.0.0.1")));
+    }
+
+    /// A network written as IPv4-mapped IPv6 held none of its addresses:
+    /// peers are compared in IPv4 form (the `cidr` fuzz target checks that
+    /// every network contains its own address).
+    #[test]
+    fn an_ipv4_mapped_network_holds_what_it_maps() {
+        let t: TrustedProxies = "::ffff:10.0.0.0/104,::ffff:192.0.2.7".parse().unwrap();
+        for (addr, want) in [
+            ("10.1.2.3", true),
+            ("::ffff:10.1.2.3", true),
+            ("11.0.0.1", false),
+            ("192.0.2.7", true),
+            ("::ffff:192.0.2.7", true),
+            ("192.0.2.8", false),
+            ("::a00:1", false),
+        ] {
+            assert_eq!(t.contains(ip(addr)), want, "{addr}");
+        }
     }
 
     #[test]
