@@ -11,3 +11,4 @@ pub const GROUP: &str = "policy.gwcore.dev";
 pub const API_VERSION: &str = "policy.gwcore.dev/v1alpha1";
 
 pub mod body_limit;
+pub mod rate_limit;
