@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use gwcore::Snapshot;
 use gwcore::engine::Refusal;
+use gwcore::extension::Extensions;
 use gwcore::load::Loaded;
 use gwcore::model::Kind;
 
@@ -27,8 +28,10 @@ pub(crate) struct Args {
     output: OutputFormat,
 }
 
-pub(crate) fn run(args: Args) -> ExitCode {
-    let loaded: Loaded = gwcore_proxy::files::read_manifests(&args.paths);
+/// Runs `gwcore check`, reading and resolving the kinds `extensions`
+/// register too.
+pub(crate) fn run(args: Args, extensions: &Extensions) -> ExitCode {
+    let loaded: Loaded = gwcore_proxy::files::read_manifests_extended(&args.paths, extensions);
     for d in &loaded.diagnostics {
         eprintln!("{d}");
     }
@@ -50,8 +53,9 @@ pub(crate) fn run(args: Args) -> ExitCode {
         &snapshot,
         &controllers,
         &gwcore_proxy::provider::now_rfc3339(),
+        extensions,
     );
-    let kinds = [
+    let built_in = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::ListenerSet,
@@ -62,6 +66,12 @@ pub(crate) fn run(args: Args) -> ExitCode {
         Kind::UdpRoute,
         Kind::BackendTlsPolicy,
     ];
+    // Then the registered policy kinds, whose `status.ancestors` the
+    // engine computed.
+    let kinds: Vec<Kind> = built_in
+        .into_iter()
+        .chain(extensions.policies().map(|p| Kind::Extension(p.kind())))
+        .collect();
     let docs = status_documents(&computed, &kinds, &api_versions(&loaded));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

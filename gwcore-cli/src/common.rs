@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gwcore::Snapshot;
 use gwcore::engine::{ComputeOptions, Refusal, compute};
+use gwcore::extension::Extensions;
 use gwcore::load::Loaded;
 use gwcore::model::{Kind, Object, ObjectKey};
 
@@ -92,16 +93,18 @@ pub(crate) enum OutputFormat {
 /// Runs the engine as each controller in turn, writing each one's statuses
 /// back into the snapshot so the next sees them as the previous status (as
 /// controllers sharing a cluster do). Returns the final objects and every
-/// refusal.
+/// refusal. The engine resolves the kinds `extensions` register.
 pub(crate) fn run_controllers(
     snap: &Snapshot,
     controllers: &[String],
     now: &str,
+    extensions: &Extensions,
 ) -> (Snapshot, Vec<Refusal>) {
     let mut snap = snap.clone();
     let mut refusals = Vec::new();
     for c in controllers {
-        let out = compute(&snap, &ComputeOptions::new(c.clone(), now));
+        let opts = ComputeOptions::new(c.clone(), now).with_extensions(extensions.clone());
+        let out = compute(&snap, &opts);
         snap.apply_statuses(&out.statuses);
         refusals.extend(out.refusals);
     }
@@ -139,6 +142,9 @@ pub(crate) fn status_documents(
                     x.status.as_ref().map(serde_json::to_value)
                 }
                 Object::BackendTlsPolicy(x) => x.status.as_ref().map(serde_json::to_value),
+                // A registered policy kind's status, as the engine wrote
+                // it (and the fields of the kind's own it was read with).
+                Object::Extension(x) => x.status.clone().map(Ok),
                 _ => None,
             };
             let Some(Ok(status)) = status else { continue };

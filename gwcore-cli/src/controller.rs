@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gwcore::extension::Extensions;
 use gwcore::status::GatewayStatusAddress;
 use gwcore_k8s::{Controller, LeaseOptions, Metrics, Options, State};
 use gwcore_proxy::provider::{Runtime, RuntimeOptions};
@@ -77,16 +78,20 @@ enum LogFormat {
     Json,
 }
 
-pub(crate) fn run(args: Args) -> ExitCode {
+/// Runs `gwcore controller`, watching and resolving the kinds `extensions`
+/// register too.
+pub(crate) fn run(args: Args, extensions: Extensions) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    match args.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    // A program embedding the command may have set its own subscriber
+    // already: that one is kept.
+    let _ = match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).try_init(),
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
-            .init(),
-    }
+            .try_init(),
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -101,7 +106,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
         let stop = crate::serve::shutdown_signal();
         tokio::pin!(stop);
         let ctl = tokio::select! {
-            c = start(&args.controller_name, &args.kube) => match c {
+            c = start(&args.controller_name, &args.kube, extensions) => match c {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -126,9 +131,14 @@ pub(crate) fn run(args: Args) -> ExitCode {
     })
 }
 
-/// Connects to the API server and starts the controller, retrying
-/// discovery (every 2 s) while the API server cannot be reached.
-pub(crate) async fn start(controller_name: &str, kube: &KubeArgs) -> Result<Controller, String> {
+/// Connects to the API server and starts the controller, watching the
+/// kinds `extensions` register too, retrying discovery (every 2 s) while
+/// the API server cannot be reached.
+pub(crate) async fn start(
+    controller_name: &str,
+    kube: &KubeArgs,
+    extensions: Extensions,
+) -> Result<Controller, String> {
     let config = match &kube.kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
@@ -143,7 +153,7 @@ pub(crate) async fn start(controller_name: &str, kube: &KubeArgs) -> Result<Cont
     };
     let client =
         kube::Client::try_from(config).map_err(|e| format!("cannot build the client: {e}"))?;
-    let mut opts = Options::new(controller_name);
+    let mut opts = Options::new(controller_name).with_extensions(extensions);
     opts.addresses = kube
         .gateway_addresses
         .iter()
@@ -220,7 +230,7 @@ pub(crate) async fn serve(
 ) -> ExitCode {
     tokio::pin!(stop);
     let ctl = tokio::select! {
-        c = start(controller_name, kube) => match c {
+        c = start(controller_name, kube, opts.plugins.extensions().clone()) => match c {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");

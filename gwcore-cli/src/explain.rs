@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use gwcore::Snapshot;
 use gwcore::engine::{ComputeOptions, compute};
+use gwcore::extension::Extensions;
 use gwcore::model::{Kind, Object, ObjectKey};
 use gwcore::table::path::{normalize, prefix_matches};
 use gwcore::table::{RequestHead, Table};
@@ -54,8 +55,10 @@ fn split_url(url: &str) -> (&str, &str, String) {
     (scheme, authority, pq)
 }
 
-pub(crate) fn run(args: Args) -> ExitCode {
-    match render(&args) {
+/// Runs `gwcore explain`, reading and resolving the kinds `extensions`
+/// register too.
+pub(crate) fn run(args: Args, extensions: &Extensions) -> ExitCode {
+    match render(&args, extensions) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
@@ -68,9 +71,9 @@ pub(crate) fn run(args: Args) -> ExitCode {
 }
 
 /// The explanation as text, or why there is none.
-fn render(args: &Args) -> Result<String, String> {
+fn render(args: &Args, extensions: &Extensions) -> Result<String, String> {
     use std::fmt::Write as _;
-    let loaded = gwcore_proxy::files::read_manifests(&args.paths);
+    let loaded = gwcore_proxy::files::read_manifests_extended(&args.paths, extensions);
     for d in &loaded.diagnostics {
         eprintln!("{d}");
     }
@@ -89,7 +92,8 @@ fn render(args: &Args) -> Result<String, String> {
         .controllers(&snapshot)?
         .into_iter()
         .find_map(|c| {
-            let out = compute(&snapshot, &ComputeOptions::new(c, now.clone()));
+            let opts = ComputeOptions::new(c, now.clone()).with_extensions(extensions.clone());
+            let out = compute(&snapshot, &opts);
             let routing = out.routing.get(&gw_key)?.clone();
             Some((routing, out.refusals))
         });
@@ -185,18 +189,21 @@ mod tests {
     fn acme(url: &str) -> String {
         let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../shared/scenarios/manifests/acme.yaml");
-        render(&Args {
-            paths: vec![scenario],
-            gateway: "infra-ns/shared-gateway".into(),
-            url: url.into(),
-            port: None,
-            headers: vec![],
-            method: "GET".into(),
-            sni: None,
-            controller: ControllerArgs {
-                controller_name: None,
+        render(
+            &Args {
+                paths: vec![scenario],
+                gateway: "infra-ns/shared-gateway".into(),
+                url: url.into(),
+                port: None,
+                headers: vec![],
+                method: "GET".into(),
+                sni: None,
+                controller: ControllerArgs {
+                    controller_name: None,
+                },
             },
-        })
+            &Extensions::new(),
+        )
         .unwrap()
     }
 

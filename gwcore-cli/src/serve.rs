@@ -9,6 +9,7 @@ use gwcore::Snapshot;
 use gwcore::model::{Kind, ObjectKey};
 use gwcore_proxy::config::GatewayPort;
 use gwcore_proxy::limits::{Limits, TrustedProxies};
+use gwcore_proxy::plugin::Plugins;
 use gwcore_proxy::provider::{Runtime, RuntimeOptions};
 use gwcore_proxy::server::{ListenOptions, ServeOptions};
 
@@ -166,7 +167,9 @@ fn parse_listen(s: &str) -> Result<(Option<ObjectKey>, u16, SocketAddr), String>
     Ok((gateway, port, addr))
 }
 
-pub(crate) fn run(args: Args) -> ExitCode {
+/// Runs `gwcore serve` with `plugins`: their kinds are read and resolved,
+/// their plug-ins act on requests.
+pub(crate) fn run(args: Args, plugins: Plugins) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Log lines (one access line per request) are written by a background
@@ -175,18 +178,20 @@ pub(crate) fn run(args: Args) -> ExitCode {
     let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stderr());
-    match args.log_format {
+    // A program embedding the command may have set its own subscriber
+    // already: that one is kept.
+    let _ = match args.log_format {
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(writer)
-            .init(),
+            .try_init(),
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
             .with_writer(writer)
-            .init(),
-    }
+            .try_init(),
+    };
     // One thread: the current-thread scheduler, which skips the work
     // stealing machinery a single worker cannot use.
     let mut builder = match args.threads {
@@ -205,7 +210,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(serve(args))
+    rt.block_on(serve(args, plugins))
 }
 
 /// The controller of `--kubernetes` when `--controller-name` is not given.
@@ -216,8 +221,8 @@ const KUBERNETES_CONTROLLER: &str = "gwcore.dev/gateway-controller";
 /// `--controller-name` the input's GatewayClasses must share one
 /// controllerName. Manifests with errors are left to
 /// [`Runtime::start_with`], which reports them and does not start.
-fn files_controller(args: &Args) -> Result<String, String> {
-    let loaded = gwcore_proxy::files::read_manifests(&args.paths);
+fn files_controller(args: &Args, plugins: &Plugins) -> Result<String, String> {
+    let loaded = gwcore_proxy::files::read_manifests_extended(&args.paths, plugins.extensions());
     if loaded.has_errors() {
         return Ok(args.controller_name.clone().unwrap_or_default());
     }
@@ -226,13 +231,13 @@ fn files_controller(args: &Args) -> Result<String, String> {
     Ok(chosen.into_iter().next().unwrap_or_default())
 }
 
-async fn serve(args: Args) -> ExitCode {
+async fn serve(args: Args, plugins: Plugins) -> ExitCode {
     let controller_name = if args.kubernetes {
         args.controller_name
             .clone()
             .unwrap_or_else(|| KUBERNETES_CONTROLLER.to_string())
     } else {
-        match files_controller(&args) {
+        match files_controller(&args, &plugins) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -258,7 +263,7 @@ async fn serve(args: Args) -> ExitCode {
             ephemeral: false,
         },
         echo_backends: args.echo_backends,
-        plugins: Default::default(),
+        plugins,
     };
     if args.kubernetes {
         let grace = Duration::from_secs(args.grace_secs);
