@@ -108,6 +108,12 @@ pub(crate) struct LimitArgs {
     /// none.
     #[arg(long, value_name = "CIDR,...", default_value = "")]
     trusted_proxies: TrustedProxies,
+    /// Gateway ports (comma-separated PORT or NAMESPACE/NAME:PORT) whose
+    /// connections start with a PROXY protocol v1 or v2 header from a TCP
+    /// load balancer: the address it carries is the client's; a connection
+    /// without a valid header is closed. Default: none.
+    #[arg(long, value_name = "PORT,...", default_value = "")]
+    proxy_protocol: gwcore_proxy::proxy_protocol::ProxyProtocolPorts,
 }
 
 impl LimitArgs {
@@ -126,6 +132,7 @@ impl LimitArgs {
                 http2_max_concurrent_streams: self.http2_max_concurrent_streams,
             },
             trusted_proxies: self.trusted_proxies.clone(),
+            proxy_protocol: self.proxy_protocol.clone(),
         }
     }
 }

@@ -39,7 +39,8 @@
 //! spoken on the request's own task by the private `h1` module) and
 //! [`config`]; [`backend_tls`], [`plugin`]; and below them all [`certs`]
 //! (certificates and keys from Secrets), [`endpoints`], [`limits`]
-//! (connection limits, trusted proxies), [`metrics`], [`l4`], [`files`],
+//! (connection limits, trusted proxies), [`proxy_protocol`] (the header
+//! a TCP load balancer sends first), [`metrics`], [`l4`], [`files`],
 //! [`body`], and the stand-in backends [`echo`] and [`tcp_echo`].
 //!
 //! Examples: `examples/embed.rs` runs this proxy inside your program and
@@ -94,6 +95,7 @@ pub mod metrics;
 pub mod plugin;
 pub mod provider;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod route;
 pub mod server;
 mod tcp;

@@ -31,8 +31,13 @@ pub struct ServeOptions {
     /// Resource limits of client connections.
     pub limits: Limits,
     /// Peers whose `X-Forwarded-*` headers are kept (appended to); from
-    /// others they are replaced.
+    /// others they are replaced. Behind a PROXY protocol header, the peer
+    /// checked is the client the header carries.
     pub trusted_proxies: TrustedProxies,
+    /// Gateway ports whose connections start with a PROXY protocol header
+    /// from a TCP load balancer ([`crate::proxy_protocol`]); the address it
+    /// carries is the client's. Default is none.
+    pub proxy_protocol: crate::proxy_protocol::ProxyProtocolPorts,
 }
 
 /// Limits on what one client connection may hold or send.

@@ -255,6 +255,22 @@ async fn accept_loop(
         let gp = gp.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let mut stream = stream;
+            // Behind a TCP load balancer speaking the PROXY protocol, its
+            // header comes first (before TLS, before the SNI is read) and
+            // names the client, which is the peer from here on.
+            let peer = if proxy.options().proxy_protocol.expects(&gp.gateway, gp.port) {
+                let timeout = proxy.options().limits.header_read_timeout;
+                match crate::proxy_protocol::read_header(&mut stream, timeout).await {
+                    Ok(client) => client.unwrap_or(peer),
+                    Err(e) => {
+                        tracing::info!(target: "gwcore::access", port = gp.port, client = %peer, error = %e, "PROXY protocol header refused; closing");
+                        return;
+                    }
+                }
+            } else {
+                peer
+            };
             match mode {
                 PortMode::Http => {
                     let info = ConnInfo {

@@ -510,6 +510,7 @@ async fn forwarded_headers(trusted: &str) -> std::collections::BTreeMap<String, 
         ServeOptions {
             limits: roomy(),
             trusted_proxies: trusted.parse().unwrap(),
+            ..ServeOptions::default()
         },
     )
     .await
