@@ -352,6 +352,7 @@ impl Runner {
                 );
             }
         };
+        let text = addresses(&text);
         let vector = match parse_vector(&text) {
             Ok(v) => v,
             Err(e) => return fail(fallback_name, format!("not a vector: {e}")),
@@ -581,7 +582,7 @@ impl Substitution<'_> {
     /// Text placeholders: `{GATEWAY_CLASS_NAME}` (upstream vectors only)
     /// and the controller name.
     fn text(&self, text: &str) -> String {
-        let mut t = text
+        let mut t = addresses(text)
             .replace("{GATEWAY_CONTROLLER_NAME}", self.controller)
             .replace("{CONTROLLER_NAME}", self.controller);
         if self.upstream {
@@ -835,12 +836,36 @@ fn endpoints_from(
 /// plays a data plane listening on loopback, as wire mode does for real.
 const GATEWAY_ADDRESS: &str = "127.0.0.1";
 
+/// An address the data plane serves Gateways on (`{USABLE_ADDRESS}`).
+const USABLE_ADDRESS: &str = GATEWAY_ADDRESS;
+
+/// An address it cannot serve (`{UNUSABLE_ADDRESS}`): TEST-NET-1, never
+/// assigned to a host.
+const UNUSABLE_ADDRESS: &str = "192.0.2.1";
+
+/// Fills in the address placeholders of a vector or manifest: FORMAT.md's
+/// `{USABLE_ADDRESS}` / `{UNUSABLE_ADDRESS}`, and the values upstream's
+/// applier replaces in a Gateway's `spec.addresses`
+/// (`PLACEHOLDER_USABLE_ADDRS` / `PLACEHOLDER_UNUSABLE_ADDRS`; the runner
+/// supplies one address of each).
+fn addresses(text: &str) -> String {
+    if !text.contains("ADDRESS}") && !text.contains("PLACEHOLDER_") {
+        return text.to_owned();
+    }
+    text.replace("{USABLE_ADDRESS}", USABLE_ADDRESS)
+        .replace("{UNUSABLE_ADDRESS}", UNUSABLE_ADDRESS)
+        .replace("PLACEHOLDER_USABLE_ADDRS", USABLE_ADDRESS)
+        .replace("PLACEHOLDER_UNUSABLE_ADDRS", UNUSABLE_ADDRESS)
+}
+
 /// Runs the engine until its statuses settle, writing them back.
 fn reconcile(cluster: &mut Cluster, controller: &str, now: &str) -> Result<Computed, String> {
-    let opts = ComputeOptions::new(controller, now).with_addresses(vec![GatewayStatusAddress {
-        type_: Some("IPAddress".into()),
-        value: GATEWAY_ADDRESS.into(),
-    }]);
+    let opts = ComputeOptions::new(controller, now)
+        .with_addresses(vec![GatewayStatusAddress {
+            type_: Some("IPAddress".into()),
+            value: GATEWAY_ADDRESS.into(),
+        }])
+        .with_usable_addresses([GATEWAY_ADDRESS]);
     for _ in 0..MAX_RECONCILES {
         let (snapshot, diags) = cluster.snapshot();
         if let Some(d) = diags.first() {

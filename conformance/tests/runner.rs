@@ -170,3 +170,27 @@ fn features_the_gateway_class_declares_decide_which_vectors_run() {
         ran.message
     );
 }
+
+/// The address placeholders are filled in (`PLACEHOLDER_*_ADDRS` in
+/// objects, `{USABLE_ADDRESS}` / `{UNUSABLE_ADDRESS}` anywhere in a vector)
+/// and judged against what the runner's data plane serves: the unusable
+/// address keeps the Gateway from being Programmed until a patch removes
+/// it (GatewayStaticAddresses).
+#[test]
+fn address_placeholders_are_filled_in_and_judged() {
+    let yaml = format!(
+        "{HEAD}steps:\n\
+         - create:\n  \
+           - {{apiVersion: gateway.networking.k8s.io/v1, kind: Gateway, metadata: {{name: static, namespace: infra-ns}}, spec: {{gatewayClassName: acme, addresses: [{{type: IPAddress, value: PLACEHOLDER_UNUSABLE_ADDRS}}, {{type: IPAddress, value: PLACEHOLDER_USABLE_ADDRS}}], listeners: [{{name: http, port: 8080, protocol: HTTP}}]}}}}\n  \
+           gateways:\n  \
+           - name: infra-ns/static\n    \
+             conditions: [{{type: Accepted, status: \"True\"}}, {{type: Programmed, status: \"False\", reason: AddressNotUsable}}]\n\
+         - patch: [{{kind: Gateway, namespace: infra-ns, name: static, removeAddresses: [\"{{UNUSABLE_ADDRESS}}\"]}}]\n  \
+           gateways:\n  \
+           - name: infra-ns/static\n    \
+             conditions: [{{type: Programmed, status: \"True\", reason: Programmed}}]\n    \
+             addresses: present\n"
+    );
+    let (_, v) = run("static-addresses", &yaml);
+    assert_eq!(v.verdict, Verdict::Pass, "{:?}", v.message);
+}

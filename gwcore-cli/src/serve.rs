@@ -103,6 +103,19 @@ pub(crate) struct LimitArgs {
     /// (REFUSED_STREAM).
     #[arg(long, default_value_t = Limits::default().http2_max_concurrent_streams)]
     http2_max_concurrent_streams: u32,
+    /// Most PING, SETTINGS and RST_STREAM frames per second per HTTP/2
+    /// connection (bursts of ten seconds' worth); more get
+    /// GOAWAY(ENHANCE_YOUR_CALM). 0: no limit.
+    #[arg(long, default_value_t = Limits::default().http2_max_control_frames_per_second)]
+    http2_max_control_frames_per_second: u32,
+    /// Most HTTP/2 streams reset by the client before they were taken up,
+    /// at once (rapid reset); more get GOAWAY(ENHANCE_YOUR_CALM).
+    #[arg(long, default_value_t = Limits::default().http2_max_pending_accept_reset_streams)]
+    http2_max_pending_accept_reset_streams: usize,
+    /// Most HTTP/2 streams reset for the client's protocol errors per
+    /// connection; more get GOAWAY(ENHANCE_YOUR_CALM).
+    #[arg(long, default_value_t = Limits::default().http2_max_local_error_reset_streams)]
+    http2_max_local_error_reset_streams: usize,
     /// Peers (comma-separated IPs or CIDRs) whose X-Forwarded-For/Proto/Host
     /// are kept and appended to; from others they are replaced. Default:
     /// none.
@@ -130,6 +143,9 @@ impl LimitArgs {
                 http2_keep_alive_timeout: self.http2_keep_alive_timeout,
                 max_connections: self.max_connections,
                 http2_max_concurrent_streams: self.http2_max_concurrent_streams,
+                http2_max_control_frames_per_second: self.http2_max_control_frames_per_second,
+                http2_max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams,
+                http2_max_local_error_reset_streams: self.http2_max_local_error_reset_streams,
             },
             trusted_proxies: self.trusted_proxies.clone(),
             proxy_protocol: self.proxy_protocol.clone(),

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::body::Body;
+use crate::h2_flood::FloodGuard;
 use crate::limits::Limits;
 use crate::proxy::{ConnInfo, Proxy};
 
@@ -235,21 +237,32 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     if limits.max_header_bytes > 0 {
         h2.max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     }
+    // Zero disables either limit: h2 takes `usize::MAX` for "none" of the
+    // first, `None` for the second.
+    let some = |n: usize| (n > 0).then_some(n);
+    h2.max_pending_accept_reset_streams(
+        some(limits.http2_max_pending_accept_reset_streams).unwrap_or(usize::MAX),
+    )
+    .max_local_error_reset_streams(some(limits.http2_max_local_error_reset_streams));
     builder
 }
 
 /// Serves HTTP/1.1 (keep-alive, upgrades) and HTTP/2 (prior knowledge, or
 /// negotiated by ALPN before this is called) on one connection until it
 /// closes or the server drains.
-pub(crate) async fn serve_http<I>(
-    io: I,
+pub(crate) async fn serve_http<S>(
+    io: TokioIo<S>,
     info: ConnInfo,
     proxy: Arc<Proxy>,
     mut drain: watch::Receiver<bool>,
 ) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = proxy.options().limits.clone();
+    let io = TokioIo::new(FloodGuard::new(
+        io.into_inner(),
+        limits.http2_max_control_frames_per_second,
+    ));
     let activity = Arc::new(Activity::new());
     let info = Arc::new(info);
     let act = activity.clone();

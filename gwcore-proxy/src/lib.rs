@@ -89,6 +89,7 @@ pub mod files;
 pub mod first_party;
 pub mod forward;
 mod h1;
+mod h2_flood;
 pub mod l4;
 pub mod limits;
 pub mod metrics;

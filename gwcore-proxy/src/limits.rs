@@ -14,6 +14,19 @@
 //! | [`Limits::http2_keep_alive_interval`] / [`Limits::http2_keep_alive_timeout`] | 30 s / 20 s | — | closed when a PING is not answered |
 //! | [`Limits::max_connections`] | 10 000 | accepted and closed at once | same |
 //! | [`Limits::http2_max_concurrent_streams`] | 100 | — | `RST_STREAM(REFUSED_STREAM)` |
+//! | [`Limits::http2_max_control_frames_per_second`] | 100 (bursts of 1 000) | — | `GOAWAY(ENHANCE_YOUR_CALM)`, closed |
+//! | [`Limits::http2_max_pending_accept_reset_streams`] | 20 | — | `GOAWAY(ENHANCE_YOUR_CALM)`, closed |
+//! | [`Limits::http2_max_local_error_reset_streams`] | 1 024 | — | `GOAWAY(ENHANCE_YOUR_CALM)`, closed |
+//!
+//! HTTP/2 has more limits that follow from these or are h2's own (all
+//! answer `GOAWAY(ENHANCE_YOUR_CALM)` and close the connection): a header
+//! block may have as many CONTINUATION frames as `max_header_bytes` needs
+//! in 16 KiB frames, plus a quarter (at least 5); HPACK decoding stops
+//! when the decoded header list passes four times `max_header_bytes`, so
+//! a small block that refers to a large table entry again and again costs
+//! little; more than 100 empty DATA frames (without END_STREAM) on one
+//! connection are refused. `docs/isolation.md` lists the attacks each one
+//! stops.
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -89,6 +102,26 @@ pub struct Limits {
     /// (RFC 9113 §8.7). Default is 100, the least RFC 9113 §6.5.2
     /// recommends.
     pub http2_max_concurrent_streams: u32,
+    /// The most PING and SETTINGS frames (other than acknowledgements)
+    /// and RST_STREAM frames an HTTP/2 client may send per second on one
+    /// connection, in bursts of up to ten seconds' worth: each makes the
+    /// server work (an acknowledgement, a request cancelled) while asking
+    /// for nothing, so a flood of them is refused with
+    /// `GOAWAY(ENHANCE_YOUR_CALM)` and the connection closed. This stops
+    /// PING and SETTINGS floods (CVE-2019-9512, CVE-2019-9515) and rapid
+    /// reset (CVE-2023-44487) when the resets come too slowly for
+    /// `http2_max_pending_accept_reset_streams`. Default is 100.
+    pub http2_max_control_frames_per_second: u32,
+    /// The most HTTP/2 streams a client may reset before the server took
+    /// them up, at once; one more is refused with
+    /// `GOAWAY(ENHANCE_YOUR_CALM)` (rapid reset, CVE-2023-44487). Default
+    /// is 20.
+    pub http2_max_pending_accept_reset_streams: usize,
+    /// The most HTTP/2 streams the server may reset for a client's
+    /// protocol errors (a malformed or empty header block, say) on one
+    /// connection; one more is refused with `GOAWAY(ENHANCE_YOUR_CALM)`.
+    /// Default is 1 024.
+    pub http2_max_local_error_reset_streams: usize,
 }
 
 impl Default for Limits {
@@ -103,6 +136,9 @@ impl Default for Limits {
             http2_keep_alive_timeout: Duration::from_secs(20),
             max_connections: 10_000,
             http2_max_concurrent_streams: 100,
+            http2_max_control_frames_per_second: 100,
+            http2_max_pending_accept_reset_streams: 20,
+            http2_max_local_error_reset_streams: 1024,
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::status::SupportedFeature;
-use crate::values::{FromNamespaces, FrontendValidationMode, TlsModeType};
+use crate::values::{AddressType, FromNamespaces, FrontendValidationMode, TlsModeType};
 
 impl Ctx<'_> {
     // ---------------------------------------------------------------- classes
@@ -178,6 +178,24 @@ impl Ctx<'_> {
                     }
                 }
             };
+            // Spec (GatewayReasonUnsupportedAddress): an address type the
+            // implementation does not support leaves the Gateway not
+            // Accepted. gwcore serves IP addresses and hostnames.
+            let params = params.and_then(|()| {
+                match gw.spec.addresses.iter().find_map(|a| match &a.type_ {
+                    None | Some(AddressType::IpAddress | AddressType::Hostname) => None,
+                    Some(other) => Some(other),
+                }) {
+                    None => Ok(()),
+                    Some(ty) => Err((
+                        Reason::UnsupportedAddress,
+                        format!(
+                            "address type {} is not supported: gwcore serves IPAddress and Hostname addresses",
+                            ty.as_str()
+                        ),
+                    )),
+                }
+            });
             let mut listeners: Vec<Lst> = gw
                 .spec
                 .listeners

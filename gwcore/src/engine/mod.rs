@@ -77,6 +77,13 @@ pub struct ComputeOptions {
     /// The filter and policy kinds this engine resolves beyond the
     /// built-in ones ([`crate::extension`]). Default: none.
     pub extensions: Extensions,
+    /// The addresses the deployment can serve a Gateway on (file mode:
+    /// the listen addresses; Kubernetes: the Gateway Service's), as IP
+    /// addresses or hostnames. A Gateway's `spec.addresses` entry not
+    /// among them leaves it `Programmed=False` (`AddressNotUsable`) and
+    /// out of `status.addresses`. `None` (the default): not known, every
+    /// address of a supported type is taken as usable.
+    pub usable_addresses: Option<std::collections::BTreeSet<String>>,
 }
 
 impl ComputeOptions {
@@ -104,6 +111,7 @@ impl ComputeOptions {
             now: now.to_owned(),
             addresses: Vec::new(),
             extensions: Extensions::default(),
+            usable_addresses: None,
         })
     }
 
@@ -113,10 +121,35 @@ impl ComputeOptions {
         self
     }
 
+    /// Sets the addresses the deployment can serve Gateways on
+    /// ([`ComputeOptions::usable_addresses`]); IP addresses are compared
+    /// as addresses (`::1` and `0:0::1` are one), hostnames without case.
+    pub fn with_usable_addresses<S: AsRef<str>>(
+        mut self,
+        addresses: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.usable_addresses = Some(
+            addresses
+                .into_iter()
+                .map(|a| canonical_address(a.as_ref()))
+                .collect(),
+        );
+        self
+    }
+
     /// Sets the default Gateway addresses.
     pub fn with_addresses(mut self, addresses: Vec<GatewayStatusAddress>) -> Self {
         self.addresses = addresses;
         self
+    }
+}
+
+/// An address as [`ComputeOptions::usable_addresses`] compares it: an IP
+/// address in its canonical text, else the lowercase hostname.
+pub(crate) fn canonical_address(a: &str) -> String {
+    match a.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => a.trim_end_matches('.').to_ascii_lowercase(),
     }
 }
 

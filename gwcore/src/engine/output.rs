@@ -106,7 +106,37 @@ impl Ctx<'_> {
                 ),
                 Ok(()) => cond(T::Accepted, true, Reason::Accepted, "gateway accepted"),
             };
-            let programmed = if accepted.is_true() {
+            // Spec (GatewayReasonAddressNotUsable): an address the
+            // deployment cannot serve leaves the Gateway not Programmed.
+            let unusable =
+                self.opts.usable_addresses.as_ref().and_then(|usable| {
+                    gw.obj.spec.addresses.iter().find(|a| {
+                        !a.value.is_empty() && !usable.contains(&canonical_address(&a.value))
+                    })
+                });
+            let programmed = if let (true, Some(a)) = (accepted.is_true(), unusable) {
+                let served: Vec<&str> = self
+                    .opts
+                    .usable_addresses
+                    .iter()
+                    .flatten()
+                    .map(String::as_str)
+                    .collect();
+                cond(
+                    T::Programmed,
+                    false,
+                    Reason::AddressNotUsable,
+                    format!(
+                        "address {} cannot be used: this deployment serves {}",
+                        a.value,
+                        if served.is_empty() {
+                            "no address".to_string()
+                        } else {
+                            served.join(", ")
+                        }
+                    ),
+                )
+            } else if accepted.is_true() {
                 cond(
                     T::Programmed,
                     true,
@@ -164,6 +194,12 @@ impl Ctx<'_> {
                 .addresses
                 .iter()
                 .filter(|a| !a.value.is_empty())
+                .filter(|a| {
+                    self.opts
+                        .usable_addresses
+                        .as_ref()
+                        .is_none_or(|u| u.contains(&canonical_address(&a.value)))
+                })
                 .map(|a| GatewayStatusAddress {
                     type_: a
                         .type_
@@ -172,7 +208,9 @@ impl Ctx<'_> {
                     value: a.value.clone(),
                 })
                 .collect();
-            if addresses.is_empty() {
+            // Only a Gateway that asks for no address of its own gets the
+            // deployment's; one whose addresses cannot be used lists none.
+            if addresses.is_empty() && gw.obj.spec.addresses.iter().all(|a| a.value.is_empty()) {
                 addresses = self.opts.addresses.clone();
             }
             // Spec: attachedListenerSets counts the ListenerSets that are Accepted.
