@@ -121,7 +121,44 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
 /// webpki refuses as too broad). The trust certificates of the vectors rely
 /// on it.
 #[derive(Debug)]
-struct GoNames(Arc<rustls::client::WebPkiServerVerifier>);
+struct GoNames {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    /// The trust bundle itself: Go trusts a certificate found in it as is.
+    roots: Vec<CertificateDer<'static>>,
+}
+
+impl GoNames {
+    /// Go's `x509.Certificate.Verify` takes a leaf that is itself in the
+    /// root pool as a chain of one (whatever signed it, CA or not); webpki
+    /// only builds chains up to an anchor's subject, so it refuses such a
+    /// leaf. Upstream's suite trusts a listener's or backend's own
+    /// certificate this way (`tls.trustSecret`). The name is still checked
+    /// (Go's rules); the validity period is not (the suite's certificates
+    /// are made when it runs).
+    fn trusted_as_root(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+    ) -> bool {
+        if !self.roots.iter().any(|r| r.as_ref() == end_entity.as_ref()) {
+            return false;
+        }
+        let Ok(cert) = webpki::EndEntityCert::try_from(end_entity) else {
+            return false;
+        };
+        match cert.verify_is_valid_for_subject_name(server_name) {
+            Ok(()) => true,
+            Err(webpki::Error::CertNotValidForName(cx)) => match server_name {
+                ServerName::DnsName(host) => cx
+                    .presented
+                    .iter()
+                    .any(|p| go_name_matches(p, host.as_ref())),
+                _ => false,
+            },
+            Err(_) => false,
+        }
+    }
+}
 
 /// Go's hostname match: same number of labels, each equal, the first may be
 /// `*`.
@@ -147,7 +184,7 @@ impl rustls::client::danger::ServerCertVerifier for GoNames {
         now: UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         match self
-            .0
+            .webpki
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
         {
             // webpki checks the name after the chain: this error means the
@@ -166,6 +203,9 @@ impl rustls::client::danger::ServerCertVerifier for GoNames {
             {
                 Ok(rustls::client::danger::ServerCertVerified::assertion())
             }
+            Err(_) if self.trusted_as_root(end_entity, server_name) => {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
             other => other,
         }
     }
@@ -175,7 +215,7 @@ impl rustls::client::danger::ServerCertVerifier for GoNames {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        self.webpki.verify_tls12_signature(message, cert, dss)
     }
     fn verify_tls13_signature(
         &self,
@@ -183,16 +223,62 @@ impl rustls::client::danger::ServerCertVerifier for GoNames {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        self.webpki.verify_tls13_signature(message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.webpki.supported_verify_schemes()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::go_name_matches;
+
+    /// A leaf signed by a CA the client does not know, the leaf itself in
+    /// the trust bundle: trusted (as Go trusts it) for its own names only;
+    /// another leaf of the same CA is not.
+    #[test]
+    fn a_leaf_in_the_trust_bundle_is_trusted_as_go_trusts_it() {
+        use rustls::pki_types::{ServerName, UnixTime};
+
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let leaf = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            rcgen::CertificateParams::new(vec![name.to_string()])
+                .unwrap()
+                .signed_by(&key, &ca, &ca_key)
+                .unwrap()
+        };
+        let trusted = leaf("example.org");
+        let other = leaf("example.org");
+        let tls = super::Tls {
+            server_name: "example.org".into(),
+            roots: vec![trusted.der().clone()],
+            client_cert: None,
+        };
+        let verifier =
+            super::server_verifier(&tls, Arc::new(rustls::crypto::ring::default_provider()))
+                .unwrap();
+        let check = |cert: &rcgen::Certificate, name: &str| {
+            verifier
+                .verify_server_cert(
+                    cert.der(),
+                    &[],
+                    &ServerName::try_from(name.to_string()).unwrap(),
+                    &[],
+                    UnixTime::now(),
+                )
+                .is_ok()
+        };
+        assert!(check(&trusted, "example.org"));
+        assert!(!check(&trusted, "second-example.org"), "names still count");
+        assert!(!check(&other, "example.org"), "only the leaf in the bundle");
+    }
 
     #[test]
     fn wildcards_cover_one_leftmost_label_as_in_go() {
@@ -218,26 +304,37 @@ pub(crate) fn pem_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Stri
         .map_err(|e| format!("trust bundle: {e}"))
 }
 
+/// How the client checks the proxy's certificate: not at all when the
+/// vector names no trust, else as Go's client does.
+fn server_verifier(
+    tls: &Tls,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::client::danger::ServerCertVerifier>, String> {
+    if tls.roots.is_empty() {
+        return Ok(Arc::new(AnyCert(provider)));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for c in &tls.roots {
+        roots
+            .add(c.clone())
+            .map_err(|e| format!("trust bundle: {e}"))?;
+    }
+    let webpki =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| format!("trust bundle: {e}"))?;
+    Ok(Arc::new(GoNames {
+        webpki,
+        roots: tls.roots.clone(),
+    }))
+}
+
 fn client_config(tls: &Tls, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = if tls.roots.is_empty() {
-        Arc::new(AnyCert(provider))
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in &tls.roots {
-            roots
-                .add(c.clone())
-                .map_err(|e| format!("trust bundle: {e}"))?;
-        }
-        let webpki =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| format!("trust bundle: {e}"))?;
-        Arc::new(GoNames(webpki))
-    };
+    let verifier = server_verifier(tls, provider)?;
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
