@@ -66,7 +66,9 @@ pub const UPSTREAM: &[Feature] = &[
     yes("BackendTLSPolicy"),
     yes("BackendTLSPolicySANValidation"),
     yes("GatewayPort8080"),
-    // spec.addresses are copied to status unchecked: not usable yet.
+    // Judged in file mode and by the conformance runner
+    // (ComputeOptions::with_usable_addresses); the Kubernetes adapter does
+    // not yet know its Gateways' Service addresses.
     no("GatewayStaticAddresses"),
     yes("GatewayHTTPListenerIsolation"),
     yes("GatewayHTTPSListenerDetectMisdirectedRequests"),
