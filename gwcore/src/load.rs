@@ -7,8 +7,10 @@
 //! [`Diagnostic::line`]), the object and the field path.
 //!
 //! YAML is read with `serde_norway`, a maintained fork of the deprecated
-//! `serde_yaml` (same data model, libyaml-based, ~25 MB/s here, alias
-//! expansion bounded).
+//! `serde_yaml` (same data model, libyaml-based, ~25 MB/s here). What one
+//! source may make the loader do is bounded by [`Limits`]: its size, its
+//! number of documents, each document's nesting depth and alias expansion,
+//! each checked in time linear in the text before and while it is parsed.
 
 use serde::Serialize;
 
@@ -16,9 +18,12 @@ use crate::extension::Extensions;
 use crate::model::{Kind, Object, ObjectKey};
 use crate::validate;
 
+mod budget;
 mod locate;
 
+use budget::{Budget, ValueSeed};
 use locate::{Locator, Syntax};
+use serde::de::DeserializeSeed;
 
 /// How bad a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -126,13 +131,42 @@ impl Loaded {
     }
 }
 
-/// Limits on what one source may hold.
+/// Budgets on what one source may hold and make the loader do.
+///
+/// Each is checked in time linear in the source's text, before the
+/// document is parsed (a scan of its text) and while it is (a count of
+/// what the parser yields), so a hostile file costs no more than its size
+/// to refuse; going over one is an error [`Diagnostic`] naming the source,
+/// the document and the budget, and nothing is read from that document (or,
+/// for the size, from the source). docs/limits.md lists them. The defaults
+/// are far above what Kubernetes manifests need: the deepest Gateway API
+/// object nests about a dozen collections, a CRD's schema about 25.
+///
+/// ```
+/// use gwcore::load::{Limits, load_str_with};
+///
+/// let limits = Limits::default().with_max_depth(8);
+/// let deep = format!("{}{}", "[".repeat(9), "]".repeat(9));
+/// let loaded = load_str_with("deep.yaml", &deep, limits);
+/// assert!(loaded.diagnostics[0].message.starts_with("nesting deeper than 8 levels"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest accepted source, in bytes. Default 64 MiB.
     pub max_source_bytes: usize,
-    /// Largest number of documents (or `List` items) in one source. Default 1 000 000.
+    /// Largest number of documents, and of objects (`List` items count
+    /// one each), in one source; documents past it are not parsed.
+    /// Default 1 000 000.
     pub max_documents: usize,
+    /// Deepest nesting of collections (block and flow sequences and
+    /// mappings) in one document. Default 100. The YAML and JSON parsers
+    /// stop at 128 levels on their own, so a larger value reads no deeper.
+    pub max_depth: usize,
+    /// Most nodes the aliases (`*name`) of one document may stand for, in
+    /// total: each alias counts the nodes of the anchored node it names,
+    /// aliases within that included. Default 100 000.
+    pub max_alias_expansion: usize,
 }
 
 impl Default for Limits {
@@ -140,7 +174,40 @@ impl Default for Limits {
         Limits {
             max_source_bytes: 64 << 20,
             max_documents: 1_000_000,
+            max_depth: 100,
+            max_alias_expansion: 100_000,
         }
+    }
+}
+
+impl Limits {
+    /// The default limits (as [`Limits::default`]).
+    pub fn new() -> Limits {
+        Limits::default()
+    }
+
+    /// Sets [`Limits::max_source_bytes`].
+    pub fn with_max_source_bytes(mut self, bytes: usize) -> Limits {
+        self.max_source_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Limits::max_documents`].
+    pub fn with_max_documents(mut self, documents: usize) -> Limits {
+        self.max_documents = documents;
+        self
+    }
+
+    /// Sets [`Limits::max_depth`].
+    pub fn with_max_depth(mut self, depth: usize) -> Limits {
+        self.max_depth = depth;
+        self
+    }
+
+    /// Sets [`Limits::max_alias_expansion`].
+    pub fn with_max_alias_expansion(mut self, nodes: usize) -> Limits {
+        self.max_alias_expansion = nodes;
+        self
     }
 }
 
@@ -183,9 +250,9 @@ pub fn load_str_extended(
     }
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        load_json(source, text, extensions, &mut out);
+        load_json(source, text, &limits, extensions, &mut out);
     } else {
-        load_yaml(source, text, extensions, &mut out);
+        load_yaml(source, text, &limits, extensions, &mut out);
     }
     if out.objects.len() > limits.max_documents {
         out.objects.truncate(limits.max_documents);
@@ -197,7 +264,7 @@ pub fn load_str_extended(
             object: None,
             field: None,
             message: format!(
-                "more than {} objects in one source; the rest were left out",
+                "more than {} objects in one source (limit max_documents); the rest were left out",
                 limits.max_documents
             ),
         });
@@ -205,12 +272,71 @@ pub fn load_str_extended(
     out
 }
 
-fn load_json(source: &str, text: &str, ext: &Extensions, out: &mut Loaded) {
+/// An error diagnostic on document `document` of `source` over a budget.
+fn over_budget(
+    source: &str,
+    document: usize,
+    line: usize,
+    object: Option<String>,
+    crossed: &budget::Crossed,
+) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        source: source.to_string(),
+        document,
+        line: Some(line),
+        object,
+        field: None,
+        message: crossed.to_string(),
+    }
+}
+
+/// The diagnostic for the documents past [`Limits::max_documents`].
+fn too_many_documents(source: &str, limits: &Limits, line: usize) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        source: source.to_string(),
+        document: limits.max_documents,
+        line: Some(line),
+        object: None,
+        field: None,
+        message: format!(
+            "more than {} documents (limit max_documents); the rest were not read",
+            limits.max_documents
+        ),
+    }
+}
+
+fn load_json(source: &str, text: &str, limits: &Limits, ext: &Extensions, out: &mut Loaded) {
+    // JSON nests only by brackets: serde_json is linear and stops at 128
+    // levels itself, the scan holds each document to the budget.
+    let mut too_deep = budget::scan_json(text, limits).into_iter().peekable();
+    let line_of = |offset: usize| 1 + text[..offset].matches('\n').count();
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
     // Where the previous document ended, and the line of that offset.
     let (mut end, mut end_line) = (0usize, 1usize);
     for doc in 0.. {
+        if doc == limits.max_documents {
+            let rest = &text[end..];
+            if !rest.trim_start().is_empty() {
+                let blank = rest.len() - rest.trim_start().len();
+                out.diagnostics
+                    .push(too_many_documents(source, limits, line_of(end + blank)));
+            }
+            break;
+        }
         let Some(value) = stream.next() else { break };
+        if let Some(over) = too_deep.next_if(|(d, _)| *d == doc).map(|(_, o)| o) {
+            let line = line_of(over.offset);
+            out.diagnostics
+                .push(over_budget(source, doc, line, None, &over.crossed));
+            if value.is_err() {
+                return;
+            }
+            end_line = 1 + text[..stream.byte_offset()].matches('\n').count();
+            end = stream.byte_offset();
+            continue;
+        }
         match value {
             Ok(v) => {
                 let read = &text[end..stream.byte_offset()];
@@ -238,35 +364,44 @@ fn load_json(source: &str, text: &str, ext: &Extensions, out: &mut Loaded) {
     }
 }
 
-/// Splits a YAML stream at document markers (`---` at column 0), returning
-/// each document's text and its 1-based starting line. Splitting by hand
+/// Splits a YAML stream at document markers (`---` at column 0), giving
+/// each document's text and its 1-based starting line, one at a time (a
+/// stream of a million empty documents costs no memory). Splitting by hand
 /// keeps one broken document from hiding those after it.
-fn split_yaml(text: &str) -> Vec<(usize, &str)> {
-    let mut docs = Vec::new();
+fn split_yaml(text: &str) -> impl Iterator<Item = (usize, &str)> {
     let mut start = 0usize;
     let mut start_line = 1usize;
     let mut offset = 0usize;
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        let content = line.trim_end_matches(['\n', '\r']);
-        let is_marker = content == "---"
-            || content.starts_with("--- ")
-            || content.starts_with("---\t")
-            || content == "...";
-        if is_marker {
-            docs.push((start_line, &text[start..offset]));
-            // A `--- value` line starts a document whose content is on that line.
-            if content.len() > 3 && content.starts_with("---") {
-                start = offset + 3;
-                start_line = i + 1;
-            } else {
-                start = offset + line.len();
-                start_line = i + 2;
+    let mut lines = text.split_inclusive('\n').enumerate();
+    let mut done = false;
+    std::iter::from_fn(move || {
+        for (i, line) in lines.by_ref() {
+            let content = line.trim_end_matches(['\n', '\r']);
+            let is_marker = content == "---"
+                || content.starts_with("--- ")
+                || content.starts_with("---\t")
+                || content == "...";
+            let at = offset;
+            offset += line.len();
+            if is_marker {
+                let doc = (start_line, &text[start..at]);
+                // A `--- value` line starts a document whose content is on that line.
+                if content.len() > 3 && content.starts_with("---") {
+                    start = at + 3;
+                    start_line = i + 1;
+                } else {
+                    start = at + line.len();
+                    start_line = i + 2;
+                }
+                return Some(doc);
             }
         }
-        offset += line.len();
-    }
-    docs.push((start_line, &text[start..]));
-    docs
+        if done {
+            return None;
+        }
+        done = true;
+        Some((start_line, &text[start..]))
+    })
 }
 
 fn is_blank_yaml(doc: &str) -> bool {
@@ -276,7 +411,7 @@ fn is_blank_yaml(doc: &str) -> bool {
     })
 }
 
-fn load_yaml(source: &str, text: &str, ext: &Extensions, out: &mut Loaded) {
+fn load_yaml(source: &str, text: &str, limits: &Limits, ext: &Extensions, out: &mut Loaded) {
     let mut doc_index = 0usize;
     for (line, doc) in split_yaml(text) {
         if is_blank_yaml(doc) {
@@ -284,13 +419,50 @@ fn load_yaml(source: &str, text: &str, ext: &Extensions, out: &mut Loaded) {
         }
         let this = doc_index;
         doc_index += 1;
-        match serde_norway::from_str::<serde_json::Value>(doc) {
+        if this == limits.max_documents {
+            out.diagnostics
+                .push(too_many_documents(source, limits, line));
+            break;
+        }
+        // Before parsing: a scan of the text, linear in it.
+        if let Err(over) = budget::scan_yaml(doc, limits) {
+            let at = line + doc[..over.offset].matches('\n').count();
+            let label = budget::label(doc);
+            out.diagnostics
+                .push(over_budget(source, this, at, label, &over.crossed));
+            continue;
+        }
+        // While parsing: the value built is counted.
+        let crossed = std::cell::Cell::new(None);
+        let values_left = std::cell::Cell::new(ValueSeed::values_budget(doc.len(), limits));
+        let seed = ValueSeed {
+            max_depth: limits.max_depth,
+            values_left: &values_left,
+            depth: 0,
+            crossed: &crossed,
+        };
+        match seed.deserialize(serde_norway::Deserializer::from_str(doc)) {
             Ok(v) => {
                 let at = Locator::new(doc, line, Syntax::Yaml);
                 read_value(source, this, &at, "", v, ext, out);
             }
             Err(e) => {
                 let at = e.location().map(|l| line + l.line().saturating_sub(1));
+                if let Some(which) = crossed.get() {
+                    let crossed = match which {
+                        Budget::Depth => budget::Crossed::Depth(limits.max_depth),
+                        Budget::Values => {
+                            budget::Crossed::Values(
+                                ValueSeed::values_budget(doc.len(), limits) as usize
+                            )
+                        }
+                    };
+                    let label = budget::label(doc);
+                    let at = at.unwrap_or(line);
+                    out.diagnostics
+                        .push(over_budget(source, this, at, label, &crossed));
+                    continue;
+                }
                 out.diagnostics.push(Diagnostic {
                     severity: Severity::Error,
                     source: source.to_string(),
@@ -459,7 +631,7 @@ mod tests {
 
     #[test]
     fn split_keeps_line_numbers() {
-        let docs = split_yaml("a: 1\n---\nb: 2\nc: 3\n---\nd: 4\n");
+        let docs: Vec<_> = split_yaml("a: 1\n---\nb: 2\nc: 3\n---\nd: 4\n").collect();
         let lines: Vec<usize> = docs.iter().map(|d| d.0).collect();
         assert_eq!(lines, vec![1, 3, 6]);
     }
@@ -536,6 +708,129 @@ mod tests {
         let l = load_str("l.json", text);
         assert_eq!(l.objects.len(), 2);
         assert!(l.diagnostics.is_empty());
+    }
+
+    /// The issue's input: 200 000 nested `[` (400 KB) took libyaml over
+    /// 100 s to refuse. The scan refuses it before the parser sees it
+    /// (benches/benches/load_depth.rs shows the time).
+    #[test]
+    fn a_200_000_deep_document_is_refused_before_parsing() {
+        let deep = "[".repeat(200_000);
+        let l = load_str("deep.yaml", &deep);
+        assert_eq!(
+            l.diagnostics
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            vec![
+                "error: deep.yaml:1 (document 0): nesting deeper than 100 levels (limit max_depth); nothing read from this document"
+            ]
+        );
+        // In a manifest among others: the others are read, the diagnostic
+        // names the document, its object and the line.
+        let text = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: a}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\n  namespace: a\nspec:\n  hostnames: {deep}\n"
+        );
+        let l = load_str("acme.yaml", &text);
+        assert_eq!(l.objects.len(), 1);
+        assert_eq!(
+            l.diagnostics[0].to_string(),
+            "error: acme.yaml:11 (document 1) HTTPRoute a/r: nesting deeper than 100 levels (limit max_depth); nothing read from this document"
+        );
+        // Block style too, and JSON.
+        let mut block = String::new();
+        for i in 0..2_000 {
+            block.push_str(&format!("{}- k{i}:\n", " ".repeat(2 * i)));
+        }
+        let l = load_str("block.yaml", &block);
+        assert_eq!(l.diagnostics[0].line, Some(51), "{}", l.diagnostics[0]);
+        let json = format!("{}\n{deep}", ns_json("a"));
+        let l = load_str("deep.json", &json);
+        assert_eq!(
+            l.diagnostics[0].to_string(),
+            "error: deep.json:2 (document 1): nesting deeper than 100 levels (limit max_depth); nothing read from this document"
+        );
+    }
+
+    #[test]
+    fn depth_within_the_budget_is_read() {
+        let ns =
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  annotations:\n    x: y\n";
+        // metadata.annotations: three levels.
+        assert!(
+            load_str_with("n.yaml", ns, Limits::default().with_max_depth(3))
+                .diagnostics
+                .is_empty()
+        );
+        let l = load_str_with("n.yaml", ns, Limits::default().with_max_depth(2));
+        assert!(l.objects.is_empty());
+        assert_eq!(
+            l.diagnostics[0].to_string(),
+            "error: n.yaml:6 (document 0) Namespace a: nesting deeper than 2 levels (limit max_depth); nothing read from this document"
+        );
+    }
+
+    #[test]
+    fn documents_past_the_budget_are_not_read() {
+        let ns = |n: &str| format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {n}}}\n");
+        let text = format!("{}---\n---\n{}---\n{}", ns("a"), ns("b"), ns("c"));
+        let l = load_str_with("n.yaml", &text, Limits::default().with_max_documents(2));
+        assert_eq!(l.objects.len(), 2, "the first two");
+        assert_eq!(
+            l.diagnostics
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            vec![
+                "error: n.yaml:10 (document 2): more than 2 documents (limit max_documents); the rest were not read"
+            ]
+        );
+        // A million empty documents cost nothing and count nothing.
+        let l = load_str_with(
+            "e.yaml",
+            &"---\n".repeat(1_000_000),
+            Limits::default().with_max_documents(2),
+        );
+        assert!(l.diagnostics.is_empty());
+        let json = format!("{}\n{}\n{}", ns_json("a"), ns_json("b"), ns_json("c"));
+        let l = load_str_with("n.json", &json, Limits::default().with_max_documents(2));
+        assert_eq!(l.objects.len(), 2);
+        assert_eq!(
+            l.diagnostics[0].to_string(),
+            "error: n.json:3 (document 2): more than 2 documents (limit max_documents); the rest were not read"
+        );
+    }
+
+    fn ns_json(n: &str) -> String {
+        format!(
+            "{{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {{\"name\": \"{n}\"}}}}"
+        )
+    }
+
+    /// Nine levels of ten aliases each: 10^9 strings from 400 bytes.
+    #[test]
+    fn billion_laughs_are_refused() {
+        let mut text = String::from(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a0: &a0 lol\n",
+        );
+        for i in 1..10 {
+            let uses = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("  a{i}: &a{i} [{uses}]\n"));
+        }
+        let l = load_str("lol.yaml", &text);
+        assert_eq!(
+            l.diagnostics
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            vec![
+                "error: lol.yaml:10 (document 0) ConfigMap lol: aliases expand to more than 100000 nodes (limit max_alias_expansion, crossed at *a4); nothing read from this document"
+            ]
+        );
+        // Aliases within the budget are read as before.
+        let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g, namespace: n}\nspec:\n  gatewayClassName: c\n  listeners:\n  - &l {name: a, port: 80, protocol: HTTP}\n  - {name: b, port: 81, protocol: HTTP}\n  addresses: []\n  infrastructure: {labels: {x: y}}\n";
+        let l = load_str("g.yaml", text);
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
     }
 
     #[test]

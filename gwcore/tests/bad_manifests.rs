@@ -73,10 +73,7 @@ fn a_ten_megabyte_document_loads_without_panic() {
 
 #[test]
 fn a_source_over_the_limit_is_refused_whole() {
-    let limits = gwcore::load::Limits {
-        max_source_bytes: 1024,
-        ..Default::default()
-    };
+    let limits = gwcore::load::Limits::default().with_max_source_bytes(1024);
     let text = format!("{GOOD_NS}# {}\n", "y".repeat(2048));
     let l = gwcore::load::load_str_with("huge.yaml", &text, limits);
     assert!(l.objects.is_empty());
