@@ -67,6 +67,11 @@ impl Proxy {
                 route = %answered.series.route,
                 backend = %answered.series.backend,
                 matched = %answered.provenance,
+                ext_auth = answered
+                    .response
+                    .extensions()
+                    .get::<crate::metrics::AuthDecision>()
+                    .map_or("", |d| d.as_str()),
                 generation = cfg.generation,
             );
         }

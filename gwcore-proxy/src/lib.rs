@@ -34,7 +34,8 @@
 //! draining); the private `tcp` and `udp` modules (TLS passthrough, TCP
 //! and UDP routes); [`tls`] (the handshake); the private `conn` module
 //! (HTTP on one connection, its timeouts, and [`proxy::Proxy::handle`]:
-//! access log and metrics of each request); [`route`]; [`proxy`] (shared
+//! access log and metrics of each request); [`route`]; [`ext_auth`] (the
+//! `ExternalAuth` filter, asking authorization services); [`proxy`] (shared
 //! state); [`forward`] (proxy headers, pools; HTTP/1.1 to backends is
 //! spoken on the request's own task by the private `h1` module) and
 //! [`config`]; [`backend_tls`], [`plugin`]; and below them all [`certs`]
@@ -85,6 +86,7 @@ pub mod config;
 mod conn;
 pub mod echo;
 pub mod endpoints;
+pub mod ext_auth;
 pub mod files;
 pub mod first_party;
 pub mod forward;

@@ -58,6 +58,9 @@ pub struct Metrics {
     /// Byte streams (TLS passthrough, TLS terminate, TCP) by series and
     /// whether they reached a backend.
     streams: std::sync::Mutex<std::collections::BTreeMap<(SeriesKey, bool), u64>>,
+    /// `ExternalAuth` decisions by Gateway, route and decision (the
+    /// backend label is empty).
+    ext_auth: std::sync::Mutex<std::collections::BTreeMap<(SeriesKey, AuthDecision), u64>>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     reloads_unchanged: AtomicU64,
@@ -69,6 +72,32 @@ pub struct Metrics {
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// What an `ExternalAuth` filter decided for a request
+/// ([`crate::ext_auth`]), as counted in `gwcore_ext_auth_decisions_total`
+/// and written in the access log (`ext_auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum AuthDecision {
+    /// The service allowed the request; it went on.
+    Allowed,
+    /// The service denied it; its answer went to the client.
+    Denied,
+    /// No decision (the service unreachable, failing or too slow): the
+    /// request was denied all the same (fail closed).
+    Error,
+}
+
+impl AuthDecision {
+    /// `allowed`, `denied` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthDecision::Allowed => "allowed",
+            AuthDecision::Denied => "denied",
+            AuthDecision::Error => "error",
+        }
     }
 }
 
@@ -121,6 +150,28 @@ impl Metrics {
     pub fn record_stream(&self, key: &SeriesKey, forwarded: bool) {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         *streams.entry((key.clone(), forwarded)).or_insert(0) += 1;
+    }
+
+    /// Counts an `ExternalAuth` decision for a request counted under `key`
+    /// (its Gateway and route).
+    pub fn record_ext_auth(&self, key: &SeriesKey, decision: AuthDecision) {
+        let key = SeriesKey {
+            backend: Arc::from(""),
+            ..key.clone()
+        };
+        let mut map = self.ext_auth.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((key, decision)).or_insert(0) += 1;
+    }
+
+    /// The number of `decision`s of `ExternalAuth` filters counted for the
+    /// Gateway and route of `key`.
+    pub fn ext_auth_count(&self, key: &SeriesKey, decision: AuthDecision) -> u64 {
+        let key = SeriesKey {
+            backend: Arc::from(""),
+            ..key.clone()
+        };
+        let map = self.ext_auth.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(key, decision)).copied().unwrap_or(0)
     }
 
     /// Counts a reload.
@@ -225,6 +276,20 @@ impl Metrics {
                     out,
                     "gwcore_streams_total{{{},result=\"{result}\"}} {n}",
                     labels(k)
+                );
+            }
+        }
+        out.push_str("# HELP gwcore_ext_auth_decisions_total ExternalAuth filter decisions, by gateway, route and result (allowed, denied, error: no answer, denied all the same).\n");
+        out.push_str("# TYPE gwcore_ext_auth_decisions_total counter\n");
+        {
+            let map = self.ext_auth.lock().unwrap_or_else(|e| e.into_inner());
+            for ((k, decision), n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "gwcore_ext_auth_decisions_total{{gateway=\"{}\",route=\"{}\",result=\"{}\"}} {n}",
+                    escape(&k.gateway),
+                    escape(&k.route),
+                    decision.as_str()
                 );
             }
         }

@@ -24,9 +24,10 @@ use crate::forward::{
     BackendProtocol, ForwardError, SendFailure, prepare_request, prepare_response,
 };
 use crate::limits::Limits;
-use crate::metrics::SeriesKey;
+use crate::metrics::{AuthDecision, SeriesKey};
 use crate::plugin::{
-    FilterRequest, FilterResponse, PolicyPlugin, PolicyRequest, PolicyResponse, Verdict,
+    BoxFuture, FilterRequest, FilterResponse, PolicyPlugin, PolicyRequest, PolicyResponse,
+    Verdict,
 };
 use crate::proxy::{ConnInfo, Proxy};
 use gwcore::attachments::AppliedPolicy;
@@ -779,16 +780,21 @@ pub async fn answer(
                         }
                     };
                     let extensions = f.has_extension_filters(Some(backend));
+                    let filters_started = Instant::now();
+                    let mut ran = FiltersRan::default();
                     if extensions {
-                        if let Err(response) =
-                            run_request_filters(cfg, conn, f, backend, &head, &mut parts, &mut body)
-                                .await
-                        {
-                            return Answered {
-                                response,
-                                series,
-                                provenance,
-                            };
+                        let filtering = run_request_filters(
+                            proxy, cfg, conn, &series, f, backend, &head, &mut parts, &mut body,
+                        );
+                        match filtering.await {
+                            Ok(r) => ran = r,
+                            Err(response) => {
+                                return Answered {
+                                    response,
+                                    series,
+                                    provenance,
+                                };
+                            }
                         }
                     } else {
                         f.apply_request(&head, Some(backend), &mut parts);
@@ -828,13 +834,21 @@ pub async fn answer(
                             }
                         }
                     };
+                    let mut forward_policy = policy(f);
+                    if ran.auth.is_some() {
+                        // The request timeout covers the authorization
+                        // call too.
+                        forward_policy.request_timeout = forward_policy
+                            .request_timeout
+                            .map(|t| t.saturating_sub(filters_started.elapsed()));
+                    }
                     let resp = forward(
                         proxy,
                         cfg,
                         conn,
                         Request::from_parts(parts, body),
                         target,
-                        &policy(f),
+                        &forward_policy,
                     )
                     .await;
                     let (mut rp, b) = resp.into_parts();
@@ -850,6 +864,12 @@ pub async fn answer(
                     } else {
                         f.apply_response(&head, Some(backend), &mut rp);
                     }
+                    for edits in &ran.auth_response_headers {
+                        edits.apply(&mut rp.headers);
+                    }
+                    if let Some(decision) = ran.auth {
+                        rp.extensions.insert(decision);
+                    }
                     Response::from_parts(rp, b)
                 }
             }
@@ -862,25 +882,104 @@ pub async fn answer(
     }
 }
 
+/// What the filters run one by one left for the response: the headers
+/// authorization services asked to put on it, and the last one's decision
+/// (for the access log).
+#[derive(Default)]
+struct FiltersRan {
+    auth_response_headers: Vec<crate::ext_auth::HeaderEdits>,
+    auth: Option<AuthDecision>,
+}
+
+/// Reaches the authorization service of an `ExternalAuth` filter: one of
+/// its Service port's endpoints, over the proxy's pools, with its
+/// BackendTLSPolicy (a policy that cannot be used, or no endpoint, fails
+/// the call: the filter fails closed).
+struct AuthUpstream<'a> {
+    proxy: &'a Arc<Proxy>,
+    cfg: &'a Config,
+    gateway: &'a ObjectKey,
+    target: &'a BackendTarget,
+}
+
+impl crate::ext_auth::Upstream for AuthUpstream<'_> {
+    fn send(
+        &self,
+        req: Request<Body>,
+        protocol: BackendProtocol,
+        deadline: Instant,
+    ) -> BoxFuture<'_, Result<Response<Body>, ForwardError>> {
+        Box::pin(async move {
+            let tls = match &self.target.tls {
+                None => None,
+                Some(t) => Some(backend_tls(self.cfg, self.gateway, t, protocol).map_err(|e| {
+                    ForwardError::Unreachable(([0, 0, 0, 0], 0).into(), e.to_string())
+                })?),
+            };
+            let addrs = self.cfg.endpoints.get(&self.target.service, self.target.port);
+            send_to_one(self.proxy, addrs, req, protocol, Some(deadline), tls.as_ref()).await
+        })
+    }
+}
+
 /// Applies the filters of a rule and its backend to a request one by one,
 /// in order, running each extension's plug-in in its place
-/// ([`crate::plugin`]). `Err` is the answer to give instead of forwarding:
-/// a plug-in's own, or 500 for an extension filter without a plug-in.
+/// ([`crate::plugin`]) and asking each `ExternalAuth` filter's service
+/// ([`crate::ext_auth`]). `Err` is the answer to give instead of
+/// forwarding: a plug-in's own, 500 for an extension filter without a
+/// plug-in, or an authorization service's denial.
+#[allow(clippy::too_many_arguments)]
 async fn run_request_filters(
+    proxy: &Arc<Proxy>,
     cfg: &Config,
     conn: &ConnInfo,
+    series: &SeriesKey,
     f: &Forward<'_>,
     backend: &gwcore::table::Backend,
     head: &RequestHead,
     parts: &mut http::request::Parts,
     body: &mut Body,
-) -> Result<(), Response<Body>> {
+) -> Result<FiltersRan, Response<Body>> {
     f.apply_path(head, parts);
     let matched = f.matched();
+    let mut ran = FiltersRan::default();
     for filter in f.filters(Some(backend)) {
-        let Filter::Extension(x) = filter else {
-            f.apply_request_filter(filter, parts);
-            continue;
+        let x = match filter {
+            Filter::Extension(x) => x,
+            Filter::ExternalAuth(a) => {
+                let upstream = AuthUpstream {
+                    proxy,
+                    cfg,
+                    gateway: &conn.gateway,
+                    target: a.target(),
+                };
+                // The rule's request timeout bounds the call too.
+                let timeout = enabled(f.timeouts().request)
+                    .map_or(crate::ext_auth::DEFAULT_TIMEOUT, |t| {
+                        t.min(crate::ext_auth::DEFAULT_TIMEOUT)
+                    });
+                let request = crate::ext_auth::AuthRequest {
+                    client: &conn.client,
+                    head: parts,
+                    body,
+                    deadline: Instant::now() + timeout,
+                };
+                let checked = crate::ext_auth::check(a, &upstream, request).await;
+                proxy.metrics().record_ext_auth(series, checked.decision);
+                if let Verdict::Respond(mut r) = checked.verdict {
+                    r.extensions_mut().insert(checked.decision);
+                    return Err(r);
+                }
+                ran.auth = Some(checked.decision);
+                if !checked.response_headers.is_empty() {
+                    ran.auth_response_headers.push(checked.response_headers);
+                }
+                continue;
+            }
+            other => {
+                f.apply_request_filter(other, parts);
+                continue;
+            }
         };
         let Some(plugin) = cfg.plugins.filter(x.kind()) else {
             tracing::warn!(kind = %x.kind(), "no plug-in runs this ExtensionRef filter");
@@ -902,7 +1001,7 @@ async fn run_request_filters(
             return Err(r);
         }
     }
-    Ok(())
+    Ok(ran)
 }
 
 /// Runs the policy plug-ins whose kind has a policy on the rule or

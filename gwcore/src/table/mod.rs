@@ -758,17 +758,22 @@ fn grpc_exact_key(c: &Candidate) -> Option<String> {
     Some(format!("{s}/{m}"))
 }
 
+/// A rule's filters with what the engine resolved for them: the objects
+/// of their `ExtensionRef`s, and the services of their `ExternalAuth`s (one
+/// per filter, in order).
+type ResolvedFilters<'a> = (
+    &'a [crate::model::HttpRouteFilter],
+    &'a [Arc<crate::extension::ExtensionObject>],
+    &'a [Result<BackendTarget, BackendError>],
+);
+
 #[allow(clippy::too_many_arguments)]
 fn compile_rule(
     route: u32,
     family: Family,
     index: usize,
     name: &Option<String>,
-    filters: (
-        &[crate::model::HttpRouteFilter],
-        &[Arc<crate::extension::ExtensionObject>],
-        &[Result<BackendTarget, BackendError>],
-    ),
+    filters: ResolvedFilters<'_>,
     backends: &[crate::attachments::ResolvedBackend],
     mirrors: &[Mirror],
     timeouts: Timeouts,
