@@ -18,6 +18,10 @@ fi
 export CARGO_TARGET_DIR="$cache/fuzz-target"
 cd "$here"
 bash ./seed.sh
+# The seed and regression inputs of the proxy's parser targets.
+for t in h1_response h1_chunked tls_client_hello cidr; do
+  mkdir -p "corpus/$t" && cp regressions/"$t"/* "corpus/$t/"
+done
 cargo fuzz build -s none
 for t in $(cargo fuzz list); do
   echo "--- fuzz $t for ${seconds}s"
