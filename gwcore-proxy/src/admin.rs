@@ -4,7 +4,8 @@
 //! - `/readyz` answers 200 once the first configuration is served and every
 //!   port is bound, 503 before that, while draining, or when a port could
 //!   not be bound.
-//! - `/metrics` is the Prometheus text format ([`crate::metrics`]).
+//! - `/metrics` is the Prometheus text format ([`crate::metrics`]), with
+//!   the policy plug-ins' counters ([`crate::plugin::PolicyPlugin::counters`]).
 //! - `/status` is JSON: the status of every object (Kubernetes shape), the
 //!   refused attachments, the sockets, and the last refused reload.
 
@@ -35,7 +36,13 @@ pub fn answer<B>(proxy: &Proxy, req: &Request<B>) -> Response<Body> {
             }
         }
         "/metrics" => {
-            let mut r = text(StatusCode::OK, &proxy.metrics().render());
+            let mut body = proxy.metrics().render();
+            for (_, plugin) in proxy.config().plugins.policy_plugins() {
+                if let Some(counters) = plugin.counters() {
+                    counters.render(&mut body);
+                }
+            }
+            let mut r = text(StatusCode::OK, &body);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

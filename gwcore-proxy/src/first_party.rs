@@ -6,7 +6,10 @@
 use crate::plugin::Plugins;
 
 /// gwcore's own plug-ins, with the extensions the engine and the loader
-/// need for them.
+/// need for them: `RateLimitPolicy` ([`crate::rate_limit`]).
 pub fn plugins() -> Plugins {
-    Plugins::new()
+    Plugins::new().with_policy_plugin(
+        gwcore::policies::rate_limit::RateLimitPolicy,
+        crate::rate_limit::RateLimit::new(),
+    )
 }

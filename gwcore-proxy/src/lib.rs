@@ -99,6 +99,7 @@ pub mod plugin;
 pub mod provider;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod rate_limit;
 pub mod route;
 pub mod server;
 mod tcp;

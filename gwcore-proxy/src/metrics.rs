@@ -329,6 +329,99 @@ impl Metrics {
     }
 }
 
+/// Counters of a policy plug-in's decisions, by policy and outcome: one
+/// counter family (`name`, with labels `policy="namespace/name"` and
+/// `result`), which `/metrics` shows after the proxy's own when the
+/// plug-in hands it out ([`crate::plugin::PolicyPlugin::counters`]).
+/// Counting takes a read lock and an atomic increment; a policy's first
+/// count takes the write lock once.
+pub struct PolicyCounters {
+    name: &'static str,
+    help: &'static str,
+    outcomes: &'static [&'static str],
+    by_policy: RwLock<HashMap<gwcore::model::ObjectKey, Arc<[AtomicU64]>, rustc_hash::FxBuildHasher>>,
+}
+
+impl std::fmt::Debug for PolicyCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyCounters")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyCounters {
+    /// A family `name` (e.g. `gwcore_rate_limit_requests_total`) described
+    /// by `help`, counting each of `outcomes` (the `result` label's values;
+    /// [`PolicyCounters::add`] takes an index into them).
+    pub fn new(
+        name: &'static str,
+        help: &'static str,
+        outcomes: &'static [&'static str],
+    ) -> PolicyCounters {
+        PolicyCounters {
+            name,
+            help,
+            outcomes,
+            by_policy: RwLock::default(),
+        }
+    }
+
+    /// Counts one `outcomes[outcome]` of `policy` (an index out of range
+    /// counts nothing).
+    pub fn add(&self, policy: &gwcore::model::ObjectKey, outcome: usize) {
+        let counts = {
+            let map = self.by_policy.read().unwrap_or_else(|e| e.into_inner());
+            map.get(policy).cloned()
+        };
+        let counts = match counts {
+            Some(c) => c,
+            None => {
+                let mut map = self.by_policy.write().unwrap_or_else(|e| e.into_inner());
+                map.entry(policy.clone())
+                    .or_insert_with(|| self.outcomes.iter().map(|_| AtomicU64::new(0)).collect())
+                    .clone()
+            }
+        };
+        if let Some(c) = counts.get(outcome) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The count of `outcomes[outcome]` for `policy`.
+    pub fn count(&self, policy: &gwcore::model::ObjectKey, outcome: usize) -> u64 {
+        let map = self.by_policy.read().unwrap_or_else(|e| e.into_inner());
+        map.get(policy)
+            .and_then(|c| c.get(outcome))
+            .map_or(0, |c| c.load(Relaxed))
+    }
+
+    /// Appends the family in the Prometheus text format, policies sorted.
+    pub fn render(&self, out: &mut String) {
+        let mut rows: Vec<(String, Arc<[AtomicU64]>)> = {
+            let map = self.by_policy.read().unwrap_or_else(|e| e.into_inner());
+            map.iter()
+                .map(|(k, v)| (format!("{}/{}", k.namespace, k.name), v.clone()))
+                .collect()
+        };
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} counter", self.name);
+        for (policy, counts) in &rows {
+            for (outcome, c) in self.outcomes.iter().zip(counts.iter()) {
+                let _ = writeln!(
+                    out,
+                    "{}{{policy=\"{}\",result=\"{}\"}} {}",
+                    self.name,
+                    escape(policy),
+                    escape(outcome),
+                    c.load(Relaxed)
+                );
+            }
+        }
+    }
+}
+
 fn labels(k: &SeriesKey) -> String {
     format!(
         "gateway=\"{}\",route=\"{}\",backend=\"{}\"",

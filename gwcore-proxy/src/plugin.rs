@@ -169,6 +169,12 @@ pub trait PolicyPlugin: Send + Sync + 'static {
     fn on_response(&self, response: PolicyResponse<'_>) {
         let _ = response;
     }
+
+    /// Its decisions per policy, which `/metrics` shows
+    /// ([`crate::admin`]). Default: none.
+    fn counters(&self) -> Option<&crate::metrics::PolicyCounters> {
+        None
+    }
 }
 
 /// The plug-ins a proxy runs, with the extensions the engine resolves for
