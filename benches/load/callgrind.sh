@@ -10,7 +10,10 @@
 # instructions per request and the top inclusive costs. Unlike req/s on a
 # shared machine, the count does not move with other people's load; the
 # kernel's share of a request is not counted. Environment: PER (default
-# 400), CLIENTS (default 8), KEEP=1 keeps the profile and configs.
+# 400), CLIENTS (default 8), KEEP=1 keeps the profile and configs,
+# EXTRA=FILE appends FILE's documents to the scenario (a policy or a
+# filter to measure; `${BACKEND_PORT}` in it is the nginx backend's port,
+# and the Service `bench/backend` is that backend).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -36,6 +39,10 @@ fi
 eval "$(sed -n '/^# --- scenario generation/,/^# --- measuring/p' benches/load/run.sh)"
 
 gwcore_manifests "$SCENARIO" >"$WORK/gw.yaml"
+if [ -n "${EXTRA:-}" ]; then
+  printf -- '---\n' >>"$WORK/gw.yaml"
+  sed "s/\${BACKEND_PORT}/$BACKEND_PORT/g" "$EXTRA" >>"$WORK/gw.yaml"
+fi
 nginx_conf backend >"$WORK/backend.conf"
 nginx -c "$WORK/backend.conf" >/dev/null 2>&1 &
 PIDS+=($!)
