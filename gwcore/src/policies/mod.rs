@@ -11,4 +11,5 @@ pub const GROUP: &str = "policy.gwcore.dev";
 pub const API_VERSION: &str = "policy.gwcore.dev/v1alpha1";
 
 pub mod body_limit;
+pub mod path;
 pub mod rate_limit;

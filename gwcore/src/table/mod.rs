@@ -48,8 +48,9 @@
 //! - **Paths** are normalized before matching and forwarded normalized
 //!   ([`path`]): dot segments removed, unreserved escapes decoded, repeated
 //!   `/` merged. An encoded `/` (`%2F`) or `\` (`%5C`) is kept as data: it
-//!   never separates segments. A raw `\`, a control character or a bad
-//!   escape is answered with 400.
+//!   never separates segments ([`slashes::route`] applies a Gateway's
+//!   setting for such paths before matching). A raw `\`, a control
+//!   character or a bad escape is answered with 400.
 //! - **RegularExpression** paths rank after every Exact and PathPrefix
 //!   match; regexes are Rust `regex`, anchored at both ends and
 //!   size-limited ([`REGEX_SIZE_LIMIT`]). Regex header and query matches
@@ -74,6 +75,7 @@ mod matching;
 pub mod path;
 mod precedence;
 mod request;
+pub mod slashes;
 #[cfg(test)]
 mod tests;
 
@@ -404,6 +406,8 @@ struct ListenerTable {
     cands: Vec<Candidate>,
     http: HostMap<HttpBucket>,
     grpc: HostMap<GrpcBucket>,
+    /// Extension policies on the listener itself.
+    policies: Box<[AppliedPolicy]>,
 }
 
 #[derive(Debug)]
@@ -431,6 +435,8 @@ pub struct Table {
     gateway: ObjectKey,
     ports: Vec<PortTable>,
     problems: Vec<Problem>,
+    /// Extension policies on the Gateway itself.
+    policies: Box<[AppliedPolicy]>,
 }
 
 fn u16_len(s: &str) -> u16 {
@@ -460,6 +466,10 @@ impl ListenerTable {
             cands: Vec::new(),
             http: HostMap::default(),
             grpc: HostMap::default(),
+            policies: policies
+                .get(&PolicyTarget::Listener(l.name.clone()))
+                .map(|p| p.clone().into_boxed_slice())
+                .unwrap_or_default(),
         };
         let mut http_lists: BTreeMap<Option<Arc<str>>, Vec<u32>> = BTreeMap::new();
         let mut grpc_lists: BTreeMap<Option<Arc<str>>, Vec<u32>> = BTreeMap::new();
@@ -1271,6 +1281,11 @@ impl Table {
             gateway: routing.gateway.clone(),
             ports,
             problems: problems.into_iter().collect(),
+            policies: routing
+                .policies
+                .get(&PolicyTarget::Gateway)
+                .map(|p| p.clone().into_boxed_slice())
+                .unwrap_or_default(),
         }
     }
 
@@ -1294,6 +1309,27 @@ impl Table {
         self.port(port)
             .into_iter()
             .flat_map(|p| p.listeners.iter().map(|l| &l.info))
+    }
+
+    /// The most specific extension policy of `kind` on the listener that
+    /// serves `head` (the one [`Table::find`] chooses), else on the
+    /// Gateway: for a policy that acts before a route is chosen, such as
+    /// how the path is read ([`slashes`]). Policies on routes, rules and
+    /// backends are the matched rule's ([`Forward::policy`]).
+    pub fn listener_policy(
+        &self,
+        kind: crate::extension::ExtensionKind,
+        head: &RequestHead,
+    ) -> Option<&AppliedPolicy> {
+        let listener = self.port(head.port()).and_then(|pt| {
+            let i = self.select_listener(pt, head).ok()?;
+            Some(&pt.listeners[i as usize])
+        });
+        let on_listener = listener.map_or(&[][..], |l| &l.policies[..]);
+        on_listener
+            .iter()
+            .chain(self.policies.iter())
+            .find(|p| p.kind() == kind)
     }
 
     #[inline]

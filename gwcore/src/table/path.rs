@@ -8,12 +8,16 @@
 //! 2. Percent-encoded *unreserved* characters (RFC 3986 §2.3: `A-Z a-z 0-9
 //!    - . _ ~`) are decoded; every other escape is kept, with upper-case hex
 //!    (RFC 3986 §6.2.2.1). A `%` not followed by two hex digits is a 400.
-//! 3. **Encoded `/` (`%2F`) and `\` (`%5C`) are kept as data**: they stay
-//!    encoded, never split a segment, and so never match a `/` of a
-//!    PathPrefix. Rejecting them would break APIs that carry keys in paths;
-//!    decoding them would let `/public%2F..%2Fadmin` reach `/admin` on a
-//!    backend that decodes. A raw `\` is rejected with 400: backends
-//!    disagree on whether it separates segments.
+//! 3. **Encoded `/` (`%2F`) and `\` (`%5C`) are kept as data** here: they
+//!    stay encoded, never split a segment, and so never match a `/` of a
+//!    PathPrefix. A backend that decodes them reads another path
+//!    (`/public/..%2Fadmin` is `/admin` to it), so a data plane routes
+//!    such paths under a Gateway's [`super::slashes::EscapedSlashes`]
+//!    setting ([`super::slashes::route`]: redirect to the decoded path by
+//!    default, or forward it decoded, reject, or keep it when its decoded
+//!    path is routed to the same rule; [`decode_separators`] is that
+//!    reading). A raw `\` is rejected with 400: backends disagree on
+//!    whether it separates segments.
 //! 4. Control characters and spaces are a 400; other bytes outside ASCII are
 //!    percent-encoded.
 //! 5. Repeated `/` are merged, then dot segments (`.`, `..`, also when they
@@ -146,6 +150,12 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
         i += 1;
     }
     // Pass 2: merge slashes, remove dot segments.
+    Ok(Cow::Owned(merge_and_remove_dots(&buf)))
+}
+
+/// Pass 2 of [`normalize`] on a path of ASCII bytes starting with `/`:
+/// repeated `/` merged, dot segments removed, a trailing `/` kept.
+fn merge_and_remove_dots(buf: &[u8]) -> String {
     let segments: Vec<&[u8]> = buf.split(|&c| c == b'/').skip(1).collect();
     let last = segments.len().saturating_sub(1);
     let mut out: Vec<&[u8]> = Vec::with_capacity(segments.len());
@@ -167,13 +177,75 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     let mut result = String::with_capacity(buf.len());
     for s in &out {
         result.push('/');
-        // Every byte pushed in pass 1 is ASCII.
+        // Every byte of `buf` is ASCII.
         result.extend(s.iter().map(|&c| c as char));
     }
     if out.is_empty() || trailing {
         result.push('/');
     }
-    Ok(Cow::Owned(result))
+    result
+}
+
+/// Whether a path holds an encoded `/` (`%2F`) or `\` (`%5C`), in either
+/// case.
+pub fn has_encoded_separator(path: &str) -> bool {
+    path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && ((w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f'))
+                || (w[1] == b'5' && w[2].eq_ignore_ascii_case(&b'c')))
+    })
+}
+
+/// The path a backend that decodes escaped separators serves for a
+/// normalized `path`: every `%2F` and `%5C` (either case) read as `/`, then
+/// repeated `/` merged and dot segments removed again. `None` when the
+/// path holds no escaped separator (the backend reads it as it is).
+///
+/// The result is normalized and holds no escaped separator, so a decoding
+/// backend reads it unchanged. Other escapes are left as they are: `%252F`
+/// is the three characters `%2F` to a backend that decodes once.
+///
+/// ```
+/// use gwcore::table::path::decode_separators;
+/// assert_eq!(decode_separators("/public/..%2Fadmin").as_deref(), Some("/admin"));
+/// assert_eq!(decode_separators("/a%5cb%2F").as_deref(), Some("/a/b/"));
+/// assert_eq!(decode_separators("/a/b"), None);
+/// ```
+pub fn decode_separators(path: &str) -> Option<String> {
+    if !has_encoded_separator(path) {
+        return None;
+    }
+    let b = path.as_bytes();
+    let mut buf = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(&[h, l]) = b.get(i + 1..i + 3)
+            && ((h == b'2' && l.eq_ignore_ascii_case(&b'f'))
+                || (h == b'5' && l.eq_ignore_ascii_case(&b'c')))
+        {
+            buf.push(b'/');
+            i += 3;
+            continue;
+        }
+        // A normalized path is ASCII; a byte that is not would make
+        // `merge_and_remove_dots` write a wrong character, so it is kept
+        // encoded as `normalize` would.
+        if b[i] >= 0x80 {
+            buf.extend_from_slice(&[
+                b'%',
+                HEX_UPPER[(b[i] >> 4) as usize],
+                HEX_UPPER[(b[i] & 15) as usize],
+            ]);
+        } else {
+            buf.push(b[i]);
+        }
+        i += 1;
+    }
+    if buf.first() != Some(&b'/') {
+        buf.insert(0, b'/');
+    }
+    Some(merge_and_remove_dots(&buf))
 }
 
 /// Splits a normalized path into the segments used by the path trie: the

@@ -160,6 +160,15 @@ impl RequestHead {
         RequestHead::build(port, host, parts.method.clone(), pq)
     }
 
+    /// Replaces the path (without query: the query is kept), normalized
+    /// like the first ([`super::path::normalize`]): for a data plane that
+    /// routes a path it rewrote, e.g. the decoded path of
+    /// [`super::slashes`].
+    pub fn set_path(&mut self, path: &str) {
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        self.path = normalize(path).map(Cow::into_owned);
+    }
+
     /// Sets the TLS server name of the connection.
     pub fn with_sni(mut self, sni: impl AsRef<str>) -> RequestHead {
         self.sni = Some(normalize_host(sni.as_ref()));
