@@ -116,6 +116,27 @@ pub(crate) struct LimitArgs {
     /// connection; more get GOAWAY(ENHANCE_YOUR_CALM).
     #[arg(long, default_value_t = Limits::default().http2_max_local_error_reset_streams)]
     http2_max_local_error_reset_streams: usize,
+    /// Largest request body, in bytes, where no BodyLimitPolicy applies;
+    /// larger gets 413 (a streamed body is cut at the limit). 0: no limit
+    /// (the default).
+    #[arg(long, default_value_t = Limits::default().max_request_body_bytes)]
+    max_request_body_bytes: u64,
+    /// Longest wait for more of a request body; longer gets 408 and the
+    /// connection closed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    request_body_timeout: Duration,
+    /// Least average rate of a request body, in bytes per second, once
+    /// --request-body-timeout of waiting is spent; slower gets 408. 0: none.
+    #[arg(long, default_value_t = Limits::default().min_request_body_rate)]
+    min_request_body_rate: u64,
+    /// HTTP/1.x request bodies up to this size are read whole, and their
+    /// framing checked, before the backend is contacted. 0: stream all.
+    #[arg(long, default_value_t = Limits::default().request_body_buffer_bytes)]
+    request_body_buffer_bytes: usize,
+    /// A client that takes no response bytes for this long is
+    /// disconnected.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    response_write_timeout: Duration,
     /// Peers (comma-separated IPs or CIDRs) whose X-Forwarded-For/Proto/Host
     /// are kept and appended to; from others they are replaced. Default:
     /// none.
@@ -146,6 +167,11 @@ impl LimitArgs {
                 http2_max_control_frames_per_second: self.http2_max_control_frames_per_second,
                 http2_max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams,
                 http2_max_local_error_reset_streams: self.http2_max_local_error_reset_streams,
+                max_request_body_bytes: self.max_request_body_bytes,
+                request_body_timeout: self.request_body_timeout,
+                min_request_body_rate: self.min_request_body_rate,
+                request_body_buffer_bytes: self.request_body_buffer_bytes,
+                response_write_timeout: self.response_write_timeout,
             },
             trusted_proxies: self.trusted_proxies.clone(),
             proxy_protocol: self.proxy_protocol.clone(),

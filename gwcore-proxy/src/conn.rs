@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use crate::body::Body;
 use crate::h2_flood::FloodGuard;
 use crate::limits::Limits;
+use crate::write_timeout::WriteTimeout;
 use crate::proxy::{ConnInfo, Proxy};
 
 impl Proxy {
@@ -265,7 +266,7 @@ pub(crate) async fn serve_http<S>(
 {
     let limits = proxy.options().limits.clone();
     let io = TokioIo::new(FloodGuard::new(
-        io.into_inner(),
+        WriteTimeout::new(io.into_inner(), limits.response_write_timeout),
         limits.http2_max_control_frames_per_second,
     ));
     let activity = Arc::new(Activity::new());

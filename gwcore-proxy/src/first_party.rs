@@ -6,10 +6,16 @@
 use crate::plugin::Plugins;
 
 /// gwcore's own plug-ins, with the extensions the engine and the loader
-/// need for them: `RateLimitPolicy` ([`crate::rate_limit`]).
+/// need for them: `RateLimitPolicy` ([`crate::rate_limit`]),
+/// `BodyLimitPolicy` ([`crate::body_limit`]).
 pub fn plugins() -> Plugins {
-    Plugins::new().with_policy_plugin(
-        gwcore::policies::rate_limit::RateLimitPolicy,
-        crate::rate_limit::RateLimit::new(),
-    )
+    Plugins::new()
+        .with_policy_plugin(
+            gwcore::policies::rate_limit::RateLimitPolicy,
+            crate::rate_limit::RateLimit::new(),
+        )
+        .with_policy_plugin(
+            gwcore::policies::body_limit::BodyLimitPolicy,
+            crate::body_limit::BodyLimiter::new(),
+        )
 }

@@ -14,6 +14,11 @@
 //! | [`Limits::http2_keep_alive_interval`] / [`Limits::http2_keep_alive_timeout`] | 30 s / 20 s | — | closed when a PING is not answered |
 //! | [`Limits::max_connections`] | 10 000 | accepted and closed at once | same |
 //! | [`Limits::http2_max_concurrent_streams`] | 100 | — | `RST_STREAM(REFUSED_STREAM)` |
+//! | [`Limits::max_request_body_bytes`] | unlimited | 413 (at once when `Content-Length` says so; a streamed body is cut at the limit) | same |
+//! | [`Limits::request_body_timeout`] | 30 s | 408, connection closed | 408 on the stream |
+//! | [`Limits::min_request_body_rate`] | 1 KiB/s (after `request_body_timeout`) | 408, connection closed | 408 on the stream |
+//! | [`Limits::request_body_buffer_bytes`] | 64 KiB | a body up to this size is read whole before the backend sees its request; malformed: 400 | — |
+//! | [`Limits::response_write_timeout`] | 30 s | connection closed | connection closed |
 //! | [`Limits::http2_max_control_frames_per_second`] | 100 (bursts of 1 000) | — | `GOAWAY(ENHANCE_YOUR_CALM)`, closed |
 //! | [`Limits::http2_max_pending_accept_reset_streams`] | 20 | — | `GOAWAY(ENHANCE_YOUR_CALM)`, closed |
 //! | [`Limits::http2_max_local_error_reset_streams`] | 1 024 | — | `GOAWAY(ENHANCE_YOUR_CALM)`, closed |
@@ -102,6 +107,41 @@ pub struct Limits {
     /// (RFC 9113 §8.7). Default is 100, the least RFC 9113 §6.5.2
     /// recommends.
     pub http2_max_concurrent_streams: u32,
+    /// The largest request body, in bytes, where no `BodyLimitPolicy`
+    /// applies (one that does replaces it, larger or smaller). A request
+    /// whose `Content-Length` is larger gets 413 without its backend being
+    /// contacted; a streamed body (HTTP/1.1 chunked, HTTP/2 without
+    /// `Content-Length`) is cut when it passes the limit: the backend gets
+    /// at most this many bytes and never a complete request, and the client
+    /// 413 unless the backend answered already ([`crate::body_limit`]).
+    /// Zero means no limit. Default is no limit: gwcore streams bodies
+    /// without holding them, so a large upload costs it no memory; set a
+    /// limit here or per route to protect backends.
+    pub max_request_body_bytes: u64,
+    /// The longest a request body may keep gwcore waiting for its next
+    /// bytes (time spent waiting on a slow backend does not count). A
+    /// client that stalls longer gets 408 (RFC 9110 §15.5.9) and, on
+    /// HTTP/1.1, its connection is closed. Default is 30 s.
+    pub request_body_timeout: Duration,
+    /// The least average rate, in bytes per second, at which a request
+    /// body must arrive once gwcore has waited `request_body_timeout` for
+    /// it in all: a client trickling a few bytes just often enough to beat
+    /// the timeout (slow POST) gets 408 too. Zero disables it. Default is
+    /// 1 024.
+    pub min_request_body_rate: u64,
+    /// HTTP/1.x request bodies of at most this many bytes (declared, or
+    /// chunked and ending within it) are read whole, their framing checked,
+    /// before the backend is contacted: a malformed one gets 400 and no
+    /// backend sees any of its request. Larger bodies are streamed as they
+    /// are checked; one that turns out malformed ends the backend's
+    /// connection without the body's end (it never receives a complete
+    /// request). HTTP/2 frames its bodies itself and is not buffered (gRPC
+    /// streams would stall). Zero streams every body. Default is 64 KiB.
+    pub request_body_buffer_bytes: usize,
+    /// The longest a write to a client may make no progress (a client
+    /// that does not read its responses, filling the connection's buffers);
+    /// the connection is closed after it. Default is 30 s.
+    pub response_write_timeout: Duration,
     /// The most PING and SETTINGS frames (other than acknowledgements)
     /// and RST_STREAM frames an HTTP/2 client may send per second on one
     /// connection, in bursts of up to ten seconds' worth: each makes the
@@ -136,6 +176,11 @@ impl Default for Limits {
             http2_keep_alive_timeout: Duration::from_secs(20),
             max_connections: 10_000,
             http2_max_concurrent_streams: 100,
+            max_request_body_bytes: 0,
+            request_body_timeout: Duration::from_secs(30),
+            min_request_body_rate: 1024,
+            request_body_buffer_bytes: 64 * 1024,
+            response_write_timeout: Duration::from_secs(30),
             http2_max_control_frames_per_second: 100,
             http2_max_pending_accept_reset_streams: 20,
             http2_max_local_error_reset_streams: 1024,

@@ -100,6 +100,24 @@ where
     Some(buf.freeze())
 }
 
+/// The answer to a request whose body failed (`status` from
+/// [`crate::client_body::status_of`]): 413, 408 or 400, and the connection
+/// closed (HTTP/1.1), as where the next request would start is unknown.
+fn body_failure(status: StatusCode) -> Response<Body> {
+    let mut r = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => return crate::body_limit::too_large(),
+        StatusCode::REQUEST_TIMEOUT => {
+            status_response(status, "the request body came too slowly\n")
+        }
+        _ => status_response(StatusCode::BAD_REQUEST, "the request body is malformed\n"),
+    };
+    r.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    r
+}
+
 /// A response with only a status and a short text body.
 pub fn status_response(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut r = Response::new(full(text));
@@ -232,18 +250,20 @@ pub async fn forward(
         },
     };
     let (mut parts, body) = req.into_parts();
-    // A client body that breaks while it streams (a malformed chunk, say)
-    // fails the backend exchange too; remember whose fault it was, so the
-    // client gets 400 (RFC 9112 §7.1) rather than 502.
+    // A client body that breaks while it streams (a malformed chunk, a
+    // limit passed, too slow) fails the backend exchange too; remember
+    // whose fault it was and why, so the client gets 400 (RFC 9112 §7.1),
+    // 413 or 408 rather than 502.
     // A request without a body (most of them) has none to break.
     let client_body_failed = (!hyper::body::Body::is_end_stream(&body))
-        .then(|| Arc::new(std::sync::atomic::AtomicBool::new(false)));
+        .then(|| Arc::new(std::sync::atomic::AtomicU16::new(0)));
     let body: Body = match &client_body_failed {
         None => body,
         Some(flag) => {
             let flag = flag.clone();
             body.map_err(move |e| {
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                let status = crate::client_body::status_of(&*e).as_u16();
+                flag.store(status, std::sync::atomic::Ordering::Relaxed);
                 e
             })
             .boxed()
@@ -330,11 +350,12 @@ pub async fn forward(
         Some(Ok(r)) => r,
         Some(Err(e)) => {
             tracing::debug!(error = %e, "forward failed");
-            if client_body_failed
+            if let Some(status) = client_body_failed
                 .as_ref()
-                .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+                .map(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+                .and_then(|s| StatusCode::from_u16(s).ok())
             {
-                return status_response(StatusCode::BAD_REQUEST, "the request body is malformed\n");
+                return body_failure(status);
             }
             // Spec (HTTPRouteRetry): "Implementations SHOULD retry on
             // connection errors (disconnect, reset, timeout, TCP failure)
@@ -731,7 +752,8 @@ pub async fn answer(
         };
     }
     let (mut parts, body) = req.into_parts();
-    let mut body = incoming(body);
+    let limits = &proxy.options().limits;
+    let mut body = crate::client_body::paced(incoming(body), limits);
     // The head holds the header map while the table matches; a forwarded
     // request takes it back (below).
     let mut head = RequestHead::from_parts_taking_headers(conn.port, &mut parts);
@@ -779,6 +801,18 @@ pub async fn answer(
                             }
                         }
                     };
+                    // The Gateway-wide body limit, where no policy set one.
+                    if let Err(response) = crate::body_limit::limit_by_default(
+                        &mut parts,
+                        &mut body,
+                        limits.max_request_body_bytes,
+                    ) {
+                        return Answered {
+                            response,
+                            series,
+                            provenance,
+                        };
+                    }
                     let extensions = f.has_extension_filters(Some(backend));
                     let filters_started = Instant::now();
                     let mut ran = FiltersRan::default();
@@ -798,6 +832,23 @@ pub async fn answer(
                         }
                     } else {
                         f.apply_request(&head, Some(backend), &mut parts);
+                    }
+                    // A small HTTP/1.x body is read whole before the
+                    // backend sees its request: malformed framing, a
+                    // limit passed or a stall is answered here, and no
+                    // backend has seen any of it.
+                    if parts.version < http::Version::HTTP_2
+                        && let Err(e) = crate::client_body::read_small(
+                            &mut body,
+                            limits.request_body_buffer_bytes,
+                        )
+                        .await
+                    {
+                        return Answered {
+                            response: body_failure(crate::client_body::status_of(&*e)),
+                            series,
+                            provenance,
+                        };
                     }
                     let mirrors: Vec<&BackendTarget> = f
                         .mirrors()
