@@ -294,26 +294,24 @@ async fn serve(args: Args, plugins: Plugins) -> ExitCode {
             }
         }
     };
-    let opts = RuntimeOptions {
-        controller_name: controller_name.clone(),
-        listen: ListenOptions {
-            map: args
-                .listen
-                .iter()
-                .filter(|(gw, _, _)| gw.is_none())
-                .map(|(_, port, addr)| (*port, *addr))
-                .collect(),
-            gateway_map: args
-                .listen
-                .iter()
-                .filter_map(|(gw, port, addr)| Some((GatewayPort::new(gw.clone()?, *port), *addr)))
-                .collect(),
-            default_ip: args.bind,
-            ephemeral: false,
-        },
-        echo_backends: args.echo_backends,
-        plugins,
+    let mut opts = RuntimeOptions::new(controller_name.clone());
+    opts.listen = ListenOptions {
+        map: args
+            .listen
+            .iter()
+            .filter(|(gw, _, _)| gw.is_none())
+            .map(|(_, port, addr)| (*port, *addr))
+            .collect(),
+        gateway_map: args
+            .listen
+            .iter()
+            .filter_map(|(gw, port, addr)| Some((GatewayPort::new(gw.clone()?, *port), *addr)))
+            .collect(),
+        default_ip: args.bind,
+        ephemeral: false,
     };
+    opts.echo_backends = args.echo_backends;
+    opts.plugins = plugins;
     if args.kubernetes {
         let grace = Duration::from_secs(args.grace_secs);
         return crate::controller::serve(

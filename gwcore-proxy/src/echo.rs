@@ -397,12 +397,10 @@ pub fn is_websocket<B>(req: &Request<B>) -> bool {
     is_websocket_parts(req.headers())
 }
 
-/// Whether headers ask for a WebSocket upgrade.
+/// Whether headers ask for a WebSocket upgrade
+/// ([`crate::forward::is_websocket_upgrade`]).
 pub fn is_websocket_parts(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    crate::forward::is_websocket_upgrade(headers)
 }
 
 /// Describes a request the way `echo-basic` does.

@@ -630,6 +630,14 @@ fn is_usual_connection_token(t: &str) -> bool {
         .any(|k| t.eq_ignore_ascii_case(k))
 }
 
+/// Whether headers ask for a WebSocket upgrade (`Upgrade: websocket`).
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
 /// Removes hop-by-hop headers: the fixed list, `Upgrade` unless `keep_upgrade`,
 /// and every header the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
@@ -698,7 +706,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 pub fn prepare_request(parts: &mut http::request::Parts, client: &ClientInfo) {
     // Room for the headers added below, so the map grows at most once.
     parts.headers.reserve(5);
-    let upgrade = crate::echo::is_websocket_parts(&parts.headers);
+    let upgrade = is_websocket_upgrade(&parts.headers);
     remove_hop_by_hop(&mut parts.headers, upgrade);
     if upgrade {
         parts

@@ -9,7 +9,8 @@
 //! backends over pooled connections (HTTP/2 for gRPC and
 //! `kubernetes.io/h2c` backends), weights, timeouts, retries,
 //! mirrors, WebSocket upgrades, hot reload without dropping connections,
-//! an admin endpoint, and echo backends for demos and conformance.
+//! an admin endpoint, and (feature `echo`) echo backends for demos and
+//! conformance.
 //!
 //! ```text
 //!  files ──FileProvider──▶ Snapshot ──Config::build──▶ Config (tables, endpoints, TLS)
@@ -42,7 +43,9 @@
 //! (certificates and keys from Secrets), [`endpoints`], [`limits`]
 //! (connection limits, trusted proxies), [`proxy_protocol`] (the header
 //! a TCP load balancer sends first), [`metrics`], [`l4`], [`files`],
-//! [`body`], and the stand-in backends [`echo`] and [`tcp_echo`].
+//! [`body`], and, with the non-default feature `echo`, the stand-in
+//! backends `echo` and `tcp_echo` (test servers, not part of the default
+//! API).
 //!
 //! Examples: `examples/embed.rs` runs this proxy inside your program and
 //! swaps its configuration ([`provider::Runtime::from_snapshot`],
@@ -52,21 +55,13 @@
 //!
 //! ```no_run
 //! use gwcore_proxy::provider::{Runtime, RuntimeOptions};
-//! use gwcore_proxy::server::ListenOptions;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut listen = ListenOptions::default();
-//! listen.map.insert(80, "127.0.0.1:8080".parse()?);
-//! let rt = Runtime::start(
-//!     vec!["examples/acme".into()],
-//!     RuntimeOptions {
-//!         controller_name: "example.com/gateway-controller".into(),
-//!         listen,
-//!         echo_backends: true,
-//!         plugins: Default::default(),
-//!     },
-//! )
-//! .await?;
+//! let mut opts = RuntimeOptions::new("example.com/gateway-controller");
+//! opts.listen.map.insert(80, "127.0.0.1:8080".parse()?);
+//! // With the `echo` feature, `opts.echo_backends = true` starts a stand-in
+//! // backend for every Service without endpoints.
+//! let rt = Runtime::start(vec!["examples/acme".into()], opts).await?;
 //! rt.run_until(
 //!     std::time::Duration::from_secs(1),
 //!     std::time::Duration::from_secs(10),
@@ -86,6 +81,7 @@ pub mod certs;
 pub mod client_body;
 pub mod config;
 mod conn;
+#[cfg(feature = "echo")]
 pub mod echo;
 pub mod endpoints;
 pub mod ext_auth;
@@ -105,6 +101,7 @@ pub mod rate_limit;
 pub mod route;
 pub mod server;
 mod tcp;
+#[cfg(feature = "echo")]
 pub mod tcp_echo;
 pub mod tls;
 mod udp;

@@ -29,10 +29,14 @@ use std::time::{Duration, SystemTime};
 
 use gwcore::Snapshot;
 use gwcore::load::Loaded;
-use gwcore::model::{Kind, ObjectKey};
+#[cfg(feature = "echo")]
+use gwcore::model::Kind;
+use gwcore::model::ObjectKey;
 
 use crate::config::{BuildOptions, Config};
+#[cfg(feature = "echo")]
 use crate::echo::{EchoIdentity, EchoServer};
+#[cfg(feature = "echo")]
 use crate::endpoints::Endpoints;
 use crate::metrics::ReloadOutcome;
 use crate::proxy::{Proxy, ReloadError};
@@ -121,12 +125,15 @@ impl FileProvider {
     }
 }
 
-/// Echo backends for Services without endpoints, started on demand.
+/// Echo backends for Services without endpoints, started on demand
+/// (feature `echo`).
+#[cfg(feature = "echo")]
 #[derive(Debug, Default)]
 pub struct EchoBackends {
     servers: BTreeMap<ObjectKey, EchoServer>,
 }
 
+#[cfg(feature = "echo")]
 impl EchoBackends {
     /// Echo backends listening on ephemeral ports of `127.0.0.1`.
     pub fn new() -> EchoBackends {
@@ -186,18 +193,38 @@ pub fn rfc3339(secs: u64) -> String {
 }
 
 /// Options of [`Runtime::start`].
+///
+/// Build it with [`RuntimeOptions::new`] and set the fields you need: a
+/// struct literal does not compile the same with and without the `echo`
+/// feature (which adds `echo_backends`), and features are unified across
+/// a build.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
     /// Our `controllerName`.
     pub controller_name: String,
     /// Where Gateway ports are served.
     pub listen: ListenOptions,
-    /// Whether to start echo backends for Services without endpoints.
-    /// Default is `false`.
+    /// Whether to start echo backends for Services without endpoints
+    /// (feature `echo`: stand-ins for demos and tests). Default is `false`.
+    #[cfg(feature = "echo")]
     pub echo_backends: bool,
     /// Extension filter and policy kinds, and the plug-ins that run them
     /// ([`crate::plugin`]). Default: none.
     pub plugins: crate::plugin::Plugins,
+}
+
+impl RuntimeOptions {
+    /// Options for `controller_name`: Gateway ports bound at their own
+    /// number ([`ListenOptions::default`]), no plug-ins, no echo backend.
+    pub fn new(controller_name: impl Into<String>) -> RuntimeOptions {
+        RuntimeOptions {
+            controller_name: controller_name.into(),
+            listen: ListenOptions::default(),
+            #[cfg(feature = "echo")]
+            echo_backends: false,
+            plugins: crate::plugin::Plugins::default(),
+        }
+    }
 }
 
 /// Why the first configuration could not be served.
@@ -222,6 +249,7 @@ pub struct Runtime {
     proxy: Arc<Proxy>,
     server: Server,
     provider: Option<FileProvider>,
+    #[cfg(feature = "echo")]
     echo: Option<EchoBackends>,
     opts: RuntimeOptions,
 }
@@ -282,11 +310,15 @@ impl Runtime {
         opts: RuntimeOptions,
         serve: ServeOptions,
     ) -> Result<Runtime, StartError> {
+        #[cfg(feature = "echo")]
         let mut echo = opts.echo_backends.then(EchoBackends::new);
+        #[cfg(feature = "echo")]
         let extra = match &mut echo {
             Some(e) => e.sync(&snapshot).await?,
             None => BTreeMap::new(),
         };
+        #[cfg(not(feature = "echo"))]
+        let extra = BTreeMap::new();
         let config =
             build_off_thread(None, 1, snapshot, diagnostics, build_options(&opts), extra).await?;
         let proxy = Proxy::with_options(config, serve);
@@ -298,6 +330,7 @@ impl Runtime {
             proxy,
             server,
             provider: None,
+            #[cfg(feature = "echo")]
             echo,
             opts,
         })
@@ -319,7 +352,9 @@ impl Runtime {
         self.server.local_addr_of(gp)
     }
 
-    /// The echo backend standing for a Service, when there is one.
+    /// The echo backend standing for a Service, when there is one
+    /// (feature `echo`).
+    #[cfg(feature = "echo")]
     pub fn echo(&self, service: &ObjectKey) -> Option<&EchoServer> {
         self.echo.as_ref().and_then(|e| e.get(service))
     }
@@ -436,10 +471,13 @@ impl Runtime {
         diagnostics: Vec<gwcore::load::Diagnostic>,
         generation: u64,
     ) -> std::io::Result<Config> {
+        #[cfg(feature = "echo")]
         let extra = match &mut self.echo {
             Some(e) => e.sync(&snapshot).await?,
             None => BTreeMap::new(),
         };
+        #[cfg(not(feature = "echo"))]
+        let extra = BTreeMap::new();
         build_off_thread(
             Some(previous),
             generation,

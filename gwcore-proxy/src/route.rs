@@ -269,7 +269,7 @@ pub async fn forward(
             .boxed()
         }
     };
-    let client_upgrade = if crate::echo::is_websocket_parts(&parts.headers) {
+    let client_upgrade = if crate::forward::is_websocket_upgrade(&parts.headers) {
         parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
     } else {
         None
