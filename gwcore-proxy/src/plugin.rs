@@ -81,8 +81,9 @@ pub struct FilterRequest<'a> {
     pub route: &'a ObjectKey,
     /// The matched rule's index in `spec.rules`.
     pub rule: usize,
-    /// The client's address (from a trusted proxy's headers' point of
-    /// view: the connection's peer).
+    /// The client's address: the connection's peer, or on a PROXY
+    /// protocol port the client its header names
+    /// ([`crate::proxy_protocol`]).
     pub client: SocketAddr,
     /// The request head as it will be sent on; change it at will.
     pub head: &'a mut http::request::Parts,
@@ -132,7 +133,9 @@ pub struct PolicyRequest<'a> {
     pub route: &'a ObjectKey,
     /// The matched rule's index in `spec.rules`.
     pub rule: usize,
-    /// The client's address (the connection's peer).
+    /// The client's address: the connection's peer, or on a PROXY
+    /// protocol port the client its header names
+    /// ([`crate::proxy_protocol`]).
     pub client: SocketAddr,
     /// The request head as it will be sent on; change it at will.
     pub head: &'a mut http::request::Parts,
