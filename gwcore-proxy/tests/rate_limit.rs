@@ -278,3 +278,30 @@ async fn buckets_outlive_reloads_that_leave_their_policy_as_it_was() {
     );
     rt.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn the_acme_careers_route_with_the_example_policy() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rate-limit");
+    let opts = RuntimeOptions {
+        controller_name: "example.com/gateway-controller".into(),
+        plugins: first_party::plugins(),
+        ..common::options(true)
+    };
+    let rt = Runtime::start(vec![common::acme_dir(), dir], opts)
+        .await
+        .expect("start");
+    let addr = rt.local_addr(80).expect("port 80");
+    // Five a minute for each client address.
+    assert_eq!(statuses(addr, "/careers", 5).await, [200; 5]);
+    let (status, headers, _) = get(addr, "/careers").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["retry-after"], "12");
+    assert_eq!(headers["ratelimit-limit"], "5");
+    assert_eq!(headers["ratelimit-reset"], "60");
+    let other: IpAddr = "127.0.0.3".parse().unwrap();
+    assert_eq!(get_from(other, addr, "/careers", &[]).await.0, 200);
+    // product is not limited; hr is still refused.
+    assert_eq!(statuses(addr, "/product/", 8).await, [200; 8]);
+    assert_eq!(get(addr, "/hr").await.0, StatusCode::NOT_FOUND);
+    rt.shutdown(Duration::from_secs(1)).await;
+}
