@@ -644,8 +644,10 @@ async fn grpc_services_down_or_slow_deny_with_403() {
 
 /// The issue's scenario: the ACME Gateway with `examples/external-auth`,
 /// where the careers route asks a gRPC ext_authz service in the
-/// `security` namespace: allowed 200, denied 401 (what the service
-/// answered), the unprotected product route 200, and `/hr` still 404.
+/// `security` namespace, and has a rate limit (`RateLimitPolicy`) and a
+/// body limit (`BodyLimitPolicy`), run by gwcore's own plug-ins: allowed
+/// 200, denied 401 (what the service answered), oversized 413, over the
+/// limit 429, the unprotected product route 200, and `/hr` still 404.
 #[tokio::test]
 async fn acme_with_external_auth() {
     let auth = grpc_server(Authz::default()).await;
@@ -667,7 +669,29 @@ async fn acme_with_external_auth() {
         ),
     )
     .unwrap();
-    let rt = Runtime::start(vec![dir.0.clone()], common::options(true))
+    std::fs::write(
+        dir.0.join("limits.yaml"),
+        r#"apiVersion: policy.gwcore.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: careers, namespace: careers}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: careers}]
+  limits: [{requests: 6, unit: Minute}]
+---
+apiVersion: policy.gwcore.dev/v1alpha1
+kind: BodyLimitPolicy
+metadata: {name: careers, namespace: careers}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: careers}]
+  maxBytes: 16
+"#,
+    )
+    .unwrap();
+    let opts = gwcore_proxy::provider::RuntimeOptions {
+        plugins: gwcore_proxy::first_party::plugins(),
+        ..common::options(true)
+    };
+    let rt = Runtime::start(vec![dir.0.clone()], opts)
         .await
         .expect("start");
     let addr = rt.local_addr(80).expect("port 80");
@@ -688,5 +712,35 @@ async fn acme_with_external_auth() {
     assert_eq!(status, StatusCode::OK, "no filter on product");
     let (status, _) = get("/hr", Some("Bearer good")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "hr's route is still refused");
+    // A body over the careers limit never reaches the backend.
+    let (status, _, _) = send(
+        addr,
+        "POST",
+        "/careers",
+        &[("authorization", "Bearer good")],
+        "a body well over sixteen bytes",
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Six requests a minute on careers: the rest get 429.
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let (status, h, _) = send(
+            addr,
+            "GET",
+            "/careers",
+            &[("authorization", "Bearer good")],
+            "",
+        )
+        .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(h.contains_key("retry-after"), "{h:?}");
+        }
+        statuses.push(status.as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let (status, _) = get("/product", None).await;
+    assert_eq!(status, StatusCode::OK, "product has no limit");
     rt.shutdown(Duration::from_secs(1)).await;
 }
