@@ -148,6 +148,13 @@ pub(crate) struct LimitArgs {
     /// without a valid header is closed. Default: none.
     #[arg(long, value_name = "PORT,...", default_value = "")]
     proxy_protocol: gwcore_proxy::proxy_protocol::ProxyProtocolPorts,
+    /// What a request path with an encoded slash or backslash (%2F, %5C)
+    /// gets where no PathPolicy applies: UnescapeAndRedirect (307 to the
+    /// decoded path), UnescapeAndForward, RejectRequest (400) or
+    /// KeepUnchanged (as is, when its decoded path has the same route;
+    /// else 400).
+    #[arg(long, value_name = "ACTION", default_value_t = Default::default())]
+    escaped_slashes: gwcore::table::slashes::EscapedSlashes,
 }
 
 impl LimitArgs {
@@ -175,6 +182,7 @@ impl LimitArgs {
             },
             trusted_proxies: self.trusted_proxies.clone(),
             proxy_protocol: self.proxy_protocol.clone(),
+            escaped_slashes: self.escaped_slashes,
         }
     }
 }

@@ -7,7 +7,8 @@ use crate::plugin::Plugins;
 
 /// gwcore's own plug-ins, with the extensions the engine and the loader
 /// need for them: `RateLimitPolicy` ([`crate::rate_limit`]),
-/// `BodyLimitPolicy` ([`crate::body_limit`]).
+/// `BodyLimitPolicy` ([`crate::body_limit`]), `PathPolicy`
+/// ([`crate::path_policy`]).
 pub fn plugins() -> Plugins {
     Plugins::new()
         .with_policy_plugin(
@@ -18,4 +19,6 @@ pub fn plugins() -> Plugins {
             gwcore::policies::body_limit::BodyLimitPolicy,
             crate::body_limit::BodyLimiter::new(),
         )
+        // Read before routing by `crate::path_policy`, not on a rule.
+        .with_policy(gwcore::policies::path::PathPolicy)
 }

@@ -35,7 +35,8 @@
 //! draining); the private `tcp` and `udp` modules (TLS passthrough, TCP
 //! and UDP routes); [`tls`] (the handshake); the private `conn` module
 //! (HTTP on one connection, its timeouts, and [`proxy::Proxy::handle`]:
-//! access log and metrics of each request); [`route`]; [`ext_auth`] (the
+//! access log and metrics of each request); [`route`]; [`path_policy`]
+//! (paths with escaped slashes, before routing); [`ext_auth`] (the
 //! `ExternalAuth` filter, asking authorization services); [`proxy`] (shared
 //! state); [`forward`] (proxy headers, pools; HTTP/1.1 to backends is
 //! spoken on the request's own task by the private `h1` module) and
@@ -93,6 +94,7 @@ mod h2_flood;
 pub mod l4;
 pub mod limits;
 pub mod metrics;
+pub mod path_policy;
 pub mod plugin;
 pub mod provider;
 pub mod proxy;

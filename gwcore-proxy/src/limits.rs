@@ -56,6 +56,12 @@ pub struct ServeOptions {
     /// from a TCP load balancer ([`crate::proxy_protocol`]); the address it
     /// carries is the client's. Default is none.
     pub proxy_protocol: crate::proxy_protocol::ProxyProtocolPorts,
+    /// What a request path holding `%2F` or `%5C` gets where no
+    /// `PathPolicy` applies ([`crate::path_policy`]). Default is
+    /// [`EscapedSlashes::UnescapeAndRedirect`].
+    ///
+    /// [`EscapedSlashes::UnescapeAndRedirect`]: gwcore::table::slashes::EscapedSlashes::UnescapeAndRedirect
+    pub escaped_slashes: gwcore::table::slashes::EscapedSlashes,
 }
 
 /// Limits on what one client connection may hold or send.

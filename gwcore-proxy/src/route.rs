@@ -760,7 +760,19 @@ pub async fn answer(
     if let Some(sni) = &conn.sni {
         head = head.with_sni(sni);
     }
-    let decision = table.find(&head);
+    // A path with `%2F` or `%5C` is read as its Gateway's PathPolicy says
+    // (redirected, refused, or decoded on `head`) before it is matched.
+    let escaped_slashes = proxy.options().escaped_slashes;
+    let decision = match crate::path_policy::route(table, &mut head, escaped_slashes) {
+        Ok(decision) => decision,
+        Err(response) => {
+            return Answered {
+                response,
+                series,
+                provenance: String::new(),
+            };
+        }
+    };
     let provenance = if log {
         provenance(&decision)
     } else {
