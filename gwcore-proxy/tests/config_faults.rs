@@ -1,5 +1,6 @@
 //! Manifest files that go bad while `gwcore serve FILE|DIR` watches them:
-//! made invalid, truncated, half-written, deleted, replaced by a huge one.
+//! made invalid, truncated, half-written, deleted, replaced by a huge one,
+//! joined by one nested too deep.
 //! The last good configuration keeps serving, the error is visible (log,
 //! admin `/status` and `/metrics`, and `gwcore check`, which reads files
 //! with the same [`read_manifests`]), and fixing the file recovers without
@@ -283,6 +284,25 @@ async fn broken_files_keep_the_last_good_configuration_and_recover() {
         },
         "expected a Kubernetes object",
         restore(),
+    )
+    .await;
+    // Over the loader's depth budget: 200 000 nested `[` (400 KB), which
+    // took the YAML parser minutes to refuse, refused by a scan first.
+    fault(
+        "nested too deep",
+        &proxy,
+        admin,
+        &log,
+        &inputs,
+        {
+            let deep = dir.0.join("deep.yaml");
+            move || common::write_file(&deep, &format!("deep: {}", "[".repeat(200_000)))
+        },
+        "deep.yaml:1 (document 0): nesting deeper than 100 levels",
+        {
+            let deep = dir.0.join("deep.yaml");
+            move || std::fs::remove_file(&deep).unwrap()
+        },
     )
     .await;
     // Over the loader's size limit: refused before it is read.

@@ -524,8 +524,7 @@ impl<'a> Scan<'a> {
     fn plain(&mut self) {
         let b = self.b;
         let mut i = self.pos;
-        loop {
-            let Some(&c) = b.get(i) else { break };
+        while let Some(&c) = b.get(i) {
             if let Some(n) = brk(b, i) {
                 if self.flow > 0 {
                     i += n;
