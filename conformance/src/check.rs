@@ -4,6 +4,7 @@
 //! `attachedRoutes`, one flag such as `latestConditions`...) becomes one
 //! [`CheckResult`]; INDEX.md counts status checks the same way.
 
+use gwcore::model::ListenerSetKind;
 use gwcore::status::{
     Condition, GatewayClassStatus, GatewayStatus, ListenerSetStatus, ListenerStatus, PolicyStatus,
     RouteStatus,
@@ -189,7 +190,14 @@ impl StepChecks<'_> {
             self.gateway_like("Gateway", e);
         }
         for e in &step.listener_sets {
-            self.gateway_like("ListenerSet", e);
+            // Stored under the name it was written as: `ListenerSet`, or
+            // `XListenerSet` (Gateway API v1.3–v1.4 experimental channel).
+            let kind = ListenerSetKind::ALL
+                .into_iter()
+                .map(ListenerSetKind::as_str)
+                .find(|k| self.lookup(k, &e.name).is_ok())
+                .unwrap_or(ListenerSetKind::ListenerSet.as_str());
+            self.gateway_like(kind, e);
         }
         for e in &step.routes {
             self.route(e);
@@ -277,7 +285,7 @@ impl StepChecks<'_> {
         type Seen = (Option<i64>, GatewayStatus);
         let found: Result<Seen, String> = self.lookup(kind, &e.name).and_then(|(_, v)| {
             let generation = v.pointer("/metadata/generation").and_then(Value::as_i64);
-            let st = if kind == "ListenerSet" {
+            let st = if ListenerSetKind::parse(kind).is_some() {
                 let ls: ListenerSetStatus = status_of(v)?;
                 GatewayStatus {
                     conditions: ls.conditions,

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use gwcore::Snapshot;
 use gwcore::engine::Computed;
 use gwcore::load::{Diagnostic, Severity, load_str};
-use gwcore::model::Kind;
+use gwcore::model::{Kind, ListenerSetKind};
 use serde_json::{Map, Value, json};
 
 /// Identifies a stored object: kind as written, namespace (`""` when
@@ -386,7 +386,16 @@ impl Cluster {
     pub fn write_statuses(&mut self, computed: &Computed) -> Result<bool, String> {
         let mut changed = false;
         for (key, status) in &computed.statuses {
-            let skey = StoreKey::new(key.kind.as_str(), Some(&key.namespace), &key.name);
+            // A ListenerSet is stored under the kind it was written as
+            // (`ListenerSet` or `XListenerSet`).
+            let skey = match key.kind {
+                Kind::ListenerSet => ListenerSetKind::ALL
+                    .into_iter()
+                    .map(|k| StoreKey::new(k.as_str(), Some(&key.namespace), &key.name))
+                    .find(|k| self.objects.contains_key(k)),
+                _ => None,
+            }
+            .unwrap_or_else(|| StoreKey::new(key.kind.as_str(), Some(&key.namespace), &key.name));
             let value = serde_json::to_value(status)
                 .map_err(|e| format!("status of {skey} does not serialize: {e}"))?;
             let Some(Value::Object(obj)) = self.objects.get_mut(&skey) else {

@@ -692,6 +692,7 @@ impl Obj {
                 parent,
                 listeners,
             } => Object::ListenerSet(ListenerSet {
+                served_as: Default::default(),
                 metadata: meta.build(Some(*ns), name.s()),
                 spec: ListenerSetSpec {
                     parent_ref: ParentGatewayReference {

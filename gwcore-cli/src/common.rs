@@ -148,9 +148,15 @@ pub(crate) fn status_documents(
                 _ => None,
             };
             let Some(Ok(status)) = status else { continue };
+            // A ListenerSet's status goes back under the name it was
+            // read as (`XListenerSet` on v1.3–v1.4 experimental clusters).
+            let default_version = match o {
+                Object::ListenerSet(x) => x.served_as.api_version(),
+                _ => k.api_version(),
+            };
             let api_version = api_versions
                 .get(&o.key())
-                .map_or(k.api_version(), String::as_str);
+                .map_or(default_version, String::as_str);
             let m = o.meta();
             let mut meta = serde_json::json!({"name": m.name});
             if let Some(ns) = &m.namespace {
@@ -158,7 +164,7 @@ pub(crate) fn status_documents(
             }
             docs.push(serde_json::json!({
                 "apiVersion": api_version,
-                "kind": k.as_str(),
+                "kind": o.manifest_kind(),
                 "metadata": meta,
                 "status": status,
             }));

@@ -26,7 +26,9 @@ use kube::core::{ApiResource, DynamicObject, GroupVersionKind, Version};
 use kube::discovery;
 
 /// The API groups whose kinds are found by discovery.
-const GATEWAY_GROUPS: [&str; 2] = [gwcore::model::GATEWAY_GROUP, "gateway.networking.x-k8s.io"];
+/// The Gateway API group comes first: a kind served in both (ListenerSet
+/// as `ListenerSet` and as `XListenerSet`) is watched from it.
+const GATEWAY_GROUPS: [&str; 2] = [gwcore::model::GATEWAY_GROUP, gwcore::model::GATEWAY_X_GROUP];
 
 /// Kinds without which the controller has nothing to do.
 const REQUIRED: [Kind; 3] = [Kind::GatewayClass, Kind::Gateway, Kind::HttpRoute];
@@ -63,6 +65,12 @@ impl Served {
     /// served (Kubernetes < 1.21). ConfigMaps are only watched when
     /// BackendTLSPolicy is served: they are read only as its CA
     /// certificates.
+    ///
+    /// [`Kind::ListenerSet`] is `ListenerSet` in
+    /// `gateway.networking.k8s.io` where that is served (Gateway API v1.5
+    /// on), else `XListenerSet` in `gateway.networking.x-k8s.io` (the
+    /// experimental channel of v1.3 and v1.4): one of the two is watched,
+    /// and statuses are written to the one watched.
     pub async fn discover(client: &Client) -> Result<Served, DiscoveryError> {
         Served::discover_extended(client, &Extensions::default()).await
     }
@@ -182,11 +190,11 @@ fn best_version(group: &discovery::ApiGroup, kind: Kind) -> Option<ApiResource> 
         .into_iter()
         .flat_map(|v| group.versioned_resources(v))
         .map(|(ar, _)| ar)
-        .filter(|ar| ar.kind == kind.as_str())
+        .filter(|ar| kind.is_spelled(&ar.kind))
         .collect();
     served
         .iter()
-        .find(|ar| kind.accepts_api_version(&ar.api_version))
+        .find(|ar| kind.reads(&ar.kind, &ar.api_version))
         .or(served.first())
         .cloned()
 }
@@ -399,6 +407,27 @@ mod tests {
             errors[0].starts_with("spec.listeners[0].port"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn xlistenerset_is_a_listenerset_served_under_its_name() {
+        let obj = dynamic(
+            "XListenerSet",
+            "gateway.networking.x-k8s.io/v1alpha1",
+            serde_json::json!({
+                "metadata": {"name": "ls", "namespace": "n"},
+                "spec": {"parentRef": {"name": "gw"}, "listeners": [{"name": "l", "port": 80, "protocol": "HTTP"}]}
+            }),
+        );
+        let Converted::Valid(o) = convert(Kind::ListenerSet, obj) else {
+            panic!("expected a valid XListenerSet")
+        };
+        assert_eq!(o.key(), ObjectKey::new(Kind::ListenerSet, "n", "ls"));
+        let Object::ListenerSet(ls) = &o else {
+            panic!("{o:?}")
+        };
+        assert_eq!(ls.served_as, gwcore::model::ListenerSetKind::XListenerSet);
+        assert_eq!(o.manifest_kind(), "XListenerSet");
     }
 
     #[test]

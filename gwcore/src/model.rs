@@ -26,6 +26,10 @@ use crate::status::{
 /// The API group of the Gateway API.
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 
+/// The API group of the Gateway API's experimental kinds (`XListenerSet`,
+/// `XBackendTrafficPolicy`...).
+pub const GATEWAY_X_GROUP: &str = "gateway.networking.x-k8s.io";
+
 /// `metadata` of any object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -383,9 +387,21 @@ pub struct RouteGroupKind {
 // ListenerSet
 
 /// `ListenerSet`: listeners attached to a parent Gateway from elsewhere.
+///
+/// The same object is served under two names: `ListenerSet`
+/// (`gateway.networking.k8s.io`, Gateway API v1.5 on) and `XListenerSet`
+/// (`gateway.networking.x-k8s.io/v1alpha1`, the experimental channel of
+/// v1.3 and v1.4). Both are [`Kind::ListenerSet`], keyed alike;
+/// [`ListenerSet::served_as`] remembers which name the object came under,
+/// so that a route's parentRef must name it that way and its status goes
+/// back to the resource it was read from.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListenerSet {
+    /// The kind the object was read as (from its manifest's `kind`; set by
+    /// [`Object::from_value`], not serialized with the fields).
+    #[serde(skip)]
+    pub served_as: ListenerSetKind,
     /// Object metadata.
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -395,6 +411,83 @@ pub struct ListenerSet {
     /// Status as last written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ListenerSetStatus>,
+}
+
+/// The names a [`ListenerSet`] is served under.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[non_exhaustive]
+pub enum ListenerSetKind {
+    /// `ListenerSet` in `gateway.networking.k8s.io` (standard since
+    /// Gateway API v1.5).
+    #[default]
+    ListenerSet,
+    /// `XListenerSet` in `gateway.networking.x-k8s.io` (experimental
+    /// channel of Gateway API v1.3 and v1.4).
+    XListenerSet,
+}
+
+impl ListenerSetKind {
+    /// Both names, the standard one first.
+    pub const ALL: [ListenerSetKind; 2] =
+        [ListenerSetKind::ListenerSet, ListenerSetKind::XListenerSet];
+
+    /// The kind as spelled in manifests and references.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerSetKind::ListenerSet => "ListenerSet",
+            ListenerSetKind::XListenerSet => "XListenerSet",
+        }
+    }
+
+    /// Parses a kind as spelled in manifests.
+    pub fn parse(kind: &str) -> Option<ListenerSetKind> {
+        ListenerSetKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == kind)
+    }
+
+    /// The API group serving this name.
+    pub fn group(self) -> &'static str {
+        match self {
+            ListenerSetKind::ListenerSet => GATEWAY_GROUP,
+            ListenerSetKind::XListenerSet => GATEWAY_X_GROUP,
+        }
+    }
+
+    /// The `apiVersion` gwcore writes under this name when it has none
+    /// from the object.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            ListenerSetKind::ListenerSet => "gateway.networking.k8s.io/v1",
+            ListenerSetKind::XListenerSet => "gateway.networking.x-k8s.io/v1alpha1",
+        }
+    }
+
+    /// The name a reference with this `group` and `kind` (defaults
+    /// applied) gives, if it names a ListenerSet: `XListenerSet` only in
+    /// the experimental group, `ListenerSet` only in the Gateway API group.
+    pub fn of_ref(group: &str, kind: &str) -> Option<ListenerSetKind> {
+        ListenerSetKind::parse(kind).filter(|k| k.group() == group)
+    }
+
+    /// Whether objects are read under this name at `api_version`.
+    pub fn accepts_api_version(self, api_version: &str) -> bool {
+        match api_version.rsplit_once('/') {
+            Some((group, version)) if group == self.group() => match self {
+                ListenerSetKind::ListenerSet => matches!(version, "v1" | "v1alpha1"),
+                ListenerSetKind::XListenerSet => version == "v1alpha1",
+            },
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for ListenerSetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// `ListenerSet.spec`.
@@ -1339,9 +1432,37 @@ impl Kind {
         }
     }
 
-    /// Parses a built-in kind as spelled in manifests.
+    /// Parses a built-in kind as spelled in manifests. `XListenerSet` is
+    /// [`Kind::ListenerSet`] ([`ListenerSetKind`]).
     pub fn parse(s: &str) -> Option<Kind> {
+        if ListenerSetKind::parse(s).is_some() {
+            return Some(Kind::ListenerSet);
+        }
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether `kind`, as spelled in a manifest, names this kind: its
+    /// [`Kind::as_str`], or for [`Kind::ListenerSet`] either
+    /// [`ListenerSetKind`] name.
+    pub fn is_spelled(self, kind: &str) -> bool {
+        match self {
+            Kind::ListenerSet => ListenerSetKind::parse(kind).is_some(),
+            _ => self.as_str() == kind,
+        }
+    }
+
+    /// Whether an object written with this `kind` and `apiVersion` is read
+    /// as this kind: [`Kind::is_spelled`] and [`Kind::accepts_api_version`],
+    /// with the name and group paired as served (`XListenerSet` only in
+    /// `gateway.networking.x-k8s.io`, `ListenerSet` only in
+    /// `gateway.networking.k8s.io`).
+    pub fn reads(self, kind: &str, api_version: &str) -> bool {
+        match self {
+            Kind::ListenerSet => {
+                ListenerSetKind::parse(kind).is_some_and(|k| k.accepts_api_version(api_version))
+            }
+            _ => self.is_spelled(kind) && self.accepts_api_version(api_version),
+        }
     }
 
     /// The API group (`""` for core kinds).
@@ -1386,9 +1507,7 @@ impl Kind {
             Some((g, v)) => (g, v),
             None => ("", api_version),
         };
-        if group != self.group()
-            && !(self == Kind::ListenerSet && group == "gateway.networking.x-k8s.io")
-        {
+        if group != self.group() && self != Kind::ListenerSet {
             return false;
         }
         match self {
@@ -1402,7 +1521,11 @@ impl Kind {
             Kind::TlsRoute => matches!(version, "v1" | "v1alpha2" | "v1alpha3"),
             Kind::TcpRoute | Kind::UdpRoute => matches!(version, "v1" | "v1alpha2"),
             Kind::BackendTlsPolicy => matches!(version, "v1" | "v1alpha3"),
-            Kind::ListenerSet => matches!(version, "v1" | "v1alpha1"),
+            // Either name: `ListenerSet` or `XListenerSet` (see
+            // [`Kind::reads`] for the pairing of name and group).
+            Kind::ListenerSet => ListenerSetKind::ALL
+                .into_iter()
+                .any(|k| k.accepts_api_version(api_version)),
             // Any version of a registered group: the extension parses it.
             Kind::Extension(_) => !version.is_empty(),
         }
@@ -1518,6 +1641,15 @@ impl Object {
         }
     }
 
+    /// The kind as the object was written: [`Kind::as_str`], except for a
+    /// ListenerSet read as `XListenerSet` ([`ListenerSet::served_as`]).
+    pub fn manifest_kind(&self) -> &'static str {
+        match self {
+            Object::ListenerSet(o) => o.served_as.as_str(),
+            _ => self.kind().as_str(),
+        }
+    }
+
     /// The object's metadata.
     pub fn meta(&self) -> &ObjectMeta {
         match self {
@@ -1612,10 +1744,11 @@ impl Object {
         let mut map = serde_json::Map::new();
         let api_version = match self {
             Object::Extension(o) => o.api_version.as_str(),
+            Object::ListenerSet(o) => o.served_as.api_version(),
             _ => self.kind().api_version(),
         };
         map.insert("apiVersion".into(), api_version.into());
-        map.insert("kind".into(), self.kind().as_str().into());
+        map.insert("kind".into(), self.manifest_kind().into());
         // Serializing these plain data types cannot fail (no maps with
         // non-string keys, no custom serializers).
         if let Ok(serde_json::Value::Object(fields)) = body {
@@ -1638,7 +1771,17 @@ impl Object {
         Ok(match kind {
             Kind::GatewayClass => Object::GatewayClass(de(value)?),
             Kind::Gateway => Object::Gateway(de(value)?),
-            Kind::ListenerSet => Object::ListenerSet(de(value)?),
+            Kind::ListenerSet => {
+                // The name it was served under, from the manifest's `kind`.
+                let served_as = value
+                    .get("kind")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(ListenerSetKind::parse)
+                    .unwrap_or_default();
+                let mut ls: ListenerSet = de(value)?;
+                ls.served_as = served_as;
+                Object::ListenerSet(ls)
+            }
             Kind::HttpRoute => Object::HttpRoute(de(value)?),
             Kind::GrpcRoute => Object::GrpcRoute(de(value)?),
             Kind::TlsRoute => Object::TlsRoute(de(value)?),

@@ -96,6 +96,30 @@ impl Ctx<'_> {
         to_ns: &str,
         to_name: &str,
     ) -> bool {
+        self.permitted_from(
+            GATEWAY_GROUP,
+            from_kind,
+            from_ns,
+            to_group,
+            to_kind,
+            to_ns,
+            to_name,
+        )
+    }
+
+    /// [`Ctx::permitted`] for a referrer of any group (an `XListenerSet` is
+    /// granted as `gateway.networking.x-k8s.io`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn permitted_from(
+        &self,
+        from_group: &str,
+        from_kind: &str,
+        from_ns: &str,
+        to_group: &str,
+        to_kind: &str,
+        to_ns: &str,
+        to_name: &str,
+    ) -> bool {
         if from_ns == to_ns {
             return true;
         }
@@ -109,7 +133,7 @@ impl Ctx<'_> {
         grants.values().any(|g| {
             g.from
                 .iter()
-                .any(|f| f.group == GATEWAY_GROUP && f.kind == from_kind && f.namespace == from_ns)
+                .any(|f| f.group == from_group && f.kind == from_kind && f.namespace == from_ns)
                 && g.to.iter().any(|t| {
                     t.group == to_group
                         && t.kind == to_kind
@@ -412,7 +436,12 @@ impl Ctx<'_> {
             ));
         }
         let ns = c.namespace.as_deref().unwrap_or(owner_ns);
-        if !self.permitted(owner.kind.as_str(), owner_ns, "", "Secret", ns, &c.name) {
+        // A ListenerSet is granted under the name it is served as.
+        let (from_group, from_kind) = match self.snap.get(owner) {
+            Some(Object::ListenerSet(ls)) => (ls.served_as.group(), ls.served_as.as_str()),
+            _ => (GATEWAY_GROUP, owner.kind.as_str()),
+        };
+        if !self.permitted_from(from_group, from_kind, owner_ns, "", "Secret", ns, &c.name) {
             return Err((
                 Reason::RefNotPermitted,
                 format!(

@@ -2,6 +2,7 @@
 //! hostnames, and each route's status.parents.
 
 use super::*;
+use crate::model::ListenerSetKind;
 use crate::values::FromNamespaces;
 
 impl Ctx<'_> {
@@ -55,20 +56,30 @@ impl Ctx<'_> {
             let group = group_of(&pr.group, GATEWAY_GROUP);
             let pkind = pr.kind.as_deref().unwrap_or("Gateway");
             let pns = pr.namespace.as_deref().unwrap_or(route_ns);
-            if group != GATEWAY_GROUP || !(pkind == "Gateway" || pkind == "ListenerSet") {
+            // A Gateway, or a ListenerSet by the name it is served under
+            // (`ListenerSet` in the Gateway API group, `XListenerSet` in
+            // the experimental one); any other parent is not ours.
+            let set_kind = ListenerSetKind::of_ref(&group, pkind);
+            let is_gateway = group == GATEWAY_GROUP && pkind == Kind::Gateway.as_str();
+            if !is_gateway && set_kind.is_none() {
                 continue;
             }
             // Find the Gateway this parentRef leads to, and the listeners it may use.
-            let (gw_key, set_key) = if pkind == "Gateway" {
+            let (gw_key, set_key) = if is_gateway {
                 let gk = ObjectKey::new(Kind::Gateway, pns, pr.name.clone());
                 state.parents.insert(gk.clone());
                 (gk, None)
             } else {
                 let lk = ObjectKey::new(Kind::ListenerSet, pns, pr.name.clone());
                 state.parents.insert(lk.clone());
+                // A set read as one name is not found by a reference to
+                // the other, as on a cluster serving both.
                 let Some(Object::ListenerSet(ls)) = self.snap.get(&lk) else {
                     continue;
                 };
+                if Some(ls.served_as) != set_kind {
+                    continue;
+                }
                 let p = &ls.spec.parent_ref;
                 let gns = p.namespace.as_deref().unwrap_or(ls.metadata.ns());
                 (ObjectKey::new(Kind::Gateway, gns, p.name.clone()), Some(lk))
@@ -348,8 +359,8 @@ pub(super) fn describe_selector(sel: &LabelSelector) -> String {
 
 pub(super) fn describe_parent(ns: &str, pr: &ParentReference) -> String {
     let mut s = format!("{ns}/{}", pr.name);
-    if pr.kind.as_deref() == Some("ListenerSet") {
-        s = format!("ListenerSet {s}");
+    if let Some(k) = pr.kind.as_deref().and_then(ListenerSetKind::parse) {
+        s = format!("{k} {s}");
     }
     if let Some(sec) = &pr.section_name {
         s.push('/');
