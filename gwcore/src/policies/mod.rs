@@ -11,5 +11,6 @@ pub const GROUP: &str = "policy.gwcore.dev";
 pub const API_VERSION: &str = "policy.gwcore.dev/v1alpha1";
 
 pub mod body_limit;
+pub mod load_balancer;
 pub mod path;
 pub mod rate_limit;
