@@ -186,10 +186,20 @@ fn core_v1(kind: Kind) -> ApiResource {
 fn best_version(group: &discovery::ApiGroup, kind: Kind) -> Option<ApiResource> {
     let mut versions: Vec<&str> = group.versions().collect();
     versions.sort_by_key(|v| std::cmp::Reverse(Version::parse(v).priority()));
-    let served: Vec<ApiResource> = versions
+    let served = versions
         .into_iter()
         .flat_map(|v| group.versioned_resources(v))
-        .map(|(ar, _)| ar)
+        .map(|(ar, _)| ar);
+    pick_version(served, kind)
+}
+
+/// [`best_version`] among a group's resources, most stable version first:
+/// the first that gwcore reads as `kind` ([`Kind::reads`]: for a
+/// ListenerSet, `XListenerSet` in the experimental group), else the first
+/// spelled as `kind`.
+fn pick_version(served: impl IntoIterator<Item = ApiResource>, kind: Kind) -> Option<ApiResource> {
+    let served: Vec<ApiResource> = served
+        .into_iter()
         .filter(|ar| kind.is_spelled(&ar.kind))
         .collect();
     served
@@ -407,6 +417,51 @@ mod tests {
             errors[0].starts_with("spec.listeners[0].port"),
             "{errors:?}"
         );
+    }
+
+    fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+    }
+
+    #[test]
+    fn listenerset_is_found_under_either_name() {
+        // The experimental group of Gateway API v1.4: XListenerSet.
+        let x = [
+            resource(
+                "gateway.networking.x-k8s.io/v1alpha1",
+                "XBackendTrafficPolicy",
+                "xbackendtrafficpolicies",
+            ),
+            resource(
+                "gateway.networking.x-k8s.io/v1alpha1",
+                "XListenerSet",
+                "xlistenersets",
+            ),
+        ];
+        let ar = pick_version(x, Kind::ListenerSet).expect("XListenerSet found");
+        assert_eq!(
+            (ar.kind.as_str(), ar.plural.as_str()),
+            ("XListenerSet", "xlistenersets")
+        );
+        // The Gateway API group of v1.5 on: ListenerSet.
+        let std = [
+            resource("gateway.networking.k8s.io/v1", "Gateway", "gateways"),
+            resource(
+                "gateway.networking.k8s.io/v1",
+                "ListenerSet",
+                "listenersets",
+            ),
+        ];
+        let ar = pick_version(std, Kind::ListenerSet).expect("ListenerSet found");
+        assert_eq!(ar.kind, "ListenerSet");
+        // Neither name is another kind.
+        let x = [resource(
+            "gateway.networking.x-k8s.io/v1alpha1",
+            "XListenerSet",
+            "xlistenersets",
+        )];
+        assert_eq!(pick_version(x, Kind::Gateway), None);
     }
 
     #[test]
