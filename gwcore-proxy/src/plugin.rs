@@ -89,7 +89,7 @@ pub struct FilterRequest<'a> {
     pub head: &'a mut http::request::Parts,
     /// The request body as it will be sent on. Replace it to wrap it (a
     /// size limit, a checksum) or, having read it (see
-    /// [`crate::body::collect_limited`]), to send on what was read.
+    /// [`crate::body::buffer_prefix`]), to send on what was read.
     pub body: &'a mut Body,
 }
 
@@ -141,7 +141,7 @@ pub struct PolicyRequest<'a> {
     pub head: &'a mut http::request::Parts,
     /// The request body as it will be sent on. Replace it to wrap it (a
     /// size limit, a checksum) or, having read it (see
-    /// [`crate::body::collect_limited`]), to send on what was read.
+    /// [`crate::body::buffer_prefix`]), to send on what was read.
     pub body: &'a mut Body,
 }
 
