@@ -22,6 +22,8 @@
 //! isolation -- --nocapture` (at least 100 000 distinct requests) prints
 //! the figures reported in docs/isolation.md.
 
+#[path = "isolation/decoding.rs"]
+mod decoding;
 #[path = "isolation/hostile.rs"]
 mod hostile;
 #[path = "isolation/wire.rs"]
@@ -38,12 +40,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gwcore::model::{Kind, ObjectKey};
 use gwcore::table::path::{normalize, prefix_matches};
+use gwcore::table::slashes::{self, EscapedSlashes};
 use gwcore::table::{Action, RequestHead, Table, normalize_host};
 use gwcore_proxy::echo::Echoed;
 use gwcore_proxy::provider::{Runtime, RuntimeOptions};
-use gwcore_proxy::server::ListenOptions;
+use gwcore_proxy::server::{ListenOptions, ServeOptions};
 use http_body_util::{BodyExt, Full};
 
+use decoding::DecodingBackend;
 use hostile::Req;
 use wire::Exchange;
 
@@ -119,26 +123,66 @@ impl Drop for TempDir {
 }
 
 struct Fixture {
-    rt: Runtime,
+    _rt: Runtime,
     addr: SocketAddr,
-    table: Arc<Table>,
+    table: Arc<Judge>,
+    /// Each Service's decoding backend, with the prefix its route owns
+    /// (`None`: `hr`, which nothing may reach).
+    backends: Vec<(Option<&'static str>, DecodingBackend)>,
     _dir: TempDir,
 }
 
+/// The oracle: the compiled table of the running configuration, and the
+/// escaped-slashes setting it is served with.
+struct Judge {
+    table: Arc<Table>,
+    setting: EscapedSlashes,
+}
+
+/// The Services, each with the prefix its route owns.
+const SERVICES: &[(&str, &str, Option<&str>)] = &[
+    ("hr", "hr", None),
+    ("careers", "careers", Some("/careers")),
+    ("product", "product", Some("/product")),
+    ("careers", "careers-admin", Some("/admin")),
+];
+
+/// The gateway's default setting (no PathPolicy).
 async fn start() -> Fixture {
+    start_with(EscapedSlashes::default()).await
+}
+
+/// The ACME scenario and the admin route, every Service served by a
+/// [`DecodingBackend`], with `setting` as the proxy's default.
+async fn start_with(setting: EscapedSlashes) -> Fixture {
     let dir = TempDir::new();
     let acme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme/acme.yaml");
     std::fs::copy(&acme, dir.0.join("acme.yaml")).unwrap();
     std::fs::write(dir.0.join("admin.yaml"), ADMIN_ROUTE).unwrap();
+    let mut backends = Vec::new();
+    let mut slices = String::new();
+    for (ns, name, prefix) in SERVICES {
+        let b = DecodingBackend::start(ns, name).await;
+        slices.push_str(&format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-decoding, namespace: {ns}, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{port: {}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n",
+            b.addr.port()
+        ));
+        backends.push((*prefix, b));
+    }
+    std::fs::write(dir.0.join("endpoints.yaml"), slices).unwrap();
     let mut listen = ListenOptions::default();
     listen.map.insert(80, "127.0.0.1:0".parse().unwrap());
-    let rt = Runtime::start(
+    let rt = Runtime::start_with(
         vec![dir.0.clone()],
         RuntimeOptions {
             controller_name: CONTROLLER.into(),
             listen,
-            echo_backends: true,
+            echo_backends: false,
             plugins: Default::default(),
+        },
+        ServeOptions {
+            escaped_slashes: setting,
+            ..ServeOptions::default()
         },
     )
     .await
@@ -148,9 +192,10 @@ async fn start() -> Fixture {
     let gw = ObjectKey::new(Kind::Gateway, "infra-ns", "shared-gateway");
     let table = cfg.tables.get(&gw).expect("the gateway's table").clone();
     Fixture {
-        rt,
+        _rt: rt,
         addr,
-        table,
+        table: Arc::new(Judge { table, setting }),
+        backends,
         _dir: dir,
     }
 }
@@ -164,12 +209,30 @@ enum Verdict {
     Status(u16),
 }
 
-fn oracle(table: &Table, method: &str, host: &str, pq: &str, roles: &[String]) -> Verdict {
+fn oracle(judge: &Judge, method: &str, host: &str, pq: &str, roles: &[String]) -> Verdict {
     let mut head = RequestHead::new(80, host, method, pq);
     for r in roles {
         head = head.with_header("x-role", r);
     }
-    let d = table.find(&head);
+    let d = match slashes::route(&judge.table, &mut head, judge.setting) {
+        Ok(d) => d,
+        Err(slashes::Answer::Redirect(_)) => return Verdict::Status(307),
+        Err(_) => return Verdict::Status(400),
+    };
+    verdict(&d)
+}
+
+/// What the table alone does with a request (no escaped-slashes setting):
+/// whose path a decoding backend's reading is.
+fn table_verdict(table: &Table, method: &str, host: &str, pq: &str, roles: &[String]) -> Verdict {
+    let mut head = RequestHead::new(80, host, method, pq);
+    for r in roles {
+        head = head.with_header("x-role", r);
+    }
+    verdict(&table.find(&head))
+}
+
+fn verdict(d: &gwcore::table::Decision<'_>) -> Verdict {
     match &d.action {
         Action::Forward(f) => match f.backends()[0].target() {
             Ok(t) => Verdict::Forward(format!("{}/{}", t.service.namespace, t.service.name)),
@@ -389,7 +452,7 @@ impl Tally {
     /// unambiguous reading of the request it answers, when known.
     fn reached(
         &mut self,
-        table: &Table,
+        table: &Judge,
         e: &Echoed,
         sent: Option<&hostile::Interp>,
         what: &dyn Fn() -> String,
@@ -481,7 +544,7 @@ fn show(bytes: &[u8]) -> String {
     )
 }
 
-fn check_h1(table: &Table, req: &Req, ex: Exchange, t: &mut Tally) {
+fn check_h1(table: &Judge, req: &Req, ex: Exchange, t: &mut Tally) {
     t.tried += 1;
     let what = || show(&req.bytes);
     let big = req
@@ -760,21 +823,27 @@ async fn run_h2(f: &Fixture, seed: u64, n: usize) -> Tally {
 /// What every echo backend remembers of the last requests it received must
 /// be its route's: nothing at all for `hr`.
 fn check_backend_logs(f: &Fixture, found: &mut BTreeSet<String>) {
-    for (ns, name, prefix) in [
-        ("hr", "hr", None),
-        ("careers", "careers", Some("/careers")),
-        ("product", "product", Some("/product")),
-        ("careers", "careers-admin", Some("/admin")),
-    ] {
-        let key = ObjectKey::new(Kind::Service, ns, name);
-        let echo = f.rt.echo(&key).expect("an echo backend per Service");
-        for p in echo.seen() {
-            let path = p.split('?').next().unwrap_or("");
+    for (prefix, b) in &f.backends {
+        let who = format!("{}/{}", b.identity.namespace, b.identity.service);
+        for s in b.take() {
+            let path = s.received.split('?').next().unwrap_or("");
             let ok = prefix.is_some_and(|pre| {
                 normalize(path).is_ok_and(|n| n == path && prefix_matches(pre, path))
             });
             if !ok {
-                found.insert(format!("the {ns}/{name} backend received {p:?}"));
+                found.insert(format!("the {who} backend received {:?}", s.received));
+            }
+            // What it serves, decoding `%2F` and `%5C`, must be a path the
+            // table gives it.
+            let host = s.host.rsplit('@').next().unwrap_or("");
+            for read in [&s.read_as_separators, &s.read_slash_only] {
+                let v = table_verdict(&f.table.table, &s.method, host, read, &s.roles);
+                if v != Verdict::Forward(who.clone()) {
+                    found.insert(format!(
+                        "the {who} backend received {:?} and, decoding escaped separators, serves {read:?}, which the table answers {v:?} (host {host:?}, x-role {:?})",
+                        s.received, s.roles
+                    ));
+                }
             }
         }
     }
@@ -899,9 +968,34 @@ fn assert_clean(t: &Tally) {
 }
 
 async fn run(seed: u64, n: usize, h2: usize, workers: usize, timeout: Duration) -> Tally {
-    let f = start().await;
+    run_with(
+        EscapedSlashes::default(),
+        Vec::new(),
+        seed,
+        n,
+        h2,
+        workers,
+        timeout,
+    )
+    .await
+}
+
+/// [`run`] with `setting` as the gateway's default, and `extra` requests
+/// after the generated ones.
+async fn run_with(
+    setting: EscapedSlashes,
+    extra: Vec<Req>,
+    seed: u64,
+    n: usize,
+    h2: usize,
+    workers: usize,
+    timeout: Duration,
+) -> Tally {
+    let f = start_with(setting).await;
     let started = Instant::now();
-    let reqs = Arc::new(generate(seed, n));
+    let mut reqs = generate(seed, n);
+    reqs.extend(extra);
+    let reqs = Arc::new(reqs);
     let done = AtomicBool::new(false);
     let work = async {
         let mut t = run_h1(&f, reqs, workers, timeout).await;
@@ -938,6 +1032,48 @@ async fn hostile_requests_never_cross_routes() {
     assert!(t.forwarded > 100, "the generator reaches backends too");
     assert!(t.by_backend.contains_key(ADMIN), "and the admin route");
     assert_clean(&t);
+}
+
+/// Under `setting`, the generated requests and every spelling of the
+/// escaped-separator family: no breach, the decoding backends included;
+/// the family's figures `[tried, reached a backend, refused, 404/421,
+/// other]`.
+async fn escaped_slashes_run(setting: EscapedSlashes) -> [u64; 5] {
+    let family = hostile::escaped_slashes();
+    let t = run_with(setting, family, 18, 1000, 100, 8, Duration::from_secs(20)).await;
+    assert!(t.forwarded > 30, "the requests reach backends");
+    assert_clean(&t);
+    t.by_shape["path:escaped-separator-family"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escaped_slashes_kept_never_reach_another_route() {
+    let [tried, reached, refused, ..] = escaped_slashes_run(EscapedSlashes::KeepUnchanged).await;
+    // Those whose decoded path stays in their route are served as sent.
+    assert!(
+        reached > 0 && refused > 0,
+        "{reached} reached, {refused} refused of {tried}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escaped_slashes_rejected_never_reach_a_backend() {
+    let [tried, reached, refused, ..] = escaped_slashes_run(EscapedSlashes::RejectRequest).await;
+    assert_eq!((reached, refused), (0, tried));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escaped_slashes_redirected_never_reach_a_backend() {
+    let [tried, reached, _, _, other] =
+        escaped_slashes_run(EscapedSlashes::UnescapeAndRedirect).await;
+    // Every one is answered 307 (checked against the oracle).
+    assert_eq!((reached, other), (0, tried));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escaped_slashes_decoded_reach_their_decoded_route_only() {
+    let [tried, reached, ..] = escaped_slashes_run(EscapedSlashes::UnescapeAndForward).await;
+    assert!(reached > 0, "{reached} of {tried} reached a backend");
 }
 
 /// The long run: set `GWCORE_ISOLATION_LONG=1` (and use `--release`).

@@ -823,3 +823,60 @@ pub(crate) fn request(rng: &mut fastrand::Rng) -> Req {
         multi,
     }
 }
+
+/// Every spelling of one family: a route's path, an escaped separator
+/// with or without dot segments, another route's path, on both hosts,
+/// with and without `x-role: admin`: requests a decoding backend may read
+/// as another route's (issue 18, item 1). Well-formed, so that each gets
+/// as far as the routing table.
+pub(crate) fn escaped_slashes() -> Vec<Req> {
+    const FROM: &[&str] = &["/careers", "/product", "/admin", "/careers/jobs", ""];
+    const VIA: &[&str] = &[
+        "/..%2F",
+        "/..%2f",
+        "/..%5C",
+        "/..%5c",
+        "%2F..%2F",
+        "/%2e%2e%2F",
+        "/.%2E%5C",
+        "/x%2F..%2F..%2F",
+        "%2F",
+        "/%2F",
+        "/a%2Fb/..%2F..%2F",
+    ];
+    const TO: &[&str] = &["hr", "admin", "admin/panel", "product", "careers/x"];
+    let mut out = Vec::new();
+    for from in FROM {
+        for via in VIA {
+            for to in TO {
+                for host in ["acme.example", "admin.acme.example"] {
+                    for admin in [false, true] {
+                        let path = format!("{from}{via}{to}");
+                        let path = if path.starts_with('/') {
+                            path
+                        } else {
+                            format!("/{path}")
+                        };
+                        let role = if admin { "x-role: admin\r\n" } else { "" };
+                        out.push(Req {
+                            bytes: format!(
+                                "GET {path} HTTP/1.1\r\nHost: {host}\r\n{role}Connection: close\r\n\r\n"
+                            )
+                            .into_bytes(),
+                            shapes: vec!["path:escaped-separator-family"],
+                            interp: Some(Interp {
+                                method: "GET".into(),
+                                host: host.into(),
+                                path_and_query: path,
+                                roles: if admin { vec!["admin".into()] } else { vec![] },
+                            }),
+                            must_reject: None,
+                            multi: false,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
