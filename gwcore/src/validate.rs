@@ -272,7 +272,10 @@ fn listeners(e: &mut Errs, field: &str, ls: &mut [Listener], min: usize) {
                     format!("must not be set for protocol {}", l.protocol),
                 );
             }
-            "HTTPS" | "TLS" if l.tls.is_none() => {
+            // The CRDs' CEL requires `tls` (with a mode) for TLS only; an
+            // HTTPS listener without it is accepted by the API server and
+            // marked invalid by the engine (Accepted=False, Invalid).
+            "TLS" if l.tls.is_none() => {
                 e.push(
                     format!("{f}.tls"),
                     format!("required for protocol {}", l.protocol),
@@ -452,7 +455,7 @@ fn header_name_ok(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || HEADER_NAME_CHARS.contains(&b))
 }
 
-fn header_matches(e: &mut Errs, f: &str, hs: &mut [HttpHeaderMatch], header: bool) {
+fn header_matches(e: &mut Errs, f: &str, hs: &mut Vec<HttpHeaderMatch>, header: bool) {
     e.max_items(f, hs.len(), 16);
     let mut seen = BTreeSet::new();
     for (i, h) in hs.iter_mut().enumerate() {
@@ -471,13 +474,9 @@ fn header_matches(e: &mut Errs, f: &str, hs: &mut [HttpHeaderMatch], header: boo
                 format!("{:?} is not a valid HTTP header or parameter name", h.name),
             );
         }
-        // Header names are case-insensitive; query parameter names are not.
-        let key = if header {
-            h.name.to_ascii_lowercase()
-        } else {
-            h.name.clone()
-        };
-        if !seen.insert(key) {
+        // The list is a map keyed by name: the API server refuses the same
+        // name twice.
+        if !seen.insert(h.name.clone()) {
             e.push(
                 format!("{f}[{i}].name"),
                 format!("duplicate name {:?}", h.name),
@@ -486,6 +485,14 @@ fn header_matches(e: &mut Errs, f: &str, hs: &mut [HttpHeaderMatch], header: boo
         if h.value.len() > 4096 {
             e.push(format!("{f}[{i}].value"), "longer than 4096 characters");
         }
+    }
+    // Header names are case-insensitive (query parameter names are not).
+    // Spec (HTTPHeaderMatch.name): "only the first entry with an equivalent
+    // name MUST be considered for a match. Subsequent entries with an
+    // equivalent header name MUST be ignored."
+    if header {
+        let mut first = BTreeSet::new();
+        hs.retain(|h| first.insert(h.name.to_ascii_lowercase()));
     }
 }
 

@@ -339,6 +339,14 @@ impl Ctx<'_> {
             None => vec![],
         };
         let accepted = match protocol {
+            // The CRDs accept an HTTPS listener without `tls` (only TLS
+            // listeners need it by CEL); the spec says the field is
+            // required for HTTPS: the listener is invalid, and says so,
+            // rather than its Gateway or ListenerSet being refused whole.
+            Some(ListenerProtocol::Https) if l.tls.is_none() => Err((
+                Reason::Invalid,
+                format!("listener {}: tls is required for protocol HTTPS", l.name),
+            )),
             Some(_) => Ok(()),
             None => Err((
                 Reason::UnsupportedProtocol,
