@@ -28,12 +28,26 @@ impl Proxy {
     pub async fn handle(
         self: &Arc<Self>,
         conn: &ConnInfo,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
     ) -> Response<Body> {
         let start = Instant::now();
         let cfg = self.config();
         // What the access log needs is kept only when it is written.
         let log = tracing::enabled!(target: "gwcore::access", tracing::Level::INFO);
+        // With tracing on, the request's span, its context sent on to the
+        // backend; off, the headers are left as they came.
+        let span = self.tracer().map(|t| {
+            let method = req.method().clone();
+            (
+                t.start(&method, req.headers_mut()),
+                req.uri().path().to_owned(),
+            )
+        });
+        let trace_id = match &span {
+            Some((s, _)) => Some(s.trace_id()),
+            None if log => crate::tracing_otel::incoming_trace_id(req.headers()),
+            None => None,
+        };
         let head = log.then(|| {
             let host = req
                 .uri()
@@ -53,6 +67,16 @@ impl Proxy {
         let status = answered.response.status().as_u16();
         let elapsed = start.elapsed();
         self.metrics().record(&answered.series, status, elapsed);
+        if let Some((span, path)) = span {
+            let ext = answered.response.extensions();
+            span.end(crate::tracing_otel::SpanEnd {
+                series: &answered.series,
+                rule: ext.get::<crate::tracing_otel::RuleIndex>().map(|r| r.0),
+                path: &path,
+                status,
+                retries: ext.get::<crate::tracing_otel::Retries>().map_or(0, |r| r.0),
+            });
+        }
         if let Some((method, uri, version, host)) = head {
             tracing::info!(
                 target: "gwcore::access",
@@ -74,6 +98,7 @@ impl Proxy {
                     .get::<crate::metrics::AuthDecision>()
                     .map_or("", |d| d.as_str()),
                 generation = cfg.generation,
+                trace_id = %trace_id.as_ref().map_or("", |t| t.as_str()),
             );
         }
         // RFC 9110 §9.3.2: a response to HEAD has no content. The gateway's

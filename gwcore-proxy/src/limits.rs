@@ -62,6 +62,9 @@ pub struct ServeOptions {
     ///
     /// [`EscapedSlashes::UnescapeAndRedirect`]: gwcore::table::slashes::EscapedSlashes::UnescapeAndRedirect
     pub escaped_slashes: gwcore::table::slashes::EscapedSlashes,
+    /// Spans of requests exported over OTLP, and W3C Trace Context
+    /// ([`crate::tracing_otel`]). Default is off.
+    pub tracing: crate::tracing_otel::TracingOptions,
 }
 
 /// Limits on what one client connection may hold or send.

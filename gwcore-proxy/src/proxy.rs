@@ -64,6 +64,8 @@ pub struct Proxy {
     listeners: Mutex<(Vec<BoundPort>, BTreeMap<String, String>)>,
     ready: AtomicBool,
     options: ServeOptions,
+    /// Makes and exports the spans of requests (`None`: tracing is off).
+    tracer: Option<crate::tracing_otel::Tracer>,
     /// One permit per open client connection (`None`: no limit).
     connection_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
@@ -95,7 +97,14 @@ impl Proxy {
     }
 
     /// A proxy serving `initial`, its connections limited by `options`.
+    /// With tracing on ([`ServeOptions::tracing`]), it must be called
+    /// within a Tokio runtime; an exporter that cannot be built is logged
+    /// and tracing stays off.
     pub fn with_options(initial: Config, options: ServeOptions) -> Arc<Proxy> {
+        let tracer = crate::tracing_otel::Tracer::new(&options.tracing).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "tracing is off");
+            None
+        });
         let max = options.limits.max_connections;
         let connection_slots = (max > 0).then(|| {
             Arc::new(tokio::sync::Semaphore::new(
@@ -110,6 +119,7 @@ impl Proxy {
             listeners: Mutex::new((Vec::new(), BTreeMap::new())),
             ready: AtomicBool::new(false),
             options,
+            tracer,
             connection_slots,
         })
     }
@@ -117,6 +127,11 @@ impl Proxy {
     /// How client connections are served.
     pub fn options(&self) -> &ServeOptions {
         &self.options
+    }
+
+    /// The tracer, when tracing is on ([`ServeOptions::tracing`]).
+    pub fn tracer(&self) -> Option<&crate::tracing_otel::Tracer> {
+        self.tracer.as_ref()
     }
 
     /// A slot for a new client connection, or `None` when

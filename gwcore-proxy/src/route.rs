@@ -221,6 +221,9 @@ async fn send_to_one(
 /// has no ready endpoints, implementations SHOULD return a 503 for requests
 /// to that backend instead [of 500]." A connection refused by every attempt
 /// is answered the same way.
+///
+/// A retried request's response carries the number of retries
+/// ([`crate::tracing_otel::Retries`], for its span).
 pub async fn forward(
     proxy: &Arc<Proxy>,
     cfg: &Config,
@@ -228,6 +231,25 @@ pub async fn forward(
     req: Request<Body>,
     target: &BackendTarget,
     policy: &ForwardPolicy,
+) -> Response<Body> {
+    let mut retries = 0;
+    let mut resp = forward_counting(proxy, cfg, conn, req, target, policy, &mut retries).await;
+    if retries > 0 {
+        resp.extensions_mut()
+            .insert(crate::tracing_otel::Retries(retries));
+    }
+    resp
+}
+
+/// [`forward`], counting the attempts after the first in `retries`.
+async fn forward_counting(
+    proxy: &Arc<Proxy>,
+    cfg: &Config,
+    conn: &ConnInfo,
+    req: Request<Body>,
+    target: &BackendTarget,
+    policy: &ForwardPolicy,
+    retries: &mut u32,
 ) -> Response<Body> {
     let addrs = cfg.endpoints.get(&target.service, target.port);
     if addrs.is_empty() {
@@ -328,6 +350,7 @@ pub async fn forward(
             break;
         };
         let req = Request::from_parts(attempt_parts, this_body);
+        *retries = attempt;
         attempt_deadline = timeout.map(|t| Instant::now() + t);
         let result = send_to_one(proxy, addrs, req, protocol, attempt_deadline, tls.as_ref()).await;
         let retryable = match (&result, retry) {
@@ -781,7 +804,7 @@ pub async fn answer(
     if let Some(m) = &decision.matched {
         series.route = cfg.labels.route(m.route());
     }
-    let response = match &decision.action {
+    let mut response = match &decision.action {
         Action::Respond(r) => respond(r),
         Action::Redirect(r) => redirect(r),
         Action::Forward(f) => {
@@ -938,6 +961,14 @@ pub async fn answer(
             }
         }
     };
+    // The rule, for the request's span.
+    if proxy.tracer().is_some()
+        && let Some(m) = &decision.matched
+    {
+        response
+            .extensions_mut()
+            .insert(crate::tracing_otel::RuleIndex(m.rule_index()));
+    }
     Answered {
         response,
         series,
