@@ -11,8 +11,9 @@
 //!
 //! - block collections are tracked by indentation (a stack of the columns of
 //!   the open sequences and mappings, `- ` items, `key:` lines, compact
-//!   sequences at their key's column), flow collections by their brackets;
-//!   their sum is the nesting depth, refused over [`Limits::max_depth`];
+//!   sequences at their key's column), flow collections by their brackets
+//!   (and the mappings of one pair in a flow sequence, `[a: b]`); their sum
+//!   is the nesting depth, refused over [`Limits::max_depth`];
 //! - quoted scalars, plain scalars (with their continuation lines), block
 //!   scalars (`|`, `>`) and comments are skipped the way libyaml reads them,
 //!   line breaks as libyaml knows them (`\n`, `\r`, NEL, LS, PS), so that a
@@ -89,6 +90,8 @@ pub(crate) fn scan_yaml(doc: &str, limits: &Limits) -> Result<(), Over> {
         max_alias: u64::try_from(limits.max_alias_expansion).unwrap_or(u64::MAX),
         stack: Vec::new(),
         flow: 0,
+        flow_kinds: Vec::new(),
+        implicit: 0,
         block_scalar: None,
         nodes: 0,
         expansion: 0,
@@ -160,6 +163,11 @@ struct Scan<'a> {
     stack: Vec<(usize, Coll)>,
     /// Open flow collections.
     flow: usize,
+    /// Each open flow collection: whether it is a sequence, and whether a
+    /// single-pair mapping (`[a: b]`) is open in it.
+    flow_kinds: Vec<(bool, bool)>,
+    /// The single-pair mappings open.
+    implicit: usize,
     block_scalar: Option<BlockScalar>,
     /// Nodes so far, aliases counted at the size of what they name.
     nodes: u64,
@@ -205,7 +213,7 @@ impl<'a> Scan<'a> {
     }
 
     fn depth_check(&self) -> Result<(), Over> {
-        if self.stack.len() + self.flow > self.max_depth {
+        if self.stack.len() + self.flow + self.implicit > self.max_depth {
             return Err(self.over(Crossed::Depth(self.max_depth)));
         }
         Ok(())
@@ -351,6 +359,7 @@ impl<'a> Scan<'a> {
                 }
                 b'[' | b'{' => {
                     self.flow += 1;
+                    self.flow_kinds.push((c == b'[', false));
                     self.depth_check()?;
                     self.nodes = self.nodes.saturating_add(1);
                     if let Some((name, start)) = self.pending.take() {
@@ -362,6 +371,9 @@ impl<'a> Scan<'a> {
                     self.pos += 1;
                     if self.flow > 0 {
                         self.flow -= 1;
+                        if let Some((_, true)) = self.flow_kinds.pop() {
+                            self.implicit -= 1;
+                        }
                         while let Some(&(name, level, start)) = self.open_flow.last() {
                             if level <= self.flow {
                                 break;
@@ -371,10 +383,31 @@ impl<'a> Scan<'a> {
                         }
                     }
                 }
-                b',' if self.flow > 0 => self.pos += 1,
+                b',' if self.flow > 0 => {
+                    if let Some(last @ (true, true)) = self.flow_kinds.last_mut() {
+                        last.1 = false;
+                        self.implicit -= 1;
+                    }
+                    self.pos += 1;
+                }
+                b'?' if self.flow > 0 && blank_or_end(b, self.pos + 1) => {
+                    // `[? a : b]`: an explicit key opens a mapping of one
+                    // pair in a sequence too.
+                    if let Some(last @ (true, false)) = self.flow_kinds.last_mut() {
+                        last.1 = true;
+                        self.implicit += 1;
+                        self.depth_check()?;
+                    }
+                    self.pos += 1;
+                }
                 b':' if self.flow > 0 || blank_or_end(b, self.pos + 1) => {
                     if self.flow == 0 {
                         self.block(key_col, Coll::Map)?;
+                    } else if let Some(last @ (true, false)) = self.flow_kinds.last_mut() {
+                        // `[a: b]`: a mapping of one pair in the sequence.
+                        last.1 = true;
+                        self.implicit += 1;
+                        self.depth_check()?;
                     }
                     self.pos += 1;
                 }

@@ -52,6 +52,10 @@ fn depth_is_the_parsers_for_block_and_flow_styles() {
             "a: &x\n  b: !!str 1\nc: *x\nd: !!map\n  e: [1]\n",
         ),
         ("quoted keys", "\"a\": [1]\n'b c':\n  - {\"d\": [2]}\n"),
+        (
+            "pairs in flow sequences",
+            "a: [b: [c, d: {e: [? f : g]}], h]\n",
+        ),
     ];
     for (name, doc) in cases {
         assert_eq!(measured(doc), parsed(doc), "{name}: {doc:?}");
