@@ -42,6 +42,14 @@ pub fn answer<B>(proxy: &Proxy, req: &Request<B>) -> Response<Body> {
                     counters.render(&mut body);
                 }
             }
+            if let Some(counters) = proxy
+                .config()
+                .plugins
+                .endpoint_picker()
+                .and_then(|p| p.counters())
+            {
+                counters.render(&mut body);
+            }
             let mut r = text(StatusCode::OK, &body);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

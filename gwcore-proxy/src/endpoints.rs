@@ -37,7 +37,41 @@ impl Endpoint {
 /// Ready addresses per Service port, keyed by (Service, Service port).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoints {
-    map: BTreeMap<ObjectKey, BTreeMap<u16, Vec<Endpoint>>>,
+    map: BTreeMap<ObjectKey, BTreeMap<u16, PortEndpoints>>,
+}
+
+/// A Service port's endpoints and their list's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PortEndpoints {
+    endpoints: Vec<Endpoint>,
+    id: u64,
+}
+
+impl PortEndpoints {
+    fn new(endpoints: Vec<Endpoint>) -> PortEndpoints {
+        let id = list_id(&endpoints);
+        PortEndpoints { endpoints, id }
+    }
+}
+
+/// A 64-bit FNV-1a hash of the addresses in order: the same in every
+/// process and configuration.
+fn list_id(endpoints: &[Endpoint]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for e in endpoints {
+        match e.addr.ip() {
+            IpAddr::V4(ip) => eat(&ip.octets()),
+            IpAddr::V6(ip) => eat(&ip.octets()),
+        }
+        eat(&e.addr.port().to_be_bytes());
+    }
+    h
 }
 
 impl Endpoints {
@@ -73,7 +107,7 @@ impl Endpoints {
                 if !addrs.is_empty() {
                     map.entry(key.clone())
                         .or_insert_with(BTreeMap::new)
-                        .insert(service_port, addrs);
+                        .insert(service_port, PortEndpoints::new(addrs));
                 }
             }
         }
@@ -82,10 +116,17 @@ impl Endpoints {
 
     /// The endpoints of a Service port (empty when it has none).
     pub fn get(&self, service: &ObjectKey, port: u16) -> &[Endpoint] {
+        self.get_with_id(service, port).0
+    }
+
+    /// The endpoints of a Service port, with an id of the list: equal
+    /// lists have equal ids, in any configuration
+    /// ([`crate::plugin::EndpointSet::id`]).
+    pub fn get_with_id(&self, service: &ObjectKey, port: u16) -> (&[Endpoint], u64) {
         self.map
             .get(service)
             .and_then(|ports| ports.get(&port))
-            .map_or(&[], Vec::as_slice)
+            .map_or((&[], list_id(&[])), |l| (l.endpoints.as_slice(), l.id))
     }
 
     /// Sends every port of `service` to `addr` (an echo backend).
@@ -95,7 +136,7 @@ impl Endpoints {
                 self.map
                     .entry(key.clone())
                     .or_default()
-                    .insert(port, vec![Endpoint::new(addr)]);
+                    .insert(port, PortEndpoints::new(vec![Endpoint::new(addr)]));
             }
         }
     }
@@ -109,7 +150,11 @@ impl Endpoints {
     pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, u16, &[Endpoint])> {
         self.map
             .iter()
-            .flat_map(|(k, ports)| ports.iter().map(move |(p, a)| (k, *p, a.as_slice())))
+            .flat_map(|(k, ports)| {
+                ports
+                    .iter()
+                    .map(move |(p, a)| (k, *p, a.endpoints.as_slice()))
+            })
     }
 }
 
@@ -195,6 +240,20 @@ impl Refusing {
         if since.is_empty() {
             self.any.store(false, Ordering::Release);
         }
+    }
+
+    /// Whether any endpoint may be refusing (one atomic load).
+    pub(crate) fn any_now(&self) -> bool {
+        self.any.load(Ordering::Acquire)
+    }
+
+    /// Whether `addr` refused less than [`REFUSING_FOR`] ago.
+    pub(crate) fn is_refusing_now(&self, addr: SocketAddr) -> bool {
+        if !self.any_now() {
+            return false;
+        }
+        let since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        Refusing::is_refusing(&since, addr, Instant::now())
     }
 
     /// Whether `addr` refused less than [`REFUSING_FOR`] before `now`.

@@ -8,7 +8,8 @@ use crate::plugin::Plugins;
 /// gwcore's own plug-ins, with the extensions the engine and the loader
 /// need for them: `RateLimitPolicy` ([`crate::rate_limit`]),
 /// `BodyLimitPolicy` ([`crate::body_limit`]), `PathPolicy`
-/// ([`crate::path_policy`]).
+/// ([`crate::path_policy`]), `LoadBalancerPolicy` ([`crate::balance`]:
+/// round robin where no policy applies).
 pub fn plugins() -> Plugins {
     Plugins::new()
         .with_policy_plugin(
@@ -18,6 +19,10 @@ pub fn plugins() -> Plugins {
         .with_policy_plugin(
             gwcore::policies::body_limit::BodyLimitPolicy,
             crate::body_limit::BodyLimiter::new(),
+        )
+        .with_endpoint_picker(
+            gwcore::policies::load_balancer::LoadBalancerPolicy,
+            crate::balance::Balancer::new(),
         )
         // Read before routing by `crate::path_policy`, not on a rule.
         .with_policy(gwcore::policies::path::PathPolicy)

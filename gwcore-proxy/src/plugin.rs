@@ -39,6 +39,11 @@
 //! response, [`FilterPlugin::on_response`] runs for each in the same order.
 //! A filter kind with no plug-in answers 500, as the spec requires of a
 //! filter that cannot be applied.
+//!
+//! Policy kinds act through a [`PolicyPlugin`] (on the request, before
+//! the filters) or, to choose which endpoint of a Service a request goes
+//! to, an [`EndpointPicker`] (gwcore's `LoadBalancerPolicy` is one,
+//! `crate::balance`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -53,6 +58,7 @@ use gwcore::model::ObjectKey;
 use http::Response;
 
 use crate::body::Body;
+use crate::endpoints::{Endpoint, Refusing};
 
 /// A boxed future, as plug-in methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -180,6 +186,131 @@ pub trait PolicyPlugin: Send + Sync + 'static {
     }
 }
 
+/// A Service port's endpoints as an [`EndpointPicker`] sees them, with the
+/// policy of the picker's kind that applies to the request's backend (the
+/// most specific: the port, the Service, the rule, the route, the
+/// listener, the Gateway; `None` when none does).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct EndpointSet<'a> {
+    /// The policy that applies, if any.
+    pub policy: Option<&'a AppliedPolicy>,
+    /// The Service.
+    pub service: &'a ObjectKey,
+    /// The Service port.
+    pub port: u16,
+    /// Its ready endpoints, sorted by address, never empty.
+    pub endpoints: &'a [Endpoint],
+    /// An id of the list: two lists of the same (Service, port) with the
+    /// same id hold the same addresses in the same order
+    /// ([`crate::endpoints::Endpoints::get_with_id`]). A picker keeps its
+    /// per-endpoint state across configuration reloads while it is
+    /// unchanged.
+    pub id: u64,
+}
+
+/// One endpoint choice: one attempt of a request, which may take several
+/// choices when endpoints take no connection.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct PickRequest<'a> {
+    /// Where to choose.
+    pub set: EndpointSet<'a>,
+    /// Indices into `set.endpoints` this attempt tried already (they took
+    /// no connection): the choice must be another.
+    pub tried: &'a [usize],
+    /// The client's address (as in [`PolicyRequest::client`]).
+    pub client: SocketAddr,
+    /// The request's headers as they will be sent.
+    pub headers: &'a http::HeaderMap,
+    refusing: &'a Refusing,
+}
+
+impl<'a> PickRequest<'a> {
+    pub(crate) fn new(
+        set: EndpointSet<'a>,
+        tried: &'a [usize],
+        client: SocketAddr,
+        headers: &'a http::HeaderMap,
+        refusing: &'a Refusing,
+    ) -> PickRequest<'a> {
+        PickRequest {
+            set,
+            tried,
+            client,
+            headers,
+            refusing,
+        }
+    }
+
+    /// Whether `set.endpoints[i]` refused a connection lately (any
+    /// request's; see [`crate::endpoints`]): a picker should pass it over
+    /// while there is another.
+    pub fn is_refusing(&self, i: usize) -> bool {
+        self.set
+            .endpoints
+            .get(i)
+            .is_some_and(|e| self.refusing.is_refusing_now(e.addr))
+    }
+
+    /// Whether any endpoint may be refusing now (one atomic load): when
+    /// not, [`PickRequest::is_refusing`] is `false` for every endpoint.
+    pub fn any_refusing(&self) -> bool {
+        self.refusing.any_now()
+    }
+}
+
+/// How an attempt sent to a picked endpoint ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PickOutcome {
+    /// The endpoint answered with this status (its response head came).
+    Answered(http::StatusCode),
+    /// It took no connection (refused, or no connection or TLS handshake
+    /// in time); the request may go to another endpoint.
+    Unreachable,
+    /// The connection broke (a reset, a malformed response) before the
+    /// response head.
+    Failed,
+    /// No response head within the attempt's timeout.
+    TimedOut,
+    /// The attempt was given up (the client left, the request's timeout):
+    /// nothing is known of the endpoint.
+    Cancelled,
+}
+
+/// Chooses the endpoint of a Service port each request attempt goes to,
+/// and hears how each attempt ended (to count requests in flight, or to
+/// take failing endpoints out of rotation). One picker is registered in
+/// [`Plugins`] ([`Plugins::with_endpoint_picker`]), with the policy kind
+/// whose policies configure it; it is asked for every request to a Service
+/// with endpoints, with the policy that applies or none. With no picker
+/// the proxy chooses at random, passing over endpoints that refuse
+/// connections.
+///
+/// Each [`EndpointPicker::pick`] that returns `Some(i)` is followed by
+/// exactly one [`EndpointPicker::done`] for `i` with the same set, even
+/// when the request is dropped midway ([`PickOutcome::Cancelled`]).
+/// `pick` runs on every request: it should not allocate or block.
+pub trait EndpointPicker: Send + Sync + 'static {
+    /// The policy kind that configures it (the one its [`PolicyKind`]
+    /// declares).
+    fn kind(&self) -> ExtensionKind;
+
+    /// The index into `request.set.endpoints` to send to: one not in
+    /// `request.tried`. `None` leaves the choice to the proxy (random).
+    fn pick(&self, request: &PickRequest<'_>) -> Option<usize>;
+
+    /// How the attempt sent to `set.endpoints[endpoint]` ended.
+    fn done(&self, set: &EndpointSet<'_>, endpoint: usize, outcome: PickOutcome);
+
+    /// Its counts per policy, which `/metrics` shows ([`crate::admin`]).
+    /// Default: none.
+    fn counters(&self) -> Option<&crate::metrics::PolicyCounters> {
+        None
+    }
+}
+
 /// The plug-ins a proxy runs, with the extensions the engine resolves for
 /// them. A value, cloned cheaply; set it in
 /// [`crate::provider::RuntimeOptions::plugins`].
@@ -188,6 +319,7 @@ pub struct Plugins {
     extensions: Extensions,
     filters: BTreeMap<ExtensionKind, Arc<dyn FilterPlugin>>,
     policies: Vec<(ExtensionKind, Arc<dyn PolicyPlugin>)>,
+    picker: Option<Arc<dyn EndpointPicker>>,
 }
 
 impl Plugins {
@@ -229,6 +361,24 @@ impl Plugins {
         self
     }
 
+    /// Sets the endpoint picker (replacing any): `decide` is what the
+    /// engine resolves targets with, `act` what chooses endpoints
+    /// ([`EndpointPicker`]).
+    pub fn with_endpoint_picker(
+        mut self,
+        decide: impl PolicyKind,
+        act: impl EndpointPicker,
+    ) -> Plugins {
+        self.picker = Some(Arc::new(act));
+        self.extensions = self.extensions.with_policy(decide);
+        self
+    }
+
+    /// The endpoint picker, if one is set.
+    pub fn endpoint_picker(&self) -> Option<&dyn EndpointPicker> {
+        self.picker.as_deref()
+    }
+
     /// The policy plug-ins, by kind.
     pub fn policy_plugins(&self) -> &[(ExtensionKind, Arc<dyn PolicyPlugin>)] {
         &self.policies
@@ -254,6 +404,7 @@ impl fmt::Debug for Plugins {
                 "policies",
                 &self.policies.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             )
+            .field("picker", &self.picker.as_ref().map(|p| p.kind()))
             .finish()
     }
 }

@@ -26,8 +26,8 @@ use crate::forward::{
 use crate::limits::Limits;
 use crate::metrics::{AuthDecision, SeriesKey};
 use crate::plugin::{
-    BoxFuture, FilterRequest, FilterResponse, PolicyPlugin, PolicyRequest, PolicyResponse,
-    Verdict,
+    BoxFuture, EndpointPicker, EndpointSet, FilterRequest, FilterResponse, PickOutcome,
+    PickRequest, PolicyPlugin, PolicyRequest, PolicyResponse, Verdict,
 };
 use crate::proxy::{ConnInfo, Proxy};
 use gwcore::attachments::AppliedPolicy;
@@ -168,6 +168,9 @@ fn backend_tls(
 /// pod that is gone while its EndpointSlice still lists it costs the
 /// client nothing but the refusal. Such an endpoint is also passed over by
 /// later requests for a while ([`crate::endpoints::Refusing`]).
+///
+/// The endpoint is the registered [`EndpointPicker`]'s choice when there
+/// is one (`pick`), else a random one.
 async fn send_to_one(
     proxy: &Arc<Proxy>,
     endpoints: &[Endpoint],
@@ -175,15 +178,35 @@ async fn send_to_one(
     protocol: BackendProtocol,
     deadline: Option<Instant>,
     tls: Option<&Arc<crate::backend_tls::BackendConnector>>,
+    pick: Option<Pick<'_>>,
 ) -> Result<Response<Body>, ForwardError> {
     let forwarder = &proxy.forwarder;
     let refusing = forwarder.refusing();
     let mut tried = Vec::new();
     loop {
+        let mut picked = Picked(None);
+        let chosen = match &pick {
+            Some(p) => {
+                let request = PickRequest::new(p.set, &tried, p.client, req.headers(), refusing);
+                match p.picker.pick(&request) {
+                    Some(i) if i < endpoints.len() && !tried.contains(&i) => {
+                        picked = Picked(Some((p.picker, p.set, i)));
+                        Some(i)
+                    }
+                    Some(i) => {
+                        // Not a choice it may make: taken back.
+                        p.picker.done(&p.set, i, PickOutcome::Cancelled);
+                        refusing.choose(endpoints, &tried, fastrand::usize(..))
+                    }
+                    None => refusing.choose(endpoints, &tried, fastrand::usize(..)),
+                }
+            }
+            None => refusing.choose(endpoints, &tried, fastrand::usize(..)),
+        };
         // The loop ends before every endpoint is tried, so there is none to
         // choose only when there are no endpoints (`forward` answers 503
         // before asking).
-        let Some(i) = refusing.choose(endpoints, &tried, fastrand::usize(..)) else {
+        let Some(i) = chosen else {
             return Err(ForwardError::Unreachable(
                 ([0, 0, 0, 0], 0).into(),
                 "no endpoints".into(),
@@ -196,6 +219,7 @@ async fn send_to_one(
             .await
         {
             Ok(resp) => {
+                picked.done(PickOutcome::Answered(resp.status()));
                 refusing.answered(endpoint.addr);
                 return Ok(resp);
             }
@@ -204,13 +228,73 @@ async fn send_to_one(
                 unsent: Some(unsent),
             }) => {
                 tracing::debug!(%error, "endpoint took no connection");
+                picked.done(PickOutcome::Unreachable);
                 if !refusing.refused_try(endpoints, i, &mut tried) {
                     return Err(error);
                 }
                 req = *unsent;
             }
-            Err(failure) => return Err(failure.error),
+            Err(failure) => {
+                picked.done(match failure.error {
+                    ForwardError::Timeout(..) => PickOutcome::TimedOut,
+                    _ => PickOutcome::Failed,
+                });
+                return Err(failure.error);
+            }
         }
+    }
+}
+
+/// The endpoint picker of a request's backend: where it picks, for whom.
+#[derive(Clone, Copy)]
+struct Pick<'a> {
+    picker: &'a dyn EndpointPicker,
+    set: EndpointSet<'a>,
+    client: std::net::SocketAddr,
+}
+
+impl<'a> Pick<'a> {
+    /// The registered picker's, for `target`'s `endpoints`, with `policy`
+    /// (the most specific of the picker's kind).
+    fn new(
+        cfg: &'a Config,
+        target: &'a BackendTarget,
+        (endpoints, id): (&'a [Endpoint], u64),
+        policy: Option<&'a AppliedPolicy>,
+        client: std::net::SocketAddr,
+    ) -> Option<Pick<'a>> {
+        let picker = cfg.plugins.endpoint_picker()?;
+        let set = EndpointSet {
+            policy,
+            service: &target.service,
+            port: target.port,
+            endpoints,
+            id,
+        };
+        Some(Pick {
+            picker,
+            set,
+            client,
+        })
+    }
+}
+
+/// A picked endpoint whose picker has not heard how its attempt ended:
+/// when dropped so (the request was given up), it hears
+/// [`PickOutcome::Cancelled`].
+struct Picked<'a>(Option<(&'a dyn EndpointPicker, EndpointSet<'a>, usize)>);
+
+impl Picked<'_> {
+    fn done(&mut self, outcome: PickOutcome) {
+        if let Some((picker, set, i)) = self.0.take() {
+            picker.done(&set, i, outcome);
+        }
+    }
+}
+
+impl Drop for Picked<'_> {
+    fn drop(&mut self) {
+        self.done(PickOutcome::Cancelled);
     }
 }
 
@@ -221,9 +305,6 @@ async fn send_to_one(
 /// has no ready endpoints, implementations SHOULD return a 503 for requests
 /// to that backend instead [of 500]." A connection refused by every attempt
 /// is answered the same way.
-///
-/// A retried request's response carries the number of retries
-/// ([`crate::tracing_otel::Retries`], for its span).
 pub async fn forward(
     proxy: &Arc<Proxy>,
     cfg: &Config,
@@ -231,27 +312,10 @@ pub async fn forward(
     req: Request<Body>,
     target: &BackendTarget,
     policy: &ForwardPolicy,
+    balance: Option<&AppliedPolicy>,
 ) -> Response<Body> {
-    let mut retries = 0;
-    let mut resp = forward_counting(proxy, cfg, conn, req, target, policy, &mut retries).await;
-    if retries > 0 {
-        resp.extensions_mut()
-            .insert(crate::tracing_otel::Retries(retries));
-    }
-    resp
-}
-
-/// [`forward`], counting the attempts after the first in `retries`.
-async fn forward_counting(
-    proxy: &Arc<Proxy>,
-    cfg: &Config,
-    conn: &ConnInfo,
-    req: Request<Body>,
-    target: &BackendTarget,
-    policy: &ForwardPolicy,
-    retries: &mut u32,
-) -> Response<Body> {
-    let addrs = cfg.endpoints.get(&target.service, target.port);
+    let listed = cfg.endpoints.get_with_id(&target.service, target.port);
+    let addrs = listed.0;
     if addrs.is_empty() {
         return status_response(StatusCode::SERVICE_UNAVAILABLE, "no ready endpoints\n");
     }
@@ -350,9 +414,18 @@ async fn forward_counting(
             break;
         };
         let req = Request::from_parts(attempt_parts, this_body);
-        *retries = attempt;
         attempt_deadline = timeout.map(|t| Instant::now() + t);
-        let result = send_to_one(proxy, addrs, req, protocol, attempt_deadline, tls.as_ref()).await;
+        let pick = Pick::new(cfg, target, listed, balance, conn.client.peer);
+        let result = send_to_one(
+            proxy,
+            addrs,
+            req,
+            protocol,
+            attempt_deadline,
+            tls.as_ref(),
+            pick,
+        )
+        .await;
         let retryable = match (&result, retry) {
             (Ok(resp), Some(r)) => r.codes.contains(&resp.status().as_u16()),
             (Err(ForwardError::Unreachable(..)), Some(_)) => true,
@@ -804,7 +877,7 @@ pub async fn answer(
     if let Some(m) = &decision.matched {
         series.route = cfg.labels.route(m.route());
     }
-    let mut response = match &decision.action {
+    let response = match &decision.action {
         Action::Respond(r) => respond(r),
         Action::Redirect(r) => redirect(r),
         Action::Forward(f) => {
@@ -935,6 +1008,9 @@ pub async fn answer(
                         Request::from_parts(parts, body),
                         target,
                         &forward_policy,
+                        cfg.plugins
+                            .endpoint_picker()
+                            .and_then(|p| f.policy(p.kind(), Some(backend))),
                     )
                     .await;
                     let (mut rp, b) = resp.into_parts();
@@ -961,14 +1037,6 @@ pub async fn answer(
             }
         }
     };
-    // The rule, for the request's span.
-    if proxy.tracer().is_some()
-        && let Some(m) = &decision.matched
-    {
-        response
-            .extensions_mut()
-            .insert(crate::tracing_otel::RuleIndex(m.rule_index()));
-    }
     Answered {
         response,
         series,
@@ -994,6 +1062,7 @@ struct AuthUpstream<'a> {
     cfg: &'a Config,
     gateway: &'a ObjectKey,
     target: &'a BackendTarget,
+    client: std::net::SocketAddr,
 }
 
 impl crate::ext_auth::Upstream for AuthUpstream<'_> {
@@ -1004,14 +1073,30 @@ impl crate::ext_auth::Upstream for AuthUpstream<'_> {
         deadline: Instant,
     ) -> BoxFuture<'_, Result<Response<Body>, ForwardError>> {
         Box::pin(async move {
-            let tls = match &self.target.tls {
-                None => None,
-                Some(t) => Some(backend_tls(self.cfg, self.gateway, t, protocol).map_err(|e| {
-                    ForwardError::Unreachable(([0, 0, 0, 0], 0).into(), e.to_string())
-                })?),
-            };
-            let addrs = self.cfg.endpoints.get(&self.target.service, self.target.port);
-            send_to_one(self.proxy, addrs, req, protocol, Some(deadline), tls.as_ref()).await
+            let tls =
+                match &self.target.tls {
+                    None => None,
+                    Some(t) => Some(backend_tls(self.cfg, self.gateway, t, protocol).map_err(
+                        |e| ForwardError::Unreachable(([0, 0, 0, 0], 0).into(), e.to_string()),
+                    )?),
+                };
+            let listed = self
+                .cfg
+                .endpoints
+                .get_with_id(&self.target.service, self.target.port);
+            // No route's policy reaches the authorization service's
+            // endpoints: the picker's default.
+            let pick = Pick::new(self.cfg, self.target, listed, None, self.client);
+            send_to_one(
+                self.proxy,
+                listed.0,
+                req,
+                protocol,
+                Some(deadline),
+                tls.as_ref(),
+                pick,
+            )
+            .await
         })
     }
 }
@@ -1046,6 +1131,7 @@ async fn run_request_filters(
                     cfg,
                     gateway: &conn.gateway,
                     target: a.target(),
+                    client: conn.client.peer,
                 };
                 // The rule's request timeout bounds the call too.
                 let timeout = enabled(f.timeouts().request)

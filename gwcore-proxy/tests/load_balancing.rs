@@ -1,0 +1,256 @@
+//! Load balancing over the wire, with gwcore's own plug-ins
+//! (`first_party::plugins`, whose `LoadBalancerPolicy` picker is
+//! `gwcore_proxy::balance`): three backends on loopback behind one
+//! Service each test; round robin (no policy) takes them in turn, a
+//! consistent hash on a header keeps a key on one endpoint, an endpoint
+//! answering 500 is ejected while the others serve and comes back after
+//! its ejection, and a reload that keeps the endpoints keeps the turn.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gwcore_proxy::first_party;
+use gwcore_proxy::provider::{Runtime, RuntimeOptions};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A backend that answers every request with its name and the status it
+/// is set to (200 at first), closing the connection after each.
+struct Backend {
+    name: &'static str,
+    port: u16,
+    status: Arc<AtomicU16>,
+}
+
+impl Backend {
+    async fn start(name: &'static str) -> Backend {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let status = Arc::new(AtomicU16::new(200));
+        let answer = status.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    continue;
+                };
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let status = answer.load(Ordering::Relaxed);
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{name}",
+                        name.len()
+                    );
+                    let _ = s.write_all(head.as_bytes()).await;
+                });
+            }
+        });
+        Backend { name, port, status }
+    }
+}
+
+async fn backends() -> [Backend; 3] {
+    [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ]
+}
+
+/// Service `app` (port 80) with the backends as its endpoints, a route
+/// sending every path to it, and `extra` (a policy).
+fn manifest(backends: &[Backend], extra: &str) -> String {
+    let slices: String = backends
+        .iter()
+        .map(|b| {
+            format!(
+                "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: app-{}, namespace: default, labels: {{kubernetes.io/service-name: app}}}}\naddressType: IPv4\nports: [{{port: {}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n",
+                b.name, b.port
+            )
+        })
+        .collect();
+    format!(
+        "{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: app, namespace: default}}\nspec: {{ports: [{{port: 80}}]}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: app, namespace: default}}\nspec:\n  parentRefs: [{{name: gw}}]\n  rules: [{{backendRefs: [{{name: app, port: 80}}]}}]\n{slices}{extra}",
+        common::HTTP_GATEWAY
+    )
+}
+
+/// A `LoadBalancerPolicy` on Service `app` with `spec` (besides its
+/// targetRefs).
+fn policy(spec: &str) -> String {
+    format!(
+        "---\napiVersion: policy.gwcore.dev/v1alpha1\nkind: LoadBalancerPolicy\nmetadata: {{name: lb, namespace: default}}\nspec:\n  targetRefs: [{{group: \"\", kind: Service, name: app}}]\n{spec}\n"
+    )
+}
+
+fn snapshot(manifest: &str) -> gwcore::Snapshot {
+    let plugins = first_party::plugins();
+    let loaded = gwcore::load::load_str_extended(
+        "load-balancing.yaml",
+        manifest,
+        gwcore::load::Limits::default(),
+        plugins.extensions(),
+    );
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    loaded.to_snapshot()
+}
+
+async fn start(manifest: &str) -> (Runtime, SocketAddr) {
+    let opts = RuntimeOptions {
+        plugins: first_party::plugins(),
+        ..common::options(false)
+    };
+    let rt = Runtime::from_snapshot(snapshot(manifest), opts)
+        .await
+        .expect("start");
+    let addr = rt.local_addr(80).unwrap();
+    (rt, addr)
+}
+
+/// One GET with `headers`: the status and which backend answered.
+async fn get(addr: SocketAddr, headers: &[(&str, &str)]) -> (StatusCode, String) {
+    let client = common::client();
+    let mut req = Request::get(format!("http://{addr}/")).header("host", "a.example");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .expect("request");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Which backends answered `n` requests, in order.
+async fn answered_by(addr: SocketAddr, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let (status, name) = get(addr, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        out.push(name);
+    }
+    out
+}
+
+/// Whether `seq` takes every one of `names` in turn, always in the same
+/// order.
+fn in_turn(seq: &[String], names: usize) -> bool {
+    let first: Vec<&String> = seq.iter().take(names).collect();
+    first.iter().collect::<BTreeSet<_>>().len() == names
+        && seq.iter().enumerate().all(|(i, s)| s == first[i % names])
+}
+
+#[tokio::test]
+async fn without_a_policy_requests_take_the_endpoints_in_turn_across_a_reload() {
+    let b = backends().await;
+    let (mut rt, addr) = start(&manifest(&b, "")).await;
+    let seq = answered_by(addr, 12).await;
+    assert!(in_turn(&seq, 3), "{seq:?}");
+    // A reload that leaves the endpoints as they were (a policy on
+    // another Service): the turn goes on where it was.
+    let other = "---\napiVersion: policy.gwcore.dev/v1alpha1\nkind: LoadBalancerPolicy\nmetadata: {name: other, namespace: default}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: elsewhere}]\n  algorithm: LeastRequest\n";
+    rt.apply(snapshot(&manifest(&b, other))).await;
+    let more = answered_by(addr, 6).await;
+    let all: Vec<String> = seq.into_iter().chain(more).collect();
+    assert!(in_turn(&all, 3), "{all:?}");
+}
+
+#[tokio::test]
+async fn a_consistent_hash_on_a_header_keeps_each_key_on_one_endpoint() {
+    let b = backends().await;
+    let (_rt, addr) = start(&manifest(
+        &b,
+        &policy(
+            "  algorithm: ConsistentHash\n  consistentHash: {key: {type: Header, header: x-user}}",
+        ),
+    ))
+    .await;
+    let mut by_user = BTreeMap::new();
+    for user in 0..20 {
+        let user = format!("user-{user}");
+        let mut seen = BTreeSet::new();
+        for _ in 0..5 {
+            let (status, name) = get(addr, &[("x-user", &user)]).await;
+            assert_eq!(status, StatusCode::OK);
+            seen.insert(name);
+        }
+        assert_eq!(seen.len(), 1, "{user} went to {seen:?}");
+        by_user.insert(user, seen.into_iter().next().unwrap());
+    }
+    let used: BTreeSet<&String> = by_user.values().collect();
+    assert!(used.len() > 1, "every key on one endpoint: {by_user:?}");
+}
+
+#[tokio::test]
+async fn an_endpoint_answering_500_is_ejected_then_comes_back() {
+    let b = backends().await;
+    let (_rt, addr) = start(&manifest(
+        &b,
+        &policy(
+            "  outlierDetection: {consecutive5xx: 2, baseEjectionTime: 1s, maxEjectedPercent: 50}",
+        ),
+    ))
+    .await;
+    b[2].status.store(500, Ordering::Relaxed);
+    // Round robin: c answers 500 twice within six requests, then is out.
+    let mut errors = 0;
+    for _ in 0..6 {
+        let (status, name) = get(addr, &[]).await;
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            assert_eq!(name, "c");
+            errors += 1;
+        }
+    }
+    assert_eq!(errors, 2);
+    let during = answered_by(addr, 20).await;
+    assert!(!during.iter().any(|n| n == "c"), "{during:?}");
+    assert!(during.iter().any(|n| n == "a") && during.iter().any(|n| n == "b"));
+    // Healthy again; after its ejection (1 s) it takes requests again.
+    b[2].status.store(200, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let after = answered_by(addr, 6).await;
+    assert!(in_turn(&after, 3), "{after:?}");
+}
+
+#[tokio::test]
+async fn the_share_keeps_the_last_endpoints_in_rotation() {
+    let b = backends().await;
+    let (_rt, addr) = start(&manifest(
+        &b,
+        &policy(
+            "  outlierDetection: {consecutive5xx: 1, baseEjectionTime: 1m, maxEjectedPercent: 50}",
+        ),
+    ))
+    .await;
+    // Every endpoint fails; at 50 % of three, one is ejected at most.
+    for backend in &b {
+        backend.status.store(503, Ordering::Relaxed);
+    }
+    for _ in 0..3 {
+        assert_eq!(get(addr, &[]).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let mut names = BTreeSet::new();
+    for _ in 0..12 {
+        let (status, name) = get(addr, &[]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        names.insert(name);
+    }
+    assert_eq!(names.len(), 2, "one ejected, two still tried: {names:?}");
+}
