@@ -155,6 +155,16 @@ pub(crate) struct LimitArgs {
     /// else 400).
     #[arg(long, value_name = "ACTION", default_value_t = Default::default())]
     escaped_slashes: gwcore::table::slashes::EscapedSlashes,
+    /// Trace requests: a span for each, exported over OTLP/gRPC to the
+    /// collector at this URL (e.g. http://127.0.0.1:4317), and W3C
+    /// trace contexts continued with it. Default: off (traceparent and
+    /// tracestate reach backends as clients sent them).
+    #[arg(long, value_name = "URL", value_parser = parse_otlp_endpoint)]
+    otlp_endpoint: Option<http::Uri>,
+    /// The share of new traces sampled with --otlp-endpoint, 0.0 to 1.0;
+    /// a caller's sampled flag is followed.
+    #[arg(long, value_name = "RATIO", default_value = "1.0")]
+    trace_sampling_ratio: gwcore_proxy::tracing_otel::SamplingRatio,
 }
 
 impl LimitArgs {
@@ -183,7 +193,23 @@ impl LimitArgs {
             trusted_proxies: self.trusted_proxies.clone(),
             proxy_protocol: self.proxy_protocol.clone(),
             escaped_slashes: self.escaped_slashes,
+            tracing: gwcore_proxy::tracing_otel::TracingOptions {
+                otlp_endpoint: self.otlp_endpoint.clone(),
+                sampling_ratio: self.trace_sampling_ratio,
+            },
         }
+    }
+}
+
+/// An OTLP collector's URL: `http://` and a host (the exporter speaks
+/// plain-text gRPC; put a local collector in front of a TLS one).
+fn parse_otlp_endpoint(s: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http"), Some(_)) => Ok(uri),
+        _ => Err(format!(
+            "expected a collector URL such as http://127.0.0.1:4317, got {s:?}"
+        )),
     }
 }
 

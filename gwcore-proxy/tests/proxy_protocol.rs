@@ -314,6 +314,7 @@ impl Gateway {
             },
             trusted_proxies: trusted.parse().unwrap(),
             proxy_protocol: "80,443,8443,9000".parse().unwrap(),
+            ..ServeOptions::default()
         };
         let rt = Runtime::start_with(vec![dir.0.clone()], opts, serve)
             .await
