@@ -13,7 +13,9 @@
 # 400), CLIENTS (default 8), KEEP=1 keeps the profile and configs,
 # EXTRA=FILE appends FILE's documents to the scenario (a policy or a
 # filter to measure; `${BACKEND_PORT}` in it is the nginx backend's port,
-# and the Service `bench/backend` is that backend).
+# and the Service `bench/backend` is that backend), SERVE_FLAGS="..." adds
+# flags to `gwcore serve` (e.g. `--otlp-endpoint http://127.0.0.1:4317`,
+# to measure tracing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -49,7 +51,7 @@ PIDS+=($!)
 wait_port "$BACKEND_PORT"
 
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
-  "$GWCORE" serve "$WORK/gw.yaml" --listen "80=127.0.0.1:$PROXY_PORT" --threads 1 >"$WORK/gwcore.log" 2>&1 &
+  "$GWCORE" serve "$WORK/gw.yaml" --listen "80=127.0.0.1:$PROXY_PORT" --threads 1 ${SERVE_FLAGS:-} >"$WORK/gwcore.log" 2>&1 &
 VG=$!
 PIDS+=($VG)
 wait_port "$PROXY_PORT" 1200 # valgrind starts slowly
