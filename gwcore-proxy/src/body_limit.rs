@@ -72,20 +72,20 @@ pub fn too_large() -> Response<Body> {
     r
 }
 
-/// Holds a request to `max_bytes` of body: `Err` with the 413 to answer
-/// when its `Content-Length` says more; otherwise `body` is wrapped to fail
+/// Holds a request to `max_bytes` of body: `Err` when its
+/// `Content-Length` says more (answer [`too_large`]); otherwise `body` is wrapped to fail
 /// with [`TooLarge`] before it passes the limit, and the request is marked
 /// [`Limited`].
 pub fn limit(
     parts: &mut http::request::Parts,
     body: &mut Body,
     max_bytes: u64,
-) -> Result<(), Response<Body>> {
+) -> Result<(), TooLarge> {
     let declared = hyper::body::Body::size_hint(body)
         .exact()
         .or_else(|| content_length(&parts.headers));
     if declared.is_some_and(|n| n > max_bytes) {
-        return Err(too_large());
+        return Err(TooLarge { limit: max_bytes });
     }
     parts.extensions.insert(Limited { max_bytes });
     if !hyper::body::Body::is_end_stream(body) {
@@ -106,7 +106,7 @@ pub(crate) fn limit_by_default(
     parts: &mut http::request::Parts,
     body: &mut Body,
     max_bytes: u64,
-) -> Result<(), Response<Body>> {
+) -> Result<(), TooLarge> {
     if max_bytes == 0 || parts.extensions.get::<Limited>().is_some() {
         return Ok(());
     }
@@ -192,7 +192,7 @@ impl PolicyPlugin for BodyLimiter {
             };
             match limit(request.head, request.body, value.max_bytes) {
                 Ok(()) => Verdict::Continue,
-                Err(r) => Verdict::Respond(r),
+                Err(_) => Verdict::Respond(too_large()),
             }
         })
     }
@@ -222,8 +222,7 @@ mod tests {
     fn a_declared_length_over_the_limit_is_413_at_once() {
         let mut p = parts(Some("11"));
         let mut body = chunks(&[b"0123456789a"]);
-        let r = limit(&mut p, &mut body, 10).unwrap_err();
-        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(limit(&mut p, &mut body, 10), Err(TooLarge { limit: 10 }));
         let mut p = parts(Some("10"));
         assert!(limit(&mut p, &mut chunks(&[b"0123456789"]), 10).is_ok());
         assert_eq!(

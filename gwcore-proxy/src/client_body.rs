@@ -345,46 +345,43 @@ mod tests {
             .map_err(|e| status_of(&*e))
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_stall_longer_than_the_timeout_is_408() {
-        let l = limits(1000, 0);
+        let l = limits(300, 0);
         assert_eq!(
-            outcome(paced(trickle(vec![(10, 5), (900, 5)]), &l)).await,
+            outcome(paced(trickle(vec![(10, 5), (100, 5)]), &l)).await,
             Ok(10)
         );
         assert_eq!(
-            outcome(paced(trickle(vec![(10, 5), (1100, 5)]), &l)).await,
+            outcome(paced(trickle(vec![(10, 5), (600, 5)]), &l)).await,
             Err(StatusCode::REQUEST_TIMEOUT)
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_trickle_that_beats_the_stall_timeout_is_408_by_rate() {
-        // One byte every 900 ms never stalls 1 s, but 1 B/0.9 s is far
-        // under 100 B/s once the first second of waiting is spent.
-        let l = limits(1000, 100);
-        let slow: Vec<(u64, usize)> = (0..20).map(|_| (900, 1)).collect();
+        // A byte every 100 ms never stalls 300 ms, but 10 B/s is far
+        // under 100 B/s once the first 300 ms of waiting are spent.
+        let l = limits(300, 100);
+        let slow: Vec<(u64, usize)> = (0..10).map(|_| (100, 1)).collect();
         assert_eq!(
             outcome(paced(trickle(slow.clone()), &l)).await,
             Err(StatusCode::REQUEST_TIMEOUT)
         );
         // Without the rate, the same trickle passes.
-        assert_eq!(
-            outcome(paced(trickle(slow), &limits(1000, 0))).await,
-            Ok(20)
-        );
-        // Fast enough: 200 B every 900 ms.
-        let fine: Vec<(u64, usize)> = (0..20).map(|_| (900, 200)).collect();
-        assert_eq!(outcome(paced(trickle(fine), &l)).await, Ok(4000));
+        assert_eq!(outcome(paced(trickle(slow), &limits(300, 0))).await, Ok(10));
+        // Fast enough: 100 B every 100 ms.
+        let fine: Vec<(u64, usize)> = (0..10).map(|_| (100, 100)).collect();
+        assert_eq!(outcome(paced(trickle(fine), &l)).await, Ok(1000));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn time_the_reader_does_not_ask_does_not_count() {
-        let l = limits(1000, 0);
+        let l = limits(300, 0);
         let mut body = paced(trickle(vec![(10, 5), (10, 5)]), &l);
         assert!(body.frame().await.unwrap().is_ok());
         // The backend takes its time to ask for more.
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
         assert!(body.frame().await.unwrap().is_ok());
         assert!(body.frame().await.is_none());
     }

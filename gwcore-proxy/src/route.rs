@@ -910,13 +910,15 @@ pub async fn answer(
                         }
                     };
                     // The Gateway-wide body limit, where no policy set one.
-                    if let Err(response) = crate::body_limit::limit_by_default(
+                    if crate::body_limit::limit_by_default(
                         &mut parts,
                         &mut body,
                         limits.max_request_body_bytes,
-                    ) {
+                    )
+                    .is_err()
+                    {
                         return Answered {
-                            response,
+                            response: crate::body_limit::too_large(),
                             series,
                             provenance,
                         };

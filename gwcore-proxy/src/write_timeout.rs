@@ -123,25 +123,29 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_peer_that_does_not_read_fails_the_write_after_the_timeout() {
         let (a, _b) = tokio::io::duplex(64);
-        let mut w = WriteTimeout::new(a, Duration::from_secs(5));
+        let mut w = WriteTimeout::new(a, Duration::from_millis(300));
         let start = Instant::now();
         let e = w.write_all(&[0u8; 1024]).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_slow_reader_that_keeps_reading_is_not_cut() {
         let (a, mut b) = tokio::io::duplex(64);
-        let mut w = WriteTimeout::new(a, Duration::from_secs(5));
+        let mut w = WriteTimeout::new(a, Duration::from_millis(300));
         let reader = tokio::spawn(async move {
             let mut buf = [0u8; 64];
             let mut n = 0;
             while n < 1024 {
-                tokio::time::sleep(Duration::from_secs(4)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 n += tokio::io::AsyncReadExt::read(&mut b, &mut buf)
                     .await
                     .unwrap();

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use gwcore_proxy::limits::Limits;
 use gwcore_proxy::provider::Runtime;
 use gwcore_proxy::server::ServeOptions;
-use http::{Request, StatusCode};
+use http::Request;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
