@@ -31,17 +31,18 @@ pub fn setting(table: &Table, head: &RequestHead, default: EscapedSlashes) -> Es
 
 /// Routes `head` under its setting ([`setting`] with `default`): the
 /// table's decision (with the decoded path set on `head` under
-/// `UnescapeAndForward`), or the gateway's answer (307 or 400).
+/// `UnescapeAndForward`), or the gateway's answer (307 or 400: see
+/// [`response`]).
 pub fn route<'t>(
     table: &'t Table,
     head: &mut RequestHead,
     default: EscapedSlashes,
-) -> Result<Decision<'t>, Response<Body>> {
+) -> Result<Decision<'t>, Answer> {
     if !head.path().is_ok_and(has_encoded_separator) {
         return Ok(table.find(head));
     }
     let setting = setting(table, head, default);
-    slashes::route(table, head, setting).map_err(|a| response(&a))
+    slashes::route(table, head, setting)
 }
 
 /// The gateway's answer: [`REDIRECT_STATUS`] with `Location`, or 400.
