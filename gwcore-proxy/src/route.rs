@@ -861,9 +861,9 @@ pub async fn answer(
     let escaped_slashes = proxy.options().escaped_slashes;
     let decision = match crate::path_policy::route(table, &mut head, escaped_slashes) {
         Ok(decision) => decision,
-        Err(response) => {
+        Err(answer) => {
             return Answered {
-                response,
+                response: crate::path_policy::response(&answer),
                 series,
                 provenance: String::new(),
             };
