@@ -44,7 +44,9 @@
 //! (certificates and keys from Secrets), [`endpoints`], [`limits`]
 //! (connection limits, trusted proxies), [`proxy_protocol`] (the header
 //! a TCP load balancer sends first), [`metrics`], [`l4`], [`files`],
-//! [`body`], and, with the non-default feature `echo`, the stand-in
+//! [`body`], [`tracing_otel`] (spans of requests, exported over OTLP)
+//! and [`trace_context`] (W3C `traceparent`), and, with the non-default
+//! feature `echo`, the stand-in
 //! backends `echo` and `tcp_echo` (test servers, not part of the default
 //! API).
 //!
@@ -107,5 +109,7 @@ mod tcp;
 #[cfg(feature = "echo")]
 pub mod tcp_echo;
 pub mod tls;
+pub mod trace_context;
+pub mod tracing_otel;
 mod udp;
 mod write_timeout;
