@@ -44,11 +44,14 @@ const EJECTED: usize = 0;
 const RETURNED: usize = 1;
 const OVER_MAX_SHARE: usize = 2;
 
+/// Each Service's ports' states.
+type PortStates = HashMap<ObjectKey, Vec<(u16, Arc<PortState>)>, rustc_hash::FxBuildHasher>;
+
 /// The picker of `LoadBalancerPolicy`: round robin by default, least
 /// request, consistent hashing, with outlier ejection. Its state lives as
 /// long as the plug-in (across reloads).
 pub struct Balancer {
-    ports: RwLock<HashMap<ObjectKey, Vec<(u16, Arc<PortState>)>, rustc_hash::FxBuildHasher>>,
+    ports: RwLock<PortStates>,
     epoch: Instant,
     counters: PolicyCounters,
 }
@@ -342,9 +345,10 @@ impl Balancer {
         let fast = request.tried.is_empty() && !ejecting && !refusing;
         let now = if ejecting { self.now() } else { 0 };
         let usable = |i: usize| {
-            !request.tried.contains(&i)
-                && !(ejecting && state.is_ejected(i, now, &self.counters, policy))
-                && !(refusing && request.is_refusing(i))
+            let passed_over = request.tried.contains(&i)
+                || (ejecting && state.is_ejected(i, now, &self.counters, policy))
+                || (refusing && request.is_refusing(i));
+            !passed_over
         };
         let round_robin = || {
             let start = state.next.fetch_add(1, Relaxed);
