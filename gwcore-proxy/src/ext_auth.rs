@@ -658,6 +658,10 @@ mod tests {
     use envoy_types::pb::envoy::config::core::v3::HeaderValue as PbHeader;
     use envoy_types::pb::google::protobuf::BoolValue;
 
+    // `append` is deprecated in Envoy's API in favour of `append_action`,
+    // but auth services still send it, and the filter honours it: the
+    // test builds both.
+    #[allow(deprecated)]
     fn option(key: &str, value: &str, append: Option<bool>, action: i32) -> HeaderValueOption {
         HeaderValueOption {
             header: Some(PbHeader {

@@ -305,6 +305,9 @@ impl Drop for Picked<'_> {
 /// has no ready endpoints, implementations SHOULD return a 503 for requests
 /// to that backend instead [of 500]." A connection refused by every attempt
 /// is answered the same way.
+///
+/// A retried request's response carries the number of retries
+/// ([`crate::tracing_otel::Retries`], for its span).
 pub async fn forward(
     proxy: &Arc<Proxy>,
     cfg: &Config,
@@ -313,6 +316,28 @@ pub async fn forward(
     target: &BackendTarget,
     policy: &ForwardPolicy,
     balance: Option<&AppliedPolicy>,
+) -> Response<Body> {
+    let mut retries = 0;
+    let mut resp =
+        forward_counting(proxy, cfg, conn, req, target, policy, balance, &mut retries).await;
+    if retries > 0 {
+        resp.extensions_mut()
+            .insert(crate::tracing_otel::Retries(retries));
+    }
+    resp
+}
+
+/// [`forward`], counting the attempts after the first in `retries`.
+#[allow(clippy::too_many_arguments)]
+async fn forward_counting(
+    proxy: &Arc<Proxy>,
+    cfg: &Config,
+    conn: &ConnInfo,
+    req: Request<Body>,
+    target: &BackendTarget,
+    policy: &ForwardPolicy,
+    balance: Option<&AppliedPolicy>,
+    retries: &mut u32,
 ) -> Response<Body> {
     let listed = cfg.endpoints.get_with_id(&target.service, target.port);
     let addrs = listed.0;
@@ -414,6 +439,7 @@ pub async fn forward(
             break;
         };
         let req = Request::from_parts(attempt_parts, this_body);
+        *retries = attempt;
         attempt_deadline = timeout.map(|t| Instant::now() + t);
         let pick = Pick::new(cfg, target, listed, balance, conn.client.peer);
         let result = send_to_one(
@@ -877,7 +903,7 @@ pub async fn answer(
     if let Some(m) = &decision.matched {
         series.route = cfg.labels.route(m.route());
     }
-    let response = match &decision.action {
+    let mut response = match &decision.action {
         Action::Respond(r) => respond(r),
         Action::Redirect(r) => redirect(r),
         Action::Forward(f) => {
@@ -1039,6 +1065,14 @@ pub async fn answer(
             }
         }
     };
+    // The rule, for the request's span.
+    if proxy.tracer().is_some()
+        && let Some(m) = &decision.matched
+    {
+        response
+            .extensions_mut()
+            .insert(crate::tracing_otel::RuleIndex(m.rule_index()));
+    }
     Answered {
         response,
         series,
@@ -1075,13 +1109,12 @@ impl crate::ext_auth::Upstream for AuthUpstream<'_> {
         deadline: Instant,
     ) -> BoxFuture<'_, Result<Response<Body>, ForwardError>> {
         Box::pin(async move {
-            let tls =
-                match &self.target.tls {
-                    None => None,
-                    Some(t) => Some(backend_tls(self.cfg, self.gateway, t, protocol).map_err(
-                        |e| ForwardError::Unreachable(([0, 0, 0, 0], 0).into(), e.to_string()),
-                    )?),
-                };
+            let tls = match &self.target.tls {
+                None => None,
+                Some(t) => Some(backend_tls(self.cfg, self.gateway, t, protocol).map_err(|e| {
+                    ForwardError::Unreachable(([0, 0, 0, 0], 0).into(), e.to_string())
+                })?),
+            };
             let listed = self
                 .cfg
                 .endpoints
