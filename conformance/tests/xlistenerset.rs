@@ -152,9 +152,15 @@ fn rewrite_renames_objects_and_references() {
          spec:\n  parentRefs: [{kind: ListenerSet, name: s}, {name: gw}]\n",
     );
     assert_eq!(docs.iter_mut().map(to_x).sum::<usize>(), 2);
-    assert_eq!(docs[0]["apiVersion"], "gateway.networking.x-k8s.io/v1alpha1");
+    assert_eq!(
+        docs[0]["apiVersion"],
+        "gateway.networking.x-k8s.io/v1alpha1"
+    );
     assert_eq!(docs[0]["kind"], "XListenerSet");
-    assert_eq!(docs[0]["spec"]["parentRef"], serde_json::json!({"name": "gw"}));
+    assert_eq!(
+        docs[0]["spec"]["parentRef"],
+        serde_json::json!({"name": "gw"})
+    );
     assert_eq!(
         docs[1]["spec"]["parentRefs"],
         serde_json::json!([{"group": X_GROUP, "kind": "XListenerSet", "name": "s"}, {"name": "gw"}])

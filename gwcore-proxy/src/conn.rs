@@ -20,8 +20,8 @@ use tokio::sync::watch;
 use crate::body::Body;
 use crate::h2_flood::FloodGuard;
 use crate::limits::Limits;
-use crate::write_timeout::WriteTimeout;
 use crate::proxy::{ConnInfo, Proxy};
+use crate::write_timeout::WriteTimeout;
 
 impl Proxy {
     /// Answers one request received on a connection.

@@ -148,13 +148,11 @@ impl Endpoints {
 
     /// Every (Service, port) with its endpoints.
     pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, u16, &[Endpoint])> {
-        self.map
-            .iter()
-            .flat_map(|(k, ports)| {
-                ports
-                    .iter()
-                    .map(move |(p, a)| (k, *p, a.endpoints.as_slice()))
-            })
+        self.map.iter().flat_map(|(k, ports)| {
+            ports
+                .iter()
+                .map(move |(p, a)| (k, *p, a.endpoints.as_slice()))
+        })
     }
 }
 

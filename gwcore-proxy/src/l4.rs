@@ -414,9 +414,21 @@ mod tests {
     #[test]
     fn a_server_name_that_is_not_a_hostname_is_refused() {
         for (name, want, why) in [
-            (&b"Shop.Example.com"[..], Hello::Complete(Some("Shop.Example.com".into())), "valid, any case"),
-            (b"10.0.0.1", Hello::Complete(None), "an address is no SNI (RFC 6066 §3)"),
-            (b"2001:db8::1", Hello::Complete(None), "an IPv6 address is no SNI"),
+            (
+                &b"Shop.Example.com"[..],
+                Hello::Complete(Some("Shop.Example.com".into())),
+                "valid, any case",
+            ),
+            (
+                b"10.0.0.1",
+                Hello::Complete(None),
+                "an address is no SNI (RFC 6066 §3)",
+            ),
+            (
+                b"2001:db8::1",
+                Hello::Complete(None),
+                "an IPv6 address is no SNI",
+            ),
             (b"*.example.com", Hello::NotTls, "a wildcard"),
             (b"a\0b.example.com", Hello::NotTls, "a control byte"),
             (b"example.com.", Hello::NotTls, "a trailing dot"),

@@ -339,7 +339,8 @@ pub struct PolicyCounters {
     name: &'static str,
     help: &'static str,
     outcomes: &'static [&'static str],
-    by_policy: RwLock<HashMap<gwcore::model::ObjectKey, Arc<[AtomicU64]>, rustc_hash::FxBuildHasher>>,
+    by_policy:
+        RwLock<HashMap<gwcore::model::ObjectKey, Arc<[AtomicU64]>, rustc_hash::FxBuildHasher>>,
 }
 
 impl std::fmt::Debug for PolicyCounters {

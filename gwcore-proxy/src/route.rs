@@ -1109,12 +1109,13 @@ impl crate::ext_auth::Upstream for AuthUpstream<'_> {
         deadline: Instant,
     ) -> BoxFuture<'_, Result<Response<Body>, ForwardError>> {
         Box::pin(async move {
-            let tls = match &self.target.tls {
-                None => None,
-                Some(t) => Some(backend_tls(self.cfg, self.gateway, t, protocol).map_err(|e| {
-                    ForwardError::Unreachable(([0, 0, 0, 0], 0).into(), e.to_string())
-                })?),
-            };
+            let tls =
+                match &self.target.tls {
+                    None => None,
+                    Some(t) => Some(backend_tls(self.cfg, self.gateway, t, protocol).map_err(
+                        |e| ForwardError::Unreachable(([0, 0, 0, 0], 0).into(), e.to_string()),
+                    )?),
+                };
             let listed = self
                 .cfg
                 .endpoints
