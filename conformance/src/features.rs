@@ -330,7 +330,26 @@ pub fn render(rows: &BTreeMap<String, FeatureRow>) -> String {
         }
     }
     own_kinds(&mut out);
+    data_plane(&mut out);
     out
+}
+
+/// The section of gwcore's data-plane features that are not kinds
+/// ([`gwcore_proxy::first_party::DATA_PLANE_FEATURES`]).
+fn data_plane(out: &mut String) {
+    out.push_str(
+        "\n## gwcore's data-plane features\n\n\
+         Set by `gwcore serve` flags or `ServeOptions` rather than by a kind; tested by \
+         gwcore's own wire tests.\n\n\
+         | Feature | Setting | Docs |\n|---|---|---|\n",
+    );
+    for f in gwcore_proxy::first_party::DATA_PLANE_FEATURES {
+        let _ = writeln!(
+            out,
+            "| {} | {} | [{}]({}) |",
+            f.name, f.setting, f.doc, f.doc
+        );
+    }
 }
 
 /// The section of gwcore's own policy kinds: the ones `gwcore serve`

@@ -27,3 +27,61 @@ pub fn plugins() -> Plugins {
         // Read before routing by `crate::path_policy`, not on a rule.
         .with_policy(gwcore::policies::path::PathPolicy)
 }
+
+/// A data-plane feature gwcore ships that is not a policy kind (it is set
+/// by `gwcore serve` flags or [`crate::limits::ServeOptions`]), as the
+/// feature table (`docs/features.md`) lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DataPlaneFeature {
+    /// What it is.
+    pub name: &'static str,
+    /// How it is turned on or tuned.
+    pub setting: &'static str,
+    /// Its page under `docs/`.
+    pub doc: &'static str,
+}
+
+/// gwcore's data-plane features beyond its policy kinds.
+pub const DATA_PLANE_FEATURES: &[DataPlaneFeature] = &[
+    DataPlaneFeature {
+        name: "PROXY protocol v1 and v2 (client address from a TCP load balancer)",
+        setting: "`--proxy-protocol PORTS`, `ServeOptions::proxy_protocol`",
+        doc: "docs/proxy-protocol.md",
+    },
+    DataPlaneFeature {
+        name: "Request body limit (Gateway-wide default; per route: BodyLimitPolicy)",
+        setting: "`--max-request-body-bytes`, `Limits::max_request_body_bytes`",
+        doc: "docs/body-limits.md",
+    },
+    DataPlaneFeature {
+        name: "Slow clients: request body timeout and minimum rate, response write timeout",
+        setting: "`--request-body-timeout`, `--min-request-body-rate`, `--response-write-timeout`",
+        doc: "docs/body-limits.md",
+    },
+    DataPlaneFeature {
+        name: "Request framing validated before a backend sees a request",
+        setting: "`--request-body-buffer-bytes`",
+        doc: "docs/body-limits.md",
+    },
+    DataPlaneFeature {
+        name: "Escaped slashes in paths (default; per Gateway or listener: PathPolicy)",
+        setting: "`--escaped-slashes`, `ServeOptions::escaped_slashes`",
+        doc: "docs/path-policy.md",
+    },
+    DataPlaneFeature {
+        name: "HTTP/2 abuse limits (rapid reset, CONTINUATION, control-frame floods, HPACK bombs)",
+        setting: "`--http2-max-control-frames-per-second` and the other `--http2-*` limits",
+        doc: "docs/isolation.md",
+    },
+    DataPlaneFeature {
+        name: "Tracing: W3C trace context, spans over OTLP, trace id in access logs",
+        setting: "`--otlp-endpoint`, `--trace-sampling-ratio`, `ServeOptions::tracing`",
+        doc: "docs/tracing.md",
+    },
+    DataPlaneFeature {
+        name: "External authorization (the ExternalAuth filter, HTTP and Envoy ext_authz gRPC)",
+        setting: "HTTPRoute filter `type: ExternalAuth`",
+        doc: "docs/external-auth.md",
+    },
+];
