@@ -347,7 +347,11 @@ fn data_plane(out: &mut String) {
         let _ = writeln!(
             out,
             "| {} | {} | [{}]({}) |",
-            f.name, f.setting, f.doc, f.doc
+            f.name,
+            f.setting,
+            f.doc,
+            // The table is itself in docs/: links are relative to it.
+            f.doc.strip_prefix("docs/").unwrap_or(f.doc)
         );
     }
 }
