@@ -6,7 +6,7 @@
 //! its place among the rule's filters with the same shape as an
 //! embedder's [`crate::plugin::FilterPlugin`]: it sees the request head and
 //! body as they will be sent on, may change them, and answers a
-//! [`Verdict`]. It reaches the service through an [`Upstream`] it is handed
+//! [`Verdict`]. It reaches the service through an `Upstream` it is handed
 //! (the proxy's pools, endpoints and BackendTLSPolicy), so this module
 //! knows nothing of the proxy's configuration.
 //!
