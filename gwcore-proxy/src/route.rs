@@ -953,9 +953,13 @@ pub async fn answer(
                     let filters_started = Instant::now();
                     let mut ran = FiltersRan::default();
                     if extensions {
-                        let filtering = run_request_filters(
+                        // Boxed: the filters' future (an authorization
+                        // call among them) is large, and every request's
+                        // future would carry its size, moved by hyper
+                        // whether or not a filter runs.
+                        let filtering = Box::pin(run_request_filters(
                             proxy, cfg, conn, &series, f, backend, &head, &mut parts, &mut body,
-                        );
+                        ));
                         match filtering.await {
                             Ok(r) => ran = r,
                             Err(response) => {
