@@ -129,13 +129,10 @@ impl PolicyKind for BodyLimitPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Snapshot;
-    use crate::engine::{ComputeOptions, Computed, compute};
-    use crate::extension::Extensions;
-    use crate::load::{Limits, load_str_extended};
+    use crate::engine::Computed;
     use crate::model::{Kind, ObjectKey};
+    use crate::policies::testing;
     use crate::status::ObjectStatus;
-    use crate::table::{Action, RequestHead, Table};
 
     fn parse(yaml: &str) -> Result<BodyLimit, Refused> {
         let spec: serde_json::Value = serde_norway::from_str(yaml).unwrap();
@@ -183,8 +180,6 @@ mod tests {
         }
     }
 
-    const CTRL: &str = "example.com/gateway-controller";
-
     const BASE: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -227,41 +222,16 @@ spec:
         "{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r, sectionName: upload}";
 
     fn run(yaml: &str) -> Computed {
-        let ext = Extensions::new().with_policy(BodyLimitPolicy);
-        let l = load_str_extended("test.yaml", yaml, Limits::default(), &ext);
-        assert!(!l.has_errors(), "{:#?}", l.diagnostics);
-        let snap = Snapshot::from_objects(l.objects.into_iter().map(|(o, _)| o));
-        compute(
-            &snap,
-            &ComputeOptions::new(CTRL, "2026-06-01T00:00:00Z").with_extensions(ext),
-        )
+        testing::run(BodyLimitPolicy, yaml)
     }
 
     fn accepted(out: &Computed, name: &str) -> (String, String, String) {
-        match out
-            .statuses
-            .get(&ObjectKey::new(Kind::Extension(KIND), "app", name))
-        {
-            Some(ObjectStatus::Policy(p)) => {
-                assert_eq!(p.ancestors.len(), 1, "{p:?}");
-                let c = &p.ancestors[0].conditions[0];
-                assert_eq!(c.type_, "Accepted");
-                (c.status.clone(), c.reason.clone(), c.message.clone())
-            }
-            other => panic!("no status for {name}: {other:?}"),
-        }
+        testing::accepted(out, KIND, "app", name)
     }
 
     /// The policy and its limit for a request to `path`.
     fn applied(out: &Computed, path: &str) -> Option<(String, u64)> {
-        let t = Table::compile(out.routing.values().next().expect("our Gateway"));
-        let d = t.find(&RequestHead::new(80, "a.example", "POST", path));
-        let Action::Forward(f) = &d.action else {
-            panic!("not forwarded: {:?}", d.action)
-        };
-        let p = f.policy(KIND, Some(f.pick(0)))?;
-        let v = p.value.get::<BodyLimit>().expect("a BodyLimit value");
-        Some((p.policy.name.clone(), v.max_bytes))
+        testing::applied(out, KIND, "POST", path, |v: &BodyLimit| v.max_bytes)
     }
 
     #[test]

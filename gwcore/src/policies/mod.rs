@@ -14,3 +14,5 @@ pub mod body_limit;
 pub mod load_balancer;
 pub mod path;
 pub mod rate_limit;
+#[cfg(test)]
+mod testing;

@@ -102,12 +102,8 @@ impl PolicyKind for PathPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Snapshot;
-    use crate::engine::{ComputeOptions, Computed, compute};
-    use crate::extension::Extensions;
-    use crate::load::{Limits, load_str_extended};
-    use crate::model::{Kind, ObjectKey};
-    use crate::status::ObjectStatus;
+    use crate::engine::Computed;
+    use crate::policies::testing;
     use crate::table::{RequestHead, Table};
 
     fn parse(yaml: &str) -> Result<PathSettings, Refused> {
@@ -154,8 +150,6 @@ mod tests {
         }
     }
 
-    const CTRL: &str = "example.com/gateway-controller";
-
     const BASE: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -196,30 +190,12 @@ spec: {ports: [{port: 80}]}
         "{group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: api}";
 
     fn run(yaml: &str) -> Computed {
-        let ext = Extensions::new().with_policy(PathPolicy);
-        let l = load_str_extended("t.yaml", yaml, Limits::default(), &ext);
-        assert!(!l.has_errors(), "{:#?}", l.diagnostics);
-        let snap = Snapshot::from_objects(l.objects.into_iter().map(|(o, _)| o));
-        compute(
-            &snap,
-            &ComputeOptions::new(CTRL, "2026-01-01T00:00:00Z").with_extensions(ext),
-        )
+        testing::run(PathPolicy, yaml)
     }
 
     /// `Accepted` of policy `name`: (status, reason, message).
     fn accepted(out: &Computed, name: &str) -> (String, String, String) {
-        match out
-            .statuses
-            .get(&ObjectKey::new(Kind::Extension(KIND), "infra", name))
-        {
-            Some(ObjectStatus::Policy(p)) => {
-                assert_eq!(p.ancestors.len(), 1, "{p:?}");
-                let c = &p.ancestors[0].conditions[0];
-                assert_eq!(c.type_, "Accepted");
-                (c.status.clone(), c.reason.clone(), c.message.clone())
-            }
-            other => panic!("no status for {name}: {other:?}"),
-        }
+        testing::accepted(out, KIND, "infra", name)
     }
 
     /// The setting a request to `host` is read with; `None`: the data

@@ -275,13 +275,8 @@ impl PolicyKind for RateLimitPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Snapshot;
-    use crate::engine::{ComputeOptions, Computed, compute};
-    use crate::extension::Extensions;
-    use crate::load::{Limits, load_str_extended};
-    use crate::model::{Kind, ObjectKey};
-    use crate::status::ObjectStatus;
-    use crate::table::{Action, RequestHead, Table};
+    use crate::engine::Computed;
+    use crate::policies::testing;
 
     fn parse(yaml: &str) -> Result<RateLimits, Refused> {
         let spec: serde_json::Value = serde_norway::from_str(yaml).unwrap();
@@ -408,8 +403,6 @@ mod tests {
         assert!(refusal(&many).contains("at most 16"));
     }
 
-    const CTRL: &str = "example.com/gateway-controller";
-
     const BASE: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -452,42 +445,19 @@ spec:
         "{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r, sectionName: search}";
 
     fn run(yaml: &str) -> Computed {
-        let ext = Extensions::new().with_policy(RateLimitPolicy);
-        let l = load_str_extended("test.yaml", yaml, Limits::default(), &ext);
-        assert!(!l.has_errors(), "{:#?}", l.diagnostics);
-        let snap = Snapshot::from_objects(l.objects.into_iter().map(|(o, _)| o));
-        compute(
-            &snap,
-            &ComputeOptions::new(CTRL, "2026-06-01T00:00:00Z").with_extensions(ext),
-        )
+        testing::run(RateLimitPolicy, yaml)
     }
 
     /// The Accepted condition of policy `name`: status, reason, message.
     fn accepted(out: &Computed, name: &str) -> (String, String, String) {
-        match out
-            .statuses
-            .get(&ObjectKey::new(Kind::Extension(KIND), "app", name))
-        {
-            Some(ObjectStatus::Policy(p)) => {
-                assert_eq!(p.ancestors.len(), 1, "{p:?}");
-                let c = &p.ancestors[0].conditions[0];
-                assert_eq!(c.type_, "Accepted");
-                (c.status.clone(), c.reason.clone(), c.message.clone())
-            }
-            other => panic!("no status for {name}: {other:?}"),
-        }
+        testing::accepted(out, KIND, "app", name)
     }
 
     /// The policy and its first limit's requests for a request to `path`.
     fn applied(out: &Computed, path: &str) -> Option<(String, u32)> {
-        let t = Table::compile(out.routing.values().next().expect("our Gateway"));
-        let d = t.find(&RequestHead::new(80, "a.example", "GET", path));
-        let Action::Forward(f) = &d.action else {
-            panic!("not forwarded: {:?}", d.action)
-        };
-        let p = f.policy(KIND, Some(f.pick(0)))?;
-        let v = p.value.get::<RateLimits>().expect("a RateLimits value");
-        Some((p.policy.name.clone(), v.limits[0].requests))
+        testing::applied(out, KIND, "GET", path, |v: &RateLimits| {
+            v.limits[0].requests
+        })
     }
 
     #[test]

@@ -1,11 +1,6 @@
 use super::*;
-use crate::Snapshot;
-use crate::engine::{ComputeOptions, Computed, compute};
-use crate::extension::Extensions;
-use crate::load::{Limits, load_str_extended};
-use crate::model::{Kind, ObjectKey};
-use crate::status::ObjectStatus;
-use crate::table::{Action, RequestHead, Table};
+use crate::engine::Computed;
+use crate::policies::testing;
 
 fn parse(yaml: &str) -> Result<LoadBalancer, Refused> {
     let spec: serde_json::Value = serde_norway::from_str(yaml).unwrap();
@@ -167,8 +162,6 @@ fn bad_specs_are_refused_naming_the_field() {
     }
 }
 
-const CTRL: &str = "example.com/gateway-controller";
-
 const BASE: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -214,41 +207,18 @@ fn policy(name: &str, target: &str, spec: &str) -> String {
 const ON_CART: &str = "{group: \"\", kind: Service, name: cart}";
 
 fn run(yaml: &str) -> Computed {
-    let ext = Extensions::new().with_policy(LoadBalancerPolicy);
-    let l = load_str_extended("test.yaml", yaml, Limits::default(), &ext);
-    assert!(!l.has_errors(), "{:#?}", l.diagnostics);
-    let snap = Snapshot::from_objects(l.objects.into_iter().map(|(o, _)| o));
-    compute(
-        &snap,
-        &ComputeOptions::new(CTRL, "2026-06-01T00:00:00Z").with_extensions(ext),
-    )
+    testing::run(LoadBalancerPolicy, yaml)
 }
 
 fn accepted(out: &Computed, name: &str) -> (String, String, String) {
-    match out
-        .statuses
-        .get(&ObjectKey::new(Kind::Extension(KIND), "app", name))
-    {
-        Some(ObjectStatus::Policy(p)) => {
-            assert_eq!(p.ancestors.len(), 1, "{p:?}");
-            let c = &p.ancestors[0].conditions[0];
-            assert_eq!(c.type_, "Accepted");
-            (c.status.clone(), c.reason.clone(), c.message.clone())
-        }
-        other => panic!("no status for {name}: {other:?}"),
-    }
+    testing::accepted(out, KIND, "app", name)
 }
 
 /// The policy and its algorithm for a request to `path`'s backend.
 fn applied(out: &Computed, path: &str) -> Option<(String, Algorithm)> {
-    let t = Table::compile(out.routing.values().next().expect("our Gateway"));
-    let d = t.find(&RequestHead::new(80, "a.example", "GET", path));
-    let Action::Forward(f) = &d.action else {
-        panic!("not forwarded: {:?}", d.action)
-    };
-    let p = f.policy(KIND, Some(f.pick(0)))?;
-    let v = p.value.get::<LoadBalancer>().expect("a LoadBalancer value");
-    Some((p.policy.name.clone(), v.algorithm.clone()))
+    testing::applied(out, KIND, "GET", path, |v: &LoadBalancer| {
+        v.algorithm.clone()
+    })
 }
 
 #[test]
