@@ -4,14 +4,14 @@
 
 mod common;
 
+use common::certs::Cert;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use gwcore_proxy::echo::EchoIdentity;
 use gwcore_proxy::provider::{Runtime, RuntimeOptions};
 use gwcore_proxy::tcp_echo::{TcpEchoServer, TcpEchoed};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -169,41 +169,6 @@ async fn tcp_routes_of_the_same_age_go_by_name() {
 }
 
 /// A self-signed certificate and its key.
-struct Cert {
-    pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-}
-
-impl Cert {
-    fn new(names: &[&str]) -> Cert {
-        let c = rcgen::generate_simple_self_signed(
-            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
-        Cert {
-            pem: c.cert.pem(),
-            key_pem: c.key_pair.serialize_pem(),
-            der: c.cert.der().clone(),
-        }
-    }
-
-    fn key(&self) -> rustls::sign::CertifiedKey {
-        let der = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
-        let signer = rustls::crypto::ring::sign::any_supported_type(&der).unwrap();
-        rustls::sign::CertifiedKey::new(vec![self.der.clone()], signer)
-    }
-
-    fn secret(&self, name: &str) -> String {
-        let indent = |s: &str| -> String { s.lines().map(|l| format!("    {l}\n")).collect() };
-        format!(
-            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
-            indent(&self.pem),
-            indent(&self.key_pem)
-        )
-    }
-}
-
 /// A TLS client that trusts only `trust`.
 async fn tls_connect(
     addr: SocketAddr,
@@ -211,17 +176,8 @@ async fn tls_connect(
     trust: &Cert,
     alpn: &[&[u8]],
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(trust.der.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(addr).await?;
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    tokio_rustls::TlsConnector::from(trust.client_config(alpn))
         .connect(ServerName::try_from(sni.to_owned()).unwrap(), tcp)
         .await
 }

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::certs::{Cert, tls_backend};
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
@@ -22,8 +24,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ppp::v2;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -70,83 +71,6 @@ fn v2_local() -> Vec<u8> {
     v2::Builder::new(v2::Version::Two | v2::Command::Local, 0)
         .build()
         .unwrap()
-}
-
-struct Cert {
-    pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-}
-
-impl Cert {
-    fn new(name: &str) -> Cert {
-        let c = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
-        Cert {
-            pem: c.cert.pem(),
-            key_pem: c.key_pair.serialize_pem(),
-            der: c.cert.der().clone(),
-        }
-    }
-
-    fn secret(&self, name: &str) -> String {
-        let indent = |s: &str| -> String { s.lines().map(|l| format!("    {l}\n")).collect() };
-        format!(
-            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
-            indent(&self.pem),
-            indent(&self.key_pem)
-        )
-    }
-
-    fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Arc::new(cfg)
-    }
-}
-
-fn slice(service: &str, port: u16) -> String {
-    format!(
-        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {service}-1, namespace: default, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nports: [{{port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n"
-    )
-}
-
-/// A TLS backend (TLS passthrough's): says which SNI it saw, then closes.
-/// A PROXY header reaching it would break its handshake.
-async fn tls_backend(c: &Cert) -> SocketAddr {
-    let key = PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![c.der.clone()], key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (s, _) = l.accept().await.unwrap();
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(mut tls) = acceptor.accept(s).await {
-                    let sni = tls.get_ref().1.server_name().unwrap_or("").to_owned();
-                    let _ = tls
-                        .write_all(format!("backend saw {sni}\n").as_bytes())
-                        .await;
-                    let _ = tls.shutdown().await;
-                }
-            });
-        }
-    });
-    addr
 }
 
 /// A TCP backend that echoes what it reads, and keeps everything it read.
@@ -274,8 +198,8 @@ spec:
 "#
         .to_owned(),
         cert.secret("cert-a"),
-        slice("secure", tls.port()),
-        slice("raw", tcp.port()),
+        common::endpoint_slice("default", "secure", tls.port()),
+        common::endpoint_slice("default", "raw", tcp.port()),
     ]
     .join("---\n")
 }
@@ -295,8 +219,8 @@ impl Gateway {
     /// 9000 (not 8080), trusting `trusted` to set proxy headers.
     async fn start(trusted: &str) -> Gateway {
         log_init();
-        let cert = Cert::new("a.example");
-        let pass = Cert::new("pass.example");
+        let cert = Cert::new(&["a.example"]);
+        let pass = Cert::new(&["pass.example"]);
         let tcp_seen = Arc::new(Mutex::new(Vec::new()));
         let tls = tls_backend(&pass).await;
         let tcp = tcp_echo(tcp_seen.clone()).await;

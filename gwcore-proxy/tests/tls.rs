@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::certs::{Cert, tls_backend};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -16,21 +18,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-struct Cert {
-    pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-}
-
 fn cert(names: &[&str]) -> Cert {
-    let c =
-        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    Cert {
-        pem: c.cert.pem(),
-        key_pem: c.key_pair.serialize_pem(),
-        der: c.cert.der().clone(),
-    }
+    Cert::new(names)
 }
 
 fn indent(s: &str) -> String {
@@ -42,12 +31,6 @@ fn secret(ns: &str, name: &str, c: &Cert) -> String {
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
         indent(&c.pem),
         indent(&c.key_pem)
-    )
-}
-
-fn endpoint_slice(ns: &str, service: &str, port: u16) -> String {
-    format!(
-        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {service}-1, namespace: {ns}, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nports: [{{port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n"
     )
 }
 
@@ -194,37 +177,6 @@ spec:
     assert_eq!(s, StatusCode::MISDIRECTED_REQUEST);
 }
 
-/// A TLS server standing for a backend: says which SNI it saw, then closes.
-async fn tls_backend(c: &Cert) -> SocketAddr {
-    let key = PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![c.der.clone()], key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (s, _) = l.accept().await.unwrap();
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(mut tls) = acceptor.accept(s).await {
-                    let sni = tls.get_ref().1.server_name().unwrap_or("").to_owned();
-                    let _ = tls
-                        .write_all(format!("backend saw {sni}\n").as_bytes())
-                        .await;
-                    let _ = tls.shutdown().await;
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// A TCP server that echoes what it reads.
 async fn tcp_echo() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -262,9 +214,9 @@ spec:
         .to_owned(),
         secret("default", "cert-term", &term),
         "apiVersion: v1\nkind: Service\nmetadata: {name: secure, namespace: default}\nspec: {ports: [{port: 443}]}\n".to_owned(),
-        endpoint_slice("default", "secure", tls_addr.port()),
+        common::endpoint_slice("default", "secure", tls_addr.port()),
         "apiVersion: v1\nkind: Service\nmetadata: {name: raw, namespace: default}\nspec: {ports: [{port: 7}]}\n".to_owned(),
-        endpoint_slice("default", "raw", tcp_addr.port()),
+        common::endpoint_slice("default", "raw", tcp_addr.port()),
         r#"apiVersion: gateway.networking.k8s.io/v1alpha2
 kind: TLSRoute
 metadata: {name: secure, namespace: default}

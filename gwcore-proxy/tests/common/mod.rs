@@ -1,6 +1,8 @@
 //! Helpers shared by the socket tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod certs;
+
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -136,4 +138,12 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// An EndpointSlice of Service `ns/service` with one endpoint,
+/// 127.0.0.1:`port`.
+pub fn endpoint_slice(ns: &str, service: &str, port: u16) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {service}-1, namespace: {ns}, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nports: [{{port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n"
+    )
 }
