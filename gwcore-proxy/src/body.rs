@@ -1,7 +1,12 @@
 //! The body type every response of the proxy carries.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Frame, SizeHint};
 
 /// Any error a body can fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -36,42 +41,24 @@ pub fn incoming(body: hyper::body::Incoming) -> Body {
 /// frames are kept). An error of the body is returned as is; `body` is
 /// then empty.
 pub async fn buffer_prefix(body: &mut Body, limit: usize) -> Result<Buffered, BoxError> {
-    let mut inner = std::mem::replace(body, empty());
-    let mut read = bytes::BytesMut::new();
-    let mut trailers = None;
-    let mut complete = false;
-    while read.len() < limit {
-        match inner.frame().await {
-            None => {
-                complete = true;
-                break;
+    let ahead = ReadAhead::read(std::mem::replace(body, empty()), |n| n >= limit).await?;
+    let bytes = {
+        let mut data = ahead.data();
+        match (data.next(), data.next()) {
+            (None, _) => Bytes::new(),
+            (Some(one), None) => one.clone(),
+            (Some(a), Some(b)) => {
+                let mut all = bytes::BytesMut::with_capacity(ahead.pending as usize);
+                all.extend_from_slice(a);
+                all.extend_from_slice(b);
+                data.for_each(|d| all.extend_from_slice(d));
+                all.freeze()
             }
-            Some(Err(e)) => return Err(e),
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => read.extend_from_slice(&data),
-                Err(frame) => {
-                    // Trailers end the body.
-                    trailers = frame.into_trailers().ok();
-                    complete = true;
-                    break;
-                }
-            },
         }
-    }
-    if !complete && hyper::body::Body::is_end_stream(&inner) {
-        complete = true;
-    }
-    let read = read.freeze();
-    *body = Replayed {
-        prefix: (!read.is_empty()).then(|| read.clone()),
-        trailers: trailers.take(),
-        rest: (!complete).then_some(inner),
-    }
-    .boxed();
-    Ok(Buffered {
-        bytes: read,
-        complete,
-    })
+    };
+    let complete = ahead.is_complete();
+    *body = ahead.boxed();
+    Ok(Buffered { bytes, complete })
 }
 
 /// What [`buffer_prefix`] read.
@@ -84,59 +71,115 @@ pub struct Buffered {
     pub complete: bool,
 }
 
-/// A body whose start was read: the bytes read, then the trailers that
-/// ended it or the rest of it.
-struct Replayed {
-    prefix: Option<Bytes>,
-    trailers: Option<http::HeaderMap>,
+/// The frames read from the start of a body, then the rest of it: what
+/// [`buffer_prefix`] and the proxy's read-ahead of small request bodies
+/// (`crate::client_body`) leave in the body's place.
+pub(crate) struct ReadAhead {
+    frames: VecDeque<Frame<Bytes>>,
+    /// The data bytes in `frames`.
+    pending: u64,
+    /// Whether the frames end with trailers.
+    trailers: bool,
+    /// The rest of the body; `None` once it ended.
     rest: Option<Body>,
 }
 
-impl hyper::body::Body for Replayed {
+impl ReadAhead {
+    /// Reads `body`'s frames until `enough` (of the data bytes read so
+    /// far, asked before each frame) or the body's end. An error of the
+    /// body is returned as is.
+    pub(crate) async fn read(
+        mut body: Body,
+        enough: impl Fn(usize) -> bool,
+    ) -> Result<ReadAhead, BoxError> {
+        let mut frames = VecDeque::new();
+        let mut len = 0usize;
+        let mut trailers = false;
+        let ended = loop {
+            if enough(len) {
+                break false;
+            }
+            match body.frame().await {
+                None => break true,
+                Some(Err(e)) => return Err(e),
+                Some(Ok(f)) => {
+                    if let Some(d) = f.data_ref() {
+                        if d.is_empty() {
+                            continue;
+                        }
+                        len += d.len();
+                    } else {
+                        trailers = true;
+                    }
+                    frames.push_back(f);
+                }
+            }
+        };
+        let ended = ended || hyper::body::Body::is_end_stream(&body);
+        Ok(ReadAhead {
+            frames,
+            pending: len as u64,
+            trailers,
+            rest: (!ended).then_some(body),
+        })
+    }
+
+    /// Whether the frames read are the whole body.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.rest.is_none()
+    }
+
+    /// The data read, frame by frame.
+    fn data(&self) -> impl Iterator<Item = &Bytes> {
+        self.frames.iter().filter_map(Frame::data_ref)
+    }
+}
+
+impl hyper::body::Body for ReadAhead {
     type Data = Bytes;
     type Error = BoxError;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
-        use std::task::Poll;
-        if let Some(prefix) = self.prefix.take() {
-            return Poll::Ready(Some(Ok(hyper::body::Frame::data(prefix))));
-        }
-        if let Some(trailers) = self.trailers.take() {
-            return Poll::Ready(Some(Ok(hyper::body::Frame::trailers(trailers))));
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(f) = self.frames.pop_front() {
+            if let Some(d) = f.data_ref() {
+                self.pending -= d.len() as u64;
+            }
+            return Poll::Ready(Some(Ok(f)));
         }
         match self.rest.as_mut() {
-            Some(rest) => std::pin::Pin::new(rest).poll_frame(cx),
+            Some(rest) => Pin::new(rest).poll_frame(cx),
             None => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.prefix.is_none()
-            && self.trailers.is_none()
+        self.frames.is_empty()
             && self
                 .rest
                 .as_ref()
                 .is_none_or(hyper::body::Body::is_end_stream)
     }
 
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        let prefix = self.prefix.as_ref().map_or(0, |b| b.len() as u64);
-        let mut hint = self.rest.as_ref().map_or_else(
-            || hyper::body::SizeHint::with_exact(0),
-            hyper::body::Body::size_hint,
-        );
-        let lower = hint.lower() + prefix;
-        match hint.upper() {
-            Some(upper) => {
-                hint.set_upper(upper + prefix);
+    /// Exact when the frames are the whole body and carry no trailers (a
+    /// body sent with its length cannot carry them); otherwise what the
+    /// rest declares, plus the bytes read ahead.
+    fn size_hint(&self) -> SizeHint {
+        match &self.rest {
+            None if self.trailers => SizeHint::default(),
+            None => SizeHint::with_exact(self.pending),
+            Some(rest) => {
+                let mut hint = rest.size_hint();
+                let lower = hint.lower() + self.pending;
+                if let Some(upper) = hint.upper() {
+                    hint.set_upper(upper + self.pending);
+                }
                 hint.set_lower(lower);
+                hint
             }
-            None => hint.set_lower(lower),
         }
-        hint
     }
 }
 
@@ -186,6 +229,8 @@ mod tests {
             http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed();
         let read = buffer_prefix(&mut body, 100).await.unwrap();
         assert!(read.complete);
+        // Sent on with a length, the trailers would be lost.
+        assert_eq!(hyper::body::Body::size_hint(&body).exact(), None);
         let collected = body.collect().await.unwrap();
         assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
         assert_eq!(&collected.to_bytes()[..], b"x");

@@ -14,7 +14,6 @@
 //!        ─▶ read whole when small (HTTP/1.x) ─▶ backend
 //! ```
 
-use std::collections::VecDeque;
 use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -26,7 +25,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BoxError, ReadAhead};
 use crate::limits::Limits;
 
 /// The error of a request body that came too slowly: it stalled longer
@@ -191,78 +190,9 @@ pub(crate) async fn read_small(body: &mut Body, max: usize) -> Result<(), BoxErr
     {
         return Ok(());
     }
-    let mut inner = std::mem::replace(body, crate::body::empty());
-    let mut frames = VecDeque::new();
-    let mut len = 0usize;
-    let mut trailers = false;
-    let ended = loop {
-        if len > max {
-            break false;
-        }
-        match inner.frame().await {
-            None => break true,
-            Some(Err(e)) => return Err(e),
-            Some(Ok(f)) => {
-                if let Some(d) = f.data_ref() {
-                    if d.is_empty() {
-                        continue;
-                    }
-                    len += d.len();
-                } else {
-                    trailers = true;
-                }
-                frames.push_back(f);
-            }
-        }
-    };
-    let ended = ended || hyper::body::Body::is_end_stream(&inner);
-    *body = Replay {
-        frames,
-        exact: (ended && !trailers).then_some(len as u64),
-        rest: (!ended).then_some(inner),
-    }
-    .boxed();
+    let inner = std::mem::replace(body, crate::body::empty());
+    *body = ReadAhead::read(inner, |n| n > max).await?.boxed();
     Ok(())
-}
-
-/// Frames read ahead, then the rest of the body.
-struct Replay {
-    frames: VecDeque<Frame<Bytes>>,
-    /// The whole length, when the frames are all of it (no trailers).
-    exact: Option<u64>,
-    rest: Option<Body>,
-}
-
-impl hyper::body::Body for Replay {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(f) = self.frames.pop_front() {
-            if let (Some(n), Some(d)) = (&mut self.exact, f.data_ref()) {
-                *n -= d.len() as u64;
-            }
-            return Poll::Ready(Some(Ok(f)));
-        }
-        match self.rest.as_mut() {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.frames.is_empty() && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.exact {
-            Some(n) => SizeHint::with_exact(n),
-            None => SizeHint::default(),
-        }
-    }
 }
 
 #[cfg(test)]
