@@ -307,7 +307,21 @@ async fn only_the_leader_writes_and_a_successor_takes_over() {
         "exactly one leader: a {ca:?}, b {cb:?}"
     );
     let (leader, follower) = if ca.leader { (a, b) } else { (b, a) };
-    assert!(leader.counters().status_writes >= 5);
+    eventually(
+        "the leader counts its writes",
+        Duration::from_secs(5),
+        || {
+            let c = leader.counters();
+            async move {
+                if c.status_writes >= 5 {
+                    Ok(())
+                } else {
+                    Err(format!("{c:?}"))
+                }
+            }
+        },
+    )
+    .await;
     assert_eq!(
         follower.counters().status_writes,
         0,
@@ -338,8 +352,23 @@ async fn only_the_leader_writes_and_a_successor_takes_over() {
     c.set_shared_gateway_access(&hr, true).await;
     wait_route(&c, &hr, "hr", &ours, accepted()).await;
     wait_attached(&c, &infra, "shared-gateway", 3).await;
-    let f = follower.counters();
-    assert!(f.status_writes >= 2, "the successor writes: {f:?}");
+    // The API server shows a write before the writer counts it: wait for
+    // the count rather than read it once.
+    let (f, _) = eventually(
+        "the successor counts its two writes",
+        Duration::from_secs(5),
+        || {
+            let f = follower.counters();
+            async move {
+                if f.status_writes >= 2 {
+                    Ok(f)
+                } else {
+                    Err(format!("{f:?}"))
+                }
+            }
+        },
+    )
+    .await;
     assert_eq!(f.status_conflicts, 0, "no conflicting writes: {f:?}");
     c.cleanup(&objs).await;
     follower.shutdown().await;
