@@ -115,3 +115,59 @@ fn without_knowing_the_usable_addresses_every_supported_one_is_taken() {
         ("False".into(), "UnsupportedAddress".into())
     );
 }
+
+fn ip(value: &str) -> gwcore::status::GatewayStatusAddress {
+    gwcore::status::GatewayStatusAddress {
+        type_: Some(gwcore::values::AddressType::IpAddress),
+        value: value.into(),
+    }
+}
+
+#[test]
+fn a_gateways_own_addresses_replace_the_deployments() {
+    let key = ObjectKey::new(Kind::Gateway, "infra", "gw");
+    // The deployment serves 10.0.0.1; this Gateway's own Service 10.0.0.9.
+    let opts = ComputeOptions::new(CTRL, NOW)
+        .with_addresses(vec![ip("10.0.0.1")])
+        .with_usable_addresses(["10.0.0.1"])
+        .with_gateway_addresses(key.clone(), vec![ip("10.0.0.9")]);
+    let g = status("[]", &opts);
+    assert_eq!(values(&g), ["10.0.0.9"], "requests none: gets its own");
+    let g = status("[{type: IPAddress, value: 10.0.0.1}]", &opts);
+    assert_eq!(
+        condition(&g, "Programmed"),
+        ("False".into(), "AddressNotUsable".into()),
+        "the deployment's address is not this Gateway's"
+    );
+    let g = status("[{type: IPAddress, value: 10.0.0.9}]", &opts);
+    assert_eq!(condition(&g, "Programmed").0, "True");
+    assert_eq!(values(&g), ["10.0.0.9"]);
+}
+
+#[test]
+fn setting_a_gateways_addresses_incrementally_equals_a_full_computation() {
+    let key = ObjectKey::new(Kind::Gateway, "infra", "gw");
+    let loaded = load_str("gw.yaml", &gateway("[{type: IPAddress, value: 10.0.0.9}]"));
+    let snap = gwcore::Snapshot::from_objects(loaded.into_objects());
+    let mut engine =
+        gwcore::engine::Engine::from_snapshot(snap.clone(), ComputeOptions::new(CTRL, NOW));
+    let before = engine.statuses()[&key].clone();
+    for own in [vec![ip("10.0.0.2")], vec![ip("10.0.0.9")], vec![]] {
+        let delta = engine.set_gateway_addresses(&key, Some(own.clone()));
+        let full = compute(
+            &snap,
+            &ComputeOptions::new(CTRL, NOW).with_gateway_addresses(key.clone(), own.clone()),
+        );
+        assert_eq!(engine.statuses()[&key], full.statuses[&key], "{own:?}");
+        assert!(
+            delta.statuses.contains_key(&key),
+            "{own:?}: reported changed"
+        );
+        assert!(
+            engine.set_gateway_addresses(&key, Some(own)).is_empty(),
+            "the same addresses again change nothing"
+        );
+    }
+    engine.set_gateway_addresses(&key, None);
+    assert_eq!(engine.statuses()[&key], before, "cleared: as before");
+}

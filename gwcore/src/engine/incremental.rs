@@ -28,7 +28,7 @@ use crate::attachments::{AttachedRoute, GatewayRouting};
 use crate::engine::ComputeOptions;
 use crate::model::{Kind, Object, ObjectKey};
 use crate::snapshot::Snapshot;
-use crate::status::ObjectStatus;
+use crate::status::{GatewayStatusAddress, ObjectStatus};
 
 /// What one change did: the statuses and routing inputs that changed.
 /// `None` means the status (or routing) is gone.
@@ -188,6 +188,28 @@ impl Engine {
             panic!("{e}");
         }
         self.opts.now = now;
+    }
+
+    /// Sets (or with `None`, clears) the addresses Gateway `gateway`'s own
+    /// infrastructure serves it on ([`ComputeOptions::gateway_addresses`]),
+    /// and recomputes that Gateway's status; returns what changed.
+    pub fn set_gateway_addresses(
+        &mut self,
+        gateway: &ObjectKey,
+        addresses: Option<Vec<GatewayStatusAddress>>,
+    ) -> Delta {
+        if self.opts.gateway_addresses.get(gateway) == addresses.as_ref() {
+            return Delta::default();
+        }
+        match addresses {
+            Some(a) => self.opts.gateway_addresses.insert(gateway.clone(), a),
+            None => self.opts.gateway_addresses.remove(gateway),
+        };
+        let mut dirty = Dirty::default();
+        if self.gws.contains_key(gateway) {
+            dirty.restamp.insert(gateway.clone());
+        }
+        self.recompute(dirty)
     }
 
     /// The objects.

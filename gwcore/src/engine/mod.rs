@@ -84,6 +84,12 @@ pub struct ComputeOptions {
     /// out of `status.addresses`. `None` (the default): not known, every
     /// address of a supported type is taken as usable.
     pub usable_addresses: Option<std::collections::BTreeSet<String>>,
+    /// Per Gateway, the addresses its own infrastructure serves it on
+    /// (Kubernetes: the Service made for the Gateway). For a Gateway listed
+    /// here they take the place of both [`ComputeOptions::addresses`] and
+    /// [`ComputeOptions::usable_addresses`]: they are what it reports when
+    /// it requests none, and the only addresses it can use. Default: none.
+    pub gateway_addresses: BTreeMap<ObjectKey, Vec<GatewayStatusAddress>>,
 }
 
 impl ComputeOptions {
@@ -112,6 +118,7 @@ impl ComputeOptions {
             addresses: Vec::new(),
             extensions: Extensions::default(),
             usable_addresses: None,
+            gateway_addresses: BTreeMap::new(),
         })
     }
 
@@ -141,6 +148,42 @@ impl ComputeOptions {
     pub fn with_addresses(mut self, addresses: Vec<GatewayStatusAddress>) -> Self {
         self.addresses = addresses;
         self
+    }
+
+    /// Sets the addresses Gateway `gateway`'s own infrastructure serves it
+    /// on ([`ComputeOptions::gateway_addresses`]).
+    pub fn with_gateway_addresses(
+        mut self,
+        gateway: ObjectKey,
+        addresses: Vec<GatewayStatusAddress>,
+    ) -> Self {
+        self.gateway_addresses.insert(gateway, addresses);
+        self
+    }
+
+    /// For Gateway `gateway`: the addresses it reports when it requests
+    /// none, and the addresses it can use (`None`: any).
+    pub(crate) fn addressing(
+        &self,
+        gateway: &ObjectKey,
+    ) -> (
+        &[GatewayStatusAddress],
+        Option<std::borrow::Cow<'_, BTreeSet<String>>>,
+    ) {
+        match self.gateway_addresses.get(gateway) {
+            Some(own) => (
+                own,
+                Some(std::borrow::Cow::Owned(
+                    own.iter().map(|a| canonical_address(&a.value)).collect(),
+                )),
+            ),
+            None => (
+                &self.addresses,
+                self.usable_addresses
+                    .as_ref()
+                    .map(std::borrow::Cow::Borrowed),
+            ),
+        }
     }
 }
 

@@ -108,18 +108,17 @@ impl Ctx<'_> {
             };
             // Spec (GatewayReasonAddressNotUsable): an address the
             // deployment cannot serve leaves the Gateway not Programmed.
+            let (deployment_addresses, usable_addresses) = self.opts.addressing(key);
             let unusable =
-                self.opts.usable_addresses.as_ref().and_then(|usable| {
+                usable_addresses.as_ref().and_then(|usable| {
                     gw.obj.spec.addresses.iter().find(|a| {
                         !a.value.is_empty() && !usable.contains(&canonical_address(&a.value))
                     })
                 });
             let programmed = if let (true, Some(a)) = (accepted.is_true(), unusable) {
-                let served: Vec<&str> = self
-                    .opts
-                    .usable_addresses
+                let served: Vec<&str> = usable_addresses
                     .iter()
-                    .flatten()
+                    .flat_map(|u| u.iter())
                     .map(String::as_str)
                     .collect();
                 cond(
@@ -195,8 +194,7 @@ impl Ctx<'_> {
                 .iter()
                 .filter(|a| !a.value.is_empty())
                 .filter(|a| {
-                    self.opts
-                        .usable_addresses
+                    usable_addresses
                         .as_ref()
                         .is_none_or(|u| u.contains(&canonical_address(&a.value)))
                 })
@@ -211,7 +209,7 @@ impl Ctx<'_> {
             // Only a Gateway that asks for no address of its own gets the
             // deployment's; one whose addresses cannot be used lists none.
             if addresses.is_empty() && gw.obj.spec.addresses.iter().all(|a| a.value.is_empty()) {
-                addresses = self.opts.addresses.clone();
+                addresses = deployment_addresses.to_vec();
             }
             // Spec: attachedListenerSets counts the ListenerSets that are Accepted.
             let accepted_sets = gw
