@@ -76,6 +76,7 @@
 
 #[doc(hidden)]
 pub mod __fuzz;
+pub mod access_log;
 pub mod admin;
 pub mod backend_tls;
 pub mod balance;

@@ -316,6 +316,13 @@ impl Metrics {
             "gwcore_connections_refused_total {}",
             self.connections_refused()
         );
+        out.push_str("# HELP gwcore_log_lines_dropped_total Log lines dropped because the log output could not keep up (gwcore_proxy::access_log).\n");
+        out.push_str("# TYPE gwcore_log_lines_dropped_total counter\n");
+        let _ = writeln!(
+            out,
+            "gwcore_log_lines_dropped_total {}",
+            crate::access_log::dropped_lines()
+        );
         out.push_str(
             "# HELP gwcore_config_generation Generation of the configuration being served.\n",
         );
