@@ -125,6 +125,7 @@ pub fn routing(n: usize) -> GatewayRouting {
                     }],
                     timeouts: None,
                     retry: None,
+                    session_persistence: None,
                 }
             })
             .collect();

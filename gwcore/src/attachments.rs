@@ -245,6 +245,8 @@ pub struct HttpRule {
     pub timeouts: Option<HttpRouteTimeouts>,
     /// Retry policy.
     pub retry: Option<HttpRouteRetry>,
+    /// `sessionPersistence`, parsed.
+    pub session_persistence: Option<Arc<crate::session::SessionPersistence>>,
 }
 
 /// A GRPCRoute rule with refs resolved.
@@ -264,6 +266,8 @@ pub struct GrpcRule {
     pub mirrors: Vec<Mirror>,
     /// Backends.
     pub backends: Vec<ResolvedBackend>,
+    /// `sessionPersistence`, parsed.
+    pub session_persistence: Option<Arc<crate::session::SessionPersistence>>,
 }
 
 /// A TLSRoute / TCPRoute / UDPRoute rule.

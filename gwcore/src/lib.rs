@@ -116,6 +116,7 @@ pub mod policies;
 #[cfg(feature = "scale")]
 pub mod scale;
 pub mod selector;
+pub mod session;
 pub mod snapshot;
 pub mod status;
 pub mod table;

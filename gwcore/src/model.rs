@@ -626,9 +626,65 @@ pub struct HttpRouteRule {
     /// Retry policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<HttpRouteRetry>,
-    /// Session persistence (kept opaque).
+    /// Session persistence (GEP-1619), as written; parsed into
+    /// [`crate::session::SessionPersistence`] by the engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_persistence: Option<serde_json::Value>,
+    pub session_persistence: Option<SessionPersistenceSpec>,
+}
+
+/// `rules[].sessionPersistence` (HTTPRoute, GRPCRoute) and
+/// `XBackendTrafficPolicy.spec.sessionPersistence` (GEP-1619), as
+/// written. Both shapes upstream has served are read: `sessionName`,
+/// `idleTimeout` and `cookieConfig` (v1.1 to v1.4), and `cookie` and
+/// `header` with their own names (later).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionPersistenceSpec {
+    /// `sessionName`: the cookie's or header's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_name: Option<String>,
+    /// `type`: `Cookie` (the default) or `Header`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<crate::values::SessionPersistenceType>,
+    /// `absoluteTimeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absolute_timeout: Option<Duration>,
+    /// `idleTimeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    /// `cookieConfig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie_config: Option<SessionCookieSpec>,
+    /// `cookie`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<SessionCookieSpec>,
+    /// `header`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<SessionHeaderSpec>,
+}
+
+/// `sessionPersistence.cookie` (or `cookieConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionCookieSpec {
+    /// `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `lifetimeType`: `Session` (the default) or `Permanent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_type: Option<crate::values::CookieLifetimeType>,
+}
+
+/// `sessionPersistence.header`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionHeaderSpec {
+    /// `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// `rules[].timeouts`.
@@ -979,9 +1035,10 @@ pub struct GrpcRouteRule {
     /// Backends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backend_refs: Vec<BackendRef>,
-    /// Session persistence (kept opaque).
+    /// Session persistence (GEP-1619), as written; parsed into
+    /// [`crate::session::SessionPersistence`] by the engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_persistence: Option<serde_json::Value>,
+    pub session_persistence: Option<SessionPersistenceSpec>,
 }
 
 /// `GRPCRoute` match.

@@ -240,6 +240,27 @@ spec_enum! {
     }
 }
 
+spec_enum! {
+    /// `sessionPersistence.type` (GEP-1619).
+    SessionPersistenceType {
+        /// `Cookie` (the default).
+        Cookie = "Cookie",
+        /// `Header`
+        Header = "Header",
+    }
+}
+
+spec_enum! {
+    /// `sessionPersistence.cookie.lifetimeType` (GEP-1619).
+    CookieLifetimeType {
+        /// `Session` (the default): no `Max-Age`; the browser drops the
+        /// cookie when its session ends.
+        Session = "Session",
+        /// `Permanent`: `Max-Age` from `absoluteTimeout`.
+        Permanent = "Permanent",
+    }
+}
+
 /// A Gateway API `Duration` (GEP-2257): `1h`, `30s`, `500ms`, `1h30m`...
 /// parsed once when read. The text is kept as written (it round-trips);
 /// [`Duration::value`] is `None` when the text is not a valid duration,

@@ -36,6 +36,14 @@ impl Ctx<'_> {
                         invalid.push((i, m));
                         continue;
                     }
+                    let session_persistence =
+                        match session_persistence(rule.session_persistence.as_ref(), meta, i) {
+                            Ok(sp) => sp,
+                            Err(m) => {
+                                invalid.push((i, m));
+                                continue;
+                            }
+                        };
                     out.push(HttpRule {
                         index: i,
                         name: rule.name.clone(),
@@ -47,6 +55,7 @@ impl Ctx<'_> {
                         backends: refs.backends,
                         timeouts: rule.timeouts.clone(),
                         retry: rule.retry.clone(),
+                        session_persistence,
                     });
                 }
                 RouteRules::Http(Arc::new(out))
@@ -67,6 +76,14 @@ impl Ctx<'_> {
                         invalid.push((i, m));
                         continue;
                     }
+                    let session_persistence =
+                        match session_persistence(rule.session_persistence.as_ref(), meta, i) {
+                            Ok(sp) => sp,
+                            Err(m) => {
+                                invalid.push((i, m));
+                                continue;
+                            }
+                        };
                     out.push(GrpcRule {
                         index: i,
                         name: rule.name.clone(),
@@ -75,6 +92,7 @@ impl Ctx<'_> {
                         extension_refs: refs.extension_refs,
                         mirrors: refs.mirrors,
                         backends: refs.backends,
+                        session_persistence,
                     });
                 }
                 RouteRules::Grpc(Arc::new(out))
@@ -400,6 +418,25 @@ struct RuleRefs {
     external_auth: Vec<Result<BackendTarget, BackendError>>,
     extension_refs: Vec<Arc<ExtensionObject>>,
     backends: Vec<ResolvedBackend>,
+}
+
+/// A rule's `sessionPersistence`, parsed (GEP-1619); its default name is
+/// made from the route and the rule's index.
+fn session_persistence(
+    spec: Option<&crate::model::SessionPersistenceSpec>,
+    meta: &crate::model::ObjectMeta,
+    rule: usize,
+) -> Result<Option<Arc<crate::session::SessionPersistence>>, String> {
+    let Some(spec) = spec else {
+        return Ok(None);
+    };
+    let scope = format!("{}/{} rule {rule}", meta.ns(), meta.name);
+    crate::session::SessionPersistence::parse(
+        spec,
+        &scope,
+        &format!("spec.rules[{rule}].sessionPersistence"),
+    )
+    .map(|sp| Some(Arc::new(sp)))
 }
 
 /// Checks that every regular expression of an HTTPRoute rule compiles

@@ -10,6 +10,7 @@ pub const GROUP: &str = "policy.gwcore.dev";
 /// The apiVersion of gwcore's own policy kinds.
 pub const API_VERSION: &str = "policy.gwcore.dev/v1alpha1";
 
+pub mod backend_traffic;
 pub mod body_limit;
 pub mod load_balancer;
 pub mod path;

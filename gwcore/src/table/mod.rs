@@ -262,6 +262,8 @@ pub struct Rule {
     mirrors: Box<[Mirror]>,
     timeouts: Timeouts,
     retry: Option<Box<Retry>>,
+    /// `sessionPersistence` (GEP-1619).
+    session_persistence: Option<Arc<crate::session::SessionPersistence>>,
     /// Whether a filter can answer by itself (Unsupported, RequestRedirect,
     /// CORS preflight); when not, `decide` skips the filters.
     scan_filters: bool,
@@ -511,6 +513,9 @@ impl ListenerTable {
                             Policies::new(policies, &l.name, &route.key, rule.name.as_deref()),
                             &mut msgs,
                         ));
+                        if let Some(last) = lt.rules.last_mut() {
+                            last.session_persistence = rule.session_persistence.clone();
+                        }
                         for (mi, m) in rule.matches.iter().enumerate() {
                             let (ptype, pvalue) = match &m.path {
                                 None => (&PathMatchType::PathPrefix, "/"),
@@ -597,6 +602,9 @@ impl ListenerTable {
                             Policies::new(policies, &l.name, &route.key, rule.name.as_deref()),
                             &mut msgs,
                         ));
+                        if let Some(last) = lt.rules.last_mut() {
+                            last.session_persistence = rule.session_persistence.clone();
+                        }
                         let matches: Vec<Option<&crate::model::GrpcRouteMatch>> =
                             if rule.matches.is_empty() {
                                 vec![None]
@@ -854,6 +862,7 @@ fn compile_rule(
         mirrors: mirrors.into(),
         timeouts,
         retry: retry.as_ref().map(|r| Box::new(Retry::parse(r))),
+        session_persistence: None,
     }
 }
 
@@ -1091,6 +1100,11 @@ impl<'t> Forward<'t> {
     /// The rule's retry policy.
     pub fn retry(&self) -> Option<&'t Retry> {
         self.matched.rule.retry.as_deref()
+    }
+
+    /// The rule's `sessionPersistence` (GEP-1619).
+    pub fn session_persistence(&self) -> Option<&'t Arc<crate::session::SessionPersistence>> {
+        self.matched.rule.session_persistence.as_ref()
     }
 
     /// Where to mirror, with the share of requests for each.

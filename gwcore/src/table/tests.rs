@@ -48,6 +48,7 @@ fn rule(index: usize, matches: Vec<HttpRouteMatch>, backend: &str) -> HttpRule {
         backends: vec![svc(backend)],
         timeouts: None,
         retry: None,
+        session_persistence: None,
     }
 }
 
@@ -601,6 +602,7 @@ fn grpc_rules_are_matched_apart() {
             extension_refs: vec![],
             mirrors: vec![],
             backends: vec![svc(backend)],
+            session_persistence: None,
         }
     };
     let groute = AttachedRoute {

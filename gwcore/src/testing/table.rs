@@ -493,6 +493,7 @@ fn route_strategy() -> impl Strategy<Value = AttachedRoute> {
                             extension_refs: vec![],
                             mirrors: vec![],
                             backends: vec![backend()],
+                            session_persistence: None,
                         })
                         .collect(),
                 ))
@@ -512,6 +513,7 @@ fn route_strategy() -> impl Strategy<Value = AttachedRoute> {
                             backends: vec![backend()],
                             timeouts: None,
                             retry: None,
+                            session_persistence: None,
                         })
                         .collect(),
                 ))
