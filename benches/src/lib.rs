@@ -103,15 +103,10 @@ pub fn routing(n: usize) -> GatewayRouting {
                     }
                     _ => {}
                 }
-                HttpRule {
+                HttpRule::new(
                     index,
-                    name: None,
-                    matches: vec![m],
-                    filters: vec![],
-                    extension_refs: vec![],
-                    external_auth: vec![],
-                    mirrors: vec![],
-                    backends: vec![ResolvedBackend {
+                    vec![m],
+                    vec![ResolvedBackend {
                         weight: 1,
                         target: Ok(BackendTarget {
                             service: ObjectKey::new(Kind::Service, "ns", format!("svc{i}")),
@@ -123,10 +118,7 @@ pub fn routing(n: usize) -> GatewayRouting {
                         extension_refs: vec![],
                         external_auth: vec![],
                     }],
-                    timeouts: None,
-                    retry: None,
-                    session_persistence: None,
-                }
+                )
             })
             .collect();
         routes.push(AttachedRoute {

@@ -132,11 +132,10 @@ impl WireJudge {
                     ephemeral: true,
                     ..ListenOptions::default()
                 };
-                let opts = RuntimeOptions {
-                    controller_name: at.controller.to_string(),
-                    listen,
-                    echo_backends: false,
-                    plugins: Default::default(),
+                let opts = {
+                    let mut o = RuntimeOptions::new(at.controller.to_string());
+                    o.listen = listen;
+                    o
                 };
                 let rt = Runtime::from_snapshot(snapshot, opts)
                     .await

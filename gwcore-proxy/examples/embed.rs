@@ -72,17 +72,17 @@ async fn get(url: &str) -> Result<(u16, String), Box<dyn std::error::Error>> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let opts = RuntimeOptions {
-        controller_name: "example.com/demo".into(),
+    let opts = {
+        let mut o = RuntimeOptions::new("example.com/demo");
         // Every Gateway port on an ephemeral port of 127.0.0.1.
-        listen: ListenOptions {
+        o.listen = ListenOptions {
             default_ip: "127.0.0.1".parse()?,
             ephemeral: true,
             ..ListenOptions::default()
-        },
+        };
         // The `hello` Service has no endpoints: an echo backend stands in.
-        echo_backends: true,
-        plugins: Default::default(),
+        o.echo_backends = true;
+        o
     };
     let mut rt = Runtime::from_snapshot(snapshot(MANIFESTS), opts).await?;
     let addr = rt.local_addr(80).ok_or("port 80 is not served")?;

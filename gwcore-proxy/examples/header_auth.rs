@@ -176,15 +176,16 @@ pub fn snapshot(plugins: &Plugins) -> Snapshot {
 /// Starts the proxy on an ephemeral port of 127.0.0.1, with echo backends.
 pub async fn start() -> Result<Runtime, Box<dyn std::error::Error>> {
     let plugins = plugins();
-    let opts = RuntimeOptions {
-        controller_name: "example.com/demo".into(),
-        listen: ListenOptions {
+    let opts = {
+        let mut o = RuntimeOptions::new("example.com/demo");
+        o.listen = ListenOptions {
             default_ip: "127.0.0.1".parse()?,
             ephemeral: true,
             ..ListenOptions::default()
-        },
-        echo_backends: true,
-        plugins: plugins.clone(),
+        };
+        o.echo_backends = true;
+        o.plugins = plugins.clone();
+        o
     };
     Ok(Runtime::from_snapshot(snapshot(&plugins), opts).await?)
 }

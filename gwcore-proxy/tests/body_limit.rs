@@ -258,9 +258,10 @@ async fn env(buffer: usize) -> Env {
         plugins.extensions(),
     );
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-    let opts = gwcore_proxy::provider::RuntimeOptions {
-        plugins,
-        ..common::options(false)
+    let opts = {
+        let mut o = common::options(false);
+        o.plugins = plugins;
+        o
     };
     let serve = ServeOptions {
         limits: Limits {

@@ -687,9 +687,10 @@ spec:
 "#,
     )
     .unwrap();
-    let opts = gwcore_proxy::provider::RuntimeOptions {
-        plugins: gwcore_proxy::first_party::plugins(),
-        ..common::options(true)
+    let opts = {
+        let mut o = common::options(true);
+        o.plugins = gwcore_proxy::first_party::plugins();
+        o
     };
     let rt = Runtime::start(vec![dir.0.clone()], opts)
         .await

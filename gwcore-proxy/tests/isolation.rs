@@ -174,11 +174,10 @@ async fn start_with(setting: EscapedSlashes) -> Fixture {
     listen.map.insert(80, "127.0.0.1:0".parse().unwrap());
     let rt = Runtime::start_with(
         vec![dir.0.clone()],
-        RuntimeOptions {
-            controller_name: CONTROLLER.into(),
-            listen,
-            echo_backends: false,
-            plugins: Default::default(),
+        {
+            let mut o = RuntimeOptions::new(CONTROLLER);
+            o.listen = listen;
+            o
         },
         ServeOptions {
             escaped_slashes: setting,

@@ -36,11 +36,11 @@ async fn start(limits: Limits) -> (Runtime, SocketAddr) {
     listen.map.insert(80, "127.0.0.1:0".parse().unwrap());
     let rt = Runtime::start_with(
         vec![acme_dir()],
-        RuntimeOptions {
-            controller_name: "example.com/gateway-controller".into(),
-            listen,
-            echo_backends: true,
-            plugins: Default::default(),
+        {
+            let mut o = RuntimeOptions::new("example.com/gateway-controller");
+            o.listen = listen;
+            o.echo_backends = true;
+            o
         },
         ServeOptions {
             limits,
@@ -501,11 +501,11 @@ async fn forwarded_headers(trusted: &str) -> std::collections::BTreeMap<String, 
     listen.map.insert(80, "127.0.0.1:0".parse().unwrap());
     let rt = Runtime::start_with(
         vec![acme_dir()],
-        RuntimeOptions {
-            controller_name: "example.com/gateway-controller".into(),
-            listen,
-            echo_backends: true,
-            plugins: Default::default(),
+        {
+            let mut o = RuntimeOptions::new("example.com/gateway-controller");
+            o.listen = listen;
+            o.echo_backends = true;
+            o
         },
         ServeOptions {
             limits: roomy(),

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gwcore_proxy::first_party;
-use gwcore_proxy::provider::{Runtime, RuntimeOptions};
+use gwcore_proxy::provider::Runtime;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -111,9 +111,10 @@ fn snapshot(manifest: &str) -> gwcore::Snapshot {
 }
 
 async fn start(manifest: &str) -> (Runtime, SocketAddr) {
-    let opts = RuntimeOptions {
-        plugins: first_party::plugins(),
-        ..common::options(false)
+    let opts = {
+        let mut o = common::options(false);
+        o.plugins = first_party::plugins();
+        o
     };
     let rt = Runtime::from_snapshot(snapshot(manifest), opts)
         .await

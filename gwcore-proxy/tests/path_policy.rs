@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gwcore::table::slashes::EscapedSlashes;
 use gwcore_proxy::echo::Echoed;
-use gwcore_proxy::provider::{Runtime, RuntimeOptions};
+use gwcore_proxy::provider::Runtime;
 use gwcore_proxy::server::ServeOptions;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -73,9 +73,10 @@ async fn start(manifest: &str, default: EscapedSlashes) -> (Runtime, common::Tem
     let dir = common::manifest_dir("path-policy", manifest);
     let rt = Runtime::start_with(
         vec![dir.0.clone()],
-        RuntimeOptions {
-            plugins: gwcore_proxy::first_party::plugins(),
-            ..common::options(true)
+        {
+            let mut o = common::options(true);
+            o.plugins = gwcore_proxy::first_party::plugins();
+            o
         },
         ServeOptions {
             escaped_slashes: default,

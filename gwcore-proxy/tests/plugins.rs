@@ -20,10 +20,11 @@ use http_body_util::{BodyExt, Full};
 /// Port 80 on an ephemeral loopback port, echo backends, the examples'
 /// controller name, and `plugins`.
 fn options(plugins: Plugins) -> RuntimeOptions {
-    RuntimeOptions {
-        controller_name: "example.com/demo".into(),
-        plugins,
-        ..common::options(true)
+    {
+        let mut o = common::options(true);
+        o.controller_name = "example.com/demo".into();
+        o.plugins = plugins;
+        o
     }
 }
 

@@ -18,7 +18,7 @@ use gwcore::model::Object;
 use gwcore_proxy::echo::Echoed;
 use gwcore_proxy::limits::Limits;
 use gwcore_proxy::plugin::{BoxFuture, Plugins, PolicyPlugin, PolicyRequest, Verdict};
-use gwcore_proxy::provider::{Runtime, RuntimeOptions};
+use gwcore_proxy::provider::Runtime;
 use gwcore_proxy::server::ServeOptions;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
@@ -227,9 +227,10 @@ impl Gateway {
         let dir = common::manifest_dir("proxy-protocol", &manifest(&cert, tls, tcp));
         let plugins =
             Plugins::new().with_policy_plugin(client_key::ClientKey, client_key::ClientKey);
-        let opts = RuntimeOptions {
-            plugins,
-            ..common::options_on(&[80, 8080, 443, 8443, 9000], true)
+        let opts = {
+            let mut o = common::options_on(&[80, 8080, 443, 8443, 9000], true);
+            o.plugins = plugins;
+            o
         };
         let serve = ServeOptions {
             limits: Limits {

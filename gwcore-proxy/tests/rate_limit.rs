@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gwcore_proxy::first_party;
-use gwcore_proxy::provider::{Runtime, RuntimeOptions};
+use gwcore_proxy::provider::Runtime;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 
@@ -85,9 +85,10 @@ fn snapshot(manifest: &str) -> gwcore::Snapshot {
 }
 
 async fn start(manifest: &str) -> Runtime {
-    let opts = RuntimeOptions {
-        plugins: first_party::plugins(),
-        ..common::options(true)
+    let opts = {
+        let mut o = common::options(true);
+        o.plugins = first_party::plugins();
+        o
     };
     Runtime::from_snapshot(snapshot(manifest), opts)
         .await
@@ -282,10 +283,11 @@ async fn buckets_outlive_reloads_that_leave_their_policy_as_it_was() {
 #[tokio::test]
 async fn the_acme_careers_route_with_the_example_policy() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rate-limit");
-    let opts = RuntimeOptions {
-        controller_name: "example.com/gateway-controller".into(),
-        plugins: first_party::plugins(),
-        ..common::options(true)
+    let opts = {
+        let mut o = common::options(true);
+        o.controller_name = "example.com/gateway-controller".into();
+        o.plugins = first_party::plugins();
+        o
     };
     let rt = Runtime::start(vec![common::acme_dir(), dir], opts)
         .await

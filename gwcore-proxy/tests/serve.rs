@@ -344,11 +344,11 @@ async fn an_embedding_program_feeds_snapshots_on_ephemeral_ports() {
         ephemeral: true,
         ..ListenOptions::default()
     };
-    let opts = RuntimeOptions {
-        controller_name: CONTROLLER.into(),
-        listen,
-        echo_backends: true,
-        plugins: Default::default(),
+    let opts = {
+        let mut o = RuntimeOptions::new(CONTROLLER);
+        o.listen = listen;
+        o.echo_backends = true;
+        o
     };
     let mut rt = Runtime::from_snapshot(snapshot(&reload_manifest(false)), opts)
         .await
@@ -437,11 +437,11 @@ spec:
         l.local_addr().unwrap()
     };
     listen.gateway_map.insert(gw("b"), pinned);
-    let opts = RuntimeOptions {
-        controller_name: CONTROLLER.into(),
-        listen,
-        echo_backends: true,
-        plugins: Default::default(),
+    let opts = {
+        let mut o = RuntimeOptions::new(CONTROLLER);
+        o.listen = listen;
+        o.echo_backends = true;
+        o
     };
     let rt = Runtime::from_snapshot(snapshot(yaml), opts).await.unwrap();
     let a = rt.local_addr_of(&gw("a")).expect("a's port 80");

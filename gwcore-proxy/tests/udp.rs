@@ -71,15 +71,14 @@ fn snapshot(a: &UdpEcho, b: &UdpEcho, to: &str) -> Snapshot {
 }
 
 fn options() -> RuntimeOptions {
-    RuntimeOptions {
-        controller_name: "example.com/gateway-controller".into(),
-        listen: ListenOptions {
+    {
+        let mut o = RuntimeOptions::new("example.com/gateway-controller");
+        o.listen = ListenOptions {
             default_ip: [127, 0, 0, 1].into(),
             ephemeral: true,
             ..ListenOptions::default()
-        },
-        echo_backends: false,
-        plugins: Default::default(),
+        };
+        o
     }
 }
 

@@ -219,8 +219,10 @@ pub enum RouteRules {
     L4(Arc<Vec<L4Rule>>),
 }
 
-/// An HTTPRoute rule with defaults applied and refs resolved.
+/// An HTTPRoute rule with defaults applied and refs resolved. Built by the
+/// engine (or by [`HttpRule::new`]); it may gain fields in a minor release.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct HttpRule {
     /// Index in `spec.rules`.
     pub index: usize,
@@ -249,8 +251,10 @@ pub struct HttpRule {
     pub session_persistence: Option<Arc<crate::session::SessionPersistence>>,
 }
 
-/// A GRPCRoute rule with refs resolved.
+/// A GRPCRoute rule with refs resolved. Built by the engine (or by
+/// [`GrpcRule::new`]); it may gain fields in a minor release.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct GrpcRule {
     /// Index in `spec.rules`.
     pub index: usize,
@@ -268,6 +272,47 @@ pub struct GrpcRule {
     pub backends: Vec<ResolvedBackend>,
     /// `sessionPersistence`, parsed.
     pub session_persistence: Option<Arc<crate::session::SessionPersistence>>,
+}
+
+impl HttpRule {
+    /// Rule `index` of its route with `matches` (never empty: a rule
+    /// without matches has the one that matches every path) to `backends`,
+    /// with no filter, name, timeout, retry or session: set the public
+    /// fields for more. For data planes and benchmarks that build routing
+    /// without the engine.
+    pub fn new(index: usize, matches: Vec<HttpRouteMatch>, backends: Vec<ResolvedBackend>) -> Self {
+        HttpRule {
+            index,
+            name: None,
+            matches,
+            filters: Vec::new(),
+            extension_refs: Vec::new(),
+            external_auth: Vec::new(),
+            mirrors: Vec::new(),
+            backends,
+            timeouts: None,
+            retry: None,
+            session_persistence: None,
+        }
+    }
+}
+
+impl GrpcRule {
+    /// Rule `index` of its route with `matches` (empty matches every gRPC
+    /// request) to `backends`, with no filter, name or session: set the
+    /// public fields for more.
+    pub fn new(index: usize, matches: Vec<GrpcRouteMatch>, backends: Vec<ResolvedBackend>) -> Self {
+        GrpcRule {
+            index,
+            name: None,
+            matches,
+            filters: Vec::new(),
+            extension_refs: Vec::new(),
+            mirrors: Vec::new(),
+            backends,
+            session_persistence: None,
+        }
+    }
 }
 
 /// A TLSRoute / TCPRoute / UDPRoute rule.

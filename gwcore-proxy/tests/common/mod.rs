@@ -98,11 +98,11 @@ pub fn options_on(ports: &[u16], echo_backends: bool) -> gwcore_proxy::provider:
     for p in ports {
         listen.map.insert(*p, "127.0.0.1:0".parse().unwrap());
     }
-    gwcore_proxy::provider::RuntimeOptions {
-        controller_name: CONTROLLER.into(),
-        listen,
-        echo_backends,
-        plugins: Default::default(),
+    {
+        let mut o = gwcore_proxy::provider::RuntimeOptions::new(CONTROLLER);
+        o.listen = listen;
+        o.echo_backends = echo_backends;
+        o
     }
 }
 

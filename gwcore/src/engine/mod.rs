@@ -64,8 +64,11 @@ use output::*;
 use references::*;
 use routes::*;
 
-/// What the engine needs besides the snapshot.
+/// What the engine needs besides the snapshot. Built by
+/// [`ComputeOptions::new`] and its `with_` methods; it may gain fields in a
+/// minor release.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ComputeOptions {
     /// Our `controllerName`; only GatewayClasses naming it are processed.
     pub controller_name: String,
