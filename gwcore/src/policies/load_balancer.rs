@@ -20,14 +20,21 @@
 //!     baseEjectionTime: 30s
 //!     maxEjectionTime: 300s
 //!     maxEjectedPercent: 50
+//!   healthCheck:                   # active HTTP checks, off unless given
+//!     path: /healthz
+//!     interval: 10s
+//!     timeout: 1s
+//!     unhealthyThreshold: 3
+//!     healthyThreshold: 2
+//!     expectedStatuses: [{min: 200, max: 399}]
 //! ```
 //!
 //! This module is the deciding half: it parses a policy into a
 //! [`LoadBalancer`] (refusing bad specs, naming the field), and the engine
 //! attaches it by GEP-713's rules: the most specific policy for a request's
 //! backend applies (the Service port, the Service, the rule, the route).
-//! Choosing endpoints and ejecting them is the data plane's
-//! (`gwcore_proxy::balance`).
+//! Choosing endpoints, ejecting them and probing them is the data plane's
+//! (`gwcore_proxy::balance`, `gwcore_proxy::health`).
 
 use std::time::Duration;
 
@@ -56,7 +63,7 @@ pub const MAX_CONSECUTIVE: u32 = 1_000;
 pub const MAX_EJECTION_TIME: Duration = Duration::from_secs(3_600);
 
 /// A parsed `LoadBalancerPolicy`: the algorithm, and the outlier detection
-/// when the policy asks for it.
+/// and active health checks when the policy asks for them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct LoadBalancer {
@@ -64,14 +71,18 @@ pub struct LoadBalancer {
     pub algorithm: Algorithm,
     /// When endpoints are ejected (`spec.outlierDetection`); `None`: never.
     pub outlier: Option<OutlierDetection>,
+    /// How endpoints are probed (`spec.healthCheck`); `None`: never.
+    pub health_check: Option<HealthCheck>,
 }
 
 impl Default for LoadBalancer {
-    /// Round robin, no ejection: what requests get with no policy.
+    /// Round robin, no ejection, no probes: what requests get with no
+    /// policy.
     fn default() -> LoadBalancer {
         LoadBalancer {
             algorithm: Algorithm::RoundRobin,
             outlier: None,
+            health_check: None,
         }
     }
 }
@@ -164,6 +175,85 @@ impl OutlierDetection {
     }
 }
 
+/// `spec.healthCheck`: active health checking. Each endpoint of the
+/// Service ports the policy applies to is sent `GET path` (HTTP/1.1, a
+/// new connection each time) every `interval`; a probe passes when an
+/// answer whose status is one of `expected_statuses` comes within
+/// `timeout`. An endpoint whose probes fail `unhealthy_threshold` times in
+/// a row is passed over until they pass `healthy_threshold` times in a
+/// row; endpoints start healthy, and when every endpoint of a port is
+/// unhealthy requests go to all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct HealthCheck {
+    /// The path (and query) probed: origin form, starting with `/`.
+    pub path: http::uri::PathAndQuery,
+    /// The `Host` header sent; `None`: the endpoint's address.
+    pub hostname: Option<http::uri::Authority>,
+    /// The port probed on each endpoint's address; `None`: the endpoint's
+    /// own port (the one requests go to).
+    pub port: Option<u16>,
+    /// Time between the starts of two probes of an endpoint.
+    pub interval: Duration,
+    /// How long a probe waits for a connection and the answer's head.
+    pub timeout: Duration,
+    /// Failed probes in a row that make a healthy endpoint unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Passed probes in a row that make an unhealthy endpoint healthy.
+    pub healthy_threshold: u32,
+    /// The statuses that pass, as inclusive ranges.
+    pub expected_statuses: Vec<StatusRange>,
+}
+
+/// An inclusive range of HTTP status codes (`{min: 200, max: 399}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct StatusRange {
+    /// The lowest status in the range.
+    pub min: u16,
+    /// The highest status in the range.
+    pub max: u16,
+}
+
+impl StatusRange {
+    /// The statuses from `min` to `max`, both included.
+    pub fn new(min: u16, max: u16) -> StatusRange {
+        StatusRange { min, max }
+    }
+}
+
+/// The shortest `healthCheck.interval`.
+pub const MIN_HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The longest `healthCheck.interval` and `healthCheck.timeout`.
+pub const MAX_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(3_600);
+
+impl HealthCheck {
+    /// Whether an answer with `status` passes the check.
+    pub fn passes(&self, status: u16) -> bool {
+        self.expected_statuses
+            .iter()
+            .any(|r| (r.min..=r.max).contains(&status))
+    }
+
+    /// A check of `path` with the defaults: every 10 s, a 1 s timeout,
+    /// unhealthy after 3 failures in a row, healthy again after 2 passes
+    /// in a row, statuses 200 to 399 pass (as a Kubernetes `httpGet`
+    /// probe), the endpoint's own address and port.
+    pub fn new(path: http::uri::PathAndQuery) -> HealthCheck {
+        HealthCheck {
+            path,
+            hostname: None,
+            port: None,
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            unhealthy_threshold: 3,
+            healthy_threshold: 2,
+            expected_statuses: vec![StatusRange::new(200, 399)],
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Spec {
@@ -176,6 +266,36 @@ struct Spec {
     consistent_hash: Option<HashSpec>,
     #[serde(default)]
     outlier_detection: Option<OutlierSpec>,
+    #[serde(default)]
+    health_check: Option<HealthSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HealthSpec {
+    path: String,
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    port: Option<u32>,
+    #[serde(default)]
+    interval: Option<SpecDuration>,
+    #[serde(default)]
+    timeout: Option<SpecDuration>,
+    #[serde(default)]
+    unhealthy_threshold: Option<u32>,
+    #[serde(default)]
+    healthy_threshold: Option<u32>,
+    #[serde(default)]
+    expected_statuses: Option<Vec<StatusSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusSpec {
+    min: u32,
+    #[serde(default)]
+    max: Option<u32>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -246,7 +366,12 @@ impl LoadBalancer {
             }
         };
         let outlier = spec.outlier_detection.map(OutlierSpec::parse).transpose()?;
-        Ok(LoadBalancer { algorithm, outlier })
+        let health_check = spec.health_check.map(HealthSpec::parse).transpose()?;
+        Ok(LoadBalancer {
+            algorithm,
+            outlier,
+            health_check,
+        })
     }
 }
 
@@ -351,6 +476,117 @@ impl OutlierSpec {
             max_ejection_time,
             max_ejected_percent,
         })
+    }
+}
+
+impl HealthSpec {
+    fn parse(self) -> Result<HealthCheck, Refused> {
+        let at =
+            |field: &str, why: String| Refused::new(format!("spec.healthCheck.{field}: {why}"));
+        if !self.path.starts_with('/') {
+            return Err(at("path", format!("{:?} must start with /", self.path)));
+        }
+        let path = http::uri::PathAndQuery::try_from(self.path.as_str())
+            .ok()
+            // A fragment is not sent; a path that has one is a mistake.
+            .filter(|_| !self.path.contains('#'))
+            .ok_or_else(|| at("path", format!("{:?} is not a request path", self.path)))?;
+        let mut check = HealthCheck::new(path);
+        if let Some(h) = self.hostname {
+            check.hostname = Some(
+                http::uri::Authority::try_from(h.as_str())
+                    .ok()
+                    .filter(|a| !a.as_str().contains('@') && !a.host().is_empty())
+                    .ok_or_else(|| at("hostname", format!("{h:?} is not a host name")))?,
+            );
+        }
+        if let Some(p) = self.port {
+            check.port = Some(
+                u16::try_from(p)
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| at("port", "must be from 1 to 65535".into()))?,
+            );
+        }
+        let time = |field: &str, v: Option<SpecDuration>, default: Duration, min: Duration| match v
+        {
+            None => Ok(default),
+            Some(t) => match t.value() {
+                Some(v) if v >= min && v <= MAX_HEALTH_CHECK_INTERVAL => Ok(v),
+                Some(_) => Err(at(
+                    field,
+                    format!("must be from {}ms to 1h", min.as_millis()),
+                )),
+                None => Err(at(
+                    field,
+                    format!("{:?} is not a duration (e.g. 10s, 500ms, 1m)", t.as_str()),
+                )),
+            },
+        };
+        check.interval = time(
+            "interval",
+            self.interval,
+            check.interval,
+            MIN_HEALTH_CHECK_INTERVAL,
+        )?;
+        // The default timeout is shortened to a shorter interval.
+        let default_timeout = check.timeout.min(check.interval);
+        check.timeout = time(
+            "timeout",
+            self.timeout,
+            default_timeout,
+            Duration::from_millis(1),
+        )?;
+        if check.timeout > check.interval {
+            return Err(at("timeout", "must be at most interval".into()));
+        }
+        let count = |field: &str, v: Option<u32>, default: u32| match v {
+            None => Ok(default),
+            Some(n) if (1..=MAX_CONSECUTIVE).contains(&n) => Ok(n),
+            Some(_) => Err(at(field, format!("must be from 1 to {MAX_CONSECUTIVE}"))),
+        };
+        check.unhealthy_threshold = count(
+            "unhealthyThreshold",
+            self.unhealthy_threshold,
+            check.unhealthy_threshold,
+        )?;
+        check.healthy_threshold = count(
+            "healthyThreshold",
+            self.healthy_threshold,
+            check.healthy_threshold,
+        )?;
+        if let Some(statuses) = self.expected_statuses {
+            if statuses.is_empty() {
+                return Err(at(
+                    "expectedStatuses",
+                    "must list at least one range".into(),
+                ));
+            }
+            check.expected_statuses = statuses
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let max = r.max.unwrap_or(r.min);
+                    let code = |v: u32| u16::try_from(v).ok().filter(|v| (100..=599).contains(v));
+                    match (code(r.min), code(max)) {
+                        (Some(min), Some(max)) if min <= max => Ok(StatusRange::new(min, max)),
+                        (Some(_), Some(_)) => Err(at(
+                            &format!("expectedStatuses[{i}].max"),
+                            "must be at least min".into(),
+                        )),
+                        (None, _) => Err(at(
+                            &format!("expectedStatuses[{i}].min"),
+                            "must be a status from 100 to 599".into(),
+                        )),
+                        (_, None) => Err(at(
+                            &format!("expectedStatuses[{i}].max"),
+                            "must be a status from 100 to 599".into(),
+                        )),
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(check)
     }
 }
 

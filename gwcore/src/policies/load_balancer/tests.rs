@@ -64,6 +64,72 @@ fn algorithms_parse_with_their_settings_and_defaults() {
 }
 
 #[test]
+fn a_health_check_needs_only_a_path_and_takes_kubernetes_like_defaults() {
+    let h = parse("healthCheck: {path: /healthz}")
+        .unwrap()
+        .health_check
+        .unwrap();
+    assert_eq!(
+        h,
+        HealthCheck::new(http::uri::PathAndQuery::from_static("/healthz"))
+    );
+    assert_eq!(
+        (
+            h.interval,
+            h.timeout,
+            h.unhealthy_threshold,
+            h.healthy_threshold
+        ),
+        (Duration::from_secs(10), Duration::from_secs(1), 3, 2)
+    );
+    for (status, passes) in [
+        (199, false),
+        (200, true),
+        (302, true),
+        (399, true),
+        (404, false),
+        (503, false),
+    ] {
+        assert_eq!(h.passes(status), passes, "{status}");
+    }
+    assert_eq!(
+        parse("{}").unwrap().health_check,
+        None,
+        "off unless asked for"
+    );
+    let h = parse(
+        "healthCheck: {path: \"/ready?deep=1\", hostname: app.internal, port: 8081, interval: 500ms, \
+         unhealthyThreshold: 1, healthyThreshold: 4, expectedStatuses: [{min: 204}, {min: 500, max: 502}]}",
+    )
+    .unwrap()
+    .health_check
+    .unwrap();
+    assert_eq!(h.path.as_str(), "/ready?deep=1");
+    assert_eq!(
+        h.hostname.as_ref().map(|a| a.as_str()),
+        Some("app.internal")
+    );
+    assert_eq!(h.port, Some(8081));
+    assert_eq!(h.interval, Duration::from_millis(500));
+    // The default timeout (1s) is cut to a shorter interval.
+    assert_eq!(h.timeout, Duration::from_millis(500));
+    assert_eq!((h.unhealthy_threshold, h.healthy_threshold), (1, 4));
+    assert_eq!(
+        h.expected_statuses,
+        vec![StatusRange::new(204, 204), StatusRange::new(500, 502)]
+    );
+    for (status, passes) in [
+        (200, false),
+        (204, true),
+        (500, true),
+        (502, true),
+        (503, false),
+    ] {
+        assert_eq!(h.passes(status), passes, "{status}");
+    }
+}
+
+#[test]
 fn ejections_grow_by_the_base_up_to_the_maximum_and_the_share_rounds_down() {
     let o = OutlierDetection {
         base_ejection_time: Duration::from_secs(30),
@@ -150,6 +216,106 @@ fn bad_specs_are_refused_naming_the_field() {
         (
             "outlierDetection: {interval: 1s}",
             "spec.outlierDetection",
+            "unknown field",
+        ),
+        (
+            "healthCheck: {interval: 1s}",
+            "spec.healthCheck",
+            "missing field `path`",
+        ),
+        (
+            "healthCheck: {path: healthz}",
+            "spec.healthCheck.path",
+            "must start with /",
+        ),
+        (
+            "healthCheck: {path: \"/a b\"}",
+            "spec.healthCheck.path",
+            "not a request path",
+        ),
+        (
+            "healthCheck: {path: \"/a#b\"}",
+            "spec.healthCheck.path",
+            "not a request path",
+        ),
+        (
+            "healthCheck: {path: /, hostname: \"a/b\"}",
+            "spec.healthCheck.hostname",
+            "not a host name",
+        ),
+        (
+            "healthCheck: {path: /, port: 0}",
+            "spec.healthCheck.port",
+            "from 1 to 65535",
+        ),
+        (
+            "healthCheck: {path: /, port: 65536}",
+            "spec.healthCheck.port",
+            "from 1 to 65535",
+        ),
+        (
+            "healthCheck: {path: /, interval: 10ms}",
+            "spec.healthCheck.interval",
+            "from 100ms to 1h",
+        ),
+        (
+            "healthCheck: {path: /, interval: 2h}",
+            "spec.healthCheck.interval",
+            "from 100ms to 1h",
+        ),
+        (
+            "healthCheck: {path: /, interval: often}",
+            "spec.healthCheck.interval",
+            "not a duration",
+        ),
+        (
+            "healthCheck: {path: /, interval: 1s, timeout: 2s}",
+            "spec.healthCheck.timeout",
+            "at most interval",
+        ),
+        (
+            "healthCheck: {path: /, timeout: 0s}",
+            "spec.healthCheck.timeout",
+            "from 1ms to 1h",
+        ),
+        (
+            "healthCheck: {path: /, unhealthyThreshold: 0}",
+            "spec.healthCheck.unhealthyThreshold",
+            "from 1 to 1000",
+        ),
+        (
+            "healthCheck: {path: /, healthyThreshold: 1001}",
+            "spec.healthCheck.healthyThreshold",
+            "from 1 to 1000",
+        ),
+        (
+            "healthCheck: {path: /, expectedStatuses: []}",
+            "spec.healthCheck.expectedStatuses",
+            "at least one",
+        ),
+        (
+            "healthCheck: {path: /, expectedStatuses: [{min: 200}, {min: 99}]}",
+            "spec.healthCheck.expectedStatuses[1].min",
+            "from 100 to 599",
+        ),
+        (
+            "healthCheck: {path: /, expectedStatuses: [{min: 200, max: 600}]}",
+            "spec.healthCheck.expectedStatuses[0].max",
+            "from 100 to 599",
+        ),
+        (
+            "healthCheck: {path: /, expectedStatuses: [{min: 300, max: 200}]}",
+            "spec.healthCheck.expectedStatuses[0].max",
+            "at least min",
+        ),
+        (
+            "healthCheck: {path: /, expectedStatuses: [{min: 200, to: 300}]}",
+            "spec.healthCheck.expectedStatuses[0]",
+            "unknown field",
+        ),
+        (
+            "healthCheck: {path: /, method: HEAD}",
+            "spec.healthCheck",
             "unknown field",
         ),
     ] {
