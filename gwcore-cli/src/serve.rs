@@ -60,6 +60,14 @@ pub(crate) struct Args {
     /// serves; the elected one also writes status (as `gwcore controller`).
     #[arg(long, conflicts_with = "paths")]
     kubernetes: bool,
+    /// Sign session-persistence tokens (GEP-1619 cookies and headers) with
+    /// the key in FILE (at least 16 bytes; surrounding whitespace is
+    /// ignored, so `head -c 32 /dev/urandom | base64 > FILE` makes one):
+    /// replicas given the same file keep each other's sessions. Default:
+    /// a random key per process, so a session stays with the replica
+    /// that began it.
+    #[arg(long, value_name = "FILE")]
+    session_key_file: Option<PathBuf>,
     #[command(flatten)]
     kube: crate::controller::KubeArgs,
     // Boxed: the other subcommands' arguments are much smaller.
@@ -296,6 +304,13 @@ pub(crate) fn run(args: Args, plugins: Plugins) -> ExitCode {
     rt.block_on(serve(args, plugins))
 }
 
+/// The session key in `path`: its bytes, without the whitespace around
+/// them.
+fn read_session_key(path: &std::path::Path) -> Result<gwcore_proxy::session::SessionKey, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    gwcore_proxy::session::SessionKey::new(bytes.trim_ascii()).map_err(|e| e.to_string())
+}
+
 /// The controller of `--kubernetes` when `--controller-name` is not given.
 const KUBERNETES_CONTROLLER: &str = "gwcore.dev/gateway-controller";
 
@@ -345,7 +360,16 @@ async fn serve(args: Args, plugins: Plugins) -> ExitCode {
         ephemeral: false,
     };
     opts.echo_backends = args.echo_backends;
-    opts.plugins = plugins;
+    opts.plugins = match &args.session_key_file {
+        None => plugins,
+        Some(path) => match read_session_key(path) {
+            Ok(key) => plugins.with_session_key(&key),
+            Err(e) => {
+                eprintln!("error: --session-key-file {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
     if args.kubernetes {
         let grace = Duration::from_secs(args.grace_secs);
         return crate::controller::serve(

@@ -350,6 +350,11 @@ impl Balancer {
                 || (refusing && request.is_refusing(i));
             !passed_over
         };
+        // A persistent session's endpoint, unless it is passed over (the
+        // session then moves).
+        if let Some(i) = request.pinned.filter(|&i| i < n && usable(i)) {
+            return Some(i);
+        }
         let round_robin = || {
             let start = state.next.fetch_add(1, Relaxed);
             if fast {
@@ -494,25 +499,11 @@ fn hash_of(h: &ConsistentHash, request: &PickRequest<'_>) -> Option<u64> {
     let mut f = Fnv::new();
     match &h.key {
         HashKey::Header(name) => f.bytes(request.headers.get(name)?.as_bytes()),
-        HashKey::Cookie(name) => f.bytes(cookie(request.headers, name)?),
+        HashKey::Cookie(name) => f.bytes(crate::session::cookie(request.headers, name)?),
         HashKey::ClientAddress => f.ip(request.client.ip()),
         _ => return None,
     }
     Some(f.finish())
-}
-
-/// The value of cookie `name` in a request's `Cookie` headers (RFC 6265
-/// §5.4: `name=value` pairs separated by `; `).
-fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h [u8]> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
-        .find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|b| *b == b'=')?;
-            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
-        })
 }
 
 /// The policy's value, or the default's.

@@ -9,7 +9,8 @@ use crate::plugin::Plugins;
 /// need for them: `RateLimitPolicy` ([`crate::rate_limit`]),
 /// `BodyLimitPolicy` ([`crate::body_limit`]), `PathPolicy`
 /// ([`crate::path_policy`]), `LoadBalancerPolicy` ([`crate::balance`]:
-/// round robin where no policy applies).
+/// round robin where no policy applies), and upstream's experimental
+/// `XBackendTrafficPolicy` (its `sessionPersistence`: [`crate::session`]).
 pub fn plugins() -> Plugins {
     Plugins::new()
         .with_policy_plugin(
@@ -26,6 +27,8 @@ pub fn plugins() -> Plugins {
         )
         // Read before routing by `crate::path_policy`, not on a rule.
         .with_policy(gwcore::policies::path::PathPolicy)
+        // Its sessions are kept by `crate::route` (`crate::session`).
+        .with_policy(gwcore::policies::backend_traffic::BackendTrafficPolicy)
 }
 
 /// A data-plane feature gwcore ships that is not a policy kind (it is set

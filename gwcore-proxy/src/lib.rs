@@ -104,8 +104,10 @@ pub mod provider;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod rate_limit;
+mod retry_budget;
 pub mod route;
 pub mod server;
+pub mod session;
 mod tcp;
 #[cfg(feature = "echo")]
 pub mod tcp_echo;

@@ -223,6 +223,12 @@ pub struct PickRequest<'a> {
     pub client: SocketAddr,
     /// The request's headers as they will be sent.
     pub headers: &'a http::HeaderMap,
+    /// The endpoint the request's persistent session (GEP-1619,
+    /// [`crate::session`]) is on, when it has one that is listed and not
+    /// in `tried`. A picker should return it unless it must pass it over
+    /// (ejected, refusing); the session then moves to the endpoint chosen
+    /// instead. `gwcore_proxy`'s own choice (no picker) honours it.
+    pub pinned: Option<usize>,
     refusing: &'a Refusing,
 }
 
@@ -232,6 +238,7 @@ impl<'a> PickRequest<'a> {
         tried: &'a [usize],
         client: SocketAddr,
         headers: &'a http::HeaderMap,
+        pinned: Option<usize>,
         refusing: &'a Refusing,
     ) -> PickRequest<'a> {
         PickRequest {
@@ -239,6 +246,7 @@ impl<'a> PickRequest<'a> {
             tried,
             client,
             headers,
+            pinned,
             refusing,
         }
     }
@@ -320,6 +328,8 @@ pub struct Plugins {
     filters: BTreeMap<ExtensionKind, Arc<dyn FilterPlugin>>,
     policies: Vec<(ExtensionKind, Arc<dyn PolicyPlugin>)>,
     picker: Option<Arc<dyn EndpointPicker>>,
+    sessions: Arc<crate::session::Sessions>,
+    retry_budgets: Arc<crate::retry_budget::RetryBudgets>,
 }
 
 impl Plugins {
@@ -372,6 +382,25 @@ impl Plugins {
         self.picker = Some(Arc::new(act));
         self.extensions = self.extensions.with_policy(decide);
         self
+    }
+
+    /// Signs session tokens (GEP-1619 session persistence,
+    /// [`crate::session`]) with `key`: proxies given the same key keep
+    /// each other's sessions. Default is a key drawn at random when the
+    /// plug-ins are made.
+    pub fn with_session_key(mut self, key: &crate::session::SessionKey) -> Plugins {
+        self.sessions = Arc::new(crate::session::Sessions::new(key));
+        self
+    }
+
+    pub(crate) fn sessions(&self) -> &Arc<crate::session::Sessions> {
+        &self.sessions
+    }
+
+    /// The retry budgets of `XBackendTrafficPolicy` (`crate::retry_budget`):
+    /// kept across reloads, as the plug-ins are.
+    pub(crate) fn retry_budgets(&self) -> &crate::retry_budget::RetryBudgets {
+        &self.retry_budgets
     }
 
     /// The endpoint picker, if one is set.

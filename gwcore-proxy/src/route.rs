@@ -183,11 +183,18 @@ async fn send_to_one(
     let forwarder = &proxy.forwarder;
     let refusing = forwarder.refusing();
     let mut tried = Vec::new();
+    // A persistent session's endpoint, when it is still listed.
+    let pin = req.extensions().get::<crate::session::Pin>().cloned();
+    let pinned_at = pin
+        .as_ref()
+        .and_then(|p| p.sessions.index(endpoints, p.tag?));
     loop {
         let mut picked = Picked(None);
+        let pinned = pinned_at.filter(|i| !tried.contains(i));
         let chosen = match &pick {
             Some(p) => {
-                let request = PickRequest::new(p.set, &tried, p.client, req.headers(), refusing);
+                let request =
+                    PickRequest::new(p.set, &tried, p.client, req.headers(), pinned, refusing);
                 match p.picker.pick(&request) {
                     Some(i) if i < endpoints.len() && !tried.contains(&i) => {
                         picked = Picked(Some((p.picker, p.set, i)));
@@ -201,7 +208,9 @@ async fn send_to_one(
                     None => refusing.choose(endpoints, &tried, fastrand::usize(..)),
                 }
             }
-            None => refusing.choose(endpoints, &tried, fastrand::usize(..)),
+            None => pinned
+                .filter(|&i| !refusing.is_refusing_now(endpoints[i].addr))
+                .or_else(|| refusing.choose(endpoints, &tried, fastrand::usize(..))),
         };
         // The loop ends before every endpoint is tried, so there is none to
         // choose only when there are no endpoints (`forward` answers 503
@@ -218,9 +227,13 @@ async fn send_to_one(
             .try_send_over(req, endpoint, protocol, timeout, tls)
             .await
         {
-            Ok(resp) => {
+            Ok(mut resp) => {
                 picked.done(PickOutcome::Answered(resp.status()));
                 refusing.answered(endpoint.addr);
+                if pin.is_some() {
+                    resp.extensions_mut()
+                        .insert(crate::session::Chosen(endpoint.addr));
+                }
                 return Ok(resp);
             }
             Err(SendFailure {
@@ -386,6 +399,14 @@ async fn forward_counting(
         None
     };
     prepare_request(&mut parts, &conn.client);
+    // An XBackendTrafficPolicy's retry budget for the Service
+    // (`crate::retry_budget`): this request counts in it.
+    let budget = parts
+        .extensions
+        .remove::<crate::retry_budget::RetryBudget>();
+    if let Some(b) = &budget {
+        b.0.request();
+    }
     let mut parts = Some(parts);
 
     let deadline = policy.request_timeout.map(|t| Instant::now() + t);
@@ -464,7 +485,11 @@ async fn forward_counting(
             _ => false,
         };
         last = Some(result);
-        if !retryable {
+        // GEP-3388: past the Service's retry budget, the failed attempt
+        // is the answer.
+        if !retryable
+            || (attempt + 1 < attempts && budget.as_ref().is_some_and(|b| !b.0.try_retry()))
+        {
             break;
         }
     }
@@ -907,12 +932,50 @@ pub async fn answer(
         Action::Respond(r) => respond(r),
         Action::Redirect(r) => redirect(r),
         Action::Forward(f) => {
-            let backend = f.pick(fastrand::u64(..));
+            // A route rule's persistent session chooses the backend too
+            // (GEP-1619: it "takes precedence over traffic split weights").
+            let mut session = f.session_persistence().map(|sp| {
+                crate::session::Session::begin(cfg.plugins.sessions(), sp, f, None, head.headers())
+            });
+            let from_session = session
+                .as_ref()
+                .and_then(|s| s.found)
+                .and_then(|t| f.backends().get(usize::from(t.backend)));
+            let backend = from_session.unwrap_or_else(|| f.pick(fastrand::u64(..)));
             match f.backend_action(&head, backend) {
                 BackendAction::Respond(r) => respond(&r),
                 BackendAction::Redirect(r) => redirect(&r),
                 BackendAction::Forward(target) => {
                     series.backend = cfg.labels.backend(&target.service, target.port);
+                    // The Service's XBackendTrafficPolicy, if any.
+                    let traffic = f
+                        .policy(gwcore::policies::backend_traffic::KIND, Some(backend))
+                        .and_then(|p| {
+                            p.value
+                                .get::<gwcore::policies::backend_traffic::BackendTraffic>()
+                        });
+                    // Else the policy's session, on the Service's
+                    // endpoints.
+                    if session.is_none()
+                        && let Some(sp) = traffic.and_then(|v| v.session_persistence.as_ref())
+                    {
+                        session = Some(crate::session::Session::begin(
+                            cfg.plugins.sessions(),
+                            sp,
+                            f,
+                            Some((&target.service, target.port)),
+                            head.headers(),
+                        ));
+                    }
+                    let backend_index =
+                        if session.as_ref().is_some_and(|s| s.scope.service.is_none()) {
+                            f.backends()
+                                .iter()
+                                .position(|b| std::ptr::eq(b, backend))
+                                .and_then(|i| u8::try_from(i).ok())
+                        } else {
+                            Some(0)
+                        };
                     parts.headers = if f.reads_request_headers(Some(backend)) {
                         head.headers().clone()
                     } else {
@@ -1033,6 +1096,22 @@ pub async fn answer(
                             .request_timeout
                             .map(|t| t.saturating_sub(filters_started.elapsed()));
                     }
+                    if let Some(c) = traffic.and_then(|v| v.retry_constraint)
+                        && forward_policy.retry.is_some()
+                    {
+                        parts.extensions.insert(crate::retry_budget::RetryBudget(
+                            cfg.plugins.retry_budgets().of(&target.service, c),
+                        ));
+                    }
+                    if let Some(s) = &session {
+                        parts.extensions.insert(crate::session::Pin {
+                            sessions: cfg.plugins.sessions().clone(),
+                            tag: s
+                                .found
+                                .filter(|t| Some(t.backend) == backend_index)
+                                .map(|t| t.tag),
+                        });
+                    }
                     let resp = forward(
                         proxy,
                         cfg,
@@ -1046,6 +1125,9 @@ pub async fn answer(
                     )
                     .await;
                     let (mut rp, b) = resp.into_parts();
+                    if let (Some(s), Some(i)) = (&session, backend_index) {
+                        s.answer(cfg.plugins.sessions(), i, &mut rp, conn.client.tls);
+                    }
                     for (plugin, p) in &applied {
                         plugin.on_response(PolicyResponse {
                             policy: p,

@@ -105,8 +105,15 @@ fn client() -> SocketAddr {
 /// One pick, with nothing tried, no refusals.
 fn pick(b: &Balancer, set: EndpointSet<'_>, headers: &HeaderMap) -> usize {
     let refusing = Refusing::default();
-    b.pick(&PickRequest::new(set, &[], client(), headers, &refusing))
-        .expect("a choice")
+    b.pick(&PickRequest::new(
+        set,
+        &[],
+        client(),
+        headers,
+        None,
+        &refusing,
+    ))
+    .expect("a choice")
 }
 
 fn header(name: &'static str, value: &str) -> HeaderMap {
@@ -280,6 +287,7 @@ fn consistent_hashing_pins_a_key_by_header_cookie_or_client_address() {
             &[],
             SocketAddr::from((ip, port)),
             &none,
+            None,
             &refusing,
         ))
         .unwrap()
@@ -414,19 +422,33 @@ fn tried_and_refusing_endpoints_are_passed_over() {
     let none = HeaderMap::new();
     for _ in 0..6 {
         let i = b
-            .pick(&PickRequest::new(s, &[0, 2], client(), &none, &refusing))
+            .pick(&PickRequest::new(
+                s,
+                &[0, 2],
+                client(),
+                &none,
+                None,
+                &refusing,
+            ))
             .unwrap();
         assert_eq!(i, 1);
     }
     refusing.refused(e[1].addr, Instant::now());
     for _ in 0..6 {
         let i = b
-            .pick(&PickRequest::new(s, &[], client(), &none, &refusing))
+            .pick(&PickRequest::new(s, &[], client(), &none, None, &refusing))
             .unwrap();
         assert_ne!(i, 1);
     }
     assert_eq!(
-        b.pick(&PickRequest::new(s, &[0, 1, 2], client(), &none, &refusing)),
+        b.pick(&PickRequest::new(
+            s,
+            &[0, 1, 2],
+            client(),
+            &none,
+            None,
+            &refusing
+        )),
         None
     );
 }
