@@ -718,6 +718,7 @@ impl Obj {
                     parent_refs: parents(p),
                     hostnames: hostnames(h),
                     rules: rules.iter().take(3).map(HRule::build).collect(),
+                    use_default_gateways: None,
                 },
                 status: None,
             }),
@@ -746,6 +747,7 @@ impl Obj {
                         backend_refs: backends(b),
                         ..Default::default()
                     }],
+                    use_default_gateways: None,
                 },
                 status: None,
             }),
@@ -767,6 +769,7 @@ impl Obj {
                             name: None,
                             backend_refs: backends(b),
                         }],
+                        use_default_gateways: None,
                     },
                     status: None,
                 };

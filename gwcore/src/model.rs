@@ -184,6 +184,11 @@ pub struct GatewaySpec {
     /// frontend connections, and the client certificate shown to backends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<GatewayTlsConfig>,
+    /// `defaultScope` (experimental, GEP-3793): with `All`, the Gateway
+    /// claims the routes whose `useDefaultGateways` is `All`, as if they
+    /// named it in their parentRefs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_scope: Option<crate::values::GatewayDefaultScope>,
 }
 
 /// `Gateway.spec.tls`.
@@ -602,6 +607,10 @@ pub struct HttpRouteSpec {
     /// Rules, in document order. Default: one rule matching `PathPrefix /`.
     #[serde(default)]
     pub rules: Vec<HttpRouteRule>,
+    /// `useDefaultGateways` (experimental, GEP-3793): with `All`, the route
+    /// is also claimed by every Gateway whose `defaultScope` is `All`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_default_gateways: Option<crate::values::GatewayDefaultScope>,
 }
 
 /// `HTTPRoute.spec.rules[]`.
@@ -1017,6 +1026,10 @@ pub struct GrpcRouteSpec {
     /// Rules.
     #[serde(default)]
     pub rules: Vec<GrpcRouteRule>,
+    /// `useDefaultGateways` (experimental, GEP-3793): with `All`, the route
+    /// is also claimed by every Gateway whose `defaultScope` is `All`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_default_gateways: Option<crate::values::GatewayDefaultScope>,
 }
 
 /// `GRPCRoute.spec.rules[]`.
@@ -1096,6 +1109,10 @@ pub struct L4RouteSpec {
     /// Rules.
     #[serde(default)]
     pub rules: Vec<L4RouteRule>,
+    /// `useDefaultGateways` (experimental, GEP-3793): with `All`, the route
+    /// is also claimed by every Gateway whose `defaultScope` is `All`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_default_gateways: Option<crate::values::GatewayDefaultScope>,
 }
 
 /// A TLS/TCP/UDP route rule.

@@ -275,6 +275,7 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
                 }],
                 hostnames: vec![hostname],
                 rules,
+                use_default_gateways: None,
             },
             status: None,
         }));

@@ -29,6 +29,9 @@ pub enum ConditionType {
     OverlappingTlsConfig,
     /// `InsecureFrontendValidationMode`
     InsecureFrontendValidationMode,
+    /// `DefaultGateway` (GEP-3793): whether the Gateway is a default
+    /// Gateway.
+    DefaultGateway,
 }
 
 impl ConditionType {
@@ -43,6 +46,7 @@ impl ConditionType {
             ConditionType::SupportedVersion => "SupportedVersion",
             ConditionType::OverlappingTlsConfig => "OverlappingTLSConfig",
             ConditionType::InsecureFrontendValidationMode => "InsecureFrontendValidationMode",
+            ConditionType::DefaultGateway => "DefaultGateway",
         }
     }
 }
@@ -93,6 +97,9 @@ pub enum Reason {
     NotAllowed,
     ListenerSetsNotValid,
     InvalidClientCertificateRef,
+    /// GEP-3793 names no reason for `DefaultGateway=True`; this one says
+    /// what the condition does.
+    DefaultGateway,
 }
 
 impl Reason {
@@ -141,6 +148,7 @@ impl Reason {
             Reason::NotAllowed => "NotAllowed",
             Reason::ListenerSetsNotValid => "ListenerSetsNotValid",
             Reason::InvalidClientCertificateRef => "InvalidClientCertificateRef",
+            Reason::DefaultGateway => "DefaultGateway",
         }
     }
 }
@@ -190,6 +198,7 @@ impl Reason {
             Reason::NotAllowed,
             Reason::ListenerSetsNotValid,
             Reason::InvalidClientCertificateRef,
+            Reason::DefaultGateway,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)

@@ -241,6 +241,18 @@ spec_enum! {
 }
 
 spec_enum! {
+    /// `Gateway.spec.defaultScope` and a route's `spec.useDefaultGateways`
+    /// (GEP-3793, Default Gateways).
+    GatewayDefaultScope {
+        /// `All`: a Gateway claims every route asking for a default
+        /// Gateway; a route asks to be claimed by every such Gateway.
+        All = "All",
+        /// `None`: as if unset.
+        None = "None",
+    }
+}
+
+spec_enum! {
     /// `sessionPersistence.type` (GEP-1619).
     SessionPersistenceType {
         /// `Cookie` (the default).

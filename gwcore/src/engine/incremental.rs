@@ -99,6 +99,9 @@ pub struct Engine {
     /// ReferenceGrant in N admitting namespace M affects exactly these.
     by_grant_ns: BTreeMap<(String, String), BTreeSet<RouteKey>>,
     by_ns: BTreeMap<String, BTreeSet<RouteKey>>,
+    /// Routes asking for default Gateways (`useDefaultGateways`): attached
+    /// again when a Gateway becomes, or stops being, a default one.
+    defaulted: BTreeSet<RouteKey>,
     statuses: BTreeMap<ObjectKey, ObjectStatus>,
     routing: BTreeMap<ObjectKey, Arc<GatewayRouting>>,
     /// Every policy, parsed, and what each parse looked up.
@@ -127,6 +130,7 @@ impl Engine {
             by_service: BTreeMap::new(),
             by_grant_ns: BTreeMap::new(),
             by_ns: BTreeMap::new(),
+            defaulted: BTreeSet::new(),
             statuses: BTreeMap::new(),
             routing: BTreeMap::new(),
             policies: PolicyCache::default(),
@@ -513,7 +517,9 @@ impl Engine {
             let unchanged = old == new;
             let same_view = match (&old, &new) {
                 (Some(o), Some(n)) => {
-                    o.attach_view() == n.attach_view() && o.sets_view() == n.sets_view()
+                    o.attach_view() == n.attach_view()
+                        && o.sets_view() == n.sets_view()
+                        && o.is_default() == n.is_default()
                 }
                 (None, None) => true,
                 _ => false,
@@ -657,6 +663,11 @@ impl Engine {
                 dirty.routes.extend(indexed(self.by_parent.get(&s.key)));
             }
         }
+        // A default Gateway (before or after) claims, or gives up, every
+        // route asking for one.
+        if [old, new].into_iter().flatten().any(Gw::is_default) {
+            dirty.routes.extend(indexed(Some(&self.defaulted)));
+        }
         // Attachments held by the old state are dropped with it; make sure
         // the routes' records of them do not outlive it.
         for rk in dirty.routes.iter() {
@@ -699,6 +710,9 @@ impl Engine {
             }
             if let Some(set) = self.by_ns.get_mut(&rk.namespace) {
                 set.remove(rk);
+            }
+            if old.defaulted {
+                self.defaulted.remove(rk);
             }
         }
         let Some(obj) = self.snap.get(rk) else {
@@ -744,6 +758,9 @@ impl Engine {
             index_add(&mut self.by_grant_ns, &k, &shared);
         }
         index_add(&mut self.by_ns, rk.namespace.as_str(), &shared);
+        if state.defaulted {
+            self.defaulted.insert(shared.clone());
+        }
         // The status lives in `self.statuses` only.
         let status = state.status.take().map(ObjectStatus::Route);
         put_status(&mut self.statuses, delta, rk, status);

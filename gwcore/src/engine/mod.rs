@@ -332,6 +332,16 @@ impl Gw {
             .collect()
     }
 
+    /// Whether the Gateway claims routes asking for a default Gateway
+    /// (`spec.defaultScope: All`, GEP-3793).
+    fn is_default(&self) -> bool {
+        self.obj
+            .spec
+            .default_scope
+            .as_ref()
+            .is_some_and(routes::claims)
+    }
+
     fn sets_view(&self) -> Vec<(&ObjectKey, bool)> {
         self.sets
             .iter()
@@ -364,6 +374,9 @@ struct RouteState {
     services: BTreeSet<ObjectKey>,
     /// Namespaces of cross-namespace references (their ReferenceGrants matter).
     grant_namespaces: BTreeSet<String>,
+    /// Whether the route asks for default Gateways (GEP-3793): it is
+    /// attached again whenever a Gateway becomes or stops being one.
+    defaulted: bool,
 }
 
 /// Read-only context of one computation step.

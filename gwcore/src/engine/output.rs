@@ -185,6 +185,25 @@ impl Ctx<'_> {
                     "client certificate validation allows insecure fallback",
                 ));
             }
+            // GEP-3793: a Gateway with spec.defaultScope set "MUST update
+            // its own status with a condition of type DefaultGateway and
+            // status true"; without it, it "MUST NOT set the DefaultGateway
+            // condition".
+            match &gw.obj.spec.default_scope {
+                None | Some(crate::values::GatewayDefaultScope::None) => {}
+                Some(scope) if gw.is_default() => conds.push(cond(
+                    T::DefaultGateway,
+                    true,
+                    Reason::DefaultGateway,
+                    format!("Gateway has default scope {scope}"),
+                )),
+                Some(scope) => conds.push(cond(
+                    T::DefaultGateway,
+                    false,
+                    Reason::UnsupportedValue,
+                    format!("spec.defaultScope: unsupported value {scope:?}; supported: All, None"),
+                )),
+            }
             let prev_conds = prev.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
             let conditions = self.stamp(conds, prev_conds, &gw.obj.metadata);
             let mut addresses: Vec<GatewayStatusAddress> = gw

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::model::ListenerSetKind;
-use crate::values::FromNamespaces;
+use crate::values::{FromNamespaces, GatewayDefaultScope};
 
 impl Ctx<'_> {
     // ---------------------------------------------------------------- routes
@@ -14,18 +14,34 @@ impl Ctx<'_> {
         let key = o.key();
         let meta = o.meta();
         let route_ns = meta.ns();
-        let (parent_refs, hostnames, prev): (
+        let (parent_refs, hostnames, use_default, prev): (
             &[ParentReference],
             &[String],
+            Option<&GatewayDefaultScope>,
             Option<&RouteStatusRef>,
         ) = match o {
-            Object::HttpRoute(r) => (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref()),
-            Object::GrpcRoute(r) => (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref()),
-            Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => {
-                (&r.spec.parent_refs, &r.spec.hostnames, r.status.as_ref())
-            }
+            Object::HttpRoute(r) => (
+                &r.spec.parent_refs,
+                &r.spec.hostnames,
+                r.spec.use_default_gateways.as_ref(),
+                r.status.as_ref(),
+            ),
+            Object::GrpcRoute(r) => (
+                &r.spec.parent_refs,
+                &r.spec.hostnames,
+                r.spec.use_default_gateways.as_ref(),
+                r.status.as_ref(),
+            ),
+            Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => (
+                &r.spec.parent_refs,
+                &r.spec.hostnames,
+                r.spec.use_default_gateways.as_ref(),
+                r.status.as_ref(),
+            ),
             _ => return state,
         };
+        let default_refs = default_parent_refs(use_default, parent_refs, route_ns, gws);
+        state.defaulted = use_default.is_some_and(claims);
         route_refs(
             o,
             &self.opts.extensions,
@@ -52,7 +68,7 @@ impl Ctx<'_> {
         });
         let all_invalid = invalid_rules.len() == rule_count;
         let mut ours: Vec<RouteParentStatus> = Vec::new();
-        for pr in parent_refs {
+        for pr in parent_refs.iter().chain(&default_refs) {
             let group = group_of(&pr.group, GATEWAY_GROUP);
             let pkind = pr.kind.as_deref().unwrap_or("Gateway");
             let pns = pr.namespace.as_deref().unwrap_or(route_ns);
@@ -312,6 +328,54 @@ impl Ctx<'_> {
 }
 
 pub(super) type RouteStatusRef = RouteStatus;
+
+/// Whether a scope asks for (in a route) or offers (in a Gateway) default
+/// Gateways: `All`. `None`, and a value gwcore does not know, do not.
+pub(super) fn claims(scope: &GatewayDefaultScope) -> bool {
+    *scope == GatewayDefaultScope::All
+}
+
+/// The parentRefs a route asking for default Gateways (`useDefaultGateways`)
+/// gets from them, one per Gateway of ours whose `defaultScope` is the same.
+///
+/// GEP-3793: "If spec.defaultScope is set, the Gateway MUST claim Routes
+/// that have set spec.useDefaultGateway to a matching value (subject to the
+/// usual Gateway API rules about which Routes may be bound to a Gateway)";
+/// "All other characteristics of a defaulted Route MUST behave the same as
+/// if all default Gateways were explicitly specified in parentRefs"; and
+/// "Gateways MUST NOT attempt to enforce a single default Gateway". A
+/// default Gateway the route already names in its own parentRefs is left
+/// to those (which may pick a listener).
+fn default_parent_refs(
+    scope: Option<&GatewayDefaultScope>,
+    explicit: &[ParentReference],
+    route_ns: &str,
+    gws: &BTreeMap<ObjectKey, Gw>,
+) -> Vec<ParentReference> {
+    let Some(scope) = scope.filter(|s| claims(s)) else {
+        return Vec::new();
+    };
+    let named = |gk: &ObjectKey| {
+        explicit.iter().any(|pr| {
+            group_of(&pr.group, GATEWAY_GROUP) == GATEWAY_GROUP
+                && pr.kind.as_deref().unwrap_or("Gateway") == Kind::Gateway.as_str()
+                && pr.namespace.as_deref().unwrap_or(route_ns) == gk.namespace
+                && pr.name == gk.name
+        })
+    };
+    gws.iter()
+        .filter(|(_, gw)| gw.obj.spec.default_scope.as_ref() == Some(scope))
+        .filter(|(gk, _)| !named(gk))
+        .map(|(gk, _)| ParentReference {
+            group: Some(GATEWAY_GROUP.to_string()),
+            kind: Some(Kind::Gateway.as_str().to_string()),
+            namespace: Some(gk.namespace.clone()),
+            name: gk.name.clone(),
+            section_name: None,
+            port: None,
+        })
+        .collect()
+}
 
 pub(super) fn namespace_allowed_free(
     ns_labels: &BTreeMap<String, BTreeMap<String, String>>,

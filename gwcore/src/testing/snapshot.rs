@@ -228,6 +228,7 @@ fn route(i: usize, gateways: usize) -> impl Strategy<Value = Object> {
                     parent_refs,
                     hostnames,
                     rules,
+                    use_default_gateways: None,
                 },
                 status: None,
             })
