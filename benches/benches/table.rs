@@ -1,9 +1,12 @@
-//! Compile and match at 10 to 50 000 routes; the path normalizer.
+//! Compile and match at 10 to 50 000 routes; one route changed on a
+//! compiled table (`incremental`); the path normalizer.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use gwcore::attachments::{AttachedRoute, RouteRules};
 use gwcore::table::{Table, path::normalize};
 use gwcore_benches::{hits, host_misses, path_misses, routing};
 
@@ -43,6 +46,41 @@ fn find(c: &mut Criterion) {
     g.finish();
 }
 
+/// One route of a Gateway of `n` routes changed back and forth (its first
+/// path edited), carried to the compiled table with [`Table::update`], as
+/// the proxy does on a reload or a watch event: the cost must not grow with
+/// `n` (compare `compile/n`, a recompilation of the whole table).
+fn incremental(c: &mut Criterion) {
+    let mut g = c.benchmark_group("incremental");
+    for n in [1_000, 10_000, 50_000] {
+        let a = routing(n);
+        let mut b2 = a.clone();
+        let routes = &mut b2.listeners[0].routes;
+        let mut route = AttachedRoute::clone(&routes[n / 2]);
+        let RouteRules::Http(rules) = &mut route.rules else {
+            unreachable!("benchmark routes are HTTPRoutes")
+        };
+        let path = Arc::make_mut(rules)[0].matches[0]
+            .path
+            .as_mut()
+            .expect("benchmark matches have a path");
+        path.value = Some("/changed".into());
+        routes[n / 2] = Arc::new(route);
+        let mut table = Arc::new(Table::compile(&a));
+        let mut flip = false;
+        g.bench_function(BenchmarkId::new("change_route", n), |b| {
+            b.iter(|| {
+                flip = !flip;
+                let next = table.update(black_box(if flip { &b2 } else { &a }));
+                // Swapped in as the proxy does: the previous table is
+                // dropped (its unshared parts freed) here.
+                table = Arc::new(next);
+            })
+        });
+    }
+    g.finish();
+}
+
 fn normalizer(c: &mut Criterion) {
     let mut g = c.benchmark_group("normalize");
     for (name, p) in [
@@ -61,6 +99,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
-    targets = compile, find, normalizer
+    targets = compile, find, incremental, normalizer
 }
 criterion_main!(benches);

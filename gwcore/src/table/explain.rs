@@ -225,16 +225,23 @@ fn candidates(
     path: &str,
     winner: Option<&Precedence>,
 ) -> Vec<CandidateReport> {
-    let mut out: Vec<CandidateReport> = lt
-        .cands
-        .iter()
-        .filter(|c| {
-            c.hostname
-                .as_deref()
-                .is_none_or(|h| hostname::matches(h, head.host()))
-        })
-        .map(|c| {
-            let rule = &lt.rules[c.rule as usize];
+    let host = head.host();
+    let accepts = |h: &Option<String>| h.as_deref().is_none_or(|h| hostname::matches(h, host));
+    let http = lt
+        .http
+        .entries()
+        .filter(|(h, _)| accepts(h))
+        .flat_map(|(_, b)| b.slots.iter());
+    let grpc = lt
+        .grpc
+        .entries()
+        .filter(|(h, _)| accepts(h))
+        .flat_map(|(_, b)| b.slots.iter());
+    let mut out: Vec<CandidateReport> = http
+        .chain(grpc)
+        .map(|slot| {
+            let c = &slot.cand;
+            let rule = &slot.route.rules[c.rule as usize];
             let why = why_not(c, head, path);
             let is_winner = winner == Some(&c.prec);
             let lost_on = match (winner, &why) {
@@ -242,7 +249,7 @@ fn candidates(
                 _ => None,
             };
             CandidateReport {
-                route: lt.routes[rule.route as usize].key.clone(),
+                route: slot.route.info.key.clone(),
                 rule: rule.index,
                 rule_name: rule.name.clone(),
                 match_index: c.match_index as usize,
@@ -256,10 +263,11 @@ fn candidates(
         })
         .collect();
     out.sort_by(|a, b| {
-        (!a.winner, a.why_not.is_some(), &a.precedence).cmp(&(
+        (!a.winner, a.why_not.is_some(), &a.precedence, &a.route).cmp(&(
             !b.winner,
             b.why_not.is_some(),
             &b.precedence,
+            &b.route,
         ))
     });
     out

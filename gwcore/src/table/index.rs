@@ -79,13 +79,15 @@ impl Eq for HostKey {}
 
 /// Entries by hostname: exact, `*.` wildcard (by suffix), and one for "no
 /// hostname".
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct HostMap<T> {
     exact: FastMap<HostKey, T>,
     /// Keyed by the wildcard's suffix including its dot (`.example.com`).
     wild: FastMap<HostKey, T>,
-    wild_min: usize,
-    wild_max: usize,
+    /// Bit `n` set: a wildcard suffix of `n` bytes may be in `wild`
+    /// (bit 63: one of 63 bytes or more), so a lookup probes only the
+    /// suffixes of the host with such a length.
+    wild_lens: u64,
     any: Option<T>,
 }
 
@@ -94,17 +96,25 @@ impl<T> Default for HostMap<T> {
         HostMap {
             exact: FastMap::default(),
             wild: FastMap::default(),
-            wild_min: usize::MAX,
-            wild_max: 0,
+            wild_lens: 0,
             any: None,
         }
     }
 }
 
 impl<T> HostMap<T> {
+    #[inline]
+    fn len_bit(len: usize) -> u64 {
+        1 << len.min(63)
+    }
+
     fn note_wild(&mut self, suffix: &str) {
-        self.wild_min = self.wild_min.min(suffix.len());
-        self.wild_max = self.wild_max.max(suffix.len());
+        self.wild_lens |= Self::len_bit(suffix.len());
+    }
+
+    /// Whether the only entry is the one for "no hostname".
+    pub(crate) fn only_any(&self) -> bool {
+        self.exact.is_empty() && self.wild.is_empty() && self.any.is_some()
     }
 
     /// Sets the entry of `hostname` unless it has one.
@@ -127,6 +137,55 @@ impl<T> HostMap<T> {
                 }
             },
         }
+    }
+
+    /// The entry of `hostname` itself (not of the hostnames it accepts).
+    pub(crate) fn get(&self, hostname: Option<&str>) -> Option<&T> {
+        match hostname {
+            None => self.any.as_ref(),
+            Some(h) => match h.strip_prefix('*') {
+                Some(suffix) => self.wild.get(suffix.as_bytes()),
+                None => self.exact.get(h.as_bytes()),
+            },
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) the entry of `hostname`.
+    pub(crate) fn set(&mut self, hostname: Option<&str>, v: Option<T>) {
+        match (hostname, v) {
+            (None, v) => self.any = v,
+            (Some(h), v) => match (h.strip_prefix('*'), v) {
+                (Some(suffix), Some(v)) => {
+                    self.note_wild(suffix);
+                    self.wild.insert(HostKey::new(suffix.as_bytes()), v);
+                }
+                (Some(suffix), None) => {
+                    // The length's bit stays set: at worst a probe more.
+                    self.wild.remove(suffix.as_bytes());
+                }
+                (None, Some(v)) => {
+                    self.exact.insert(HostKey::new(h.as_bytes()), v);
+                }
+                (None, None) => {
+                    self.exact.remove(h.as_bytes());
+                }
+            },
+        }
+    }
+
+    /// Every entry with its hostname (`*.` wildcards spelled so), in no
+    /// particular order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (Option<String>, &T)> {
+        let text = |k: &HostKey| String::from_utf8_lossy(k.bytes()).into_owned();
+        self.exact
+            .iter()
+            .map(move |(k, v)| (Some(text(k)), v))
+            .chain(
+                self.wild
+                    .iter()
+                    .map(move |(k, v)| (Some(format!("*{}", text(k))), v)),
+            )
+            .chain(self.any.iter().map(|v| (None, v)))
     }
 
     /// Whether there is no entry.
@@ -155,17 +214,10 @@ impl<T> HostMap<T> {
         {
             return Some(r);
         }
-        if !self.wild.is_empty() {
+        if self.wild_lens != 0 {
             for i in 1..b.len() {
-                if b[i] != b'.' {
+                if b[i] != b'.' || self.wild_lens & Self::len_bit(b.len() - i) == 0 {
                     continue;
-                }
-                let l = b.len() - i;
-                if l > self.wild_max {
-                    continue;
-                }
-                if l < self.wild_min {
-                    break;
                 }
                 if let Some(t) = self.wild.get(&b[i..])
                     && let Some(r) = f(t)
@@ -175,24 +227,6 @@ impl<T> HostMap<T> {
             }
         }
         self.any.as_ref().and_then(f)
-    }
-}
-
-impl<T: Default> HostMap<T> {
-    /// The entry of `hostname`, created empty if needed.
-    pub(crate) fn entry(&mut self, hostname: Option<&str>) -> &mut T {
-        match hostname {
-            None => self.any.get_or_insert_with(T::default),
-            Some(h) => match h.strip_prefix('*') {
-                Some(suffix) => {
-                    self.note_wild(suffix);
-                    self.wild
-                        .entry(HostKey::new(suffix.as_bytes()))
-                        .or_default()
-                }
-                None => self.exact.entry(HostKey::new(h.as_bytes())).or_default(),
-            },
-        }
     }
 }
 
@@ -218,10 +252,10 @@ struct Span {
 
 /// One edge of the trie and everything about the node it leads to, so that
 /// a walk reads one array: children groups are laid out depth-first, so the
-/// next level is usually on a nearby cache line.
+/// next level is usually on a nearby cache line. The first 8 bytes of the
+/// edge's segment are in [`PathTrie::heads`], at the same index.
 #[derive(Debug, Clone, Copy)]
 struct Child {
-    head: u64,
     len: u32,
     /// Offset in the arena of the bytes after the first 8.
     off: u32,
@@ -244,6 +278,10 @@ pub(crate) const ROOT: u32 = u32::MAX;
 /// named by cursors: [`ROOT`] or the index of the edge leading to them.
 #[derive(Debug, Default)]
 pub(crate) struct PathTrie {
+    /// [`head8`] of each entry's segment: a child is searched for here,
+    /// eight children to a cache line, and [`PathTrie::entries`] is read
+    /// only at the one that matches.
+    heads: Box<[u64]>,
     entries: Box<[Child]>,
     ids: Box<[u32]>,
     arena: Box<[u8]>,
@@ -259,31 +297,30 @@ impl PathTrie {
     }
 
     #[inline]
-    fn cmp_child(&self, c: &Child, seg: &[u8], head: u64) -> std::cmp::Ordering {
-        c.head.cmp(&head).then_with(|| {
-            if c.len <= 8 && seg.len() <= 8 {
-                (c.len as usize).cmp(&seg.len())
-            } else {
-                let tail = &self.arena[c.off as usize..(c.off + c.len.saturating_sub(8)) as usize];
-                tail.cmp(seg.get(8..).unwrap_or(&[]))
-            }
-        })
-    }
-
-    #[inline]
     fn child(&self, kids: Span, seg: &[u8]) -> Option<u32> {
-        let ch = &self.entries[kids.start as usize..(kids.start + kids.len) as usize];
+        let start = kids.start as usize;
+        let heads = &self.heads[start..start + kids.len as usize];
         let head = head8(seg);
-        let found = if ch.len() <= 16 {
-            ch.iter().position(|c| {
-                c.head == head
-                    && c.len as usize == seg.len()
-                    && self.cmp_child(c, seg, head).is_eq()
-            })
+        // Children are sorted by segment, so by head: the first with this
+        // head, then those that share it (segments longer than 8 bytes).
+        let first = if heads.len() <= 8 {
+            heads.iter().position(|&h| h >= head)?
         } else {
-            ch.binary_search_by(|c| self.cmp_child(c, seg, head)).ok()
+            heads.partition_point(|&h| h < head)
         };
-        found.map(|i| kids.start + i as u32)
+        for (i, &h) in heads.iter().enumerate().skip(first) {
+            if h != head {
+                return None;
+            }
+            let c = &self.entries[start + i];
+            if c.len as usize == seg.len()
+                && (seg.len() <= 8
+                    || self.arena[c.off as usize..(c.off + c.len - 8) as usize] == seg[8..])
+            {
+                return Some((start + i) as u32);
+            }
+        }
+        None
     }
 
     /// Walks `path` (normalized) as deep as the trie goes: the cursor of the
@@ -382,12 +419,12 @@ impl TrieBuilder {
         self.nodes[n].prefix.push(id);
     }
 
-    /// Freezes, sorting every candidate list with `by` (precedence order).
-    pub(crate) fn build(mut self, by: impl Fn(&u32, &u32) -> std::cmp::Ordering) -> PathTrie {
+    /// Freezes. Candidate lists keep the order their ids were added in
+    /// (the table adds them best first).
+    pub(crate) fn build(mut self) -> PathTrie {
         let n = self.nodes.len();
         let mut ids: Vec<u32> = Vec::new();
         let spans = |v: &mut Vec<u32>, ids: &mut Vec<u32>| {
-            v.sort_by(&by);
             let s = Span {
                 start: ids.len() as u32,
                 len: v.len() as u32,
@@ -406,6 +443,7 @@ impl TrieBuilder {
         let mut entry_of = vec![ROOT; n];
         let mut kids = vec![Span::default(); n];
         let mut entries: Vec<Child> = Vec::with_capacity(n.saturating_sub(1));
+        let mut heads: Vec<u64> = Vec::with_capacity(n.saturating_sub(1));
         let mut arena = Vec::new();
         let mut stack = vec![0usize];
         while let Some(b) = stack.pop() {
@@ -414,8 +452,8 @@ impl TrieBuilder {
                 let bytes = seg.as_bytes();
                 let c = *child as usize;
                 entry_of[c] = entries.len() as u32;
+                heads.push(head8(bytes));
                 entries.push(Child {
-                    head: head8(bytes),
                     len: bytes.len() as u32,
                     off: arena.len() as u32,
                     kids: Span::default(),
@@ -443,6 +481,7 @@ impl TrieBuilder {
             entries[entry_of[b] as usize].kids = kids[b];
         }
         PathTrie {
+            heads: heads.into_boxed_slice(),
             entries: entries.into_boxed_slice(),
             ids: ids.into_boxed_slice(),
             arena: arena.into_boxed_slice(),
@@ -466,7 +505,7 @@ mod tests {
         for i in 0..20 {
             b.add_prefix(&format!("/many/s{i}"), 100 + i);
         }
-        let t = b.build(|a, b| a.cmp(b));
+        let t = b.build();
         let (n, done) = t.walk("/a/averyveryverylongsegment/x/y");
         assert!(!done);
         assert_eq!(t.prefix(n), &[1]);

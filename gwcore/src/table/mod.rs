@@ -78,6 +78,8 @@ mod request;
 pub mod slashes;
 #[cfg(test)]
 mod tests;
+#[cfg(all(test, feature = "proptest"))]
+mod update_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -87,8 +89,8 @@ use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use crate::attachments::{
-    AppliedPolicy, BackendError, BackendTarget, GatewayRouting, ListenerProtocol, ListenerRouting,
-    Mirror, PolicyTarget, RouteRules, TlsMode,
+    AppliedPolicy, AttachedRoute, BackendError, BackendTarget, GatewayRouting, ListenerProtocol,
+    ListenerRouting, Mirror, PolicyTarget, RouteRules, TlsMode,
 };
 use crate::model::{HttpRouteRetry, HttpRouteTimeouts, ObjectKey};
 use crate::values::{FilterType, MatchType, PathMatchType};
@@ -252,7 +254,6 @@ impl Backend {
 /// A compiled rule.
 #[derive(Debug)]
 pub struct Rule {
-    route: u32,
     family: Family,
     index: usize,
     name: Option<String>,
@@ -374,49 +375,164 @@ enum CandPath {
     Grpc,
 }
 
-/// One match of one rule under one hostname.
+/// One match of one rule under one hostname. The conditions a lookup
+/// checks come first, on the cache line of the slot's rule and route.
 #[derive(Debug, Clone)]
+#[repr(C)]
 struct Candidate {
-    prec: Precedence,
-    hostname: Option<Arc<str>>,
     cond: Conditions,
-    path: CandPath,
+    /// Index in the route's [`CompiledRoute::rules`].
     rule: u32,
     match_index: u32,
+    path: CandPath,
+    hostname: Option<Arc<str>>,
+    prec: Precedence,
+}
+
+/// One route compiled for one listener: what its candidates point to.
+/// Shared by every bucket holding one of its candidates, and by the next
+/// version of the table while the route does not change.
+#[derive(Debug)]
+struct CompiledRoute {
+    /// The engine's route it was compiled from: an update that hands the
+    /// same `Arc` (or an equal route) again keeps this compilation.
+    source: Arc<AttachedRoute>,
+    info: RouteInfo,
+    rules: Box<[Arc<Rule>]>,
+    problems: Box<[Problem]>,
+}
+
+impl CompiledRoute {
+    /// The route hostnames it has buckets under (`None`: no hostname).
+    fn bucket_keys(&self) -> Vec<Option<Arc<str>>> {
+        if self.info.hostnames.is_empty() {
+            vec![None]
+        } else {
+            self.info
+                .hostnames
+                .iter()
+                .map(|h| Some(Arc::from(h.as_str())))
+                .collect()
+        }
+    }
+}
+
+/// A candidate in a bucket, with its rule and the route it belongs to
+/// (what a lookup reads after the conditions, without another hop).
+#[derive(Debug, Clone)]
+#[repr(C)]
+struct Slot {
+    rule: Arc<Rule>,
+    route: Arc<CompiledRoute>,
+    cand: Candidate,
+}
+
+/// Sorts a bucket's slots best first, so that a candidate's id (its index)
+/// is its rank: lists of ids are in precedence order when ascending.
+fn sort_slots(slots: &mut [Slot]) {
+    slots.sort_by(|a, b| {
+        a.cand
+            .prec
+            .cmp(&b.cand.prec)
+            .then_with(|| a.route.info.key.cmp(&b.route.info.key))
+    });
 }
 
 /// The HTTP candidates of one route hostname.
 #[derive(Debug, Default)]
 struct HttpBucket {
+    /// Best first: an id is an index here.
+    slots: Box<[Slot]>,
     trie: PathTrie,
     /// RegularExpression paths, best first.
     regex: Box<[u32]>,
 }
 
+impl HttpBucket {
+    fn build(mut slots: Vec<Slot>) -> HttpBucket {
+        sort_slots(&mut slots);
+        let mut trie = TrieBuilder::new();
+        let mut regex = Vec::new();
+        for (id, s) in slots.iter().enumerate() {
+            let id = id as u32;
+            match &s.cand.path {
+                CandPath::Exact(p) => trie.add_exact(p, id),
+                CandPath::Prefix(p) => trie.add_prefix(p, id),
+                CandPath::Regex(_) | CandPath::Grpc => regex.push(id),
+            }
+        }
+        HttpBucket {
+            slots: slots.into_boxed_slice(),
+            trie: trie.build(),
+            regex: regex.into_boxed_slice(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct GrpcBucket {
+    /// Best first: an id is an index here.
+    slots: Box<[Slot]>,
     /// Exact `service/method` matches.
     exact: FastMap<Box<str>, Vec<u32>>,
     other: Vec<u32>,
 }
 
+impl GrpcBucket {
+    fn build(mut slots: Vec<Slot>) -> GrpcBucket {
+        sort_slots(&mut slots);
+        let mut exact: FastMap<Box<str>, Vec<u32>> = FastMap::default();
+        let mut other = Vec::new();
+        for (id, s) in slots.iter().enumerate() {
+            let id = id as u32;
+            let c = &s.cand;
+            let key = match (&c.prec.matched, c.cond.grpc()) {
+                (
+                    MatchRank::Grpc {
+                        service_chars,
+                        method_chars,
+                        ..
+                    },
+                    Some(_),
+                ) if *service_chars > 0 && *method_chars > 0 => grpc_exact_key(c),
+                _ => None,
+            };
+            match key {
+                Some(k) => exact.entry(k.into()).or_default().push(id),
+                None => other.push(id),
+            }
+        }
+        GrpcBucket {
+            slots: slots.into_boxed_slice(),
+            exact,
+            other,
+        }
+    }
+}
+
+/// The buckets of one family by route hostname.
+type Buckets<B> = HostMap<Arc<B>>;
+
 #[derive(Debug)]
 struct ListenerTable {
     info: ListenerInfo,
-    routes: Vec<RouteInfo>,
-    rules: Vec<Rule>,
-    cands: Vec<Candidate>,
-    http: HostMap<HttpBucket>,
-    grpc: HostMap<GrpcBucket>,
+    /// The attached routes, by key.
+    routes: Vec<Arc<CompiledRoute>>,
+    http: Buckets<HttpBucket>,
+    grpc: Buckets<GrpcBucket>,
     /// Extension policies on the listener itself.
     policies: Box<[AppliedPolicy]>,
+    /// The problems of its routes.
+    problems: BTreeSet<Problem>,
 }
 
 #[derive(Debug)]
 struct PortTable {
     port: u16,
-    listeners: Vec<ListenerTable>,
+    listeners: Vec<Arc<ListenerTable>>,
     select: HostMap<u32>,
+    /// One listener, without hostname: it serves every request on the port.
+    single: bool,
 }
 
 /// A configuration problem found while compiling: the part it affects
@@ -439,6 +555,10 @@ pub struct Table {
     problems: Vec<Problem>,
     /// Extension policies on the Gateway itself.
     policies: Box<[AppliedPolicy]>,
+    /// The routing's policies this table was compiled with: every rule's
+    /// and backend's policies come from them, so an update that changes
+    /// them compiles the table again.
+    policy_index: BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
 }
 
 fn u16_len(s: &str) -> u16 {
@@ -449,13 +569,216 @@ fn u8_count(n: usize) -> u8 {
     u8::try_from(n).unwrap_or(u8::MAX)
 }
 
+/// Compiles one attached route for the listener `listener`: the route,
+/// and its HTTP and gRPC candidates (each naming its route hostname).
+fn compile_route(
+    route: &Arc<AttachedRoute>,
+    listener: &str,
+    policies: &BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
+) -> (Arc<CompiledRoute>, Vec<Candidate>, Vec<Candidate>) {
+    let rank = Arc::new(RouteRank {
+        created: CreationTime::parse(route.creation_timestamp.as_deref()),
+        namespace: route.key.namespace.clone(),
+        name: route.key.name.clone(),
+    });
+    let hostnames: Vec<Option<Arc<str>>> = if route.hostnames.is_empty() {
+        vec![None]
+    } else {
+        route
+            .hostnames
+            .iter()
+            .map(|h| Some(Arc::from(h.as_str())))
+            .collect()
+    };
+    let mut rules = Vec::new();
+    let mut http = Vec::new();
+    let mut grpc = Vec::new();
+    let mut problems = BTreeSet::new();
+    let mut msgs = Vec::new();
+    match &route.rules {
+        RouteRules::Http(list) => {
+            for rule in list.iter() {
+                let rule_id = rules.len() as u32;
+                rules.push(compile_rule(
+                    Family::Http,
+                    rule.index,
+                    &rule.name,
+                    (&rule.filters, &rule.extension_refs, &rule.external_auth),
+                    &rule.backends,
+                    &rule.mirrors,
+                    Timeouts::parse(rule.timeouts.as_ref()),
+                    rule.retry.clone(),
+                    Policies::new(policies, listener, &route.key, rule.name.as_deref()),
+                    &mut msgs,
+                ));
+                if let Some(last) = rules.last_mut() {
+                    last.session_persistence = rule.session_persistence.clone();
+                }
+                for (mi, m) in rule.matches.iter().enumerate() {
+                    let (ptype, pvalue) = match &m.path {
+                        None => (&PathMatchType::PathPrefix, "/"),
+                        Some(p) => (
+                            p.type_.as_ref().unwrap_or(&PathMatchType::PathPrefix),
+                            p.value.as_deref().unwrap_or("/"),
+                        ),
+                    };
+                    let (path, rank_path, regex) = match ptype {
+                        PathMatchType::Exact => {
+                            (CandPath::Exact(pvalue.into()), PathRank::Exact, None)
+                        }
+                        PathMatchType::PathPrefix => (
+                            CandPath::Prefix(pvalue.into()),
+                            PathRank::Prefix(u16_len(pvalue.trim_end_matches('/'))),
+                            None,
+                        ),
+                        PathMatchType::RegularExpression => (
+                            CandPath::Regex(pvalue.into()),
+                            PathRank::RegularExpression,
+                            Some(pvalue),
+                        ),
+                        other => {
+                            msgs.push(format!("path match type {other:?} is not supported"));
+                            continue;
+                        }
+                    };
+                    let cond = Conditions::http(
+                        m.method.as_deref(),
+                        &m.headers,
+                        &m.query_params,
+                        regex,
+                        &mut msgs,
+                    );
+                    let matched = MatchRank::Http {
+                        path: rank_path,
+                        method: m.method.is_some(),
+                        headers: u8_count(cond.headers().len()),
+                        query_params: u8_count(cond.queries().len()),
+                    };
+                    for h in &hostnames {
+                        http.push(Candidate {
+                            prec: Precedence {
+                                host: HostRank::of(h.as_deref()),
+                                matched,
+                                route: rank.clone(),
+                                rule: rule.index as u32,
+                                match_index: mi as u32,
+                            },
+                            hostname: h.clone(),
+                            cond: cond.clone(),
+                            path: path.clone(),
+                            rule: rule_id,
+                            match_index: mi as u32,
+                        });
+                    }
+                }
+                for m in msgs.drain(..) {
+                    problems.insert(Problem {
+                        route: route.key.clone(),
+                        rule: rule.index,
+                        message: m,
+                    });
+                }
+            }
+        }
+        RouteRules::Grpc(list) => {
+            for rule in list.iter() {
+                let rule_id = rules.len() as u32;
+                rules.push(compile_rule(
+                    Family::Grpc,
+                    rule.index,
+                    &rule.name,
+                    (&rule.filters, &rule.extension_refs, &[]),
+                    &rule.backends,
+                    &rule.mirrors,
+                    Timeouts::default(),
+                    None,
+                    Policies::new(policies, listener, &route.key, rule.name.as_deref()),
+                    &mut msgs,
+                ));
+                if let Some(last) = rules.last_mut() {
+                    last.session_persistence = rule.session_persistence.clone();
+                }
+                let matches: Vec<Option<&crate::model::GrpcRouteMatch>> = if rule.matches.is_empty()
+                {
+                    vec![None]
+                } else {
+                    rule.matches.iter().map(Some).collect()
+                };
+                for (mi, m) in matches.into_iter().enumerate() {
+                    let cond = Conditions::for_grpc(m, &mut msgs);
+                    let (sc, mc) = match m.and_then(|m| m.method.as_ref()) {
+                        Some(mm)
+                            if mm.type_.as_ref().unwrap_or(&MatchType::Exact)
+                                == &MatchType::Exact =>
+                        {
+                            (
+                                mm.service.as_deref().map_or(0, u16_len),
+                                mm.method.as_deref().map_or(0, u16_len),
+                            )
+                        }
+                        _ => (0, 0),
+                    };
+                    let matched = MatchRank::Grpc {
+                        service_chars: sc,
+                        method_chars: mc,
+                        headers: u8_count(cond.headers().len()),
+                    };
+                    for h in &hostnames {
+                        grpc.push(Candidate {
+                            prec: Precedence {
+                                host: HostRank::of(h.as_deref()),
+                                matched,
+                                route: rank.clone(),
+                                rule: rule.index as u32,
+                                match_index: mi as u32,
+                            },
+                            hostname: h.clone(),
+                            cond: cond.clone(),
+                            path: CandPath::Grpc,
+                            rule: rule_id,
+                            match_index: mi as u32,
+                        });
+                    }
+                }
+                for m in msgs.drain(..) {
+                    problems.insert(Problem {
+                        route: route.key.clone(),
+                        rule: rule.index,
+                        message: m,
+                    });
+                }
+            }
+        }
+        RouteRules::L4(_) => {}
+    }
+    let compiled = Arc::new(CompiledRoute {
+        source: route.clone(),
+        info: RouteInfo {
+            key: route.key.clone(),
+            creation_timestamp: route.creation_timestamp.clone(),
+            hostnames: route.hostnames.clone(),
+        },
+        rules: rules.into_iter().map(Arc::new).collect(),
+        problems: problems.into_iter().collect(),
+    });
+    (compiled, http, grpc)
+}
+
+/// The routes of a listener update: the previous version's routes that are
+/// gone or changed, and the new versions with their candidates.
+#[derive(Default)]
+struct RouteChanges {
+    removed: Vec<Arc<CompiledRoute>>,
+    added: Vec<(Arc<CompiledRoute>, Vec<Candidate>, Vec<Candidate>)>,
+}
+
 impl ListenerTable {
-    fn compile(
+    /// A listener with no routes.
+    fn empty(
         l: &ListenerRouting,
         policies: &BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
-        problems: &mut BTreeSet<Problem>,
     ) -> ListenerTable {
-        let mut lt = ListenerTable {
+        ListenerTable {
             info: ListenerInfo {
                 name: l.name.clone(),
                 source: l.source.clone(),
@@ -463,306 +786,226 @@ impl ListenerTable {
                 protocol: l.protocol,
                 hostname: l.hostname.clone(),
             },
-            routes: Vec::with_capacity(l.routes.len()),
-            rules: Vec::new(),
-            cands: Vec::new(),
+            routes: Vec::new(),
             http: HostMap::default(),
             grpc: HostMap::default(),
             policies: policies
                 .get(&PolicyTarget::Listener(l.name.clone()))
                 .map(|p| p.clone().into_boxed_slice())
                 .unwrap_or_default(),
+            problems: BTreeSet::new(),
+        }
+    }
+
+    /// Compiles a listener's routes.
+    fn compile(
+        l: &ListenerRouting,
+        policies: &BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
+    ) -> ListenerTable {
+        let mut routes: Vec<&Arc<AttachedRoute>> = l.routes.iter().collect();
+        routes.sort_by(|a, b| a.key.cmp(&b.key));
+        routes.dedup_by(|a, b| a.key == b.key);
+        let mut changes = RouteChanges::default();
+        let mut compiled = Vec::with_capacity(routes.len());
+        for r in routes {
+            let (c, http, grpc) = compile_route(r, &l.name, policies);
+            compiled.push(c.clone());
+            changes.added.push((c, http, grpc));
+        }
+        ListenerTable::empty(l, policies).with_changes(compiled, changes)
+    }
+
+    /// This listener with the routes of `l` (the same listener: same
+    /// name, port, protocol and hostname; same policies): routes whose
+    /// [`AttachedRoute`] is the same `Arc` or equal keep their compilation,
+    /// and only the buckets of the hostnames of changed routes are built
+    /// again; the others are shared with `self`. `None`: nothing changed.
+    fn update(
+        &self,
+        l: &ListenerRouting,
+        policies: &BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
+    ) -> Option<ListenerTable> {
+        let mut changes = RouteChanges::default();
+        let mut routes = Vec::with_capacity(l.routes.len());
+        let old = &self.routes;
+        let mut i = 0;
+        for r in &l.routes {
+            // The common case: the same route at the same place.
+            if let Some(o) = old.get(i)
+                && Arc::ptr_eq(&o.source, r)
+            {
+                routes.push(o.clone());
+                i += 1;
+                continue;
+            }
+            // Routes are sorted by key: those before `r` are gone.
+            while let Some(o) = old.get(i)
+                && o.info.key < r.key
+            {
+                changes.removed.push(o.clone());
+                i += 1;
+            }
+            if routes
+                .last()
+                .is_some_and(|p: &Arc<CompiledRoute>| p.info.key >= r.key)
+            {
+                // Not sorted by key (a routing built by hand): compile the
+                // listener whole, which sorts.
+                return Some(ListenerTable::compile(l, policies));
+            }
+            if let Some(o) = old.get(i)
+                && o.info.key == r.key
+            {
+                i += 1;
+                if *o.source == **r {
+                    routes.push(o.clone());
+                    continue;
+                }
+                changes.removed.push(o.clone());
+            }
+            let (c, http, grpc) = compile_route(r, &l.name, policies);
+            routes.push(c.clone());
+            changes.added.push((c, http, grpc));
+        }
+        changes
+            .removed
+            .extend(old[i.min(old.len())..].iter().cloned());
+        if changes.removed.is_empty() && changes.added.is_empty() {
+            return None;
+        }
+        let mut next = ListenerTable {
+            info: self.info.clone(),
+            routes: Vec::new(),
+            http: self.http.clone(),
+            grpc: self.grpc.clone(),
+            policies: self.policies.clone(),
+            problems: self.problems.clone(),
         };
-        let mut http_lists: BTreeMap<Option<Arc<str>>, Vec<u32>> = BTreeMap::new();
-        let mut grpc_lists: BTreeMap<Option<Arc<str>>, Vec<u32>> = BTreeMap::new();
-        for (ri, route) in l.routes.iter().enumerate() {
-            lt.routes.push(RouteInfo {
-                key: route.key.clone(),
-                creation_timestamp: route.creation_timestamp.clone(),
-                hostnames: route.hostnames.clone(),
-            });
-            let rank = Arc::new(RouteRank {
-                created: CreationTime::parse(route.creation_timestamp.as_deref()),
-                namespace: route.key.namespace.clone(),
-                name: route.key.name.clone(),
-            });
-            let hostnames: Vec<Option<Arc<str>>> = if route.hostnames.is_empty() {
-                vec![None]
-            } else {
-                route
-                    .hostnames
-                    .iter()
-                    .map(|h| Some(Arc::from(h.as_str())))
-                    .collect()
-            };
-            let mut msgs = Vec::new();
-            match &route.rules {
-                RouteRules::Http(rules) => {
-                    for rule in rules.iter() {
-                        let rule_id = lt.rules.len() as u32;
-                        lt.rules.push(compile_rule(
-                            ri as u32,
-                            Family::Http,
-                            rule.index,
-                            &rule.name,
-                            (&rule.filters, &rule.extension_refs, &rule.external_auth),
-                            &rule.backends,
-                            &rule.mirrors,
-                            Timeouts::parse(rule.timeouts.as_ref()),
-                            rule.retry.clone(),
-                            Policies::new(policies, &l.name, &route.key, rule.name.as_deref()),
-                            &mut msgs,
-                        ));
-                        if let Some(last) = lt.rules.last_mut() {
-                            last.session_persistence = rule.session_persistence.clone();
-                        }
-                        for (mi, m) in rule.matches.iter().enumerate() {
-                            let (ptype, pvalue) = match &m.path {
-                                None => (&PathMatchType::PathPrefix, "/"),
-                                Some(p) => (
-                                    p.type_.as_ref().unwrap_or(&PathMatchType::PathPrefix),
-                                    p.value.as_deref().unwrap_or("/"),
-                                ),
-                            };
-                            let (path, rank_path, regex) = match ptype {
-                                PathMatchType::Exact => {
-                                    (CandPath::Exact(pvalue.into()), PathRank::Exact, None)
-                                }
-                                PathMatchType::PathPrefix => (
-                                    CandPath::Prefix(pvalue.into()),
-                                    PathRank::Prefix(u16_len(pvalue.trim_end_matches('/'))),
-                                    None,
-                                ),
-                                PathMatchType::RegularExpression => (
-                                    CandPath::Regex(pvalue.into()),
-                                    PathRank::RegularExpression,
-                                    Some(pvalue),
-                                ),
-                                other => {
-                                    msgs.push(format!(
-                                        "path match type {other:?} is not supported"
-                                    ));
-                                    continue;
-                                }
-                            };
-                            let cond = Conditions::http(
-                                m.method.as_deref(),
-                                &m.headers,
-                                &m.query_params,
-                                regex,
-                                &mut msgs,
-                            );
-                            let matched = MatchRank::Http {
-                                path: rank_path,
-                                method: m.method.is_some(),
-                                headers: u8_count(cond.headers().len()),
-                                query_params: u8_count(cond.queries().len()),
-                            };
-                            for h in &hostnames {
-                                let id = lt.cands.len() as u32;
-                                lt.cands.push(Candidate {
-                                    prec: Precedence {
-                                        host: HostRank::of(h.as_deref()),
-                                        matched,
-                                        route: rank.clone(),
-                                        rule: rule.index as u32,
-                                        match_index: mi as u32,
-                                    },
-                                    hostname: h.clone(),
-                                    cond: cond.clone(),
-                                    path: path.clone(),
-                                    rule: rule_id,
-                                    match_index: mi as u32,
-                                });
-                                http_lists.entry(h.clone()).or_default().push(id);
-                            }
-                        }
-                        for m in msgs.drain(..) {
-                            problems.insert(Problem {
-                                route: route.key.clone(),
-                                rule: rule.index,
-                                message: m,
-                            });
-                        }
-                    }
-                }
-                RouteRules::Grpc(rules) => {
-                    for rule in rules.iter() {
-                        let rule_id = lt.rules.len() as u32;
-                        lt.rules.push(compile_rule(
-                            ri as u32,
-                            Family::Grpc,
-                            rule.index,
-                            &rule.name,
-                            (&rule.filters, &rule.extension_refs, &[]),
-                            &rule.backends,
-                            &rule.mirrors,
-                            Timeouts::default(),
-                            None,
-                            Policies::new(policies, &l.name, &route.key, rule.name.as_deref()),
-                            &mut msgs,
-                        ));
-                        if let Some(last) = lt.rules.last_mut() {
-                            last.session_persistence = rule.session_persistence.clone();
-                        }
-                        let matches: Vec<Option<&crate::model::GrpcRouteMatch>> =
-                            if rule.matches.is_empty() {
-                                vec![None]
-                            } else {
-                                rule.matches.iter().map(Some).collect()
-                            };
-                        for (mi, m) in matches.into_iter().enumerate() {
-                            let cond = Conditions::for_grpc(m, &mut msgs);
-                            let (sc, mc) = match m.and_then(|m| m.method.as_ref()) {
-                                Some(mm)
-                                    if mm.type_.as_ref().unwrap_or(&MatchType::Exact)
-                                        == &MatchType::Exact =>
-                                {
-                                    (
-                                        mm.service.as_deref().map_or(0, u16_len),
-                                        mm.method.as_deref().map_or(0, u16_len),
-                                    )
-                                }
-                                _ => (0, 0),
-                            };
-                            let matched = MatchRank::Grpc {
-                                service_chars: sc,
-                                method_chars: mc,
-                                headers: u8_count(cond.headers().len()),
-                            };
-                            for h in &hostnames {
-                                let id = lt.cands.len() as u32;
-                                lt.cands.push(Candidate {
-                                    prec: Precedence {
-                                        host: HostRank::of(h.as_deref()),
-                                        matched,
-                                        route: rank.clone(),
-                                        rule: rule.index as u32,
-                                        match_index: mi as u32,
-                                    },
-                                    hostname: h.clone(),
-                                    cond: cond.clone(),
-                                    path: CandPath::Grpc,
-                                    rule: rule_id,
-                                    match_index: mi as u32,
-                                });
-                                grpc_lists.entry(h.clone()).or_default().push(id);
-                            }
-                        }
-                        for m in msgs.drain(..) {
-                            problems.insert(Problem {
-                                route: route.key.clone(),
-                                rule: rule.index,
-                                message: m,
-                            });
-                        }
-                    }
-                }
-                RouteRules::L4(_) => {}
+        next = next.with_changes(routes, changes);
+        Some(next)
+    }
+
+    /// Applies `changes` to the buckets and problems, with `routes` the
+    /// listener's routes after them.
+    fn with_changes(mut self, routes: Vec<Arc<CompiledRoute>>, changes: RouteChanges) -> Self {
+        self.routes = routes;
+        let mut touched: BTreeMap<Option<Arc<str>>, (Vec<Slot>, Vec<Slot>)> = BTreeMap::new();
+        let mut gone: rustc_hash::FxHashSet<*const CompiledRoute> = Default::default();
+        for r in &changes.removed {
+            gone.insert(Arc::as_ptr(r));
+            for h in r.bucket_keys() {
+                touched.entry(h).or_default();
+            }
+            for p in r.problems.iter() {
+                self.problems.remove(p);
             }
         }
-        // Build the buckets, each list sorted by precedence.
-        let cands = &lt.cands;
-        let by_prec = |a: &u32, b: &u32| cands[*a as usize].prec.cmp(&cands[*b as usize].prec);
-        for (h, ids) in http_lists {
-            let mut trie = TrieBuilder::new();
-            let mut regex = Vec::new();
-            for id in ids {
-                match &cands[id as usize].path {
-                    CandPath::Exact(p) => trie.add_exact(p, id),
-                    CandPath::Prefix(p) => trie.add_prefix(p, id),
-                    CandPath::Regex(_) | CandPath::Grpc => regex.push(id),
-                }
+        for (r, http, grpc) in changes.added {
+            for h in r.bucket_keys() {
+                touched.entry(h).or_default();
             }
-            regex.sort_by(by_prec);
-            *lt.http.entry(h.as_deref()) = HttpBucket {
-                trie: trie.build(by_prec),
-                regex: regex.into_boxed_slice(),
-            };
-        }
-        for (h, ids) in grpc_lists {
-            let bucket = lt.grpc.entry(h.as_deref());
-            for id in ids {
-                let c = &cands[id as usize];
-                let key = match (&c.prec.matched, c.cond.grpc()) {
-                    (
-                        MatchRank::Grpc {
-                            service_chars,
-                            method_chars,
-                            ..
-                        },
-                        Some(_),
-                    ) if *service_chars > 0 && *method_chars > 0 => grpc_exact_key(c),
-                    _ => None,
+            self.problems.extend(r.problems.iter().cloned());
+            for cand in http {
+                let slot = Slot {
+                    rule: r.rules[cand.rule as usize].clone(),
+                    route: r.clone(),
+                    cand,
                 };
-                match key {
-                    Some(k) => bucket.exact.entry(k.into()).or_default().push(id),
-                    None => bucket.other.push(id),
-                }
+                touched
+                    .entry(slot.cand.hostname.clone())
+                    .or_default()
+                    .0
+                    .push(slot);
             }
-            for v in bucket.exact.values_mut() {
-                v.sort_by(by_prec);
+            for cand in grpc {
+                let slot = Slot {
+                    rule: r.rules[cand.rule as usize].clone(),
+                    route: r.clone(),
+                    cand,
+                };
+                touched
+                    .entry(slot.cand.hostname.clone())
+                    .or_default()
+                    .1
+                    .push(slot);
             }
-            bucket.other.sort_by(by_prec);
         }
-        lt.cands.shrink_to_fit();
-        lt.rules.shrink_to_fit();
-        lt.http.shrink();
-        lt
+        let kept = |b: &[Slot], new: Vec<Slot>| -> Vec<Slot> {
+            b.iter()
+                .filter(|s| !gone.contains(&Arc::as_ptr(&s.route)))
+                .cloned()
+                .chain(new)
+                .collect()
+        };
+        for (h, (http, grpc)) in touched {
+            let h = h.as_deref();
+            let old = self.http.get(h).map_or(&[][..], |b| &b.slots[..]);
+            let slots = kept(old, http);
+            self.http.set(
+                h,
+                (!slots.is_empty()).then(|| Arc::new(HttpBucket::build(slots))),
+            );
+            let old = self.grpc.get(h).map_or(&[][..], |b| &b.slots[..]);
+            let slots = kept(old, grpc);
+            self.grpc.set(
+                h,
+                (!slots.is_empty()).then(|| Arc::new(GrpcBucket::build(slots))),
+            );
+        }
+        self.http.shrink();
+        self
     }
 
     #[inline]
-    fn first_match(&self, ids: &[u32], head: &RequestHead, path: &str) -> Option<u32> {
+    fn first_match(slots: &[Slot], ids: &[u32], head: &RequestHead, path: &str) -> Option<u32> {
         ids.iter()
             .copied()
-            .find(|&id| self.cands[id as usize].cond.matches(head, path))
+            .find(|&id| slots[id as usize].cand.cond.matches(head, path))
     }
 
     #[inline]
-    fn find_http(&self, b: &HttpBucket, head: &RequestHead, path: &str) -> Option<u32> {
+    fn find_http<'b>(b: &'b HttpBucket, head: &RequestHead, path: &str) -> Option<&'b Slot> {
+        let s = &b.slots[..];
         let (mut node, complete) = b.trie.walk(path);
-        if complete && let Some(id) = self.first_match(b.trie.exact(node), head, path) {
-            return Some(id);
+        if complete && let Some(id) = Self::first_match(s, b.trie.exact(node), head, path) {
+            return Some(&s[id as usize]);
         }
         loop {
-            if let Some(id) = self.first_match(b.trie.prefix(node), head, path) {
-                return Some(id);
+            if let Some(id) = Self::first_match(s, b.trie.prefix(node), head, path) {
+                return Some(&s[id as usize]);
             }
             if node == ROOT {
                 break;
             }
             node = b.trie.parent(node);
         }
-        self.first_match(&b.regex, head, path)
+        Self::first_match(s, &b.regex, head, path).map(|id| &s[id as usize])
     }
 
-    fn find_grpc(&self, b: &GrpcBucket, head: &RequestHead, path: &str) -> Option<u32> {
+    fn find_grpc<'b>(b: &'b GrpcBucket, head: &RequestHead, path: &str) -> Option<&'b Slot> {
+        let s = &b.slots[..];
         let exact = path
             .strip_prefix('/')
             .and_then(|k| b.exact.get(k))
-            .and_then(|ids| self.first_match(ids, head, path));
-        let other = self.first_match(&b.other, head, path);
-        match (exact, other) {
-            (Some(a), Some(o)) => Some(
-                if self.cands[a as usize].prec <= self.cands[o as usize].prec {
-                    a
-                } else {
-                    o
-                },
-            ),
+            .and_then(|ids| Self::first_match(s, ids, head, path));
+        let other = Self::first_match(s, &b.other, head, path);
+        // Ids are in precedence order.
+        let id = match (exact, other) {
+            (Some(a), Some(o)) => Some(a.min(o)),
             (a, o) => a.or(o),
-        }
+        };
+        id.map(|id| &s[id as usize])
     }
 
-    fn find(&self, head: &RequestHead, path: &str) -> Option<u32> {
+    fn find(&self, head: &RequestHead, path: &str) -> Option<&Slot> {
         let host = head.host();
         if !self.grpc.is_empty() && head.is_grpc() {
-            let found = self.grpc.find_map(host, |b| self.find_grpc(b, head, path));
+            let found = self.grpc.find_map(host, |b| Self::find_grpc(b, head, path));
             if found.is_some() {
                 return found;
             }
         }
-        self.http.find_map(host, |b| self.find_http(b, head, path))
+        self.http.find_map(host, |b| Self::find_http(b, head, path))
     }
 }
 
@@ -787,7 +1030,6 @@ type ResolvedFilters<'a> = (
 
 #[allow(clippy::too_many_arguments)]
 fn compile_rule(
-    route: u32,
     family: Family,
     index: usize,
     name: &Option<String>,
@@ -843,7 +1085,6 @@ fn compile_rule(
         None
     };
     Rule {
-        route,
         family,
         index,
         name: name.clone(),
@@ -1262,7 +1503,28 @@ impl Table {
     /// recorded in [`Table::problems`] and the affected rules answer 500 or
     /// never match.
     pub fn compile(routing: &GatewayRouting) -> Table {
-        let mut problems = BTreeSet::new();
+        Table::build(routing, None)
+    }
+
+    /// This table after a change of its Gateway's routing: the table
+    /// [`Table::compile`] gives for `routing`, built from this one. Routes
+    /// that did not change (the same `Arc<AttachedRoute>`, as the
+    /// incremental engine hands them, or an equal route) keep their
+    /// compilation; only the route hostname buckets holding a changed
+    /// route are built again, and listeners without a changed route are
+    /// shared. A change of the Gateway's extension policies, or another
+    /// Gateway, compiles it whole.
+    ///
+    /// One route changed on a Gateway of N routes costs its buckets plus a
+    /// pointer comparison per route, not a compilation of N routes.
+    pub fn update(&self, routing: &GatewayRouting) -> Table {
+        if routing.gateway != self.gateway || routing.policies != self.policy_index {
+            return Table::compile(routing);
+        }
+        Table::build(routing, Some(self))
+    }
+
+    fn build(routing: &GatewayRouting, previous: Option<&Table>) -> Table {
         let mut ports: Vec<PortTable> = Vec::new();
         for l in &routing.listeners {
             let http_like = matches!(l.protocol, ListenerProtocol::Http)
@@ -1278,6 +1540,7 @@ impl Table {
                         port: l.port,
                         listeners: Vec::new(),
                         select: HostMap::default(),
+                        single: false,
                     });
                     let last = ports.len() - 1;
                     &mut ports[last]
@@ -1287,10 +1550,33 @@ impl Table {
             // The first listener with a hostname keeps it (the engine marks
             // later duplicates Conflicted).
             pt.select.insert_if_absent(l.hostname.as_deref(), idx);
-            pt.listeners
-                .push(ListenerTable::compile(l, &routing.policies, &mut problems));
+            let before = previous.and_then(|t| {
+                t.port(l.port)?.listeners.iter().find(|o| {
+                    o.info.name == l.name
+                        && o.info.source == l.source
+                        && o.info.protocol == l.protocol
+                        && o.info.hostname == l.hostname
+                })
+            });
+            let lt = match before {
+                Some(before) => match before.update(l, &routing.policies) {
+                    Some(lt) => Arc::new(lt),
+                    None => before.clone(),
+                },
+                None => Arc::new(ListenerTable::compile(l, &routing.policies)),
+            };
+            pt.listeners.push(lt);
         }
         ports.sort_by_key(|p| p.port);
+        for pt in &mut ports {
+            pt.single = pt.listeners.len() == 1 && pt.select.only_any();
+        }
+        let mut problems = BTreeSet::new();
+        for pt in &ports {
+            for lt in &pt.listeners {
+                problems.extend(lt.problems.iter().cloned());
+            }
+        }
         Table {
             gateway: routing.gateway.clone(),
             ports,
@@ -1300,6 +1586,7 @@ impl Table {
                 .get(&PolicyTarget::Gateway)
                 .map(|p| p.clone().into_boxed_slice())
                 .unwrap_or_default(),
+            policy_index: routing.policies.clone(),
         }
     }
 
@@ -1358,6 +1645,10 @@ impl Table {
         pt: &'t PortTable,
         head: &RequestHead,
     ) -> Result<u32, (Option<u32>, RespondReason)> {
+        if pt.single {
+            // Every Host and every SNI choose it.
+            return Ok(0);
+        }
         let by_host = pt.select.find_map(head.host(), |&i| Some(i));
         match head.sni() {
             Some(sni) => match pt.select.find_map(sni, |&i| Some(i)) {
@@ -1388,14 +1679,13 @@ impl Table {
             Ok(p) => p,
             Err(e) => return respond(Some(&lt.info), RespondReason::BadPath(e)),
         };
-        let Some(id) = lt.find(head, path) else {
+        let Some(slot) = lt.find(head, path) else {
             return respond(Some(&lt.info), RespondReason::NoRoute);
         };
-        let cand = &lt.cands[id as usize];
-        let rule = &lt.rules[cand.rule as usize];
+        let cand = &slot.cand;
         let matched = Matched {
-            route: &lt.routes[rule.route as usize],
-            rule,
+            route: &slot.route.info,
+            rule: &slot.rule,
             cand,
         };
         let action = decide(&lt.info, matched, head);
@@ -1465,14 +1755,21 @@ impl Tables {
         }
     }
 
-    /// These tables after a change: the Gateways in `changed` are compiled
-    /// again (or dropped, for `None`), every other table is shared with
-    /// `self`. `changed` is [`crate::engine::Delta::routing`].
+    /// These tables after a change: the tables of the Gateways in
+    /// `changed` are updated ([`Table::update`]: only the buckets of the
+    /// routes that changed are compiled again) or dropped, for `None`;
+    /// every other table is shared with `self`. `changed` is [`crate::engine::Delta::routing`].
     pub fn update(&self, changed: &BTreeMap<ObjectKey, Option<Arc<GatewayRouting>>>) -> Tables {
         let mut by_gateway = self.by_gateway.clone();
         for (k, r) in changed {
             match r {
-                Some(r) => by_gateway.insert(k.clone(), Arc::new(Table::compile(r))),
+                Some(r) => {
+                    let table = match self.by_gateway.get(k) {
+                        Some(before) => before.update(r),
+                        None => Table::compile(r),
+                    };
+                    by_gateway.insert(k.clone(), Arc::new(table))
+                }
                 None => by_gateway.remove(k),
             };
         }
