@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gwcore::extension::Extensions;
 use gwcore::status::GatewayStatusAddress;
-use gwcore_k8s::{Controller, LeaseOptions, Metrics, Options, State};
+use gwcore_k8s::{Controller, GatewayServiceOptions, LeaseOptions, Metrics, Options, State};
 use gwcore_proxy::provider::{Runtime, RuntimeOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -24,7 +24,8 @@ pub(crate) struct KubeArgs {
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
     /// Namespace of the leader-election Lease. Default: `$POD_NAMESPACE`,
-    /// else `gwcore-system`.
+    /// else the namespace of the in-cluster service account; without
+    /// either, `gwcore` exits with an error naming this flag.
     #[arg(long, value_name = "NS")]
     lease_namespace: Option<String>,
     /// Name of the leader-election Lease.
@@ -45,6 +46,92 @@ pub(crate) struct KubeArgs {
     /// Gateways' `status.addresses`.
     #[arg(long, value_name = "NS/NAME", value_parser = parse_ns_name)]
     address_service: Option<(String, String)>,
+    /// Give each of our Gateways a Service of its own, in its namespace,
+    /// named `gwcore-<gateway>`, with a port per listener port, the
+    /// Gateway's `spec.infrastructure` labels and annotations, and the
+    /// Gateway as owner; the Gateway's `status.addresses` are the
+    /// Service's. Needs RBAC to create, patch and delete Services.
+    #[arg(long)]
+    gateway_services: bool,
+    /// The `spec.type` of the Gateways' Services.
+    #[arg(long, value_name = "TYPE", default_value = "LoadBalancer", value_parser = ["LoadBalancer", "NodePort", "ClusterIP"])]
+    gateway_service_type: String,
+    /// A label of the proxy pods the Gateways' Services select
+    /// (repeatable). Default: deploy/'s, `app.kubernetes.io/name=gwcore`
+    /// and `app.kubernetes.io/component=gateway`.
+    #[arg(long = "gateway-service-selector", value_name = "KEY=VALUE", value_parser = parse_label)]
+    gateway_service_selector: Vec<(String, String)>,
+    /// The pods' port (a number or a container port's name) for Gateway
+    /// port PORT in the Gateways' Services (repeatable); a port without
+    /// one goes to the same number on the pods.
+    #[arg(long = "gateway-service-target-port", value_name = "PORT=TARGET", value_parser = parse_target_port)]
+    gateway_service_target_ports: Vec<(u16, String)>,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
+    }
+}
+
+fn parse_target_port(s: &str) -> Result<(u16, String), String> {
+    let Some((port, target)) = s.split_once('=') else {
+        return Err(format!("{s:?}: expected PORT=TARGET"));
+    };
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{s:?}: {port:?} is not a port number"))?;
+    // Checked here, so that a bad one is refused with the other flags.
+    GatewayServiceOptions::default().with_target_port(port, target)?;
+    Ok((port, target.into()))
+}
+
+/// The Gateways' Services `kube` asks for (`--gateway-services` and the
+/// flags that shape them); `None` without `--gateway-services`.
+fn gateway_services(kube: &KubeArgs) -> Result<Option<GatewayServiceOptions>, String> {
+    if !kube.gateway_services {
+        return Ok(None);
+    }
+    let mut opts = GatewayServiceOptions::default();
+    opts.service_type = kube.gateway_service_type.clone();
+    if !kube.gateway_service_selector.is_empty() {
+        opts.selector = kube.gateway_service_selector.iter().cloned().collect();
+    }
+    for (port, target) in &kube.gateway_service_target_ports {
+        opts = opts.with_target_port(*port, target)?;
+    }
+    Ok(Some(opts))
+}
+
+/// Where the in-cluster service account's namespace is mounted.
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// The namespace of the leader-election Lease: `--lease-namespace`
+/// (`flag`), else `$POD_NAMESPACE` (`pod`), else the in-cluster service
+/// account's (`service_account`, the file's content). None of them (a
+/// controller run outside a cluster without the flag) is an error naming
+/// the flags that fix it: guessing a namespace would leave the controller
+/// retrying forever against one that may not exist.
+fn lease_namespace(
+    flag: Option<&str>,
+    pod: Option<&str>,
+    service_account: Option<&str>,
+) -> Result<String, String> {
+    [flag, pod, service_account]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|ns| !ns.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            "cannot tell the namespace of the leader-election Lease: pass \
+             --lease-namespace NS (or set POD_NAMESPACE), or --no-leader-election to \
+             write status without electing a leader (a single replica only)"
+                .to_string()
+        })
 }
 
 fn parse_ns_name(s: &str) -> Result<(String, String), String> {
@@ -139,6 +226,34 @@ pub(crate) async fn start(
     kube: &KubeArgs,
     extensions: Extensions,
 ) -> Result<Controller, String> {
+    // Settled before connecting: a Lease without a namespace is an error
+    // at once, not a retry loop.
+    let lease = if kube.no_leader_election {
+        None
+    } else {
+        let ns = lease_namespace(
+            kube.lease_namespace.as_deref(),
+            std::env::var("POD_NAMESPACE").ok().as_deref(),
+            std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
+                .ok()
+                .as_deref(),
+        )?;
+        let identity = kube
+            .identity
+            .clone()
+            .or_else(|| std::env::var("POD_NAME").ok())
+            .unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "gwcore".into());
+                format!("{host}-{}", std::process::id())
+            });
+        let mut lease = LeaseOptions::new(ns, identity);
+        lease.name = kube.lease_name.clone();
+        Some(lease)
+    };
     let config = match &kube.kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
@@ -170,28 +285,8 @@ pub(crate) async fn start(
         })
         .collect();
     opts.address_service = kube.address_service.clone();
-    if !kube.no_leader_election {
-        let ns = kube
-            .lease_namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .unwrap_or_else(|| "gwcore-system".into());
-        let identity = kube
-            .identity
-            .clone()
-            .or_else(|| std::env::var("POD_NAME").ok())
-            .unwrap_or_else(|| {
-                let host = std::fs::read_to_string("/etc/hostname")
-                    .ok()
-                    .map(|h| h.trim().to_string())
-                    .filter(|h| !h.is_empty())
-                    .unwrap_or_else(|| "gwcore".into());
-                format!("{host}-{}", std::process::id())
-            });
-        let mut lease = LeaseOptions::new(ns, identity);
-        lease.name = kube.lease_name.clone();
-        opts.lease = Some(lease);
-    }
+    opts.gateway_services = gateway_services(kube)?;
+    opts.lease = lease;
     loop {
         match Controller::start(client.clone(), opts.clone()).await {
             Ok(c) => {
@@ -331,4 +426,69 @@ async fn admin(
         }
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lease_namespace;
+
+    #[test]
+    fn the_lease_namespace_comes_from_the_flag_then_the_pod_then_the_service_account() {
+        assert_eq!(
+            lease_namespace(Some("a"), Some("b"), Some("c")),
+            Ok("a".into())
+        );
+        assert_eq!(lease_namespace(None, Some("b"), Some("c")), Ok("b".into()));
+        assert_eq!(lease_namespace(None, Some(""), Some("c\n")), Ok("c".into()));
+    }
+
+    #[test]
+    fn no_lease_namespace_is_an_error_naming_the_flags() {
+        let e = lease_namespace(None, None, None).expect_err("no namespace");
+        assert!(e.contains("--lease-namespace NS"), "{e}");
+        assert!(e.contains("--no-leader-election"), "{e}");
+    }
+
+    #[test]
+    fn gateway_service_flags_shape_the_services() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            kube: super::KubeArgs,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("gwcore").chain(args.iter().copied()))
+                .map(|c| super::gateway_services(&c.kube))
+        };
+        assert_eq!(parse(&[]).unwrap(), Ok(None), "off by default");
+        let o = parse(&[
+            "--gateway-services",
+            "--gateway-service-type=NodePort",
+            "--gateway-service-selector=app=proxy",
+            "--gateway-service-target-port=80=http",
+            "--gateway-service-target-port=443=8443",
+        ])
+        .unwrap()
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.service_type, "NodePort");
+        assert_eq!(
+            o.selector,
+            [("app".to_string(), "proxy".to_string())].into()
+        );
+        let want = super::GatewayServiceOptions::default()
+            .with_target_port(80, "http")
+            .and_then(|w| w.with_target_port(443, "8443"))
+            .unwrap();
+        assert_eq!(o.target_ports, want.target_ports);
+        for bad in [
+            "--gateway-service-target-port=80=HTTP",
+            "--gateway-service-target-port=x=http",
+            "--gateway-service-selector==v",
+            "--gateway-service-type=External",
+        ] {
+            assert!(parse(&["--gateway-services", bad]).is_err(), "{bad}");
+        }
+    }
 }

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::gateway_service::{GatewayServiceOptions, gateway_of, service_addresses};
 use crate::kinds::{DiscoveryError, Served, convert, load_balancer_addresses};
 use crate::leader::{self, LeaseOptions};
 use crate::metrics::{Counters, Metrics};
@@ -38,8 +39,18 @@ pub struct Options {
     /// Static addresses for Gateways that request none. Default: none.
     pub addresses: Vec<GatewayStatusAddress>,
     /// A Service (namespace, name) whose `status.loadBalancer.ingress`
-    /// gives Gateway addresses, after the static ones. Default: none.
+    /// gives Gateway addresses, after the static ones. Unused for our
+    /// Gateways when they get Services of their own
+    /// ([`Options::gateway_services`]). Default: none.
     pub address_service: Option<(String, String)>,
+    /// Gives each of our Gateways a Service of its own
+    /// ([`crate::gateway_service`]), kept by the leader (created, put back
+    /// when changed, deleted when stale); its addresses (the load
+    /// balancer's, else the cluster IPs) are the Gateway's
+    /// `status.addresses` and the only ones its `spec.addresses` can use;
+    /// before it exists the Gateway has none. Needs `write_status`.
+    /// Default: `None` (off).
+    pub gateway_services: Option<GatewayServiceOptions>,
     /// Whether to write status at all (`false`: compute and serve only).
     /// Default `true`.
     pub write_status: bool,
@@ -64,6 +75,7 @@ impl Options {
             coalesce: Duration::from_millis(10),
             addresses: Vec::new(),
             address_service: None,
+            gateway_services: None,
             write_status: true,
             lease: None,
             writer: WriterOptions::default(),
@@ -196,6 +208,7 @@ impl Controller {
                 updates_tx.clone(),
                 metrics.clone(),
                 opts.address_service.clone(),
+                opts.gateway_services.is_some(),
             )));
         }
         let kinds: Vec<Kind> = served.iter().map(|(k, _)| k).collect();
@@ -224,6 +237,23 @@ impl Controller {
             // the channel stays open.
             _ => (None, Some(leader_tx)),
         };
+        if let (true, Some(services)) = (opts.write_status, &opts.gateway_services) {
+            let version = served
+                .resource(Kind::Gateway)
+                .map(|r| r.api_version.clone())
+                .unwrap_or_else(|| "gateway.networking.k8s.io/v1".into());
+            let w = crate::service_writer::ServiceWriter {
+                client: client.clone(),
+                gateway_api_version: version,
+                controller_name: opts.controller_name.clone(),
+                opts: services.clone(),
+            };
+            tasks.push(tokio::spawn(crate::service_writer::run(
+                w,
+                state_rx.clone(),
+                leader_rx.clone(),
+            )));
+        }
         if opts.write_status {
             let writer = Writer {
                 client,
@@ -338,6 +368,7 @@ async fn watch_kind(
     tx: mpsc::UnboundedSender<Update>,
     metrics: Arc<Metrics>,
     address_service: Option<(String, String)>,
+    gateway_services: bool,
 ) {
     let is_address_service = |o: &DynamicObject| {
         kind == Kind::Service
@@ -345,6 +376,24 @@ async fn watch_kind(
                 o.metadata.namespace.as_deref() == Some(ns.as_str())
                     && o.metadata.name.as_deref() == Some(name.as_str())
             })
+    };
+    // The Gateway a Service was made for, when gwcore makes them.
+    let gateway_of = |o: &DynamicObject| {
+        (kind == Kind::Service && gateway_services)
+            .then(|| gateway_of(o))
+            .flatten()
+    };
+    // Sends the addresses `o` gives, if any; `false` when the reducer is
+    // gone.
+    let send_addresses = |o: &DynamicObject| {
+        let sent = if is_address_service(o) {
+            tx.send(Update::Addresses(load_balancer_addresses(o)))
+        } else if let Some(gateway) = gateway_of(o) {
+            tx.send(Update::GatewayAddresses(gateway, service_addresses(o)))
+        } else {
+            Ok(())
+        };
+        sent.is_ok()
     };
     let mut backoff = WatchBackoff {
         next: WatchBackoff::MIN,
@@ -367,21 +416,30 @@ async fn watch_kind(
             let update = match event {
                 watcher::Event::Init => Update::Restart(kind),
                 watcher::Event::InitDone => Update::Done(kind),
-                watcher::Event::InitApply(o) | watcher::Event::Apply(o)
-                    if is_address_service(&o) =>
-                {
-                    if tx
-                        .send(Update::Addresses(load_balancer_addresses(&o)))
-                        .is_err()
-                    {
+                // Listed or not, a Service whose addresses count is also
+                // reported as addresses (before the object, so that the
+                // engine run it causes has both).
+                watcher::Event::InitApply(o) => {
+                    if !send_addresses(&o) {
+                        return;
+                    }
+                    Update::Listed(convert(kind, o))
+                }
+                watcher::Event::Apply(o) => {
+                    if !send_addresses(&o) {
                         return;
                     }
                     Update::Applied(convert(kind, o))
                 }
-                watcher::Event::InitApply(o) => Update::Listed(convert(kind, o)),
-                watcher::Event::Apply(o) => Update::Applied(convert(kind, o)),
                 watcher::Event::Delete(o) => {
                     if is_address_service(&o) && tx.send(Update::Addresses(Vec::new())).is_err() {
+                        return;
+                    }
+                    if let Some(gateway) = gateway_of(&o)
+                        && tx
+                            .send(Update::GatewayAddresses(gateway, Vec::new()))
+                            .is_err()
+                    {
                         return;
                     }
                     Update::Deleted(ObjectKey::new(
@@ -443,6 +501,9 @@ async fn reduce(
             }
         }
     };
+    // Whether Gateways get Services of their own, whose addresses alone
+    // are theirs.
+    let own_services = opts.gateway_services.is_some();
     loop {
         let Some(u) = rx.recv().await else { return };
         let fresh = matches!(u, Update::Fresh(_));
@@ -476,6 +537,7 @@ async fn reduce(
         let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let started = Instant::now();
         let changed = index.take_changed();
+        let changed_gateway_addresses = index.take_changed_gateway_addresses();
         // The state is published under the lock, so that the writer, which
         // reads both under it, sees the snapshot the engine ran on with the
         // keys that run queued.
@@ -485,6 +547,15 @@ async fn reduce(
             Some(engine) if engine_addresses == addresses => {
                 engine.set_now(now);
                 let mut delta = Delta::default();
+                // A Gateway's own addresses first, so that a new Gateway
+                // is computed with them.
+                let gateways = changed.iter().filter(|k| k.kind == Kind::Gateway);
+                let addressed: BTreeSet<&ObjectKey> =
+                    changed_gateway_addresses.iter().chain(gateways).collect();
+                for key in addressed {
+                    let own = own_addresses(&index, key, own_services);
+                    delta.absorb(engine.set_gateway_addresses(key, own));
+                }
                 for key in &changed {
                     delta.absorb(match index.snapshot().get(key) {
                         Some(obj) => engine.apply(Object::clone(obj)),
@@ -496,9 +567,17 @@ async fn reduce(
             // The first run, or new addresses (which every Gateway's status
             // carries): load everything.
             _ => {
-                let copts = ComputeOptions::new(opts.controller_name.clone(), now)
+                let mut copts = ComputeOptions::new(opts.controller_name.clone(), now)
                     .with_addresses(addresses.clone())
                     .with_extensions(opts.extensions.clone());
+                copts.gateway_addresses = index
+                    .snapshot()
+                    .of_kind(Kind::Gateway)
+                    .filter_map(|g| {
+                        let key = g.key();
+                        Some((key.clone(), own_addresses(&index, &key, own_services)?))
+                    })
+                    .collect();
                 let engine = Engine::from_snapshot(index.snapshot().clone(), copts);
                 let mut delta = Delta::default();
                 if let Some(old) = &desired.engine {
@@ -563,6 +642,28 @@ async fn reduce(
         }));
         drop(guard);
     }
+}
+
+/// The addresses Gateway `key` is served on by its own Service, for
+/// [`Engine::set_gateway_addresses`]: `None` (the deployment's) unless
+/// Gateways get Services (`own_services`); then the Service's, none
+/// before it exists (a Gateway is not served on the deployment's
+/// addresses then), and `None` for a Gateway that is gone.
+fn own_addresses(
+    index: &Index,
+    key: &ObjectKey,
+    own_services: bool,
+) -> Option<Vec<GatewayStatusAddress>> {
+    if !own_services || index.snapshot().get(key).is_none() {
+        return None;
+    }
+    Some(
+        index
+            .gateway_addresses()
+            .get(key)
+            .cloned()
+            .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]

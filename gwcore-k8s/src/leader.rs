@@ -56,6 +56,37 @@ impl LeaseOptions {
     }
 }
 
+/// What to change when the Lease cannot be read or written because of how
+/// it is configured (its namespace does not exist, or the account may not
+/// touch Leases there), naming the `gwcore` flags that fix it; `None` for
+/// other failures (the API server is unreachable: retrying is all there
+/// is to do).
+pub(crate) fn lease_advice(err: &kube::Error, opts: &LeaseOptions) -> Option<String> {
+    let kube::Error::Api(status) = err else {
+        return None;
+    };
+    let ns = &opts.namespace;
+    let lease = format!("Lease {ns}/{}", opts.name);
+    let otherwise = "or --no-leader-election to write status without a Lease \
+                     (a single replica only)";
+    if status.is_not_found() {
+        Some(format!(
+            "the {lease} cannot be created: namespace {ns} does not exist; create it, \
+             or pass --lease-namespace NS (LeaseOptions::namespace) naming one that \
+             exists, {otherwise}"
+        ))
+    } else if status.is_forbidden() {
+        Some(format!(
+            "the {lease} may not be read or written by this account: grant it get, \
+             create and update on leases.coordination.k8s.io in namespace {ns} (as \
+             deploy/rbac.yaml does), or pass --lease-namespace NS (LeaseOptions::namespace) \
+             naming a namespace where it may, {otherwise}"
+        ))
+    } else {
+        None
+    }
+}
+
 fn now() -> MicroTime {
     MicroTime(Timestamp::now())
 }
@@ -198,7 +229,14 @@ pub(crate) async fn run(
                 set(false);
             }
             Err(err) => {
-                tracing::warn!(lease = %e.opts.name, error = %err, "cannot reach the lease");
+                match lease_advice(&err, &e.opts) {
+                    Some(advice) => {
+                        tracing::error!(lease = %e.opts.name, error = %err, "{advice}; retrying");
+                    }
+                    None => {
+                        tracing::warn!(lease = %e.opts.name, error = %err, "cannot reach the lease");
+                    }
+                }
                 if last_renewal.is_none_or(|t| t.elapsed() >= e.opts.renew_deadline)
                     && *leader.borrow()
                 {
@@ -217,5 +255,46 @@ pub(crate) async fn run(
         if let Err(err) = e.release().await {
             tracing::warn!(lease = %e.opts.name, error = %err, "cannot release the lease");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn api_error(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(Status::failure("refused", reason).with_code(code).boxed())
+    }
+
+    #[test]
+    fn a_missing_namespace_names_the_flag_that_moves_the_lease() {
+        let opts = LeaseOptions::new("nowhere", "me");
+        let advice = lease_advice(&api_error(404, "NotFound"), &opts).expect("advice");
+        assert!(
+            advice.contains("namespace nowhere does not exist"),
+            "{advice}"
+        );
+        assert!(advice.contains("--lease-namespace"), "{advice}");
+        assert!(advice.contains("--no-leader-election"), "{advice}");
+    }
+
+    #[test]
+    fn a_forbidden_lease_names_the_permission_and_the_flag() {
+        let opts = LeaseOptions::new("locked", "me");
+        let advice = lease_advice(&api_error(403, "Forbidden"), &opts).expect("advice");
+        assert!(
+            advice.contains("leases.coordination.k8s.io in namespace locked"),
+            "{advice}"
+        );
+        assert!(advice.contains("--lease-namespace"), "{advice}");
+    }
+
+    #[test]
+    fn an_unreachable_server_gets_no_advice() {
+        let opts = LeaseOptions::new("ns", "me");
+        assert_eq!(lease_advice(&api_error(500, "InternalError"), &opts), None);
+        let io = kube::Error::Service(std::io::Error::other("connection refused").into());
+        assert_eq!(lease_advice(&io, &opts), None);
     }
 }

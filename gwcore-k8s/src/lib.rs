@@ -50,13 +50,16 @@
 //! ```
 
 pub mod controller;
+pub mod gateway_service;
 pub mod kinds;
 pub mod leader;
 pub mod metrics;
 pub mod reducer;
+mod service_writer;
 pub mod writer;
 
 pub use controller::{Controller, Options, State};
+pub use gateway_service::GatewayServiceOptions;
 pub use kinds::{Converted, DiscoveryError, Served};
 pub use leader::LeaseOptions;
 pub use metrics::{Counters, Metrics};

@@ -38,6 +38,10 @@ pub enum Update {
     /// The load-balancer addresses of the Service named by
     /// [`crate::Options::address_service`] changed.
     Addresses(Vec<GatewayStatusAddress>),
+    /// The addresses of the Service made for a Gateway
+    /// ([`crate::Options::gateway_services`]) changed; empty when it is
+    /// gone.
+    GatewayAddresses(ObjectKey, Vec<GatewayStatusAddress>),
 }
 
 /// What an update changed.
@@ -75,6 +79,10 @@ pub struct Index {
     synced: BTreeSet<Kind>,
     invalid: BTreeMap<ObjectKey, (Option<String>, Vec<String>)>,
     addresses: Vec<GatewayStatusAddress>,
+    gateway_addresses: BTreeMap<ObjectKey, Vec<GatewayStatusAddress>>,
+    /// Gateways whose own addresses changed since the last
+    /// [`Index::take_changed_gateway_addresses`].
+    changed_gateway_addresses: BTreeSet<ObjectKey>,
     /// Objects added, changed (status included) or removed since the last
     /// [`Index::take_changed`].
     changed: BTreeSet<ObjectKey>,
@@ -128,6 +136,16 @@ impl Index {
         &self.addresses
     }
 
+    /// The addresses of each Gateway's own Service, last seen.
+    pub fn gateway_addresses(&self) -> &BTreeMap<ObjectKey, Vec<GatewayStatusAddress>> {
+        &self.gateway_addresses
+    }
+
+    /// The Gateways whose own addresses changed since the last call.
+    pub fn take_changed_gateway_addresses(&mut self) -> BTreeSet<ObjectKey> {
+        std::mem::take(&mut self.changed_gateway_addresses)
+    }
+
     /// Applies one update; returns what changed.
     pub fn apply(&mut self, update: Update) -> Change {
         match update {
@@ -172,6 +190,19 @@ impl Index {
                     Change::None
                 } else {
                     self.addresses = a;
+                    Change::Objects
+                }
+            }
+            Update::GatewayAddresses(gateway, a) => {
+                let old = if a.is_empty() {
+                    self.gateway_addresses.remove(&gateway)
+                } else {
+                    self.gateway_addresses.insert(gateway.clone(), a.clone())
+                };
+                if old.unwrap_or_default() == a {
+                    Change::None
+                } else {
+                    self.changed_gateway_addresses.insert(gateway);
                     Change::Objects
                 }
             }
@@ -425,5 +456,37 @@ mod tests {
         }];
         assert!(ix.apply(Update::Addresses(a.clone())).any());
         assert!(!ix.apply(Update::Addresses(a)).any());
+    }
+
+    #[test]
+    fn gateway_addresses_are_kept_per_gateway_and_reported_once() {
+        let mut ix = Index::new();
+        let gw = ObjectKey::new(Kind::Gateway, "n", "gw");
+        let a = vec![GatewayStatusAddress {
+            type_: Some("IPAddress".into()),
+            value: "10.96.0.9".into(),
+        }];
+        assert!(
+            ix.apply(Update::GatewayAddresses(gw.clone(), a.clone()))
+                .any()
+        );
+        assert!(
+            !ix.apply(Update::GatewayAddresses(gw.clone(), a.clone()))
+                .any()
+        );
+        assert_eq!(ix.gateway_addresses()[&gw], a);
+        assert!(ix.addresses().is_empty(), "not every Gateway's");
+        assert_eq!(
+            ix.take_changed_gateway_addresses(),
+            BTreeSet::from([gw.clone()])
+        );
+        assert!(ix.take_changed_gateway_addresses().is_empty());
+        // The Service gone: the Gateway has no addresses of its own.
+        assert!(
+            ix.apply(Update::GatewayAddresses(gw.clone(), Vec::new()))
+                .any()
+        );
+        assert!(ix.gateway_addresses().is_empty());
+        assert_eq!(ix.take_changed_gateway_addresses(), BTreeSet::from([gw]));
     }
 }

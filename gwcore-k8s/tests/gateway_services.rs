@@ -1,0 +1,337 @@
+//! Gateway infrastructure (`Options::gateway_services`) against a genuine
+//! kube-apiserver (see `support`): each Gateway of ours gets a Service of
+//! its own, kept as its listeners and `spec.infrastructure` say and put
+//! back when someone changes or deletes it; its addresses are the
+//! Gateway's, and the only ones its `spec.addresses` can use; it goes with
+//! the Gateway (deleted by gwcore: the test server has no garbage
+//! collector).
+
+mod support;
+
+use std::time::Duration;
+
+use gwcore_k8s::{GatewayServiceOptions, Options};
+use kube::core::DynamicObject;
+use serde_json::{Value, json};
+use support::*;
+
+fn objects(sfx: &str, controller: &str, gateway_spec_extra: Value) -> (String, Vec<Value>) {
+    let ns = format!("gws-{sfx}");
+    let mut spec = json!({
+        "gatewayClassName": format!("gws-{sfx}"),
+        "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+    });
+    for (k, v) in gateway_spec_extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    let objs = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        json!({"apiVersion": HTTP_V1, "kind": "GatewayClass", "metadata": {"name": format!("gws-{sfx}")},
+               "spec": {"controllerName": controller}}),
+        json!({"apiVersion": HTTP_V1, "kind": "Gateway", "metadata": {"name": "gw", "namespace": ns},
+               "spec": spec}),
+    ];
+    (ns, objs)
+}
+
+fn options(controller: &str) -> Options {
+    let mut opts = Options::new(controller);
+    opts.gateway_services = Some(GatewayServiceOptions::default());
+    opts
+}
+
+/// Waits until the Service `gwcore-gw` in `ns` passes `check`.
+async fn wait_service(
+    c: &Cluster,
+    ns: &str,
+    what: &str,
+    check: impl Fn(&DynamicObject) -> Result<(), String>,
+) -> DynamicObject {
+    eventually(what, Duration::from_secs(30), || {
+        let check = &check;
+        async move {
+            match c.get("v1", "Service", ns, "gwcore-gw").await {
+                Some(s) => check(&s).map(|()| s),
+                None => Err("no Service".into()),
+            }
+        }
+    })
+    .await
+    .0
+}
+
+fn ports(s: &DynamicObject) -> Vec<(String, i64, String)> {
+    s.data["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or("").to_string(),
+                p["port"].as_i64().unwrap_or(0),
+                p["protocol"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn label<'a>(s: &'a DynamicObject, k: &str) -> Option<&'a str> {
+    s.metadata.labels.as_ref()?.get(k).map(String::as_str)
+}
+
+async fn gateway_status(c: &Cluster, ns: &str, pointer: &str, want: Value) -> Value {
+    eventually(
+        &format!("Gateway {ns}/gw {pointer} = {want}"),
+        Duration::from_secs(30),
+        || {
+            let want = want.clone();
+            async move {
+                let g = c.get(HTTP_V1, "Gateway", ns, "gw").await.unwrap();
+                let got = g.data.pointer(pointer).cloned().unwrap_or_default();
+                if got == want {
+                    Ok(got)
+                } else {
+                    Err(got.to_string())
+                }
+            }
+        },
+    )
+    .await
+    .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_gateway_gets_a_service_kept_as_its_listeners_and_infrastructure_say() {
+    let Some(c) = cluster().await else { return };
+    let sfx = suffix("gws");
+    let ours = format!("example.com/gwcore-test-{sfx}");
+    let (ns, objs) = objects(
+        &sfx,
+        &ours,
+        json!({"infrastructure": {"labels": {"team": "a"}, "annotations": {"lb.example/internal": "true"}}}),
+    );
+    c.apply_all(&objs).await;
+    let ctl = start(&c, options(&ours)).await;
+    let gw = c.get(HTTP_V1, "Gateway", &ns, "gw").await.unwrap();
+
+    // Created: ports from the listeners, labels, annotations, owner.
+    let svc = wait_service(&c, &ns, "the Gateway's Service", |_| Ok(())).await;
+    assert_eq!(ports(&svc), [("tcp-80".into(), 80, "TCP".into())]);
+    assert_eq!(svc.data["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        svc.data["spec"]["selector"],
+        json!({"app.kubernetes.io/name": "gwcore", "app.kubernetes.io/component": "gateway"})
+    );
+    assert_eq!(label(&svc, "team"), Some("a"));
+    assert_eq!(
+        label(&svc, "gateway.networking.k8s.io/gateway-name"),
+        Some("gw")
+    );
+    assert_eq!(
+        svc.metadata.annotations.as_ref().unwrap()["lb.example/internal"],
+        "true"
+    );
+    let owners = svc.metadata.owner_references.clone().unwrap();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(
+        (
+            owners[0].kind.as_str(),
+            owners[0].name.as_str(),
+            &owners[0].uid,
+            owners[0].controller
+        ),
+        (
+            "Gateway",
+            "gw",
+            gw.metadata.uid.as_ref().unwrap(),
+            Some(true)
+        )
+    );
+
+    // Until a load balancer answers, the Gateway's address is the cluster IP.
+    let cluster_ip = svc.data["spec"]["clusterIP"].as_str().unwrap().to_string();
+    gateway_status(
+        &c,
+        &ns,
+        "/status/addresses",
+        json!([{"type": "IPAddress", "value": cluster_ip}]),
+    )
+    .await;
+    // Then the load balancer's.
+    c.put_status(&svc, json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.20"}, {"hostname": "lb.example.net"}]}}))
+        .await
+        .unwrap();
+    gateway_status(
+        &c,
+        &ns,
+        "/status/addresses",
+        json!([{"type": "IPAddress", "value": "203.0.113.20"}, {"type": "Hostname", "value": "lb.example.net"}]),
+    )
+    .await;
+
+    // A listener added: a port added (two listeners on one port: one
+    // port). An infrastructure label changed, an annotation removed. (A
+    // merge patch: on the 1.20 test server gwcore's status writes drop the
+    // test's server-side-apply ownership of the spec, so that an apply
+    // leaving the annotation out would not remove it.)
+    c.merge(
+        HTTP_V1,
+        "Gateway",
+        &ns,
+        "gw",
+        json!({"spec": {
+            "listeners": [
+                {"name": "http", "port": 80, "protocol": "HTTP"},
+                {"name": "alt", "port": 8080, "protocol": "HTTP"},
+                {"name": "alt-b", "port": 8080, "protocol": "HTTP", "hostname": "b.example.com"},
+            ],
+            "infrastructure": {"labels": {"team": "b"}, "annotations": null},
+        }}),
+    )
+    .await;
+    let svc = wait_service(&c, &ns, "ports and labels updated", |s| {
+        let want = vec![
+            ("tcp-80".into(), 80, "TCP".into()),
+            ("tcp-8080".into(), 8080, "TCP".into()),
+        ];
+        let annotated = s
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("lb.example/internal"));
+        if ports(s) == want && label(s, "team") == Some("b") && !annotated {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?} {:?} {:?}",
+                ports(s),
+                s.metadata.labels,
+                s.metadata.annotations
+            ))
+        }
+    })
+    .await;
+
+    // Someone changes a field gwcore sets: put back; a field gwcore does
+    // not set (say, a cloud controller's annotation) is theirs and stays.
+    c.merge(
+        "v1",
+        "Service",
+        &ns,
+        "gwcore-gw",
+        json!({"metadata": {"annotations": {"cloud.example/lb-id": "lb-1"}},
+               "spec": {"selector": {"app.kubernetes.io/name": "other"}}}),
+    )
+    .await;
+    wait_service(&c, &ns, "the selector put back", |s| {
+        let theirs = s
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("cloud.example/lb-id"));
+        if s.data["spec"]["selector"]["app.kubernetes.io/name"] == "gwcore"
+            && theirs.map(String::as_str) == Some("lb-1")
+        {
+            Ok(())
+        } else {
+            Err(format!("{} {theirs:?}", s.data["spec"]["selector"]))
+        }
+    })
+    .await;
+    // Someone deletes it: made again.
+    let uid = svc.metadata.uid.clone().unwrap();
+    c.delete("v1", "Service", &ns, "gwcore-gw").await;
+    wait_service(&c, &ns, "the Service made again", |s| {
+        if s.metadata.uid.as_ref() != Some(&uid) {
+            Ok(())
+        } else {
+            Err("the old one".into())
+        }
+    })
+    .await;
+
+    // The Gateway deleted: its Service goes with it. The test server runs
+    // no garbage collector (no kube-controller-manager): gwcore deletes it.
+    c.delete(HTTP_V1, "Gateway", &ns, "gw").await;
+    eventually("the Service deleted", Duration::from_secs(30), || {
+        let (c, ns) = (&c, &ns);
+        async move {
+            match c.get("v1", "Service", ns, "gwcore-gw").await {
+                None => Ok(()),
+                Some(_) => Err("still there".into()),
+            }
+        }
+    })
+    .await;
+    c.cleanup(&objs).await;
+    ctl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_address_the_service_does_not_serve_is_not_usable() {
+    let Some(c) = cluster().await else { return };
+    let sfx = suffix("gwsa");
+    let ours = format!("example.com/gwcore-test-{sfx}");
+    let (ns, objs) = objects(
+        &sfx,
+        &ours,
+        json!({"addresses": [{"type": "IPAddress", "value": "192.0.2.77"}]}),
+    );
+    c.apply_all(&objs).await;
+    let ctl = start(&c, options(&ours)).await;
+    let programmed = |status: &str, reason: &str| json!({"status": status, "reason": reason});
+    let cond = "/status/conditions/1";
+    let get = |g: &DynamicObject| {
+        let c = g.data.pointer(cond).cloned().unwrap_or_default();
+        json!({"status": c["status"], "reason": c["reason"]})
+    };
+    // The Service has only its cluster IP: the address cannot be used.
+    let svc = wait_service(&c, &ns, "the Gateway's Service", |_| Ok(())).await;
+    eventually(
+        "Programmed=False AddressNotUsable",
+        Duration::from_secs(30),
+        || {
+            let (c, ns) = (&c, &ns);
+            let want = programmed("False", "AddressNotUsable");
+            async move {
+                let g = c.get(HTTP_V1, "Gateway", ns, "gw").await.unwrap();
+                let ok = g.data.pointer("/status/conditions/1/type") == Some(&json!("Programmed"))
+                    && get(&g) == want
+                    && g.data
+                        .pointer("/status/addresses")
+                        .is_none_or(|a| a == &json!([]));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(g.data["status"].to_string())
+                }
+            }
+        },
+    )
+    .await;
+    // The load balancer gets that address: usable, Programmed.
+    c.put_status(
+        &svc,
+        json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.77"}]}}),
+    )
+    .await
+    .unwrap();
+    eventually("Programmed=True", Duration::from_secs(30), || {
+        let (c, ns) = (&c, &ns);
+        let want = programmed("True", "Programmed");
+        async move {
+            let g = c.get(HTTP_V1, "Gateway", ns, "gw").await.unwrap();
+            let ok = get(&g) == want
+                && g.data.pointer("/status/addresses")
+                    == Some(&json!([{"type": "IPAddress", "value": "192.0.2.77"}]));
+            if ok {
+                Ok(())
+            } else {
+                Err(g.data["status"].to_string())
+            }
+        }
+    })
+    .await;
+    c.cleanup(&objs).await;
+    ctl.shutdown().await;
+}
