@@ -15,7 +15,11 @@
 # filter to measure; `${BACKEND_PORT}` in it is the nginx backend's port,
 # and the Service `bench/backend` is that backend), SERVE_FLAGS="..." adds
 # flags to `gwcore serve` (e.g. `--otlp-endpoint http://127.0.0.1:4317`,
-# to measure tracing).
+# to measure tracing), ACCESS_LOG=1 turns gwcore's access log on
+# (RUST_LOG=info, as `gwcore serve` runs by default, standard error to a
+# file; default: RUST_LOG=warn, no access log): its writer thread's
+# instructions are counted with the requests', and the lines written are
+# checked to be one per request.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -34,7 +38,7 @@ for tool in valgrind callgrind_control callgrind_annotate nginx curl; do
 done
 if [ -z "$GWCORE" ]; then
   cargo build --release -q -p gwcore-cli
-  GWCORE=$ROOT/target/release/gwcore
+  GWCORE=${CARGO_TARGET_DIR:-$ROOT/target}/release/gwcore
 fi
 
 # The scenario generators of run.sh, without running it.
@@ -50,7 +54,9 @@ nginx -c "$WORK/backend.conf" >/dev/null 2>&1 &
 PIDS+=($!)
 wait_port "$BACKEND_PORT"
 
-RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+LOG_LEVEL=warn
+[ "${ACCESS_LOG:-}" = 1 ] && LOG_LEVEL=info
+RUST_LOG=$LOG_LEVEL valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
   "$GWCORE" serve "$WORK/gw.yaml" --listen "80=127.0.0.1:$PROXY_PORT" --threads 1 ${SERVE_FLAGS:-} >"$WORK/gwcore.log" 2>&1 &
 VG=$!
 PIDS+=($VG)
@@ -73,9 +79,19 @@ callgrind_control -z "$VG" >/dev/null 2>&1
 # Only the first URL's body goes to -o; the others' bodies ("ok") are
 # printed too, so only the status lines are counted.
 CODES=$(send | grep -E '^[0-9]{3}$' | sort | uniq -c | tr -s ' \n' ' ')
+# The access log's writer writes within its interval (200 ms): let it, so
+# that writing the lines is in the count.
+[ "${ACCESS_LOG:-}" = 1 ] && sleep 1
 callgrind_control -d "$VG" >/dev/null 2>&1
 kill "$VG"; wait "$VG" 2>/dev/null || true
 N=$((PER * CLIENTS))
+if [ "${ACCESS_LOG:-}" = 1 ]; then
+  # Every request of the warm-up and of the measured run has its line, all
+  # written by the time gwcore stops.
+  LINES=$(grep -c ' gwcore::access: .* status=200 ' "$WORK/gwcore.log" || true)
+  echo "access log: $LINES lines for $((2 * N)) requests (warm-up included)"
+  [ "$LINES" = $((2 * N)) ] || { echo "access log lines missing: $WORK/gwcore.log" >&2; exit 1; }
+fi
 PROFILE=$(ls -t "$WORK"/callgrind.out.* | head -1)
 IR=$(callgrind_annotate "$PROFILE" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
 echo "$SCENARIO: $N requests (status counts:$CODES), $IR instructions, $((IR / N)) per request"

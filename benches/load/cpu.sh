@@ -34,7 +34,7 @@ for tool in nginx curl taskset; do
 done
 if [ -z "$GWCORE" ]; then
   cargo build --release -q -p gwcore-cli
-  GWCORE=$ROOT/target/release/gwcore
+  GWCORE=${CARGO_TARGET_DIR:-$ROOT/target}/release/gwcore
 fi
 
 eval "$(sed -n '/^# --- scenario generation/,/^# --- measuring/p' benches/load/run.sh)"

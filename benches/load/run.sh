@@ -9,20 +9,32 @@
 # taking turns, and the median of each figure is printed: on a machine
 # shared with other work this keeps a burst of someone else's load from
 # deciding a ratio), PROXY_CPU / CLIENT_CPU (cores to pin to, default 0 and
-# 1), GWCORE (a built binary; default: builds target/release/gwcore),
+# 1), GWCORE (a built binary; default: builds release/gwcore in
+# CARGO_TARGET_DIR, else target/),
 # GWCORE_BASE (another gwcore binary, measured in the same rounds as
 # "gwcore-base": a change's before and after under the same load),
 # BACKEND_PORT / PROXY_PORT (default 19000 and 18080; both must be free),
 # RATES (offered loads in req/s for the fixed-rate latency runs, default
 # "20000 40000"; empty skips them), OHA (the oha binary for those runs;
 # default: oha on PATH, else oha $OHA_VERSION installed with cargo into
-# ~/.cache/gwcore-bench, outside the checkout, once per version).
+# ~/.cache/gwcore-bench, outside the checkout, once per version),
+# LAYOUTS (default "alone shared", see below), LOG_LAYOUTS (the layouts
+# also measured with access logs on, default "alone"; empty: none).
 #
-# The proxy under test runs alone on PROXY_CPU with one worker (nginx
-# worker_processes 1, haproxy nbthread 1, gwcore --threads 1); wrk and the
-# backend (an nginx answering "ok") share CLIENT_CPU. No proxy writes an
-# access log. Installs nginx, haproxy and wrk from Debian packages if they
-# are missing.
+# Each proxy serves with one worker (nginx worker_processes 1, haproxy
+# nbthread 1, gwcore --threads 1) pinned to PROXY_CPU. Two core layouts:
+#   alone   the proxy alone on PROXY_CPU; wrk and the backend (an nginx
+#           answering "ok") share CLIENT_CPU.
+#   shared  the proxy shares PROXY_CPU with the backend; wrk alone on
+#           CLIENT_CPU.
+# Each case is named SCENARIO/LAYOUT, and SCENARIO/LAYOUT/logs for the runs
+# with access logs on: gwcore with its default access log (RUST_LOG=info,
+# standard error to a file), nginx with `access_log FILE combined
+# buffer=64k flush=1s` (haproxy only logs to syslog: not in those runs);
+# once each stops, its log's lines are counted against the requests it
+# answered, so a line lost at shutdown shows. Without /logs no proxy
+# writes an access log. Installs nginx, haproxy and
+# wrk from Debian packages if they are missing.
 #
 # Besides req/s and latency, each run reports the proxy's CPU time per
 # request (user and sys, from /proc/PID/stat around the measured wrk run) and
@@ -46,6 +58,8 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 BACKEND_PORT=${BACKEND_PORT:-19000}
 PROXY_PORT=${PROXY_PORT:-18080}
 RATES=${RATES-20000 40000}
+LAYOUTS=${LAYOUTS:-alone shared}
+LOG_LAYOUTS=${LOG_LAYOUTS-alone}
 OHA_VERSION=1.16.0
 CLK_TCK=$(getconf CLK_TCK)
 # shellcheck source=../lib.sh
@@ -160,7 +174,9 @@ YAML
   done < <(routes "$1")
 }
 
-nginx_conf() { # nginx_conf SCENARIO|backend
+nginx_conf() { # nginx_conf SCENARIO|backend [ACCESS_LOG_FILE]
+  local log="off"
+  [ -n "${2:-}" ] && log="$2 combined buffer=64k flush=1s"
   cat <<CONF
 worker_processes 1;
 daemon off;
@@ -168,7 +184,7 @@ pid $WORK/nginx-$1.pid;
 error_log $WORK/nginx-$1-error.log;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  access_log $log;
   server_names_hash_bucket_size 128;
   server_names_hash_max_size 4096;
 CONF
@@ -239,6 +255,10 @@ core_ticks() { # core_ticks CPU: busy and total clock ticks of one core since bo
   awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat
 }
 
+ctx_switches() { # ctx_switches PID: voluntary context switches of the process (all threads): times it slept waiting for work
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'
+}
+
 nginx_worker() { # nginx_worker MASTER: the pid of the master's worker, which serves the traffic
   local w
   for _ in $(seq 1 50); do
@@ -252,22 +272,26 @@ nginx_worker() { # nginx_worker MASTER: the pid of the master's worker, which se
 bench() { # bench NAME SCENARIO PID (PID: the process serving the traffic)
   local name=$1 scenario=$2 pid=$3
   local url host out rss u0 s0 u1 s1 pb0 pt0 pb1 pt1 cb0 ct0 cb1 ct1
-  url=$(request_url "$scenario"); host=$(request_host "$scenario")
+  url=$(request_url "${scenario%%/*}"); host=$(request_host "${scenario%%/*}")
   # Warm up, check the route answers 200.
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" "$url")
   [ "$code" = 200 ] || { echo "$name: $url answered $code, not 200" >&2; return 1; }
-  taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d1s -H "Host: $host" "$url" >/dev/null
+  echo 1 >>"$WORK/answered"
+  taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d1s -H "Host: $host" "$url" |
+    awk '/ requests in / { print $1 }' >>"$WORK/answered"
   # CPU time of the proxy and busy time of both cores, right around the
   # measured run only.
   read -r u0 s0 < <(proc_ticks "$pid" || true)
   read -r pb0 pt0 < <(core_ticks "$PROXY_CPU"); read -r cb0 ct0 < <(core_ticks "$CLIENT_CPU")
+  w0=$(ctx_switches "$pid")
   out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Host: $host" "$url")
   read -r u1 s1 < <(proc_ticks "$pid" || true)
+  w1=$(ctx_switches "$pid")
   [ -n "$u0" ] && [ -n "$u1" ] || { echo "$name: process $pid is gone" >&2; return 1; }
   read -r pb1 pt1 < <(core_ticks "$PROXY_CPU"); read -r cb1 ct1 < <(core_ticks "$CLIENT_CPU")
   rss=$(ps -o rss= -p "$pid" | tr -d ' ')
   echo "$out" | awk -v name="$name" -v scenario="$scenario" -v rss="$rss" -v tck="$CLK_TCK" -v pid="$pid" \
-    -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v pb=$((pb1 - pb0)) -v pt=$((pt1 - pt0)) -v cb=$((cb1 - cb0)) -v ct=$((ct1 - ct0)) '
+    -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v pb=$((pb1 - pb0)) -v pt=$((pt1 - pt0)) -v cb=$((cb1 - cb0)) -v ct=$((ct1 - ct0)) -v dw=$((w1 - w0)) -v answered="$WORK/answered" '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     / requests in / { n = $1 }
     /Requests\/sec/ { rps = $2 }
@@ -275,15 +299,16 @@ bench() { # bench NAME SCENARIO PID (PID: the process serving the traffic)
     / 99%/ { p99 = ms($2) }
     /Non-2xx/ { bad = $4 }
     END {
+      print n >> answered
       if (n > 0 && du + ds == 0) printf "%s: process %s used no CPU time during the run: not the one serving it?\n", name, pid > "/dev/stderr"
       usr = n > 0 ? du / tck * 1e6 / n : 0; sys = n > 0 ? ds / tck * 1e6 / n : 0
-      printf "%s %s %.0f %.3f %.3f %s %s %.2f %.2f %.2f %.0f %.0f\n", scenario, name, rps, p50, p99, rss, (bad == "" ? 0 : bad),
-        usr, sys, usr + sys, (pt > 0 ? 100 * pb / pt : 0), (ct > 0 ? 100 * cb / ct : 0) }'
+      printf "%s %s %.0f %.3f %.3f %s %s %.2f %.2f %.2f %.0f %.0f %.3f\n", scenario, name, rps, p50, p99, rss, (bad == "" ? 0 : bad),
+        usr, sys, usr + sys, (pt > 0 ? 100 * pb / pt : 0), (ct > 0 ? 100 * cb / ct : 0), (n > 0 ? dw / n : 0) }'
 }
 
 fixed_rate() { # fixed_rate NAME SCENARIO PID: one oha run per rate in RATES
   local name=$1 scenario=$2 pid=$3 rate url host u0 s0 u1 s1
-  url=$(request_url "$scenario"); host=$(request_host "$scenario")
+  url=$(request_url "${scenario%%/*}"); host=$(request_host "${scenario%%/*}")
   for rate in $RATES; do
     read -r u0 s0 < <(proc_ticks "$pid" || true)
     taskset -c "$CLIENT_CPU" "$OHA" --no-tui --output-format json -c "$CONNECTIONS" -q "$rate" \
@@ -291,9 +316,9 @@ fixed_rate() { # fixed_rate NAME SCENARIO PID: one oha run per rate in RATES
       --worker-threads 1 --host "$host" "$url" >"$WORK/oha.json"
     read -r u1 s1 < <(proc_ticks "$pid" || true)
     [ -n "$u0" ] && [ -n "$u1" ] || { echo "$name: process $pid is gone" >&2; return 1; }
-    python3 - "$WORK/oha.json" "$scenario" "$name" "$rate" $(((u1 - u0) + (s1 - s0))) "$CLK_TCK" <<'PY'
+    python3 - "$WORK/oha.json" "$scenario" "$name" "$rate" $(((u1 - u0) + (s1 - s0))) "$CLK_TCK" "$WORK/answered" <<'PY'
 import json, sys
-path, scenario, name, rate, ticks, tck = sys.argv[1:]
+path, scenario, name, rate, ticks, tck, answered = sys.argv[1:]
 d = json.load(open(path))
 s, lat = d["summary"], d["latencyPercentiles"]
 codes = d.get("statusCodeDistribution", {})
@@ -301,6 +326,7 @@ done = sum(codes.values())
 bad = done - codes.get("200", 0) + sum(d.get("errorDistribution", {}).values())
 ms = lambda k: (lat.get(k) or 0) * 1000
 cpu = int(ticks) / int(tck) * 1e6 / done if done else 0
+print(done, file=open(answered, "a"))
 print(f"{scenario} {name} {rate} {s['requestsPerSec']:.0f} {ms('p50'):.3f} {ms('p99'):.3f} {ms('p99.9'):.3f} {bad} {cpu:.2f}")
 PY
   done
@@ -309,13 +335,14 @@ PY
 need
 if [ -z "${GWCORE:-}" ]; then
   cargo build --release -q -p gwcore-cli
-  GWCORE=$ROOT/target/release/gwcore
+  GWCORE=${CARGO_TARGET_DIR:-$ROOT/target}/release/gwcore
 fi
 
 port_free "$BACKEND_PORT" BACKEND; port_free "$PROXY_PORT" PROXY
 nginx_conf backend >"$WORK/backend.conf"
-start "$CLIENT_CPU" "$WORK/backend.log" nginx -c "$WORK/backend.conf"
-wait_port $BACKEND_PORT
+for layout in $LAYOUTS; do
+  case $layout in alone | shared) ;; *) echo "unknown layout $layout (alone, shared)" >&2; exit 1 ;; esac
+done
 
 RESULTS=$WORK/results
 RATED=$WORK/rated
@@ -325,30 +352,63 @@ measure() { # measure NAME SCENARIO PID: wrk's closed loop, then the fixed rates
   [ -z "$RATES" ] || fixed_rate "$@" >>"$RATED"
 }
 case $SCENARIOS in all) SCENARIOS="acme routes1000" ;; esac
+# With access logs on, each proxy's log is checked against the requests it
+# answered (curl's, wrk's and oha's, warm-ups included): a line lost at
+# shutdown shows as fewer lines than answers. Requests in flight when wrk
+# stops are answered and logged but not counted by wrk, so a few more lines
+# than answers (up to CONNECTIONS per wrk run) are normal.
+log_lines() { # log_lines CASE PROXY FILE: one line of the report
+  local lines answered
+  lines=$(grep -c -e ' gwcore::access: ' -e '" 200 ' "$3" 2>/dev/null || true)
+  answered=$(awk '{ n += $1 } END { print n + 0 }' "$WORK/answered")
+  printf '%-23s %-11s %9s lines for %9s answered%s\n' "$1" "$2" "$lines" "$answered" \
+    "$([ "${lines:-0}" -lt "$answered" ] && echo ": LINES MISSING")" >>"$WORK/log-lines"
+}
 for s in $SCENARIOS; do
   mkdir -p "$WORK/$s"
   gwcore_manifests "$s" >"$WORK/$s/gw.yaml"
   nginx_conf "$s" >"$WORK/$s/nginx.conf"
+  nginx_conf "$s" "$WORK/$s/nginx-access.log" >"$WORK/$s/nginx-logs.conf"
   haproxy_conf "$s" >"$WORK/$s/haproxy.cfg"
 
-  for _ in $(seq 1 "$ROUNDS"); do
-    start "$PROXY_CPU" "$WORK/$s/gwcore.log" env RUST_LOG=warn "$GWCORE" serve "$WORK/$s/gw.yaml" \
-      --listen "80=127.0.0.1:$PROXY_PORT" --threads 1
-    wait_port $PROXY_PORT; measure gwcore "$s" "$LAST_PID"; stop_last
+  for layout in $LAYOUTS; do
+    # The backend runs beside the client (alone) or beside the proxy (shared).
+    backend_cpu=$CLIENT_CPU; [ "$layout" = shared ] && backend_cpu=$PROXY_CPU
+    start "$backend_cpu" "$WORK/backend.log" nginx -c "$WORK/backend.conf"
+    BACKEND_PID=$LAST_PID
+    wait_port $BACKEND_PORT
+    logs_runs=off
+    case " $LOG_LAYOUTS " in *" $layout "*) logs_runs="off on" ;; esac
+    for logs in $logs_runs; do
+      case_name=$s/$layout; gw_log=warn; nginx_cfg=$WORK/$s/nginx.conf
+      if [ "$logs" = on ]; then case_name=$s/$layout/logs; gw_log=info; nginx_cfg=$WORK/$s/nginx-logs.conf; fi
+      for _ in $(seq 1 "$ROUNDS"); do
+        for gw in gwcore ${GWCORE_BASE:+gwcore-base}; do
+          bin=$GWCORE; [ "$gw" = gwcore-base ] && bin=$GWCORE_BASE
+          : >"$WORK/answered"
+          start "$PROXY_CPU" "$WORK/$s/$gw.log" env RUST_LOG=$gw_log "$bin" serve "$WORK/$s/gw.yaml" \
+            --listen "80=127.0.0.1:$PROXY_PORT" --threads 1
+          wait_port $PROXY_PORT; measure "$gw" "$case_name" "$LAST_PID"; stop_last
+          [ "$logs" = off ] || log_lines "$case_name" "$gw" "$WORK/$s/$gw.log"
+          rm -f "$WORK/$s/$gw.log"
+        done
 
-    if [ -n "${GWCORE_BASE:-}" ]; then
-      start "$PROXY_CPU" "$WORK/$s/gwcore-base.log" env RUST_LOG=warn "$GWCORE_BASE" serve "$WORK/$s/gw.yaml" \
-        --listen "80=127.0.0.1:$PROXY_PORT" --threads 1
-      wait_port $PROXY_PORT; measure gwcore-base "$s" "$LAST_PID"; stop_last
-    fi
+        : >"$WORK/answered"
+        start "$PROXY_CPU" "$WORK/$s/nginx.log" nginx -c "$nginx_cfg"
+        wait_port $PROXY_PORT; sleep 0.2
+        measure nginx "$case_name" "$(nginx_worker "$LAST_PID")"; stop_last
+        [ "$logs" = off ] || log_lines "$case_name" nginx "$WORK/$s/nginx-access.log"
+        rm -f "$WORK/$s/nginx-access.log"
 
-    start "$PROXY_CPU" "$WORK/$s/nginx.log" nginx -c "$WORK/$s/nginx.conf"
-    wait_port $PROXY_PORT; sleep 0.2
-    measure nginx "$s" "$(nginx_worker "$LAST_PID")"; stop_last
-
-    start "$PROXY_CPU" "$WORK/$s/haproxy.log" haproxy -f "$WORK/$s/haproxy.cfg"
-    wait_port $PROXY_PORT; measure haproxy "$s" "$LAST_PID"; stop_last
-    sleep 0.5
+        if [ "$logs" = off ]; then
+          start "$PROXY_CPU" "$WORK/$s/haproxy.log" haproxy -f "$WORK/$s/haproxy.cfg"
+          wait_port $PROXY_PORT; measure haproxy "$case_name" "$LAST_PID"; stop_last
+        fi
+        sleep 0.5
+      done
+    done
+    kill "$BACKEND_PID" 2>/dev/null || true; wait "$BACKEND_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$BACKEND_PORT") 2>/dev/null || break; sleep 0.1; done
   done
 done
 
@@ -366,60 +426,63 @@ awk '!seen[$1 " " $2]++ { print $1, $2 }' "$RESULTS" | while read -r s name; do
   rss=$(echo "$rows" | sort -g -k6 | tail -1 | awk '{ print $6 }')
   bad=$(echo "$rows" | awk '{ b += $7 } END { print b + 0 }')
   usr=$(echo "$rows" | median 8); sys=$(echo "$rows" | median 9); cpu=$(echo "$rows" | median 10)
-  pbusy=$(echo "$rows" | median 11); cbusy=$(echo "$rows" | median 12)
-  printf '%s %s %.0f %.3f %.3f %s %s %.2f %.2f %.2f %.0f %.0f\n' "$s" "$name" "$rps" "$p50" "$p99" "$rss" "$bad" \
-    "$usr" "$sys" "$cpu" "$pbusy" "$cbusy" >>"$SUMMARY"
+  pbusy=$(echo "$rows" | median 11); cbusy=$(echo "$rows" | median 12); sleeps=$(echo "$rows" | median 13)
+  printf '%s %s %.0f %.3f %.3f %s %s %.2f %.2f %.2f %.0f %.0f %.3f\n' "$s" "$name" "$rps" "$p50" "$p99" "$rss" "$bad" \
+    "$usr" "$sys" "$cpu" "$pbusy" "$cbusy" "$sleeps" >>"$SUMMARY"
 done
-[ "$ROUNDS" -gt 1 ] && { echo; echo "each round (scenario proxy req/s p50 p99 RSS non-2xx user-us/req sys-us/req CPU-us/req proxy-busy% client-busy%):"; cat "$RESULTS"; }
+[ "$ROUNDS" -gt 1 ] && { echo; echo "each round (case proxy req/s p50 p99 RSS non-2xx user-us/req sys-us/req CPU-us/req proxy-busy% client-busy% sleeps/req):"; cat "$RESULTS"; }
 RESULTS=$SUMMARY
 
 echo
 [ "$ROUNDS" -gt 1 ] && echo "median of $ROUNDS rounds:"
-printf '%-11s %-11s %10s %9s %9s %9s %8s %11s %10s %10s %10s %11s\n' scenario proxy 'req/s' 'p50 ms' 'p99 ms' 'RSS KiB' 'non-2xx' \
-  'user us/req' 'sys us/req' 'CPU us/req' 'proxy busy' 'client busy'
-while read -r s name rps p50 p99 rss bad usr sys cpu pbusy cbusy; do
-  printf '%-11s %-11s %10s %9s %9s %9s %8s %11s %10s %10s %10s %11s\n' "$s" "$name" "$rps" "$p50" "$p99" "$rss" "$bad" \
-    "$usr" "$sys" "$cpu" "$pbusy%" "$cbusy%"
+printf '%-23s %-11s %10s %9s %9s %9s %8s %11s %10s %10s %10s %11s %10s\n' case proxy 'req/s' 'p50 ms' 'p99 ms' 'RSS KiB' 'non-2xx' \
+  'user us/req' 'sys us/req' 'CPU us/req' 'proxy busy' 'client busy' 'sleeps/req'
+while read -r s name rps p50 p99 rss bad usr sys cpu pbusy cbusy sleeps; do
+  printf '%-23s %-11s %10s %9s %9s %9s %8s %11s %10s %10s %10s %11s %10s\n' "$s" "$name" "$rps" "$p50" "$p99" "$rss" "$bad" \
+    "$usr" "$sys" "$cpu" "$pbusy%" "$cbusy%" "$sleeps"
 done <"$RESULTS"
-echo "(us/req: the proxy's CPU microseconds per request; busy: share of core $PROXY_CPU (proxy) and core $CLIENT_CPU (wrk + backend) in use during the run)"
+echo "(us/req: the proxy's CPU microseconds per request (its own process only); busy: share of core $PROXY_CPU (proxy, + backend in /shared) and core $CLIENT_CPU (wrk, + backend in /alone) in use during the run; sleeps/req: the proxy's voluntary context switches (it waited for work) per request)"
 # A saturated client core caps req/s whatever the proxy: say so.
 awk -v c="$CLIENT_CPU" '$12 >= 95 { bound = bound (bound == "" ? "" : ", ") $1 "/" $2 }
   END { if (bound != "") printf "note: client-bound (core %s >= 95%% busy): %s. There req/s is capped by the client core, not the proxy; CPU us/req is the comparable figure.\n", c, bound }' "$RESULTS"
 echo
 awk '{ k = $1 " " $2; if (!(k in cpu)) order[$1] = order[$1] " " $2; cpu[k] = $10 }
   END { for (x in order) {
-    line = sprintf("%-11s capacity per core (1e6 / CPU us/req):", x)
+    line = sprintf("%-23s capacity per core (1e6 / CPU us/req):", x)
     n = split(order[x], names, " ")
     for (i = 1; i <= n; i++) line = line sprintf("%s %s %s", (i > 1 ? "," : ""), names[i], cpu[x " " names[i]] > 0 ? sprintf("%.0f req/s", 1e6 / cpu[x " " names[i]]) : "n/a")
     print line } }' "$RESULTS"
-awk 'function r(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "n/a" }
+# The ratios, for each case (SCENARIO/LAYOUT[/logs]); "n/a" where a proxy
+# was not measured (haproxy in the /logs cases).
+awk 'function r(a, b) { return (b > 0 && a != "") ? sprintf("%.2f", a / b) : "n/a" }
   { rps[$1 " " $2] = $3; p99[$1 " " $2] = $5; cpu[$1 " " $2] = $10; s[$1] = 1 }
   END { for (x in s) {
-    printf "%-11s gwcore/nginx req/s %.2f  p99 %.2f | gwcore/haproxy req/s %.2f  p99 %.2f | gwcore/nginx CPU per request %s  gwcore/haproxy CPU per request %s\n", x,
-      rps[x " gwcore"] / rps[x " nginx"], p99[x " gwcore"] / p99[x " nginx"],
-      rps[x " gwcore"] / rps[x " haproxy"], p99[x " gwcore"] / p99[x " haproxy"],
-      r(cpu[x " gwcore"], cpu[x " nginx"]), r(cpu[x " gwcore"], cpu[x " haproxy"])
+    printf "%-23s gwcore/nginx CPU per request %s  req/s %s  p99 %s | gwcore/haproxy CPU per request %s  req/s %s  p99 %s\n", x,
+      r(cpu[x " gwcore"], cpu[x " nginx"]), r(rps[x " gwcore"], rps[x " nginx"]), r(p99[x " gwcore"], p99[x " nginx"]),
+      r(cpu[x " gwcore"], cpu[x " haproxy"]), r(rps[x " gwcore"], rps[x " haproxy"]), r(p99[x " gwcore"], p99[x " haproxy"])
     if ((x " gwcore-base") in rps)
-      printf "%-11s gwcore-base/nginx req/s %.2f  p99 %.2f | gwcore/gwcore-base req/s %.2f  p99 %.2f | gwcore-base/nginx CPU per request %s  gwcore/gwcore-base CPU per request %s\n", x,
-        rps[x " gwcore-base"] / rps[x " nginx"], p99[x " gwcore-base"] / p99[x " nginx"],
-        rps[x " gwcore"] / rps[x " gwcore-base"], p99[x " gwcore"] / p99[x " gwcore-base"],
-        r(cpu[x " gwcore-base"], cpu[x " nginx"]), r(cpu[x " gwcore"], cpu[x " gwcore-base"]) } }' "$RESULTS"
+      printf "%-23s gwcore/gwcore-base CPU per request %s  req/s %s  p99 %s | gwcore-base/nginx CPU per request %s\n", x,
+        r(cpu[x " gwcore"], cpu[x " gwcore-base"]), r(rps[x " gwcore"], rps[x " gwcore-base"]), r(p99[x " gwcore"], p99[x " gwcore-base"]),
+        r(cpu[x " gwcore-base"], cpu[x " nginx"]) } }' "$RESULTS" | sort
+if [ -s "$WORK/log-lines" ]; then
+  echo; echo "access logs (lines each proxy wrote after it stopped, against the requests it answered):"; cat "$WORK/log-lines"
+fi
 
 [ -s "$RATED" ] || exit 0
 echo
-[ "$ROUNDS" -gt 1 ] && { echo "fixed-rate runs, each round (scenario proxy offered req/s p50 p99 p99.9 errors CPU-us/req):"; cat "$RATED"; echo; }
+[ "$ROUNDS" -gt 1 ] && { echo "fixed-rate runs, each round (case proxy offered req/s p50 p99 p99.9 errors CPU-us/req):"; cat "$RATED"; echo; }
 of=""; [ "$ROUNDS" -gt 1 ] && of=" (medians of $ROUNDS rounds)"
 echo "fixed rate: $CONNECTIONS connections, oha offering the same req/s to each proxy; latency from when each request was due$of"
-printf '%-11s %-11s %9s %10s %9s %9s %9s %7s %11s\n' scenario proxy offered 'req/s' 'p50 ms' 'p99 ms' 'p99.9 ms' errors 'CPU us/req'
+printf '%-23s %-11s %9s %10s %9s %9s %9s %7s %11s\n' case proxy offered 'req/s' 'p50 ms' 'p99 ms' 'p99.9 ms' errors 'CPU us/req'
 awk '!seen[$1 " " $2 " " $3]++ { print $1, $2, $3 }' "$RATED" | while read -r s name rate; do
   rows=$(awk -v s="$s" -v n="$name" -v r="$rate" '$1 == s && $2 == n && $3 == r' "$RATED")
   got=$(echo "$rows" | median 4); p50=$(echo "$rows" | median 5); p99=$(echo "$rows" | median 6)
   p999=$(echo "$rows" | median 7); bad=$(echo "$rows" | awk '{ b += $8 } END { print b + 0 }'); cpu=$(echo "$rows" | median 9)
-  printf '%-11s %-11s %9s %10.0f %9.3f %9.3f %9.3f %7s %11.2f\n' "$s" "$name" "$rate" "$got" "$p50" "$p99" "$p999" "$bad" "$cpu"
+  printf '%-23s %-11s %9s %10.0f %9.3f %9.3f %9.3f %7s %11.2f\n' "$s" "$name" "$rate" "$got" "$p50" "$p99" "$p999" "$bad" "$cpu"
 done | tee "$WORK/rated-summary"
 awk '$4 < 0.97 * $3 { over = over (over == "" ? "" : ", ") $1 "/" $2 " at " $3 }
   END { if (over != "") print "note: below the offered rate (overloaded, its latencies are queueing): " over }' "$WORK/rated-summary"
-awk '{ p99[$1 " " $2 " " $3] = $6; key[$1 " " $3] = 1 }
+awk '{ p99[$1 " " $2 " " $3] = $6; cpu[$1 " " $2 " " $3] = $9; key[$1 " " $3] = 1 }
   END { for (k in key) { split(k, a, " ")
     if ((a[1] " gwcore " a[2]) in p99 && (a[1] " nginx " a[2]) in p99 && p99[a[1] " nginx " a[2]] > 0)
-      printf "%-11s at %s req/s: gwcore/nginx p99 %.2f\n", a[1], a[2], p99[a[1] " gwcore " a[2]] / p99[a[1] " nginx " a[2]] } }' "$WORK/rated-summary" | sort
+      printf "%-23s at %s req/s: gwcore/nginx p99 %.2f  CPU per request %.2f\n", a[1], a[2], p99[a[1] " gwcore " a[2]] / p99[a[1] " nginx " a[2]], (cpu[a[1] " nginx " a[2]] > 0 ? cpu[a[1] " gwcore " a[2]] / cpu[a[1] " nginx " a[2]] : 0) } }' "$WORK/rated-summary" | sort
