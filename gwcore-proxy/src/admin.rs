@@ -42,13 +42,11 @@ pub fn answer<B>(proxy: &Proxy, req: &Request<B>) -> Response<Body> {
                     counters.render(&mut body);
                 }
             }
-            if let Some(counters) = proxy
-                .config()
-                .plugins
-                .endpoint_picker()
-                .and_then(|p| p.counters())
-            {
-                counters.render(&mut body);
+            let config = proxy.config();
+            if let Some(picker) = config.plugins.endpoint_picker() {
+                for counters in picker.counters().into_iter().chain(picker.more_counters()) {
+                    counters.render(&mut body);
+                }
             }
             let mut r = text(StatusCode::OK, &body);
             r.headers_mut().insert(

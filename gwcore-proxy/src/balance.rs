@@ -54,6 +54,8 @@ pub struct Balancer {
     ports: RwLock<PortStates>,
     epoch: Instant,
     counters: PolicyCounters,
+    /// Active health checks (`spec.healthCheck`, [`crate::health`]).
+    health: crate::health::Checks,
 }
 
 impl std::fmt::Debug for Balancer {
@@ -261,6 +263,7 @@ impl Balancer {
                 "Endpoints ejected by a LoadBalancerPolicy's outlier detection (ejected), back after their ejection (returned), and not ejected because the policy's share of ejected endpoints was reached (over_max_share).",
                 EJECTION_RESULTS,
             ),
+            health: crate::health::Checks::new(),
         }
     }
 
@@ -328,11 +331,18 @@ impl Balancer {
             .map_or(0, |i| self.counters.count(policy, i))
     }
 
+    /// The count of `result` (`passed`, `failed`, `unhealthy`, `healthy`)
+    /// of `policy`'s active health checks (`gwcore_health_checks_total`).
+    pub fn health_checks(&self, policy: &ObjectKey, result: &str) -> u64 {
+        self.health.count(policy, result)
+    }
+
     fn choose(
         &self,
         state: &PortState,
         lb: &LoadBalancer,
         request: &PickRequest<'_>,
+        health: Option<&crate::health::PortHealth>,
     ) -> Option<usize> {
         let n = request.set.endpoints.len();
         if n == 0 || request.tried.len() >= n {
@@ -340,14 +350,18 @@ impl Balancer {
         }
         let ejecting = state.ejected.load(Relaxed) > 0;
         let refusing = request.any_refusing();
+        // Unhealthy endpoints are passed over, unless all are.
+        let sick = health.filter(|h| h.passes_over());
         let policy = request.set.policy.map(|p| &p.policy);
-        // Nearly every request: nothing tried, ejected or refusing.
-        let fast = request.tried.is_empty() && !ejecting && !refusing;
+        // Nearly every request: nothing tried, ejected, refusing or
+        // unhealthy.
+        let fast = request.tried.is_empty() && !ejecting && !refusing && sick.is_none();
         let now = if ejecting { self.now() } else { 0 };
         let usable = |i: usize| {
             let passed_over = request.tried.contains(&i)
                 || (ejecting && state.is_ejected(i, now, &self.counters, policy))
-                || (refusing && request.is_refusing(i));
+                || (refusing && request.is_refusing(i))
+                || sick.is_some_and(|h| h.is_unhealthy(i));
             !passed_over
         };
         // A persistent session's endpoint, unless it is passed over (the
@@ -521,7 +535,12 @@ impl EndpointPicker for Balancer {
     fn pick(&self, request: &PickRequest<'_>) -> Option<usize> {
         let lb = policy_of(&request.set);
         let state = self.state(&request.set);
-        let i = self.choose(&state, lb, request)?;
+        let health = lb
+            .health_check
+            .as_ref()
+            .zip(request.set.policy)
+            .map(|(check, policy)| self.health.port(&request.set, policy, check));
+        let i = self.choose(&state, lb, request, health.as_deref())?;
         if matches!(lb.algorithm, Algorithm::LeastRequest) {
             state.slots[i].in_flight.fetch_add(1, Relaxed);
         }
@@ -550,6 +569,10 @@ impl EndpointPicker for Balancer {
 
     fn counters(&self) -> Option<&PolicyCounters> {
         Some(&self.counters)
+    }
+
+    fn more_counters(&self) -> Vec<&PolicyCounters> {
+        vec![self.health.counters()]
     }
 }
 

@@ -95,6 +95,7 @@ pub mod first_party;
 pub mod forward;
 mod h1;
 mod h2_flood;
+mod health;
 pub mod l4;
 pub mod limits;
 pub mod metrics;

@@ -317,6 +317,13 @@ pub trait EndpointPicker: Send + Sync + 'static {
     fn counters(&self) -> Option<&crate::metrics::PolicyCounters> {
         None
     }
+
+    /// More families of counts per policy, which `/metrics` shows after
+    /// [`EndpointPicker::counters`] (gwcore's balancer: its active health
+    /// checks). Default: none.
+    fn more_counters(&self) -> Vec<&crate::metrics::PolicyCounters> {
+        Vec::new()
+    }
 }
 
 /// The plug-ins a proxy runs, with the extensions the engine resolves for

@@ -4,15 +4,18 @@
 //! Service each test; round robin (no policy) takes them in turn, a
 //! consistent hash on a header keeps a key on one endpoint, an endpoint
 //! answering 500 is ejected while the others serve and comes back after
-//! its ejection, and a reload that keeps the endpoints keeps the turn.
+//! its ejection, and a reload that keeps the endpoints keeps the turn; an
+//! endpoint failing its active health checks (`GET /healthz`) is passed
+//! over within a few intervals and back once they pass, probes go on
+//! across a reload that keeps the policy and stop with one that drops it.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gwcore_proxy::first_party;
@@ -23,11 +26,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// A backend that answers every request with its name and the status it
-/// is set to (200 at first), closing the connection after each.
+/// is set to (200 at first), closing the connection after each; requests
+/// for `/healthz` get the health status it is set to (200 at first) and
+/// are counted.
 struct Backend {
     name: &'static str,
     port: u16,
     status: Arc<AtomicU16>,
+    health: Arc<AtomicU16>,
+    probes: Arc<AtomicUsize>,
 }
 
 impl Backend {
@@ -35,13 +42,16 @@ impl Backend {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         let status = Arc::new(AtomicU16::new(200));
-        let answer = status.clone();
+        let health = Arc::new(AtomicU16::new(200));
+        let probes = Arc::new(AtomicUsize::new(0));
+        let (answer, health_answer, probed) = (status.clone(), health.clone(), probes.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = l.accept().await else {
                     continue;
                 };
-                let answer = answer.clone();
+                let (answer, health_answer, probed) =
+                    (answer.clone(), health_answer.clone(), probed.clone());
                 tokio::spawn(async move {
                     let mut got = Vec::new();
                     let mut buf = [0u8; 4096];
@@ -51,7 +61,12 @@ impl Backend {
                             Ok(n) => got.extend_from_slice(&buf[..n]),
                         }
                     }
-                    let status = answer.load(Ordering::Relaxed);
+                    let status = if got.starts_with(b"GET /healthz ") {
+                        probed.fetch_add(1, Ordering::Relaxed);
+                        health_answer.load(Ordering::Relaxed)
+                    } else {
+                        answer.load(Ordering::Relaxed)
+                    };
                     let head = format!(
                         "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{name}",
                         name.len()
@@ -60,7 +75,13 @@ impl Backend {
                 });
             }
         });
-        Backend { name, port, status }
+        Backend {
+            name,
+            port,
+            status,
+            health,
+            probes,
+        }
     }
 }
 
@@ -254,6 +275,123 @@ async fn the_share_keeps_the_last_endpoints_in_rotation() {
         names.insert(name);
     }
     assert_eq!(names.len(), 2, "one ejected, two still tried: {names:?}");
+}
+
+/// A health check of `/healthz` every 100 ms, two in a row either way.
+const HEALTH_CHECK: &str = "  healthCheck: {path: /healthz, interval: 100ms, timeout: 100ms, unhealthyThreshold: 2, healthyThreshold: 2}";
+
+/// How long after its health changes requests must follow: two intervals
+/// and the probes' timeouts, with room for a loaded machine.
+const HEALTH_BOUND: Duration = Duration::from_secs(3);
+
+/// Sends requests until `done` holds for a run of nine answers, or fails
+/// after `HEALTH_BOUND`; returns how long it took.
+async fn until(addr: SocketAddr, done: impl Fn(&[String]) -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        let seq = answered_by(addr, 9).await;
+        if done(&seq) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < HEALTH_BOUND,
+            "not within {HEALTH_BOUND:?}: {seq:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of `gwcore_health_checks_total` for policy `default/lb` and
+/// `result`, as `/metrics` shows it.
+async fn health_metric(rt: &Runtime, result: &str) -> u64 {
+    let req = Request::get("/metrics").body(()).unwrap();
+    let body = gwcore_proxy::admin::answer(rt.proxy(), &req)
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let series =
+        format!("gwcore_health_checks_total{{policy=\"default/lb\",result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_its_health_checks_is_passed_over_then_comes_back() {
+    let b = backends().await;
+    let (rt, addr) = start(&manifest(&b, &policy(HEALTH_CHECK))).await;
+    // The first request starts the probes; all three are healthy.
+    let seq = answered_by(addr, 6).await;
+    assert!(in_turn(&seq, 3), "{seq:?}");
+    // c's health path fails (its other answers stay 200: this is not
+    // outlier detection): requests stop reaching it.
+    b[2].health.store(503, Ordering::Relaxed);
+    let took = until(addr, |seq| {
+        !seq.iter().any(|n| n == "c")
+            && seq.iter().any(|n| n == "a")
+            && seq.iter().any(|n| n == "b")
+    })
+    .await;
+    eprintln!("passed over after {took:?}");
+    assert_eq!(health_metric(&rt, "unhealthy").await, 1);
+    assert!(health_metric(&rt, "failed").await >= 2);
+    // It recovers: requests come back to it.
+    b[2].health.store(200, Ordering::Relaxed);
+    let took = until(addr, |seq| in_turn(seq, 3)).await;
+    eprintln!("back after {took:?}");
+    assert_eq!(health_metric(&rt, "healthy").await, 1);
+    assert!(health_metric(&rt, "passed").await > 0);
+}
+
+#[tokio::test]
+async fn when_every_endpoint_fails_its_health_checks_requests_go_to_all() {
+    let b = backends().await;
+    let (_rt, addr) = start(&manifest(&b, &policy(HEALTH_CHECK))).await;
+    answered_by(addr, 3).await;
+    b[0].health.store(503, Ordering::Relaxed);
+    b[1].health.store(503, Ordering::Relaxed);
+    until(addr, |seq| seq.iter().all(|n| n == "c")).await;
+    // The last one fails too: rather than none, all of them.
+    b[2].health.store(503, Ordering::Relaxed);
+    until(addr, |seq| in_turn(seq, 3)).await;
+}
+
+#[tokio::test]
+async fn probes_go_on_across_a_reload_that_keeps_the_policy_and_stop_when_it_goes() {
+    let b = backends().await;
+    let with_check = manifest(&b, &policy(HEALTH_CHECK));
+    let (mut rt, addr) = start(&with_check).await;
+    answered_by(addr, 3).await;
+    b[2].health.store(503, Ordering::Relaxed);
+    until(addr, |seq| !seq.iter().any(|n| n == "c")).await;
+    // A reload that keeps the policy and the endpoints (a policy on
+    // another Service): c stays passed over, and with no request since,
+    // the probes go on.
+    let other = "---\napiVersion: policy.gwcore.dev/v1alpha1\nkind: LoadBalancerPolicy\nmetadata: {name: other, namespace: default}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: elsewhere}]\n  algorithm: LeastRequest\n";
+    rt.apply(snapshot(&format!("{with_check}{other}"))).await;
+    let before = b[0].probes.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        b[0].probes.load(Ordering::Relaxed) >= before + 2,
+        "probes stopped with a reload that kept the policy"
+    );
+    let seq = answered_by(addr, 6).await;
+    assert!(!seq.iter().any(|n| n == "c"), "{seq:?}");
+    // A reload without the policy: the probes stop, and c serves again.
+    rt.apply(snapshot(&manifest(&b, ""))).await;
+    let seq = answered_by(addr, 6).await;
+    assert!(in_turn(&seq, 3), "{seq:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped = b[0].probes.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        b[0].probes.load(Ordering::Relaxed),
+        stopped,
+        "probes went on after the policy went"
+    );
 }
 
 #[test]
