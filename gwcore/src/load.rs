@@ -601,7 +601,7 @@ fn read_value(
         // kubectl applies namespaced objects without a namespace to `default`.
         obj.meta_mut().namespace = Some("default".to_string());
     }
-    let errors = validate::validate(&mut obj);
+    let errors = validate::validate_served_as(&mut obj, &api_version);
     if errors.is_empty() {
         out.objects.push((
             obj,

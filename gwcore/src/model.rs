@@ -1240,7 +1240,11 @@ pub struct BackendTlsValidation {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ca_certificate_refs: Vec<LocalObjectReference>,
     /// `System` to use the system trust store.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "wellKnownCACertificates",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub well_known_ca_certificates: Option<WellKnownCaCertificates>,
     /// SNI and name to verify.
     #[serde(default)]

@@ -8,7 +8,7 @@
 
 use crate::values::{
     AddressType, Duration, ExternalAuthProtocol, FilterType, FromNamespaces, MatchType,
-    PathMatchType, PathModifierType, ProtocolType, TlsModeType,
+    PathMatchType, PathModifierType, ProtocolType, SanType, TlsModeType,
 };
 use std::collections::BTreeSet;
 
@@ -17,7 +17,6 @@ use crate::model::{
     BackendRef, ExternalAuth, GATEWAY_GROUP, GrpcRoute, HttpHeaderMatch, HttpPathMatch, HttpRoute,
     HttpRouteFilter, HttpRouteMatch, HttpRouteRule, L4Route, Listener, Object, ParentReference,
 };
-use crate::selector;
 
 /// One validation failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +47,25 @@ impl Errs {
 
 /// Applies the CRD defaults to `obj` and returns every validation failure.
 /// An object with failures must be left out, as the API server would reject it.
+///
+/// Where the served versions of a kind differ (TLSRoute, TCPRoute and
+/// UDPRoute: `v1` allows one rule, `v1alpha2` sixteen; TLSRoute `v1` and
+/// `v1alpha3` require hostnames and refuse IP addresses among them), this
+/// checks what every served version requires: it refuses only what no
+/// version accepts. [`validate_served_as`] checks one version's rules.
 pub fn validate(obj: &mut Object) -> Vec<FieldError> {
+    validate_version(obj, None)
+}
+
+/// [`validate`] by the schema of the version `api_version` (e.g.
+/// `gateway.networking.k8s.io/v1`) an object was written in, as the API
+/// server validates it: what [`crate::load`] uses, knowing the version.
+pub fn validate_served_as(obj: &mut Object, api_version: &str) -> Vec<FieldError> {
+    let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
+    validate_version(obj, Some(version))
+}
+
+fn validate_version(obj: &mut Object, version: Option<&str>) -> Vec<FieldError> {
     let mut e = Errs::default();
     let meta = obj.meta();
     if meta.name.is_empty() {
@@ -66,6 +83,19 @@ pub fn validate(obj: &mut Object) -> Vec<FieldError> {
         Object::GatewayClass(gc) => {
             if gc.spec.controller_name.is_empty() {
                 e.push("spec.controllerName", "required");
+            } else if !controller_name_ok(&gc.spec.controller_name) {
+                e.push(
+                    "spec.controllerName",
+                    format!(
+                        "{:?} is not a controller name: a domain, '/', and a path (e.g. example.com/gateway-controller), at most 253 characters",
+                        gc.spec.controller_name
+                    ),
+                );
+            }
+            if let Some(d) = &gc.spec.description
+                && d.chars().count() > 64
+            {
+                e.push("spec.description", "longer than 64 characters");
             }
         }
         Object::Gateway(gw) => {
@@ -74,6 +104,7 @@ pub fn validate(obj: &mut Object) -> Vec<FieldError> {
             }
             listeners(&mut e, "spec.listeners", &mut gw.spec.listeners, 1);
             e.max_items("spec.addresses", gw.spec.addresses.len(), 16);
+            let mut seen = BTreeSet::new();
             for (i, a) in gw.spec.addresses.iter_mut().enumerate() {
                 let ty = a.type_.get_or_insert(AddressType::IpAddress);
                 if *ty == AddressType::IpAddress
@@ -84,6 +115,48 @@ pub fn validate(obj: &mut Object) -> Vec<FieldError> {
                         format!("spec.addresses[{i}].value"),
                         format!("{:?} is not an IP address", a.value),
                     );
+                }
+                // CEL: a Hostname address is empty or a hostname.
+                if *ty == AddressType::Hostname && !a.value.is_empty() && !crd_hostname_ok(&a.value)
+                {
+                    e.push(
+                        format!("spec.addresses[{i}].value"),
+                        format!("{:?} is not a valid hostname", a.value),
+                    );
+                }
+                // CEL: "IPAddress values must be unique", "Hostname values
+                // must be unique".
+                if matches!(ty, AddressType::IpAddress | AddressType::Hostname)
+                    && !a.value.is_empty()
+                    && !seen.insert((ty.clone(), a.value.clone()))
+                {
+                    e.push(
+                        format!("spec.addresses[{i}].value"),
+                        format!("duplicate {} address {:?}", ty, a.value),
+                    );
+                }
+            }
+            if let Some(infra) = &gw.spec.infrastructure {
+                for (what, map) in [("labels", &infra.labels), ("annotations", &infra.annotations)] {
+                    for key in map.keys() {
+                        if !qualified_key_ok(key) {
+                            e.push(
+                                format!("spec.infrastructure.{what}"),
+                                format!("{key:?} is not a valid key: an optional DNS subdomain prefix (under 253 characters) and '/', then a name of up to 63 characters"),
+                            );
+                        }
+                    }
+                }
+            }
+            if let Some(frontend) = gw.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) {
+                let mut ports = BTreeSet::new();
+                for (i, pp) in frontend.per_port.iter().enumerate() {
+                    if !ports.insert(pp.port) {
+                        e.push(
+                            format!("spec.tls.frontend.perPort[{i}].port"),
+                            format!("duplicate port {}; each port once", pp.port),
+                        );
+                    }
                 }
             }
             if let Some(al) = &gw.spec.allowed_listeners
@@ -105,8 +178,17 @@ pub fn validate(obj: &mut Object) -> Vec<FieldError> {
         }
         Object::HttpRoute(r) => http_route(&mut e, r),
         Object::GrpcRoute(r) => grpc_route(&mut e, r),
-        Object::TlsRoute(r) => l4_route(&mut e, r, true),
-        Object::TcpRoute(r) | Object::UdpRoute(r) => l4_route(&mut e, r, false),
+        // `v1alpha2` is the lenient schema of each: sixteen rules, hostnames
+        // optional and not checked for IP addresses.
+        Object::TlsRoute(r) => l4_route(
+            &mut e,
+            r,
+            true,
+            version.is_some_and(|v| matches!(v, "v1" | "v1alpha3")),
+        ),
+        Object::TcpRoute(r) | Object::UdpRoute(r) => {
+            l4_route(&mut e, r, false, version == Some("v1"))
+        }
         Object::ReferenceGrant(g) => {
             if g.spec.from.is_empty() {
                 e.push("spec.from", "at least one entry is required");
@@ -119,14 +201,41 @@ pub fn validate(obj: &mut Object) -> Vec<FieldError> {
             for (i, f) in g.spec.from.iter().enumerate() {
                 if f.kind.is_empty() {
                     e.push(format!("spec.from[{i}].kind"), "required");
+                } else if !kind_ok(&f.kind) {
+                    e.push(
+                        format!("spec.from[{i}].kind"),
+                        format!("{:?} is not a valid kind", f.kind),
+                    );
+                }
+                if !group_ok(&f.group) {
+                    e.push(
+                        format!("spec.from[{i}].group"),
+                        format!("{:?} is not a valid API group", f.group),
+                    );
                 }
                 if f.namespace.is_empty() {
                     e.push(format!("spec.from[{i}].namespace"), "required");
+                } else if !is_dns_label(&f.namespace) {
+                    e.push(
+                        format!("spec.from[{i}].namespace"),
+                        format!("{:?} is not a valid namespace name", f.namespace),
+                    );
                 }
             }
             for (i, t) in g.spec.to.iter().enumerate() {
                 if t.kind.is_empty() {
                     e.push(format!("spec.to[{i}].kind"), "required");
+                } else if !kind_ok(&t.kind) {
+                    e.push(
+                        format!("spec.to[{i}].kind"),
+                        format!("{:?} is not a valid kind", t.kind),
+                    );
+                }
+                if !group_ok(&t.group) {
+                    e.push(
+                        format!("spec.to[{i}].group"),
+                        format!("{:?} is not a valid API group", t.group),
+                    );
                 }
             }
         }
@@ -135,9 +244,7 @@ pub fn validate(obj: &mut Object) -> Vec<FieldError> {
                 e.push("spec.targetRefs", "at least one target is required");
             }
             e.max_items("spec.targetRefs", p.spec.target_refs.len(), 16);
-            if p.spec.validation.hostname.is_empty() {
-                e.push("spec.validation.hostname", "required");
-            }
+            backend_tls_policy(&mut e, p);
         }
         Object::Namespace(n) if !n.metadata.name.is_empty() && !is_dns_label(&n.metadata.name) => {
             e.push(
@@ -172,6 +279,108 @@ pub fn validate(obj: &mut Object) -> Vec<FieldError> {
     e.0
 }
 
+/// `BackendTLSPolicy`: the CRD's OpenAPI and CEL rules.
+fn backend_tls_policy(e: &mut Errs, p: &crate::model::BackendTlsPolicy) {
+    // CEL on targetRefs: references to one target either all have a
+    // sectionName or none does, and no two are the same.
+    let refs = &p.spec.target_refs;
+    for (j, b) in refs.iter().enumerate() {
+        for a in &refs[..j] {
+            if (&a.group, &a.kind, &a.name) != (&b.group, &b.kind, &b.name) {
+                continue;
+            }
+            let section = |r: &crate::model::PolicyTargetReference| {
+                r.section_name.clone().filter(|s| !s.is_empty())
+            };
+            let (sa, sb) = (section(a), section(b));
+            if sa.is_some() != sb.is_some() {
+                e.push(
+                    format!("spec.targetRefs[{j}]"),
+                    "sectionName must be set on every reference to the same target, or on none",
+                );
+            } else if sa == sb {
+                e.push(
+                    format!("spec.targetRefs[{j}]"),
+                    "duplicate target: sectionName must be unique for the same target",
+                );
+            }
+        }
+    }
+    let v = &p.spec.validation;
+    if v.hostname.is_empty() {
+        e.push("spec.validation.hostname", "required");
+    } else if v.hostname.len() > 253 || !is_dns_subdomain(&v.hostname) {
+        e.push(
+            "spec.validation.hostname",
+            format!(
+                "{:?} is not a valid hostname: a lowercase DNS name, no wildcard",
+                v.hostname
+            ),
+        );
+    }
+    e.max_items(
+        "spec.validation.caCertificateRefs",
+        v.ca_certificate_refs.len(),
+        8,
+    );
+    let well_known = v
+        .well_known_ca_certificates
+        .as_ref()
+        .filter(|w| !w.as_str().is_empty());
+    match (v.ca_certificate_refs.is_empty(), well_known) {
+        (false, Some(_)) => e.push(
+            "spec.validation",
+            "must not set both caCertificateRefs and wellKnownCACertificates",
+        ),
+        (true, None) => e.push(
+            "spec.validation",
+            "must set caCertificateRefs or wellKnownCACertificates",
+        ),
+        _ => {}
+    }
+    // `^(System|<domain>/<path>)$`: other names are implementation-specific.
+    if let Some(w) = well_known
+        && !w.is_known()
+        && !controller_name_ok(w.as_str())
+    {
+        e.push(
+            "spec.validation.wellKnownCACertificates",
+            format!("{:?} is not System or a domain-prefixed name", w.as_str()),
+        );
+    }
+    e.max_items(
+        "spec.validation.subjectAltNames",
+        v.subject_alt_names.len(),
+        5,
+    );
+    for (i, san) in v.subject_alt_names.iter().enumerate() {
+        let f = format!("spec.validation.subjectAltNames[{i}]");
+        let hostname = san.hostname.as_deref().filter(|h| !h.is_empty());
+        let uri = san.uri.as_deref().filter(|u| !u.is_empty());
+        match san.type_ {
+            SanType::Hostname => {
+                if hostname.is_none() {
+                    e.push(format!("{f}.hostname"), "required when type is Hostname");
+                }
+                if uri.is_some() {
+                    e.push(format!("{f}.uri"), "must not be set when type is Hostname");
+                }
+            }
+            SanType::Uri => {
+                if uri.is_none() {
+                    e.push(format!("{f}.uri"), "required when type is URI");
+                }
+                if hostname.is_some() {
+                    e.push(format!("{f}.hostname"), "must not be set when type is URI");
+                }
+            }
+            SanType::Other(ref t) => {
+                e.push(format!("{f}.type"), format!("{t:?} is not Hostname or URI"))
+            }
+        }
+    }
+}
+
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -194,6 +403,63 @@ fn is_dns_subdomain(s: &str) -> bool {
         })
 }
 
+/// The CRD's `GatewayController` pattern: a lowercase domain (DNS
+/// subdomain syntax), `/`, and a path of
+/// `A-Z a-z 0-9 / - . _ ~ % ! $ & ' ( ) * + , ; = :`; at most 253
+/// characters.
+fn controller_name_ok(s: &str) -> bool {
+    let Some((domain, path)) = s.split_once('/') else {
+        return false;
+    };
+    s.len() <= 253
+        && is_dns_subdomain(domain)
+        && !path.is_empty()
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._~%!$&'()*+,;=:".contains(&b))
+}
+
+/// The CRDs' `Hostname` pattern
+/// `^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`,
+/// at most 253 characters: what the API server stores (IPv4-looking names
+/// and labels over 63 characters included, unlike [`hostname::is_valid`]).
+fn crd_hostname_ok(h: &str) -> bool {
+    let rest = h.strip_prefix("*.").unwrap_or(h);
+    h.len() <= 253 && is_dns_subdomain(rest)
+}
+
+/// A label or annotation key as the Gateway CRD's CEL checks it: an
+/// optional DNS subdomain prefix (under 253 characters) and `/`, then a
+/// name of 1 to 63 of `A-Z a-z 0-9 - _ .`, alphanumeric at both ends.
+fn qualified_key_ok(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let b = name.as_bytes();
+    prefix.is_none_or(|p| p.len() < 253 && is_dns_subdomain(p))
+        && (1..=63).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+}
+
+/// A Gateway API `Kind`.
+fn kind_ok(k: &str) -> bool {
+    // `^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$`, at most 63 characters.
+    let b = k.as_bytes();
+    (1..=63).contains(&b.len())
+        && b[0].is_ascii_alphabetic()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+}
+
+/// A Gateway API `Group`: empty or a DNS subdomain, at most 253.
+fn group_ok(g: &str) -> bool {
+    g.is_empty() || is_dns_subdomain(g)
+}
+
 fn port_range(e: &mut Errs, field: &str, port: i32) {
     if !(1..=65535).contains(&port) {
         e.push(field, format!("{port} is not a port number (1 to 65535)"));
@@ -209,11 +475,9 @@ fn from_field(e: &mut Errs, field: &str, ns: &crate::model::RouteNamespaces, all
             format!("{from:?} is not one of {}", allowed.join(", ")),
         );
     }
-    if let Some(sel) = &ns.selector
-        && let Err(err) = selector::check(sel)
-    {
-        e.push(format!("{field}.selector"), err.to_string());
-    }
+    // The CRDs do not check a selector's operators or values: the API
+    // server stores a malformed selector, which selects no namespace
+    // (`selector::matches`).
 }
 
 fn section_name_ok(s: &str) -> bool {
@@ -252,7 +516,7 @@ fn listeners(e: &mut Errs, field: &str, ls: &mut [Listener], min: usize) {
             );
         }
         if let Some(h) = &l.hostname
-            && !hostname::is_valid(h)
+            && !crd_hostname_ok(h)
         {
             e.push(
                 format!("{f}.hostname"),
@@ -327,8 +591,20 @@ fn listeners(e: &mut Errs, field: &str, ls: &mut [Listener], min: usize) {
             &["All", "Same", "Selector"],
         );
         e.max_items(&format!("{f}.allowedRoutes.kinds"), ar.kinds.len(), 8);
-        for k in &mut ar.kinds {
-            k.group.get_or_insert_with(|| GATEWAY_GROUP.into());
+        for (j, k) in ar.kinds.iter_mut().enumerate() {
+            let g = k.group.get_or_insert_with(|| GATEWAY_GROUP.into());
+            if !group_ok(g) {
+                e.push(
+                    format!("{f}.allowedRoutes.kinds[{j}].group"),
+                    format!("{g:?} is not a valid API group"),
+                );
+            }
+            if !kind_ok(&k.kind) {
+                e.push(
+                    format!("{f}.allowedRoutes.kinds[{j}].kind"),
+                    format!("{:?} is not a valid kind", k.kind),
+                );
+            }
         }
         let combo = (l.port, l.protocol.clone(), l.hostname.clone());
         if !combos.insert(combo) {
@@ -368,6 +644,14 @@ fn parent_refs(e: &mut Errs, refs: &mut [ParentReference]) {
         if let Some(port) = p.port {
             port_range(e, &format!("spec.parentRefs[{i}].port"), port);
         }
+        if let Some(s) = &p.section_name
+            && !section_name_ok(s)
+        {
+            e.push(
+                format!("spec.parentRefs[{i}].sectionName"),
+                format!("{s:?} is not a valid section name"),
+            );
+        }
     }
     // CEL: "sectionName or port must be specified when parentRefs includes 2
     // or more references to the same parent" and "sectionName or port must be
@@ -400,10 +684,10 @@ fn parent_refs(e: &mut Errs, refs: &mut [ParentReference]) {
     }
 }
 
-fn hostnames(e: &mut Errs, hs: &[String]) {
-    e.max_items("spec.hostnames", hs.len(), 16);
+fn hostnames(e: &mut Errs, hs: &[String], max: usize) {
+    e.max_items("spec.hostnames", hs.len(), max);
     for (i, h) in hs.iter().enumerate() {
-        if !hostname::is_valid(h) {
+        if !crd_hostname_ok(h) {
             e.push(
                 format!("spec.hostnames[{i}]"),
                 format!("{h:?} is not a valid hostname: lowercase DNS name, optionally starting with '*.'; no IP addresses"),
@@ -455,6 +739,19 @@ fn header_name_ok(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || HEADER_NAME_CHARS.contains(&b))
 }
 
+/// The CRDs' `HeaderValue`: `^[!-~]+([\t ]?[!-~]+)*$`, at most 4096
+/// characters.
+fn header_value_ok(v: &str) -> bool {
+    let b = v.as_bytes();
+    let visible = |c: u8| (b'!'..=b'~').contains(&c);
+    !b.is_empty()
+        && b.len() <= 4096
+        && b.iter().all(|&c| visible(c) || c == b' ' || c == b'\t')
+        && visible(b[0])
+        && visible(b[b.len() - 1])
+        && !b.windows(2).any(|w| !visible(w[0]) && !visible(w[1]))
+}
+
 fn header_matches(e: &mut Errs, f: &str, hs: &mut Vec<HttpHeaderMatch>, header: bool) {
     e.max_items(f, hs.len(), 16);
     let mut seen = BTreeSet::new();
@@ -482,8 +779,15 @@ fn header_matches(e: &mut Errs, f: &str, hs: &mut Vec<HttpHeaderMatch>, header: 
                 format!("duplicate name {:?}", h.name),
             );
         }
-        if h.value.len() > 4096 {
-            e.push(format!("{f}[{i}].value"), "longer than 4096 characters");
+        // Header values: 1 to 4096 visible ASCII characters, single spaces
+        // or tabs between; query parameter values: 1 to 1024 characters.
+        if header && !header_value_ok(&h.value) {
+            e.push(
+                format!("{f}[{i}].value"),
+                "must be 1 to 4096 visible ASCII characters, with single spaces or tabs between them",
+            );
+        } else if !header && !(1..=1024).contains(&h.value.chars().count()) {
+            e.push(format!("{f}[{i}].value"), "must be 1 to 1024 characters");
         }
     }
     // Header names are case-insensitive (query parameter names are not).
@@ -523,6 +827,16 @@ fn path_match(e: &mut Errs, f: &str, p: &mut HttpPathMatch) {
                 e.push(
                     format!("{f}.value"),
                     format!("{v:?} must not end with '/..' or '/.'"),
+                );
+            }
+            // CEL: "must only contain valid characters (matching
+            // ^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$)".
+            if !uri_path_chars_ok(v) {
+                e.push(
+                    format!("{f}.value"),
+                    format!(
+                        "{v:?} must only contain the characters A-Z a-z 0-9 - / . _ ~ ! $ & ' ( ) * + , ; = : @ and %-escapes"
+                    ),
                 );
             }
         }
@@ -568,15 +882,31 @@ fn header_modifier(e: &mut Errs, f: &str, m: &crate::model::HeaderModifier) {
                     format!("{:?} is not a valid header name", h.name),
                 );
             }
-            if !names.insert(h.name.to_ascii_lowercase()) {
+            // A list-map keyed by name: the API server refuses the same
+            // name twice, and stores names that differ only in case (they
+            // apply in order, so the last one wins).
+            if !names.insert(h.name.as_str()) {
                 e.push(
                     format!("{f}.{list}[{i}].name"),
                     format!("duplicate header {:?}", h.name),
                 );
             }
+            if !header_value_ok(&h.value) {
+                e.push(
+                    format!("{f}.{list}[{i}].value"),
+                    "must be 1 to 4096 visible ASCII characters, with single spaces or tabs between them",
+                );
+            }
         }
     }
     e.max_items(&format!("{f}.remove"), m.remove.len(), 16);
+    // A list-type set: each name once.
+    let mut removed = BTreeSet::new();
+    for (i, n) in m.remove.iter().enumerate() {
+        if !removed.insert(n.as_str()) {
+            e.push(format!("{f}.remove[{i}]"), format!("duplicate name {n:?}"));
+        }
+    }
 }
 
 fn path_modifier(e: &mut Errs, f: &str, p: &crate::model::HttpPathModifier) {
@@ -671,6 +1001,7 @@ fn filters(
                 "requestRedirect",
             ),
             ("URLRewrite", flt.url_rewrite.is_some(), "urlRewrite"),
+            ("CORS", flt.cors.is_some(), "cors"),
             ("ExternalAuth", flt.external_auth.is_some(), "externalAuth"),
             ("ExtensionRef", flt.extension_ref.is_some(), "extensionRef"),
         ];
@@ -694,15 +1025,26 @@ fn filters(
         {
             e.push(format!("{ff}.type"), format!("{ty} cannot be repeated"));
         }
+        // The GRPCRoute CRD's filter types.
+        if owner == FilterOwner::Grpc
+            && !matches!(
+                ty,
+                FilterType::RequestHeaderModifier
+                    | FilterType::ResponseHeaderModifier
+                    | FilterType::RequestMirror
+                    | FilterType::ExtensionRef
+            )
+        {
+            e.push(
+                format!("{ff}.type"),
+                format!("{ty} is a filter of HTTPRoute, not of GRPCRoute"),
+            );
+        }
         if let Some(a) = &mut flt.external_auth {
-            // The GRPCRoute CRD has no ExternalAuth filter type.
-            if owner == FilterOwner::Grpc {
-                e.push(
-                    format!("{ff}.type"),
-                    "ExternalAuth is a filter of HTTPRoute, not of GRPCRoute",
-                );
-            }
             external_auth(e, &format!("{ff}.externalAuth"), a);
+        }
+        if let Some(c) = &flt.cors {
+            cors(e, &format!("{ff}.cors"), c);
         }
         if let Some(m) = &flt.request_header_modifier {
             header_modifier(e, &format!("{ff}.requestHeaderModifier"), m);
@@ -812,6 +1154,37 @@ fn filters(
     }
 }
 
+/// `HTTPCORSFilter`: its schema and CEL rules.
+fn cors(e: &mut Errs, f: &str, c: &crate::model::Cors) {
+    // CEL: "AllowOrigins cannot contain '*' alongside other origins", and
+    // the same for methods and headers.
+    for (list, items) in [
+        ("allowOrigins", &c.allow_origins),
+        ("allowMethods", &c.allow_methods),
+        ("allowHeaders", &c.allow_headers),
+    ] {
+        if items.len() > 1 && items.iter().any(|i| i == "*") {
+            e.push(
+                format!("{f}.{list}"),
+                "'*' must be the only entry when it is given",
+            );
+        }
+    }
+    for (i, m) in c.allow_methods.iter().enumerate() {
+        if m != "*" && !METHODS.contains(&m.as_str()) {
+            e.push(
+                format!("{f}.allowMethods[{i}]"),
+                format!("{m:?} is not one of {} or *", METHODS.join(", ")),
+            );
+        }
+    }
+    if let Some(age) = c.max_age
+        && age < 1
+    {
+        e.push(format!("{f}.maxAge"), format!("{age} is less than 1"));
+    }
+}
+
 /// `HTTPExternalAuthFilter`: its schema and CEL rules (GEP-1494).
 fn external_auth(e: &mut Errs, f: &str, a: &mut ExternalAuth) {
     backend_ref(e, &format!("{f}.backendRef"), &mut a.backend_ref, None);
@@ -894,8 +1267,15 @@ fn header_name_set(e: &mut Errs, f: &str, names: &[String]) {
 /// `^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$`, at most 1024
 /// characters.
 fn auth_path_ok(p: &str) -> bool {
+    p.len() <= 1024 && uri_path_chars_ok(p)
+}
+
+/// `^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$`: the characters
+/// of a URI path, `%` only as an escape (HTTPPathMatch's CEL, ExternalAuth's
+/// `http.path`).
+fn uri_path_chars_ok(p: &str) -> bool {
     let b = p.as_bytes();
-    if b.is_empty() || b.len() > 1024 {
+    if b.is_empty() {
         return false;
     }
     let mut i = 0;
@@ -941,13 +1321,51 @@ fn http_rule(e: &mut Errs, f: &str, r: &mut HttpRouteRule) {
             Some(FilterOwner::Http),
         );
     }
-    if let Some(name) = &r.name
-        && !section_name_ok(name)
-    {
+    // CEL: "RequestRedirect filter must not be used together with
+    // backendRefs".
+    if !r.backend_refs.is_empty() && r.filters.iter().any(|x| x.request_redirect.is_some()) {
         e.push(
-            format!("{f}.name"),
-            format!("{name:?} is not a valid section name"),
+            format!("{f}.filters"),
+            "a RequestRedirect filter must not be used together with backendRefs",
         );
+    }
+    // CEL: "Within backendRefs, when using RequestRedirect (URLRewrite)
+    // filter with path.replacePrefixMatch, exactly one PathPrefix match must
+    // be specified" — as written, when exactly one backendRef has exactly
+    // one such filter.
+    let one_prefix = r.matches.len() == 1
+        && r.matches[0].path.as_ref().and_then(|p| p.type_.as_ref())
+            == Some(&PathMatchType::PathPrefix);
+    let prefix = |p: Option<&crate::model::HttpPathModifier>| {
+        p.is_some_and(|p| {
+            p.type_ == PathModifierType::ReplacePrefixMatch && p.replace_prefix_match.is_some()
+        })
+    };
+    for (what, uses) in [
+        (
+            "RequestRedirect",
+            &(|x: &HttpRouteFilter| {
+                prefix(x.request_redirect.as_ref().and_then(|r| r.path.as_ref()))
+            }) as &dyn Fn(&HttpRouteFilter) -> bool,
+        ),
+        ("URLRewrite", &|x: &HttpRouteFilter| {
+            prefix(x.url_rewrite.as_ref().and_then(|u| u.path.as_ref()))
+        }),
+    ] {
+        let backends = r
+            .backend_refs
+            .iter()
+            .filter(|b| b.filters.iter().filter(|x| uses(x)).count() == 1)
+            .count();
+        if backends == 1 && !one_prefix {
+            e.push(
+                format!("{f}.backendRefs"),
+                format!("a backendRef's {what} filter with ReplacePrefixMatch needs the rule to have exactly one PathPrefix match"),
+            );
+        }
+    }
+    if let Some(sp) = &r.session_persistence {
+        session_persistence(e, &format!("{f}.sessionPersistence"), sp);
     }
     if let Some(t) = &r.timeouts {
         for (field, v) in [
@@ -999,6 +1417,13 @@ fn unique_rule_names<'a>(e: &mut Errs, names: impl Iterator<Item = Option<&'a St
     let mut seen = BTreeSet::new();
     for (i, n) in names.enumerate() {
         if let Some(n) = n
+            && !section_name_ok(n)
+        {
+            e.push(
+                format!("spec.rules[{i}].name"),
+                format!("{n:?} is not a valid section name"),
+            );
+        } else if let Some(n) = n
             && !seen.insert(n.clone())
         {
             e.push(
@@ -1011,7 +1436,7 @@ fn unique_rule_names<'a>(e: &mut Errs, names: impl Iterator<Item = Option<&'a St
 
 fn http_route(e: &mut Errs, r: &mut HttpRoute) {
     parent_refs(e, &mut r.spec.parent_refs);
-    hostnames(e, &r.spec.hostnames);
+    hostnames(e, &r.spec.hostnames, 16);
     if r.spec.rules.is_empty() {
         r.spec.rules.push(HttpRouteRule::default());
     }
@@ -1031,7 +1456,7 @@ fn http_route(e: &mut Errs, r: &mut HttpRoute) {
 
 fn grpc_route(e: &mut Errs, r: &mut GrpcRoute) {
     parent_refs(e, &mut r.spec.parent_refs);
-    hostnames(e, &r.spec.hostnames);
+    hostnames(e, &r.spec.hostnames, 16);
     e.max_items("spec.rules", r.spec.rules.len(), 16);
     for (i, rule) in r.spec.rules.iter_mut().enumerate() {
         let f = format!("spec.rules[{i}]");
@@ -1049,9 +1474,7 @@ fn grpc_route(e: &mut Errs, r: &mut GrpcRoute) {
                             );
                         }
                         if let Some(s) = &mm.service
-                            && !s
-                                .bytes()
-                                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+                            && !grpc_service_ok(s)
                         {
                             e.push(
                                 format!("{mf}.method.service"),
@@ -1059,7 +1482,7 @@ fn grpc_route(e: &mut Errs, r: &mut GrpcRoute) {
                             );
                         }
                         if let Some(m) = &mm.method
-                            && !m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                            && !grpc_ident_ok(m)
                         {
                             e.push(
                                 format!("{mf}.method.method"),
@@ -1093,19 +1516,156 @@ fn grpc_route(e: &mut Errs, r: &mut GrpcRoute) {
                 Some(FilterOwner::Grpc),
             );
         }
+        if let Some(sp) = &rule.session_persistence {
+            session_persistence(e, &format!("{f}.sessionPersistence"), sp);
+        }
     }
     unique_rule_names(e, r.spec.rules.iter().map(|r| r.name.as_ref()));
 }
 
-fn l4_route(e: &mut Errs, r: &mut L4Route, tls: bool) {
+/// A route rule's `sessionPersistence` (GEP-1619) by the current CRDs'
+/// schema and CEL rules. What they leave to the implementation (a timeout
+/// of 0, a cookie path, a reserved header name) the engine judges, dropping
+/// the rule with a status ([`crate::session`]).
+///
+/// `cookieConfig`, `sessionName` and `idleTimeout` are fields of the
+/// v1.1-v1.4 CRDs, which current ones do not keep (the API server prunes
+/// them before it validates): they neither satisfy nor break these rules.
+fn session_persistence(e: &mut Errs, f: &str, sp: &crate::model::SessionPersistenceSpec) {
+    use crate::values::{CookieLifetimeType, SessionPersistenceType};
+    // `type` defaults to `Cookie` before the CEL rules run.
+    let ty = sp.type_.clone().unwrap_or(SessionPersistenceType::Cookie);
+    if !ty.is_known() {
+        e.push(
+            format!("{f}.type"),
+            format!("{:?} is not Cookie or Header", ty.as_str()),
+        );
+    }
+    if let Some(d) = &sp.absolute_timeout
+        && d.value().is_none()
+    {
+        e.push(
+            format!("{f}.absoluteTimeout"),
+            format!("{:?} is not a duration like 10s or 1h30m", d.as_str()),
+        );
+    }
+    let token = |e: &mut Errs, field: String, name: &str| {
+        if !is_token(name) {
+            e.push(
+                field,
+                format!("{name:?} is not 1 to 256 of A-Z a-z 0-9 ! # $ % & ' * + - . ^ _ ` | ~"),
+            );
+        }
+    };
+    if let Some(c) = &sp.cookie {
+        if let Some(n) = &c.name {
+            token(e, format!("{f}.cookie.name"), n);
+        }
+        if let Some(p) = &c.path
+            && p.len() > 1024
+        {
+            e.push(format!("{f}.cookie.path"), "longer than 1024 characters");
+        }
+        match &c.lifetime_type {
+            Some(CookieLifetimeType::Permanent) if sp.absolute_timeout.is_none() => e.push(
+                format!("{f}.absoluteTimeout"),
+                "required when cookie lifetimeType is Permanent",
+            ),
+            Some(l) if !l.is_known() => e.push(
+                format!("{f}.cookie.lifetimeType"),
+                format!("{:?} is not Permanent or Session", l.as_str()),
+            ),
+            _ => {}
+        }
+    }
+    if let Some(h) = &sp.header {
+        match &h.name {
+            Some(n) => token(e, format!("{f}.header.name"), n),
+            None => e.push(format!("{f}.header.name"), "required"),
+        }
+    }
+    // CEL: "cookie must be nil if type is not Cookie", "cookie must be
+    // specified for Cookie type", and the same for header.
+    let cookie = ty == SessionPersistenceType::Cookie;
+    let header = ty == SessionPersistenceType::Header;
+    if sp.cookie.is_some() && !cookie {
+        e.push(
+            format!("{f}.cookie"),
+            "must not be set unless type is Cookie",
+        );
+    }
+    if sp.cookie.is_none() && cookie {
+        let old = if sp.cookie_config.is_some() {
+            " (cookieConfig, its v1.1-v1.4 name, is not kept by current CRDs)"
+        } else {
+            ""
+        };
+        e.push(
+            format!("{f}.cookie"),
+            format!("required when type is Cookie (the default){old}"),
+        );
+    }
+    if sp.header.is_some() && !header {
+        e.push(
+            format!("{f}.header"),
+            "must not be set unless type is Header",
+        );
+    }
+    if sp.header.is_none() && header {
+        e.push(format!("{f}.header"), "required when type is Header");
+    }
+}
+
+/// An RFC 7230 token of at most 256 characters: the CRDs' pattern for
+/// session cookie and header names.
+fn is_token(name: &str) -> bool {
+    (1..=256).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// `^[A-Za-z_][A-Za-z_0-9]*$` (a gRPC method; a service's dotted parts).
+fn grpc_ident_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// `^(?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*$`: a gRPC service name,
+/// optionally with a leading dot.
+fn grpc_service_ok(s: &str) -> bool {
+    s.strip_prefix('.')
+        .unwrap_or(s)
+        .split('.')
+        .all(grpc_ident_ok)
+}
+
+/// `v1`: the schema of TLSRoute `v1`/`v1alpha3`, TCPRoute and UDPRoute
+/// `v1` (one rule; a TLSRoute needs hostnames, none an IP address) rather
+/// than `v1alpha2`'s.
+fn l4_route(e: &mut Errs, r: &mut L4Route, tls: bool, v1: bool) {
     parent_refs(e, &mut r.spec.parent_refs);
     if tls {
-        hostnames(e, &r.spec.hostnames);
+        hostnames(e, &r.spec.hostnames, 1024);
+        if v1 && r.spec.hostnames.is_empty() {
+            e.push("spec.hostnames", "at least one hostname is required");
+        }
+        // CEL: "Hostnames cannot contain an IP".
+        for (i, h) in r.spec.hostnames.iter().enumerate() {
+            if v1 && h.parse::<std::net::IpAddr>().is_ok() {
+                e.push(
+                    format!("spec.hostnames[{i}]"),
+                    format!("{h:?} is an IP address, not a hostname"),
+                );
+            }
+        }
     }
     if r.spec.rules.is_empty() {
         e.push("spec.rules", "at least one rule is required");
     }
-    e.max_items("spec.rules", r.spec.rules.len(), 16);
+    e.max_items("spec.rules", r.spec.rules.len(), if v1 { 1 } else { 16 });
     for (i, rule) in r.spec.rules.iter_mut().enumerate() {
         if rule.backend_refs.is_empty() {
             e.push(
@@ -1124,6 +1684,9 @@ fn l4_route(e: &mut Errs, r: &mut L4Route, tls: bool) {
     }
     unique_rule_names(e, r.spec.rules.iter().map(|r| r.name.as_ref()));
 }
+
+#[cfg(test)]
+mod crd_rules;
 
 #[cfg(test)]
 mod tests {

@@ -61,7 +61,7 @@ fn values(g: &GatewayStatus) -> Vec<&str> {
 
 #[test]
 fn the_static_addresses_sequence_of_the_spec() {
-    let opts = ComputeOptions::new(CTRL, NOW).with_usable_addresses(["10.0.0.1", "gw.example"]);
+    let opts = ComputeOptions::new(CTRL, NOW).with_usable_addresses(["10.0.0.1", "GW.example"]);
     // An unsupported type, an unusable address and a usable one.
     let g = status(
         "[{type: NamedAddress, value: pool-a}, {type: IPAddress, value: 192.0.2.7}, {type: IPAddress, value: 10.0.0.1}]",
@@ -92,8 +92,9 @@ fn the_static_addresses_sequence_of_the_spec() {
         ("True".into(), "Programmed".into())
     );
     assert_eq!(values(&g), ["10.0.0.1"]);
-    // Hostnames compare without case; IPv6 as addresses.
-    let g = status("[{type: Hostname, value: GW.example}]", &opts);
+    // Hostnames compare without case (the CRD allows only lowercase in
+    // spec.addresses; a deployment may report any case); IPv6 as addresses.
+    let g = status("[{type: Hostname, value: gw.example}]", &opts);
     assert_eq!(condition(&g, "Programmed").0, "True");
     let v6 = ComputeOptions::new(CTRL, NOW).with_usable_addresses(["::1"]);
     let g = status("[{type: IPAddress, value: \"0:0::1\"}]", &v6);
