@@ -1096,9 +1096,9 @@ pub async fn answer(
                             .request_timeout
                             .map(|t| t.saturating_sub(filters_started.elapsed()));
                     }
-                    if let Some(c) = traffic.and_then(|v| v.retry_constraint)
-                        && forward_policy.retry.is_some()
-                    {
+                    // Every request to the Service counts in its retry
+                    // budget, retried by its route or not.
+                    if let Some(c) = traffic.and_then(|v| v.retry_constraint) {
                         parts.extensions.insert(crate::retry_budget::RetryBudget(
                             cfg.plugins.retry_budgets().of(&target.service, c),
                         ));

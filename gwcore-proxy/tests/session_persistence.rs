@@ -320,7 +320,7 @@ async fn a_header_session_is_handed_out_in_a_response_header_and_read_back() {
 async fn idle_and_absolute_timeouts_end_a_session() {
     let b = backends("app", 3).await;
     let all: Vec<&Backend> = b.iter().collect();
-    let rule = "{backendRefs: [{name: app, port: 80}], sessionPersistence: {sessionName: sid, absoluteTimeout: 3s, idleTimeout: 1s}}";
+    let rule = "{backendRefs: [{name: app, port: 80}], sessionPersistence: {absoluteTimeout: 3s, idleTimeout: 1s, cookie: {name: sid}}}";
     let (_rt, addr) = start(&[service("app", &all), route(rule)]).await;
 
     // Used every 300 ms, the session outlives its idle timeout: each answer
@@ -474,4 +474,50 @@ async fn a_retry_budget_caps_the_retries_a_route_asks_for() {
     .await;
     assert_eq!(statuses(addr, 20).await, BTreeSet::from([503]));
     assert_eq!(failing.hits.load(Ordering::Relaxed), 22);
+}
+
+#[test]
+fn the_example_is_accepted() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/session-persistence/shop.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let plugins = first_party::plugins();
+    let loaded = gwcore::load::load_str_extended(
+        "shop.yaml",
+        &text,
+        gwcore::load::Limits::default(),
+        plugins.extensions(),
+    );
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let out = gwcore::engine::compute(
+        &loaded.to_snapshot(),
+        &gwcore::engine::ComputeOptions::new(common::CONTROLLER, "2026-06-01T00:00:00Z")
+            .with_extensions(plugins.extensions().clone()),
+    );
+    let policy = gwcore::model::ObjectKey::new(
+        gwcore::model::Kind::Extension(gwcore::policies::backend_traffic::KIND),
+        "shop",
+        "catalog",
+    );
+    let Some(gwcore::status::ObjectStatus::Policy(p)) = out.statuses.get(&policy) else {
+        panic!("no status for the example's policy");
+    };
+    let c = &p.ancestors[0].conditions[0];
+    assert_eq!(
+        (c.type_.as_str(), c.status.as_str()),
+        ("Accepted", "True"),
+        "{c:?}"
+    );
+    let route = gwcore::model::ObjectKey::new(gwcore::model::Kind::HttpRoute, "shop", "shop");
+    let Some(gwcore::status::ObjectStatus::Route(r)) = out.statuses.get(&route) else {
+        panic!("no status for the example's route");
+    };
+    for c in &r.parents[0].conditions {
+        let bad = match c.type_.as_str() {
+            "Accepted" | "ResolvedRefs" => c.status.as_str() != "True",
+            "PartiallyInvalid" => c.status.as_str() == "True",
+            _ => false,
+        };
+        assert!(!bad, "{c:?}");
+    }
 }
