@@ -433,3 +433,25 @@ pub(crate) async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::read_session_key;
+
+    #[test]
+    fn a_session_key_file_is_trimmed_and_needs_16_bytes() {
+        let dir = std::env::temp_dir().join(format!("gwcore-session-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good");
+        std::fs::write(&good, "  0123456789abcdef0123\n").unwrap();
+        assert!(read_session_key(&good).is_ok());
+        // 15 bytes once the newline is trimmed.
+        let short = dir.join("short");
+        std::fs::write(&short, "0123456789abcde\n").unwrap();
+        let e = read_session_key(&short).unwrap_err();
+        assert!(e.contains("16") && e.contains("15"), "{e}");
+        let missing = read_session_key(&dir.join("missing")).unwrap_err();
+        assert!(!missing.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
