@@ -19,6 +19,11 @@
 //! carries each remaining address's state over and rebuilds the ring
 //! (only then). Round robin costs a map lookup under a read lock and one
 //! atomic increment per request, and allocates nothing.
+//!
+//! With a policy's `healthCheck`, endpoints its probes (the private
+//! `health` module, which runs them on timers of its own) found unhealthy
+//! are passed over as ejected ones are, unless every endpoint is; that
+//! costs one more map lookup under a read lock per request.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
