@@ -343,7 +343,7 @@ fn backend_tls_policy_rules() {
                 SVC,
                 &format!(
                     "hostname: b.example, caCertificateRefs: [{}]",
-                    vec!["{group: '', kind: ConfigMap, name: ca}"; 9].join(", ")
+                    ["{group: '', kind: ConfigMap, name: ca}"; 9].join(", ")
                 ),
             ),
             Some("spec.validation.caCertificateRefs"),
@@ -373,7 +373,7 @@ fn backend_tls_policy_rules() {
         ),
         (
             "six SANs",
-            sans(&vec!["{type: Hostname, hostname: a.example}"; 6].join(", ")),
+            sans(&["{type: Hostname, hostname: a.example}"; 6].join(", ")),
             Some("spec.validation.subjectAltNames"),
         ),
         (
