@@ -335,3 +335,64 @@ async fn a_requested_address_the_service_does_not_serve_is_not_usable() {
     c.cleanup(&objs).await;
     ctl.shutdown().await;
 }
+
+/// deploy/'s RBAC lets the `gwcore` ServiceAccount keep the Services: a
+/// controller acting as it (impersonated) makes one and deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_rbac_lets_the_controller_keep_the_services() {
+    let Some(c) = cluster().await else { return };
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+    for f in ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"] {
+        let path = format!("{deploy}/{f}");
+        let out = std::process::Command::new("kubectl")
+            .args(["apply", "-f", &path])
+            .output()
+            .unwrap_or_else(|e| panic!("kubectl (needed to apply {path}): {e}"));
+        assert!(
+            out.status.success(),
+            "kubectl apply -f {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut config = kube::Config::infer().await.unwrap();
+    config.auth_info.impersonate = Some("system:serviceaccount:gwcore-system:gwcore".into());
+    config.auth_info.impersonate_groups = Some(vec![
+        "system:serviceaccounts".into(),
+        "system:serviceaccounts:gwcore-system".into(),
+        "system:authenticated".into(),
+    ]);
+    let as_sa = kube::Client::try_from(config).unwrap();
+
+    let sfx = suffix("gwsr");
+    let ours = format!("example.com/gwcore-test-{sfx}");
+    let (ns, objs) = objects(&sfx, &ours, json!({}));
+    c.apply_all(&objs).await;
+    let ctl = gwcore_k8s::Controller::start(as_sa, options(&ours))
+        .await
+        .expect("discovery as the ServiceAccount");
+    wait_service(
+        &c,
+        &ns,
+        "the Service made as the ServiceAccount",
+        |_| Ok(()),
+    )
+    .await;
+    c.delete(HTTP_V1, "Gateway", &ns, "gw").await;
+    eventually(
+        "the Service deleted as the ServiceAccount",
+        Duration::from_secs(30),
+        || {
+            let (c, ns) = (&c, &ns);
+            async move {
+                match c.get("v1", "Service", ns, "gwcore-gw").await {
+                    None => Ok(()),
+                    Some(_) => Err("still there".into()),
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(ctl.counters().watch_errors, 0, "every watch is allowed");
+    c.cleanup(&objs).await;
+    ctl.shutdown().await;
+}
