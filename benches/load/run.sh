@@ -451,7 +451,7 @@ awk '{ k = $1 " " $2; if (!(k in cpu)) order[$1] = order[$1] " " $2; cpu[k] = $1
     line = sprintf("%-23s capacity per core (1e6 / CPU us/req):", x)
     n = split(order[x], names, " ")
     for (i = 1; i <= n; i++) line = line sprintf("%s %s %s", (i > 1 ? "," : ""), names[i], cpu[x " " names[i]] > 0 ? sprintf("%.0f req/s", 1e6 / cpu[x " " names[i]]) : "n/a")
-    print line } }' "$RESULTS"
+    print line } }' "$RESULTS" | sort
 # The ratios, for each case (SCENARIO/LAYOUT[/logs]); "n/a" where a proxy
 # was not measured (haproxy in the /logs cases).
 awk 'function r(a, b) { return (b > 0 && a != "") ? sprintf("%.2f", a / b) : "n/a" }
