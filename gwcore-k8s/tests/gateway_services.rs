@@ -396,3 +396,38 @@ async fn deploys_rbac_lets_the_controller_keep_the_services() {
     c.cleanup(&objs).await;
     ctl.shutdown().await;
 }
+
+/// A controller started after the Service exists (a restart) knows it is
+/// its own: it deletes it with the Gateway. (Regression: a Service whose
+/// addresses count, listed at start, was dropped from the snapshot when
+/// the list ended, so that it was never cleaned up.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_deletes_the_service_it_finds() {
+    let Some(c) = cluster().await else { return };
+    let sfx = suffix("gwsx");
+    let ours = format!("example.com/gwcore-test-{sfx}");
+    let (ns, objs) = objects(&sfx, &ours, json!({}));
+    c.apply_all(&objs).await;
+    let first = start(&c, options(&ours)).await;
+    wait_service(&c, &ns, "the Gateway's Service", |_| Ok(())).await;
+    first.shutdown().await;
+
+    let second = start(&c, options(&ours)).await;
+    c.delete(HTTP_V1, "Gateway", &ns, "gw").await;
+    eventually(
+        "the Service deleted by the new controller",
+        Duration::from_secs(30),
+        || {
+            let (c, ns) = (&c, &ns);
+            async move {
+                match c.get("v1", "Service", ns, "gwcore-gw").await {
+                    None => Ok(()),
+                    Some(_) => Err("still there".into()),
+                }
+            }
+        },
+    )
+    .await;
+    c.cleanup(&objs).await;
+    second.shutdown().await;
+}
