@@ -103,8 +103,17 @@ async fn pass(w: &ServiceWriter, st: &State, applied: &mut Applied) -> bool {
     applied.retain(|k, _| wanted.contains_key(k));
     for (svc_key, svc) in wanted {
         let live = st.snapshot.get(&svc_key);
+        let live_rv = live.and_then(|o| o.meta().resource_version.clone());
+        if let Some((last, rv)) = applied.get(&svc_key)
+            && *last == svc
+            && live_rv.is_some()
+            && *rv == live_rv
+        {
+            continue;
+        }
         // A Service of that name that gwcore did not make is someone
-        // else's: never taken over.
+        // else's: never taken over. (Recorded as if applied, so that the
+        // warning comes again only when it or the Gateway changes.)
         if let Some(live) = live
             && live.meta().labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY)
         {
@@ -112,14 +121,7 @@ async fn pass(w: &ServiceWriter, st: &State, applied: &mut Applied) -> bool {
                 service = %svc_key,
                 "the gateway's service is not made: a Service of that name exists without label {MANAGED_BY_LABEL}={MANAGED_BY}"
             );
-            continue;
-        }
-        let live_rv = live.and_then(|o| o.meta().resource_version.clone());
-        if let Some((last, rv)) = applied.get(&svc_key)
-            && *last == svc
-            && live_rv.is_some()
-            && *rv == live_rv
-        {
+            applied.insert(svc_key, (svc, live_rv));
             continue;
         }
         let api: Api<Service> = Api::namespaced(w.client.clone(), &svc_key.namespace);
