@@ -431,3 +431,36 @@ async fn a_restarted_controller_deletes_the_service_it_finds() {
     c.cleanup(&objs).await;
     second.shutdown().await;
 }
+
+/// A Service of that name that gwcore did not make is left alone; once it
+/// is gone, gwcore makes its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn someone_elses_service_of_that_name_is_not_taken_over() {
+    let Some(c) = cluster().await else { return };
+    let sfx = suffix("gwso");
+    let ours = format!("example.com/gwcore-test-{sfx}");
+    let (ns, mut objs) = objects(&sfx, &ours, json!({}));
+    objs.push(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "gwcore-gw", "namespace": ns, "labels": {"team": "x"}},
+        "spec": {"selector": {"app": "theirs"}, "ports": [{"name": "theirs", "port": 9999, "protocol": "TCP"}]}}));
+    c.apply_all(&objs).await;
+    let ctl = start(&c, options(&ours)).await;
+    // The Gateway's status written: the controller has seen both.
+    gateway_status(&c, &ns, "/status/conditions/0/type", json!("Accepted")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let theirs = c.get("v1", "Service", &ns, "gwcore-gw").await.unwrap();
+    assert_eq!(ports(&theirs), [("theirs".into(), 9999, "TCP".into())]);
+    assert_eq!(label(&theirs, "app.kubernetes.io/managed-by"), None);
+
+    c.delete("v1", "Service", &ns, "gwcore-gw").await;
+    wait_service(&c, &ns, "gwcore's own Service", |s| {
+        if label(s, "app.kubernetes.io/managed-by") == Some("gwcore") {
+            Ok(())
+        } else {
+            Err(format!("{:?}", s.metadata.labels))
+        }
+    })
+    .await;
+    c.cleanup(&objs).await;
+    ctl.shutdown().await;
+}
