@@ -7,7 +7,9 @@ invocations). The parser (values.rs, validate.rs, which checks what the
 CRDs accept) may use those spellings; past it, the model carries enums.
 This script lists every other place in the library crates' sources where
 one of those spellings appears as a string literal outside comments and
-test modules, and exits 1 if there is any.
+test modules, and exits 1 if there is any. A value of another API that
+happens to share a spelling (core/v1 Service port protocols "TCP" and
+"UDP") is marked on its line with the comment `// not a Gateway API value`.
 
     python3 .ci/spec_strings.py
 """
@@ -33,8 +35,12 @@ def spellings():
     return sorted(set(re.findall(r'^\s+[A-Z][A-Za-z]* = "([^"]+)",', text, re.M)))
 
 
+MARK = "// not a Gateway API value"
+
+
 def code_lines(path):
-    """Yields (number, line) of code: no comments, no #[cfg(test)] modules."""
+    """Yields (number, line) of code: no comments, no #[cfg(test)] modules,
+    no line marked with MARK."""
     depth_at_test = None
     depth = 0
     pending_test = False
@@ -47,7 +53,7 @@ def code_lines(path):
         if pending_test and opens:
             depth_at_test = depth
             pending_test = False
-        if depth_at_test is None:
+        if depth_at_test is None and MARK not in line:
             yield n, code
         depth += opens - closes
         if depth_at_test is not None and depth <= depth_at_test:

@@ -148,10 +148,11 @@ pub fn listener_ports(
     own.chain(sets).collect()
 }
 
+/// The core/v1 Service port protocol carrying listener protocol `p`.
 fn l4(p: ListenerProtocol) -> &'static str {
     match p {
-        ListenerProtocol::Udp => "UDP",
-        _ => "TCP",
+        ListenerProtocol::Udp => "UDP", // not a Gateway API value
+        _ => "TCP",                     // not a Gateway API value
     }
 }
 
