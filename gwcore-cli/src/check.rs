@@ -26,6 +26,26 @@ pub(crate) struct Args {
     /// Output format of the statuses.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Yaml)]
     output: OutputFormat,
+    /// An address the Gateways will be served on, an IP address or a
+    /// hostname (repeatable): a Gateway whose `spec.addresses` asks for
+    /// another is `Programmed=False` (`AddressNotUsable`). Default: every
+    /// address is usable, as `gwcore check` cannot know where the Gateways
+    /// will be served.
+    #[arg(long = "usable-address", value_name = "ADDR", value_parser = parse_address)]
+    usable_addresses: Vec<String>,
+}
+
+/// An IP address or a hostname, as a Gateway's `spec.addresses` holds.
+fn parse_address(s: &str) -> Result<String, String> {
+    if s.parse::<std::net::IpAddr>().is_ok()
+        || (gwcore::hostname::is_valid(s) && !gwcore::hostname::is_wildcard(s))
+    {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "expected an IP address or a hostname, such as 192.0.2.1 or gw.example.com, got {s:?}"
+        ))
+    }
 }
 
 /// Runs `gwcore check`, reading and resolving the kinds `extensions`
@@ -35,7 +55,11 @@ pub(crate) fn run(args: Args, extensions: &Extensions) -> ExitCode {
     for d in &loaded.diagnostics {
         eprintln!("{d}");
     }
-    let snapshot = Snapshot::from_objects(loaded.objects.iter().map(|(o, _)| o.clone()));
+    // What the output needs from the load, then the objects move into the
+    // snapshot (no copy of them is kept).
+    let versions = api_versions(&loaded);
+    let has_errors = loaded.has_errors();
+    let snapshot = Snapshot::from_objects(loaded.into_objects());
     let controllers = match args.controller.controllers(&snapshot) {
         Ok(c) => c,
         Err(e) => {
@@ -50,10 +74,11 @@ pub(crate) fn run(args: Args, extensions: &Extensions) -> ExitCode {
         );
     }
     let (computed, refusals) = run_controllers(
-        &snapshot,
+        snapshot,
         &controllers,
         &gwcore_proxy::provider::now_rfc3339(),
         extensions,
+        (!args.usable_addresses.is_empty()).then_some(args.usable_addresses.as_slice()),
     );
     let built_in = [
         Kind::GatewayClass,
@@ -72,23 +97,22 @@ pub(crate) fn run(args: Args, extensions: &Extensions) -> ExitCode {
         .into_iter()
         .chain(extensions.policies().map(|p| Kind::Extension(p.kind())))
         .collect();
-    let docs = status_documents(&computed, &kinds, &api_versions(&loaded));
+    // Each document is written as it is built: no list of them all.
+    let mut docs = status_documents(&computed, &kinds, &versions);
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     match args.output {
         OutputFormat::Yaml => {
-            for d in &docs {
-                let text = serde_norway::to_string(d).unwrap_or_default();
-                if writeln!(out, "---\n{}", text.trim_end()).is_err() {
+            for d in docs {
+                if out.write_all(b"---\n").is_err()
+                    || serde_norway::to_writer(&mut out, &d).is_err()
+                {
                     return ExitCode::from(2);
                 }
             }
         }
         OutputFormat::Json => {
-            let mut list = serde_json::Map::new();
-            list.insert("apiVersion".into(), "v1".into());
-            list.insert("kind".into(), "List".into());
-            list.insert("items".into(), serde_json::Value::Array(docs));
+            let list = List(Items(std::cell::RefCell::new(&mut docs)));
             if serde_json::to_writer_pretty(&mut out, &list).is_err() || writeln!(out).is_err() {
                 return ExitCode::from(2);
             }
@@ -100,10 +124,34 @@ pub(crate) fn run(args: Args, extensions: &Extensions) -> ExitCode {
     for r in &refusals {
         print_refusal(r);
     }
-    if loaded.has_errors() {
+    if has_errors {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// A `kind: List` whose items are serialized as the iterator yields them.
+struct List<'i, I>(Items<'i, I>);
+
+impl<I: Iterator<Item = serde_json::Value>> serde::Serialize for List<'_, I> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        // The keys in the order a map of them had them (sorted).
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("apiVersion", "v1")?;
+        m.serialize_entry("items", &self.0)?;
+        m.serialize_entry("kind", "List")?;
+        m.end()
+    }
+}
+
+/// The items of a [`List`].
+struct Items<'i, I>(std::cell::RefCell<&'i mut I>);
+
+impl<I: Iterator<Item = serde_json::Value>> serde::Serialize for Items<'_, I> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(&mut **self.0.borrow_mut())
     }
 }
 

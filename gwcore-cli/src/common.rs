@@ -94,16 +94,22 @@ pub(crate) enum OutputFormat {
 /// back into the snapshot so the next sees them as the previous status (as
 /// controllers sharing a cluster do). Returns the final objects and every
 /// refusal. The engine resolves the kinds `extensions` register.
+///
+/// The snapshot is taken, not borrowed: writing a status into an object
+/// the caller still shared would copy the object (every route, at scale).
 pub(crate) fn run_controllers(
-    snap: &Snapshot,
+    mut snap: Snapshot,
     controllers: &[String],
     now: &str,
     extensions: &Extensions,
+    usable_addresses: Option<&[String]>,
 ) -> (Snapshot, Vec<Refusal>) {
-    let mut snap = snap.clone();
     let mut refusals = Vec::new();
     for c in controllers {
-        let opts = ComputeOptions::new(c.clone(), now).with_extensions(extensions.clone());
+        let mut opts = ComputeOptions::new(c.clone(), now).with_extensions(extensions.clone());
+        if let Some(a) = usable_addresses {
+            opts = opts.with_usable_addresses(a);
+        }
         let out = compute(&snap, &opts);
         snap.apply_statuses(&out.statuses);
         refusals.extend(out.refusals);
@@ -112,65 +118,84 @@ pub(crate) fn run_controllers(
 }
 
 /// The `apiVersion` each loaded object was read with (of the last object
-/// with a key, the one a snapshot keeps).
+/// with a key, the one a snapshot keeps), for the objects read with
+/// another than the one [`status_documents`] would write by default:
+/// nearly every object is read with its kind's, so this stays small.
 pub(crate) fn api_versions(loaded: &Loaded) -> BTreeMap<ObjectKey, String> {
-    loaded
-        .objects
-        .iter()
-        .map(|(o, origin)| (o.key(), origin.api_version.clone()))
-        .collect()
+    let mut versions = BTreeMap::new();
+    for (o, origin) in &loaded.objects {
+        if origin.api_version == default_api_version(o) {
+            versions.remove(&o.key());
+        } else {
+            versions.insert(o.key(), origin.api_version.clone());
+        }
+    }
+    versions
+}
+
+/// The apiVersion a status document of `o` is written with when the
+/// object's own is not known.
+fn default_api_version(o: &Object) -> &'static str {
+    match o {
+        // A ListenerSet's status goes back under the name it was read as
+        // (`XListenerSet` on v1.3–v1.4 experimental clusters).
+        Object::ListenerSet(x) => x.served_as.api_version(),
+        _ => o.kind().api_version(),
+    }
 }
 
 /// `{apiVersion, kind, metadata, status}` for every object of `kinds` that
-/// has a status. The apiVersion is the one in `api_versions` (the one the
-/// object was read with), else the kind's default.
-pub(crate) fn status_documents(
-    snap: &Snapshot,
-    kinds: &[Kind],
+/// has a status, one at a time (the caller writes each before the next is
+/// built). The apiVersion is the one in `api_versions` (the one the object
+/// was read with), else the kind's default.
+pub(crate) fn status_documents<'a>(
+    snap: &'a Snapshot,
+    kinds: &'a [Kind],
+    api_versions: &'a BTreeMap<ObjectKey, String>,
+) -> impl Iterator<Item = serde_json::Value> + 'a {
+    kinds
+        .iter()
+        .flat_map(|&k| snap.of_kind(k))
+        .filter_map(|o| status_document(o, api_versions))
+}
+
+fn status_document(
+    o: &Object,
     api_versions: &BTreeMap<ObjectKey, String>,
-) -> Vec<serde_json::Value> {
-    let mut docs = Vec::new();
-    for &k in kinds {
-        for o in snap.of_kind(k) {
-            let status = match o {
-                Object::GatewayClass(x) => x.status.as_ref().map(serde_json::to_value),
-                Object::Gateway(x) => x.status.as_ref().map(serde_json::to_value),
-                Object::ListenerSet(x) => x.status.as_ref().map(serde_json::to_value),
-                Object::HttpRoute(x) => x.status.as_ref().map(serde_json::to_value),
-                Object::GrpcRoute(x) => x.status.as_ref().map(serde_json::to_value),
-                Object::TlsRoute(x) | Object::TcpRoute(x) | Object::UdpRoute(x) => {
-                    x.status.as_ref().map(serde_json::to_value)
-                }
-                Object::BackendTlsPolicy(x) => x.status.as_ref().map(serde_json::to_value),
-                // A registered policy kind's status, as the engine wrote
-                // it (and the fields of the kind's own it was read with).
-                Object::Extension(x) => x.status.clone().map(Ok),
-                _ => None,
-            };
-            let Some(Ok(status)) = status else { continue };
-            // A ListenerSet's status goes back under the name it was
-            // read as (`XListenerSet` on v1.3–v1.4 experimental clusters).
-            let default_version = match o {
-                Object::ListenerSet(x) => x.served_as.api_version(),
-                _ => k.api_version(),
-            };
-            let api_version = api_versions
-                .get(&o.key())
-                .map_or(default_version, String::as_str);
-            let m = o.meta();
-            let mut meta = serde_json::json!({"name": m.name});
-            if let Some(ns) = &m.namespace {
-                meta["namespace"] = serde_json::Value::String(ns.clone());
-            }
-            docs.push(serde_json::json!({
-                "apiVersion": api_version,
-                "kind": o.manifest_kind(),
-                "metadata": meta,
-                "status": status,
-            }));
+) -> Option<serde_json::Value> {
+    let status = match o {
+        Object::GatewayClass(x) => x.status.as_ref().map(serde_json::to_value),
+        Object::Gateway(x) => x.status.as_ref().map(serde_json::to_value),
+        Object::ListenerSet(x) => x.status.as_ref().map(serde_json::to_value),
+        Object::HttpRoute(x) => x.status.as_ref().map(serde_json::to_value),
+        Object::GrpcRoute(x) => x.status.as_ref().map(serde_json::to_value),
+        Object::TlsRoute(x) | Object::TcpRoute(x) | Object::UdpRoute(x) => {
+            x.status.as_ref().map(serde_json::to_value)
         }
+        Object::BackendTlsPolicy(x) => x.status.as_ref().map(serde_json::to_value),
+        // A registered policy kind's status, as the engine wrote
+        // it (and the fields of the kind's own it was read with).
+        Object::Extension(x) => x.status.clone().map(Ok),
+        _ => None,
+    };
+    let Some(Ok(status)) = status else {
+        return None;
+    };
+    let api_version = match api_versions.get(&o.key()) {
+        Some(v) => v.as_str(),
+        None => default_api_version(o),
+    };
+    let m = o.meta();
+    let mut meta = serde_json::json!({"name": m.name});
+    if let Some(ns) = &m.namespace {
+        meta["namespace"] = serde_json::Value::String(ns.clone());
     }
-    docs
+    Some(serde_json::json!({
+        "apiVersion": api_version,
+        "kind": o.manifest_kind(),
+        "metadata": meta,
+        "status": status,
+    }))
 }
 
 /// Serves the admin endpoint (`/healthz`, `/readyz`, `/metrics`, `/status`)

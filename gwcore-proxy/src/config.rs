@@ -9,8 +9,8 @@
 //! objects that differ, and compiles again only the tables of the Gateways
 //! whose routing changed.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use gwcore::Snapshot;
@@ -109,8 +109,10 @@ pub struct Config {
     engine: Mutex<Option<Engine>>,
 }
 
-/// Inputs besides the snapshot.
+/// Inputs besides the snapshot. Built by [`BuildOptions::new`]; it may
+/// gain fields in a minor release.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BuildOptions {
     /// Our `controllerName`.
     pub controller_name: String,
@@ -119,6 +121,83 @@ pub struct BuildOptions {
     /// Extension kinds (resolved by the engine) and their plug-ins (run by
     /// the proxy). Default: none.
     pub plugins: crate::plugin::Plugins,
+    /// The addresses this deployment serves Gateways on, against which a
+    /// Gateway's `spec.addresses` are judged
+    /// ([`ComputeOptions::with_usable_addresses`]); `None`: every address
+    /// is taken as usable.
+    pub usable_addresses: Option<BTreeSet<IpAddr>>,
+}
+
+impl BuildOptions {
+    /// Options for `controller_name` at `now` (RFC 3339), with no plug-in
+    /// and every address taken as usable.
+    pub fn new(controller_name: impl Into<String>, now: impl Into<String>) -> BuildOptions {
+        BuildOptions {
+            controller_name: controller_name.into(),
+            now: now.into(),
+            plugins: crate::plugin::Plugins::default(),
+            usable_addresses: None,
+        }
+    }
+
+    /// The engine's options.
+    fn compute_options(&self) -> ComputeOptions {
+        let opts = ComputeOptions::new(self.controller_name.clone(), self.now.clone())
+            .with_extensions(self.plugins.extensions().clone());
+        match &self.usable_addresses {
+            Some(a) => opts.with_usable_addresses(a.iter().map(IpAddr::to_string)),
+            None => opts,
+        }
+    }
+}
+
+/// The ports of the Gateways `controller_name` serves in `snapshot` (those
+/// of its GatewayClasses), with the ports of the ListenerSets naming them:
+/// the sockets a configuration built from it may bind, known before the
+/// engine runs (a port of a listener the engine then finds invalid is
+/// counted too).
+pub fn gateway_ports(snapshot: &Snapshot, controller_name: &str) -> BTreeSet<GatewayPort> {
+    let ours = |class: &str| {
+        matches!(
+            snapshot.get(&ObjectKey::cluster_scoped(gwcore::model::Kind::GatewayClass, class)),
+            Some(Object::GatewayClass(gc)) if gc.spec.controller_name == controller_name
+        )
+    };
+    let port = |p: i32| u16::try_from(p).ok();
+    let mut out = BTreeSet::new();
+    for o in snapshot.of_kind(gwcore::model::Kind::Gateway) {
+        if let Object::Gateway(gw) = o
+            && ours(&gw.spec.gateway_class_name)
+        {
+            let key = o.key();
+            out.extend(
+                gw.spec
+                    .listeners
+                    .iter()
+                    .filter_map(|l| Some(GatewayPort::new(key.clone(), port(l.port)?))),
+            );
+        }
+    }
+    for o in snapshot.of_kind(gwcore::model::Kind::ListenerSet) {
+        let Object::ListenerSet(ls) = o else { continue };
+        let parent = &ls.spec.parent_ref;
+        let namespace = parent
+            .namespace
+            .clone()
+            .or_else(|| ls.metadata.namespace.clone())
+            .unwrap_or_default();
+        let key = ObjectKey::new(gwcore::model::Kind::Gateway, namespace, parent.name.clone());
+        if matches!(snapshot.get(&key), Some(Object::Gateway(gw)) if ours(&gw.spec.gateway_class_name))
+        {
+            out.extend(
+                ls.spec
+                    .listeners
+                    .iter()
+                    .filter_map(|l| Some(GatewayPort::new(key.clone(), port(l.port)?))),
+            );
+        }
+    }
+    out
 }
 
 impl Config {
@@ -161,6 +240,7 @@ impl Config {
                 .filter(|e| {
                     e.options().controller_name == opts.controller_name
                         && e.options().extensions == *opts.plugins.extensions()
+                        && e.options().usable_addresses == opts.compute_options().usable_addresses
                 })
                 .map(|e| (p, e))
         });
@@ -178,11 +258,7 @@ impl Config {
                 (engine, tables)
             }
             None => {
-                let engine = Engine::from_snapshot(
-                    snapshot.clone(),
-                    ComputeOptions::new(opts.controller_name.clone(), opts.now.clone())
-                        .with_extensions(opts.plugins.extensions().clone()),
-                );
+                let engine = Engine::from_snapshot(snapshot.clone(), opts.compute_options());
                 let routing: BTreeMap<ObjectKey, GatewayRouting> = engine
                     .routing()
                     .iter()
@@ -478,6 +554,7 @@ spec:
             plugins: Default::default(),
             controller_name: "example.com/gc".into(),
             now: "2026-01-01T00:00:00Z".into(),
+            usable_addresses: None,
         }
     }
 
@@ -521,5 +598,103 @@ spec:
         let again = Config::build_next(Some(&first), 2, next_snap, Vec::new(), &opts(), &none);
         assert_eq!(again.computed, second.computed);
         assert!(!Arc::ptr_eq(&table(&first, &a), &table(&again, &a)));
+    }
+
+    #[test]
+    fn gateway_ports_are_those_of_our_gateways_and_of_the_listener_sets_naming_them() {
+        let snap = snapshot(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gc}
+spec: {controllerName: example.com/gc}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: theirs}
+spec: {controllerName: example.com/other}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: a, namespace: apps}
+spec:
+  gatewayClassName: gc
+  allowedListeners: {namespaces: {from: All}}
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - {name: alt, port: 8080, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: other, namespace: apps}
+spec:
+  gatewayClassName: theirs
+  allowedListeners: {namespaces: {from: All}}
+  listeners: [{name: http, port: 81, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: extra, namespace: team}
+spec:
+  parentRef: {name: a, namespace: apps}
+  listeners: [{name: more, port: 9000, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: elsewhere, namespace: apps}
+spec:
+  parentRef: {name: other}
+  listeners: [{name: more, port: 9001, protocol: HTTP}]
+"#,
+        );
+        let a = ObjectKey::new(Kind::Gateway, "apps", "a");
+        let expected: BTreeSet<GatewayPort> = [80, 8080, 9000]
+            .into_iter()
+            .map(|p| GatewayPort::new(a.clone(), p))
+            .collect();
+        assert_eq!(gateway_ports(&snap, "example.com/gc"), expected);
+        assert_eq!(
+            gateway_ports(&snap, "example.com/other"),
+            [81, 9001]
+                .into_iter()
+                .map(|p| GatewayPort::new(ObjectKey::new(Kind::Gateway, "apps", "other"), p))
+                .collect()
+        );
+    }
+
+    #[test]
+    fn usable_addresses_reach_the_engine_and_a_change_of_them_recomputes() {
+        let snap = snapshot(&MANIFESTS.replace(
+            "metadata: {name: a, namespace: apps}\nspec:\n",
+            "metadata: {name: a, namespace: apps}\nspec:\n  addresses: [{value: 192.0.2.7}]\n",
+        ));
+        let none = BTreeMap::new();
+        let a = ObjectKey::new(Kind::Gateway, "apps", "a");
+        let programmed = |c: &Config| {
+            let Some(gwcore::status::ObjectStatus::Gateway(g)) = c.computed.statuses.get(&a) else {
+                panic!("no status for Gateway a")
+            };
+            let p = g
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Programmed")
+                .expect("Programmed");
+            (p.status.clone(), p.reason.clone())
+        };
+        let mut usable = opts();
+        usable.usable_addresses = Some([IpAddr::from([127, 0, 0, 1])].into());
+        let first = Config::build(1, snap.clone(), Vec::new(), &usable, &none);
+        assert_eq!(
+            programmed(&first),
+            ("False".to_string(), "AddressNotUsable".to_string())
+        );
+        // The same objects with other usable addresses: the engine kept
+        // from the first build must not be reused as is.
+        usable.usable_addresses = Some([IpAddr::from([192, 0, 2, 7])].into());
+        let next = Config::build_next(Some(&first), 2, snap, Vec::new(), &usable, &none);
+        assert_eq!(
+            programmed(&next),
+            ("True".to_string(), "Programmed".to_string())
+        );
     }
 }

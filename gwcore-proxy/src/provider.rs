@@ -197,8 +197,9 @@ pub fn rfc3339(secs: u64) -> String {
 /// Build it with [`RuntimeOptions::new`] and set the fields you need: a
 /// struct literal does not compile the same with and without the `echo`
 /// feature (which adds `echo_backends`), and features are unified across
-/// a build.
+/// a build. It may gain fields in a minor release.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RuntimeOptions {
     /// Our `controllerName`.
     pub controller_name: String,
@@ -211,6 +212,14 @@ pub struct RuntimeOptions {
     /// Extension filter and policy kinds, and the plug-ins that run them
     /// ([`crate::plugin`]). Default: none.
     pub plugins: crate::plugin::Plugins,
+    /// Whether a Gateway's `spec.addresses` are judged against the
+    /// addresses its ports are served on ([`ListenOptions::served_ips`]):
+    /// one not among them leaves the Gateway `Programmed=False`
+    /// (`AddressNotUsable`). Right where this process is what clients
+    /// connect to (`gwcore serve FILE`); not behind a Kubernetes Service,
+    /// whose addresses are the Gateway's. Default is `false`: every address
+    /// is taken as usable.
+    pub addresses_from_listen: bool,
 }
 
 impl RuntimeOptions {
@@ -223,6 +232,7 @@ impl RuntimeOptions {
             #[cfg(feature = "echo")]
             echo_backends: false,
             plugins: crate::plugin::Plugins::default(),
+            addresses_from_listen: false,
         }
     }
 }
@@ -319,8 +329,15 @@ impl Runtime {
         };
         #[cfg(not(feature = "echo"))]
         let extra = BTreeMap::new();
-        let config =
-            build_off_thread(None, 1, snapshot, diagnostics, build_options(&opts), extra).await?;
+        let config = build_off_thread(
+            None,
+            1,
+            build_options(&opts, &snapshot),
+            snapshot,
+            diagnostics,
+            extra,
+        )
+        .await?;
         let proxy = Proxy::with_options(config, serve);
         proxy.metrics().record_reload(ReloadOutcome::Applied, 1);
         let mut server = Server::new(proxy.clone(), opts.listen.clone());
@@ -481,9 +498,9 @@ impl Runtime {
         build_off_thread(
             Some(previous),
             generation,
+            build_options(&self.opts, &snapshot),
             snapshot,
             diagnostics,
-            build_options(&self.opts),
             extra,
         )
         .await
@@ -526,9 +543,9 @@ impl Runtime {
 async fn build_off_thread(
     previous: Option<Arc<Config>>,
     generation: u64,
+    opts: BuildOptions,
     snapshot: Snapshot,
     diagnostics: Vec<gwcore::load::Diagnostic>,
-    opts: BuildOptions,
     extra: BTreeMap<ObjectKey, SocketAddr>,
 ) -> std::io::Result<Config> {
     tokio::task::spawn_blocking(move || {
@@ -545,11 +562,18 @@ async fn build_off_thread(
     .map_err(std::io::Error::other)
 }
 
-fn build_options(opts: &RuntimeOptions) -> BuildOptions {
+fn build_options(opts: &RuntimeOptions, snapshot: &Snapshot) -> BuildOptions {
+    let usable_addresses = if opts.addresses_from_listen {
+        let ports = crate::config::gateway_ports(snapshot, &opts.controller_name);
+        opts.listen.served_ips(&ports)
+    } else {
+        None
+    };
     BuildOptions {
         controller_name: opts.controller_name.clone(),
         now: now_rfc3339(),
         plugins: opts.plugins.clone(),
+        usable_addresses,
     }
 }
 

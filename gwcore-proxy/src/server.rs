@@ -5,7 +5,7 @@
 //! finish on their own); a new port is bound when a Gateway asks for it.
 //! A reload that changes no port touches no socket.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +66,24 @@ impl ListenOptions {
                 self.default_ip,
                 if self.ephemeral { 0 } else { gp.port },
             ))
+    }
+
+    /// The IP addresses `ports` are served on: the addresses at which
+    /// their Gateways can be reached, so the ones their `spec.addresses`
+    /// may ask for. `None` when one of them is bound on a wildcard
+    /// (`0.0.0.0`, `::`): such a socket takes connections to every address
+    /// the host has or is given later (a load balancer's or a NAT's
+    /// forwarded to it), which cannot be listed, so every address counts as
+    /// usable.
+    pub fn served_ips<'a>(
+        &self,
+        ports: impl IntoIterator<Item = &'a GatewayPort>,
+    ) -> Option<BTreeSet<IpAddr>> {
+        ports
+            .into_iter()
+            .map(|gp| self.addr(gp).ip())
+            .map(|ip| (!ip.is_unspecified()).then_some(ip))
+            .collect()
     }
 }
 
@@ -294,5 +312,60 @@ async fn accept_loop(
                 PortMode::Udp => {}
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gwcore::model::{Kind, ObjectKey};
+
+    fn port(gateway: &str, port: u16) -> GatewayPort {
+        GatewayPort::new(ObjectKey::new(Kind::Gateway, "infra", gateway), port)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("an IP address")
+    }
+
+    #[test]
+    fn served_ips_are_the_addresses_the_ports_are_bound_on() {
+        let listen = ListenOptions {
+            map: [(80, "127.0.0.1:8080".parse().expect("addr"))].into(),
+            gateway_map: [(port("b", 443), "[::1]:8443".parse().expect("addr"))].into(),
+            default_ip: ip("10.0.0.1"),
+            ephemeral: false,
+        };
+        // By port number, by Gateway, and the default address for the rest.
+        let served = listen.served_ips(&[port("a", 80), port("b", 443), port("c", 81)]);
+        assert_eq!(
+            served,
+            Some([ip("127.0.0.1"), ip("::1"), ip("10.0.0.1")].into())
+        );
+        // Only the ports asked about count.
+        assert_eq!(
+            listen.served_ips(&[port("a", 80)]),
+            Some([ip("127.0.0.1")].into())
+        );
+    }
+
+    #[test]
+    fn a_port_bound_on_a_wildcard_address_makes_every_address_usable() {
+        for wildcard in ["0.0.0.0", "::"] {
+            let listen = ListenOptions {
+                map: [(80, "127.0.0.1:8080".parse().expect("addr"))].into(),
+                default_ip: ip(wildcard),
+                ..ListenOptions::default()
+            };
+            assert_eq!(
+                listen.served_ips(&[port("a", 80)]),
+                Some([ip("127.0.0.1")].into())
+            );
+            assert_eq!(
+                listen.served_ips(&[port("a", 80), port("a", 81)]),
+                None,
+                "port 81 is bound on {wildcard}"
+            );
+        }
     }
 }
