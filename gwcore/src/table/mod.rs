@@ -889,7 +889,9 @@ impl ListenerTable {
     /// listener's routes after them.
     fn with_changes(mut self, routes: Vec<Arc<CompiledRoute>>, changes: RouteChanges) -> Self {
         self.routes = routes;
-        let mut touched: BTreeMap<Option<Arc<str>>, (Vec<Slot>, Vec<Slot>)> = BTreeMap::new();
+        // The new HTTP and gRPC slots of each touched route hostname.
+        type NewSlots = (Vec<Slot>, Vec<Slot>);
+        let mut touched: BTreeMap<Option<Arc<str>>, NewSlots> = BTreeMap::new();
         let mut gone: rustc_hash::FxHashSet<*const CompiledRoute> = Default::default();
         for r in &changes.removed {
             gone.insert(Arc::as_ptr(r));
