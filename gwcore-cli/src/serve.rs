@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use gwcore::Snapshot;
 use gwcore::model::{Kind, ObjectKey};
+use gwcore_proxy::access_log::{LogBuffer, LogBufferOptions, LogHandle, LogWriter};
 use gwcore_proxy::config::GatewayPort;
 use gwcore_proxy::limits::{Limits, TrustedProxies};
 use gwcore_proxy::plugin::Plugins;
@@ -263,12 +264,20 @@ fn parse_listen(s: &str) -> Result<(Option<ObjectKey>, u16, SocketAddr), String>
 pub(crate) fn run(args: Args, plugins: Plugins) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Log lines (one access line per request) are written by a background
-    // thread so that a slow terminal never stalls request handling. When
-    // its buffer is full, callers wait rather than lines being dropped.
-    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
+    // Log lines (one access line per request) are buffered and written by
+    // a thread of their own (`gwcore_proxy::access_log`): a request costs a
+    // copy of its line, not a write; other lines are written at once. A
+    // full buffer drops lines (counted in /metrics) rather than stall
+    // requests. Dropping the buffer at the end of `run` (after a graceful
+    // stop, on SIGTERM too) writes what is left.
+    let logs = match LogBuffer::start(std::io::stderr(), LogBufferOptions::default()) {
+        Ok(logs) => logs,
+        Err(e) => {
+            eprintln!("error: cannot start the log writer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let writer = MakeLogWriter(logs.handle());
     // A program embedding the command may have set its own subscriber
     // already: that one is kept.
     let _ = match args.log_format {
@@ -301,7 +310,26 @@ pub(crate) fn run(args: Args, plugins: Plugins) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(serve(args, plugins))
+    let code = rt.block_on(serve(args, plugins));
+    drop(rt);
+    drop(logs);
+    code
+}
+
+/// `tracing_subscriber`'s access to a [`LogBuffer`]: access lines wait for
+/// the buffer's size or interval, other lines are written at once.
+struct MakeLogWriter(LogHandle);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for MakeLogWriter {
+    type Writer = LogWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.0.writer(true)
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        self.0.writer(LogHandle::is_urgent(meta.target()))
+    }
 }
 
 /// The session key in `path`: its bytes, without the whitespace around
@@ -370,6 +398,10 @@ async fn serve(args: Args, plugins: Plugins) -> ExitCode {
             }
         },
     };
+    // In file mode clients connect to this process, so a Gateway can have
+    // only the addresses it listens on; behind a Kubernetes Service, the
+    // Service's addresses are the Gateway's.
+    opts.addresses_from_listen = !args.kubernetes;
     if args.kubernetes {
         let grace = Duration::from_secs(args.grace_secs);
         return crate::controller::serve(
