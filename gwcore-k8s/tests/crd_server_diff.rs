@@ -2287,7 +2287,7 @@ fn resource_path(o: &Value) -> String {
 
 /// The server's verdict: `Ok(true)` accepted, `Ok(false)` refused (with its
 /// message), `Err` anything else.
-async fn server_verdict(client: &Client, o: &Value) -> Result<(bool, String), String> {
+async fn server_verdict(client: &Client, o: &Value) -> ServerVerdict {
     let body = serde_json::to_vec(o).expect("JSON");
     let pp = PostParams {
         dry_run: true,
@@ -2347,6 +2347,10 @@ async fn crd_server() -> Option<Client> {
     Some(Client::try_from(config).expect("a client for the CRD server"))
 }
 
+/// What the server said of one case: accepted or not, and its message; or
+/// why it could not be asked.
+type ServerVerdict = Result<(bool, String), String>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gwcore_validates_as_the_api_server_does() {
     let Some(client) = crd_server().await else {
@@ -2357,15 +2361,14 @@ async fn gwcore_validates_as_the_api_server_does() {
     let generated = started.elapsed();
     assert!(cases.len() >= MIN_CASES, "only {} cases", cases.len());
 
-    let results: Vec<(usize, Result<(bool, String), String>)> =
-        futures_util::stream::iter(cases.iter().enumerate())
-            .map(|(i, c)| {
-                let client = client.clone();
-                async move { (i, server_verdict(&client, &c.object).await) }
-            })
-            .buffer_unordered(IN_FLIGHT)
-            .collect()
-            .await;
+    let results: Vec<(usize, ServerVerdict)> = futures_util::stream::iter(cases.iter().enumerate())
+        .map(|(i, c)| {
+            let client = client.clone();
+            async move { (i, server_verdict(&client, &c.object).await) }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
     let sent = started.elapsed() - generated;
 
     let mut harness = Vec::new();
