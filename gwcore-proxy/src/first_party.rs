@@ -87,4 +87,14 @@ pub const DATA_PLANE_FEATURES: &[DataPlaneFeature] = &[
         setting: "HTTPRoute filter `type: ExternalAuth`",
         doc: "docs/external-auth.md",
     },
+    DataPlaneFeature {
+        name: "Session persistence (GEP-1619): cookie and header sessions, timeouts, retry budget",
+        setting: "route rule `sessionPersistence`, XBackendTrafficPolicy, `--session-key-file`",
+        doc: "docs/session-persistence.md",
+    },
+    DataPlaneFeature {
+        name: "Load balancing, outlier ejection and active HTTP health checks",
+        setting: "LoadBalancerPolicy (round robin without one)",
+        doc: "docs/load-balancing.md",
+    },
 ];
