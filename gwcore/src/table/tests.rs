@@ -718,3 +718,63 @@ fn table_is_send_and_sync() {
     check::<Table>();
     check::<Tables>();
 }
+
+proptest::proptest! {
+    /// backendRef weights are honoured: over uniform draws, each backend
+    /// gets its weight's share of requests within a bound (2 % of all
+    /// draws, over five standard deviations for 20 000 draws), and a
+    /// weight of 0 gets none.
+    #[test]
+    fn weights_are_honoured_within_a_bound(
+        weights in proptest::collection::vec(0u32..=1000, 1..6),
+        seed: u64,
+    ) {
+        proptest::prop_assume!(weights.iter().any(|w| *w > 0));
+        let mut r = rule(0, vec![m("PathPrefix", "/")], "b0");
+        r.backends = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let mut b = svc(&format!("b{i}"));
+                b.weight = *w;
+                b
+            })
+            .collect();
+        let t = table(vec![listener("http", 80, None, vec![route("r", &[], vec![r])])]);
+        let head = RequestHead::new(80, "h", "GET", "/x");
+        let d = t.find(&head);
+        let Action::Forward(f) = &d.action else {
+            panic!("a rule with a positive weight forwards")
+        };
+        let draws = 20_000u64;
+        let mut state = seed;
+        let mut counts = vec![0u64; weights.len()];
+        for _ in 0..draws {
+            // splitmix64: uniform draws, as the proxy's RNG gives.
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            let b = f.pick(z ^ (z >> 31));
+            let i = f
+                .backends()
+                .iter()
+                .position(|x| std::ptr::eq(x, b))
+                .expect("a backend of the rule");
+            counts[i] += 1;
+        }
+        let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+        for (i, w) in weights.iter().enumerate() {
+            let expected = draws as f64 * f64::from(*w) / total as f64;
+            if *w == 0 {
+                proptest::prop_assert_eq!(counts[i], 0, "weight 0 gets no request");
+            } else {
+                proptest::prop_assert!(
+                    (counts[i] as f64 - expected).abs() <= draws as f64 * 0.02,
+                    "backend {} of weights {:?}: {} requests, {:.0} expected",
+                    i, weights, counts[i], expected
+                );
+            }
+        }
+    }
+}
