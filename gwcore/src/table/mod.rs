@@ -405,16 +405,63 @@ struct CompiledRoute {
 impl CompiledRoute {
     /// The route hostnames it has buckets under (`None`: no hostname).
     fn bucket_keys(&self) -> Vec<Option<Arc<str>>> {
-        if self.info.hostnames.is_empty() {
-            vec![None]
-        } else {
-            self.info
-                .hostnames
-                .iter()
-                .map(|h| Some(Arc::from(h.as_str())))
-                .collect()
-        }
+        bucket_keys(&self.info.hostnames)
     }
+}
+
+/// The bucket keys of a route's hostnames (`None`: the route has none).
+fn bucket_keys(hostnames: &[String]) -> Vec<Option<Arc<str>>> {
+    if hostnames.is_empty() {
+        vec![None]
+    } else {
+        hostnames
+            .iter()
+            .map(|h| Some(Arc::from(h.as_str())))
+            .collect()
+    }
+}
+
+/// One candidate per route hostname of match `match_index` of rule
+/// `rule_id` (spec index `rule_index`), pushed onto `out`.
+fn push_candidates(
+    out: &mut Vec<Candidate>,
+    hostnames: &[Option<Arc<str>>],
+    rank: &Arc<RouteRank>,
+    matched: MatchRank,
+    (rule_id, rule_index, match_index): (u32, usize, usize),
+    cond: &Conditions,
+    path: &CandPath,
+) {
+    for h in hostnames {
+        out.push(Candidate {
+            prec: Precedence {
+                host: HostRank::of(h.as_deref()),
+                matched,
+                route: rank.clone(),
+                rule: rule_index as u32,
+                match_index: match_index as u32,
+            },
+            hostname: h.clone(),
+            cond: cond.clone(),
+            path: path.clone(),
+            rule: rule_id,
+            match_index: match_index as u32,
+        });
+    }
+}
+
+/// The messages a rule's compilation left, as problems of the route.
+fn drain_problems(
+    problems: &mut BTreeSet<Problem>,
+    route: &ObjectKey,
+    rule: usize,
+    msgs: &mut Vec<String>,
+) {
+    problems.extend(msgs.drain(..).map(|message| Problem {
+        route: route.clone(),
+        rule,
+        message,
+    }));
 }
 
 /// A candidate in a bucket, with its rule and the route it belongs to
@@ -581,15 +628,7 @@ fn compile_route(
         namespace: route.key.namespace.clone(),
         name: route.key.name.clone(),
     });
-    let hostnames: Vec<Option<Arc<str>>> = if route.hostnames.is_empty() {
-        vec![None]
-    } else {
-        route
-            .hostnames
-            .iter()
-            .map(|h| Some(Arc::from(h.as_str())))
-            .collect()
-    };
+    let hostnames = bucket_keys(&route.hostnames);
     let mut rules = Vec::new();
     let mut http = Vec::new();
     let mut grpc = Vec::new();
@@ -654,30 +693,17 @@ fn compile_route(
                         headers: u8_count(cond.headers().len()),
                         query_params: u8_count(cond.queries().len()),
                     };
-                    for h in &hostnames {
-                        http.push(Candidate {
-                            prec: Precedence {
-                                host: HostRank::of(h.as_deref()),
-                                matched,
-                                route: rank.clone(),
-                                rule: rule.index as u32,
-                                match_index: mi as u32,
-                            },
-                            hostname: h.clone(),
-                            cond: cond.clone(),
-                            path: path.clone(),
-                            rule: rule_id,
-                            match_index: mi as u32,
-                        });
-                    }
+                    push_candidates(
+                        &mut http,
+                        &hostnames,
+                        &rank,
+                        matched,
+                        (rule_id, rule.index, mi),
+                        &cond,
+                        &path,
+                    );
                 }
-                for m in msgs.drain(..) {
-                    problems.insert(Problem {
-                        route: route.key.clone(),
-                        rule: rule.index,
-                        message: m,
-                    });
-                }
+                drain_problems(&mut problems, &route.key, rule.index, &mut msgs);
             }
         }
         RouteRules::Grpc(list) => {
@@ -723,30 +749,17 @@ fn compile_route(
                         method_chars: mc,
                         headers: u8_count(cond.headers().len()),
                     };
-                    for h in &hostnames {
-                        grpc.push(Candidate {
-                            prec: Precedence {
-                                host: HostRank::of(h.as_deref()),
-                                matched,
-                                route: rank.clone(),
-                                rule: rule.index as u32,
-                                match_index: mi as u32,
-                            },
-                            hostname: h.clone(),
-                            cond: cond.clone(),
-                            path: CandPath::Grpc,
-                            rule: rule_id,
-                            match_index: mi as u32,
-                        });
-                    }
+                    push_candidates(
+                        &mut grpc,
+                        &hostnames,
+                        &rank,
+                        matched,
+                        (rule_id, rule.index, mi),
+                        &cond,
+                        &CandPath::Grpc,
+                    );
                 }
-                for m in msgs.drain(..) {
-                    problems.insert(Problem {
-                        route: route.key.clone(),
-                        rule: rule.index,
-                        message: m,
-                    });
-                }
+                drain_problems(&mut problems, &route.key, rule.index, &mut msgs);
             }
         }
         RouteRules::L4(_) => {}
