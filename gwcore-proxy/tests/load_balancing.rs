@@ -396,27 +396,6 @@ async fn probes_go_on_across_a_reload_that_keeps_the_policy_and_stop_when_it_goe
 
 #[test]
 fn the_example_policy_is_accepted() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/load-balancing/shop.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let plugins = first_party::plugins();
-    let out = gwcore::engine::compute(
-        &snapshot(&text),
-        &gwcore::engine::ComputeOptions::new(common::CONTROLLER, "2026-06-01T00:00:00Z")
-            .with_extensions(plugins.extensions().clone()),
-    );
-    let key = gwcore::model::ObjectKey::new(
-        gwcore::model::Kind::Extension(gwcore::policies::load_balancer::KIND),
-        "shop",
-        "cart",
-    );
-    let Some(gwcore::status::ObjectStatus::Policy(p)) = out.statuses.get(&key) else {
-        panic!("no status for the example's policy");
-    };
-    let c = &p.ancestors[0].conditions[0];
-    assert_eq!(
-        (c.type_.as_str(), c.status.as_str()),
-        ("Accepted", "True"),
-        "{c:?}"
-    );
+    let out = common::example_statuses("load-balancing/shop.yaml");
+    common::assert_policy_accepted(&out, gwcore::policies::load_balancer::KIND, "shop", "cart");
 }

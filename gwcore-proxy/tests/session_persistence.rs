@@ -478,35 +478,12 @@ async fn a_retry_budget_caps_the_retries_a_route_asks_for() {
 
 #[test]
 fn the_example_is_accepted() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/session-persistence/shop.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let plugins = first_party::plugins();
-    let loaded = gwcore::load::load_str_extended(
-        "shop.yaml",
-        &text,
-        gwcore::load::Limits::default(),
-        plugins.extensions(),
-    );
-    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-    let out = gwcore::engine::compute(
-        &loaded.to_snapshot(),
-        &gwcore::engine::ComputeOptions::new(common::CONTROLLER, "2026-06-01T00:00:00Z")
-            .with_extensions(plugins.extensions().clone()),
-    );
-    let policy = gwcore::model::ObjectKey::new(
-        gwcore::model::Kind::Extension(gwcore::policies::backend_traffic::KIND),
+    let out = common::example_statuses("session-persistence/shop.yaml");
+    common::assert_policy_accepted(
+        &out,
+        gwcore::policies::backend_traffic::KIND,
         "shop",
         "catalog",
-    );
-    let Some(gwcore::status::ObjectStatus::Policy(p)) = out.statuses.get(&policy) else {
-        panic!("no status for the example's policy");
-    };
-    let c = &p.ancestors[0].conditions[0];
-    assert_eq!(
-        (c.type_.as_str(), c.status.as_str()),
-        ("Accepted", "True"),
-        "{c:?}"
     );
     let route = gwcore::model::ObjectKey::new(gwcore::model::Kind::HttpRoute, "shop", "shop");
     let Some(gwcore::status::ObjectStatus::Route(r)) = out.statuses.get(&route) else {

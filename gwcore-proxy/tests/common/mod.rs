@@ -147,3 +147,45 @@ pub fn endpoint_slice(ns: &str, service: &str, port: u16) -> String {
         "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {service}-1, namespace: {ns}, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nports: [{{port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n"
     )
 }
+
+/// The engine's statuses for `examples/<example>` read with gwcore's
+/// first-party kinds, as `gwcore serve` reads it (a load error fails).
+pub fn example_statuses(example: &str) -> gwcore::engine::Computed {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(example);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let plugins = gwcore_proxy::first_party::plugins();
+    let loaded = gwcore::load::load_str_extended(
+        example,
+        &text,
+        gwcore::load::Limits::default(),
+        plugins.extensions(),
+    );
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    gwcore::engine::compute(
+        &loaded.to_snapshot(),
+        &gwcore::engine::ComputeOptions::new(CONTROLLER, "2026-06-01T00:00:00Z")
+            .with_extensions(plugins.extensions().clone()),
+    )
+}
+
+/// Asserts that policy `namespace/name` of `kind` is `Accepted=True` for
+/// its first ancestor in `out`.
+pub fn assert_policy_accepted(
+    out: &gwcore::engine::Computed,
+    kind: gwcore::extension::ExtensionKind,
+    namespace: &str,
+    name: &str,
+) {
+    let key = gwcore::model::ObjectKey::new(gwcore::model::Kind::Extension(kind), namespace, name);
+    let Some(gwcore::status::ObjectStatus::Policy(p)) = out.statuses.get(&key) else {
+        panic!("no status for the example's policy {namespace}/{name}");
+    };
+    let c = &p.ancestors[0].conditions[0];
+    assert_eq!(
+        (c.type_.as_str(), c.status.as_str()),
+        ("Accepted", "True"),
+        "{c:?}"
+    );
+}
