@@ -25,25 +25,11 @@ gwcore_crd_main() {
   key="v0.36-$(sha256sum "$shared/build-crd-server.sh" | cut -c1-12)"
   dir="${GWCORE_CACHE:-$HOME/.cache/gwcore-ci}/crd-server-$key"
 
-  # Whether a pid runs (a zombie, left unreaped by a container's init, does not).
-  gwcore_crd_alive() {
-    [ -r "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null
-  }
-  # Stops the server and etcd a previous start left running (by pid):
-  # SIGTERM, then SIGKILL after 10 s.
+  # shellcheck source=pidfiles.sh
+  . "$root/.ci/pidfiles.sh"
+  # Stops what a previous start left running.
   gwcore_crd_stop() {
-    local f pid i
-    for f in "$dir"/run/apiext.pid "$dir"/run/etcd.pid; do
-      [ -f "$f" ] || continue
-      pid="$(cat "$f")"
-      if gwcore_crd_alive "$pid"; then
-        kill "$pid" 2>/dev/null || true
-        for i in $(seq 100); do gwcore_crd_alive "$pid" || break; sleep 0.1; done
-        gwcore_crd_alive "$pid" && kill -9 "$pid" 2>/dev/null
-      fi
-      rm -f "$f"
-    done
-    return 0
+    gwcore_stop_pidfiles "$dir"/run/apiext.pid "$dir"/run/etcd.pid
   }
 
   case "$cmd" in

@@ -19,25 +19,11 @@ gwcore_k8s_main() {
   dir="${GWCORE_CACHE:-$HOME/.cache/gwcore-ci}/k8s-$version"
   cmd="${1:-start}"
 
-  # Whether a pid runs (a zombie, left unreaped by a container's init, does not).
-  gwcore_k8s_alive() {
-    [ -r "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null
-  }
-  # Stops the etcd and kube-apiserver a previous start left running (by pid):
-  # SIGTERM, then SIGKILL after 10 s.
+  # shellcheck source=pidfiles.sh
+  . "$root/.ci/pidfiles.sh"
+  # Stops what a previous start left running.
   gwcore_k8s_stop() {
-    local f pid i
-    for f in "$dir"/run/apiserver.pid "$dir"/run/etcd.pid; do
-      [ -f "$f" ] || continue
-      pid="$(cat "$f")"
-      if gwcore_k8s_alive "$pid"; then
-        kill "$pid" 2>/dev/null || true
-        for i in $(seq 100); do gwcore_k8s_alive "$pid" || break; sleep 0.1; done
-        gwcore_k8s_alive "$pid" && kill -9 "$pid" 2>/dev/null
-      fi
-      rm -f "$f"
-    done
-    return 0
+    gwcore_stop_pidfiles "$dir"/run/apiserver.pid "$dir"/run/etcd.pid
   }
 
   case "$cmd" in
