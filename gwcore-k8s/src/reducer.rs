@@ -83,6 +83,10 @@ pub struct Index {
     /// Gateways whose own addresses changed since the last
     /// [`Index::take_changed_gateway_addresses`].
     changed_gateway_addresses: BTreeSet<ObjectKey>,
+    /// While Services are listed: the Gateways whose Service addresses
+    /// came again. At the end of the list the others are dropped: their
+    /// Service was deleted while the watch was down.
+    relisted_gateway_addresses: Option<BTreeSet<ObjectKey>>,
     /// Objects added, changed (status included) or removed since the last
     /// [`Index::take_changed`].
     changed: BTreeSet<ObjectKey>,
@@ -151,6 +155,9 @@ impl Index {
         match update {
             Update::Restart(kind) => {
                 self.listing.insert(kind, BTreeMap::new());
+                if kind == Kind::Service {
+                    self.relisted_gateway_addresses = Some(BTreeSet::new());
+                }
                 Change::None
             }
             Update::Listed(c) => {
@@ -167,7 +174,22 @@ impl Index {
             Update::Done(kind) => {
                 let listed = self.listing.remove(&kind).unwrap_or_default();
                 let first = self.synced.insert(kind);
-                let change = self.replace_kind(kind, listed);
+                let mut change = self.replace_kind(kind, listed);
+                if kind == Kind::Service
+                    && let Some(relisted) = self.relisted_gateway_addresses.take()
+                {
+                    let gone: Vec<ObjectKey> = self
+                        .gateway_addresses
+                        .keys()
+                        .filter(|g| !relisted.contains(*g))
+                        .cloned()
+                        .collect();
+                    for g in gone {
+                        self.gateway_addresses.remove(&g);
+                        self.changed_gateway_addresses.insert(g);
+                        change = Change::Objects;
+                    }
+                }
                 if first { Change::Objects } else { change }
             }
             Update::Applied(c) | Update::Fresh(c) => self.upsert(c),
@@ -194,6 +216,9 @@ impl Index {
                 }
             }
             Update::GatewayAddresses(gateway, a) => {
+                if let Some(relisted) = &mut self.relisted_gateway_addresses {
+                    relisted.insert(gateway.clone());
+                }
                 let old = if a.is_empty() {
                     self.gateway_addresses.remove(&gateway)
                 } else {
@@ -488,5 +513,38 @@ mod tests {
         );
         assert!(ix.gateway_addresses().is_empty());
         assert_eq!(ix.take_changed_gateway_addresses(), BTreeSet::from([gw]));
+    }
+
+    /// Regression: a Gateway's Service deleted while the watch was down
+    /// (no delete event) left its addresses to the Gateway after the list
+    /// that followed.
+    #[test]
+    fn a_relist_without_the_service_drops_the_gateways_addresses() {
+        let mut ix = Index::new();
+        let (kept, gone) = (
+            ObjectKey::new(Kind::Gateway, "n", "kept"),
+            ObjectKey::new(Kind::Gateway, "n", "gone"),
+        );
+        let a = |ip: &str| {
+            vec![GatewayStatusAddress {
+                type_: Some("IPAddress".into()),
+                value: ip.into(),
+            }]
+        };
+        ix.apply(Update::Restart(Kind::Service));
+        ix.apply(Update::GatewayAddresses(kept.clone(), a("10.96.0.1")));
+        ix.apply(Update::GatewayAddresses(gone.clone(), a("10.96.0.2")));
+        ix.apply(Update::Done(Kind::Service));
+        ix.take_changed_gateway_addresses();
+        // The watch restarts; only `kept`'s Service is listed.
+        ix.apply(Update::Restart(Kind::Service));
+        ix.apply(Update::GatewayAddresses(kept.clone(), a("10.96.0.1")));
+        assert!(ix.apply(Update::Done(Kind::Service)).any());
+        assert_eq!(
+            ix.gateway_addresses().keys().collect::<Vec<_>>(),
+            [&kept],
+            "the unlisted Service's addresses are gone"
+        );
+        assert_eq!(ix.take_changed_gateway_addresses(), BTreeSet::from([gone]));
     }
 }
