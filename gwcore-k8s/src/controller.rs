@@ -247,6 +247,7 @@ impl Controller {
                 gateway_api_version: version,
                 controller_name: opts.controller_name.clone(),
                 opts: services.clone(),
+                slices: served.resource(Kind::EndpointSlice).cloned(),
             };
             tasks.push(tokio::spawn(crate::service_writer::run(
                 w,

@@ -23,15 +23,17 @@
 //!   wants one, are deleted by the controller too.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use gwcore::attachments::{GatewayRouting, ListenerProtocol};
 use gwcore::model::{Gateway, Kind, ObjectKey};
 use gwcore::snapshot::Snapshot;
 use gwcore::status::GatewayStatusAddress;
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{Pod, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::core::DynamicObject;
+use kube::core::{ApiResource, DynamicObject};
+use serde_json::json;
 
 /// The label naming the Gateway a Service was made for.
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
@@ -42,6 +44,17 @@ pub const MANAGED_BY: &str = "gwcore";
 /// The annotation naming the controller (`controllerName`) a Service was
 /// made by: each gwcore deployment cleans up only its own.
 pub const CONTROLLER_ANNOTATION: &str = "gwcore.dev/controller-name";
+/// The label naming the Service an EndpointSlice belongs to.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The label naming the controller that keeps an EndpointSlice: Kubernetes'
+/// own leaves the slices of other values alone.
+pub const SLICE_MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+/// [`SLICE_MANAGED_BY_LABEL`]'s value on gwcore's slices (a label value:
+/// no `/`, so not the controller name, which is in
+/// [`CONTROLLER_ANNOTATION`]).
+pub const SLICE_MANAGED_BY: &str = "endpointslice-controller.gwcore.dev";
+/// The most endpoints one EndpointSlice may hold (the API's limit).
+pub const MAX_SLICE_ENDPOINTS: usize = 1000;
 
 /// What the Services of Gateways look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,13 +62,26 @@ pub const CONTROLLER_ANNOTATION: &str = "gwcore.dev/controller-name";
 pub struct GatewayServiceOptions {
     /// `spec.type`. Default `LoadBalancer`.
     pub service_type: String,
-    /// `spec.selector`: the gwcore proxy pods. Default: deploy/'s labels,
+    /// The labels of the gwcore proxy pods. Default: deploy/'s labels,
     /// `app.kubernetes.io/name: gwcore`, `app.kubernetes.io/component: gateway`.
-    /// A Service selects pods of its own namespace only: the Gateway's.
+    /// A Service selects pods of its own namespace only, the Gateway's:
+    /// see [`GatewayServiceOptions::pods_namespace`].
     pub selector: BTreeMap<String, String>,
+    /// The namespace the proxy pods run in. A Gateway there gets a
+    /// Service with [`GatewayServiceOptions::selector`] as `spec.selector`;
+    /// a Gateway in another namespace, where no selector could reach the
+    /// pods, gets a Service without one and EndpointSlices
+    /// ([`desired_slices`]) that gwcore keeps listing the ready pods.
+    /// Default `None`: every Service has the selector (the pods run in
+    /// each Gateway's namespace).
+    pub pods_namespace: Option<String>,
     /// The pods' port (number or name) for a Gateway port; a port not
     /// listed goes to the same number. Default: none.
     pub target_ports: BTreeMap<u16, IntOrString>,
+    /// The pods' port for a port of one Gateway: wins over
+    /// [`GatewayServiceOptions::target_ports`] (as `gwcore serve --listen
+    /// NS/NAME:PORT=ADDR` binds one Gateway's port elsewhere). Default: none.
+    pub gateway_target_ports: BTreeMap<ObjectKey, BTreeMap<u16, IntOrString>>,
     /// The field manager of server-side apply. Default `gwcore`.
     pub field_manager: String,
 }
@@ -71,7 +97,9 @@ impl Default for GatewayServiceOptions {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+            pods_namespace: None,
             target_ports: BTreeMap::new(),
+            gateway_target_ports: BTreeMap::new(),
             field_manager: "gwcore".into(),
         }
     }
@@ -109,6 +137,28 @@ impl GatewayServiceOptions {
         };
         self.target_ports.insert(port, t);
         Ok(self)
+    }
+
+    /// The pods' port for port `port` of Gateway `gateway`: that
+    /// Gateway's ([`GatewayServiceOptions::gateway_target_ports`]), else
+    /// the port's ([`GatewayServiceOptions::target_ports`]), else `port`.
+    pub fn target_port(&self, gateway: &ObjectKey, port: u16) -> IntOrString {
+        self.gateway_target_ports
+            .get(gateway)
+            .and_then(|m| m.get(&port))
+            .or_else(|| self.target_ports.get(&port))
+            .cloned()
+            .unwrap_or(IntOrString::Int(i32::from(port)))
+    }
+
+    /// Whether the Service of a Gateway in namespace `namespace` selects
+    /// the proxy pods itself (they run there, or
+    /// [`GatewayServiceOptions::pods_namespace`] is not set); else gwcore
+    /// writes its EndpointSlices.
+    pub fn selects_pods(&self, namespace: &str) -> bool {
+        self.pods_namespace
+            .as_deref()
+            .is_none_or(|ns| ns == namespace)
     }
 }
 
@@ -177,12 +227,14 @@ pub fn desired(
             name: Some(format!("{}-{port}", l4(p).to_ascii_lowercase())),
             port: i32::from(port),
             protocol: Some(l4(p).into()),
-            target_port: Some(
-                opts.target_ports
-                    .get(&port)
-                    .cloned()
-                    .unwrap_or(IntOrString::Int(i32::from(port))),
-            ),
+            target_port: Some(opts.target_port(
+                &ObjectKey::new(
+                    Kind::Gateway,
+                    gateway.metadata.ns(),
+                    gateway.metadata.name.clone(),
+                ),
+                port,
+            )),
             ..ServicePort::default()
         })
         .collect();
@@ -217,7 +269,11 @@ pub fn desired(
         },
         spec: Some(ServiceSpec {
             type_: Some(opts.service_type.clone()),
-            selector: Some(opts.selector.clone()),
+            // A Service selects pods of its own namespace only: elsewhere
+            // none, and gwcore writes the EndpointSlices.
+            selector: opts
+                .selects_pods(gateway.metadata.ns())
+                .then(|| opts.selector.clone()),
             ports: Some(ports),
             ..ServiceSpec::default()
         }),
@@ -246,12 +302,220 @@ pub fn stale(
     controller_name: &str,
     wanted: &BTreeSet<ObjectKey>,
 ) -> Vec<ObjectKey> {
+    stale_of_kind(Kind::Service, snapshot, controller_name, wanted)
+}
+
+/// The EndpointSlices in `snapshot` that controller `controller_name` made
+/// ([`made_by`]) and that are not `wanted` (the ones [`desired_slices`]
+/// gives now): their Service is gone or selects the pods itself, or the
+/// pods they listed are. They are to be deleted.
+pub fn stale_endpoint_slices(
+    snapshot: &Snapshot,
+    controller_name: &str,
+    wanted: &BTreeSet<ObjectKey>,
+) -> Vec<ObjectKey> {
+    stale_of_kind(Kind::EndpointSlice, snapshot, controller_name, wanted)
+}
+
+fn stale_of_kind(
+    kind: Kind,
+    snapshot: &Snapshot,
+    controller_name: &str,
+    wanted: &BTreeSet<ObjectKey>,
+) -> Vec<ObjectKey> {
     snapshot
-        .of_kind(Kind::Service)
+        .of_kind(kind)
         .filter(|o| made_by(o.meta(), controller_name))
         .map(|o| o.key())
         .filter(|k| !wanted.contains(k))
         .collect()
+}
+
+/// A proxy pod, as much of it as a Gateway's EndpointSlices list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProxyPod {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its `uid` (the endpoints' `targetRef`).
+    pub uid: Option<String>,
+    /// `status.podIPs` (else `status.podIP`).
+    pub ips: Vec<IpAddr>,
+    /// Whether it can take traffic: its `Ready` condition is `True` and it
+    /// is not being deleted.
+    pub ready: bool,
+    /// Its containers' named ports: name → (number, protocol), for the
+    /// target ports given by name.
+    pub named_ports: BTreeMap<String, (i32, String)>,
+}
+
+impl ProxyPod {
+    /// The pod as the API server gives it; `None` without a name.
+    pub fn from_pod(pod: &Pod) -> Option<ProxyPod> {
+        let meta = &pod.metadata;
+        let status = pod.status.as_ref();
+        let ready = meta.deletion_timestamp.is_none()
+            && status
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+        let mut ips: Vec<IpAddr> = status
+            .and_then(|s| s.pod_ips.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|ip| ip.ip.parse().ok())
+            .collect();
+        if ips.is_empty() {
+            ips.extend(
+                status
+                    .and_then(|s| s.pod_ip.as_deref())
+                    .and_then(|ip| ip.parse::<IpAddr>().ok()),
+            );
+        }
+        let named_ports = pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(|p| {
+                let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into()); // not a Gateway API value
+                Some((p.name.clone()?, (p.container_port, proto)))
+            })
+            .collect();
+        Some(ProxyPod {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone()?,
+            uid: meta.uid.clone(),
+            ips,
+            ready,
+            named_ports,
+        })
+    }
+}
+
+/// The EndpointSlices of `service` (a [`desired`] Service without
+/// selector, whose `uid` is `service_uid`): the ready `pods`' addresses
+/// with each Service port's target port on them, at `resource`'s
+/// apiVersion (`discovery.k8s.io/v1`, or `v1beta1` before Kubernetes
+/// 1.21; the fields written are the same in both).
+///
+/// One slice per address family and set of ports (a target port given by
+/// name can be another number on another pod; a pod without it leaves
+/// that port out, and a pod with no port left is not listed), of at most
+/// [`MAX_SLICE_ENDPOINTS`] endpoints, named after the Service, sorted by
+/// name. Each carries [`SERVICE_NAME_LABEL`], [`SLICE_MANAGED_BY_LABEL`],
+/// the Service's labels and [`CONTROLLER_ANNOTATION`], and the Service as
+/// controlling owner. No ready pod: no slice.
+pub fn desired_slices(
+    service: &Service,
+    service_uid: &str,
+    resource: &ApiResource,
+    pods: &[ProxyPod],
+) -> Vec<DynamicObject> {
+    let (Some(name), Some(namespace)) = (&service.metadata.name, &service.metadata.namespace)
+    else {
+        return Vec::new();
+    };
+    let ports: &[ServicePort] = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_deref())
+        .unwrap_or_default();
+    // (family, ports) → endpoints, each a pod and one of its addresses.
+    type SlicePorts = Vec<(String, i32, String)>;
+    let mut groups: BTreeMap<(&str, SlicePorts), Vec<(&ProxyPod, IpAddr)>> = BTreeMap::new();
+    let mut ready: Vec<&ProxyPod> = pods.iter().filter(|p| p.ready).collect();
+    ready.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    for pod in ready {
+        let resolved: SlicePorts = ports
+            .iter()
+            .filter_map(|p| {
+                let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".into()); // not a Gateway API value
+                let number = match p.target_port.as_ref() {
+                    Some(IntOrString::Int(n)) => *n,
+                    Some(IntOrString::String(port_name)) => {
+                        let (n, proto) = pod.named_ports.get(port_name)?;
+                        if *proto != protocol {
+                            return None;
+                        }
+                        *n
+                    }
+                    None => p.port,
+                };
+                Some((p.name.clone().unwrap_or_default(), number, protocol))
+            })
+            .collect();
+        if resolved.is_empty() {
+            continue;
+        }
+        for ip in &pod.ips {
+            let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+            groups
+                .entry((family, resolved.clone()))
+                .or_default()
+                .push((pod, *ip));
+        }
+    }
+    let mut labels = service.metadata.labels.clone().unwrap_or_default();
+    labels.insert(SERVICE_NAME_LABEL.into(), name.clone());
+    labels.insert(SLICE_MANAGED_BY_LABEL.into(), SLICE_MANAGED_BY.into());
+    let annotations: BTreeMap<String, String> = service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CONTROLLER_ANNOTATION))
+        .map(|c| (CONTROLLER_ANNOTATION.to_string(), c.clone()))
+        .into_iter()
+        .collect();
+    let mut slices = Vec::new();
+    for ((family, ports), endpoints) in groups {
+        // FNV-1a of the ports: a stable name for each set.
+        let hash = format!("{ports:?}").bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        for (i, chunk) in endpoints.chunks(MAX_SLICE_ENDPOINTS).enumerate() {
+            let mut slice_name = format!("{name}-{}-{hash:08x}", family.to_ascii_lowercase());
+            if i > 0 {
+                slice_name.push_str(&format!("-{i}"));
+            }
+            let endpoints: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|(pod, ip)| {
+                    let mut target =
+                        json!({"kind": "Pod", "namespace": pod.namespace, "name": pod.name});
+                    if let Some(uid) = &pod.uid {
+                        target["uid"] = uid.as_str().into();
+                    }
+                    json!({
+                        "addresses": [ip.to_string()],
+                        "conditions": {"ready": true},
+                        "targetRef": target,
+                    })
+                })
+                .collect();
+            let ports: Vec<serde_json::Value> = ports
+                .iter()
+                .map(|(n, port, protocol)| json!({"name": n, "port": port, "protocol": protocol}))
+                .collect();
+            let mut slice = DynamicObject::new(&slice_name, resource).within(namespace);
+            slice.metadata.labels = Some(labels.clone());
+            slice.metadata.annotations = Some(annotations.clone());
+            slice.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "Service".into(),
+                name: name.clone(),
+                uid: service_uid.into(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }]);
+            slice.data = json!({"addressType": family, "endpoints": endpoints, "ports": ports});
+            slices.push(slice);
+        }
+    }
+    slices
 }
 
 /// The Gateway a Service was made for by gwcore: its controlling owner,
@@ -542,5 +806,180 @@ mod tests {
             stale(&snapshot, "example.com/d", &wanted),
             [key("gwcore-other-controller")]
         );
+    }
+
+    fn pod(name: &str, ips: &[&str], ready: bool, named: &[(&str, i32)]) -> ProxyPod {
+        ProxyPod {
+            namespace: "proxies".into(),
+            name: name.into(),
+            uid: Some(format!("uid-{name}")),
+            ips: ips.iter().map(|i| i.parse().unwrap()).collect(),
+            ready,
+            named_ports: named
+                .iter()
+                .map(|(n, p)| (n.to_string(), (*p, "TCP".to_string())))
+                .collect(),
+        }
+    }
+
+    fn slice_resource() -> ApiResource {
+        ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("discovery.k8s.io", "v1beta1", "EndpointSlice"),
+            "endpointslices",
+        )
+    }
+
+    #[test]
+    fn a_gateway_outside_the_pods_namespace_gets_no_selector() {
+        let mut opts = GatewayServiceOptions::default();
+        opts.pods_namespace = Some("proxies".into());
+        let g = gateway(LISTENERS);
+        let s = desired(&g, None, "v", "example.com/c", &opts).unwrap();
+        assert_eq!(s.spec.unwrap().selector, None, "the Gateway is in infra");
+        opts.pods_namespace = Some("infra".into());
+        let s = desired(&g, None, "v", "example.com/c", &opts).unwrap();
+        assert_eq!(s.spec.unwrap().selector, Some(opts.selector.clone()));
+    }
+
+    #[test]
+    fn a_gateways_own_target_port_wins() {
+        let mut opts = GatewayServiceOptions::default()
+            .with_target_port(80, "8080")
+            .unwrap();
+        let gw = ObjectKey::new(Kind::Gateway, "infra", "gw");
+        opts.gateway_target_ports
+            .insert(gw.clone(), BTreeMap::from([(80, IntOrString::Int(9080))]));
+        let other = ObjectKey::new(Kind::Gateway, "infra", "other");
+        assert_eq!(opts.target_port(&gw, 80), IntOrString::Int(9080));
+        assert_eq!(opts.target_port(&other, 80), IntOrString::Int(8080));
+        assert_eq!(opts.target_port(&gw, 443), IntOrString::Int(443));
+        let s = desired(&gateway(LISTENERS), None, "v", "c", &opts).unwrap();
+        assert!(ports(&s).contains(&("tcp-80".into(), 80, "TCP".into(), IntOrString::Int(9080))));
+    }
+
+    #[test]
+    fn slices_list_the_ready_pods_per_family_with_target_ports() {
+        let mut opts = GatewayServiceOptions::default()
+            .with_target_port(80, "8080")
+            .and_then(|o| o.with_target_port(443, "https"))
+            .unwrap();
+        opts.pods_namespace = Some("proxies".into());
+        let g = gateway(
+            "  gatewayClassName: c\n  listeners:\n  - {name: a, port: 80, protocol: HTTP}\n  - {name: c, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: s}]}}\n",
+        );
+        let svc = desired(&g, None, "v", "example.com/c", &opts).unwrap();
+        let pods = [
+            pod("b", &["10.0.0.2", "fd00::2"], true, &[("https", 8443)]),
+            pod("a", &["10.0.0.1"], true, &[("https", 8443)]),
+            pod("unready", &["10.0.0.3"], false, &[("https", 8443)]),
+            // Without the named port: only port 80 for it.
+            pod("c", &["10.0.0.4"], true, &[]),
+        ];
+        let slices = desired_slices(&svc, "svc-uid", &slice_resource(), &pods);
+        let view: Vec<(String, serde_json::Value, Vec<String>, serde_json::Value)> = slices
+            .iter()
+            .map(|s| {
+                let ips = s.data["endpoints"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["addresses"][0].as_str().unwrap().to_string())
+                    .collect();
+                (
+                    s.metadata.namespace.clone().unwrap(),
+                    s.data["addressType"].clone(),
+                    ips,
+                    s.data["ports"].clone(),
+                )
+            })
+            .collect();
+        let both = serde_json::json!([
+            {"name": "tcp-80", "port": 8080, "protocol": "TCP"},
+            {"name": "tcp-443", "port": 8443, "protocol": "TCP"},
+        ]);
+        let only_80 = serde_json::json!([{"name": "tcp-80", "port": 8080, "protocol": "TCP"}]);
+        let mut want = vec![
+            (
+                "infra".to_string(),
+                "IPv4".into(),
+                vec!["10.0.0.1".to_string(), "10.0.0.2".into()],
+                both.clone(),
+            ),
+            (
+                "infra".to_string(),
+                "IPv4".into(),
+                vec!["10.0.0.4".to_string()],
+                only_80,
+            ),
+            (
+                "infra".to_string(),
+                "IPv6".into(),
+                vec!["fd00::2".to_string()],
+                both,
+            ),
+        ];
+        let mut got = view.clone();
+        got.sort_by_key(|v| format!("{v:?}"));
+        want.sort_by_key(|v| format!("{v:?}"));
+        assert_eq!(got, want);
+        for s in &slices {
+            let labels = s.metadata.labels.as_ref().unwrap();
+            assert_eq!(labels[SERVICE_NAME_LABEL], "gwcore-gw");
+            assert_eq!(labels[SLICE_MANAGED_BY_LABEL], SLICE_MANAGED_BY);
+            assert_eq!(labels[MANAGED_BY_LABEL], MANAGED_BY);
+            assert_eq!(
+                s.metadata.annotations.as_ref().unwrap()[CONTROLLER_ANNOTATION],
+                "example.com/c"
+            );
+            let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
+            assert_eq!(
+                (owner.kind.as_str(), owner.uid.as_str()),
+                ("Service", "svc-uid")
+            );
+            assert_eq!(
+                s.types.as_ref().unwrap().api_version,
+                "discovery.k8s.io/v1beta1"
+            );
+            assert_eq!(s.data["endpoints"][0]["targetRef"]["namespace"], "proxies");
+            assert!(
+                s.metadata
+                    .name
+                    .as_ref()
+                    .unwrap()
+                    .starts_with("gwcore-gw-ipv")
+            );
+        }
+        assert!(
+            desired_slices(&svc, "svc-uid", &slice_resource(), &pods[2..3]).is_empty(),
+            "no ready pod, no slice"
+        );
+    }
+
+    #[test]
+    fn a_pod_is_ready_by_its_condition_and_not_while_deleted() {
+        let p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "proxies", "uid": "u"},
+            "spec": {"containers": [{"name": "gwcore", "ports": [{"name": "http", "containerPort": 8080}]}]},
+            "status": {"podIP": "10.0.0.9", "conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+        .unwrap();
+        let pp = ProxyPod::from_pod(&p).unwrap();
+        assert!(pp.ready);
+        assert_eq!(pp.ips, ["10.0.0.9".parse::<IpAddr>().unwrap()]);
+        assert_eq!(pp.named_ports["http"], (8080, "TCP".to_string()));
+        let mut unready = p.clone();
+        unready
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .as_mut()
+            .unwrap()[0]
+            .status = "False".into();
+        assert!(!ProxyPod::from_pod(&unready).unwrap().ready);
+        let mut deleting = p;
+        deleting.metadata.deletion_timestamp =
+            Some(serde_json::from_value(serde_json::json!("2026-01-01T00:00:00Z")).unwrap());
+        assert!(!ProxyPod::from_pod(&deleting).unwrap().ready);
     }
 }
