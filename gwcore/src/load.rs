@@ -19,6 +19,7 @@ use crate::model::{Kind, Object, ObjectKey};
 use crate::validate;
 
 mod budget;
+pub mod documents;
 mod locate;
 
 use budget::{Budget, ValueSeed};
