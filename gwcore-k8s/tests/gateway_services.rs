@@ -11,6 +11,7 @@ mod support;
 use std::time::Duration;
 
 use gwcore_k8s::{GatewayServiceOptions, Options};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
 use support::*;
@@ -461,6 +462,213 @@ async fn someone_elses_service_of_that_name_is_not_taken_over() {
         }
     })
     .await;
+    c.cleanup(&objs).await;
+    ctl.shutdown().await;
+}
+
+/// The addresses (sorted) and ports of the EndpointSlices of Service
+/// `gwcore-gw` in `ns`, and their apiVersions.
+async fn slices(c: &Cluster, ns: &str) -> (Vec<String>, Vec<Value>, Vec<String>) {
+    let ar = c.endpoint_slices();
+    let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), ns, &ar);
+    let list = api
+        .list(&ListParams::default().labels("kubernetes.io/service-name=gwcore-gw"))
+        .await
+        .unwrap();
+    let mut ips = Vec::new();
+    let mut ports = Vec::new();
+    let mut versions = Vec::new();
+    for s in list.items {
+        assert_eq!(
+            s.metadata.labels.as_ref().unwrap()["endpointslice.kubernetes.io/managed-by"],
+            "endpointslice-controller.gwcore.dev"
+        );
+        let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str()),
+            ("Service", "gwcore-gw")
+        );
+        for e in s.data["endpoints"].as_array().into_iter().flatten() {
+            ips.push(e["addresses"][0].as_str().unwrap().to_string());
+        }
+        ports.push(s.data["ports"].clone());
+        versions.push(ar.api_version.clone());
+    }
+    ips.sort();
+    (ips, ports, versions)
+}
+
+/// Waits until the slices of `gwcore-gw` in `ns` list `want` (sorted).
+async fn wait_slices(c: &Cluster, ns: &str, want: &[&str]) -> Vec<Value> {
+    eventually(
+        &format!("the slices list {want:?}"),
+        Duration::from_secs(30),
+        || async move {
+            let (ips, ports, _) = slices(c, ns).await;
+            if ips == want {
+                Ok(ports)
+            } else {
+                Err(format!("{ips:?}"))
+            }
+        },
+    )
+    .await
+    .0
+}
+
+/// A proxy pod (no kubelet runs on the test server: it is only an
+/// object) with the test's selector labels, made ready at `ip`.
+async fn proxy_pod(c: &Cluster, ns: &str, name: &str, app: &str, ip: &str, ready: bool) {
+    let pod = c
+        .apply(&json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": {"app": app}},
+            "spec": {"containers": [{"name": "gwcore", "image": "gwcore:test",
+                "ports": [{"name": "http", "containerPort": 8080}]}]}}))
+        .await;
+    set_ready(c, &pod, ip, ready).await;
+}
+
+async fn set_ready(c: &Cluster, pod: &DynamicObject, ip: &str, ready: bool) {
+    let pod = c
+        .get(
+            "v1",
+            "Pod",
+            pod.metadata.namespace.as_deref().unwrap(),
+            pod.metadata.name.as_deref().unwrap(),
+        )
+        .await
+        .unwrap();
+    c.put_status(
+        &pod,
+        json!({"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+               "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}),
+    )
+    .await
+    .unwrap();
+}
+
+/// A Gateway outside the proxy pods' namespace (ACME: Gateway in
+/// `infra-ns`, proxies in `gwcore-system`): its Service has no selector
+/// (it would select nothing there) and gwcore keeps its EndpointSlices
+/// listing the ready proxy pods, at the target ports; they go with the
+/// Gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_outside_the_pods_namespace_gets_endpoint_slices_of_the_ready_pods() {
+    let Some(c) = cluster().await else { return };
+    let sfx = suffix("gwse");
+    let ours = format!("example.com/gwcore-test-{sfx}");
+    let (ns, mut objs) = objects(&sfx, &ours, json!({}));
+    let pods_ns = format!("gwp-{sfx}");
+    objs.insert(
+        0,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": pods_ns}}),
+    );
+    c.apply_all(&objs).await;
+    let app = format!("proxy-{sfx}");
+    proxy_pod(&c, &pods_ns, "p1", &app, "10.244.0.1", true).await;
+    proxy_pod(&c, &pods_ns, "p2", &app, "10.244.0.2", true).await;
+    proxy_pod(&c, &pods_ns, "p-unready", &app, "10.244.0.3", false).await;
+    // Another app's pod in that namespace is not a proxy.
+    proxy_pod(&c, &pods_ns, "other", "other", "10.244.0.9", true).await;
+
+    let mut opts = options(&ours);
+    let mut services = GatewayServiceOptions::default()
+        .with_target_port(80, "8080")
+        .and_then(|o| o.with_target_port(8443, "http"))
+        .unwrap();
+    services.selector = [("app".to_string(), app.clone())].into();
+    services.pods_namespace = Some(pods_ns.clone());
+    opts.gateway_services = Some(services);
+    let ctl = start(&c, opts).await;
+
+    let svc = wait_service(&c, &ns, "the Gateway's Service", |_| Ok(())).await;
+    assert_eq!(
+        svc.data["spec"].get("selector"),
+        None,
+        "no selector: the pods are in another namespace"
+    );
+    let ports = wait_slices(&c, &ns, &["10.244.0.1", "10.244.0.2"]).await;
+    assert_eq!(
+        ports,
+        [json!([{"name": "tcp-80", "port": 8080, "protocol": "TCP"}])]
+    );
+    let (_, _, versions) = slices(&c, &ns).await;
+    eprintln!("EndpointSlices written at {versions:?}");
+
+    // A pod turns unready: removed; the unready one turns ready: added.
+    let p2 = c.get("v1", "Pod", &pods_ns, "p2").await.unwrap();
+    set_ready(&c, &p2, "10.244.0.2", false).await;
+    let p3 = c.get("v1", "Pod", &pods_ns, "p-unready").await.unwrap();
+    set_ready(&c, &p3, "10.244.0.3", true).await;
+    wait_slices(&c, &ns, &["10.244.0.1", "10.244.0.3"]).await;
+    // A pod deleted: removed.
+    c.delete("v1", "Pod", &pods_ns, "p1").await;
+    wait_slices(&c, &ns, &["10.244.0.3"]).await;
+
+    // A listener added: its port in the slices, at its target port (a
+    // container port's name, resolved on the pod).
+    c.merge(
+        HTTP_V1,
+        "Gateway",
+        &ns,
+        "gw",
+        json!({"spec": {"listeners": [
+            {"name": "http", "port": 80, "protocol": "HTTP"},
+            {"name": "alt", "port": 8443, "protocol": "HTTP"},
+        ]}}),
+    )
+    .await;
+    eventually("the new port in the slice", Duration::from_secs(30), || {
+        let (c, ns) = (&c, &ns);
+        async move {
+            let (ips, ports, _) = slices(c, ns).await;
+            let want = json!([
+                {"name": "tcp-80", "port": 8080, "protocol": "TCP"},
+                {"name": "tcp-8443", "port": 8080, "protocol": "TCP"},
+            ]);
+            if ips == ["10.244.0.3"] && ports == [want] {
+                Ok(())
+            } else {
+                Err(format!("{ips:?} {ports:?}"))
+            }
+        }
+    })
+    .await;
+
+    // Someone deletes the slice: made again.
+    let ar = c.endpoint_slices();
+    let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), &ns, &ar);
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("kubernetes.io/service-name=gwcore-gw"),
+    )
+    .await
+    .unwrap();
+    wait_slices(&c, &ns, &["10.244.0.3"]).await;
+
+    // The Gateway deleted: the Service and its slices go (deleted by
+    // gwcore: the test server runs no garbage collector).
+    c.delete(HTTP_V1, "Gateway", &ns, "gw").await;
+    eventually(
+        "the Service and slices deleted",
+        Duration::from_secs(30),
+        || {
+            let (c, ns) = (&c, &ns);
+            async move {
+                let svc = c.get("v1", "Service", ns, "gwcore-gw").await;
+                let (ips, ports, _) = slices(c, ns).await;
+                if svc.is_none() && ports.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("service {}, slices {ips:?}", svc.is_some()))
+                }
+            }
+        },
+    )
+    .await;
+    for p in ["p1", "p2", "p-unready", "other"] {
+        c.delete("v1", "Pod", &pods_ns, p).await;
+    }
     c.cleanup(&objs).await;
     ctl.shutdown().await;
 }

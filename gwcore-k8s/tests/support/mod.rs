@@ -124,6 +124,18 @@ impl Cluster {
             .0
     }
 
+    /// The EndpointSlice resource the server serves: `discovery.k8s.io/v1`,
+    /// else (before Kubernetes 1.21) `v1beta1`.
+    pub fn endpoint_slices(&self) -> ApiResource {
+        ["v1", "v1beta1"]
+            .into_iter()
+            .find_map(|v| {
+                let gvk = GroupVersionKind::gvk("discovery.k8s.io", v, "EndpointSlice");
+                self.discovery.resolve_gvk(&gvk).map(|r| r.0)
+            })
+            .expect("EndpointSlice is served")
+    }
+
     /// The API of a kind, in a namespace (ignored for cluster-scoped kinds).
     pub fn api(&self, api_version: &str, kind: &str, ns: &str) -> Api<DynamicObject> {
         let ar = self.resource(api_version, kind);
