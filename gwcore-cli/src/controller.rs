@@ -1,6 +1,7 @@
 //! `gwcore controller`: the Kubernetes controller, status only; and the
 //! Kubernetes side of `gwcore serve --kubernetes`.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use gwcore::extension::Extensions;
 use gwcore::status::GatewayStatusAddress;
 use gwcore_k8s::{Controller, GatewayServiceOptions, LeaseOptions, Metrics, Options, State};
 use gwcore_proxy::provider::{Runtime, RuntimeOptions};
+use gwcore_proxy::server::ListenOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -66,6 +68,15 @@ pub(crate) struct KubeArgs {
     /// one goes to the same number on the pods.
     #[arg(long = "gateway-service-target-port", value_name = "PORT=TARGET", value_parser = parse_target_port)]
     gateway_service_target_ports: Vec<(u16, String)>,
+    /// The namespace of the proxy pods. The Service of a Gateway there
+    /// selects them; a Gateway in another namespace gets a Service without
+    /// selector and EndpointSlices gwcore keeps listing the ready pods
+    /// (RBAC: list and watch pods there; create, patch and delete
+    /// EndpointSlices). Default: with `serve --kubernetes`, the proxy's
+    /// own (`$POD_NAMESPACE`, else the in-cluster service account's);
+    /// with `controller`, none: every Service has the selector.
+    #[arg(long = "gateway-service-pods-namespace", value_name = "NS")]
+    gateway_service_pods_namespace: Option<String>,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -91,7 +102,18 @@ fn parse_target_port(s: &str) -> Result<(u16, String), String> {
 
 /// The Gateways' Services `kube` asks for (`--gateway-services` and the
 /// flags that shape them); `None` without `--gateway-services`.
-fn gateway_services(kube: &KubeArgs) -> Result<Option<GatewayServiceOptions>, String> {
+///
+/// With `serve` (the proxy this process runs is what the Services send
+/// to, `serve = Some((listen, pod namespace))`): a Gateway port bound
+/// elsewhere by `--listen PORT=ADDR` (or `NS/NAME:PORT=ADDR`, for one
+/// Gateway) goes to ADDR's port on the pods, unless
+/// `--gateway-service-target-port` names the port's target; the pods'
+/// namespace is this pod's unless `--gateway-service-pods-namespace`
+/// is given.
+fn gateway_services(
+    kube: &KubeArgs,
+    serve: Option<(&ListenOptions, Option<String>)>,
+) -> Result<Option<GatewayServiceOptions>, String> {
     if !kube.gateway_services {
         return Ok(None);
     }
@@ -102,6 +124,30 @@ fn gateway_services(kube: &KubeArgs) -> Result<Option<GatewayServiceOptions>, St
     }
     for (port, target) in &kube.gateway_service_target_ports {
         opts = opts.with_target_port(*port, target)?;
+    }
+    opts.pods_namespace = kube.gateway_service_pods_namespace.clone();
+    if let Some((listen, pod_namespace)) = serve {
+        let named: BTreeSet<u16> = opts.target_ports.keys().copied().collect();
+        // A bound port is never 0 (`--listen` takes a port number; 0
+        // asks for an ephemeral one): such a port is left to its own
+        // number.
+        for (port, addr) in &listen.map {
+            if !named.contains(port) && addr.port() != 0 {
+                opts = opts.with_target_port(*port, &addr.port().to_string())?;
+            }
+        }
+        for (gp, addr) in &listen.gateway_map {
+            if !named.contains(&gp.port) && addr.port() != 0 {
+                opts = opts.with_gateway_target_port(
+                    gp.gateway.clone(),
+                    gp.port,
+                    &addr.port().to_string(),
+                )?;
+            }
+        }
+        if opts.pods_namespace.is_none() {
+            opts.pods_namespace = pod_namespace;
+        }
     }
     Ok(Some(opts))
 }
@@ -193,7 +239,7 @@ pub(crate) fn run(args: Args, extensions: Extensions) -> ExitCode {
         let stop = crate::serve::shutdown_signal();
         tokio::pin!(stop);
         let ctl = tokio::select! {
-            c = start(&args.controller_name, &args.kube, extensions) => match c {
+            c = start(&args.controller_name, &args.kube, extensions, None) => match c {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -221,10 +267,14 @@ pub(crate) fn run(args: Args, extensions: Extensions) -> ExitCode {
 /// Connects to the API server and starts the controller, watching the
 /// kinds `extensions` register too, retrying discovery (every 2 s) while
 /// the API server cannot be reached.
+///
+/// `listen` is `gwcore serve --kubernetes`'s (the Gateways' Services send
+/// to the ports it binds); `None` for `gwcore controller`.
 pub(crate) async fn start(
     controller_name: &str,
     kube: &KubeArgs,
     extensions: Extensions,
+    listen: Option<&ListenOptions>,
 ) -> Result<Controller, String> {
     // Settled before connecting: a Lease without a namespace is an error
     // at once, not a retry loop.
@@ -285,7 +335,14 @@ pub(crate) async fn start(
         })
         .collect();
     opts.address_service = kube.address_service.clone();
-    opts.gateway_services = gateway_services(kube)?;
+    let pod_namespace = || {
+        std::env::var("POD_NAMESPACE").ok().or_else(|| {
+            std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+    };
+    opts.gateway_services = gateway_services(kube, listen.map(|l| (l, pod_namespace())))?;
     opts.lease = lease;
     loop {
         match Controller::start(client.clone(), opts.clone()).await {
@@ -325,7 +382,7 @@ pub(crate) async fn serve(
 ) -> ExitCode {
     tokio::pin!(stop);
     let ctl = tokio::select! {
-        c = start(controller_name, kube, opts.plugins.extensions().clone()) => match c {
+        c = start(controller_name, kube, opts.plugins.extensions().clone(), Some(&opts.listen)) => match c {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -459,7 +516,7 @@ mod tests {
         }
         let parse = |args: &[&str]| {
             Cli::try_parse_from(std::iter::once("gwcore").chain(args.iter().copied()))
-                .map(|c| super::gateway_services(&c.kube))
+                .map(|c| super::gateway_services(&c.kube, None))
         };
         assert_eq!(parse(&[]).unwrap(), Ok(None), "off by default");
         let o = parse(&[
@@ -490,5 +547,67 @@ mod tests {
         ] {
             assert!(parse(&["--gateway-services", bad]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn serve_sends_each_gateway_port_to_the_port_it_binds() {
+        use clap::Parser;
+        use gwcore::model::{Kind, ObjectKey};
+        use gwcore_proxy::config::GatewayPort;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            kube: super::KubeArgs,
+        }
+        let gw = ObjectKey::new(Kind::Gateway, "infra", "gw");
+        let listen = super::ListenOptions {
+            map: [
+                (80, "0.0.0.0:8080".parse().unwrap()),
+                (443, "0.0.0.0:8443".parse().unwrap()),
+            ]
+            .into(),
+            gateway_map: [(
+                GatewayPort::new(gw.clone(), 9000),
+                "0.0.0.0:9090".parse().unwrap(),
+            )]
+            .into(),
+            ..super::ListenOptions::default()
+        };
+        let services = |args: &[&str], pod_ns: Option<&str>| {
+            let c = Cli::try_parse_from(
+                ["gwcore", "--gateway-services"]
+                    .into_iter()
+                    .chain(args.iter().copied()),
+            )
+            .unwrap();
+            super::gateway_services(&c.kube, Some((&listen, pod_ns.map(String::from))))
+                .unwrap()
+                .unwrap()
+        };
+        let o = services(
+            &["--gateway-service-target-port=443=https"],
+            Some("gwcore-system"),
+        );
+        let other = ObjectKey::new(Kind::Gateway, "infra", "other");
+        let t = |gw: &ObjectKey, port| serde_json::to_value(o.target_port(gw, port)).unwrap();
+        assert_eq!(t(&other, 80), 8080, "--listen 80=0.0.0.0:8080");
+        assert_eq!(t(&other, 443), "https", "a named target port wins");
+        assert_eq!(t(&gw, 9000), 9090, "one Gateway's port");
+        assert_eq!(t(&other, 9000), 9000, "another's is bound at its number");
+        assert_eq!(t(&other, 8081), 8081);
+        assert_eq!(
+            o.pods_namespace.as_deref(),
+            Some("gwcore-system"),
+            "this pod's"
+        );
+        let o = services(
+            &["--gateway-service-pods-namespace=proxies"],
+            Some("gwcore-system"),
+        );
+        assert_eq!(
+            o.pods_namespace.as_deref(),
+            Some("proxies"),
+            "the flag wins"
+        );
     }
 }

@@ -110,32 +110,23 @@ impl GatewayServiceOptions {
     /// (`8080`) or the name of a container port (`http`). The error says
     /// what is wrong with `target`.
     pub fn with_target_port(mut self, port: u16, target: &str) -> Result<Self, String> {
-        let t = match target.parse::<u16>() {
-            Ok(0) => return Err(format!("target port {target}: 0 is not a port")),
-            Ok(n) => IntOrString::Int(i32::from(n)),
-            // A container port's name (IANA_SVC_NAME): at most 15
-            // lowercase letters, digits and single inner dashes, with a
-            // letter.
-            Err(_)
-                if target.len() <= 15
-                    && target
-                        .bytes()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-                    && target.bytes().any(|c| c.is_ascii_lowercase())
-                    && !target.starts_with('-')
-                    && !target.ends_with('-')
-                    && !target.contains("--") =>
-            {
-                IntOrString::String(target.to_string())
-            }
-            Err(_) => {
-                return Err(format!(
-                    "target port {target:?}: neither a port number nor a container port name \
-                     (at most 15 lowercase letters, digits and dashes)"
-                ));
-            }
-        };
-        self.target_ports.insert(port, t);
+        self.target_ports.insert(port, parse_target(target)?);
+        Ok(self)
+    }
+
+    /// Sends port `port` of Gateway `gateway` only to `target` on the pods
+    /// (as [`GatewayServiceOptions::with_target_port`]; this wins over it).
+    pub fn with_gateway_target_port(
+        mut self,
+        gateway: ObjectKey,
+        port: u16,
+        target: &str,
+    ) -> Result<Self, String> {
+        let t = parse_target(target)?;
+        self.gateway_target_ports
+            .entry(gateway)
+            .or_default()
+            .insert(port, t);
         Ok(self)
     }
 
@@ -160,6 +151,35 @@ impl GatewayServiceOptions {
             .as_deref()
             .is_none_or(|ns| ns == namespace)
     }
+}
+
+/// A target port: a port number or a container port's name.
+fn parse_target(target: &str) -> Result<IntOrString, String> {
+    Ok(match target.parse::<u16>() {
+        Ok(0) => return Err(format!("target port {target}: 0 is not a port")),
+        Ok(n) => IntOrString::Int(i32::from(n)),
+        // A container port's name (IANA_SVC_NAME): at most 15
+        // lowercase letters, digits and single inner dashes, with a
+        // letter.
+        Err(_)
+            if target.len() <= 15
+                && target
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                && target.bytes().any(|c| c.is_ascii_lowercase())
+                && !target.starts_with('-')
+                && !target.ends_with('-')
+                && !target.contains("--") =>
+        {
+            IntOrString::String(target.to_string())
+        }
+        Err(_) => {
+            return Err(format!(
+                "target port {target:?}: neither a port number nor a container port name \
+                 (at most 15 lowercase letters, digits and dashes)"
+            ));
+        }
+    })
 }
 
 /// The name of Gateway `gateway`'s Service: `gwcore-<gateway>`, a valid
