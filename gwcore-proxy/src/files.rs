@@ -61,44 +61,57 @@ pub fn read_manifests(paths: &[PathBuf]) -> Loaded {
 
 /// [`read_manifests`], objects of the kinds `extensions` register included.
 pub fn read_manifests_extended(paths: &[PathBuf], extensions: &Extensions) -> Loaded {
-    let mut loaded = Loaded::default();
+    let (files, mut diagnostics) = list_manifests(paths);
+    let mut loaded = Loaded {
+        diagnostics: std::mem::take(&mut diagnostics),
+        ..Loaded::default()
+    };
+    for f in files {
+        match read_manifest(&f, None) {
+            Ok(text) => loaded.extend(load_str_extended(
+                &f.display().to_string(),
+                &text,
+                gwcore::load::Limits::default(),
+                extensions,
+            )),
+            Err(d) => loaded.diagnostics.push(d),
+        }
+    }
+    loaded
+}
+
+/// The manifest files under `paths` in reading order, and an error for
+/// each path that cannot be listed or is a folder without manifests.
+pub(crate) fn list_manifests(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Diagnostic>) {
     let mut files = Vec::new();
-    let max = gwcore::load::Limits::default().max_source_bytes;
+    let mut diagnostics = Vec::new();
     for p in paths {
         match manifest_files(std::slice::from_ref(p)) {
-            Ok(f) if f.is_empty() => loaded.diagnostics.push(error(
+            Ok(f) if f.is_empty() => diagnostics.push(error(
                 p,
                 "no manifest file (.yaml, .yml, .json) in this folder".into(),
             )),
             Ok(f) => files.extend(f),
-            Err((path, e)) => loaded.diagnostics.push(io_diagnostic(&path, &e)),
+            Err((path, e)) => diagnostics.push(io_diagnostic(&path, &e)),
         }
     }
-    for f in files {
-        let len = std::fs::metadata(&f).map_or(0, |m| m.len());
-        if usize::try_from(len).map_or(true, |l| l > max) {
-            loaded.diagnostics.push(error(
-                &f,
-                format!("{len} bytes, larger than the limit of {max} bytes; nothing read from it"),
-            ));
-            continue;
-        }
-        match std::fs::read(&f) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => loaded.extend(load_str_extended(
-                    &f.display().to_string(),
-                    &text,
-                    gwcore::load::Limits::default(),
-                    extensions,
-                )),
-                Err(_) => loaded
-                    .diagnostics
-                    .push(error(&f, "not UTF-8 text; nothing read from it".into())),
-            },
-            Err(e) => loaded.diagnostics.push(io_diagnostic(&f, &e)),
-        }
+    (files, diagnostics)
+}
+
+/// Reads one manifest file as text; `len` is its length when already
+/// known. A file over the loader's size limit is refused before it is
+/// read, one that is not UTF-8 after.
+pub(crate) fn read_manifest(f: &Path, len: Option<u64>) -> Result<String, Diagnostic> {
+    let max = gwcore::load::Limits::default().max_source_bytes;
+    let len = len.unwrap_or_else(|| std::fs::metadata(f).map_or(0, |m| m.len()));
+    if usize::try_from(len).map_or(true, |l| l > max) {
+        return Err(error(
+            f,
+            format!("{len} bytes, larger than the limit of {max} bytes; nothing read from it"),
+        ));
     }
-    loaded
+    let bytes = std::fs::read(f).map_err(|e| io_diagnostic(f, &e))?;
+    String::from_utf8(bytes).map_err(|_| error(f, "not UTF-8 text; nothing read from it".into()))
 }
 
 fn error(path: &Path, message: String) -> Diagnostic {

@@ -20,6 +20,18 @@
 //! - input whose objects equal the served ones changes nothing (no new
 //!   generation, no socket touched);
 //! - otherwise a new [`Config`] is built and swapped in whole.
+//!
+//! A reload reads and parses only what changed ([`FileProvider::reload`]):
+//! a file whose length and modification time are those of the last reload
+//! served is not read; in a file read, only the documents whose text hash
+//! changed are parsed ([`gwcore::load::documents::DocumentCache`]); what
+//! is served is then the served snapshot with only the objects of those
+//! documents put in or taken out. Its diagnostics and objects are those of
+//! a fresh read of every file. A document with an error refuses the whole
+//! reload, as any error does: the objects the previous version of that
+//! document held keep serving, and the refusal names them. Where an
+//! object's key is held by several documents (a duplicate; the later one
+//! wins, as in a fresh read), a change touching it reads every file again.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,8 +39,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use std::hash::RandomState;
+
 use gwcore::Snapshot;
-use gwcore::load::Loaded;
+use gwcore::load::documents::{Changes, DocumentCache, Reload, SourceInput};
+use gwcore::load::{Limits, Loaded};
 #[cfg(feature = "echo")]
 use gwcore::model::Kind;
 use gwcore::model::ObjectKey;
@@ -55,6 +70,109 @@ pub struct FileProvider {
     previous: Option<Stamp>,
     /// The extension kinds read besides the built-in ones.
     extensions: gwcore::extension::Extensions,
+    /// The documents of the last reload committed.
+    cache: DocumentCache<RandomState>,
+    /// The length and modification time of each file of the last reload
+    /// committed, taken before it was read.
+    stats: BTreeMap<PathBuf, FileStat>,
+    /// Files read so far.
+    files_read: u64,
+}
+
+/// How recent a modification time must be for a file's stat not to be
+/// trusted to tell it unchanged (coarse file-system clocks tick every few
+/// milliseconds; some every second or two).
+const RACY: Duration = Duration::from_secs(3);
+
+/// A file's length and modification time.
+type FileStat = (u64, Option<SystemTime>);
+
+/// A file of a reload: its path, its source name, its stat and its text
+/// when read.
+type FileEntry = (PathBuf, String, Option<FileStat>, Option<String>);
+
+/// The sources of `entries` for the document cache, those that could not
+/// be read (`failed`) left out.
+fn inputs<'e>(
+    entries: &'e [FileEntry],
+    failed: &BTreeMap<String, gwcore::load::Diagnostic>,
+) -> Vec<SourceInput<'e>> {
+    entries
+        .iter()
+        .filter(|(_, name, _, _)| !failed.contains_key(name))
+        .map(|(_, name, _, text)| match text {
+            Some(t) => SourceInput::text(name, t),
+            None => SourceInput::unchanged(name),
+        })
+        .collect()
+}
+
+/// A reload read by [`FileProvider::reload`], to serve and then
+/// [`FileProvider::commit`] (or drop, when it is refused).
+#[derive(Debug)]
+pub struct Reading {
+    reload: Reload,
+    diagnostics: Vec<gwcore::load::Diagnostic>,
+    stats: BTreeMap<PathBuf, FileStat>,
+    files_read: usize,
+}
+
+impl Reading {
+    /// Every diagnostic, as [`crate::files::read_manifests`] gives them.
+    pub fn diagnostics(&self) -> &[gwcore::load::Diagnostic] {
+        &self.diagnostics
+    }
+
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == gwcore::load::Severity::Error)
+    }
+
+    /// What changed since the last commit: [`Changes::Some`], or
+    /// [`Changes::All`] after a full read; never [`Changes::Unknown`].
+    pub fn changes(&self) -> &Changes {
+        self.reload.changes()
+    }
+
+    /// How many files this reading read.
+    pub fn files_read(&self) -> usize {
+        self.files_read
+    }
+
+    /// How many documents it parsed.
+    pub fn documents_parsed(&self) -> usize {
+        self.reload.documents_parsed()
+    }
+
+    /// The error lines of a refused reload: each error, then for each
+    /// document in error that held objects at the last commit, which of
+    /// them keep serving in their previous version.
+    pub fn error_lines(&self) -> Vec<String> {
+        let errors = self
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == gwcore::load::Severity::Error);
+        let mut out: Vec<String> = errors.clone().map(ToString::to_string).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for d in errors {
+            if !seen.insert((&d.source, d.document)) {
+                continue;
+            }
+            let kept = self.reload.previous_keys(&d.source, d.document);
+            if !kept.is_empty() {
+                let names: Vec<String> = kept.iter().map(ToString::to_string).collect();
+                out.push(format!(
+                    "{} (document {}) is refused; its previous version keeps serving: {}",
+                    d.source,
+                    d.document,
+                    names.join(", ")
+                ));
+            }
+        }
+        out
+    }
 }
 
 impl FileProvider {
@@ -65,13 +183,116 @@ impl FileProvider {
             last: None,
             previous: None,
             extensions: Default::default(),
+            cache: FileProvider::cache(Default::default()),
+            stats: BTreeMap::new(),
+            files_read: 0,
         }
+    }
+
+    fn cache(extensions: gwcore::extension::Extensions) -> DocumentCache<RandomState> {
+        // Keyed hashes: whoever writes the manifests cannot make two
+        // documents collide on purpose.
+        DocumentCache::with_hasher(Limits::default(), extensions, RandomState::new())
     }
 
     /// Reads the objects of the kinds `extensions` register too.
     pub fn with_extensions(mut self, extensions: gwcore::extension::Extensions) -> FileProvider {
+        self.cache = FileProvider::cache(extensions.clone());
+        self.stats.clear();
         self.extensions = extensions;
         self
+    }
+
+    /// How many times a file's content has been read by
+    /// [`FileProvider::reload`] since this provider was made.
+    pub fn files_read(&self) -> u64 {
+        self.files_read
+    }
+
+    /// Reads what changed since the last [`FileProvider::commit`]: files
+    /// whose length or modification time differ (or all, the first time),
+    /// and in them the documents whose text differs. When that cannot
+    /// tell the objects (see [`Changes::Unknown`]), every file is read.
+    pub fn reload(&mut self) -> Reading {
+        let (files, mut diagnostics) = crate::files::list_manifests(&self.paths);
+        // Each file: its name, its stat, and its text when read.
+        let mut entries: Vec<FileEntry> = Vec::new();
+        let mut failed: BTreeMap<String, gwcore::load::Diagnostic> = BTreeMap::new();
+        let mut files_read = 0;
+        let full = self.cache.is_empty();
+        for f in files {
+            let name = f.display().to_string();
+            let meta = std::fs::metadata(&f).ok();
+            let stat = meta.as_ref().map(|m| (m.len(), m.modified().ok()));
+            if !full && stat.is_some() && self.stats.get(&f) == stat.as_ref() {
+                entries.push((f, name, stat, None));
+                continue;
+            }
+            files_read += 1;
+            match crate::files::read_manifest(&f, stat.map(|s| s.0)) {
+                Ok(text) => entries.push((f, name, stat, Some(text))),
+                Err(d) => {
+                    failed.insert(name.clone(), d);
+                    entries.push((f, name, None, None));
+                }
+            }
+        }
+        let mut reload = if full {
+            self.cache.reload_all(inputs(&entries, &failed))
+        } else {
+            self.cache.reload(inputs(&entries, &failed))
+        };
+        if reload.changes() == &Changes::Unknown {
+            for (f, name, stat, text) in &mut entries {
+                if text.is_none() && !failed.contains_key(name.as_str()) {
+                    files_read += 1;
+                    match crate::files::read_manifest(f, stat.map(|s| s.0)) {
+                        Ok(t) => *text = Some(t),
+                        Err(d) => {
+                            failed.insert(name.clone(), d);
+                        }
+                    }
+                }
+            }
+            reload = self.cache.reload_all(inputs(&entries, &failed));
+        }
+        self.files_read += files_read as u64;
+        // The diagnostics in a fresh read's order: the paths', then each
+        // file's own.
+        let mut of_files = reload.diagnostics().iter().peekable();
+        for (_, name, _, _) in &entries {
+            if let Some(d) = failed.remove(name) {
+                diagnostics.push(d);
+            }
+            while let Some(d) = of_files.next_if(|d| d.source == *name) {
+                diagnostics.push(d.clone());
+            }
+        }
+        diagnostics.extend(of_files.cloned());
+        // A file changed within the last moments may change again within
+        // the same mtime tick and keep its length: its stat is not
+        // trusted, and it is read (and its hash compared) next time too.
+        let recent = SystemTime::now()
+            .checked_sub(RACY)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let stats = entries
+            .into_iter()
+            .filter_map(|(f, _, stat, _)| Some((f, stat?)))
+            .filter(|(_, (_, mtime))| mtime.is_some_and(|m| m < recent))
+            .collect();
+        Reading {
+            reload,
+            diagnostics,
+            stats,
+            files_read,
+        }
+    }
+
+    /// Takes `reading` as what is served: the next
+    /// [`FileProvider::reload`] reads what changed since.
+    pub fn commit(&mut self, reading: Reading) {
+        self.cache.commit(reading.reload);
+        self.stats = reading.stats;
     }
 
     /// The inputs' current stamp. A path that cannot be read gets an entry
@@ -281,15 +502,22 @@ impl Runtime {
         let mut provider =
             FileProvider::new(paths).with_extensions(opts.plugins.extensions().clone());
         provider.changed();
-        let loaded = provider.load();
-        if loaded.has_errors() {
-            return Err(StartError::Invalid(error_lines(&loaded)));
+        let mut reading = provider.reload();
+        if reading.has_errors() {
+            return Err(StartError::Invalid(reading.error_lines()));
         }
-        for d in &loaded.diagnostics {
+        for d in reading.diagnostics() {
             tracing::warn!("{d}");
         }
-        let snapshot = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
-        let mut rt = Runtime::serve(snapshot, loaded.diagnostics, opts, serve).await?;
+        let objects = match reading.reload.take_changes() {
+            Changes::All(objects) => objects,
+            // A first reload reads everything; the others do not occur.
+            _ => Vec::new(),
+        };
+        let snapshot = Snapshot::from_objects(objects);
+        let diagnostics = reading.diagnostics.clone();
+        let mut rt = Runtime::serve(snapshot, diagnostics, opts, serve).await?;
+        provider.commit(reading);
         rt.provider = Some(provider);
         Ok(rt)
     }
@@ -399,22 +627,32 @@ impl Runtime {
     /// Reads the inputs and serves them if they are good and different.
     /// Without a file provider there is nothing to read: `Unchanged`.
     /// Input without errors clears the last refused reload, even when it
-    /// changes nothing (a broken file put back as it was).
+    /// changes nothing (a broken file put back as it was). Only what
+    /// changed is read and handed on ([`FileProvider::reload`]).
     pub async fn reload(&mut self) -> ReloadOutcome {
-        let Some(provider) = self.provider.clone() else {
+        let Some(mut provider) = self.provider.take() else {
             return ReloadOutcome::Unchanged;
         };
+        let spare =
+            FileProvider::new(provider.paths.clone()).with_extensions(provider.extensions.clone());
         // Reading and parsing take long for large inputs: off the workers
         // that serve connections.
-        let loaded = match tokio::task::spawn_blocking(move || provider.load()).await {
-            Ok(l) => l,
+        let read = tokio::task::spawn_blocking(move || {
+            let reading = provider.reload();
+            (provider, reading)
+        })
+        .await;
+        let (mut provider, mut reading) = match read {
+            Ok(r) => r,
             Err(e) => {
+                // What was read is lost with the task: start afresh.
+                self.provider = Some(spare);
                 tracing::error!(target: "gwcore::reload", error = %e, "reading the inputs failed");
                 return ReloadOutcome::Failed;
             }
         };
-        let outcome = if loaded.has_errors() {
-            let errors = error_lines(&loaded);
+        let outcome = if reading.has_errors() {
+            let errors = reading.error_lines();
             for e in &errors {
                 tracing::error!(target: "gwcore::reload", "{e}");
             }
@@ -429,13 +667,37 @@ impl Runtime {
             });
             ReloadOutcome::Failed
         } else {
-            let snapshot = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
-            let outcome = self.swap_in(snapshot, loaded.diagnostics).await;
+            let snapshot = match reading.reload.take_changes() {
+                Changes::All(objects) => Some(Snapshot::from_objects(objects)),
+                Changes::Some(changes) if changes.is_empty() => None,
+                Changes::Some(changes) => {
+                    // The served objects, those of unchanged documents
+                    // shared, with the changed ones put in or taken out.
+                    let mut snapshot = self.proxy.config().snapshot.clone();
+                    for (key, object) in changes {
+                        match object {
+                            Some(o) => snapshot.insert(o),
+                            None => snapshot.remove(&key),
+                        };
+                    }
+                    Some(snapshot)
+                }
+                // FileProvider::reload reads everything instead.
+                _ => None,
+            };
+            let outcome = match snapshot {
+                Some(s) => self.swap_in(s, reading.diagnostics.clone()).await,
+                None => ReloadOutcome::Unchanged,
+            };
             if outcome == ReloadOutcome::Unchanged {
                 self.proxy.clear_reload_error();
             }
+            if outcome != ReloadOutcome::Failed {
+                provider.commit(reading);
+            }
             outcome
         };
+        self.provider = Some(provider);
         self.proxy
             .metrics()
             .record_reload(outcome, self.proxy.config().generation);
@@ -575,15 +837,6 @@ fn build_options(opts: &RuntimeOptions, snapshot: &Snapshot) -> BuildOptions {
         plugins: opts.plugins.clone(),
         usable_addresses,
     }
-}
-
-fn error_lines(loaded: &Loaded) -> Vec<String> {
-    loaded
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == gwcore::load::Severity::Error)
-        .map(ToString::to_string)
-        .collect()
 }
 
 #[cfg(test)]
