@@ -516,37 +516,6 @@ async fn wait_slices(c: &Cluster, ns: &str, want: &[&str]) -> Vec<Value> {
     .0
 }
 
-/// A proxy pod (no kubelet runs on the test server: it is only an
-/// object) with the test's selector labels, made ready at `ip`.
-async fn proxy_pod(c: &Cluster, ns: &str, name: &str, app: &str, ip: &str, ready: bool) {
-    let pod = c
-        .apply(&json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": ns, "labels": {"app": app}},
-            "spec": {"containers": [{"name": "gwcore", "image": "gwcore:test",
-                "ports": [{"name": "http", "containerPort": 8080}]}]}}))
-        .await;
-    set_ready(c, &pod, ip, ready).await;
-}
-
-async fn set_ready(c: &Cluster, pod: &DynamicObject, ip: &str, ready: bool) {
-    let pod = c
-        .get(
-            "v1",
-            "Pod",
-            pod.metadata.namespace.as_deref().unwrap(),
-            pod.metadata.name.as_deref().unwrap(),
-        )
-        .await
-        .unwrap();
-    c.put_status(
-        &pod,
-        json!({"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-               "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}),
-    )
-    .await
-    .unwrap();
-}
-
 /// A Gateway outside the proxy pods' namespace (ACME: Gateway in
 /// `infra-ns`, proxies in `gwcore-system`): its Service has no selector
 /// (it would select nothing there) and gwcore keeps its EndpointSlices

@@ -403,6 +403,38 @@ pub async fn wait_attached(c: &Cluster, ns: &str, name: &str, n: i64) -> Duratio
     .1
 }
 
+/// A proxy pod (no kubelet runs on the test server: it is only an
+/// object) with the test's selector labels, made ready at `ip`.
+pub async fn proxy_pod(c: &Cluster, ns: &str, name: &str, app: &str, ip: &str, ready: bool) {
+    let pod = c
+        .apply(&json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": {"app": app}},
+            "spec": {"containers": [{"name": "gwcore", "image": "gwcore:test",
+                "ports": [{"name": "http", "containerPort": 8080}]}]}}))
+        .await;
+    set_ready(c, &pod, ip, ready).await;
+}
+
+/// Sets a pod's `status.podIP(s)` and `Ready` condition, as a kubelet would.
+pub async fn set_ready(c: &Cluster, pod: &DynamicObject, ip: &str, ready: bool) {
+    let pod = c
+        .get(
+            "v1",
+            "Pod",
+            pod.metadata.namespace.as_deref().unwrap(),
+            pod.metadata.name.as_deref().unwrap(),
+        )
+        .await
+        .unwrap();
+    c.put_status(
+        &pod,
+        json!({"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+               "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}),
+    )
+    .await
+    .unwrap();
+}
+
 /// Starts a controller and waits until it has listed everything.
 pub async fn start(c: &Cluster, opts: Options) -> Controller {
     let ctl = Controller::start(c.client.clone(), opts)
