@@ -78,28 +78,28 @@ impl Proxy {
             });
         }
         if let Some((method, uri, version, host)) = head {
-            tracing::info!(
-                target: "gwcore::access",
-                client = %conn.client.peer,
-                port = conn.port,
-                method = %method,
-                host = %host,
-                uri = %uri,
-                version = ?version,
+            crate::access_log::log_http(&crate::access_log::HttpAccess {
+                at: start + elapsed,
+                client: conn.client.peer,
+                port: conn.port,
+                method: &method,
+                host: &host,
+                uri: &uri,
+                version,
                 status,
-                micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-                gateway = %answered.series.gateway,
-                route = %answered.series.route,
-                backend = %answered.series.backend,
-                matched = %answered.provenance,
-                ext_auth = answered
+                micros: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                gateway: &answered.series.gateway,
+                route: &answered.series.route,
+                backend: &answered.series.backend,
+                matched: &answered.provenance,
+                ext_auth: answered
                     .response
                     .extensions()
                     .get::<crate::metrics::AuthDecision>()
                     .map_or("", |d| d.as_str()),
-                generation = cfg.generation,
-                trace_id = %trace_id.as_ref().map_or("", |t| t.as_str()),
-            );
+                generation: cfg.generation,
+                trace_id: trace_id.as_ref().map_or("", |t| t.as_str()),
+            });
         }
         // RFC 9110 §9.3.2: a response to HEAD has no content. The gateway's
         // own answers (404, 400, 421...) carry a body for GET; over HTTP/2
