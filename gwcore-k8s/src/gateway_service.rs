@@ -851,8 +851,10 @@ mod tests {
 
     #[test]
     fn a_gateway_outside_the_pods_namespace_gets_no_selector() {
-        let mut opts = GatewayServiceOptions::default();
-        opts.pods_namespace = Some("proxies".into());
+        let mut opts = GatewayServiceOptions {
+            pods_namespace: Some("proxies".into()),
+            ..GatewayServiceOptions::default()
+        };
         let g = gateway(LISTENERS);
         let s = desired(&g, None, "v", "example.com/c", &opts).unwrap();
         assert_eq!(s.spec.unwrap().selector, None, "the Gateway is in infra");
