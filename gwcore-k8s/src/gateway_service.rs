@@ -1004,4 +1004,49 @@ mod tests {
             Some(serde_json::from_value(serde_json::json!("2026-01-01T00:00:00Z")).unwrap());
         assert!(!ProxyPod::from_pod(&deleting).unwrap().ready);
     }
+
+    /// The slices are written at the version discovery finds; their
+    /// fields are discovery.k8s.io/v1's (read back through the typed v1
+    /// EndpointSlice, which drops a misspelled field).
+    #[test]
+    fn slices_carry_the_discovered_version_and_v1_fields() {
+        let opts = GatewayServiceOptions {
+            pods_namespace: Some("proxies".into()),
+            ..GatewayServiceOptions::default()
+        };
+        let svc = desired(&gateway(LISTENERS), None, "v", "example.com/c", &opts).unwrap();
+        let v1 = ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("discovery.k8s.io", "v1", "EndpointSlice"),
+            "endpointslices",
+        );
+        let slices = desired_slices(&svc, "svc-uid", &v1, &[pod("a", &["10.0.0.1"], true, &[])]);
+        assert_eq!(slices.len(), 1);
+        let typed: k8s_openapi::api::discovery::v1::EndpointSlice =
+            serde_json::from_value(serde_json::to_value(&slices[0]).unwrap()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&slices[0]).unwrap()["apiVersion"],
+            "discovery.k8s.io/v1"
+        );
+        assert_eq!(typed.address_type, "IPv4");
+        let e = &typed.endpoints[0];
+        assert_eq!(e.addresses, ["10.0.0.1"]);
+        assert_eq!(e.conditions.as_ref().unwrap().ready, Some(true));
+        let target = e.target_ref.as_ref().unwrap();
+        assert_eq!(
+            (
+                target.kind.as_deref(),
+                target.namespace.as_deref(),
+                target.name.as_deref()
+            ),
+            (Some("Pod"), Some("proxies"), Some("a"))
+        );
+        let ports: Vec<(Option<String>, Option<i32>, Option<String>)> = typed
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name, p.port, p.protocol))
+            .collect();
+        assert!(ports.contains(&(Some("tcp-80".into()), Some(80), Some("TCP".into()))));
+        assert!(ports.contains(&(Some("udp-53".into()), Some(53), Some("UDP".into()))));
+    }
 }
