@@ -19,6 +19,13 @@
 //! The reducer is synchronous and pure ([`reducer::Index::apply`]); only the
 //! writer and the Lease task write to the API server.
 //!
+//! With [`Options::gateway_services`] the leader also keeps a Service per
+//! Gateway ([`gateway_service::desired`]) and, for a Gateway outside the
+//! proxy pods' namespace, where a selector would reach none, the
+//! EndpointSlices listing the ready pods it watches
+//! ([`gateway_service::desired_slices`]); the Gateway's addresses are its
+//! Service's (docs/kubernetes.md, "Gateway infrastructure").
+//!
 //! The filter and policy kinds an embedder registers
 //! ([`gwcore::extension::Extensions`], passed with
 //! [`Options::with_extensions`]) are watched too, at the version and under
