@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gwcore::Snapshot;
 use gwcore::model::{Kind, ObjectKey};
-use gwcore_proxy::access_log::{LogBuffer, LogBufferOptions, LogHandle, LogWriter};
+use gwcore_proxy::access_log::{AccessFormat, LogBuffer, LogBufferOptions, LogHandle, LogWriter};
 use gwcore_proxy::config::GatewayPort;
 use gwcore_proxy::limits::{Limits, TrustedProxies};
 use gwcore_proxy::plugin::Plugins;
@@ -278,12 +278,13 @@ pub(crate) fn run(args: Args, plugins: Plugins) -> ExitCode {
         }
     };
     let writer = MakeLogWriter(logs.handle());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     // A program embedding the command may have set its own subscriber
-    // already: that one is kept.
-    let _ = match args.log_format {
+    // already: that one is kept, and gets the access lines as events.
+    let ours = match args.log_format {
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(ansi)
             .with_writer(writer)
             .try_init(),
         LogFormat::Json => tracing_subscriber::fmt()
@@ -291,7 +292,18 @@ pub(crate) fn run(args: Args, plugins: Plugins) -> ExitCode {
             .with_env_filter(filter)
             .with_writer(writer)
             .try_init(),
-    };
+    }
+    .is_ok();
+    if ours {
+        // HTTP requests' access lines skip the subscriber's formatting:
+        // the proxy writes them into the buffer itself, in the same
+        // format (RUST_LOG still decides whether they are written).
+        let format = match args.log_format {
+            LogFormat::Text => AccessFormat::Text { ansi },
+            LogFormat::Json => AccessFormat::Json,
+        };
+        gwcore_proxy::access_log::install(logs.handle(), format);
+    }
     // One thread: the current-thread scheduler, which skips the work
     // stealing machinery a single worker cannot use.
     let mut builder = match args.threads {

@@ -6,7 +6,10 @@
 //!   answered, in the subscriber's text format;
 //! - its memory is bounded and serving never waits for it: when standard
 //!   error is not read at all, requests are still answered and the lines
-//!   past the buffer are dropped and counted in `/metrics`.
+//!   past the buffer are dropped and counted in `/metrics`;
+//! - the lines gwcore writes itself (`gwcore_proxy::access_log::install`)
+//!   are in the documented format, text and JSON, with a client's hostile
+//!   bytes escaped, and `RUST_LOG` still switches them off.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -65,6 +68,11 @@ impl Conn {
 /// `gwcore serve examples/acme` with echo backends, its access log on
 /// (RUST_LOG=info) and standard error piped; the proxy and admin ports.
 fn serve() -> (Child, u16, u16) {
+    serve_with(&[], "info")
+}
+
+/// [`serve`] with more arguments and another `RUST_LOG`.
+fn serve_with(args: &[&str], rust_log: &str) -> (Child, u16, u16) {
     let port = free_port();
     let admin = free_port();
     let acme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme");
@@ -75,7 +83,8 @@ fn serve() -> (Child, u16, u16) {
         .args(["--echo-backends", "--threads", "1"])
         .args(["--listen", &format!("80=127.0.0.1:{port}")])
         .args(["--admin", &format!("127.0.0.1:{admin}")])
-        .env("RUST_LOG", "info")
+        .args(args)
+        .env("RUST_LOG", rust_log)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -176,4 +185,147 @@ fn requests_are_answered_and_lines_dropped_when_stderr_is_never_read() {
     );
     child.kill().expect("killed");
     child.wait().expect("exit");
+}
+
+/// Sends `raw` (a request head) on a new connection and reads the status line and
+/// the rest of the answer (the echo backend's, `connection: close`).
+fn send_raw(port: u16, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(raw).expect("request sent");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).expect("answer");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Stops `child` with SIGTERM; its standard error.
+fn stop(mut child: Child) -> String {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr read");
+    assert!(child.wait().expect("exit").success(), "{err}");
+    err
+}
+
+/// Hostile requests: a C1 control (CSI, U+009B, sent as UTF-8) in the
+/// path (answered), and a space and a tab in Host that would forge a
+/// `status=500` field, with a backslash (refused: 400, logged all the
+/// same).
+const HOSTILE_PATH: &[u8] =
+    b"GET /careers/\xc2\x9b31m/{x} HTTP/1.1\r\nhost: acme.example.com\r\nconnection: close\r\n\r\n";
+const HOSTILE_HOST: &[u8] =
+    b"GET /careers/x HTTP/1.1\r\nhost: evil status=500\tx\\y\r\nconnection: close\r\n\r\n";
+
+/// `line` with its timestamp, client port and `micros` value replaced by
+/// `T`, `P` and `M`.
+fn blank(line: &str, json: bool) -> String {
+    assert!(line.len() > 40, "{line}");
+    let (time, rest) = if json {
+        let rest = line
+            .strip_prefix("{\"timestamp\":\"")
+            .expect("timestamp first");
+        rest.split_at(27)
+    } else {
+        line.split_at(27)
+    };
+    assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{line}");
+    let mut out = format!("T{rest}");
+    for (field, end) in [
+        ("127.0.0.1:", if json { '"' } else { ' ' }),
+        (
+            if json { "\"micros\":" } else { " micros=" },
+            if json { ',' } else { ' ' },
+        ),
+    ] {
+        let at = out.find(field).expect(field) + field.len();
+        let len = out[at..].find(end).expect("field end");
+        assert!(
+            out[at..at + len].bytes().all(|b| b.is_ascii_digit()),
+            "{line}"
+        );
+        out.replace_range(
+            at..at + len,
+            if field.contains("micros") { "M" } else { "P" },
+        );
+    }
+    out
+}
+
+#[test]
+fn hostile_requests_have_the_documented_text_and_json_lines() {
+    let matched = "listener=infra-ns/shared-gateway/shared-http route=HTTPRoute careers/careers rule=0 match=0";
+    for json in [false, true] {
+        let args: &[&str] = if json { &["--log-format", "json"] } else { &[] };
+        let (child, port, _admin) = serve_with(args, "info");
+        drop(ready(port));
+        let answer = send_raw(port, HOSTILE_PATH);
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        let answer = send_raw(port, HOSTILE_HOST);
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        let err = stop(child);
+        let lines: Vec<String> = err
+            .lines()
+            .filter(|l| l.contains("gwcore::access") && !l.contains("/careers/ready"))
+            .map(|l| blank(l, json))
+            .collect();
+        let want = if json {
+            [
+                format!(
+                    "T\",\"level\":\"INFO\",\"fields\":{{\"client\":\"127.0.0.1:P\",\"port\":80,\
+                     \"method\":\"GET\",\"host\":\"acme.example.com\",\
+                     \"uri\":\"/careers/\\\\u{{9b}}31m/{{x}}\",\"version\":\"HTTP/1.1\",\
+                     \"status\":200,\"micros\":M,\"gateway\":\"infra-ns/shared-gateway\",\
+                     \"route\":\"HTTPRoute careers/careers\",\"backend\":\"careers/careers:9080\",\
+                     \"matched\":\"{matched}\",\"ext_auth\":\"\",\"generation\":1,\
+                     \"trace_id\":\"\"}},\"target\":\"gwcore::access\"}}"
+                ),
+                "T\",\"level\":\"INFO\",\"fields\":{\"client\":\"127.0.0.1:P\",\"port\":80,\
+                 \"method\":\"GET\",\"host\":\"evil\\\\x20status=500\\\\x09x\\\\x5cy\",\
+                 \"uri\":\"/careers/x\",\"version\":\"HTTP/1.1\",\
+                 \"status\":400,\"micros\":M,\"gateway\":\"infra-ns/shared-gateway\",\
+                 \"route\":\"\",\"backend\":\"\",\"matched\":\"\",\"ext_auth\":\"\",\
+                 \"generation\":1,\"trace_id\":\"\"},\"target\":\"gwcore::access\"}"
+                    .to_string(),
+            ]
+        } else {
+            [
+                format!(
+                    "T  INFO gwcore::access: client=127.0.0.1:P port=80 method=GET \
+                     host=acme.example.com uri=/careers/\\u{{9b}}31m/{{x}} version=HTTP/1.1 \
+                     status=200 micros=M gateway=infra-ns/shared-gateway \
+                     route=HTTPRoute careers/careers backend=careers/careers:9080 \
+                     matched={matched} ext_auth=\"\" generation=1 trace_id="
+                ),
+                "T  INFO gwcore::access: client=127.0.0.1:P port=80 method=GET \
+                 host=evil\\x20status=500\\x09x\\x5cy uri=/careers/x version=HTTP/1.1 \
+                 status=400 micros=M gateway=infra-ns/shared-gateway route= backend= \
+                 matched= ext_auth=\"\" generation=1 trace_id="
+                    .to_string(),
+            ]
+        };
+        assert_eq!(lines, want, "{err}");
+    }
+}
+
+#[test]
+fn rust_log_still_switches_the_access_log_off() {
+    let (child, port, _admin) = serve_with(&[], "info,gwcore::access=off");
+    let mut conn = ready(port);
+    for i in 0..10 {
+        assert_eq!(conn.get(&format!("/careers/{i}")).expect("answer"), 200);
+    }
+    drop(conn);
+    let err = stop(child);
+    assert!(!err.contains("gwcore::access"), "{err}");
+    // Other lines are still written.
+    assert!(err.contains(" INFO "), "{err}");
 }

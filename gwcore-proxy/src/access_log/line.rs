@@ -301,7 +301,6 @@ pub(crate) fn format_line(
 
 // `nu_ansi_term`'s sequences, as `tracing_subscriber` paints with them.
 const DIM: &[u8] = b"\x1b[2m";
-const ITALIC: &[u8] = b"\x1b[3m";
 const RESET: &[u8] = b"\x1b[0m";
 
 struct Text<'o> {
@@ -316,64 +315,54 @@ impl Text<'_> {
             out.extend_from_slice(DIM);
             out.extend_from_slice(stamp.as_bytes());
             out.extend_from_slice(RESET);
-            out.extend_from_slice(b" \x1b[32m INFO\x1b[0m \x1b[2m");
-            out.extend_from_slice(ACCESS_TARGET.as_bytes());
-            out.extend_from_slice(b"\x1b[0m\x1b[2m:\x1b[0m ");
+            // The level and ACCESS_TARGET, styled.
+            out.extend_from_slice(
+                b" \x1b[32m INFO\x1b[0m \x1b[2mgwcore::access\x1b[0m\x1b[2m:\x1b[0m ",
+            );
         } else {
             out.extend_from_slice(stamp.as_bytes());
-            out.extend_from_slice(b"  INFO ");
-            out.extend_from_slice(ACCESS_TARGET.as_bytes());
-            out.extend_from_slice(b": ");
+            // The level and ACCESS_TARGET.
+            out.extend_from_slice(b"  INFO gwcore::access: ");
         }
-        self.name("client", true);
+        self.name(b"client=", b"\x1b[3mclient\x1b[0m\x1b[2m=\x1b[0m");
         push_addr(self.out, a.client);
-        self.name("port", false);
+        self.name(b" port=", b" \x1b[3mport\x1b[0m\x1b[2m=\x1b[0m");
         self.num(u64::from(a.port));
-        self.name("method", false);
+        self.name(b" method=", b" \x1b[3mmethod\x1b[0m\x1b[2m=\x1b[0m");
         self.raw(a.method.as_str());
-        self.name("host", false);
+        self.name(b" host=", b" \x1b[3mhost\x1b[0m\x1b[2m=\x1b[0m");
         push_escaped(self.out, a.host);
-        self.name("uri", false);
+        self.name(b" uri=", b" \x1b[3muri\x1b[0m\x1b[2m=\x1b[0m");
         push_uri(self.out, a.uri, push_escaped);
-        self.name("version", false);
+        self.name(b" version=", b" \x1b[3mversion\x1b[0m\x1b[2m=\x1b[0m");
         push_version(self.out, a.version);
-        self.name("status", false);
+        self.name(b" status=", b" \x1b[3mstatus\x1b[0m\x1b[2m=\x1b[0m");
         self.num(u64::from(a.status));
-        self.name("micros", false);
+        self.name(b" micros=", b" \x1b[3mmicros\x1b[0m\x1b[2m=\x1b[0m");
         self.num(a.micros);
-        self.name("gateway", false);
+        self.name(b" gateway=", b" \x1b[3mgateway\x1b[0m\x1b[2m=\x1b[0m");
         self.raw(a.gateway);
-        self.name("route", false);
+        self.name(b" route=", b" \x1b[3mroute\x1b[0m\x1b[2m=\x1b[0m");
         self.raw(a.route);
-        self.name("backend", false);
+        self.name(b" backend=", b" \x1b[3mbackend\x1b[0m\x1b[2m=\x1b[0m");
         self.raw(a.backend);
-        self.name("matched", false);
+        self.name(b" matched=", b" \x1b[3mmatched\x1b[0m\x1b[2m=\x1b[0m");
         self.raw(a.matched);
-        self.name("ext_auth", false);
+        self.name(b" ext_auth=", b" \x1b[3mext_auth\x1b[0m\x1b[2m=\x1b[0m");
         push_debug_str(self.out, a.ext_auth);
-        self.name("generation", false);
+        self.name(b" generation=", b" \x1b[3mgeneration\x1b[0m\x1b[2m=\x1b[0m");
         self.num(a.generation);
-        self.name("trace_id", false);
+        self.name(b" trace_id=", b" \x1b[3mtrace_id\x1b[0m\x1b[2m=\x1b[0m");
         self.raw(a.trace_id);
         self.out.push(b'\n');
     }
 
-    /// ` name=` (the first without the space), styled as field names are.
-    fn name(&mut self, name: &str, first: bool) {
-        if !first {
-            self.out.push(b' ');
-        }
-        if self.ansi {
-            self.out.extend_from_slice(ITALIC);
-            self.out.extend_from_slice(name.as_bytes());
-            self.out.extend_from_slice(RESET);
-            self.out.extend_from_slice(DIM);
-            self.out.push(b'=');
-            self.out.extend_from_slice(RESET);
-        } else {
-            self.out.extend_from_slice(name.as_bytes());
-            self.out.push(b'=');
-        }
+    /// A field's ` name=` (the first without the space): `plain`, or
+    /// `styled` as `tracing_subscriber` styles field names (one copy
+    /// each, the bytes spelled out).
+    fn name(&mut self, plain: &[u8], styled: &[u8]) {
+        self.out
+            .extend_from_slice(if self.ansi { styled } else { plain });
     }
 
     fn num(&mut self, n: u64) {
