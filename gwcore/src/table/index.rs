@@ -236,12 +236,46 @@ impl<T> HostMap<T> {
 /// The first 8 bytes of a segment, zero-padded, big-endian: ordering these
 /// then the rest orders segments as byte strings (segments hold no NUL: a
 /// normalized path keeps `%00` encoded).
+///
+/// Built from loads of fixed width (two overlapping ones for 2 to 7 bytes),
+/// not by copying into a zeroed buffer: a copy of variable length is a call
+/// to `memcpy`, and the 8-byte read of its bytes stalls on store
+/// forwarding, once per segment of every request.
 #[inline]
 fn head8(seg: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = seg.len().min(8);
-    b[..n].copy_from_slice(&seg[..n]);
-    u64::from_be_bytes(b)
+    let n = seg.len();
+    if let Some(b) = seg.first_chunk::<8>() {
+        return u64::from_be_bytes(*b);
+    }
+    let v = if n >= 4 {
+        // Bytes 0..4 and n-4..n; the overlap holds the same bytes.
+        let a = u32::from_be_bytes([seg[0], seg[1], seg[2], seg[3]]) as u64;
+        let b = u32::from_be_bytes([seg[n - 4], seg[n - 3], seg[n - 2], seg[n - 1]]) as u64;
+        (a << 32) | (b << (8 * (8 - n)))
+    } else if n >= 2 {
+        let a = u16::from_be_bytes([seg[0], seg[1]]) as u64;
+        let b = u16::from_be_bytes([seg[n - 2], seg[n - 1]]) as u64;
+        (a << 48) | (b << (8 * (8 - n)))
+    } else if n == 1 {
+        (seg[0] as u64) << 56
+    } else {
+        0
+    };
+    v
+}
+
+/// The hash of a segment, from its [`head8`] and the bytes after the first
+/// 8, for the hashed children of a node with many.
+#[inline]
+fn seg_hash(head: u64, seg: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (head ^ seg.len() as u64).wrapping_mul(K);
+    if seg.len() > 8 {
+        for chunk in seg[8..].chunks(8) {
+            h = (h.rotate_left(23) ^ head8(chunk)).wrapping_mul(K);
+        }
+    }
+    h ^ (h >> 29)
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -249,6 +283,31 @@ struct Span {
     start: u32,
     len: u32,
 }
+
+/// A node with more children than this finds a child by hash, not by
+/// searching [`PathTrie::heads`]: a binary search among many children reads
+/// a cache line at each step, a hash table one or two.
+const HASHED_FROM: u32 = 8;
+
+/// The slot count of the hash table of a node with `kids` children: a
+/// power of two at least twice `kids`, so probe runs stay short.
+#[inline]
+fn table_len(kids: u32) -> usize {
+    (kids as usize * 2).next_power_of_two()
+}
+
+/// A slot of a node's hash table: a child's [`head8`] and length inline, so
+/// a probe reads [`PathTrie::entries`] only at the child that matches
+/// (and the arena only for a segment longer than 8 bytes).
+#[derive(Debug, Clone, Copy)]
+struct HashSlot {
+    head: u64,
+    len: u32,
+    /// The child's entry; [`EMPTY`] for a free slot.
+    entry: u32,
+}
+
+const EMPTY: u32 = u32::MAX;
 
 /// One edge of the trie and everything about the node it leads to, so that
 /// a walk reads one array: children groups are laid out depth-first, so the
@@ -261,9 +320,12 @@ struct Child {
     off: u32,
     /// The node's children.
     kids: Span,
-    /// Candidates of the Exact paths ending at the node.
+    /// Where the node's hash table starts in [`PathTrie::table`], when it
+    /// has more than [`HASHED_FROM`] children.
+    table: u32,
+    /// Candidates of the Exact paths ending at the node (see [`Ids`]).
     exact: Span,
-    /// Candidates of the PathPrefixes ending at the node.
+    /// Candidates of the PathPrefixes ending at the node (see [`Ids`]).
     prefix: Span,
     /// The parent's entry, [`ROOT`] for the root.
     up: u32,
@@ -276,47 +338,79 @@ pub(crate) const ROOT: u32 = u32::MAX;
 /// segment (a trailing `/` is a last, empty segment); PathPrefixes at the
 /// node of their last segment with their trailing `/` dropped. Nodes are
 /// named by cursors: [`ROOT`] or the index of the edge leading to them.
+///
+/// A candidate list of one id (the common case) is kept in its span
+/// itself (`start` is the id), so reading it touches no other array.
 #[derive(Debug, Default)]
 pub(crate) struct PathTrie {
-    /// [`head8`] of each entry's segment: a child is searched for here,
-    /// eight children to a cache line, and [`PathTrie::entries`] is read
-    /// only at the one that matches.
+    /// [`head8`] of each entry's segment: a child of a node with few
+    /// children is searched for here, eight children to a cache line, and
+    /// [`PathTrie::entries`] is read only at the one that matches.
     heads: Box<[u64]>,
     entries: Box<[Child]>,
+    /// The hash tables of the nodes with many children, one after another.
+    table: Box<[HashSlot]>,
     ids: Box<[u32]>,
     arena: Box<[u8]>,
     root_kids: Span,
+    root_table: u32,
     root_exact: Span,
     root_prefix: Span,
 }
 
 impl PathTrie {
     #[inline]
-    fn ids(&self, s: Span) -> &[u32] {
-        &self.ids[s.start as usize..(s.start + s.len) as usize]
+    fn ids<'a>(&'a self, s: &'a Span) -> &'a [u32] {
+        if s.len == 1 {
+            std::slice::from_ref(&s.start)
+        } else {
+            &self.ids[s.start as usize..(s.start + s.len) as usize]
+        }
+    }
+
+    /// Whether entry `i` is the edge of segment `seg`, whose length and
+    /// head already matched.
+    #[inline]
+    fn rest_matches(&self, i: usize, seg: &[u8]) -> bool {
+        if seg.len() <= 8 {
+            return true;
+        }
+        let c = &self.entries[i];
+        self.arena[c.off as usize..(c.off + c.len - 8) as usize] == seg[8..]
     }
 
     #[inline]
-    fn child(&self, kids: Span, seg: &[u8]) -> Option<u32> {
+    fn child(&self, kids: Span, table: u32, seg: &[u8]) -> Option<u32> {
         let start = kids.start as usize;
-        let heads = &self.heads[start..start + kids.len as usize];
         let head = head8(seg);
+        if kids.len > HASHED_FROM {
+            let slots = &self.table[table as usize..table as usize + table_len(kids.len)];
+            let mask = slots.len() - 1;
+            let mut i = seg_hash(head, seg) as usize & mask;
+            loop {
+                let s = &slots[i];
+                if s.entry == EMPTY {
+                    return None;
+                }
+                if s.head == head
+                    && s.len as usize == seg.len()
+                    && self.rest_matches(s.entry as usize, seg)
+                {
+                    return Some(s.entry);
+                }
+                i = (i + 1) & mask;
+            }
+        }
+        let heads = &self.heads[start..start + kids.len as usize];
         // Children are sorted by segment, so by head: the first with this
         // head, then those that share it (segments longer than 8 bytes).
-        let first = if heads.len() <= 8 {
-            heads.iter().position(|&h| h >= head)?
-        } else {
-            heads.partition_point(|&h| h < head)
-        };
+        let first = heads.iter().position(|&h| h >= head)?;
         for (i, &h) in heads.iter().enumerate().skip(first) {
             if h != head {
                 return None;
             }
             let c = &self.entries[start + i];
-            if c.len as usize == seg.len()
-                && (seg.len() <= 8
-                    || self.arena[c.off as usize..(c.off + c.len - 8) as usize] == seg[8..])
-            {
+            if c.len as usize == seg.len() && self.rest_matches(start + i, seg) {
                 return Some((start + i) as u32);
             }
         }
@@ -329,16 +423,19 @@ impl PathTrie {
     pub(crate) fn walk(&self, path: &str) -> (u32, bool) {
         let mut cur = ROOT;
         let mut kids = self.root_kids;
+        let mut table = self.root_table;
         let p = path.as_bytes();
         let p = p.strip_prefix(b"/").unwrap_or(p);
         for seg in p.split(|&c| c == b'/') {
             if kids.len == 0 {
                 return (cur, false);
             }
-            match self.child(kids, seg) {
+            match self.child(kids, table, seg) {
                 Some(c) => {
                     cur = c;
-                    kids = self.entries[c as usize].kids;
+                    let e = &self.entries[c as usize];
+                    kids = e.kids;
+                    table = e.table;
                 }
                 None => return (cur, false),
             }
@@ -350,8 +447,8 @@ impl PathTrie {
     #[inline]
     pub(crate) fn exact(&self, cur: u32) -> &[u32] {
         match self.entries.get(cur as usize) {
-            Some(c) => self.ids(c.exact),
-            None => self.ids(self.root_exact),
+            Some(c) => self.ids(&c.exact),
+            None => self.ids(&self.root_exact),
         }
     }
 
@@ -359,8 +456,8 @@ impl PathTrie {
     #[inline]
     pub(crate) fn prefix(&self, cur: u32) -> &[u32] {
         match self.entries.get(cur as usize) {
-            Some(c) => self.ids(c.prefix),
-            None => self.ids(self.root_prefix),
+            Some(c) => self.ids(&c.prefix),
+            None => self.ids(&self.root_prefix),
         }
     }
 
@@ -424,13 +521,17 @@ impl TrieBuilder {
     pub(crate) fn build(mut self) -> PathTrie {
         let n = self.nodes.len();
         let mut ids: Vec<u32> = Vec::new();
-        let spans = |v: &mut Vec<u32>, ids: &mut Vec<u32>| {
-            let s = Span {
-                start: ids.len() as u32,
-                len: v.len() as u32,
-            };
-            ids.extend(v.iter().copied());
-            s
+        let spans = |v: &mut Vec<u32>, ids: &mut Vec<u32>| match v[..] {
+            // One id: kept in the span (see `PathTrie::ids`).
+            [id] => Span { start: id, len: 1 },
+            _ => {
+                let s = Span {
+                    start: ids.len() as u32,
+                    len: v.len() as u32,
+                };
+                ids.extend(v.iter().copied());
+                s
+            }
         };
         let mut exact = vec![Span::default(); n];
         let mut prefix = vec![Span::default(); n];
@@ -442,8 +543,10 @@ impl TrieBuilder {
         // Depth-first layout of the children groups.
         let mut entry_of = vec![ROOT; n];
         let mut kids = vec![Span::default(); n];
+        let mut tables = vec![0u32; n];
         let mut entries: Vec<Child> = Vec::with_capacity(n.saturating_sub(1));
         let mut heads: Vec<u64> = Vec::with_capacity(n.saturating_sub(1));
+        let mut table: Vec<HashSlot> = Vec::new();
         let mut arena = Vec::new();
         let mut stack = vec![0usize];
         while let Some(b) = stack.pop() {
@@ -457,6 +560,7 @@ impl TrieBuilder {
                     len: bytes.len() as u32,
                     off: arena.len() as u32,
                     kids: Span::default(),
+                    table: 0,
                     exact: exact[c],
                     prefix: prefix[c],
                     up: entry_of[b],
@@ -465,10 +569,36 @@ impl TrieBuilder {
                     arena.extend_from_slice(&bytes[8..]);
                 }
             }
-            kids[b] = Span {
-                start,
-                len: self.nodes[b].children.len() as u32,
-            };
+            let len = self.nodes[b].children.len() as u32;
+            kids[b] = Span { start, len };
+            if len > HASHED_FROM {
+                // Linear probing in a table at most half full.
+                tables[b] = table.len() as u32;
+                let at = table.len();
+                let size = table_len(len);
+                table.resize(
+                    at + size,
+                    HashSlot {
+                        head: 0,
+                        len: 0,
+                        entry: EMPTY,
+                    },
+                );
+                let slots = &mut table[at..];
+                for (k, (seg, _)) in self.nodes[b].children.iter().enumerate() {
+                    let bytes = seg.as_bytes();
+                    let head = head8(bytes);
+                    let mut i = seg_hash(head, bytes) as usize & (size - 1);
+                    while slots[i].entry != EMPTY {
+                        i = (i + 1) & (size - 1);
+                    }
+                    slots[i] = HashSlot {
+                        head,
+                        len: bytes.len() as u32,
+                        entry: start + k as u32,
+                    };
+                }
+            }
             stack.extend(
                 self.nodes[b]
                     .children
@@ -478,14 +608,18 @@ impl TrieBuilder {
             );
         }
         for b in 1..n {
-            entries[entry_of[b] as usize].kids = kids[b];
+            let e = &mut entries[entry_of[b] as usize];
+            e.kids = kids[b];
+            e.table = tables[b];
         }
         PathTrie {
             heads: heads.into_boxed_slice(),
             entries: entries.into_boxed_slice(),
+            table: table.into_boxed_slice(),
             ids: ids.into_boxed_slice(),
             arena: arena.into_boxed_slice(),
             root_kids: kids[0],
+            root_table: tables[0],
             root_exact: exact[0],
             root_prefix: prefix[0],
         }
@@ -523,6 +657,65 @@ mod tests {
         assert!(!done);
         assert!(t.prefix(n).is_empty());
         assert_eq!(t.parent(t.parent(n)), ROOT);
+    }
+
+    #[test]
+    fn head8_is_the_zero_padded_prefix() {
+        let bytes = b"abcdefghijklmnop";
+        for n in 0..=bytes.len() {
+            let mut b = [0u8; 8];
+            b[..n.min(8)].copy_from_slice(&bytes[..n.min(8)]);
+            assert_eq!(head8(&bytes[..n]), u64::from_be_bytes(b), "length {n}");
+        }
+    }
+
+    #[test]
+    fn hashed_children_tell_apart_segments_sharing_a_head() {
+        // More than HASHED_FROM children, all with the same first 8 bytes
+        // and many with the same length: only the arena tells them apart.
+        let mut b = TrieBuilder::new();
+        let segs: Vec<String> = (0..40)
+            .map(|i| format!("/commonhead{i}"))
+            .chain((0..12).map(|i| format!("/s{i}")))
+            .collect();
+        for (i, s) in segs.iter().enumerate() {
+            b.add_prefix(s, i as u32);
+            b.add_exact(&format!("{s}/"), 1000 + i as u32);
+        }
+        let t = b.build();
+        assert!(t.root_kids.len > HASHED_FROM);
+        for (i, s) in segs.iter().enumerate() {
+            let (n, done) = t.walk(&format!("{s}/x"));
+            assert!(!done, "{s}");
+            assert_eq!(t.prefix(n), &[i as u32], "{s}");
+            let (n, done) = t.walk(&format!("{s}/"));
+            assert!(done, "{s}");
+            assert_eq!(t.exact(n), &[1000 + i as u32], "{s}");
+        }
+        for miss in [
+            "/commonhead",
+            "/commonhead40",
+            "/commonhea",
+            "/s12",
+            "/s",
+            "/",
+        ] {
+            let (n, _) = t.walk(miss);
+            assert_eq!(n, ROOT, "{miss}");
+        }
+    }
+
+    #[test]
+    fn candidate_lists_of_one_and_many() {
+        let mut b = TrieBuilder::new();
+        b.add_prefix("/a", 7);
+        b.add_prefix("/b", 1);
+        b.add_prefix("/b", 4);
+        b.add_prefix("/b", 9);
+        let t = b.build();
+        assert_eq!(t.prefix(t.walk("/a").0), &[7]);
+        assert_eq!(t.prefix(t.walk("/b").0), &[1, 4, 9]);
+        assert_eq!(t.exact(t.walk("/b").0), &[] as &[u32]);
     }
 
     #[test]
