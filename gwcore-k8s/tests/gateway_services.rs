@@ -532,6 +532,10 @@ async fn a_gateway_outside_the_pods_namespace_gets_endpoint_slices_of_the_ready_
         0,
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": pods_ns}}),
     );
+    // And a Gateway in the pods' namespace.
+    let mut beside = objs.last().unwrap().clone();
+    beside["metadata"]["namespace"] = pods_ns.clone().into();
+    objs.push(beside);
     c.apply_all(&objs).await;
     let app = format!("proxy-{sfx}");
     proxy_pod(&c, &pods_ns, "p1", &app, "10.244.0.1", true).await;
@@ -556,13 +560,30 @@ async fn a_gateway_outside_the_pods_namespace_gets_endpoint_slices_of_the_ready_
         None,
         "no selector: the pods are in another namespace"
     );
-    let ports = wait_slices(&c, &ns, &["10.244.0.1", "10.244.0.2"]).await;
+    let slice_ports = wait_slices(&c, &ns, &["10.244.0.1", "10.244.0.2"]).await;
     assert_eq!(
-        ports,
+        slice_ports,
         [json!([{"name": "tcp-80", "port": 8080, "protocol": "TCP"}])]
     );
     let (_, _, versions) = slices(&c, &ns).await;
     eprintln!("EndpointSlices written at {versions:?}");
+    // The Gateway beside the pods: its Service selects them, and gwcore
+    // writes no slice for it.
+    let beside = wait_service(
+        &c,
+        &pods_ns,
+        "the Service of the Gateway beside the pods",
+        |s| {
+            if s.data["spec"]["selector"] == json!({"app": app}) {
+                Ok(())
+            } else {
+                Err(s.data["spec"].to_string())
+            }
+        },
+    )
+    .await;
+    assert_eq!(ports(&beside), [("tcp-80".into(), 80, "TCP".into())]);
+    assert_eq!(slices(&c, &pods_ns).await.1, Vec::<Value>::new());
 
     // A pod turns unready: removed; the unready one turns ready: added.
     let p2 = c.get("v1", "Pod", &pods_ns, "p2").await.unwrap();
