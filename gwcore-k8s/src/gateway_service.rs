@@ -425,8 +425,9 @@ impl ProxyPod {
 /// One slice per address family and set of ports (a target port given by
 /// name can be another number on another pod; a pod without it leaves
 /// that port out, and a pod with no port left is not listed), of at most
-/// [`MAX_SLICE_ENDPOINTS`] endpoints, named after the Service, sorted by
-/// name. Each carries [`SERVICE_NAME_LABEL`], [`SLICE_MANAGED_BY_LABEL`],
+/// [`MAX_SLICE_ENDPOINTS`] endpoints (the pods in name order), named
+/// `<service>-ipv4-<hash of the ports>` (`-ipv6-`; `-1`, `-2`, ... after
+/// the first thousand endpoints). Each carries [`SERVICE_NAME_LABEL`], [`SLICE_MANAGED_BY_LABEL`],
 /// the Service's labels and [`CONTROLLER_ANNOTATION`], and the Service as
 /// controlling owner. No ready pod: no slice.
 pub fn desired_slices(
