@@ -420,18 +420,42 @@ fn json_line(out: &mut Vec<u8>, a: &HttpAccess<'_>, stamp: &Stamp) {
     out.extend_from_slice(b"}\n");
 }
 
-/// A socket address as its `Display` writes it; IPv4 by hand.
+/// A socket address as its `Display` writes it; IPv4 by hand, into one
+/// stack buffer (`255.255.255.255:65535` and a separator are 22 bytes).
 fn push_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(v4) => {
-            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
+            let mut buf = [0u8; 22];
+            let mut len = 0;
+            let mut put = |n: u16, sep: u8| {
+                if n >= 10_000 {
+                    buf[len] = b'0' + (n / 10_000) as u8;
+                    len += 1;
                 }
-                out.extend_from_slice(Digits::new(u64::from(octet)).as_bytes());
-            }
-            out.push(b':');
-            out.extend_from_slice(Digits::new(u64::from(v4.port())).as_bytes());
+                if n >= 1000 {
+                    buf[len] = b'0' + (n / 1000 % 10) as u8;
+                    len += 1;
+                }
+                if n >= 100 {
+                    buf[len] = b'0' + (n / 100 % 10) as u8;
+                    len += 1;
+                }
+                if n >= 10 {
+                    buf[len] = b'0' + (n / 10 % 10) as u8;
+                    len += 1;
+                }
+                buf[len] = b'0' + (n % 10) as u8;
+                buf[len + 1] = sep;
+                len += 2;
+            };
+            let [a, b, c, d] = v4.ip().octets();
+            put(u16::from(a), b'.');
+            put(u16::from(b), b'.');
+            put(u16::from(c), b'.');
+            put(u16::from(d), b':');
+            put(v4.port(), 0);
+            // Without the last separator.
+            out.extend_from_slice(&buf[..len - 1]);
         }
         SocketAddr::V6(_) => {
             use std::io::Write;
@@ -479,7 +503,7 @@ fn push_version(out: &mut Vec<u8>, v: http::Version) {
 /// quoted.
 fn push_debug_str(out: &mut Vec<u8>, s: &str) {
     if s.bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' || b == b' ')
+        .all(|b| (b.is_ascii_graphic() && b != b'"' && b != b'\\') || b == b' ')
     {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());

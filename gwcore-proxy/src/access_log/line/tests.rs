@@ -293,3 +293,21 @@ fn a_stamp_is_the_wall_time_of_its_instant_read_once_a_second() {
     let got = parse(&clock.stamp(start)) - second;
     assert!(got.abs() <= 2_000, "{got}");
 }
+
+#[test]
+fn client_addresses_are_written_as_their_display() {
+    for addr in [
+        "0.0.0.0:0",
+        "255.255.255.255:65535",
+        "9.99.100.10:10000",
+        "1.20.255.7:999",
+        "[::1]:80",
+        "[::ffff:1.2.3.4]:8080",
+        "[2001:db8::1%7]:443",
+    ] {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let mut out = Vec::new();
+        push_addr(&mut out, addr);
+        assert_eq!(String::from_utf8(out).unwrap(), addr.to_string());
+    }
+}
