@@ -247,7 +247,7 @@ fn head8(seg: &[u8]) -> u64 {
     if let Some(b) = seg.first_chunk::<8>() {
         return u64::from_be_bytes(*b);
     }
-    let v = if n >= 4 {
+    if n >= 4 {
         // Bytes 0..4 and n-4..n; the overlap holds the same bytes.
         let a = u32::from_be_bytes([seg[0], seg[1], seg[2], seg[3]]) as u64;
         let b = u32::from_be_bytes([seg[n - 4], seg[n - 3], seg[n - 2], seg[n - 1]]) as u64;
@@ -260,8 +260,7 @@ fn head8(seg: &[u8]) -> u64 {
         (seg[0] as u64) << 56
     } else {
         0
-    };
-    v
+    }
 }
 
 /// The hash of a segment, from its [`head8`] and the bytes after the first
@@ -278,58 +277,69 @@ fn seg_hash(head: u64, seg: &[u8]) -> u64 {
     h ^ (h >> 29)
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Span {
-    start: u32,
-    len: u32,
-}
+/// A list of candidate ids in one `u32` (see [`PathTrie::ids`]): [`NONE`],
+/// one id (top bit clear), or [`LIST`] plus the index in
+/// [`PathTrie::ids`] of a length followed by the ids.
+type Ids = u32;
+
+const NONE: Ids = u32::MAX;
+const LIST: Ids = 1 << 31;
 
 /// A node with more children than this finds a child by hash, not by
-/// searching [`PathTrie::heads`]: a binary search among many children reads
-/// a cache line at each step, a hash table one or two.
-const HASHED_FROM: u32 = 8;
+/// scanning them: its children group is an open-addressing table.
+const HASHED_FROM: u32 = 4;
 
-/// The slot count of the hash table of a node with `kids` children: a
-/// power of two at least twice `kids`, so probe runs stay short.
+/// The size of the children table of a node with `n` children: a power of
+/// two, at most two thirds full, so probe runs stay short.
 #[inline]
-fn table_len(kids: u32) -> usize {
-    (kids as usize * 2).next_power_of_two()
+fn table_len(n: usize) -> usize {
+    (n + n / 2 + 1).next_power_of_two()
 }
 
-/// A slot of a node's hash table: a child's [`head8`] and length inline, so
-/// a probe reads [`PathTrie::entries`] only at the child that matches
-/// (and the arena only for a segment longer than 8 bytes).
+/// One edge of the trie and everything a walk reads about the node it
+/// leads to, in 32 bytes: the edge's segment (its first 8 bytes inline),
+/// the node's children and candidates. A node's children are one group of
+/// entries, laid out depth-first so the next level is often close: up to
+/// [`HASHED_FROM`] sorted by segment, or more in a linear-probing table
+/// indexed by [`seg_hash`] (free slots have [`EMPTY`] as their length).
 #[derive(Debug, Clone, Copy)]
-struct HashSlot {
+#[repr(align(32))]
+struct Child {
+    /// [`head8`] of the segment.
     head: u64,
+    /// The segment's length.
     len: u32,
-    /// The child's entry; [`EMPTY`] for a free slot.
-    entry: u32,
+    /// Offset in the arena of the segment's bytes after the first 8.
+    off: u32,
+    /// The first entry of the node's children group.
+    kids: u32,
+    /// The size of the group: the number of children, or the table's size
+    /// when more than [`HASHED_FROM`].
+    nkids: u32,
+    /// Candidates of the Exact paths ending at the node.
+    exact: Ids,
+    /// Candidates of the PathPrefixes ending at the node.
+    prefix: Ids,
 }
 
+/// The length of a free slot of a children table.
 const EMPTY: u32 = u32::MAX;
 
-/// One edge of the trie and everything about the node it leads to, so that
-/// a walk reads one array: children groups are laid out depth-first, so the
-/// next level is usually on a nearby cache line. The first 8 bytes of the
-/// edge's segment are in [`PathTrie::heads`], at the same index.
-#[derive(Debug, Clone, Copy)]
-struct Child {
-    len: u32,
-    /// Offset in the arena of the bytes after the first 8.
-    off: u32,
-    /// The node's children.
-    kids: Span,
-    /// Where the node's hash table starts in [`PathTrie::table`], when it
-    /// has more than [`HASHED_FROM`] children.
-    table: u32,
-    /// Candidates of the Exact paths ending at the node (see [`Ids`]).
-    exact: Span,
-    /// Candidates of the PathPrefixes ending at the node (see [`Ids`]).
-    prefix: Span,
-    /// The parent's entry, [`ROOT`] for the root.
-    up: u32,
+impl Default for Child {
+    fn default() -> Child {
+        FREE
+    }
 }
+
+const FREE: Child = Child {
+    head: 0,
+    len: EMPTY,
+    off: 0,
+    kids: 0,
+    nkids: 0,
+    exact: NONE,
+    prefix: NONE,
+};
 
 /// The cursor of the root.
 pub(crate) const ROOT: u32 = u32::MAX;
@@ -339,82 +349,78 @@ pub(crate) const ROOT: u32 = u32::MAX;
 /// node of their last segment with their trailing `/` dropped. Nodes are
 /// named by cursors: [`ROOT`] or the index of the edge leading to them.
 ///
-/// A candidate list of one id (the common case) is kept in its span
-/// itself (`start` is the id), so reading it touches no other array.
+/// A walk reads one entry per level (a cache line), plus the arena for a
+/// segment longer than 8 bytes; a candidate list of one id (the common
+/// case) is in the entry itself.
 #[derive(Debug, Default)]
 pub(crate) struct PathTrie {
-    /// [`head8`] of each entry's segment: a child of a node with few
-    /// children is searched for here, eight children to a cache line, and
-    /// [`PathTrie::entries`] is read only at the one that matches.
-    heads: Box<[u64]>,
     entries: Box<[Child]>,
-    /// The hash tables of the nodes with many children, one after another.
-    table: Box<[HashSlot]>,
+    /// The parent of each entry, [`ROOT`] for the root's children: read
+    /// only when a lookup falls back to a shorter prefix.
+    up: Box<[u32]>,
     ids: Box<[u32]>,
     arena: Box<[u8]>,
-    root_kids: Span,
-    root_table: u32,
-    root_exact: Span,
-    root_prefix: Span,
+    root: Child,
 }
 
 impl PathTrie {
+    /// The ids of a list.
     #[inline]
-    fn ids<'a>(&'a self, s: &'a Span) -> &'a [u32] {
-        if s.len == 1 {
-            std::slice::from_ref(&s.start)
-        } else {
-            &self.ids[s.start as usize..(s.start + s.len) as usize]
+    fn ids<'a>(&'a self, list: &'a Ids) -> &'a [u32] {
+        match *list {
+            NONE => &[],
+            l if l & LIST == 0 => std::slice::from_ref(list),
+            l => {
+                let i = (l & !LIST) as usize;
+                let n = self.ids[i] as usize;
+                &self.ids[i + 1..i + 1 + n]
+            }
         }
     }
 
-    /// Whether entry `i` is the edge of segment `seg`, whose length and
-    /// head already matched.
+    /// Whether `c` is the edge of `seg`, with head `head`.
     #[inline]
-    fn rest_matches(&self, i: usize, seg: &[u8]) -> bool {
-        if seg.len() <= 8 {
-            return true;
-        }
-        let c = &self.entries[i];
-        self.arena[c.off as usize..(c.off + c.len - 8) as usize] == seg[8..]
+    fn is_edge(&self, c: &Child, head: u64, seg: &[u8]) -> bool {
+        c.head == head
+            && c.len as usize == seg.len()
+            && (seg.len() <= 8
+                || self.arena[c.off as usize..c.off as usize + seg.len() - 8] == seg[8..])
     }
 
     #[inline]
-    fn child(&self, kids: Span, table: u32, seg: &[u8]) -> Option<u32> {
-        let start = kids.start as usize;
+    fn child(&self, node: &Child, seg: &[u8]) -> Option<u32> {
+        let start = node.kids as usize;
+        let group = &self.entries[start..start + node.nkids as usize];
         let head = head8(seg);
-        if kids.len > HASHED_FROM {
-            let slots = &self.table[table as usize..table as usize + table_len(kids.len)];
-            let mask = slots.len() - 1;
+        if node.nkids > HASHED_FROM {
+            let mask = group.len() - 1;
             let mut i = seg_hash(head, seg) as usize & mask;
             loop {
-                let s = &slots[i];
-                if s.entry == EMPTY {
+                let c = &group[i];
+                if c.len == EMPTY {
                     return None;
                 }
-                if s.head == head
-                    && s.len as usize == seg.len()
-                    && self.rest_matches(s.entry as usize, seg)
-                {
-                    return Some(s.entry);
+                if self.is_edge(c, head, seg) {
+                    return Some((start + i) as u32);
                 }
                 i = (i + 1) & mask;
             }
         }
-        let heads = &self.heads[start..start + kids.len as usize];
-        // Children are sorted by segment, so by head: the first with this
-        // head, then those that share it (segments longer than 8 bytes).
-        let first = heads.iter().position(|&h| h >= head)?;
-        for (i, &h) in heads.iter().enumerate().skip(first) {
-            if h != head {
+        // Sorted by segment, so by head: stop past it.
+        for (i, c) in group.iter().enumerate() {
+            if c.head > head {
                 return None;
             }
-            let c = &self.entries[start + i];
-            if c.len as usize == seg.len() && self.rest_matches(start + i, seg) {
+            if self.is_edge(c, head, seg) {
                 return Some((start + i) as u32);
             }
         }
         None
+    }
+
+    #[inline]
+    fn node(&self, cur: u32) -> &Child {
+        self.entries.get(cur as usize).unwrap_or(&self.root)
     }
 
     /// Walks `path` (normalized) as deep as the trie goes: the cursor of the
@@ -422,20 +428,17 @@ impl PathTrie {
     #[inline]
     pub(crate) fn walk(&self, path: &str) -> (u32, bool) {
         let mut cur = ROOT;
-        let mut kids = self.root_kids;
-        let mut table = self.root_table;
+        let mut node = &self.root;
         let p = path.as_bytes();
         let p = p.strip_prefix(b"/").unwrap_or(p);
         for seg in p.split(|&c| c == b'/') {
-            if kids.len == 0 {
+            if node.nkids == 0 {
                 return (cur, false);
             }
-            match self.child(kids, table, seg) {
+            match self.child(node, seg) {
                 Some(c) => {
                     cur = c;
-                    let e = &self.entries[c as usize];
-                    kids = e.kids;
-                    table = e.table;
+                    node = &self.entries[c as usize];
                 }
                 None => return (cur, false),
             }
@@ -446,25 +449,19 @@ impl PathTrie {
     /// Candidates of the Exact paths ending at `cur`, best first.
     #[inline]
     pub(crate) fn exact(&self, cur: u32) -> &[u32] {
-        match self.entries.get(cur as usize) {
-            Some(c) => self.ids(&c.exact),
-            None => self.ids(&self.root_exact),
-        }
+        self.ids(&self.node(cur).exact)
     }
 
     /// Candidates of the PathPrefixes ending at `cur`, best first.
     #[inline]
     pub(crate) fn prefix(&self, cur: u32) -> &[u32] {
-        match self.entries.get(cur as usize) {
-            Some(c) => self.ids(&c.prefix),
-            None => self.ids(&self.root_prefix),
-        }
+        self.ids(&self.node(cur).prefix)
     }
 
     /// The parent of `cur` (the root is its own parent).
     #[inline]
     pub(crate) fn parent(&self, cur: u32) -> u32 {
-        self.entries.get(cur as usize).map_or(ROOT, |c| c.up)
+        self.up.get(cur as usize).copied().unwrap_or(ROOT)
     }
 }
 
@@ -521,107 +518,84 @@ impl TrieBuilder {
     pub(crate) fn build(mut self) -> PathTrie {
         let n = self.nodes.len();
         let mut ids: Vec<u32> = Vec::new();
-        let spans = |v: &mut Vec<u32>, ids: &mut Vec<u32>| match v[..] {
-            // One id: kept in the span (see `PathTrie::ids`).
-            [id] => Span { start: id, len: 1 },
-            _ => {
-                let s = Span {
-                    start: ids.len() as u32,
-                    len: v.len() as u32,
-                };
-                ids.extend(v.iter().copied());
-                s
+        let mut list = |v: &[u32]| -> Ids {
+            match *v {
+                [] => NONE,
+                [id] if id & LIST == 0 => id,
+                _ => {
+                    let at = ids.len() as u32;
+                    // Bounded by the candidates of one bucket.
+                    assert!(at & LIST == 0, "too many candidate ids in one bucket");
+                    ids.push(v.len() as u32);
+                    ids.extend_from_slice(v);
+                    LIST | at
+                }
             }
         };
-        let mut exact = vec![Span::default(); n];
-        let mut prefix = vec![Span::default(); n];
-        for (i, node) in self.nodes.iter_mut().enumerate() {
-            exact[i] = spans(&mut node.exact, &mut ids);
-            prefix[i] = spans(&mut node.prefix, &mut ids);
+        let mut nodes: Vec<Child> = Vec::with_capacity(n);
+        for node in self.nodes.iter_mut() {
+            nodes.push(Child {
+                exact: list(&node.exact),
+                prefix: list(&node.prefix),
+                ..FREE
+            });
             node.children.sort_by(|a, b| a.0.cmp(&b.0));
         }
         // Depth-first layout of the children groups.
         let mut entry_of = vec![ROOT; n];
-        let mut kids = vec![Span::default(); n];
-        let mut tables = vec![0u32; n];
         let mut entries: Vec<Child> = Vec::with_capacity(n.saturating_sub(1));
-        let mut heads: Vec<u64> = Vec::with_capacity(n.saturating_sub(1));
-        let mut table: Vec<HashSlot> = Vec::new();
+        let mut up: Vec<u32> = Vec::with_capacity(n.saturating_sub(1));
         let mut arena = Vec::new();
         let mut stack = vec![0usize];
         while let Some(b) = stack.pop() {
-            let start = entries.len() as u32;
-            for (seg, child) in &self.nodes[b].children {
+            let start = entries.len();
+            let children = &self.nodes[b].children;
+            let hashed = children.len() > HASHED_FROM as usize;
+            let size = if hashed {
+                table_len(children.len())
+            } else {
+                children.len()
+            };
+            entries.resize(start + size, FREE);
+            up.resize(start + size, ROOT);
+            for (k, (seg, child)) in children.iter().enumerate() {
                 let bytes = seg.as_bytes();
+                let head = head8(bytes);
+                let mut i = k;
+                if hashed {
+                    i = seg_hash(head, bytes) as usize & (size - 1);
+                    while entries[start + i].len != EMPTY {
+                        i = (i + 1) & (size - 1);
+                    }
+                }
                 let c = *child as usize;
-                entry_of[c] = entries.len() as u32;
-                heads.push(head8(bytes));
-                entries.push(Child {
+                entry_of[c] = (start + i) as u32;
+                up[start + i] = entry_of[b];
+                entries[start + i] = Child {
+                    head,
                     len: bytes.len() as u32,
                     off: arena.len() as u32,
-                    kids: Span::default(),
-                    table: 0,
-                    exact: exact[c],
-                    prefix: prefix[c],
-                    up: entry_of[b],
-                });
+                    ..nodes[c]
+                };
                 if bytes.len() > 8 {
                     arena.extend_from_slice(&bytes[8..]);
                 }
             }
-            let len = self.nodes[b].children.len() as u32;
-            kids[b] = Span { start, len };
-            if len > HASHED_FROM {
-                // Linear probing in a table at most half full.
-                tables[b] = table.len() as u32;
-                let at = table.len();
-                let size = table_len(len);
-                table.resize(
-                    at + size,
-                    HashSlot {
-                        head: 0,
-                        len: 0,
-                        entry: EMPTY,
-                    },
-                );
-                let slots = &mut table[at..];
-                for (k, (seg, _)) in self.nodes[b].children.iter().enumerate() {
-                    let bytes = seg.as_bytes();
-                    let head = head8(bytes);
-                    let mut i = seg_hash(head, bytes) as usize & (size - 1);
-                    while slots[i].entry != EMPTY {
-                        i = (i + 1) & (size - 1);
-                    }
-                    slots[i] = HashSlot {
-                        head,
-                        len: bytes.len() as u32,
-                        entry: start + k as u32,
-                    };
-                }
-            }
-            stack.extend(
-                self.nodes[b]
-                    .children
-                    .iter()
-                    .rev()
-                    .map(|(_, c)| *c as usize),
-            );
+            nodes[b].kids = start as u32;
+            nodes[b].nkids = size as u32;
+            stack.extend(children.iter().rev().map(|(_, c)| *c as usize));
         }
         for b in 1..n {
             let e = &mut entries[entry_of[b] as usize];
-            e.kids = kids[b];
-            e.table = tables[b];
+            e.kids = nodes[b].kids;
+            e.nkids = nodes[b].nkids;
         }
         PathTrie {
-            heads: heads.into_boxed_slice(),
             entries: entries.into_boxed_slice(),
-            table: table.into_boxed_slice(),
+            up: up.into_boxed_slice(),
             ids: ids.into_boxed_slice(),
             arena: arena.into_boxed_slice(),
-            root_kids: kids[0],
-            root_table: tables[0],
-            root_exact: exact[0],
-            root_prefix: prefix[0],
+            root: nodes[0],
         }
     }
 }
@@ -683,7 +657,7 @@ mod tests {
             b.add_exact(&format!("{s}/"), 1000 + i as u32);
         }
         let t = b.build();
-        assert!(t.root_kids.len > HASHED_FROM);
+        assert!(t.root.nkids > HASHED_FROM, "the root is hashed");
         for (i, s) in segs.iter().enumerate() {
             let (n, done) = t.walk(&format!("{s}/x"));
             assert!(!done, "{s}");
