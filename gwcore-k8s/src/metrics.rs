@@ -1,6 +1,7 @@
 //! Counters of what the controller did, for tests, logs and `/metrics`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Live counters, shared by the controller's tasks.
 #[derive(Debug, Default)]
@@ -12,6 +13,38 @@ pub struct Metrics {
     events: AtomicU64,
     watch_errors: AtomicU64,
     leader: AtomicBool,
+    waited_micros: AtomicU64,
+    engine_micros: AtomicU64,
+    engine_max_micros: AtomicU64,
+    publish_micros: AtomicU64,
+}
+
+/// How long one engine run's stages took (see [`Timings`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunTimes {
+    pub(crate) waited: Duration,
+    pub(crate) engine: Duration,
+    pub(crate) publish: Duration,
+}
+
+/// Where the controller's time goes, summed over every engine run since
+/// it started: from the watch event that started a run to the new
+/// [`crate::State`] a data plane picks up. Divide by
+/// [`Counters::computes`] for a mean.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timings {
+    /// From the update that started a run reaching the reducer to the
+    /// engine starting: the updates queued behind it, and the coalescing
+    /// window ([`crate::Options::coalesce`]) when runs follow each other.
+    pub waited: Duration,
+    /// The engine applying the changed objects (or loading the snapshot).
+    pub engine: Duration,
+    /// The longest single engine run.
+    pub engine_max: Duration,
+    /// Publishing the new [`crate::State`] (the snapshot it carries
+    /// included).
+    pub publish: Duration,
 }
 
 /// A copy of the counters at one moment.
@@ -60,8 +93,28 @@ impl Metrics {
         self.status_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn computed(&self) {
+    pub(crate) fn computed(&self, t: RunTimes) {
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.computes.fetch_add(1, Ordering::Relaxed);
+        self.waited_micros
+            .fetch_add(micros(t.waited), Ordering::Relaxed);
+        self.engine_micros
+            .fetch_add(micros(t.engine), Ordering::Relaxed);
+        self.engine_max_micros
+            .fetch_max(micros(t.engine), Ordering::Relaxed);
+        self.publish_micros
+            .fetch_add(micros(t.publish), Ordering::Relaxed);
+    }
+
+    /// The time spent per stage so far.
+    pub fn timings(&self) -> Timings {
+        let r = |a: &AtomicU64| Duration::from_micros(a.load(Ordering::Relaxed));
+        Timings {
+            waited: r(&self.waited_micros),
+            engine: r(&self.engine_micros),
+            engine_max: r(&self.engine_max_micros),
+            publish: r(&self.publish_micros),
+        }
     }
 
     pub(crate) fn event(&self) {
@@ -123,6 +176,37 @@ impl Metrics {
             "1 when this instance writes status.",
             u64::from(c.leader),
         );
+        let t = self.timings();
+        let mut seconds = |name: &str, kind: &str, help: &str, d: Duration| {
+            out.push_str(&format!(
+                "# HELP gwcore_k8s_{name} {help}\n# TYPE gwcore_k8s_{name} {kind}\ngwcore_k8s_{name} {}\n",
+                d.as_secs_f64()
+            ));
+        };
+        seconds(
+            "compute_wait_seconds_total",
+            "counter",
+            "Time from the update starting an engine run to the run (queue and coalescing).",
+            t.waited,
+        );
+        seconds(
+            "compute_seconds_total",
+            "counter",
+            "Time the engine took.",
+            t.engine,
+        );
+        seconds(
+            "compute_max_seconds",
+            "gauge",
+            "The longest engine run.",
+            t.engine_max,
+        );
+        seconds(
+            "publish_seconds_total",
+            "counter",
+            "Time publishing the engine's output took.",
+            t.publish,
+        );
         out
     }
 }
@@ -146,5 +230,36 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("gwcore_k8s_leader 1\n"), "{text}");
+    }
+
+    #[test]
+    fn run_times_are_summed_per_stage_with_the_longest_run() {
+        let m = Metrics::default();
+        let ms = Duration::from_millis;
+        m.computed(RunTimes {
+            waited: ms(1),
+            engine: ms(4),
+            publish: ms(2),
+        });
+        m.computed(RunTimes {
+            waited: ms(3),
+            engine: ms(2),
+            publish: ms(1),
+        });
+        assert_eq!(m.read().computes, 2);
+        let t = m.timings();
+        assert_eq!(
+            (t.waited, t.engine, t.engine_max, t.publish),
+            (ms(4), ms(6), ms(4), ms(3))
+        );
+        let text = m.prometheus();
+        assert!(
+            text.contains("gwcore_k8s_compute_seconds_total 0.006\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gwcore_k8s_compute_max_seconds 0.004\n"),
+            "{text}"
+        );
     }
 }
