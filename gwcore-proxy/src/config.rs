@@ -259,12 +259,9 @@ impl Config {
             }
             None => {
                 let engine = Engine::from_snapshot(snapshot.clone(), opts.compute_options());
-                let routing: BTreeMap<ObjectKey, GatewayRouting> = engine
-                    .routing()
-                    .iter()
-                    .map(|(k, r)| (k.clone(), GatewayRouting::clone(r)))
-                    .collect();
-                (engine, gwcore::table::Tables::compile(&routing))
+                // The engine's shared routing, compiled where it is.
+                let tables = gwcore::table::Tables::compile(engine.routing());
+                (engine, tables)
             }
         };
         // The engine's objects equal `snapshot`'s now; keep its copies

@@ -472,7 +472,7 @@ mod tests {
             tls_mode: mode,
             certificates: Vec::new(),
             frontend_validation: None,
-            routes,
+            routes: routes.into(),
         }
     }
 

@@ -6,7 +6,9 @@
 //! This is the contract between [`crate::engine`] and [`crate::table`]: the
 //! table never looks at the snapshot, and the engine never ranks matches.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -177,10 +179,12 @@ pub struct ListenerRouting {
     /// Gateway's `spec.tls.frontend`: the `perPort` entry of its port, else
     /// `default`); `None`: clients are not asked for a certificate.
     pub frontend_validation: Option<FrontendValidation>,
-    /// Accepted routes attached to this listener, sorted by key. Shared, so
-    /// that rebuilding a listener after one route changed copies pointers,
-    /// not routes.
-    pub routes: Vec<Arc<AttachedRoute>>,
+    /// Accepted routes attached to this listener, sorted by key. A
+    /// persistent list: a copy shares its storage, and the copy the engine
+    /// hands out after one route changed shares all but that route's
+    /// chunk with the one before, which lets [`crate::table::Table::update`]
+    /// find the change without comparing every route.
+    pub routes: RouteList,
 }
 
 /// How an HTTPS listener validates client certificates.
@@ -403,4 +407,414 @@ pub struct Mirror {
     pub target: BackendTarget,
     /// Share of requests mirrored, 0.0..=1.0 (default 1.0).
     pub fraction: f64,
+}
+
+/// Routes per chunk of a [`RouteList`] when built; a chunk splits in two
+/// when it grows past twice this.
+const CHUNK: usize = 64;
+
+/// The routes attached to one listener: sorted by key, at most one per
+/// key, stored in shared chunks.
+///
+/// Cloning copies one pointer per chunk (of up to 128 routes), not the
+/// routes; [`RouteList::insert`] and [`RouteList::remove`] copy the one
+/// chunk they change when it is shared, so a list and its edited copy
+/// share every other chunk. What changed between two such lists is found
+/// by skipping the chunks they share, in time that grows with the change,
+/// not with the list.
+///
+/// ```
+/// use std::sync::Arc;
+/// use gwcore::attachments::{AttachedRoute, RouteList, RouteRules};
+/// use gwcore::model::{Kind, ObjectKey};
+///
+/// let route = |name: &str| Arc::new(AttachedRoute {
+///     key: ObjectKey::new(Kind::HttpRoute, "apps", name),
+///     creation_timestamp: None,
+///     hostnames: vec![],
+///     rules: RouteRules::Http(Arc::new(vec![])),
+/// });
+/// let list: RouteList = [route("b"), route("a"), route("b")].into_iter().collect();
+/// // Sorted by key; of two routes with one key, the first is kept.
+/// let names: Vec<&str> = list.iter().map(|r| r.key.name.as_str()).collect();
+/// assert_eq!(names, ["a", "b"]);
+/// let mut edited = list.clone();
+/// edited.insert(route("c"));
+/// assert_eq!((list.len(), edited.len()), (2, 3));
+/// ```
+#[derive(Clone, Default)]
+pub struct RouteList {
+    /// Consecutive runs of the routes, each non-empty.
+    chunks: Vec<Arc<Vec<Arc<AttachedRoute>>>>,
+    len: usize,
+}
+
+impl RouteList {
+    /// An empty list.
+    pub fn new() -> RouteList {
+        RouteList::default()
+    }
+
+    /// The number of routes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there is no route.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The routes, by key.
+    pub fn iter(&self) -> RouteListIter<'_> {
+        RouteListIter {
+            chunks: self.chunks.iter(),
+            chunk: [].iter(),
+        }
+    }
+
+    /// The index of the chunk that holds `key`, or would: the first whose
+    /// last key is not less than it (`chunks.len()` when every key is).
+    fn chunk_of(&self, key: &ObjectKey) -> usize {
+        self.chunks
+            .partition_point(|c| c.last().is_some_and(|r| r.key < *key))
+    }
+
+    /// The route of `key`.
+    pub fn get(&self, key: &ObjectKey) -> Option<&Arc<AttachedRoute>> {
+        let chunk = self.chunks.get(self.chunk_of(key))?;
+        let i = chunk.binary_search_by(|r| r.key.cmp(key)).ok()?;
+        Some(&chunk[i])
+    }
+
+    /// Adds `route` in its key's place; returns the route of that key it
+    /// replaces.
+    pub fn insert(&mut self, route: Arc<AttachedRoute>) -> Option<Arc<AttachedRoute>> {
+        if self.chunks.is_empty() {
+            self.chunks.push(Arc::new(vec![route]));
+            self.len = 1;
+            return None;
+        }
+        // Past the last key: the last chunk grows.
+        let ci = self.chunk_of(&route.key).min(self.chunks.len() - 1);
+        let chunk = Arc::make_mut(&mut self.chunks[ci]);
+        match chunk.binary_search_by(|r| r.key.cmp(&route.key)) {
+            Ok(i) => Some(std::mem::replace(&mut chunk[i], route)),
+            Err(i) => {
+                chunk.insert(i, route);
+                self.len += 1;
+                if chunk.len() > 2 * CHUNK {
+                    let tail = chunk.split_off(chunk.len() / 2);
+                    self.chunks.insert(ci + 1, Arc::new(tail));
+                }
+                None
+            }
+        }
+    }
+
+    /// Removes the route of `key`, and returns it.
+    pub fn remove(&mut self, key: &ObjectKey) -> Option<Arc<AttachedRoute>> {
+        let ci = self.chunk_of(key);
+        let i = self
+            .chunks
+            .get(ci)?
+            .binary_search_by(|r| r.key.cmp(key))
+            .ok()?;
+        let chunk = Arc::make_mut(&mut self.chunks[ci]);
+        let route = chunk.remove(i);
+        if chunk.is_empty() {
+            self.chunks.remove(ci);
+        }
+        self.len -= 1;
+        Some(route)
+    }
+
+    /// Walks what differs from `self` to `newer`, in key order: `f` gets
+    /// each route only `self` has (`(Some, None)`), only `newer` has
+    /// (`(None, Some)`), and each key whose routes are not the same `Arc`
+    /// (`(Some, Some)`, maybe equal). Chunks both lists share are skipped
+    /// whole, so two versions of one list are compared in time that grows
+    /// with their differences. Stops at the first `Break` of `f`.
+    pub(crate) fn diff<'a>(
+        &'a self,
+        newer: &'a RouteList,
+        mut f: impl FnMut(
+            Option<&'a Arc<AttachedRoute>>,
+            Option<&'a Arc<AttachedRoute>>,
+        ) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let (a, b) = (&self.chunks, &newer.chunks);
+        // (chunk, index in it) of each side.
+        let (mut ac, mut ai, mut bc, mut bi) = (0, 0, 0, 0);
+        let step = |c: &mut usize, i: &mut usize, chunks: &[Arc<Vec<Arc<AttachedRoute>>>]| {
+            *i += 1;
+            if *i == chunks[*c].len() {
+                *i = 0;
+                *c += 1;
+            }
+        };
+        loop {
+            while ai == 0 && bi == 0 && ac < a.len() && bc < b.len() && Arc::ptr_eq(&a[ac], &b[bc])
+            {
+                ac += 1;
+                bc += 1;
+            }
+            let x = a.get(ac).map(|c| &c[ai]);
+            let y = b.get(bc).map(|c| &c[bi]);
+            let order = match (x, y) {
+                (None, None) => return ControlFlow::Continue(()),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(x), Some(y)) => x.key.cmp(&y.key),
+            };
+            match order {
+                Ordering::Less => {
+                    f(x, None)?;
+                    step(&mut ac, &mut ai, a);
+                }
+                Ordering::Greater => {
+                    f(None, y)?;
+                    step(&mut bc, &mut bi, b);
+                }
+                Ordering::Equal => {
+                    if let (Some(x), Some(y)) = (x, y)
+                        && !Arc::ptr_eq(x, y)
+                    {
+                        f(Some(x), Some(y))?;
+                    }
+                    step(&mut ac, &mut ai, a);
+                    step(&mut bc, &mut bi, b);
+                }
+            }
+        }
+    }
+}
+
+/// Sorts by key; of routes with equal keys, the first is kept.
+impl FromIterator<Arc<AttachedRoute>> for RouteList {
+    fn from_iter<I: IntoIterator<Item = Arc<AttachedRoute>>>(iter: I) -> RouteList {
+        let mut all: Vec<Arc<AttachedRoute>> = iter.into_iter().collect();
+        all.sort_by(|x, y| x.key.cmp(&y.key));
+        all.dedup_by(|later, first| later.key == first.key);
+        let len = all.len();
+        let mut chunks = Vec::with_capacity(len.div_ceil(CHUNK));
+        let mut rest = all.into_iter();
+        loop {
+            let chunk: Vec<_> = rest.by_ref().take(CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(Arc::new(chunk));
+        }
+        RouteList { chunks, len }
+    }
+}
+
+/// As [`RouteList::from_iter`]: sorted by key, the first of equal keys kept.
+impl From<Vec<Arc<AttachedRoute>>> for RouteList {
+    fn from(routes: Vec<Arc<AttachedRoute>>) -> RouteList {
+        routes.into_iter().collect()
+    }
+}
+
+/// The `index`th route by key (walks the chunks).
+///
+/// # Panics
+///
+/// When `index` is not less than [`RouteList::len`].
+impl std::ops::Index<usize> for RouteList {
+    type Output = Arc<AttachedRoute>;
+
+    fn index(&self, index: usize) -> &Arc<AttachedRoute> {
+        let mut rest = index;
+        for c in &self.chunks {
+            if rest < c.len() {
+                return &c[rest];
+            }
+            rest -= c.len();
+        }
+        panic!("route index {index} out of range for {} routes", self.len)
+    }
+}
+
+/// Equal routes in the same order (shared chunks are not compared route
+/// by route).
+impl PartialEq for RouteList {
+    fn eq(&self, other: &RouteList) -> bool {
+        self.len == other.len
+            && self
+                .diff(other, |x, y| match (x, y) {
+                    (Some(x), Some(y)) if x == y => ControlFlow::Continue(()),
+                    _ => ControlFlow::Break(()),
+                })
+                .is_continue()
+    }
+}
+
+impl std::fmt::Debug for RouteList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// A sequence of routes, as a `Vec` of them is.
+impl Serialize for RouteList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'a> IntoIterator for &'a RouteList {
+    type Item = &'a Arc<AttachedRoute>;
+    type IntoIter = RouteListIter<'a>;
+
+    fn into_iter(self) -> RouteListIter<'a> {
+        self.iter()
+    }
+}
+
+/// The routes of a [`RouteList`], by key.
+#[derive(Debug, Clone)]
+pub struct RouteListIter<'a> {
+    chunks: std::slice::Iter<'a, Arc<Vec<Arc<AttachedRoute>>>>,
+    chunk: std::slice::Iter<'a, Arc<AttachedRoute>>,
+}
+
+impl<'a> Iterator for RouteListIter<'a> {
+    type Item = &'a Arc<AttachedRoute>;
+
+    fn next(&mut self) -> Option<&'a Arc<AttachedRoute>> {
+        loop {
+            if let Some(r) = self.chunk.next() {
+                return Some(r);
+            }
+            self.chunk = self.chunks.next()?.iter();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Kind;
+    use proptest::prelude::*;
+
+    fn route(name: usize, version: usize) -> Arc<AttachedRoute> {
+        Arc::new(AttachedRoute {
+            key: ObjectKey::new(Kind::HttpRoute, "ns", format!("r{name:04}")),
+            creation_timestamp: None,
+            hostnames: vec![format!("v{version}.test")],
+            rules: RouteRules::Http(Arc::new(vec![])),
+        })
+    }
+
+    /// What [`RouteList::diff`] reports from `old` to `new`, as
+    /// (key, old hostnames, new hostnames).
+    type Change = (ObjectKey, Option<Vec<String>>, Option<Vec<String>>);
+
+    fn diff(old: &RouteList, new: &RouteList) -> Vec<Change> {
+        let mut out = Vec::new();
+        let _ = old.diff(new, |x, y| {
+            let key = x.or(y).map(|r| r.key.clone()).expect("one side");
+            out.push((
+                key,
+                x.map(|r| r.hostnames.clone()),
+                y.map(|r| r.hostnames.clone()),
+            ));
+            ControlFlow::Continue(())
+        });
+        out
+    }
+
+    /// The same from two ordered maps.
+    fn model_diff(
+        old: &BTreeMap<ObjectKey, Arc<AttachedRoute>>,
+        new: &BTreeMap<ObjectKey, Arc<AttachedRoute>>,
+    ) -> Vec<Change> {
+        let keys: std::collections::BTreeSet<&ObjectKey> = old.keys().chain(new.keys()).collect();
+        keys.into_iter()
+            .filter_map(|k| match (old.get(k), new.get(k)) {
+                (Some(x), Some(y)) if Arc::ptr_eq(x, y) => None,
+                (x, y) => Some((
+                    k.clone(),
+                    x.map(|r| r.hostnames.clone()),
+                    y.map(|r| r.hostnames.clone()),
+                )),
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Any sequence of inserts and removes (enough to split chunks
+        /// and empty them) leaves the list an ordered map would be, and
+        /// `diff` between any two versions reports exactly the keys whose
+        /// routes differ.
+        #[test]
+        fn route_list_behaves_as_an_ordered_map(
+            start in 0usize..300,
+            edits in prop::collection::vec((any::<bool>(), 0usize..400), 1..300),
+        ) {
+            let mut list: RouteList = (0..start).map(|i| route(i * 7 % 400, 0)).collect();
+            let mut model: BTreeMap<ObjectKey, Arc<AttachedRoute>> =
+                list.iter().map(|r| (r.key.clone(), r.clone())).collect();
+            let (first, first_model) = (list.clone(), model.clone());
+            for (step, (add, k)) in edits.into_iter().enumerate() {
+                let (before, before_model) = (list.clone(), model.clone());
+                if add {
+                    let r = route(k, step + 1);
+                    prop_assert_eq!(
+                        list.insert(r.clone()).map(|o| o.hostnames.clone()),
+                        model.insert(r.key.clone(), r).map(|o| o.hostnames.clone())
+                    );
+                } else {
+                    let key = route(k, 0).key.clone();
+                    prop_assert_eq!(list.remove(&key).is_some(), model.remove(&key).is_some());
+                }
+                prop_assert_eq!(list.len(), model.len());
+                prop_assert!(list.chunks.iter().all(|c| !c.is_empty() && c.len() <= 2 * CHUNK));
+                let keys: Vec<&ObjectKey> = list.iter().map(|r| &r.key).collect();
+                prop_assert_eq!(keys, model.keys().collect::<Vec<_>>());
+                let probe = route(k, 0).key.clone();
+                prop_assert_eq!(list.get(&probe).is_some(), model.contains_key(&probe));
+                if !list.is_empty() {
+                    prop_assert_eq!(&list[list.len() - 1].key, model.keys().last().expect("not empty"));
+                }
+                prop_assert_eq!(diff(&before, &list), model_diff(&before_model, &model));
+                prop_assert_eq!(list == before, list.iter().eq(before.iter()));
+            }
+            prop_assert_eq!(diff(&first, &list), model_diff(&first_model, &model));
+            // A list built anew shares nothing and still diffs by key.
+            let rebuilt: RouteList = model.values().cloned().collect();
+            prop_assert_eq!(diff(&list, &rebuilt), Vec::<Change>::new());
+            prop_assert!(list == rebuilt);
+        }
+    }
+
+    /// An edit copies the one chunk it changes; the others stay shared.
+    #[test]
+    fn an_edit_shares_the_untouched_chunks() {
+        let list: RouteList = (0..1000).map(|i| route(i, 0)).collect();
+        let mut edited = list.clone();
+        edited.insert(route(500, 1));
+        let shared = list
+            .chunks
+            .iter()
+            .zip(&edited.chunks)
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        assert_eq!(shared, list.chunks.len() - 1);
+        assert_eq!(diff(&list, &edited).len(), 1);
+    }
+
+    /// Serialized as the sequence of its routes, as the `Vec` it replaced.
+    #[test]
+    fn a_route_list_serializes_as_a_sequence() {
+        let list: RouteList = (0..3).rev().map(|i| route(i, 0)).collect();
+        let as_vec: Vec<Arc<AttachedRoute>> = list.iter().cloned().collect();
+        assert_eq!(
+            serde_json::to_value(&list).expect("json"),
+            serde_json::to_value(&as_vec).expect("json")
+        );
+        assert_eq!(format!("{list:?}"), format!("{as_vec:?}"));
+    }
 }

@@ -155,11 +155,13 @@ proptest! {
         let mut shuffled = r.clone();
         for l in &mut shuffled.listeners {
             // A deterministic permutation from the seed.
-            let n = l.routes.len();
+            let mut routes: Vec<_> = l.routes.iter().cloned().collect();
+            let n = routes.len();
             for i in (1..n).rev() {
                 let j = (seed.wrapping_mul(i as u64 + 7) % (i as u64 + 1)) as usize;
-                l.routes.swap(i, j);
+                routes.swap(i, j);
             }
+            l.routes = routes.into();
         }
         let other = Table::compile(&shuffled);
         for head in &heads {

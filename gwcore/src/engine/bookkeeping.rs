@@ -3,7 +3,6 @@
 //! delta.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use super::incremental::{Delta, RouteKey};
 use crate::attachments::{GatewayRouting, ListenerRouting};
@@ -46,8 +45,9 @@ pub(super) fn index_remove(
     }
 }
 
-/// Whether two routing inputs are equal; shared routes compare by pointer
-/// first, so an unchanged Gateway costs a pointer comparison per route.
+/// Whether two routing inputs are equal; route lists skip the chunks they
+/// share ([`crate::attachments::RouteList`]), so an unchanged Gateway
+/// costs a pointer comparison per chunk of routes.
 pub(super) fn same_routing(a: &GatewayRouting, b: &GatewayRouting) -> bool {
     // Destructured so that a new field cannot be forgotten here.
     let GatewayRouting {
@@ -80,11 +80,7 @@ pub(super) fn same_routing(a: &GatewayRouting, b: &GatewayRouting) -> bool {
                 && tls_mode == &y.tls_mode
                 && certificates == &y.certificates
                 && frontend_validation == &y.frontend_validation
-                && routes.len() == y.routes.len()
-                && routes
-                    .iter()
-                    .zip(&y.routes)
-                    .all(|(p, q)| Arc::ptr_eq(p, q) || p == q)
+                && routes == &y.routes
         })
 }
 

@@ -422,7 +422,7 @@ impl Ctx<'_> {
             conflict: None,
             certs,
             frontend: None,
-            attached: BTreeMap::new(),
+            attached: RouteList::new(),
         }
     }
 

@@ -24,7 +24,7 @@ use super::bookkeeping::{
 };
 use super::policy::{PolicyCache, policy_kind, policy_kinds, policy_refs};
 use super::{Computed, Ctx, GrantIndex, Gw, RouteState, gateway_routing, index_grant};
-use crate::attachments::{AttachedRoute, GatewayRouting};
+use crate::attachments::{GatewayRouting, RouteList};
 use crate::engine::ComputeOptions;
 use crate::model::{Kind, Object, ObjectKey};
 use crate::snapshot::Snapshot;
@@ -505,7 +505,7 @@ impl Engine {
             };
             let mut old = self.gws.remove(&gk);
             // Compare the states without their attachments (carried over below).
-            let old_attached: Vec<BTreeMap<ObjectKey, Arc<AttachedRoute>>> = old
+            let old_attached: Vec<RouteList> = old
                 .as_mut()
                 .map(|o| {
                     o.listeners
@@ -728,7 +728,8 @@ impl Engine {
             if let Some(gw) = self.gws.get_mut(&gk)
                 && let Some(l) = gw.listeners.get_mut(li)
             {
-                l.attached.insert(rk.clone(), Arc::new(ar));
+                debug_assert_eq!(&ar.key, rk, "an attached route carries its own key");
+                l.attached.insert(Arc::new(ar));
             }
             touched.insert(gk.clone());
             state.attached_to.push((gk, li));

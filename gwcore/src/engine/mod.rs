@@ -35,7 +35,7 @@ use serde::Serialize;
 use crate::attachments::{
     AttachedRoute, BackendError, BackendTarget, BackendTls, FrontendValidation, GatewayRouting,
     GrpcRule, HttpRule, L4Rule, ListenerProtocol, ListenerRouting, Mirror, ResolvedBackend,
-    RouteRules, SubjectAltName, TlsMode,
+    RouteList, RouteRules, SubjectAltName, TlsMode,
 };
 use crate::extension::{ExtensionObject, Extensions};
 use crate::hostname;
@@ -285,8 +285,9 @@ struct Lst {
     certs: Vec<ObjectKey>,
     /// Client certificate validation (HTTPS listeners of a Gateway).
     frontend: Option<FrontendValidation>,
-    /// Attached routes, by key.
-    attached: BTreeMap<ObjectKey, Arc<AttachedRoute>>,
+    /// Attached routes, by key: handed to the table as they are
+    /// ([`crate::attachments::ListenerRouting::routes`]), sharing storage.
+    attached: RouteList,
 }
 
 impl Lst {

@@ -338,7 +338,7 @@ pub(super) fn gateway_routing(key: &ObjectKey, gw: &Gw) -> GatewayRouting {
         .filter(|l| l.usable())
         .filter_map(|l| {
             let protocol = l.protocol?;
-            let routes: Vec<Arc<AttachedRoute>> = l.attached.values().cloned().collect();
+            let routes = l.attached.clone();
             Some(ListenerRouting {
                 name: l.spec.name.clone(),
                 source: l.owner.clone(),

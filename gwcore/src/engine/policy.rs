@@ -392,8 +392,8 @@ impl Ctx<'_> {
             .collect();
         let mut routes: BTreeMap<&ObjectKey, &AttachedRoute> = BTreeMap::new();
         for l in &gw.listeners {
-            for (k, r) in &l.attached {
-                routes.insert(k, r);
+            for r in &l.attached {
+                routes.insert(&r.key, r);
             }
         }
         let services: BTreeSet<&ObjectKey> = routes

@@ -90,7 +90,7 @@ use serde::Serialize;
 
 use crate::attachments::{
     AppliedPolicy, AttachedRoute, BackendError, BackendTarget, GatewayRouting, ListenerProtocol,
-    ListenerRouting, Mirror, PolicyTarget, RouteRules, TlsMode,
+    ListenerRouting, Mirror, PolicyTarget, RouteList, RouteRules, TlsMode,
 };
 use crate::model::{HttpRouteRetry, HttpRouteTimeouts, ObjectKey};
 use crate::values::{FilterType, MatchType, PathMatchType};
@@ -394,19 +394,9 @@ struct Candidate {
 /// version of the table while the route does not change.
 #[derive(Debug)]
 struct CompiledRoute {
-    /// The engine's route it was compiled from: an update that hands the
-    /// same `Arc` (or an equal route) again keeps this compilation.
-    source: Arc<AttachedRoute>,
     info: RouteInfo,
     rules: Box<[Arc<Rule>]>,
     problems: Box<[Problem]>,
-}
-
-impl CompiledRoute {
-    /// The route hostnames it has buckets under (`None`: no hostname).
-    fn bucket_keys(&self) -> Vec<Option<Arc<str>>> {
-        bucket_keys(&self.info.hostnames)
-    }
 }
 
 /// The bucket keys of a route's hostnames (`None`: the route has none).
@@ -563,8 +553,9 @@ type Buckets<B> = HostMap<Arc<B>>;
 #[derive(Debug)]
 struct ListenerTable {
     info: ListenerInfo,
-    /// The attached routes, by key.
-    routes: Vec<Arc<CompiledRoute>>,
+    /// The routes it was compiled from: the next update compiles only
+    /// what differs from them ([`RouteList::diff`]).
+    source: RouteList,
     http: Buckets<HttpBucket>,
     grpc: Buckets<GrpcBucket>,
     /// Extension policies on the listener itself.
@@ -765,7 +756,6 @@ fn compile_route(
         RouteRules::L4(_) => {}
     }
     let compiled = Arc::new(CompiledRoute {
-        source: route.clone(),
         info: RouteInfo {
             key: route.key.clone(),
             creation_timestamp: route.creation_timestamp.clone(),
@@ -781,7 +771,7 @@ fn compile_route(
 /// gone or changed, and the new versions with their candidates.
 #[derive(Default)]
 struct RouteChanges {
-    removed: Vec<Arc<CompiledRoute>>,
+    removed: Vec<Arc<AttachedRoute>>,
     added: Vec<(Arc<CompiledRoute>, Vec<Candidate>, Vec<Candidate>)>,
 }
 
@@ -799,7 +789,7 @@ impl ListenerTable {
                 protocol: l.protocol,
                 hostname: l.hostname.clone(),
             },
-            routes: Vec::new(),
+            source: RouteList::new(),
             http: HostMap::default(),
             grpc: HostMap::default(),
             policies: policies
@@ -815,108 +805,86 @@ impl ListenerTable {
         l: &ListenerRouting,
         policies: &BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
     ) -> ListenerTable {
-        let mut routes: Vec<&Arc<AttachedRoute>> = l.routes.iter().collect();
-        routes.sort_by(|a, b| a.key.cmp(&b.key));
-        routes.dedup_by(|a, b| a.key == b.key);
         let mut changes = RouteChanges::default();
-        let mut compiled = Vec::with_capacity(routes.len());
-        for r in routes {
-            let (c, http, grpc) = compile_route(r, &l.name, policies);
-            compiled.push(c.clone());
-            changes.added.push((c, http, grpc));
+        for r in &l.routes {
+            changes.added.push(compile_route(r, &l.name, policies));
         }
-        ListenerTable::empty(l, policies).with_changes(compiled, changes)
+        ListenerTable::empty(l, policies).with_changes(l.routes.clone(), changes)
     }
 
     /// This listener with the routes of `l` (the same listener: same
-    /// name, port, protocol and hostname; same policies): routes whose
-    /// [`AttachedRoute`] is the same `Arc` or equal keep their compilation,
-    /// and only the buckets of the hostnames of changed routes are built
-    /// again; the others are shared with `self`. `None`: nothing changed.
+    /// name, port, protocol and hostname; same policies): routes that are
+    /// the same `Arc` or equal keep their compilation, and only the
+    /// buckets of the hostnames of changed routes are built again; the
+    /// others are shared with `self`. What changed is found by
+    /// [`RouteList::diff`], which skips the chunks of routes the two lists
+    /// share, so its cost follows the change, not the number of routes.
+    /// `None`: nothing changed.
     fn update(
         &self,
         l: &ListenerRouting,
         policies: &BTreeMap<PolicyTarget, Vec<AppliedPolicy>>,
     ) -> Option<ListenerTable> {
         let mut changes = RouteChanges::default();
-        let mut routes = Vec::with_capacity(l.routes.len());
-        let old = &self.routes;
-        let mut i = 0;
-        for r in &l.routes {
-            // The common case: the same route at the same place.
-            if let Some(o) = old.get(i)
-                && Arc::ptr_eq(&o.source, r)
+        let walked = self.source.diff(&l.routes, |old, new| {
+            if let (Some(o), Some(n)) = (old, new)
+                && o == n
             {
-                routes.push(o.clone());
-                i += 1;
-                continue;
+                return std::ops::ControlFlow::Continue(());
             }
-            // Routes are sorted by key: those before `r` are gone.
-            while let Some(o) = old.get(i)
-                && o.info.key < r.key
-            {
-                changes.removed.push(o.clone());
-                i += 1;
+            changes.removed.extend(old.cloned());
+            if let Some(n) = new {
+                changes.added.push(compile_route(n, &l.name, policies));
             }
-            if routes
-                .last()
-                .is_some_and(|p: &Arc<CompiledRoute>| p.info.key >= r.key)
-            {
-                // Not sorted by key (a routing built by hand): compile the
-                // listener whole, which sorts.
-                return Some(ListenerTable::compile(l, policies));
-            }
-            if let Some(o) = old.get(i)
-                && o.info.key == r.key
-            {
-                i += 1;
-                if *o.source == **r {
-                    routes.push(o.clone());
-                    continue;
-                }
-                changes.removed.push(o.clone());
-            }
-            let (c, http, grpc) = compile_route(r, &l.name, policies);
-            routes.push(c.clone());
-            changes.added.push((c, http, grpc));
-        }
-        changes
-            .removed
-            .extend(old[i.min(old.len())..].iter().cloned());
+            std::ops::ControlFlow::Continue(())
+        });
+        debug_assert!(walked.is_continue());
         if changes.removed.is_empty() && changes.added.is_empty() {
             return None;
         }
-        let mut next = ListenerTable {
+        let next = ListenerTable {
             info: self.info.clone(),
-            routes: Vec::new(),
+            source: RouteList::new(),
             http: self.http.clone(),
             grpc: self.grpc.clone(),
             policies: self.policies.clone(),
             problems: self.problems.clone(),
         };
-        next = next.with_changes(routes, changes);
-        Some(next)
+        Some(next.with_changes(l.routes.clone(), changes))
     }
 
-    /// Applies `changes` to the buckets and problems, with `routes` the
+    /// Applies `changes` to the buckets and problems, with `source` the
     /// listener's routes after them.
-    fn with_changes(mut self, routes: Vec<Arc<CompiledRoute>>, changes: RouteChanges) -> Self {
-        self.routes = routes;
+    fn with_changes(mut self, source: RouteList, changes: RouteChanges) -> Self {
+        self.source = source;
         // The new HTTP and gRPC slots of each touched route hostname.
         type NewSlots = (Vec<Slot>, Vec<Slot>);
         let mut touched: BTreeMap<Option<Arc<str>>, NewSlots> = BTreeMap::new();
-        let mut gone: rustc_hash::FxHashSet<*const CompiledRoute> = Default::default();
+        // A listener holds one route per key: the slots of a removed
+        // route are those of its key.
+        let mut gone: rustc_hash::FxHashSet<&ObjectKey> = Default::default();
         for r in &changes.removed {
-            gone.insert(Arc::as_ptr(r));
-            for h in r.bucket_keys() {
+            gone.insert(&r.key);
+            for h in bucket_keys(&r.hostnames) {
                 touched.entry(h).or_default();
             }
-            for p in r.problems.iter() {
+            let first = Problem {
+                route: r.key.clone(),
+                rule: 0,
+                message: String::new(),
+            };
+            let problems: Vec<Problem> = self
+                .problems
+                .range(first..)
+                .take_while(|p| p.route == r.key)
+                .cloned()
+                .collect();
+            for p in &problems {
                 self.problems.remove(p);
             }
         }
         for (r, http, grpc) in changes.added {
-            for h in r.bucket_keys() {
+            for h in bucket_keys(&r.info.hostnames) {
                 touched.entry(h).or_default();
             }
             self.problems.extend(r.problems.iter().cloned());
@@ -947,7 +915,7 @@ impl ListenerTable {
         }
         let kept = |b: &[Slot], new: Vec<Slot>| -> Vec<Slot> {
             b.iter()
-                .filter(|s| !gone.contains(&Arc::as_ptr(&s.route)))
+                .filter(|s| !gone.contains(&s.route.info.key))
                 .cloned()
                 .chain(new)
                 .collect()
@@ -1531,7 +1499,8 @@ impl Table {
     /// Gateway, compiles it whole.
     ///
     /// One route changed on a Gateway of N routes costs its buckets plus a
-    /// pointer comparison per route, not a compilation of N routes.
+    /// pointer comparison per chunk of routes the two routings share
+    /// ([`crate::attachments::RouteList`]), not a compilation of N routes.
     pub fn update(&self, routing: &GatewayRouting) -> Table {
         if routing.gateway != self.gateway || routing.policies != self.policy_index {
             return Table::compile(routing);

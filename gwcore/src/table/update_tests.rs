@@ -22,7 +22,16 @@ fn canonical(t: &Table) -> String {
         writeln!(out, "port {} select {select:?}", pt.port).unwrap();
         for lt in &pt.listeners {
             writeln!(out, " listener {:?} problems {:?}", lt.info, lt.problems).unwrap();
-            for r in &lt.routes {
+            let keys: Vec<_> = lt.source.iter().map(|r| &r.key).collect();
+            writeln!(out, "  routes {keys:?}").unwrap();
+            // Each compiled route once, from the slots pointing to it.
+            let mut compiled: BTreeMap<&ObjectKey, &CompiledRoute> = BTreeMap::new();
+            let http = lt.http.entries().flat_map(|(_, b)| b.slots.iter());
+            let grpc = lt.grpc.entries().flat_map(|(_, b)| b.slots.iter());
+            for s in http.chain(grpc) {
+                compiled.insert(&s.route.info.key, &s.route);
+            }
+            for r in compiled.values() {
                 writeln!(out, "  route {:?} rules {:?}", r.info, r.rules).unwrap();
             }
             let slot = |out: &mut String, s: &Slot| {
@@ -83,7 +92,7 @@ fn edit() -> impl Strategy<Value = Edit> {
 }
 
 /// Applies `e` the way the engine hands a change: unchanged routes keep
-/// their `Arc`, routes stay sorted by key.
+/// their `Arc` and the list shares its untouched chunks.
 fn apply(r: &mut GatewayRouting, pool: &[Arc<AttachedRoute>], e: &Edit) {
     let (li, pick) = match e {
         Edit::Add(l, _) | Edit::Remove(l, _) | Edit::Change(l, _, _) | Edit::Copy(l, _) => {
@@ -93,13 +102,12 @@ fn apply(r: &mut GatewayRouting, pool: &[Arc<AttachedRoute>], e: &Edit) {
     let routes = &mut r.listeners[li].routes;
     match *e {
         Edit::Add(_, p) if pick > 0 => {
-            let new = pool[p % pick].clone();
-            routes.retain(|o| o.key != new.key);
-            routes.push(new);
+            routes.insert(pool[p % pick].clone());
         }
         Edit::Remove(_, i) if !routes.is_empty() => {
             let n = routes.len();
-            routes.remove(i % n);
+            let key = routes[i % n].key.clone();
+            routes.remove(&key);
         }
         Edit::Change(_, i, p) if !routes.is_empty() && pick > 0 => {
             let n = routes.len();
@@ -107,15 +115,15 @@ fn apply(r: &mut GatewayRouting, pool: &[Arc<AttachedRoute>], e: &Edit) {
             let mut changed = AttachedRoute::clone(&routes[i % n]);
             changed.hostnames = from.hostnames.clone();
             changed.rules = from.rules.clone();
-            routes[i % n] = Arc::new(changed);
+            routes.insert(Arc::new(changed));
         }
         Edit::Copy(_, i) if !routes.is_empty() => {
             let n = routes.len();
-            routes[i % n] = Arc::new(AttachedRoute::clone(&routes[i % n]));
+            let copy = Arc::new(AttachedRoute::clone(&routes[i % n]));
+            routes.insert(copy);
         }
         _ => {}
     }
-    routes.sort_by(|a, b| a.key.cmp(&b.key));
 }
 
 proptest! {
@@ -147,11 +155,16 @@ proptest! {
     fn compiled_table_does_not_depend_on_route_order(r in routing(), seed in any::<u64>()) {
         let mut shuffled = r.clone();
         for l in &mut shuffled.listeners {
-            let n = l.routes.len();
+            // Copies of the routes in another order: a list of them is
+            // built anew, sharing nothing with the original.
+            let mut routes: Vec<Arc<AttachedRoute>> =
+                l.routes.iter().map(|r| Arc::new(AttachedRoute::clone(r))).collect();
+            let n = routes.len();
             for i in (1..n).rev() {
                 let j = (seed.wrapping_mul(i as u64 + 7) % (i as u64 + 1)) as usize;
-                l.routes.swap(i, j);
+                routes.swap(i, j);
             }
+            l.routes = routes.into();
         }
         prop_assert_eq!(canonical(&Table::compile(&r)), canonical(&Table::compile(&shuffled)));
         // An update to a shuffled order gives the same table too.
@@ -221,7 +234,7 @@ fn an_update_shares_untouched_buckets_and_listeners() {
         .as_mut()
         .expect("a path");
     path.value = Some("/p9".into());
-    after.listeners[0].routes[1] = Arc::new(r2);
+    after.listeners[0].routes.insert(Arc::new(r2));
 
     let t0 = Table::compile(&before);
     let t1 = t0.update(&after);
