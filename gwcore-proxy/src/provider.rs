@@ -77,6 +77,8 @@ pub struct FileProvider {
     stats: BTreeMap<PathBuf, FileStat>,
     /// Files read so far.
     files_read: u64,
+    /// Documents parsed so far.
+    documents_parsed: u64,
 }
 
 /// How recent a modification time must be for a file's stat not to be
@@ -186,6 +188,7 @@ impl FileProvider {
             cache: FileProvider::cache(Default::default()),
             stats: BTreeMap::new(),
             files_read: 0,
+            documents_parsed: 0,
         }
     }
 
@@ -207,6 +210,12 @@ impl FileProvider {
     /// [`FileProvider::reload`] since this provider was made.
     pub fn files_read(&self) -> u64 {
         self.files_read
+    }
+
+    /// How many documents (or files read whole, such as JSON) it has
+    /// parsed.
+    pub fn documents_parsed(&self) -> u64 {
+        self.documents_parsed
     }
 
     /// Reads what changed since the last [`FileProvider::commit`]: files
@@ -254,9 +263,11 @@ impl FileProvider {
                     }
                 }
             }
+            self.documents_parsed += reload.documents_parsed() as u64;
             reload = self.cache.reload_all(inputs(&entries, &failed));
         }
         self.files_read += files_read as u64;
+        self.documents_parsed += reload.documents_parsed() as u64;
         // The diagnostics in a fresh read's order: the paths', then each
         // file's own.
         let mut of_files = reload.diagnostics().iter().peekable();
@@ -584,6 +595,11 @@ impl Runtime {
     /// The shared state.
     pub fn proxy(&self) -> &Arc<Proxy> {
         &self.proxy
+    }
+
+    /// The file provider feeding it, if any.
+    pub fn file_provider(&self) -> Option<&FileProvider> {
+        self.provider.as_ref()
     }
 
     /// The local address serving port `port` of the first Gateway (by

@@ -406,3 +406,52 @@ async fn a_file_being_written_is_read_once_its_writer_is_done() {
     }
     assert_eq!(rt.poll_settled().await, None, "nothing new");
 }
+
+/// A reload reads only the documents that changed; one broken among them
+/// refuses the whole reload (the good edit beside it waits too), the
+/// objects of the broken document's previous version keep serving, and
+/// the error says so, naming them.
+#[tokio::test]
+async fn a_broken_document_keeps_its_previous_objects_serving_and_says_so() {
+    let dir = TempDir::new("document");
+    let file = dir.0.join("acme.yaml");
+    let good = acme();
+    common::write_file(&file, &good);
+    let mut rt = Runtime::start(vec![file.clone()], options(true))
+        .await
+        .unwrap();
+    let addr = rt.local_addr(80).unwrap();
+    let c = common::client();
+    let careers_moved = good.replace("value: /careers", "value: /jobs");
+    let broken = careers_moved.replacen(
+        "    - name: product\n      port: 9080",
+        "    - name: product\n      port: nine",
+        1,
+    );
+    assert_ne!(broken, careers_moved);
+    common::write_file(&file, &broken);
+    assert_eq!(rt.reload().await, ReloadOutcome::Failed);
+    let err = rt.proxy().reload_error().expect("the error is kept");
+    assert!(
+        err.errors[0].contains("HTTPRoute product/product field spec.rules[0].backendRefs[0].port"),
+        "the field: {err:?}"
+    );
+    assert!(
+        err.errors.iter().any(|e| e.ends_with(
+            "acme.yaml (document 10) is refused; its previous version keeps serving: HTTPRoute product/product"
+        ) && e.contains(&*file.display().to_string())),
+        "what keeps serving: {err:?}"
+    );
+    assert_eq!(common::get(&c, addr, "x", "/product").await.0, 200);
+    assert_eq!(common::get(&c, addr, "x", "/careers").await.0, 200);
+    assert_eq!(common::get(&c, addr, "x", "/jobs").await.0, 404);
+
+    // Fixed: the good edit that waited is served with it.
+    common::write_file(&file, &careers_moved);
+    assert_eq!(rt.reload().await, ReloadOutcome::Applied);
+    assert!(rt.proxy().reload_error().is_none());
+    assert_eq!(common::get(&c, addr, "x", "/jobs").await.0, 200);
+    assert_eq!(common::get(&c, addr, "x", "/product").await.0, 200);
+    let fresh = read_manifests(std::slice::from_ref(&file)).to_snapshot();
+    assert_eq!(rt.proxy().config().snapshot, fresh);
+}

@@ -533,3 +533,147 @@ async fn http2_host_differing_from_authority_is_refused_with_400() {
         let _ = resp.into_body().collect().await;
     }
 }
+
+/// Sets a file's modification time an hour back, as an input left alone
+/// since long (one changed in the last seconds is read at every reload).
+fn age(path: &std::path::Path) {
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(hour_ago))
+        .unwrap();
+}
+
+/// The ACME example cut in two files: the namespaces, class, Gateway and
+/// Services; and the three routes.
+fn acme_in_two() -> (String, String) {
+    let acme = std::fs::read_to_string(acme_dir().join("acme.yaml")).unwrap();
+    let at = acme
+        .find("---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute")
+        .unwrap();
+    (acme[..at].to_string(), acme[at..].to_string())
+}
+
+#[tokio::test]
+async fn a_reload_reads_only_the_changed_file_and_parses_only_the_changed_document() {
+    let dir = TempDir::new("incremental");
+    let (base, routes) = acme_in_two();
+    let (base_file, routes_file) = (dir.0.join("base.yaml"), dir.0.join("routes.yaml"));
+    common::write_file(&base_file, &base);
+    common::write_file(&routes_file, &routes);
+    age(&base_file);
+    age(&routes_file);
+    let mut rt = Runtime::start(vec![dir.0.clone()], options())
+        .await
+        .unwrap();
+    let addr = rt.local_addr(80).unwrap();
+    let c = common::client();
+    assert_eq!(common::get(&c, addr, "x", "/product").await.0, 200);
+    let counts = |rt: &Runtime| {
+        let p = rt.file_provider().unwrap();
+        (p.files_read(), p.documents_parsed())
+    };
+    assert_eq!(counts(&rt), (2, 12), "the first reload reads everything");
+
+    // One route edited: only its file is read, only its document parsed.
+    common::write_file(
+        &routes_file,
+        &routes.replace("value: /product", "value: /products"),
+    );
+    assert_eq!(rt.reload().await, ReloadOutcome::Applied);
+    assert_eq!(counts(&rt), (3, 13));
+    assert_eq!(common::get(&c, addr, "x", "/products").await.0, 200);
+    assert_eq!(common::get(&c, addr, "x", "/product").await.0, 404);
+    assert_eq!(common::get(&c, addr, "x", "/careers").await.0, 200);
+
+    // Nothing changed since: nothing read.
+    age(&routes_file);
+    assert_eq!(rt.reload().await, ReloadOutcome::Unchanged);
+    assert_eq!(
+        counts(&rt),
+        (4, 13),
+        "read once more: changed within the last seconds"
+    );
+    assert_eq!(rt.reload().await, ReloadOutcome::Unchanged);
+    assert_eq!(
+        counts(&rt),
+        (4, 13),
+        "not read: its length and time are those last served"
+    );
+
+    // What is served equals a fresh read of the files.
+    let fresh = gwcore_proxy::files::read_manifests(&[dir.0.clone()]).to_snapshot();
+    assert_eq!(rt.proxy().config().snapshot, fresh);
+}
+
+/// Objects moving between files, a duplicate across files (the later file
+/// wins, as in a fresh read) and a file removed: after each reload, what
+/// is served equals a fresh read.
+#[tokio::test]
+async fn moved_and_duplicated_objects_are_served_as_a_fresh_read_serves_them() {
+    let dir = TempDir::new("moves");
+    let (base, routes) = acme_in_two();
+    let (a, b) = (dir.0.join("a.yaml"), dir.0.join("b.yaml"));
+    common::write_file(&a, &base);
+    common::write_file(&b, &routes);
+    let mut rt = Runtime::start(vec![dir.0.clone()], options())
+        .await
+        .unwrap();
+    let addr = rt.local_addr(80).unwrap();
+    let c = common::client();
+    let fresh = |rt: &Runtime| {
+        let want = gwcore_proxy::files::read_manifests(&[dir.0.clone()]).to_snapshot();
+        assert_eq!(rt.proxy().config().snapshot, want);
+    };
+    let hr_route = &routes[routes
+        .find(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: hr",
+        )
+        .unwrap()..];
+    let labelled_hr = "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: hr\n  labels:\n    shared-gateway-access: \"true\"\n";
+    let steps: [(&str, String, String); 4] = [
+        // The hr route moves to a.yaml.
+        (
+            "moved",
+            format!("{base}{hr_route}"),
+            routes.replace(hr_route, ""),
+        ),
+        // A later file labels the hr namespace: its duplicate wins.
+        (
+            "duplicate",
+            format!("{base}{hr_route}"),
+            format!("{}{labelled_hr}", routes.replace(hr_route, "")),
+        ),
+        // The later one edited again.
+        (
+            "duplicate edited",
+            format!("{base}{hr_route}"),
+            format!(
+                "{}{}",
+                routes.replace(hr_route, ""),
+                labelled_hr.replace("\"true\"", "\"no\"")
+            ),
+        ),
+        // And gone: the first one serves again.
+        (
+            "duplicate gone",
+            format!("{base}{hr_route}"),
+            routes.replace(hr_route, ""),
+        ),
+    ];
+    let mut hr = Vec::new();
+    for (name, a_text, b_text) in steps {
+        common::write_file(&a, &a_text);
+        common::write_file(&b, &b_text);
+        let outcome = rt.reload().await;
+        assert_ne!(outcome, ReloadOutcome::Failed, "{name}");
+        fresh(&rt);
+        hr.push(common::get(&c, addr, "x", "/hr").await.0);
+    }
+    assert_eq!(hr, [404, 200, 404, 404]);
+    std::fs::remove_file(&b).unwrap();
+    assert_eq!(rt.reload().await, ReloadOutcome::Applied);
+    fresh(&rt);
+    assert_eq!(common::get(&c, addr, "x", "/careers").await.0, 404);
+}
