@@ -51,7 +51,9 @@ pub(crate) struct Args {
     /// seconds.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
-    /// Worker threads serving connections. Default: one per CPU.
+    /// Worker threads serving connections, each with a socket of its own
+    /// per port (`SO_REUSEPORT`) and no work stealing: a connection stays
+    /// on the thread that accepted it. Default: one per CPU.
     #[arg(long)]
     threads: Option<usize>,
     /// Log format.
@@ -304,17 +306,16 @@ pub(crate) fn run(args: Args, plugins: Plugins) -> ExitCode {
         };
         gwcore_proxy::access_log::install(logs.handle(), format);
     }
-    // One thread: the current-thread scheduler, which skips the work
-    // stealing machinery a single worker cannot use.
-    let mut builder = match args.threads {
-        Some(n) if n <= 1 => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
+    // Thread-per-core: `threads` workers, each a current-thread runtime
+    // with its own SO_REUSEPORT socket per port (gwcore_proxy::server::
+    // set_workers), so a connection and its backend connections stay on
+    // one thread. The configuration, UDP and the admin endpoint run on
+    // this thread's runtime, which with one worker also serves the ports.
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    gwcore_proxy::server::set_workers(threads);
+    let mut builder = tokio::runtime::Builder::new_current_thread();
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

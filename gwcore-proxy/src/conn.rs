@@ -320,6 +320,10 @@ pub(crate) async fn serve_http<S>(
     // polled on every wake of the connection (several per request), and a
     // oneshot is cheaper to poll than both.
     let (mut close_tx, close_rx) = tokio::sync::oneshot::channel();
+    // The server's shutdown waits until every receiver is dropped; the
+    // watcher's goes as soon as it has seen the signal, so the connection
+    // holds one of its own until its in-flight requests are answered.
+    let _draining = drain.clone();
     let watched = activity.clone();
     let (header_timeout, idle_timeout) = (limits.header_read_timeout, limits.idle_timeout);
     tokio::spawn(async move {

@@ -151,10 +151,16 @@ impl ConnKey {
 /// meanwhile is noticed when taken (module `h1`), and a request that
 /// meets a connection closing under it goes again on another when it has
 /// no body.
+///
+/// Each worker thread ([`crate::server::set_workers`]) has lists of its
+/// own: a connection is registered with the reactor of the worker that
+/// opened it, and taken again only there, so its readiness never wakes
+/// another thread.
 #[derive(Debug, Default)]
 struct Http1Pool {
+    /// By endpoint, then by worker (`crate::server::worker_index`).
     /// FxHash: the keys are backend addresses the configuration chose.
-    idle: Mutex<HashMap<ConnKey, Vec<Idle>, rustc_hash::FxBuildHasher>>,
+    idle: Mutex<HashMap<ConnKey, Vec<Vec<Idle>>, rustc_hash::FxBuildHasher>>,
     sweeping: std::sync::atomic::AtomicBool,
 }
 
@@ -169,7 +175,7 @@ impl Http1Pool {
     /// A waiting connection to `key` that can take a request.
     fn take(&self, key: &ConnKey) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(key)?;
+        let list = idle.get_mut(key)?.get_mut(crate::server::worker_index())?;
         while let Some(mut c) = list.pop() {
             if c.conn.is_reusable() {
                 return Some(c.conn);
@@ -185,7 +191,12 @@ impl Http1Pool {
         }
         {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let list = idle.entry(key).or_default();
+            let lists = idle.entry(key).or_default();
+            let worker = crate::server::worker_index();
+            if lists.len() <= worker {
+                lists.resize_with(worker + 1, Vec::new);
+            }
+            let list = &mut lists[worker];
             if list.len() < HTTP1_POOL_MAX {
                 list.push(Idle { conn, sweeps: 0 });
             }
@@ -219,13 +230,15 @@ async fn sweep(pool: Weak<Http1Pool>) {
         tokio::time::sleep(HTTP1_SWEEP_EVERY).await;
         let Some(pool) = pool.upgrade() else { return };
         let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|key, list| {
+        idle.retain(|key, lists| {
             let retired = key.retired();
-            list.retain_mut(|c| {
-                c.sweeps += 1;
-                !retired && c.sweeps < HTTP1_IDLE_SWEEPS && c.conn.is_reusable()
-            });
-            !list.is_empty()
+            for list in lists.iter_mut() {
+                list.retain_mut(|c| {
+                    c.sweeps += 1;
+                    !retired && c.sweeps < HTTP1_IDLE_SWEEPS && c.conn.is_reusable()
+                });
+            }
+            lists.iter().any(|l| !l.is_empty())
         });
     }
 }

@@ -4,15 +4,24 @@
 //! serves it; a port no Gateway wants stops accepting (its open connections
 //! finish on their own); a new port is bound when a Gateway asks for it.
 //! A reload that changes no port touches no socket.
+//!
+//! Thread-per-core ([`set_workers`]): with `n` workers, each TCP port is
+//! bound `n` times with `SO_REUSEPORT`, one socket per worker, and every
+//! worker is a single-threaded runtime on a thread of its own. The kernel
+//! spreads new connections over the sockets; a connection then stays on
+//! its worker's thread from accept to close (no work stealing, no wake-up
+//! of another thread per request), and so do the backend connections it
+//! takes from the keep-alive pool, which keeps one list per worker.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{GatewayPort, PortMode};
@@ -87,9 +96,108 @@ impl ListenOptions {
     }
 }
 
+/// Worker threads of servers created from now on; 0 and 1 serve on the
+/// runtime calling [`Server::reconcile`].
+static WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Serves the TCP ports of every [`Server`] created after this call on `n`
+/// threads of their own, one single-threaded runtime each, with one
+/// `SO_REUSEPORT` socket per worker and port (thread-per-core; see the
+/// module documentation). `0` or `1` (the default) serves them on the
+/// runtime that calls [`Server::reconcile`], as before. UDP ports, the
+/// configuration and the admin endpoint stay on that runtime.
+pub fn set_workers(n: usize) {
+    WORKERS.store(n, Ordering::Relaxed);
+}
+
+thread_local! {
+    /// The index of the worker running on this thread; 0 off the workers.
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The worker serving on the calling thread, from 1; 0 on any other thread
+/// (the runtime that called [`Server::reconcile`], an embedding program's).
+pub(crate) fn worker_index() -> usize {
+    WORKER.with(|w| w.get())
+}
+
+/// Threads each driving a single-threaded runtime until the set is dropped.
+struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    /// Dropping one ends its worker's runtime, with the tasks left on it.
+    _stops: Vec<oneshot::Sender<()>>,
+}
+
+impl Workers {
+    fn start(n: usize) -> std::io::Result<Workers> {
+        let mut handles = Vec::with_capacity(n);
+        let mut stops = Vec::with_capacity(n);
+        for i in 1..=n {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            handles.push(rt.handle().clone());
+            let (stop, stopped) = oneshot::channel::<()>();
+            stops.push(stop);
+            std::thread::Builder::new()
+                .name(format!("gwcore-worker-{i}"))
+                .spawn(move || {
+                    WORKER.with(|w| w.set(i));
+                    rt.block_on(async {
+                        let _ = stopped.await;
+                    });
+                })?;
+        }
+        Ok(Workers {
+            handles,
+            _stops: stops,
+        })
+    }
+}
+
+/// A listening socket on `addr` as `TcpListener::bind` makes it
+/// (`SO_REUSEADDR`, a backlog of 1 024), and with `SO_REUSEPORT` when
+/// `shared`; registered with the caller's runtime.
+fn bind_tcp(addr: SocketAddr, shared: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if shared {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// `n` listening sockets on `addr` sharing it with `SO_REUSEPORT` (the
+/// first one picks the port when `addr` has none), taken off the caller's
+/// runtime: each is handed to the worker that serves it.
+fn bind_shared(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut out = Vec::with_capacity(n);
+    let mut at = addr;
+    for _ in 0..n {
+        let listener = bind_tcp(at, true)?;
+        at = listener.local_addr()?;
+        out.push(listener.into_std()?);
+    }
+    Ok(out)
+}
+
 struct Bound {
     info: BoundPort,
-    task: JoinHandle<()>,
+    /// The accept loops: one, or one per worker.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Bound {
+    fn abort(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 /// The set of listening sockets.
@@ -102,6 +210,9 @@ pub struct Server {
     /// Closed (value set to `true`) to start draining; every connection
     /// holds a receiver, so `closed()` tells when the last one is done.
     drain: watch::Sender<bool>,
+    /// Thread-per-core serving ([`set_workers`]); `None`: on the caller's
+    /// runtime.
+    workers: Option<Workers>,
 }
 
 impl std::fmt::Debug for Server {
@@ -116,15 +227,70 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// A server with no socket yet; call [`Server::reconcile`].
+    /// A server with no socket yet; call [`Server::reconcile`]. With
+    /// [`set_workers`] above 1 it starts its worker threads (or, when the
+    /// system refuses a thread, logs why and serves on the caller's
+    /// runtime).
     pub fn new(proxy: Arc<Proxy>, opts: ListenOptions) -> Server {
+        let n = WORKERS.load(Ordering::Relaxed);
+        let workers = if n > 1 {
+            Workers::start(n)
+                .inspect_err(|e| {
+                    tracing::error!(workers = n, error = %e, "cannot start the worker threads; serving on one");
+                })
+                .ok()
+        } else {
+            None
+        };
         Server {
             proxy,
             opts,
             bound: BTreeMap::new(),
             errors: BTreeMap::new(),
             drain: watch::channel(false).0,
+            workers,
         }
+    }
+
+    /// Binds a TCP port and starts its accept loops: on the caller's
+    /// runtime, or one per worker on sockets sharing the address.
+    fn listen_tcp(
+        &self,
+        addr: SocketAddr,
+        gp: &GatewayPort,
+        mode: PortMode,
+    ) -> std::io::Result<(SocketAddr, Vec<JoinHandle<()>>)> {
+        let Some(workers) = &self.workers else {
+            let listener = bind_tcp(addr, false)?;
+            let local = listener.local_addr().unwrap_or(addr);
+            let task = tokio::spawn(accept_loop(
+                listener,
+                gp.clone(),
+                mode,
+                self.proxy.clone(),
+                self.drain.subscribe(),
+            ));
+            return Ok((local, vec![task]));
+        };
+        let listeners = bind_shared(addr, workers.handles.len())?;
+        let local = listeners[0].local_addr()?;
+        let tasks = listeners
+            .into_iter()
+            .zip(&workers.handles)
+            .map(|(listener, handle)| {
+                let (gp, proxy, drain) = (gp.clone(), self.proxy.clone(), self.drain.subscribe());
+                handle.spawn(async move {
+                    // Registered with the worker's own reactor.
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => accept_loop(listener, gp, mode, proxy, drain).await,
+                        Err(e) => {
+                            tracing::error!(gateway_port = %gp, error = %e, "worker cannot listen")
+                        }
+                    }
+                })
+            })
+            .collect();
+        Ok((local, tasks))
     }
 
     /// Binds the ports the current configuration serves that are not bound
@@ -142,7 +308,7 @@ impl Server {
         for gp in stale {
             if let Some(b) = self.bound.remove(&gp) {
                 tracing::info!(gateway_port = %gp, addr = %b.info.addr, "closing listener");
-                b.task.abort();
+                b.abort();
             }
         }
         self.errors.clear();
@@ -152,21 +318,13 @@ impl Server {
             }
             let addr = self.opts.addr(gp);
             let bound = match mode {
-                PortMode::Udp => crate::udp::bind(addr, gp.clone(), self.proxy.clone()).await,
-                _ => TcpListener::bind(addr).await.map(|listener| {
-                    let local = listener.local_addr().unwrap_or(addr);
-                    let task = tokio::spawn(accept_loop(
-                        listener,
-                        gp.clone(),
-                        *mode,
-                        self.proxy.clone(),
-                        self.drain.subscribe(),
-                    ));
-                    (local, task)
-                }),
+                PortMode::Udp => crate::udp::bind(addr, gp.clone(), self.proxy.clone())
+                    .await
+                    .map(|(local, task)| (local, vec![task])),
+                _ => self.listen_tcp(addr, gp, *mode),
             };
             match bound {
-                Ok((local, task)) => {
+                Ok((local, tasks)) => {
                     tracing::info!(gateway_port = %gp, addr = %local, ?mode, "listening");
                     self.bound.insert(
                         gp.clone(),
@@ -177,7 +335,7 @@ impl Server {
                                 addr: local,
                                 mode: *mode,
                             },
-                            task,
+                            tasks,
                         },
                     );
                 }
@@ -220,7 +378,7 @@ impl Server {
     /// requests and close, and waits for them up to `grace`.
     pub async fn shutdown(mut self, grace: Duration) {
         for (_, b) in std::mem::take(&mut self.bound) {
-            b.task.abort();
+            b.abort();
         }
         let _ = self.drain.send(true);
         if tokio::time::timeout(grace, self.drain.closed())
@@ -238,7 +396,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         for b in self.bound.values() {
-            b.task.abort();
+            b.abort();
         }
     }
 }
