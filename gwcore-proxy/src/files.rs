@@ -74,7 +74,7 @@ pub fn read_manifests_extended(paths: &[PathBuf], extensions: &Extensions) -> Lo
                 gwcore::load::Limits::default(),
                 extensions,
             )),
-            Err(d) => loaded.diagnostics.push(d),
+            Err(d) => loaded.diagnostics.push(*d),
         }
     }
     loaded
@@ -100,18 +100,20 @@ pub(crate) fn list_manifests(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Diagnostic
 
 /// Reads one manifest file as text; `len` is its length when already
 /// known. A file over the loader's size limit is refused before it is
-/// read, one that is not UTF-8 after.
-pub(crate) fn read_manifest(f: &Path, len: Option<u64>) -> Result<String, Diagnostic> {
+/// read, one that is not UTF-8 after. (The error is boxed: a diagnostic is
+/// large, and reading succeeds far more often.)
+pub(crate) fn read_manifest(f: &Path, len: Option<u64>) -> Result<String, Box<Diagnostic>> {
     let max = gwcore::load::Limits::default().max_source_bytes;
     let len = len.unwrap_or_else(|| std::fs::metadata(f).map_or(0, |m| m.len()));
     if usize::try_from(len).map_or(true, |l| l > max) {
-        return Err(error(
+        return Err(Box::new(error(
             f,
             format!("{len} bytes, larger than the limit of {max} bytes; nothing read from it"),
-        ));
+        )));
     }
-    let bytes = std::fs::read(f).map_err(|e| io_diagnostic(f, &e))?;
-    String::from_utf8(bytes).map_err(|_| error(f, "not UTF-8 text; nothing read from it".into()))
+    let bytes = std::fs::read(f).map_err(|e| Box::new(io_diagnostic(f, &e)))?;
+    String::from_utf8(bytes)
+        .map_err(|_| Box::new(error(f, "not UTF-8 text; nothing read from it".into())))
 }
 
 fn error(path: &Path, message: String) -> Diagnostic {

@@ -241,7 +241,7 @@ impl FileProvider {
             match crate::files::read_manifest(&f, stat.map(|s| s.0)) {
                 Ok(text) => entries.push((f, name, stat, Some(text))),
                 Err(d) => {
-                    failed.insert(name.clone(), d);
+                    failed.insert(name.clone(), *d);
                     entries.push((f, name, None, None));
                 }
             }
@@ -258,7 +258,7 @@ impl FileProvider {
                     match crate::files::read_manifest(f, stat.map(|s| s.0)) {
                         Ok(t) => *text = Some(t),
                         Err(d) => {
-                            failed.insert(name.clone(), d);
+                            failed.insert(name.clone(), *d);
                         }
                     }
                 }

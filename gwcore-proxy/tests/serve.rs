@@ -603,7 +603,7 @@ async fn a_reload_reads_only_the_changed_file_and_parses_only_the_changed_docume
     );
 
     // What is served equals a fresh read of the files.
-    let fresh = gwcore_proxy::files::read_manifests(&[dir.0.clone()]).to_snapshot();
+    let fresh = gwcore_proxy::files::read_manifests(std::slice::from_ref(&dir.0)).to_snapshot();
     assert_eq!(rt.proxy().config().snapshot, fresh);
 }
 
@@ -623,7 +623,7 @@ async fn moved_and_duplicated_objects_are_served_as_a_fresh_read_serves_them() {
     let addr = rt.local_addr(80).unwrap();
     let c = common::client();
     let fresh = |rt: &Runtime| {
-        let want = gwcore_proxy::files::read_manifests(&[dir.0.clone()]).to_snapshot();
+        let want = gwcore_proxy::files::read_manifests(std::slice::from_ref(&dir.0)).to_snapshot();
         assert_eq!(rt.proxy().config().snapshot, want);
     };
     let hr_route = &routes[routes
