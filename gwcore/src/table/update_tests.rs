@@ -256,3 +256,72 @@ fn an_update_shares_untouched_buckets_and_listeners() {
     assert_eq!(name(&t1, "/p2/x"), None);
     assert_eq!(name(&t0, "/p2/x").as_deref(), Some("r2"));
 }
+
+/// Edits carried from the engine to the table on a Gateway of hundreds of
+/// routes (several chunks of its route list, shared between versions):
+/// after each, the updated table is the compiled one.
+#[cfg(feature = "scale")]
+#[test]
+fn engine_edits_carried_to_the_table_at_scale() {
+    use crate::engine::{ComputeOptions, Engine};
+    use crate::model::{Kind, Object};
+    use crate::scale::{ScaleSpec, generate};
+
+    let spec = ScaleSpec {
+        routes: 600,
+        gateways: 1,
+        hostnames: 60,
+        namespaces: 30,
+        ..ScaleSpec::default()
+    };
+    let objs = generate(&spec);
+    let route = |name: &str| {
+        objs.iter()
+            .find(|o| o.kind() == Kind::HttpRoute && o.meta().name == name)
+            .cloned()
+            .expect("generated route")
+    };
+    let opts = ComputeOptions::new(spec.controller_name.clone(), "2026-01-01T00:00:00Z");
+    let mut engine = Engine::from_snapshot(crate::Snapshot::from_objects(objs.clone()), opts);
+    let gateway = |e: &Engine| e.routing().values().next().cloned().expect("the Gateway");
+    assert!(gateway(&engine).listeners[0].routes.len() > 300);
+    let mut table = Table::compile(&gateway(&engine));
+    let mut edits: Vec<Object> = Vec::new();
+    for (i, name) in ["route-150", "route-151", "route-420", "route-598"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut changed = route(name);
+        if let Object::HttpRoute(r) = &mut changed {
+            r.spec.rules[0].matches[0]
+                .path
+                .as_mut()
+                .expect("path")
+                .value = Some(format!("/edited-{i}"));
+            r.spec.hostnames = vec![format!("app-{i}.example.com")];
+        }
+        edits.push(changed);
+        let mut added = route(name);
+        added.meta_mut().name = format!("{name}-copy");
+        edits.push(added);
+    }
+    for (step, obj) in edits.into_iter().enumerate() {
+        let key = obj.key();
+        for delete in [false, true] {
+            let delta = if delete {
+                engine.delete(&key)
+            } else {
+                engine.apply(obj.clone())
+            };
+            let Some(Some(r)) = delta.routing.values().next() else {
+                panic!("step {step}: the edit of {key} changes the Gateway's routing")
+            };
+            table = table.update(r);
+            assert_eq!(
+                canonical(&table),
+                canonical(&Table::compile(r)),
+                "step {step} (delete {delete}): {key}"
+            );
+        }
+    }
+}
