@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use gwcore::Snapshot;
-use gwcore::engine::Refusal;
 use gwcore::extension::Extensions;
 use gwcore::load::Loaded;
 use gwcore::model::Kind;
@@ -52,8 +51,13 @@ fn parse_address(s: &str) -> Result<String, String> {
 /// register too.
 pub(crate) fn run(args: Args, extensions: &Extensions) -> ExitCode {
     let loaded: Loaded = gwcore_proxy::files::read_manifests_extended(&args.paths, extensions);
-    for d in &loaded.diagnostics {
-        eprintln!("{d}");
+    {
+        let mut err = std::io::BufWriter::new(std::io::stderr().lock());
+        for d in &loaded.diagnostics {
+            // Nothing more to say if standard error is gone.
+            let _ = writeln!(err, "{d}");
+        }
+        let _ = err.flush();
     }
     // What the output needs from the load, then the objects move into the
     // snapshot (no copy of them is kept).
@@ -97,33 +101,45 @@ pub(crate) fn run(args: Args, extensions: &Extensions) -> ExitCode {
         .into_iter()
         .chain(extensions.policies().map(|p| Kind::Extension(p.kind())))
         .collect();
-    // Each document is written as it is built: no list of them all.
-    let mut docs = status_documents(&computed, &kinds, &versions);
+    // Each document is written as it is built: no list of them all. With
+    // a second core, one thread builds the documents (in batches) while
+    // this one writes them, in the same order.
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    match args.output {
-        OutputFormat::Yaml => {
-            for d in docs {
-                if out.write_all(b"---\n").is_err()
-                    || serde_norway::to_writer(&mut out, &d).is_err()
-                {
-                    return ExitCode::from(2);
+    let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    let written = if parallel {
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<serde_json::Value>>(4);
+            let (computed, kinds, versions) = (&computed, &kinds, &versions);
+            s.spawn(move || {
+                let mut docs = status_documents(computed, kinds, versions);
+                loop {
+                    let batch: Vec<_> = docs.by_ref().take(BATCH).collect();
+                    // The writer stopped (stdout closed): nothing more to build.
+                    if batch.is_empty() || tx.send(batch).is_err() {
+                        break;
+                    }
                 }
-            }
-        }
-        OutputFormat::Json => {
-            let list = List(Items(std::cell::RefCell::new(&mut docs)));
-            if serde_json::to_writer_pretty(&mut out, &list).is_err() || writeln!(out).is_err() {
-                return ExitCode::from(2);
-            }
-        }
-    }
-    if out.flush().is_err() {
+            });
+            write_statuses(&mut out, args.output, rx.into_iter().flatten())
+        })
+    } else {
+        write_statuses(
+            &mut out,
+            args.output,
+            status_documents(&computed, &kinds, &versions),
+        )
+    };
+    if written.and_then(|()| out.flush()).is_err() {
         return ExitCode::from(2);
     }
+    drop(out);
+    let mut err = std::io::BufWriter::new(std::io::stderr().lock());
     for r in &refusals {
-        print_refusal(r);
+        // Nothing more to say if standard error is gone.
+        let _ = writeln!(err, "refused ({}): {}", r.reason, r.message);
     }
+    let _ = err.flush();
     if has_errors {
         ExitCode::from(1)
     } else {
@@ -155,6 +171,29 @@ impl<I: Iterator<Item = serde_json::Value>> serde::Serialize for Items<'_, I> {
     }
 }
 
-fn print_refusal(r: &Refusal) {
-    eprintln!("refused ({}): {}", r.reason, r.message);
+/// How many status documents are built at a time while the previous ones
+/// are written.
+const BATCH: usize = 256;
+
+/// Writes the status documents `docs` to `out` as they come: YAML
+/// documents one after another, or a JSON `kind: List`.
+fn write_statuses(
+    out: &mut impl Write,
+    format: OutputFormat,
+    mut docs: impl Iterator<Item = serde_json::Value>,
+) -> std::io::Result<()> {
+    match format {
+        OutputFormat::Yaml => {
+            for d in docs {
+                out.write_all(b"---\n")?;
+                serde_norway::to_writer(&mut *out, &d).map_err(std::io::Error::other)?;
+            }
+        }
+        OutputFormat::Json => {
+            let list = List(Items(std::cell::RefCell::new(&mut docs)));
+            serde_json::to_writer_pretty(&mut *out, &list)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
 }
