@@ -248,7 +248,21 @@ impl Config {
             Some((previous, mut engine)) => {
                 engine.set_now(opts.now.clone());
                 let mut delta = Delta::default();
-                for (key, now) in differences(engine.snapshot(), &snapshot) {
+                for (key, now) in engine.snapshot().differences(&snapshot) {
+                    // A change of status alone (in Kubernetes mode, the
+                    // echo of each status write) changes nothing served:
+                    // the data plane reads no status, and the statuses
+                    // are written by the controller's engine. Telling the
+                    // engine costs a recomputation of the object (after
+                    // a burst of writes, one per route) for nothing.
+                    if let Some(obj) = now
+                        && engine
+                            .snapshot()
+                            .get(&key)
+                            .is_some_and(|old| same_but_status(old, obj))
+                    {
+                        continue;
+                    }
                     delta.absorb(match now {
                         Some(obj) => engine.apply(obj.clone()),
                         None => engine.delete(&key),
@@ -361,23 +375,10 @@ impl Config {
     }
 }
 
-/// The objects that differ between `old` and `new`: each key with its
-/// object in `new` (`None`: gone), in key order.
-fn differences<'a>(old: &Snapshot, new: &'a Snapshot) -> Vec<(ObjectKey, Option<&'a Object>)> {
-    let mut out: Vec<(ObjectKey, Option<&'a Object>)> = new
-        .keys()
-        .filter_map(|k| {
-            let now = new.get(k)?;
-            (old.get(k) != Some(now)).then(|| (k.clone(), Some(now)))
-        })
-        .collect();
-    out.extend(
-        old.keys()
-            .filter(|k| new.get(k).is_none())
-            .map(|k| (k.clone(), None)),
-    );
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+/// Whether two versions of an object differ only by what the API server
+/// changes on a status write.
+fn same_but_status(a: &Object, b: &Object) -> bool {
+    a.kind() == b.kind() && a.without_status() == b.without_status()
 }
 
 /// The ports of every Gateway, and how each is served. Listeners of one

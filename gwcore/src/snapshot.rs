@@ -113,6 +113,48 @@ impl Snapshot {
             .map(|(_, v)| &**v)
     }
 
+    /// What differs from this snapshot to `newer`, in key order: each key
+    /// whose object is new or changed, with `newer`'s object, and each key
+    /// gone from `newer` (`None`). Objects the two snapshots share (one
+    /// cloned from the other and changed in a few places) are not compared
+    /// field by field, so the cost follows the keys, not the objects' size.
+    pub fn differences<'a>(&self, newer: &'a Snapshot) -> Vec<(ObjectKey, Option<&'a Object>)> {
+        let mut out = Vec::new();
+        let mut old = self.objects.iter().peekable();
+        let mut new = newer.objects.iter().peekable();
+        loop {
+            match (old.peek(), new.peek()) {
+                (None, None) => break,
+                (Some((k, _)), None) => {
+                    out.push(((*k).clone(), None));
+                    old.next();
+                }
+                (None, Some((k, v))) => {
+                    out.push(((*k).clone(), Some(&***v)));
+                    new.next();
+                }
+                (Some((ko, vo)), Some((kn, vn))) => match ko.cmp(kn) {
+                    std::cmp::Ordering::Less => {
+                        out.push(((*ko).clone(), None));
+                        old.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        out.push(((*kn).clone(), Some(&***vn)));
+                        new.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if !Arc::ptr_eq(vo, vn) && vo != vn {
+                            out.push(((*kn).clone(), Some(&***vn)));
+                        }
+                        old.next();
+                        new.next();
+                    }
+                },
+            }
+        }
+        out
+    }
+
     /// All keys, ordered.
     pub fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
         self.objects.keys()
@@ -163,6 +205,77 @@ impl Snapshot {
     ) {
         for (k, s) in statuses {
             self.set_status(k, s.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What `differences` must give: every key compared field by field.
+    fn compared(old: &Snapshot, new: &Snapshot) -> Vec<(ObjectKey, Option<Object>)> {
+        let mut out: Vec<(ObjectKey, Option<Object>)> = new
+            .iter()
+            .filter(|o| old.get(&o.key()) != Some(*o))
+            .map(|o| (o.key(), Some(o.clone())))
+            .collect();
+        out.extend(
+            old.keys()
+                .filter(|k| new.get(k).is_none())
+                .map(|k| (k.clone(), None)),
+        );
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    proptest! {
+        /// From a snapshot to a clone of it with objects removed, replaced
+        /// (by an equal copy, which is no difference, or a changed one)
+        /// and added, `differences` lists exactly the keys that differ.
+        #[test]
+        fn differences_are_the_keys_that_differ(
+            objects in crate::testing::snapshot::objects(),
+            extra in crate::testing::snapshot::objects(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..4), 0..8),
+        ) {
+            let old = Snapshot::from_objects(objects);
+            let mut new = old.clone();
+            let keys: Vec<ObjectKey> = old.keys().cloned().collect();
+            for (i, what) in edits {
+                if keys.is_empty() {
+                    break;
+                }
+                let key = &keys[i.index(keys.len())];
+                match what {
+                    0 => {
+                        new.remove(key);
+                    }
+                    1 => {
+                        // An equal copy: not shared, still no difference.
+                        if let Some(o) = old.get(key) {
+                            new.insert(o.clone());
+                        }
+                    }
+                    _ => {
+                        if let Some(o) = new.get_mut(key) {
+                            o.meta_mut().resource_version = Some(format!("v{what}"));
+                        }
+                    }
+                }
+            }
+            for o in extra {
+                if old.get(&o.key()).is_none() {
+                    new.insert(o);
+                }
+            }
+            let got: Vec<(ObjectKey, Option<Object>)> = old
+                .differences(&new)
+                .into_iter()
+                .map(|(k, o)| (k, o.cloned()))
+                .collect();
+            prop_assert_eq!(got, compared(&old, &new));
         }
     }
 }
