@@ -158,7 +158,7 @@ impl ConnKey {
 /// another thread.
 #[derive(Debug, Default)]
 struct Http1Pool {
-    /// By endpoint, then by worker (`crate::server::worker_index`).
+    /// By endpoint, then by worker (`crate::worker::index`).
     /// FxHash: the keys are backend addresses the configuration chose.
     idle: Mutex<HashMap<ConnKey, Vec<Vec<Idle>>, rustc_hash::FxBuildHasher>>,
     sweeping: std::sync::atomic::AtomicBool,
@@ -175,7 +175,7 @@ impl Http1Pool {
     /// A waiting connection to `key` that can take a request.
     fn take(&self, key: &ConnKey) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(key)?.get_mut(crate::server::worker_index())?;
+        let list = idle.get_mut(key)?.get_mut(crate::worker::index())?;
         while let Some(mut c) = list.pop() {
             if c.conn.is_reusable() {
                 return Some(c.conn);
@@ -192,7 +192,7 @@ impl Http1Pool {
         {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             let lists = idle.entry(key).or_default();
-            let worker = crate::server::worker_index();
+            let worker = crate::worker::index();
             if lists.len() <= worker {
                 lists.resize_with(worker + 1, Vec::new);
             }

@@ -117,3 +117,4 @@ pub mod trace_context;
 pub mod tracing_otel;
 mod udp;
 mod write_timeout;
+mod worker;

@@ -110,17 +110,6 @@ pub fn set_workers(n: usize) {
     WORKERS.store(n, Ordering::Relaxed);
 }
 
-thread_local! {
-    /// The index of the worker running on this thread; 0 off the workers.
-    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// The worker serving on the calling thread, from 1; 0 on any other thread
-/// (the runtime that called [`Server::reconcile`], an embedding program's).
-pub(crate) fn worker_index() -> usize {
-    WORKER.with(|w| w.get())
-}
-
 /// Threads each driving a single-threaded runtime until the set is dropped.
 struct Workers {
     handles: Vec<tokio::runtime::Handle>,
@@ -142,7 +131,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("gwcore-worker-{i}"))
                 .spawn(move || {
-                    WORKER.with(|w| w.set(i));
+                    crate::worker::set_index(i);
                     rt.block_on(async {
                         let _ = stopped.await;
                     });
