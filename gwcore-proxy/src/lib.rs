@@ -116,5 +116,5 @@ pub mod tls;
 pub mod trace_context;
 pub mod tracing_otel;
 mod udp;
-mod write_timeout;
 mod worker;
+mod write_timeout;
