@@ -263,9 +263,7 @@ impl Index {
                 self.invalid.remove(&key);
                 let change = match self.snapshot.get(&key) {
                     Some(old) if *old == obj => return Change::None,
-                    Some(old) if old.without_status() == obj.without_status() => {
-                        Change::Status(key.clone())
-                    }
+                    Some(old) if old.same_but_status(&obj) => Change::Status(key.clone()),
                     _ => Change::Objects,
                 };
                 // Status-only as long as every change since the engine

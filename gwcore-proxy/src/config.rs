@@ -259,7 +259,7 @@ impl Config {
                         && engine
                             .snapshot()
                             .get(&key)
-                            .is_some_and(|old| same_but_status(old, obj))
+                            .is_some_and(|old| old.same_but_status(obj))
                     {
                         continue;
                     }
@@ -373,12 +373,6 @@ impl Config {
                 .collect::<Vec<_>>(),
         })
     }
-}
-
-/// Whether two versions of an object differ only by what the API server
-/// changes on a status write.
-fn same_but_status(a: &Object, b: &Object) -> bool {
-    a.kind() == b.kind() && a.without_status() == b.without_status()
 }
 
 /// The ports of every Gateway, and how each is served. Listeners of one

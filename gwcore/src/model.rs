@@ -1774,6 +1774,13 @@ impl Object {
         ObjectKey::new(self.kind(), m.ns(), m.name.clone())
     }
 
+    /// Whether `other` is this object with at most what the API server
+    /// changes on a status write changed (see [`Object::without_status`]):
+    /// the echo of a status write, or no change at all.
+    pub fn same_but_status(&self, other: &Object) -> bool {
+        self.without_status() == other.without_status()
+    }
+
     /// The object without what the API server changes on a status write
     /// (`status` and `metadata.resourceVersion`): two versions that compare
     /// equal this way differ only by a status echo.

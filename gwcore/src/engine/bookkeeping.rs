@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::incremental::{Delta, RouteKey};
 use crate::attachments::{GatewayRouting, ListenerRouting};
-use crate::model::{Kind, Object, ObjectKey};
+use crate::model::{Kind, ObjectKey};
 use crate::status::ObjectStatus;
 
 /// Adds `route` to the set under `k` (the key is cloned only when new).
@@ -142,10 +142,4 @@ pub(super) fn replace_statuses(
     for (k, s) in new {
         put_status(statuses, delta.as_deref_mut(), &k, Some(s));
     }
-}
-
-/// Whether two versions of an object differ only in status and
-/// resourceVersion (a status echo from the API server).
-pub(super) fn same_but_status(a: &Object, b: &Object) -> bool {
-    a.kind() == b.kind() && a.without_status() == b.without_status()
 }

@@ -19,8 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::bookkeeping::{
-    index_add, index_remove, indexed, put_status, replace_statuses, same_but_status, same_routing,
-    status_keys,
+    index_add, index_remove, indexed, put_status, replace_statuses, same_routing, status_keys,
 };
 use super::policy::{PolicyCache, policy_kind, policy_kinds, policy_refs};
 use super::{Computed, Ctx, GrantIndex, Gw, RouteState, gateway_routing, index_grant};
@@ -276,7 +275,7 @@ impl Engine {
         let status_only = self
             .snap
             .get(&key)
-            .is_some_and(|old| same_but_status(old, &obj));
+            .is_some_and(|old| old.same_but_status(&obj));
         let old = self.snap.insert(obj);
         if status_only {
             let mut dirty = Dirty::default();
