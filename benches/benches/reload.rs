@@ -128,14 +128,9 @@ fn reload(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(1));
     g.bench_function("read/full", |b| {
         b.iter_custom(|n| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..n {
-                setup.flip();
-                let t = Instant::now();
+            after_each_edit(&mut setup, n, || {
                 std::hint::black_box(full_read(&paths));
-                spent += t.elapsed();
-            }
-            spent
+            })
         })
     });
     // The provider's state must follow the file: read what the full reads
@@ -143,62 +138,62 @@ fn reload(c: &mut Criterion) {
     incremental_read_any(&mut provider);
     g.bench_function("read/incremental", |b| {
         b.iter_custom(|n| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..n {
-                setup.flip();
-                let t = Instant::now();
+            after_each_edit(&mut setup, n, || {
                 std::hint::black_box(incremental_read(&mut provider, &config.snapshot));
-                spent += t.elapsed();
-            }
-            spent
+            })
         })
     });
     let mut generation = 1;
     g.bench_function("config/full", |b| {
         b.iter_custom(|n| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..n {
-                setup.flip();
-                let t = Instant::now();
-                let (snapshot, diagnostics) = full_read(&paths);
-                generation += 1;
-                config = Config::build_next(
-                    Some(&config),
-                    generation,
-                    snapshot,
-                    diagnostics,
-                    &options(),
-                    &none,
-                );
-                spent += t.elapsed();
-            }
-            spent
+            after_each_edit(&mut setup, n, || {
+                let read = full_read(&paths);
+                next_config(&mut config, &mut generation, read);
+            })
         })
     });
     incremental_read_any(&mut provider);
     g.bench_function("config/incremental", |b| {
         b.iter_custom(|n| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..n {
-                setup.flip();
-                let t = Instant::now();
-                let (snapshot, diagnostics) = incremental_read(&mut provider, &config.snapshot);
-                generation += 1;
-                config = Config::build_next(
-                    Some(&config),
-                    generation,
-                    snapshot,
-                    diagnostics,
-                    &options(),
-                    &none,
-                );
-                spent += t.elapsed();
-            }
-            spent
+            after_each_edit(&mut setup, n, || {
+                let read = incremental_read(&mut provider, &config.snapshot);
+                next_config(&mut config, &mut generation, read);
+            })
         })
     });
     g.finish();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The time `work` takes after each of `n` edits of the route's document
+/// (the edit itself not counted).
+fn after_each_edit(setup: &mut Setup, n: u64, mut work: impl FnMut()) -> Duration {
+    let mut spent = Duration::ZERO;
+    for _ in 0..n {
+        setup.flip();
+        let t = Instant::now();
+        work();
+        spent += t.elapsed();
+    }
+    spent
+}
+
+/// Builds the next configuration from `config` and what a read gave, as a
+/// reload does.
+fn next_config(
+    config: &mut Config,
+    generation: &mut u64,
+    (snapshot, diagnostics): (Snapshot, Vec<gwcore::load::Diagnostic>),
+) {
+    *generation += 1;
+    *config = Config::build_next(
+        Some(config),
+        *generation,
+        snapshot,
+        diagnostics,
+        &options(),
+        &BTreeMap::new(),
+    );
 }
 
 /// Brings the provider up to the file, whatever changed.
