@@ -226,6 +226,9 @@ struct Stages {
     engine: Duration,
     publish: Duration,
     applied: Option<SystemTime>,
+    /// `gwcore serve`'s split of the swap: taking the State, then
+    /// `Runtime::apply`.
+    swap: Option<(Duration, Duration)>,
 }
 
 fn parse_time(s: &str) -> Option<SystemTime> {
@@ -233,11 +236,16 @@ fn parse_time(s: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ts.as_nanosecond()).ok()?))
 }
 
+/// The swaps of the proxy: when each configuration was applied, and
+/// when `gwcore serve` logged it with its split (take, apply).
+type Swaps = (Vec<SystemTime>, Vec<(SystemTime, Duration, Duration)>);
+
 /// Reads gwcore's JSON log: the engine runs that changed what a Gateway
 /// routes, and the proxy's configuration swaps, in order.
-fn read_log(log: &str) -> (Vec<(SystemTime, Stages)>, Vec<SystemTime>) {
+fn read_log(log: &str) -> (Vec<(SystemTime, Stages)>, Swaps) {
     let mut runs = Vec::new();
     let mut applied = Vec::new();
+    let mut swaps = Vec::new();
     let f = |v: &Value, k: &str| Duration::from_secs_f64(v[k].as_f64().unwrap_or(0.0) / 1000.0);
     for line in log.lines() {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
@@ -257,28 +265,31 @@ fn read_log(log: &str) -> (Vec<(SystemTime, Stages)>, Vec<SystemTime>) {
                         engine: f(fields, "took_ms"),
                         publish: f(fields, "publish_ms"),
                         applied: None,
+                        swap: None,
                     },
                 ));
             }
             Some("configuration applied") => applied.push(at),
+            Some("proxy swap") => swaps.push((at, f(fields, "take_ms"), f(fields, "apply_ms"))),
             _ => {}
         }
     }
-    (runs, applied)
+    (runs, (applied, swaps))
 }
 
 /// The stages of a route created at `start`: the first run changing
 /// routing after it (one route at a time: that run took it), and the
 /// first swap after that run.
-fn stages(
-    runs: &[(SystemTime, Stages)],
-    applied: &[SystemTime],
-    start: SystemTime,
-) -> Option<Stages> {
+fn stages(runs: &[(SystemTime, Stages)], swaps: &Swaps, start: SystemTime) -> Option<Stages> {
+    let (applied, split) = swaps;
     let i = runs.partition_point(|(t, _)| *t < start);
     let (published, mut s) = runs.get(i).cloned()?;
     let j = applied.partition_point(|t| *t < published);
     s.applied = applied.get(j).copied();
+    if let Some(at) = s.applied {
+        let k = split.partition_point(|(t, _, _)| *t < at);
+        s.swap = split.get(k).map(|(_, take, apply)| (*take, *apply));
+    }
     Some(s)
 }
 
@@ -405,7 +416,7 @@ async fn run(a: Args) -> Result<(), String> {
             .args(["--listen", &format!("80=127.0.0.1:{port}")])
             .env(
                 "RUST_LOG",
-                "warn,gwcore_k8s::controller=debug,gwcore_k8s::writer=debug,gwcore::reload=info",
+                "warn,gwcore_k8s::controller=debug,gwcore_k8s::writer=debug,gwcore::reload=info,gwcore_cli::controller=debug",
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -498,7 +509,7 @@ async fn run(a: Args) -> Result<(), String> {
 
     let text =
         std::fs::read_to_string(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-    let (runs, applied) = read_log(&text);
+    let (runs, swaps) = read_log(&text);
     let writes = text.matches("\"status written\"").count();
     let mut total = Vec::new();
     let mut call = Vec::new();
@@ -510,10 +521,11 @@ async fn run(a: Args) -> Result<(), String> {
         Vec::new(),
         Vec::new(),
     );
+    let (mut take, mut apply) = (Vec::new(), Vec::new());
     for s in &samples {
         total.push(since(s.start, s.served));
         call.push(since(s.start, s.created));
-        let Some(x) = stages(&runs, &applied, s.start) else {
+        let Some(x) = stages(&runs, &swaps, s.start) else {
             continue;
         };
         let Some(published) = x.published else {
@@ -528,6 +540,10 @@ async fn run(a: Args) -> Result<(), String> {
         if let Some(applied) = x.applied {
             to_proxy.push(since(published, applied));
             to_poll.push(since(applied, s.served));
+        }
+        if let Some((t, a)) = x.swap {
+            take.push(t);
+            apply.push(a);
         }
     }
     println!(
@@ -546,6 +562,8 @@ async fn run(a: Args) -> Result<(), String> {
     println!("{}", summary("  reducer: engine run", engine));
     println!("{}", summary("  reducer: publish the State", publish));
     println!("{}", summary("  published → proxy swapped", to_proxy));
+    println!("{}", summary("    serve: take the State", take));
+    println!("{}", summary("    serve: Runtime::apply", apply));
     println!("{}", summary("  swapped → first 200 polled", to_poll));
     println!(
         "status writes logged during the whole run: {writes}; log: {}",

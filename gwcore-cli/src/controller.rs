@@ -418,13 +418,25 @@ pub(crate) async fn serve(
                     break;
                 }
                 // Status changes alone do not change what is served.
+                let taken = std::time::Instant::now();
                 let next = {
                     let s = state.borrow_and_update();
                     (s.objects_version != served_version).then(|| (s.snapshot.clone(), s.objects_version))
                 };
                 if let Some((snapshot, v)) = next {
                     served_version = v;
-                    runtime.apply(snapshot).await;
+                    let applying = std::time::Instant::now();
+                    let outcome = runtime.apply(snapshot).await;
+                    // The proxy's share of a served change (benches/k8s
+                    // reads it): taking the state, then building and
+                    // swapping the configuration.
+                    tracing::debug!(
+                        objects_version = v,
+                        outcome = ?outcome,
+                        take_ms = ms(applying - taken),
+                        apply_ms = ms(applying.elapsed()),
+                        "proxy swap"
+                    );
                 }
             }
         }
@@ -432,6 +444,10 @@ pub(crate) async fn serve(
     runtime.shutdown(grace).await;
     ctl.shutdown().await;
     ExitCode::SUCCESS
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// A minimal HTTP/1.1 admin endpoint: `/healthz` (the process runs),
