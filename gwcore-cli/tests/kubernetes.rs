@@ -177,3 +177,129 @@ async fn serve_kubernetes_serves_acme_and_new_routes_quickly() {
     }
     c.cleanup(&objs).await;
 }
+
+/// The proxy's configuration reloads so far (every result), from `/metrics`
+/// of the admin endpoint on `admin`.
+async fn reloads(admin: u16) -> u64 {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", admin))
+        .await
+        .expect("the admin endpoint");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body.lines()
+        .filter(|l| l.starts_with("gwcore_reloads_total{"))
+        .map(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("bad metric line {l:?}"))
+        })
+        .sum()
+}
+
+/// Waits until the reload count has not moved for `quiet`; returns it.
+async fn settled_reloads(admin: u16, quiet: Duration) -> u64 {
+    let mut last = reloads(admin).await;
+    let mut since = Instant::now();
+    let t = Instant::now();
+    while since.elapsed() < quiet {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "reloads never settle"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = reloads(admin).await;
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    last
+}
+
+/// In Kubernetes mode every status write comes back through the watch (and
+/// other controllers write status too): none of that changes what is
+/// served, and the proxy must not build a configuration for it (with
+/// 10 000 routes each build cost hundreds of milliseconds, and a new
+/// route's first 200 waited behind them). A new route is one build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_kubernetes_rebuilds_the_proxy_for_served_changes_only() {
+    let Some(c) = cluster().await else { return };
+    let sfx = suffix("echo");
+    let ours = format!("example.com/gwcore-echo-{sfx}");
+    let objs = acme(&sfx, &ours);
+    let careers = format!("careers-{sfx}");
+    c.apply_all(&objs).await;
+
+    let (port, admin) = (free_port(), free_port());
+    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
+    let _gwcore = Gwcore(
+        Command::new(env!("CARGO_BIN_EXE_gwcore"))
+            .args([
+                "serve",
+                "--kubernetes",
+                "--kubeconfig",
+                &kubeconfig,
+                "--controller-name",
+                &ours,
+            ])
+            .args([
+                "--no-leader-election",
+                "--echo-backends",
+                "--listen",
+                &format!("80=127.0.0.1:{port}"),
+                "--admin",
+                &format!("127.0.0.1:{admin}"),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_code(port, "/careers", 200).await;
+    wait_route(&c, &careers, "careers", &ours, accepted()).await;
+    let before = settled_reloads(admin, Duration::from_secs(1)).await;
+
+    // Another controller adds its entry to the route's status.
+    let r = c
+        .get(HTTP_V1, "HTTPRoute", &careers, "careers")
+        .await
+        .unwrap();
+    let mut status = r.data["status"].clone();
+    let mut theirs = status["parents"][0].clone();
+    theirs["controllerName"] = "other.example/c".into();
+    status["parents"].as_array_mut().unwrap().push(theirs);
+    c.put_status(&r, status).await.unwrap();
+
+    // A new route: served, and its status (and the Gateway's) written.
+    let routes = c.api(HTTP_V1, "HTTPRoute", &careers);
+    let mut n = DynamicObject::new("new", &c.resource(HTTP_V1, "HTTPRoute"));
+    n.data = json!({"spec": {
+        "parentRefs": [{"name": "shared-gateway", "namespace": format!("infra-ns-{sfx}")}],
+        "rules": [{"matches": [{"path": {"type": "Exact", "value": "/new"}}],
+                   "backendRefs": [{"name": "careers", "port": 9080}]}]}});
+    routes.create(&PostParams::default(), &n).await.unwrap();
+    wait_code(port, "/new", 200).await;
+    wait_route(&c, &careers, "new", &ours, accepted()).await;
+    let theirs_kept = c
+        .get(HTTP_V1, "HTTPRoute", &careers, "careers")
+        .await
+        .unwrap()
+        .data["status"]["parents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["controllerName"] == "other.example/c");
+    assert!(theirs_kept, "the other controller's entry is kept");
+    let after = settled_reloads(admin, Duration::from_secs(1)).await;
+    assert_eq!(
+        after,
+        before + 1,
+        "one configuration build for the new route; none for status changes"
+    );
+    c.delete(HTTP_V1, "HTTPRoute", &careers, "new").await;
+    c.cleanup(&objs).await;
+}
