@@ -52,31 +52,65 @@ impl Snapshot {
         s
     }
 
+    /// Builds a snapshot of shared objects (see [`Snapshot::insert_shared`]);
+    /// later objects with the same key win.
+    pub fn from_shared(objects: impl IntoIterator<Item = Arc<Object>>) -> Self {
+        let mut s = Snapshot::new();
+        for o in objects {
+            s.insert_shared(o);
+        }
+        s
+    }
+
     /// Inserts or replaces an object, returning the one it replaced. A
     /// Namespace gets [`NAMESPACE_NAME_LABEL`] (see [`Snapshot`]).
-    pub fn insert(&mut self, mut object: Object) -> Option<Object> {
-        if let Object::Namespace(ns) = &mut object {
-            let m = &mut ns.metadata;
-            if m.labels.get(NAMESPACE_NAME_LABEL) != Some(&m.name) {
-                m.labels
-                    .insert(NAMESPACE_NAME_LABEL.to_string(), m.name.clone());
-            }
-        }
-        self.objects
-            .insert(object.key(), Arc::new(object))
+    pub fn insert(&mut self, object: Object) -> Option<Object> {
+        self.insert_shared(Arc::new(object))
             .map(|old| Arc::try_unwrap(old).unwrap_or_else(|shared| (*shared).clone()))
+    }
+
+    /// [`Snapshot::insert`] without copying: the snapshot keeps `object`
+    /// itself, so it stays shared with whoever else holds it (another
+    /// snapshot, the controller's store), and [`Snapshot::differences`]
+    /// between two snapshots holding it costs a pointer comparison. A
+    /// Namespace without its [`NAMESPACE_NAME_LABEL`] is copied to get it.
+    pub fn insert_shared(&mut self, mut object: Arc<Object>) -> Option<Arc<Object>> {
+        if let Object::Namespace(ns) = &*object
+            && ns.metadata.labels.get(NAMESPACE_NAME_LABEL) != Some(&ns.metadata.name)
+            && let Object::Namespace(ns) = Arc::make_mut(&mut object)
+        {
+            let m = &mut ns.metadata;
+            m.labels
+                .insert(NAMESPACE_NAME_LABEL.to_string(), m.name.clone());
+        }
+        self.objects.insert(object.key(), object)
     }
 
     /// Removes an object.
     pub fn remove(&mut self, key: &ObjectKey) -> Option<Object> {
-        self.objects
-            .remove(key)
+        self.remove_shared(key)
             .map(|old| Arc::try_unwrap(old).unwrap_or_else(|shared| (*shared).clone()))
+    }
+
+    /// Removes an object, handing it back as it was shared.
+    pub fn remove_shared(&mut self, key: &ObjectKey) -> Option<Arc<Object>> {
+        self.objects.remove(key)
     }
 
     /// Looks up an object.
     pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
         self.objects.get(key).map(|o| &**o)
+    }
+
+    /// Looks up an object as it is shared (clone the `Arc` to hand it on
+    /// without copying it).
+    pub fn get_shared(&self, key: &ObjectKey) -> Option<&Arc<Object>> {
+        self.objects.get(key)
+    }
+
+    /// All objects as they are shared, ordered by key.
+    pub fn iter_shared(&self) -> impl Iterator<Item = &Arc<Object>> {
+        self.objects.values()
     }
 
     /// Mutable lookup (copies the object first if it is shared with a clone
@@ -120,31 +154,48 @@ impl Snapshot {
     /// field by field, so the cost follows the keys, not the objects' size.
     pub fn differences<'a>(&self, newer: &'a Snapshot) -> Vec<(ObjectKey, Option<&'a Object>)> {
         let mut out = Vec::new();
+        self.unshared(newer, |k, old, new| {
+            if old.is_none_or(|o| Some(o) != new) {
+                out.push((k.clone(), new.map(|o| &**o)));
+            }
+        });
+        out
+    }
+
+    /// Calls `f` with each key under which the two snapshots do not share
+    /// one object, in key order: this snapshot's object (`None`: absent
+    /// here) and `newer`'s (`None`: gone there). Equal objects that are
+    /// not shared are passed too (compare them to tell).
+    pub fn unshared<'a, 's>(
+        &'s self,
+        newer: &'a Snapshot,
+        mut f: impl FnMut(&ObjectKey, Option<&'s Arc<Object>>, Option<&'a Arc<Object>>),
+    ) {
         let mut old = self.objects.iter().peekable();
         let mut new = newer.objects.iter().peekable();
         loop {
             match (old.peek(), new.peek()) {
                 (None, None) => break,
-                (Some((k, _)), None) => {
-                    out.push(((*k).clone(), None));
+                (Some((k, v)), None) => {
+                    f(k, Some(*v), None);
                     old.next();
                 }
                 (None, Some((k, v))) => {
-                    out.push(((*k).clone(), Some(&***v)));
+                    f(k, None, Some(*v));
                     new.next();
                 }
                 (Some((ko, vo)), Some((kn, vn))) => match ko.cmp(kn) {
                     std::cmp::Ordering::Less => {
-                        out.push(((*ko).clone(), None));
+                        f(ko, Some(*vo), None);
                         old.next();
                     }
                     std::cmp::Ordering::Greater => {
-                        out.push(((*kn).clone(), Some(&***vn)));
+                        f(kn, None, Some(*vn));
                         new.next();
                     }
                     std::cmp::Ordering::Equal => {
-                        if !Arc::ptr_eq(vo, vn) && vo != vn {
-                            out.push(((*kn).clone(), Some(&***vn)));
+                        if !Arc::ptr_eq(vo, vn) {
+                            f(kn, Some(*vo), Some(*vn));
                         }
                         old.next();
                         new.next();
@@ -152,7 +203,6 @@ impl Snapshot {
                 },
             }
         }
-        out
     }
 
     /// All keys, ordered.

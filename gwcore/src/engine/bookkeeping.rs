@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::incremental::{Delta, RouteKey};
 use crate::attachments::{GatewayRouting, ListenerRouting};
-use crate::model::{Kind, ObjectKey};
+use crate::model::{Kind, Object, ObjectKey};
 use crate::status::ObjectStatus;
 
 /// Adds `route` to the set under `k` (the key is cloned only when new).
@@ -82,6 +82,27 @@ pub(super) fn same_routing(a: &GatewayRouting, b: &GatewayRouting) -> bool {
                 && frontend_validation == &y.frontend_validation
                 && routes == &y.routes
         })
+}
+
+/// Whether `obj` carries `status` as its status (as
+/// [`crate::Snapshot::set_status`] would store it).
+pub(super) fn carries_status(obj: &Object, status: &ObjectStatus) -> bool {
+    match (obj, status) {
+        (Object::GatewayClass(o), ObjectStatus::GatewayClass(s)) => o.status.as_ref() == Some(s),
+        (Object::Gateway(o), ObjectStatus::Gateway(s)) => o.status.as_ref() == Some(s),
+        (Object::ListenerSet(o), ObjectStatus::ListenerSet(s)) => o.status.as_ref() == Some(s),
+        (Object::HttpRoute(o), ObjectStatus::Route(s)) => o.status.as_ref() == Some(s),
+        (Object::GrpcRoute(o), ObjectStatus::Route(s)) => o.status.as_ref() == Some(s),
+        (
+            Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o),
+            ObjectStatus::Route(s),
+        ) => o.status.as_ref() == Some(s),
+        (Object::BackendTlsPolicy(o), ObjectStatus::Policy(s)) => o.status.as_ref() == Some(s),
+        (Object::Extension(o), ObjectStatus::Policy(s)) => {
+            o.status.is_some() && o.status == serde_json::to_value(s).ok()
+        }
+        _ => false,
+    }
 }
 
 /// The keys of one kind's statuses (a range of the ordered map, not a scan).

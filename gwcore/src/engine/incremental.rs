@@ -19,7 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::bookkeeping::{
-    index_add, index_remove, indexed, put_status, replace_statuses, same_routing, status_keys,
+    carries_status, index_add, index_remove, indexed, put_status, replace_statuses, same_routing,
+    status_keys,
 };
 use super::policy::{PolicyCache, policy_kind, policy_kinds, policy_refs};
 use super::{Computed, Ctx, GrantIndex, Gw, RouteState, gateway_routing, index_grant};
@@ -271,29 +272,53 @@ impl Engine {
 
     /// Adds or replaces an object; returns what changed.
     pub fn apply(&mut self, obj: Object) -> Delta {
+        self.apply_shared(Arc::new(obj))
+    }
+
+    /// [`Engine::apply`] without copying: the engine keeps `obj` itself
+    /// in its snapshot, shared with the caller's, so a later
+    /// [`Snapshot::differences`] between the two costs a pointer
+    /// comparison for it.
+    ///
+    /// A change of status alone (in Kubernetes mode, the echo of each
+    /// status write) whose status is the one this engine computed for the
+    /// object is adopted without computing anything: computing again from
+    /// it would give that status back, since the conditions it carries
+    /// are the ones whose `lastTransitionTime` would be kept. Any other
+    /// change of status is computed again, as the status read back
+    /// decides `lastTransitionTime` and other controllers' entries.
+    pub fn apply_shared(&mut self, obj: Arc<Object>) -> Delta {
         let key = obj.key();
-        let status_only = self
-            .snap
-            .get(&key)
-            .is_some_and(|old| old.same_but_status(&obj));
-        let old = self.snap.insert(obj);
+        let status_only = match self.snap.get_shared(&key) {
+            Some(old) if Arc::ptr_eq(old, &obj) => return Delta::default(),
+            Some(old) => old.same_but_status(&obj),
+            None => false,
+        };
+        if status_only && self.adoptable(&key, &obj) {
+            self.adopt(&key, obj);
+            return Delta::default();
+        }
+        let old = self.snap.insert_shared(obj);
         if status_only {
             let mut dirty = Dirty::default();
             // Policies whose parse looked this object up.
             self.reparse(&key, &mut dirty);
             match key.kind {
-                Kind::Gateway => {
-                    dirty.restamp.insert(key);
-                }
-                Kind::ListenerSet => {
-                    // Its status is written with its Gateway's.
-                    if let Some(Object::ListenerSet(ls)) = &old {
-                        let p = &ls.spec.parent_ref;
-                        let ns = p.namespace.as_deref().unwrap_or(ls.metadata.ns());
-                        dirty
-                            .restamp
-                            .insert(ObjectKey::new(Kind::Gateway, ns, p.name.clone()));
+                Kind::Gateway | Kind::ListenerSet => {
+                    // The previous status its conditions are stamped from.
+                    if let Some(new) = self.snap.get_shared(&key).cloned() {
+                        self.keep_status(&new);
                     }
+                    let gateway = match old.as_deref() {
+                        // Its status is written with its Gateway's.
+                        Some(Object::ListenerSet(ls)) => {
+                            let p = &ls.spec.parent_ref;
+                            let ns = p.namespace.as_deref().unwrap_or(ls.metadata.ns());
+                            ObjectKey::new(Kind::Gateway, ns, p.name.clone())
+                        }
+                        _ => key,
+                    };
+                    dirty.restamp.insert(gateway);
                 }
                 Kind::GatewayClass => dirty.classes = true,
                 Kind::BackendTlsPolicy | Kind::Extension(_) => {
@@ -308,16 +333,107 @@ impl Engine {
             }
             return self.recompute(dirty);
         }
-        self.changed(&key, old.as_ref())
+        self.changed(&key, old.as_deref())
+    }
+
+    /// Brings the engine to `next`: every object that differs is applied
+    /// or deleted ([`Engine::apply_shared`], [`Engine::delete`]), and an
+    /// object equal to the engine's but not shared with it is taken in
+    /// place of the engine's copy, computing nothing. Afterwards the
+    /// engine's snapshot holds `next`'s objects themselves, so the next
+    /// call compares pointers for every object that did not change.
+    /// Returns what changed.
+    pub fn update_to(&mut self, next: &Snapshot) -> Delta {
+        // (key, next's object, whether it equals the engine's)
+        let mut unshared: Vec<(ObjectKey, Option<Arc<Object>>, bool)> = Vec::new();
+        self.snap.unshared(next, |key, old, new| {
+            let equal = old.is_some_and(|o| Some(o) == new);
+            unshared.push((key.clone(), new.cloned(), equal));
+        });
+        let mut delta = Delta::default();
+        for (key, now, equal) in unshared {
+            match now {
+                // Equal: the caller's object replaces the engine's (the
+                // copies a Gateway's computed state keeps are equal too).
+                Some(obj) if equal => {
+                    self.snap.insert_shared(obj);
+                }
+                Some(obj) => delta.absorb(self.apply_shared(obj)),
+                None => delta.absorb(self.delete(&key)),
+            }
+        }
+        delta
+    }
+
+    /// Whether a change of `key`'s status alone, to `obj`'s, can be taken
+    /// without computing: `obj` carries the status computed for it, and
+    /// nothing but the object's own status computation reads its status
+    /// (policies keep their own state; no policy's parse looked it up).
+    fn adoptable(&self, key: &ObjectKey, obj: &Object) -> bool {
+        let kind_ok = matches!(
+            key.kind,
+            Kind::GatewayClass | Kind::Gateway | Kind::ListenerSet
+        ) || key.kind.is_route();
+        kind_ok
+            && policy_kind(&self.opts.extensions, key.kind).is_none()
+            && self
+                .statuses
+                .get(key)
+                .is_some_and(|computed| carries_status(obj, computed) && self.fixed_point(computed))
+            && self.policies.readers(key).is_empty()
+    }
+
+    /// Whether computing from an object carrying `status` gives `status`
+    /// back. A route's status without an entry of ours is not: it says
+    /// "remove ours", and once that is written there is nothing left to
+    /// write (no status).
+    fn fixed_point(&self, status: &ObjectStatus) -> bool {
+        match status {
+            ObjectStatus::Route(r) => r
+                .parents
+                .iter()
+                .any(|p| p.controller_name == self.opts.controller_name),
+            _ => true,
+        }
+    }
+
+    /// Takes `obj` (a change of status alone) into the snapshot and into
+    /// the computed state that keeps a copy of it.
+    fn adopt(&mut self, key: &ObjectKey, obj: Arc<Object>) {
+        self.keep_status(&obj);
+        self.snap.insert_shared(obj);
+        debug_assert!(self.snap.get(key).is_some());
+    }
+
+    /// Stores the status of a Gateway or ListenerSet in the copy the
+    /// Gateway's computed state keeps of it, which its conditions are
+    /// stamped from.
+    fn keep_status(&mut self, obj: &Object) {
+        match obj {
+            Object::Gateway(g) => {
+                if let Some(gw) = self.gws.get_mut(&obj.key()) {
+                    gw.obj.status.clone_from(&g.status);
+                }
+            }
+            Object::ListenerSet(ls) => {
+                let key = obj.key();
+                for gw in self.gws.values_mut() {
+                    for s in gw.sets.iter_mut().filter(|s| s.key == key) {
+                        s.obj.status.clone_from(&ls.status);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Removes an object; returns what changed.
     pub fn delete(&mut self, key: &ObjectKey) -> Delta {
-        let old = self.snap.remove(key);
+        let old = self.snap.remove_shared(key);
         if old.is_none() {
             return Delta::default();
         }
-        self.changed(key, old.as_ref())
+        self.changed(key, old.as_deref())
     }
 
     fn ctx(&self) -> Ctx<'_> {
@@ -775,4 +891,159 @@ fn policy_services(p: &Object) -> BTreeSet<String> {
         .filter(|t| t.group.is_empty() && t.kind == "Service")
         .map(|t| t.name)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::compute;
+    use crate::status::RouteStatus;
+
+    const MANIFESTS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gc}
+spec: {controllerName: example.com/gc}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: apps}
+spec: {ports: [{port: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: a, namespace: apps}
+spec:
+  gatewayClassName: gc
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: apps}
+spec:
+  parentRefs: [{name: a}]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+"#;
+
+    fn engine() -> Engine {
+        let loaded = crate::load::load_str("t.yaml", MANIFESTS);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let snap = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
+        Engine::from_snapshot(
+            snap,
+            ComputeOptions::new("example.com/gc", "2026-01-01T00:00:00Z"),
+        )
+    }
+
+    /// The object under `key` with `status` written into it, as the API
+    /// server hands it back.
+    fn echo(e: &Engine, key: &ObjectKey, status: ObjectStatus) -> Arc<Object> {
+        let mut snap = e.snapshot().clone();
+        assert!(snap.set_status(key, status));
+        snap.get_shared(key).expect("present").clone()
+    }
+
+    /// The attachment of route `r` the Gateway's listener holds: made anew
+    /// whenever the route is computed.
+    fn attachment(e: &Engine) -> Arc<crate::attachments::AttachedRoute> {
+        let gw = &e.gws[&ObjectKey::new(Kind::Gateway, "apps", "a")];
+        gw.listeners[0]
+            .attached
+            .get(&ObjectKey::new(Kind::HttpRoute, "apps", "r"))
+            .expect("attached")
+            .clone()
+    }
+
+    #[test]
+    fn the_echo_of_a_computed_status_is_adopted_without_computing() {
+        let mut e = engine();
+        e.set_now("2026-01-02T00:00:00Z");
+        let route = ObjectKey::new(Kind::HttpRoute, "apps", "r");
+        let gateway = ObjectKey::new(Kind::Gateway, "apps", "a");
+        let before = attachment(&e);
+        let echoed = echo(&e, &route, e.statuses()[&route].clone());
+        assert!(e.apply_shared(echoed.clone()).is_empty());
+        assert!(Arc::ptr_eq(
+            e.snapshot().get_shared(&route).unwrap(),
+            &echoed
+        ));
+        assert!(
+            Arc::ptr_eq(&before, &attachment(&e)),
+            "the route was computed again"
+        );
+        // A Gateway's echo reaches the copy its conditions are stamped from.
+        let echoed = echo(&e, &gateway, e.statuses()[&gateway].clone());
+        assert!(e.apply_shared(echoed.clone()).is_empty());
+        assert!(Arc::ptr_eq(
+            e.snapshot().get_shared(&gateway).unwrap(),
+            &echoed
+        ));
+        let Object::Gateway(g) = &*echoed else {
+            unreachable!()
+        };
+        assert_eq!(e.gws[&gateway].obj.status, g.status);
+        let class = ObjectKey::cluster_scoped(Kind::GatewayClass, "gc");
+        assert!(
+            e.apply_shared(echo(&e, &class, e.statuses()[&class].clone()))
+                .is_empty()
+        );
+        assert!(Arc::ptr_eq(&before, &attachment(&e)));
+        assert_eq!(
+            e.computed(),
+            compute(e.snapshot(), e.options()),
+            "adopting changed what a computation from the objects gives"
+        );
+    }
+
+    #[test]
+    fn a_status_that_is_not_the_computed_one_is_computed_from() {
+        let mut e = engine();
+        e.set_now("2026-01-02T00:00:00Z");
+        let route = ObjectKey::new(Kind::HttpRoute, "apps", "r");
+        let gateway = ObjectKey::new(Kind::Gateway, "apps", "a");
+        let class = ObjectKey::cluster_scoped(Kind::GatewayClass, "gc");
+        e.apply_shared(echo(&e, &class, e.statuses()[&class].clone()));
+        let before = attachment(&e);
+        // Written earlier than computed here: the earlier time is kept.
+        let earlier = |s: &ObjectStatus| {
+            let mut s = s.clone();
+            let conds: Vec<&mut crate::status::Condition> = match &mut s {
+                ObjectStatus::Route(RouteStatus { parents }) => {
+                    parents.iter_mut().flat_map(|p| &mut p.conditions).collect()
+                }
+                ObjectStatus::Gateway(g) => g.conditions.iter_mut().collect(),
+                _ => unreachable!(),
+            };
+            for c in conds {
+                c.last_transition_time = "2025-06-01T00:00:00Z".into();
+            }
+            s
+        };
+        let echoed = echo(&e, &route, earlier(&e.statuses()[&route]));
+        e.apply_shared(echoed);
+        assert!(!Arc::ptr_eq(&before, &attachment(&e)));
+        let echoed = echo(&e, &gateway, earlier(&e.statuses()[&gateway]));
+        e.apply_shared(echoed);
+        let full = compute(e.snapshot(), e.options());
+        assert_eq!(e.computed(), full);
+        let Some(ObjectStatus::Gateway(g)) = full.statuses.get(&gateway) else {
+            panic!("a Gateway status")
+        };
+        assert_eq!(g.conditions[0].last_transition_time, "2025-06-01T00:00:00Z");
+    }
+
+    #[test]
+    fn update_to_shares_the_callers_objects() {
+        let mut e = engine();
+        // A separate copy of every object, one route changed.
+        let mut next = Snapshot::from_objects(e.snapshot().iter().cloned());
+        let route = ObjectKey::new(Kind::HttpRoute, "apps", "r");
+        next.get_mut(&route).unwrap().meta_mut().generation = Some(2);
+        let delta = e.update_to(&next);
+        assert!(delta.statuses.contains_key(&route));
+        let mut unshared = 0;
+        e.snapshot().unshared(&next, |_, _, _| unshared += 1);
+        assert_eq!(unshared, 0, "every object is the caller's");
+        assert_eq!(e.computed(), compute(&next, e.options()));
+    }
 }
