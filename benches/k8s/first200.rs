@@ -223,6 +223,7 @@ struct Sample {
 struct Stages {
     published: Option<SystemTime>,
     waited: Duration,
+    lock_wait: Duration,
     engine: Duration,
     publish: Duration,
     applied: Option<SystemTime>,
@@ -262,6 +263,7 @@ fn read_log(log: &str) -> (Vec<(SystemTime, Stages)>, Swaps) {
                     Stages {
                         published: Some(at),
                         waited: f(fields, "waited_ms"),
+                        lock_wait: f(fields, "lock_wait_ms"),
                         engine: f(fields, "took_ms"),
                         publish: f(fields, "publish_ms"),
                         applied: None,
@@ -521,7 +523,7 @@ async fn run(a: Args) -> Result<(), String> {
         Vec::new(),
         Vec::new(),
     );
-    let (mut take, mut apply) = (Vec::new(), Vec::new());
+    let (mut take, mut apply, mut lock_wait) = (Vec::new(), Vec::new(), Vec::new());
     for s in &samples {
         total.push(since(s.start, s.served));
         call.push(since(s.start, s.created));
@@ -531,10 +533,12 @@ async fn run(a: Args) -> Result<(), String> {
         let Some(published) = x.published else {
             continue;
         };
-        let run = x.waited + x.engine + x.publish;
-        // Received by the reducer = published − (waited + engine + publish).
+        let run = x.waited + x.lock_wait + x.engine + x.publish;
+        // Received by the reducer = published − (waited + lock wait +
+        // engine + publish).
         to_reducer.push(since(s.start, published).saturating_sub(run));
         waited.push(x.waited);
+        lock_wait.push(x.lock_wait);
         engine.push(x.engine);
         publish.push(x.publish);
         if let Some(applied) = x.applied {
@@ -559,6 +563,7 @@ async fn run(a: Args) -> Result<(), String> {
         summary("  create → reducer has the event", to_reducer)
     );
     println!("{}", summary("  reducer: queue/coalesce wait", waited));
+    println!("{}", summary("  reducer: wait for the lock", lock_wait));
     println!("{}", summary("  reducer: engine run", engine));
     println!("{}", summary("  reducer: publish the State", publish));
     println!("{}", summary("  published → proxy swapped", to_proxy));

@@ -10,7 +10,7 @@ use gwcore::Snapshot;
 use gwcore::attachments::GatewayRouting;
 use gwcore::engine::{ComputeOptions, Delta, Engine};
 use gwcore::extension::Extensions;
-use gwcore::model::{Kind, Object, ObjectKey};
+use gwcore::model::{Kind, ObjectKey};
 use gwcore::status::{GatewayStatusAddress, ObjectStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
@@ -542,12 +542,22 @@ async fn reduce(
         let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let started = Instant::now();
         let changed = index.take_changed();
-        let status_only = index.take_status_only();
         let changed_gateway_addresses = index.take_changed_gateway_addresses();
+        // What the state publishes of the index, taken before the lock (the
+        // engine run does not change the index), so that the writer waits
+        // for the lock only while the engine runs.
+        let snapshot = index.snapshot().clone();
+        let invalid: BTreeMap<ObjectKey, Vec<String>> = index
+            .invalid()
+            .iter()
+            .map(|(k, (_, errors))| (k.clone(), errors.clone()))
+            .collect();
+        let copied = Instant::now();
         // The state is published under the lock, so that the writer, which
         // reads both under it, sees the snapshot the engine ran on with the
         // keys that run queued.
         let mut guard = shared.lock();
+        let locked = Instant::now();
         let desired = &mut *guard;
         let (delta, full) = match &mut desired.engine {
             Some(engine) if engine_addresses == addresses => {
@@ -562,25 +572,17 @@ async fn reduce(
                     let own = own_addresses(&index, key, own_services);
                     delta.absorb(engine.set_gateway_addresses(key, own));
                 }
-                let mut echoes = 0usize;
                 for key in &changed {
-                    delta.absorb(match index.snapshot().get(key) {
-                        // The echo of our own write: the object now has
-                        // the status the engine computed for it, and the
-                        // engine would compute the same again. Telling it
-                        // costs a recomputation of the object (and, for a
-                        // route, of its parents' attachments), and a burst
-                        // of writes brings one echo per written object.
-                        Some(obj) if status_only.contains(key) && is_echo(engine, key, obj) => {
-                            echoes += 1;
-                            continue;
-                        }
-                        Some(obj) => engine.apply(Object::clone(obj)),
+                    // The index's own object (an `Arc`), so that the
+                    // engine's snapshot and the published one share it.
+                    // The echo of our own write (the object now has the
+                    // status the engine computed for it; a burst of writes
+                    // brings one per written object) is taken as it is,
+                    // without computing anything.
+                    delta.absorb(match index.snapshot().get_shared(key) {
+                        Some(obj) => engine.apply_shared(Arc::clone(obj)),
                         None => engine.delete(key),
                     });
-                }
-                if echoes > 0 {
-                    tracing::trace!(echoes, "status echoes not handed to the engine");
                 }
                 (delta, false)
             }
@@ -640,26 +642,28 @@ async fn reduce(
         let first_changed = changed.first().map(ToString::to_string);
         let (changed_objects, changed_statuses, changed_routing) =
             (changed.len(), delta.statuses.len(), delta.routing.len());
-        state.send_replace(Arc::new(State {
+        let previous = state.send_replace(Arc::new(State {
             version,
             objects_version,
             synced: true,
-            snapshot: index.snapshot().clone(),
+            snapshot,
             routing: routing.clone(),
             changed_statuses: delta.statuses,
-            invalid: index
-                .invalid()
-                .iter()
-                .map(|(k, (_, errors))| (k.clone(), errors.clone()))
-                .collect(),
+            invalid,
             shared: shared.clone(),
         }));
         drop(guard);
+        // The state before, unless a reader still holds it, is freed
+        // outside the lock.
+        drop(previous);
         let published = Instant::now();
+        // Publishing: copying from the index, then replacing the state.
+        let publish = (copied - started) + (published - computed);
         metrics.computed(RunTimes {
             waited: started - received,
-            engine: computed - started,
-            publish: published - computed,
+            lock_wait: locked - copied,
+            engine: computed - locked,
+            publish,
         });
         tracing::debug!(
             objects = index.snapshot().len(),
@@ -669,8 +673,9 @@ async fn reduce(
             first_changed,
             full,
             waited_ms = ms(started - received),
-            took_ms = ms(computed - started),
-            publish_ms = ms(published - computed),
+            lock_wait_ms = ms(locked - copied),
+            took_ms = ms(computed - locked),
+            publish_ms = ms(publish),
             "engine run"
         );
     }
@@ -678,15 +683,6 @@ async fn reduce(
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// Whether `obj`'s status is the one `engine` computed for it (times
-/// aside, see [`same_status`]).
-fn is_echo(engine: &Engine, key: &ObjectKey, obj: &Object) -> bool {
-    match (engine.statuses().get(key), current_status(obj)) {
-        (Some(want), Some(now)) => same_status(want, &now),
-        _ => false,
-    }
 }
 
 /// The addresses Gateway `key` is served on by its own Service, for
@@ -752,6 +748,22 @@ spec:
             })
     }
 
+    /// The published snapshot and the engine's hold the same objects, not
+    /// copies: nothing is copied per change, and whoever compares the two
+    /// (the proxy compares snapshots it is handed) compares pointers.
+    fn assert_shares_every_object(s: &State, shared: &Shared) {
+        let guard = shared.lock();
+        let engine = guard.engine.as_ref().expect("an engine").snapshot();
+        assert_eq!(engine.len(), s.snapshot.len());
+        for key in s.snapshot.keys() {
+            let (a, b) = (s.snapshot.get_shared(key), engine.get_shared(key));
+            assert!(
+                a.zip(b).is_some_and(|(a, b)| Arc::ptr_eq(a, b)),
+                "{key}: the engine holds a copy of the published object"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn own_write_echo_does_not_rerun_and_status_changes_keep_the_objects_version() {
         let kinds = vec![Kind::GatewayClass, Kind::Gateway, Kind::HttpRoute];
@@ -780,6 +792,7 @@ spec:
             .await
             .expect("a first engine run once every kind is listed");
         assert!(s.synced);
+        assert_shares_every_object(&s, &shared);
         let key = ObjectKey::new(Kind::HttpRoute, "n", "r");
         // The first run reports every status, and queues each for the writer.
         let computed = s.changed_statuses[&key]
@@ -813,14 +826,10 @@ spec:
                 .and_then(|o| o.meta().resource_version.clone())
         };
         assert_eq!(rv(&echoed.snapshot).as_deref(), Some("4"), "published");
-        // ... but the engine is not handed an object whose status is the
-        // one it computed (regression: with 10 000 routes each such apply
-        // cost ~15 ms, and a burst of writes queued seconds of them).
-        assert_eq!(
-            rv(shared.lock().engine.as_ref().unwrap().snapshot()).as_deref(),
-            Some("3"),
-            "the echo of our own status is not applied to the engine"
-        );
+        // ... and the engine takes that very object (computing nothing:
+        // no status changed), so the two still share every object.
+        assert!(echoed.changed_statuses.is_empty());
+        assert_shares_every_object(&echoed, &shared);
         shared.lock().pending.clear();
         let runs = metrics.read().computes;
 
@@ -886,6 +895,7 @@ spec:
             .await
             .expect("an engine run for a spec change");
         assert_eq!(s3.objects_version, s.objects_version + 1);
+        assert_shares_every_object(&s3, &shared);
         task.abort();
     }
 }

@@ -14,6 +14,7 @@ pub struct Metrics {
     watch_errors: AtomicU64,
     leader: AtomicBool,
     waited_micros: AtomicU64,
+    lock_wait_micros: AtomicU64,
     engine_micros: AtomicU64,
     engine_max_micros: AtomicU64,
     publish_micros: AtomicU64,
@@ -23,6 +24,7 @@ pub struct Metrics {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RunTimes {
     pub(crate) waited: Duration,
+    pub(crate) lock_wait: Duration,
     pub(crate) engine: Duration,
     pub(crate) publish: Duration,
 }
@@ -38,6 +40,9 @@ pub struct Timings {
     /// engine starting: the updates queued behind it, and the coalescing
     /// window ([`crate::Options::coalesce`]) when runs follow each other.
     pub waited: Duration,
+    /// Waiting for the lock the engine shares with the status writer
+    /// (which holds it while it reads the statuses it is to write).
+    pub lock_wait: Duration,
     /// The engine applying the changed objects (or loading the snapshot).
     pub engine: Duration,
     /// The longest single engine run.
@@ -98,6 +103,8 @@ impl Metrics {
         self.computes.fetch_add(1, Ordering::Relaxed);
         self.waited_micros
             .fetch_add(micros(t.waited), Ordering::Relaxed);
+        self.lock_wait_micros
+            .fetch_add(micros(t.lock_wait), Ordering::Relaxed);
         self.engine_micros
             .fetch_add(micros(t.engine), Ordering::Relaxed);
         self.engine_max_micros
@@ -111,6 +118,7 @@ impl Metrics {
         let r = |a: &AtomicU64| Duration::from_micros(a.load(Ordering::Relaxed));
         Timings {
             waited: r(&self.waited_micros),
+            lock_wait: r(&self.lock_wait_micros),
             engine: r(&self.engine_micros),
             engine_max: r(&self.engine_max_micros),
             publish: r(&self.publish_micros),
@@ -190,6 +198,12 @@ impl Metrics {
             t.waited,
         );
         seconds(
+            "compute_lock_wait_seconds_total",
+            "counter",
+            "Time engine runs waited for the lock they share with the status writer.",
+            t.lock_wait,
+        );
+        seconds(
             "compute_seconds_total",
             "counter",
             "Time the engine took.",
@@ -238,19 +252,21 @@ mod tests {
         let ms = Duration::from_millis;
         m.computed(RunTimes {
             waited: ms(1),
+            lock_wait: ms(0),
             engine: ms(4),
             publish: ms(2),
         });
         m.computed(RunTimes {
             waited: ms(3),
+            lock_wait: ms(5),
             engine: ms(2),
             publish: ms(1),
         });
         assert_eq!(m.read().computes, 2);
         let t = m.timings();
         assert_eq!(
-            (t.waited, t.engine, t.engine_max, t.publish),
-            (ms(4), ms(6), ms(4), ms(3))
+            (t.waited, t.lock_wait, t.engine, t.engine_max, t.publish),
+            (ms(4), ms(5), ms(6), ms(4), ms(3))
         );
         let text = m.prometheus();
         assert!(
@@ -259,6 +275,10 @@ mod tests {
         );
         assert!(
             text.contains("gwcore_k8s_compute_max_seconds 0.004\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gwcore_k8s_compute_lock_wait_seconds_total 0.005\n"),
             "{text}"
         );
     }

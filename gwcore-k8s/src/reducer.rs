@@ -90,8 +90,6 @@ pub struct Index {
     /// Objects added, changed (status included) or removed since the last
     /// [`Index::take_changed`].
     changed: BTreeSet<ObjectKey>,
-    /// Those of `changed` whose status alone changed since.
-    status_only: BTreeSet<ObjectKey>,
 }
 
 /// `resourceVersion`s are opaque, but every API server backed by etcd
@@ -135,14 +133,6 @@ impl Index {
     /// the last call: what an incremental engine must be told.
     pub fn take_changed(&mut self) -> BTreeSet<ObjectKey> {
         std::mem::take(&mut self.changed)
-    }
-
-    /// The objects of those [`Index::take_changed`] returns (call it
-    /// before this) whose status, and nothing else, changed since the last
-    /// call: when that status is the one the engine computed (the echo
-    /// of our own write), the engine need not be told.
-    pub fn take_status_only(&mut self) -> BTreeSet<ObjectKey> {
-        std::mem::take(&mut self.status_only)
     }
 
     /// The load-balancer addresses last seen.
@@ -208,7 +198,6 @@ impl Index {
                 if let Some(buf) = self.listing.get_mut(&key.kind) {
                     buf.remove(&key);
                 }
-                self.status_only.remove(&key);
                 if self.snapshot.remove(&key).is_some() {
                     self.changed.insert(key);
                     Change::Objects
@@ -266,17 +255,6 @@ impl Index {
                     Some(old) if old.same_but_status(&obj) => Change::Status(key.clone()),
                     _ => Change::Objects,
                 };
-                // Status-only as long as every change since the engine
-                // last took this object was.
-                let first = !self.changed.contains(&key);
-                match change {
-                    Change::Status(_) if first || self.status_only.contains(&key) => {
-                        self.status_only.insert(key.clone());
-                    }
-                    _ => {
-                        self.status_only.remove(&key);
-                    }
-                }
                 self.snapshot.insert(obj);
                 self.changed.insert(key);
                 change
@@ -297,7 +275,6 @@ impl Index {
                     tracing::warn!(object = %key, errors = ?errors, "left out: the object is not valid");
                 }
                 self.invalid.insert(key.clone(), (resource_version, errors));
-                self.status_only.remove(&key);
                 if self.snapshot.remove(&key).is_some() {
                     self.changed.insert(key);
                     Change::Objects
@@ -318,7 +295,6 @@ impl Index {
             .collect();
         for k in gone {
             self.snapshot.remove(&k);
-            self.status_only.remove(&k);
             self.changed.insert(k);
             change = Change::Objects;
         }
@@ -483,48 +459,6 @@ mod tests {
             Change::Objects,
             "a spec change"
         );
-    }
-
-    #[test]
-    fn status_only_changes_are_told_apart_until_taken() {
-        use gwcore::model::HttpRoute;
-        use gwcore::status::RouteStatus;
-        let route = |name: &str, rv: &str, status: bool, generation: i64| {
-            Converted::Valid(Object::HttpRoute(HttpRoute {
-                metadata: ObjectMeta {
-                    name: name.into(),
-                    namespace: Some("n".into()),
-                    resource_version: Some(rv.into()),
-                    generation: Some(generation),
-                    ..Default::default()
-                },
-                status: status.then(RouteStatus::default),
-                ..Default::default()
-            }))
-        };
-        let key = |name: &str| ObjectKey::new(Kind::HttpRoute, "n", name);
-        let mut ix = Index::new();
-        ix.apply(Update::Applied(route("a", "1", false, 1)));
-        ix.apply(Update::Applied(route("b", "2", false, 1)));
-        ix.take_changed();
-        assert!(ix.take_status_only().is_empty(), "new objects");
-        // a: its status alone; b: its status, then its spec.
-        ix.apply(Update::Fresh(route("a", "3", true, 1)));
-        ix.apply(Update::Fresh(route("b", "4", true, 1)));
-        ix.apply(Update::Applied(route("b", "5", true, 2)));
-        assert_eq!(ix.take_changed(), BTreeSet::from([key("a"), key("b")]));
-        assert_eq!(ix.take_status_only(), BTreeSet::from([key("a")]));
-        // A spec change, then a status change before the engine takes it:
-        // not status-only.
-        ix.apply(Update::Applied(route("a", "6", true, 2)));
-        ix.apply(Update::Fresh(route("a", "7", false, 2)));
-        assert_eq!(ix.take_changed(), BTreeSet::from([key("a")]));
-        assert!(ix.take_status_only().is_empty());
-        // Deleted after a status change: not status-only.
-        ix.apply(Update::Fresh(route("b", "8", false, 2)));
-        ix.apply(Update::Deleted(key("b")));
-        ix.take_changed();
-        assert!(ix.take_status_only().is_empty());
     }
 
     #[test]
