@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 use hyper::body::{Frame, SizeHint};
 
 /// Any error a body can fail with.
@@ -21,9 +21,9 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-/// An empty body.
+/// An empty body. Boxing it allocates nothing (`Empty` has no size).
 pub fn empty() -> Body {
-    full(Bytes::new())
+    Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// Boxes a body received by hyper (from a client or a backend).

@@ -404,7 +404,7 @@ impl Forwarder {
         addr: SocketAddr,
         tls: Option<&Arc<BackendConnector>>,
     ) -> Result<Response<Body>, SendFailure> {
-        let (parts, mut body) = req.into_parts();
+        let (mut parts, mut body) = req.into_parts();
         let resendable = hyper::body::Body::is_end_stream(&body);
         loop {
             let (conn, reused) = match self.http1.take(&key) {
@@ -426,7 +426,7 @@ impl Forwarder {
                 pool: self.http1.clone(),
                 key: key.clone(),
             };
-            match h1::exchange(conn, &parts, &mut body, home).await {
+            match h1::exchange(conn, &mut parts, &mut body, home).await {
                 Ok(resp) => return Ok(resp),
                 Err(h1::Failure::Closed(_)) if reused && resendable => {}
                 Err(e) => return Err(ForwardError::Failed(addr, e.to_string()).into()),

@@ -103,6 +103,9 @@ pub(crate) struct Conn {
     read: BytesMut,
     /// The request head being written; kept to reuse its allocation.
     write: Vec<u8>,
+    /// Where the fields of a response head sit in it, while it is parsed;
+    /// kept to reuse its allocation.
+    spans: Vec<Span>,
 }
 
 impl Conn {
@@ -112,6 +115,7 @@ impl Conn {
             io,
             read: BytesMut::with_capacity(READ_ROOM),
             write: Vec::with_capacity(512),
+            spans: Vec::new(),
         }
     }
 
@@ -208,9 +212,13 @@ enum Outgoing {
 /// `parts` must be ready for a backend (origin-form target, `Host`, no
 /// hop-by-hop fields but a WebSocket upgrade's). Framing is ours:
 /// `Content-Length` from the body's exact size, else `chunked`.
+///
+/// Once the head is written, `parts`' header map is emptied and holds the
+/// response's fields (its allocation reused: the server hands a
+/// response's map to the connection's next request).
 pub(crate) async fn exchange<H: Home>(
     mut conn: Conn,
-    parts: &http::request::Parts,
+    parts: &mut http::request::Parts,
     body: &mut Body,
     home: H,
 ) -> Result<Response<Body>, Failure> {
@@ -224,20 +232,29 @@ pub(crate) async fn exchange<H: Home>(
         }
     };
     encode_head(&mut conn.write, parts, outgoing);
+    let upgrade = parts.headers.contains_key(header::UPGRADE);
     let (head, complete) = if outgoing == Outgoing::Empty {
-        let Conn { io, read, write } = &mut conn;
+        let Conn {
+            io,
+            read,
+            write,
+            spans,
+        } = &mut conn;
         io.write_all(write)
             .await
             .map_err(|e| Failure::Closed(e.to_string()))?;
         io.flush()
             .await
             .map_err(|e| Failure::Closed(e.to_string()))?;
-        (read_head(io, read).await?, true)
+        // Sent: a failure from here on does not send the request again,
+        // so its fields are not needed any more.
+        let mut fields = std::mem::take(&mut parts.headers);
+        fields.clear();
+        (read_head(io, read, spans, fields).await?, true)
     } else {
         // Rare and large: kept off the common request's future.
         Box::pin(send_with_body(&mut conn, body, outgoing)).await?
     };
-    let upgrade = parts.headers.contains_key(header::UPGRADE);
     let mut resp = Response::new(crate::body::empty());
     *resp.status_mut() = head.status;
     *resp.version_mut() = head.version;
@@ -252,8 +269,8 @@ pub(crate) async fn exchange<H: Home>(
             .insert(Upgraded(Arc::new(Mutex::new(Some(conn)))));
         return Ok(resp);
     }
-    let framing = response_framing(&parts.method, head.status, &head.headers)?;
-    let reusable = complete && keeps_alive(head.version, &head.headers);
+    let framing = response_framing(&parts.method, head.status, &head.fields)?;
+    let reusable = complete && keeps_alive(head.version, &head.fields);
     *resp.headers_mut() = head.headers;
     let mut body = BackendBody {
         conn: Some(conn),
@@ -278,13 +295,18 @@ async fn send_with_body(
     body: &mut Body,
     outgoing: Outgoing,
 ) -> Result<(Head, bool), Failure> {
-    let Conn { io, read, write } = conn;
+    let Conn {
+        io,
+        read,
+        write,
+        spans,
+    } = conn;
     io.write_all(write)
         .await
         .map_err(|e| Failure::Closed(e.to_string()))?;
     let (mut r, mut w) = tokio::io::split(io);
     let mut send = std::pin::pin!(send_body(&mut w, body, outgoing));
-    let mut head = std::pin::pin!(read_head(&mut r, read));
+    let mut head = std::pin::pin!(read_head(&mut r, read, spans, HeaderMap::new()));
     tokio::select! {
         biased;
         h = &mut head => Ok((h?, false)),
@@ -422,24 +444,142 @@ struct Head {
     status: StatusCode,
     version: Version,
     headers: HeaderMap,
+    /// What its framing and connection fields say.
+    fields: Fields,
+}
+
+/// Where a field's name and value sit in a head being parsed: name start
+/// and end, value start and end.
+type Span = [usize; 4];
+
+/// What the fields of a response head that frame it and manage its
+/// connection say, read while the head is parsed (no map lookups after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fields {
+    /// A `Connection` field lists `close`.
+    close: bool,
+    /// A `Connection` field lists `keep-alive`.
+    keep_alive: bool,
+    /// Some `Content-Length` field is present.
+    has_length: bool,
+    /// The `Content-Length` fields' one number; `Err` when a value is not
+    /// a number or two differ.
+    length: Result<Option<u64>, &'static str>,
+    /// A `Transfer-Encoding` field is present; `Some(true)` when the last
+    /// one's last coding is `chunked`.
+    transfer_encoding: Option<bool>,
+}
+
+impl Default for Fields {
+    fn default() -> Fields {
+        Fields {
+            close: false,
+            keep_alive: false,
+            has_length: false,
+            length: Ok(None),
+            transfer_encoding: None,
+        }
+    }
+}
+
+impl Fields {
+    /// Takes in a field the head carries; `false` when the field need not
+    /// be kept in the response's map: a `Connection` field listing only
+    /// `keep-alive`, `close` or `upgrade` (it speaks of this connection
+    /// alone, names no other field, and is removed from what is passed on
+    /// anyway: `crate::forward::prepare_response`).
+    fn read(&mut self, name: &HeaderName, value: &[u8]) -> bool {
+        if *name == header::CONNECTION {
+            // As `HeaderValue::to_str` reads it: a value with other bytes
+            // lists nothing, and is kept for the proxy to judge.
+            let Some(text) = visible(value) else {
+                return true;
+            };
+            let mut usual = true;
+            for token in text.split(',').map(str::trim) {
+                let close = token.eq_ignore_ascii_case("close");
+                let keep_alive = token.eq_ignore_ascii_case("keep-alive");
+                self.close |= close;
+                self.keep_alive |= keep_alive;
+                usual &= close
+                    || keep_alive
+                    || token.is_empty()
+                    || token.eq_ignore_ascii_case("upgrade");
+            }
+            return !usual;
+        } else if *name == header::CONTENT_LENGTH {
+            self.has_length = true;
+            if let Ok(length) = self.length {
+                self.length = content_length(value, length);
+            }
+        } else if *name == header::TRANSFER_ENCODING {
+            let chunked = visible(value)
+                .and_then(|v| v.rsplit(',').next())
+                .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+            self.transfer_encoding = Some(chunked);
+        }
+        true
+    }
+}
+
+/// A field value as text, when it is visible ASCII, spaces and tabs
+/// only (what `HeaderValue::to_str` accepts).
+fn visible(value: &[u8]) -> Option<&str> {
+    if value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
+/// The number a `Content-Length` value gives (a list of copies of one
+/// number is that number), with the one `before` it (RFC 9112 §6.3).
+fn content_length(value: &[u8], before: Option<u64>) -> Result<Option<u64>, &'static str> {
+    let text = visible(value).ok_or("invalid Content-Length")?;
+    let mut length = before;
+    for part in text.split(',') {
+        let part = part.trim();
+        let n = (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| part.parse::<u64>().ok())
+            .flatten()
+            .ok_or("invalid Content-Length")?;
+        if length.is_some_and(|l| l != n) {
+            return Err("conflicting Content-Length values");
+        }
+        length = Some(n);
+    }
+    Ok(length)
 }
 
 /// Reads until a final response head (interim `1xx` answers but `101` are
-/// skipped), leaving what follows it in `buf`.
-async fn read_head<R: AsyncRead + Unpin>(r: &mut R, buf: &mut BytesMut) -> Result<Head, Failure> {
+/// skipped), leaving what follows it in `buf`; its fields go in
+/// `headers` (empty), their spans in `spans` while it is parsed.
+async fn read_head<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    spans: &mut Vec<Span>,
+    mut headers: HeaderMap,
+) -> Result<Head, Failure> {
     let mut answered = false;
     loop {
         if !buf.is_empty() {
             answered = true;
-            match parse_head(buf)? {
-                Some(h) if h.status.is_informational() && h.status != 101 => continue,
-                Some(h) => return Ok(h),
-                None if buf.len() >= MAX_HEAD => {
+            match parse_head_into(buf, spans, headers)? {
+                Ok(h) if h.status.is_informational() && h.status != 101 => {
+                    headers = h.headers;
+                    headers.clear();
+                    continue;
+                }
+                Ok(h) => return Ok(h),
+                Err(_) if buf.len() >= MAX_HEAD => {
                     return Err(Failure::Failed(format!(
                         "the response head is larger than {MAX_HEAD} bytes"
                     )));
                 }
-                None => {}
+                Err(h) => headers = h,
             }
         }
         buf.reserve(READ_ROOM);
@@ -467,6 +607,17 @@ async fn read_head<R: AsyncRead + Unpin>(r: &mut R, buf: &mut BytesMut) -> Resul
 /// Parses a response head at the start of `buf` and removes it; `None`
 /// while it is incomplete. Field values share the buffer, no copy.
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Failure> {
+    Ok(parse_head_into(buf, &mut Vec::new(), HeaderMap::new())?.ok())
+}
+
+/// [`parse_head`], its fields put in `headers` (empty) and their spans in
+/// `spans` while it is parsed; `Err` gives `headers` back while the head
+/// is incomplete.
+fn parse_head_into(
+    buf: &mut BytesMut,
+    spans: &mut Vec<Span>,
+    mut headers: HeaderMap,
+) -> Result<Result<Head, HeaderMap>, Failure> {
     // Left uninitialized: the parser writes the fields it finds, and
     // setting 128 empty ones first would cost more than the parse.
     let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
@@ -478,7 +629,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Failure> {
     );
     let len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
+        Ok(httparse::Status::Partial) => return Ok(Err(headers)),
         Err(e) => return Err(Failure::Failed(format!("invalid response head: {e}"))),
     };
     let status = StatusCode::from_u16(resp.code.unwrap_or(0))
@@ -491,46 +642,40 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Failure> {
     // Where each name and value sits in the buffer, to slice them out of
     // the frozen head once the parser lets go of it.
     let base = buf.as_ptr() as usize;
-    let spans: Vec<(usize, usize, usize, usize)> = resp
-        .headers
-        .iter()
-        .map(|h| {
-            let name = h.name.as_ptr() as usize - base;
-            let value = h.value.as_ptr() as usize - base;
-            (name, name + h.name.len(), value, value + h.value.len())
-        })
-        .collect();
+    spans.clear();
+    spans.extend(resp.headers.iter().map(|h| {
+        let name = h.name.as_ptr() as usize - base;
+        let value = h.value.as_ptr() as usize - base;
+        [name, name + h.name.len(), value, value + h.value.len()]
+    }));
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for &(ns, ne, vs, ve) in &spans {
+    headers.reserve(spans.len());
+    let mut fields = Fields::default();
+    for &[ns, ne, vs, ve] in spans.iter() {
         let name = HeaderName::from_bytes(&head[ns..ne])
             .map_err(|_| Failure::Failed("invalid response header name".into()))?;
+        if !fields.read(&name, &head[vs..ve]) {
+            continue;
+        }
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
             .map_err(|_| Failure::Failed(format!("invalid value of response header {name}")))?;
         headers.append(name, value);
     }
-    Ok(Some(Head {
+    Ok(Ok(Head {
         status,
         version,
         headers,
+        fields,
     }))
 }
 
 /// Whether a response leaves its connection open (RFC 9112 §9.3):
 /// HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with `keep-alive`.
-fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let has = |token: &str| {
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
+fn keeps_alive(version: Version, fields: &Fields) -> bool {
     if version == Version::HTTP_10 {
-        has("keep-alive") && !has("close")
+        fields.keep_alive && !fields.close
     } else {
-        !has("close")
+        !fields.close
     }
 }
 
@@ -563,7 +708,7 @@ enum Chunk {
 fn response_framing(
     method: &Method,
     status: StatusCode,
-    headers: &HeaderMap,
+    fields: &Fields,
 ) -> Result<Framing, Failure> {
     if method == Method::HEAD
         || status == StatusCode::NO_CONTENT
@@ -572,47 +717,25 @@ fn response_framing(
     {
         return Ok(Framing::Done);
     }
-    let lengths = headers.get_all(header::CONTENT_LENGTH);
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        if lengths.iter().next().is_some() {
+    if let Some(chunked) = fields.transfer_encoding {
+        if fields.has_length {
             return Err(Failure::Failed(
                 "the response has both Transfer-Encoding and Content-Length".into(),
             ));
         }
-        let last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(str::trim);
-        return Ok(match last {
-            Some(c) if c.eq_ignore_ascii_case("chunked") => Framing::Chunked(Chunk::Size),
-            _ => Framing::Close,
+        return Ok(if chunked {
+            Framing::Chunked(Chunk::Size)
+        } else {
+            Framing::Close
         });
     }
-    let mut length = None;
-    for value in lengths {
-        let text = value
-            .to_str()
-            .map_err(|_| Failure::Failed("invalid Content-Length".into()))?;
-        for part in text.split(',') {
-            let part = part.trim();
-            let n = (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| part.parse::<u64>().ok())
-                .flatten()
-                .ok_or_else(|| Failure::Failed("invalid Content-Length".into()))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Failure::Failed("conflicting Content-Length values".into()));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
-        Some(0) => Framing::Done,
-        Some(n) => Framing::Length(n),
-        None => Framing::Close,
-    })
+    Ok(
+        match fields.length.map_err(|e| Failure::Failed(e.into()))? {
+            Some(0) => Framing::Done,
+            Some(n) => Framing::Length(n),
+            None => Framing::Close,
+        },
+    )
 }
 
 /// What the decoder made of the bytes read so far.
@@ -895,7 +1018,7 @@ pub(crate) fn read_response(
         }
     };
     let mut framing =
-        response_framing(method, head.status, &head.headers).map_err(|e| e.to_string())?;
+        response_framing(method, head.status, &head.fields).map_err(|e| e.to_string())?;
     let (mut body, mut trailers) = (Vec::new(), None);
     loop {
         match decode(&mut buf, &mut framing).map_err(|e| e.to_string())? {
@@ -1068,9 +1191,9 @@ mod tests {
         assert_eq!(&buf[..], b"NEXT", "the next message's bytes stay");
     }
 
-    fn head(text: &str) -> HeaderMap {
+    fn head(text: &str) -> Fields {
         let mut buf = BytesMut::from(text.as_bytes());
-        parse_head(&mut buf).unwrap().unwrap().headers
+        parse_head(&mut buf).unwrap().unwrap().fields
     }
 
     #[test]
@@ -1154,6 +1277,26 @@ mod tests {
             Version::HTTP_10,
             &h("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n")
         ));
+    }
+
+    #[test]
+    fn connection_fields_naming_no_other_field_are_read_not_kept() {
+        let parse = |t: &str| {
+            let mut buf = BytesMut::from(t.as_bytes());
+            parse_head(&mut buf).unwrap().unwrap()
+        };
+        let h = parse("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nServer: x\r\n\r\n");
+        assert_eq!(h.headers.get(header::CONNECTION), None);
+        assert_eq!(h.headers["server"], "x");
+        assert!(h.fields.keep_alive && !h.fields.close);
+        let h = parse("HTTP/1.1 200 OK\r\nConnection: Upgrade, close\r\n\r\n");
+        assert_eq!(h.headers.get(header::CONNECTION), None);
+        assert!(!keeps_alive(h.version, &h.fields));
+        // One that names another field is kept, for the proxy to remove
+        // that field too.
+        let h = parse("HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\n\r\n");
+        assert_eq!(h.headers[header::CONNECTION], "close, X-Secret");
+        assert!(h.fields.close);
     }
 
     #[test]
