@@ -436,6 +436,16 @@ async fn serve(args: Args, plugins: Plugins) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+    // A port another process holds (a second gwcore on the same
+    // addresses, say) is refused at start rather than retried in the
+    // background: sharing it, or serving without it, would go unnoticed.
+    let refused = runtime.proxy().listener_errors();
+    if !refused.is_empty() {
+        for (port, why) in &refused {
+            eprintln!("error: Gateway port {port}: {why}");
+        }
+        return ExitCode::FAILURE;
+    }
     let cfg = runtime.proxy().config();
     if cfg.ports.is_empty() {
         tracing::warn!(

@@ -213,6 +213,16 @@ impl Proxy {
                 .is_empty()
     }
 
+    /// The ports the last reconcile could not bind (`namespace/name:port`),
+    /// with the reason.
+    pub fn listener_errors(&self) -> BTreeMap<String, String> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
     pub(crate) fn set_listeners(&self, bound: Vec<BoundPort>, errors: BTreeMap<String, String>) {
         *self.listeners.lock().unwrap_or_else(|e| e.into_inner()) = (bound, errors);
     }

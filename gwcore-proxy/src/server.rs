@@ -164,7 +164,21 @@ fn bind_tcp(addr: SocketAddr, shared: bool) -> std::io::Result<TcpListener> {
 /// `n` listening sockets on `addr` sharing it with `SO_REUSEPORT` (the
 /// first one picks the port when `addr` has none), taken off the caller's
 /// runtime: each is handed to the worker that serves it.
-fn bind_shared(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+///
+/// `SO_REUSEPORT` would also let another process of the same user (a
+/// second gwcore started by mistake) bind the address and silently take a
+/// share of its connections, and let this one join another's. So unless
+/// `ours_before` (the port's sockets of this process may still be closing),
+/// a socket without it is bound first: while any other socket listens on
+/// the address its bind fails, and the port is refused with that reason.
+fn bind_shared(
+    addr: SocketAddr,
+    n: usize,
+    ours_before: bool,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 && !ours_before {
+        ensure_unused(addr)?;
+    }
     let mut out = Vec::with_capacity(n);
     let mut at = addr;
     for _ in 0..n {
@@ -173,6 +187,29 @@ fn bind_shared(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpL
         out.push(listener.into_std()?);
     }
     Ok(out)
+}
+
+/// Fails when another socket listens on `addr` (this process has none
+/// there): binding one without `SO_REUSEPORT`, dropped at once, conflicts
+/// with a listening socket (`SO_REUSEADDR` only lets it past connections
+/// still closing).
+fn ensure_unused(addr: SocketAddr) -> std::io::Result<()> {
+    let probe = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    probe.set_reuseaddr(true)?;
+    probe.bind(addr).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            std::io::Error::new(
+                e.kind(),
+                format!("{e}: another process listens on {addr} (another gwcore?)"),
+            )
+        } else {
+            e
+        }
+    })
 }
 
 struct Bound {
@@ -243,11 +280,15 @@ impl Server {
 
     /// Binds a TCP port and starts its accept loops: on the caller's
     /// runtime, or one per worker on sockets sharing the address.
+    ///
+    /// `ours_before`: this process served the port until now (its mode
+    /// changed) and its sockets may still be closing.
     fn listen_tcp(
         &self,
         addr: SocketAddr,
         gp: &GatewayPort,
         mode: PortMode,
+        ours_before: bool,
     ) -> std::io::Result<(SocketAddr, Vec<JoinHandle<()>>)> {
         let Some(workers) = &self.workers else {
             let listener = bind_tcp(addr, false)?;
@@ -261,7 +302,7 @@ impl Server {
             ));
             return Ok((local, vec![task]));
         };
-        let listeners = bind_shared(addr, workers.handles.len())?;
+        let listeners = bind_shared(addr, workers.handles.len(), ours_before)?;
         let local = listeners[0].local_addr()?;
         let tasks = listeners
             .into_iter()
@@ -294,8 +335,8 @@ impl Server {
             .filter(|(gp, b)| cfg.ports.get(gp) != Some(&b.info.mode))
             .map(|(gp, _)| gp.clone())
             .collect();
-        for gp in stale {
-            if let Some(b) = self.bound.remove(&gp) {
+        for gp in &stale {
+            if let Some(b) = self.bound.remove(gp) {
                 tracing::info!(gateway_port = %gp, addr = %b.info.addr, "closing listener");
                 b.abort();
             }
@@ -310,7 +351,7 @@ impl Server {
                 PortMode::Udp => crate::udp::bind(addr, gp.clone(), self.proxy.clone())
                     .await
                     .map(|(local, task)| (local, vec![task])),
-                _ => self.listen_tcp(addr, gp, *mode),
+                _ => self.listen_tcp(addr, gp, *mode, stale.contains(gp)),
             };
             match bound {
                 Ok((local, tasks)) => {

@@ -1,7 +1,8 @@
 //! Thread-per-core serving (`gwcore_proxy::server::set_workers`): every
 //! worker takes connections on a socket of its own sharing the port, a
-//! reload that drops the port closes every one of them, and a graceful
-//! shutdown drains the requests of every worker and ends their threads.
+//! second server cannot join them, a reload that drops the port closes
+//! every one of them, and a graceful shutdown drains the requests of every
+//! worker and ends their threads.
 //!
 //! The workers' threads are found by name in `/proc/self/task`, so the
 //! tests of this file take turns (`TURN`) and each sees its own.
@@ -150,6 +151,47 @@ async fn every_worker_has_a_socket_on_the_port_and_serves_connections() {
         );
     }
     drop(rt);
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_address_is_refused_not_let_share_it() {
+    let _turn = TURN.lock().await;
+    gwcore_proxy::server::set_workers(WORKERS);
+    let first = Runtime::start(vec![acme_dir()], common::options(true))
+        .await
+        .unwrap();
+    let addr = first.local_addr(80).unwrap();
+    assert_eq!(listening_sockets(addr.port()), WORKERS);
+
+    // Another server told to listen on the same address: SO_REUSEPORT
+    // would let its sockets join the first's and take half of the
+    // connections.
+    let mut opts = common::options(true);
+    opts.listen.map.insert(80, addr);
+    let second = Runtime::start(vec![acme_dir()], opts).await.unwrap();
+    assert_eq!(
+        second.local_addr(80),
+        None,
+        "the second server has no port 80"
+    );
+    let errors = second.proxy().listener_errors();
+    let why = errors.values().next().expect("port 80 refused");
+    assert!(
+        why.contains(&addr.to_string()) && why.contains("another process listens"),
+        "{errors:?}"
+    );
+    assert!(!second.proxy().is_ready());
+    assert_eq!(
+        listening_sockets(addr.port()),
+        WORKERS,
+        "only the first server's sockets listen on {addr}"
+    );
+    for i in 0..16 {
+        let (status, _) = request(addr, format!("/careers/{i}")).await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "request {i}");
+    }
+    drop(second);
+    drop(first);
 }
 
 #[tokio::test]
