@@ -1,6 +1,9 @@
 //! Heap bytes held by the incremental engine (objects, indexes, statuses and
 //! routing input), per route, on the generated clusters of `gwcore::scale`
-//! (run with `cargo bench -p gwcore-benches --bench engine_size`).
+//! (run with `cargo bench -p gwcore-benches --bench engine_size`; set
+//! `ENGINE_SIZE_ROUTES=5000` for other route counts, such as a short run
+//! under `valgrind --tool=dhat` that breaks the bytes down by where they
+//! were allocated).
 
 use std::alloc::System;
 
@@ -13,7 +16,18 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 fn main() {
-    for n in [10_000usize, 50_000] {
+    let counts: Vec<usize> = match std::env::var("ENGINE_SIZE_ROUTES") {
+        Ok(v) => v
+            .split(',')
+            .map(|n| {
+                n.trim().parse().unwrap_or_else(|e| {
+                    panic!("ENGINE_SIZE_ROUTES={v:?}: {n:?} is not a count: {e}")
+                })
+            })
+            .collect(),
+        Err(_) => vec![10_000, 50_000],
+    };
+    for n in counts {
         let spec = ScaleSpec {
             routes: n,
             ..ScaleSpec::default()

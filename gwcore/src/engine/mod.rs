@@ -369,12 +369,15 @@ struct RouteState {
     /// Where the attachments went: (Gateway, listener index).
     attached_to: Vec<(ObjectKey, usize)>,
     refusals: Vec<Refusal>,
-    /// Gateways and ListenerSets named by parentRefs (existing or not).
-    parents: BTreeSet<ObjectKey>,
-    /// Services named by backendRefs and mirrors.
-    services: BTreeSet<ObjectKey>,
-    /// Namespaces of cross-namespace references (their ReferenceGrants matter).
-    grant_namespaces: BTreeSet<String>,
+    /// Gateways and ListenerSets named by parentRefs (existing or not),
+    /// sorted and without duplicates. A Vec, not a set: most routes name
+    /// one or two, and a set's first node holds eleven.
+    parents: Vec<ObjectKey>,
+    /// Services named by backendRefs and mirrors (sorted, no duplicates).
+    services: Vec<ObjectKey>,
+    /// Namespaces of cross-namespace references (their ReferenceGrants
+    /// matter; sorted, no duplicates).
+    grant_namespaces: Vec<String>,
     /// Whether the route asks for default Gateways (GEP-3793): it is
     /// attached again whenever a Gateway becomes or stops being one.
     defaulted: bool,

@@ -12,6 +12,9 @@ impl Ctx<'_> {
         &self,
         o: &Object,
     ) -> (RouteRules, Result<(), Fail>, Vec<(usize, String)>) {
+        // The rules are kept while the route is attached (shared by every
+        // listener it attaches to and by the table), so each Vec is shrunk
+        // to its length.
         let mut invalid: Vec<(usize, String)> = Vec::new();
         let meta = o.meta();
         let kind = o.kind();
@@ -58,6 +61,7 @@ impl Ctx<'_> {
                         session_persistence,
                     });
                 }
+                out.shrink_to_fit();
                 RouteRules::Http(Arc::new(out))
             }
             Object::GrpcRoute(r) => {
@@ -95,6 +99,7 @@ impl Ctx<'_> {
                         session_persistence,
                     });
                 }
+                out.shrink_to_fit();
                 RouteRules::Grpc(Arc::new(out))
             }
             Object::TlsRoute(r) | Object::TcpRoute(r) | Object::UdpRoute(r) => {

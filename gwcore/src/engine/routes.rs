@@ -42,13 +42,20 @@ impl Ctx<'_> {
         };
         let default_refs = default_parent_refs(use_default, parent_refs, route_ns, gws);
         state.defaulted = use_default.is_some_and(claims);
+        let mut services = BTreeSet::new();
+        let mut grant_namespaces = BTreeSet::new();
+        let mut parent_keys = BTreeSet::new();
         route_refs(
             o,
             &self.opts.extensions,
-            &mut state.services,
-            &mut state.grant_namespaces,
+            &mut services,
+            &mut grant_namespaces,
         );
-        state.services.extend(self.extension_backend_services(o));
+        services.extend(self.extension_backend_services(o));
+        // Collected from the sets (sorted, no duplicates) into Vecs of
+        // exactly their length: what the engine keeps per route.
+        state.services = services.into_iter().collect();
+        state.grant_namespaces = grant_namespaces.into_iter().collect();
         let (rules, resolved, invalid_rules) = self.resolve_rules(o);
         let rule_count = match o {
             Object::HttpRoute(r) => r.spec.rules.len(),
@@ -83,11 +90,11 @@ impl Ctx<'_> {
             // Find the Gateway this parentRef leads to, and the listeners it may use.
             let (gw_key, set_key) = if is_gateway {
                 let gk = ObjectKey::new(Kind::Gateway, pns, pr.name.clone());
-                state.parents.insert(gk.clone());
+                parent_keys.insert(gk.clone());
                 (gk, None)
             } else {
                 let lk = ObjectKey::new(Kind::ListenerSet, pns, pr.name.clone());
-                state.parents.insert(lk.clone());
+                parent_keys.insert(lk.clone());
                 // A set read as one name is not found by a reference to
                 // the other, as on a cluster serving both.
                 let Some(Object::ListenerSet(ls)) = self.snap.get(&lk) else {
@@ -297,13 +304,16 @@ impl Ctx<'_> {
                 })
                 .map(|p| p.conditions.as_slice())
                 .unwrap_or(&[]);
-            let conditions = stamp(conds, prev_conds, meta, &self.opts.now);
+            let mut conditions = stamp(conds, prev_conds, meta, &self.opts.now);
+            // Kept for the route's lifetime: no spare capacity.
+            conditions.shrink_to_fit();
             ours.push(RouteParentStatus {
                 parent_ref: status_ref,
                 controller_name: self.opts.controller_name.clone(),
                 conditions,
             });
         }
+        state.parents = parent_keys.into_iter().collect();
         // Keep other controllers' entries untouched and in place; ours follow.
         let mut parents: Vec<RouteParentStatus> = prev
             .map(|s| {
@@ -321,6 +331,7 @@ impl Ctx<'_> {
         });
         if !ours.is_empty() || had_ours {
             parents.extend(ours);
+            parents.shrink_to_fit();
             state.status = Some(RouteStatus { parents });
         }
         state
