@@ -352,15 +352,39 @@ pub(crate) const ROOT: u32 = u32::MAX;
 /// A walk reads one entry per level (a cache line), plus the arena for a
 /// segment longer than 8 bytes; a candidate list of one id (the common
 /// case) is in the entry itself.
+///
+/// The root and the entries' pointer come first (`repr(C)`): a bucket
+/// puts them on the cache line it reads first.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(crate) struct PathTrie {
+    root: Root,
     entries: Box<[Child]>,
     /// The parent of each entry, [`ROOT`] for the root's children: read
     /// only when a lookup falls back to a shorter prefix.
     up: Box<[u32]>,
     ids: Box<[u32]>,
     arena: Box<[u8]>,
-    root: Child,
+}
+
+/// The root node: a [`Child`] without an edge, in 16 bytes.
+#[derive(Debug, Clone, Copy)]
+struct Root {
+    kids: u32,
+    nkids: u32,
+    exact: Ids,
+    prefix: Ids,
+}
+
+impl Default for Root {
+    fn default() -> Root {
+        Root {
+            kids: 0,
+            nkids: 0,
+            exact: NONE,
+            prefix: NONE,
+        }
+    }
 }
 
 impl PathTrie {
@@ -387,12 +411,14 @@ impl PathTrie {
                 || self.arena[c.off as usize..c.off as usize + seg.len() - 8] == seg[8..])
     }
 
+    /// The child of the node whose children group is `kids`, `nkids`
+    /// along the edge `seg`.
     #[inline]
-    fn child(&self, node: &Child, seg: &[u8]) -> Option<u32> {
-        let start = node.kids as usize;
-        let group = &self.entries[start..start + node.nkids as usize];
+    fn child(&self, (kids, nkids): (u32, u32), seg: &[u8]) -> Option<u32> {
+        let start = kids as usize;
+        let group = &self.entries[start..start + nkids as usize];
         let head = head8(seg);
-        if node.nkids > HASHED_FROM {
+        if nkids > HASHED_FROM {
             let mask = group.len() - 1;
             let mut i = seg_hash(head, seg) as usize & mask;
             loop {
@@ -418,9 +444,13 @@ impl PathTrie {
         None
     }
 
+    /// The lists of Exact and PathPrefix candidates of `cur`.
     #[inline]
-    fn node(&self, cur: u32) -> &Child {
-        self.entries.get(cur as usize).unwrap_or(&self.root)
+    fn lists(&self, cur: u32) -> (&Ids, &Ids) {
+        match self.entries.get(cur as usize) {
+            Some(c) => (&c.exact, &c.prefix),
+            None => (&self.root.exact, &self.root.prefix),
+        }
     }
 
     /// Walks `path` (normalized) as deep as the trie goes: the cursor of the
@@ -428,17 +458,18 @@ impl PathTrie {
     #[inline]
     pub(crate) fn walk(&self, path: &str) -> (u32, bool) {
         let mut cur = ROOT;
-        let mut node = &self.root;
+        let mut kids = (self.root.kids, self.root.nkids);
         let p = path.as_bytes();
         let p = p.strip_prefix(b"/").unwrap_or(p);
         for seg in p.split(|&c| c == b'/') {
-            if node.nkids == 0 {
+            if kids.1 == 0 {
                 return (cur, false);
             }
-            match self.child(node, seg) {
+            match self.child(kids, seg) {
                 Some(c) => {
                     cur = c;
-                    node = &self.entries[c as usize];
+                    let node = &self.entries[c as usize];
+                    kids = (node.kids, node.nkids);
                 }
                 None => return (cur, false),
             }
@@ -449,13 +480,13 @@ impl PathTrie {
     /// Candidates of the Exact paths ending at `cur`, best first.
     #[inline]
     pub(crate) fn exact(&self, cur: u32) -> &[u32] {
-        self.ids(&self.node(cur).exact)
+        self.ids(self.lists(cur).0)
     }
 
     /// Candidates of the PathPrefixes ending at `cur`, best first.
     #[inline]
     pub(crate) fn prefix(&self, cur: u32) -> &[u32] {
-        self.ids(&self.node(cur).prefix)
+        self.ids(self.lists(cur).1)
     }
 
     /// The parent of `cur` (the root is its own parent).
@@ -595,7 +626,12 @@ impl TrieBuilder {
             up: up.into_boxed_slice(),
             ids: ids.into_boxed_slice(),
             arena: arena.into_boxed_slice(),
-            root: nodes[0],
+            root: Root {
+                kids: nodes[0].kids,
+                nkids: nodes[0].nkids,
+                exact: nodes[0].exact,
+                prefix: nodes[0].prefix,
+            },
         }
     }
 }
