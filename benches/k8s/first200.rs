@@ -295,6 +295,42 @@ fn stages(runs: &[(SystemTime, Stages)], swaps: &Swaps, start: SystemTime) -> Op
     Some(s)
 }
 
+/// One sample's time, stage by stage (ms): the create call, the rest of
+/// the way to the reducer, the reducer's stages, then the proxy's: waking
+/// (or waiting for the swap before to end), taking the State, applying it,
+/// and the poll.
+fn breakdown(s: &Sample, x: &Stages) -> String {
+    let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
+    let Some(published) = x.published else {
+        return format!("{} ms (no engine run found)", ms(since(s.start, s.served)));
+    };
+    let run = x.waited + x.lock_wait + x.engine + x.publish;
+    let received = since(s.start, published).saturating_sub(run);
+    let mut line = format!(
+        "{} ms = create {} + to reducer {} + wait {} + lock {} + engine {} + publish {}",
+        ms(since(s.start, s.served)),
+        ms(since(s.start, s.created)),
+        ms(received.saturating_sub(since(s.start, s.created))),
+        ms(x.waited),
+        ms(x.lock_wait),
+        ms(x.engine),
+        ms(x.publish),
+    );
+    if let Some(applied) = x.applied {
+        let (take, apply) = x.swap.unwrap_or_default();
+        let to_proxy = since(published, applied);
+        line += &format!(
+            " + proxy {} (wake/queue {}, take {}, apply {}) + poll {}",
+            ms(to_proxy),
+            ms(to_proxy.saturating_sub(take + apply)),
+            ms(take),
+            ms(apply),
+            ms(since(applied, s.served)),
+        );
+    }
+    line
+}
+
 fn since(a: SystemTime, b: SystemTime) -> Duration {
     b.duration_since(a).unwrap_or_default()
 }
@@ -524,12 +560,15 @@ async fn run(a: Args) -> Result<(), String> {
         Vec::new(),
     );
     let (mut take, mut apply, mut lock_wait) = (Vec::new(), Vec::new(), Vec::new());
+    // The slowest samples, each with its stages, for a look at the tail.
+    let mut slow: Vec<(Duration, String)> = Vec::new();
     for s in &samples {
         total.push(since(s.start, s.served));
         call.push(since(s.start, s.created));
         let Some(x) = stages(&runs, &swaps, s.start) else {
             continue;
         };
+        slow.push((since(s.start, s.served), breakdown(s, &x)));
         let Some(published) = x.published else {
             continue;
         };
@@ -570,6 +609,10 @@ async fn run(a: Args) -> Result<(), String> {
     println!("{}", summary("    serve: take the State", take));
     println!("{}", summary("    serve: Runtime::apply", apply));
     println!("{}", summary("  swapped → first 200 polled", to_poll));
+    slow.sort_by_key(|s| std::cmp::Reverse(s.0));
+    for (_, line) in slow.iter().take(3) {
+        println!("slowest: {line}");
+    }
     println!(
         "status writes logged during the whole run: {writes}; log: {}",
         log_path.display()
