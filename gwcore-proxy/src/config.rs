@@ -17,8 +17,7 @@ use gwcore::Snapshot;
 use gwcore::attachments::{GatewayRouting, ListenerProtocol, TlsMode};
 use gwcore::engine::{ComputeOptions, Delta, Engine};
 use gwcore::load::Diagnostic;
-use gwcore::model::Object;
-use gwcore::model::ObjectKey;
+use gwcore::model::{Object, ObjectKey};
 use serde::Serialize;
 
 use crate::endpoints::Endpoints;
@@ -88,10 +87,12 @@ pub struct Config {
     pub tables: gwcore::table::Tables,
     /// Ports to serve, each Gateway's apart.
     pub ports: BTreeMap<GatewayPort, PortMode>,
-    /// Backend addresses.
-    pub endpoints: Endpoints,
-    /// Metric and log labels of every Gateway, route and backend, made once.
-    pub labels: Labels,
+    /// Backend addresses (shared with the previous configuration when no
+    /// Service or EndpointSlice changed).
+    pub endpoints: Arc<Endpoints>,
+    /// Metric and log labels of every Gateway, route and backend, made once
+    /// (shared with the previous configuration when no routing changed).
+    pub labels: Arc<Labels>,
     /// The echo backends standing for Services without endpoints.
     pub echo_backends: BTreeMap<ObjectKey, SocketAddr>,
     /// TLS settings per terminating port.
@@ -107,7 +108,17 @@ pub struct Config {
     /// The engine this configuration was computed with, until the next
     /// build takes it over.
     engine: Mutex<Option<Engine>>,
+    /// The echo backends asked for, whatever was done with them (the next
+    /// build reuses `endpoints` only for the same ones).
+    extra_endpoints: BTreeMap<ObjectKey, SocketAddr>,
+    /// Per TLS Gateway, its settings per port and the certificates that
+    /// could not be read (the next build reuses those of Gateways whose
+    /// routing, Secrets and ConfigMaps did not change).
+    tls_by_gateway: BTreeMap<ObjectKey, GatewayTls>,
 }
+
+/// A Gateway's TLS settings per port and its certificate errors.
+type GatewayTls = (BTreeMap<u16, Arc<rustls::ServerConfig>>, Vec<String>);
 
 /// Inputs besides the snapshot. Built by [`BuildOptions::new`]; it may
 /// gain fields in a minor release.
@@ -244,60 +255,42 @@ impl Config {
                 })
                 .map(|e| (p, e))
         });
-        let (engine, tables) = match taken {
+        // What the next steps reuse from `previous`: the routing that
+        // changed, and whether objects they read changed.
+        let (engine, tables, reuse): (_, _, Option<(&Config, Delta, Touched)>) = match taken {
             Some((previous, mut engine)) => {
                 engine.set_now(opts.now.clone());
-                let mut delta = Delta::default();
-                for (key, now) in engine.snapshot().differences(&snapshot) {
-                    // A change of status alone (in Kubernetes mode, the
-                    // echo of each status write) changes nothing served:
-                    // the data plane reads no status, and the statuses
-                    // are written by the controller's engine. Telling the
-                    // engine costs a recomputation of the object (after
-                    // a burst of writes, one per route) for nothing.
-                    if let Some(obj) = now
-                        && engine
-                            .snapshot()
-                            .get(&key)
-                            .is_some_and(|old| old.same_but_status(obj))
-                    {
-                        continue;
-                    }
-                    delta.absorb(match now {
-                        Some(obj) => engine.apply(obj.clone()),
-                        None => engine.delete(&key),
-                    });
-                }
+                let touched = Touched::between(engine.snapshot(), &snapshot);
+                // A change of status alone is adopted by the engine
+                // (Engine::apply_shared), computing nothing when it is the
+                // echo of the status computed.
+                let delta = engine.update_to(&snapshot);
                 let tables = previous.tables.update(&delta.routing);
-                (engine, tables)
+                (engine, tables, Some((previous, delta, touched)))
             }
             None => {
                 let engine = Engine::from_snapshot(snapshot.clone(), opts.compute_options());
                 // The engine's shared routing, compiled where it is.
                 let tables = gwcore::table::Tables::compile(engine.routing());
-                (engine, tables)
+                (engine, tables, None)
             }
         };
-        // The engine's objects equal `snapshot`'s now; keep its copies
-        // (those of unchanged objects are the previous generation's), so
-        // that the freshly read ones are freed and not held twice.
-        let snapshot = engine.snapshot().clone();
+        // The engine holds `snapshot`'s objects themselves now
+        // (Engine::update_to), so keeping `snapshot` holds no object twice.
         let computed = engine.computed();
-        let mut endpoints = Endpoints::from_snapshot(&snapshot);
-        let mut echo_backends = BTreeMap::new();
-        for (key, addr) in extra_endpoints {
-            if endpoints.has_service(key) {
-                continue;
+        let (endpoints, echo_backends) = match &reuse {
+            Some((p, _, touched))
+                if !touched.endpoints && p.extra_endpoints == *extra_endpoints =>
+            {
+                (p.endpoints.clone(), p.echo_backends.clone())
             }
-            if let Some(gwcore::model::Object::Service(svc)) = snapshot.get(key) {
-                endpoints.insert_all_ports(svc, key, *addr);
-                echo_backends.insert(key.clone(), *addr);
+            _ => {
+                let (endpoints, echoes) = endpoints_with_echoes(&snapshot, extra_endpoints);
+                (Arc::new(endpoints), echoes)
             }
-        }
+        };
         let ports = ports(&computed.routing);
-        let mut tls = BTreeMap::new();
-        let mut tls_errors = Vec::new();
-        let tls_gateways: std::collections::BTreeSet<&ObjectKey> = ports
+        let tls_gateways: BTreeSet<&ObjectKey> = ports
             .iter()
             .filter(|(_, m)| {
                 matches!(
@@ -307,16 +300,35 @@ impl Config {
             })
             .map(|(gp, _)| &gp.gateway)
             .collect();
+        let mut tls_by_gateway = BTreeMap::new();
         for gw in tls_gateways {
-            if let Some(r) = computed.routing.get(gw) {
-                let (configs, errors) = crate::certs::server_configs(r, &snapshot);
-                tls_errors.extend(errors);
-                for (port, c) in configs {
-                    tls.insert(GatewayPort::new(gw.clone(), port), c);
+            let Some(r) = computed.routing.get(gw) else {
+                continue;
+            };
+            let kept = match &reuse {
+                Some((p, delta, touched))
+                    if !touched.certificates && !delta.routing.contains_key(gw) =>
+                {
+                    p.tls_by_gateway.get(gw).cloned()
                 }
+                _ => None,
+            };
+            let built = kept.unwrap_or_else(|| crate::certs::server_configs(r, &snapshot));
+            tls_by_gateway.insert(gw.clone(), built);
+        }
+        let mut tls = BTreeMap::new();
+        let mut tls_errors = Vec::new();
+        for (gw, (configs, errors)) in &tls_by_gateway {
+            tls_errors.extend(errors.iter().cloned());
+            for (port, c) in configs {
+                tls.insert(GatewayPort::new(gw.clone(), *port), c.clone());
             }
         }
-        let labels = Labels::new(&computed.routing);
+        let labels = match &reuse {
+            Some((p, delta, _)) if delta.routing.is_empty() => p.labels.clone(),
+            Some((p, delta, _)) => Arc::new(p.labels.update(&p.computed.routing, &delta.routing)),
+            None => Arc::new(Labels::new(&computed.routing)),
+        };
         Config {
             tables,
             tls,
@@ -332,6 +344,8 @@ impl Config {
             diagnostics,
             plugins: opts.plugins.clone(),
             engine: Mutex::new(Some(engine)),
+            extra_endpoints: extra_endpoints.clone(),
+            tls_by_gateway,
         }
     }
 
@@ -410,45 +424,148 @@ fn ports(routing: &BTreeMap<ObjectKey, GatewayRouting>) -> BTreeMap<GatewayPort,
     out
 }
 
+/// Which objects the steps after the engine read changed between two
+/// snapshots (compared only where the two do not share the object).
+#[derive(Debug, Default)]
+struct Touched {
+    /// A Service or an EndpointSlice.
+    endpoints: bool,
+    /// A Secret or a ConfigMap (certificates, CA bundles).
+    certificates: bool,
+}
+
+impl Touched {
+    fn between(old: &Snapshot, new: &Snapshot) -> Touched {
+        use gwcore::model::Kind;
+        let mut t = Touched::default();
+        old.unshared(new, |key, a, b| {
+            let flag = match key.kind {
+                Kind::Service | Kind::EndpointSlice => &mut t.endpoints,
+                Kind::Secret | Kind::ConfigMap => &mut t.certificates,
+                _ => return,
+            };
+            if !*flag && a != b {
+                *flag = true;
+            }
+        });
+        t
+    }
+}
+
+/// The EndpointSlices' addresses, and `extra` (echo backends) for every
+/// port of the Services that have none; with the echo backends used.
+fn endpoints_with_echoes(
+    snapshot: &Snapshot,
+    extra: &BTreeMap<ObjectKey, SocketAddr>,
+) -> (Endpoints, BTreeMap<ObjectKey, SocketAddr>) {
+    let mut endpoints = Endpoints::from_snapshot(snapshot);
+    let mut used = BTreeMap::new();
+    for (key, addr) in extra {
+        if endpoints.has_service(key) {
+            continue;
+        }
+        if let Some(Object::Service(svc)) = snapshot.get(key) {
+            endpoints.insert_all_ports(svc, key, *addr);
+            used.insert(key.clone(), *addr);
+        }
+    }
+    (endpoints, used)
+}
+
 /// The labels requests are counted and logged under, made once per
 /// configuration so that a request only clones shared strings.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Labels {
     gateways: BTreeMap<ObjectKey, Arc<str>>,
-    routes: BTreeMap<ObjectKey, Arc<str>>,
-    backends: BTreeMap<ObjectKey, BTreeMap<u16, Arc<str>>>,
+    routes: BTreeMap<ObjectKey, Counted>,
+    backends: BTreeMap<ObjectKey, BTreeMap<u16, Counted>>,
+}
+
+/// A label and how many listeners' routes use it (it goes with the last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Counted {
+    label: Arc<str>,
+    uses: usize,
 }
 
 impl Labels {
     fn new(routing: &BTreeMap<ObjectKey, GatewayRouting>) -> Labels {
-        use gwcore::attachments::RouteRules;
         let mut l = Labels::default();
         for (gw, r) in routing {
-            l.gateways
-                .insert(gw.clone(), format!("{}/{}", gw.namespace, gw.name).into());
-            for listener in &r.listeners {
-                for route in &listener.routes {
-                    l.routes
-                        .entry(route.key.clone())
-                        .or_insert_with(|| route_label(&route.key).into());
-                    let backends: Vec<&gwcore::attachments::ResolvedBackend> = match &route.rules {
-                        RouteRules::Http(rules) => rules.iter().flat_map(|r| &r.backends).collect(),
-                        RouteRules::Grpc(rules) => rules.iter().flat_map(|r| &r.backends).collect(),
-                        RouteRules::L4(rules) => rules.iter().flat_map(|r| &r.backends).collect(),
-                    };
-                    for b in backends {
-                        if let Ok(t) = &b.target {
-                            l.backends
-                                .entry(t.service.clone())
-                                .or_default()
-                                .entry(t.port)
-                                .or_insert_with(|| backend_label(&t.service, t.port).into());
+            l.add(gw, r);
+        }
+        l
+    }
+
+    /// These labels with the routing of the Gateways in `changed` (whose
+    /// routing was `before`) replaced: equal to [`Labels::new`] of the
+    /// routing after.
+    fn update(
+        &self,
+        before: &BTreeMap<ObjectKey, GatewayRouting>,
+        changed: &BTreeMap<ObjectKey, Option<Arc<GatewayRouting>>>,
+    ) -> Labels {
+        let mut l = self.clone();
+        for (gw, now) in changed {
+            if let Some(r) = before.get(gw) {
+                l.remove(gw, r);
+            }
+            if let Some(r) = now {
+                l.add(gw, r);
+            }
+        }
+        l
+    }
+
+    /// The targets of a route's backends.
+    fn backends(
+        route: &gwcore::attachments::AttachedRoute,
+    ) -> impl Iterator<Item = &gwcore::attachments::BackendTarget> {
+        use gwcore::attachments::RouteRules;
+        let backends: Vec<&gwcore::attachments::ResolvedBackend> = match &route.rules {
+            RouteRules::Http(rules) => rules.iter().flat_map(|r| &r.backends).collect(),
+            RouteRules::Grpc(rules) => rules.iter().flat_map(|r| &r.backends).collect(),
+            RouteRules::L4(rules) => rules.iter().flat_map(|r| &r.backends).collect(),
+        };
+        backends.into_iter().filter_map(|b| b.target.as_ref().ok())
+    }
+
+    fn add(&mut self, gw: &ObjectKey, r: &GatewayRouting) {
+        self.gateways
+            .insert(gw.clone(), format!("{}/{}", gw.namespace, gw.name).into());
+        for listener in &r.listeners {
+            for route in &listener.routes {
+                count_up(self.routes.entry(route.key.clone()), || {
+                    route_label(&route.key)
+                });
+                for t in Labels::backends(route) {
+                    count_up(
+                        self.backends
+                            .entry(t.service.clone())
+                            .or_default()
+                            .entry(t.port),
+                        || backend_label(&t.service, t.port),
+                    );
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, gw: &ObjectKey, r: &GatewayRouting) {
+        self.gateways.remove(gw);
+        for listener in &r.listeners {
+            for route in &listener.routes {
+                count_down(&mut self.routes, &route.key);
+                for t in Labels::backends(route) {
+                    if let Some(ports) = self.backends.get_mut(&t.service) {
+                        count_down(ports, &t.port);
+                        if ports.is_empty() {
+                            self.backends.remove(&t.service);
                         }
                     }
                 }
             }
         }
-        l
     }
 
     /// `namespace/name` of a Gateway.
@@ -463,7 +580,7 @@ impl Labels {
     pub fn route(&self, key: &ObjectKey) -> Arc<str> {
         self.routes
             .get(key)
-            .cloned()
+            .map(|c| c.label.clone())
             .unwrap_or_else(|| route_label(key).into())
     }
 
@@ -472,8 +589,31 @@ impl Labels {
         self.backends
             .get(service)
             .and_then(|ports| ports.get(&port))
-            .cloned()
+            .map(|c| c.label.clone())
             .unwrap_or_else(|| backend_label(service, port).into())
+    }
+}
+
+/// One more use of a label, made when it is new.
+fn count_up<K: Ord>(
+    entry: std::collections::btree_map::Entry<'_, K, Counted>,
+    label: impl FnOnce() -> String,
+) {
+    entry
+        .and_modify(|c| c.uses += 1)
+        .or_insert_with(|| Counted {
+            label: label().into(),
+            uses: 1,
+        });
+}
+
+/// One use of a label less; the last takes it away.
+fn count_down<K: Ord>(map: &mut BTreeMap<K, Counted>, key: &K) {
+    if let Some(c) = map.get_mut(key) {
+        c.uses -= 1;
+        if c.uses == 0 {
+            map.remove(key);
+        }
     }
 }
 
@@ -688,5 +828,187 @@ spec:
             programmed(&next),
             ("True".to_string(), "Programmed".to_string())
         );
+    }
+
+    /// Documents a random walk picks from: each object in two versions
+    /// (index `2k` and `2k + 1`), among them the inputs of every step after
+    /// the engine (Services, EndpointSlices, a TLS Secret, an HTTPS
+    /// listener, routes to two Gateways).
+    fn pool(cert: &str, key: &str) -> Vec<String> {
+        let indent = |pem: &str| -> String { pem.lines().map(|l| format!("    {l}\n")).collect() };
+        let gateway = |name: &str, extra: &str| {
+            format!(
+                "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: apps}}\nspec:\n  gatewayClassName: gc\n  listeners:\n  - {{name: http, port: 80, protocol: HTTP}}\n{extra}"
+            )
+        };
+        let https = "  - {name: https, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: tls}]}}\n";
+        let route = |name: &str, parent: &str, path: &str, svc: &str| {
+            format!(
+                "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: apps}}\nspec:\n  parentRefs: [{{name: {parent}}}]\n  rules: [{{matches: [{{path: {{type: PathPrefix, value: {path}}}}}], backendRefs: [{{name: {svc}, port: 8080}}]}}]\n"
+            )
+        };
+        let slice = |ip: &str| {
+            format!(
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-1, namespace: apps, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{port: 9000}}]\nendpoints: [{{addresses: [{ip}]}}]\n"
+            )
+        };
+        let service = |name: &str, port: u16| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: apps}}\nspec: {{ports: [{{port: {port}}}]}}\n"
+            )
+        };
+        vec![
+            gateway("a", https),
+            gateway("a", ""),
+            gateway("b", ""),
+            gateway("b", https),
+            route("r1", "a", "/one", "web"),
+            route("r1", "a", "/uno", "api"),
+            route("r2", "b", "/two", "web"),
+            route("r2", "a", "/two", "web"),
+            route("r3", "a", "/three", "api"),
+            route("r3", "b", "/three", "api"),
+            service("web", 8080),
+            service("web", 8081),
+            service("api", 8080),
+            service("api", 8082),
+            slice("10.0.0.1"),
+            slice("10.0.0.2"),
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: tls, namespace: apps}}\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+                indent(cert),
+                indent(key)
+            ),
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: tls, namespace: apps}\nstringData: {tls.crt: none, tls.key: none}\n".to_string(),
+        ]
+    }
+
+    /// Everything a configuration serves, comparable.
+    fn observed(c: &Config) -> impl PartialEq + std::fmt::Debug {
+        (
+            (
+                c.tables
+                    .iter()
+                    .map(|(k, t)| (k.clone(), format!("{t:?}")))
+                    .collect::<Vec<_>>(),
+                c.endpoints.clone(),
+                c.labels.clone(),
+                c.ports.clone(),
+                c.echo_backends.clone(),
+            ),
+            (
+                c.computed.clone(),
+                c.tls.keys().cloned().collect::<Vec<_>>(),
+                c.tls_errors.clone(),
+                c.snapshot.clone(),
+            ),
+        )
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Puts in a version of an object.
+        Apply(usize),
+        /// Takes out the object of a document.
+        Delete(usize),
+        /// Writes the computed status of an object back (another
+        /// resourceVersion), as the API server echoes a status write.
+        Echo(usize),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = (Step, bool)> {
+        use proptest::prelude::*;
+        (
+            prop_oneof![
+                3 => any::<usize>().prop_map(Step::Apply),
+                1 => any::<usize>().prop_map(Step::Delete),
+                2 => any::<usize>().prop_map(Step::Echo),
+            ],
+            any::<bool>(),
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+        /// A configuration built from the previous one after any changes
+        /// (handed over as a clone of the served snapshot, as a file
+        /// reload does, or as a separate copy of every object, as the
+        /// controller does) serves exactly what one built from scratch
+        /// from the same objects does.
+        #[test]
+        fn build_next_serves_what_a_fresh_build_does(steps in proptest::collection::vec(step(), 1..24)) {
+            let c = rcgen::generate_simple_self_signed(vec!["x.example".to_owned()]).unwrap();
+            let docs: Vec<Object> = pool(&c.cert.pem(), &c.key_pair.serialize_pem())
+                .iter()
+                .map(|d| {
+                    let loaded = gwcore::load::load_str("pool.yaml", d);
+                    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+                    loaded.objects.into_iter().next().expect("one object").0
+                })
+                .collect();
+            let none = BTreeMap::new();
+            let mut objects = snapshot(
+                "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gc}\nspec: {controllerName: example.com/gc}\n",
+            );
+            let mut config = Config::build(1, objects.clone(), Vec::new(), &opts(), &none);
+            for (i, (step, separate)) in steps.into_iter().enumerate() {
+                match step {
+                    Step::Apply(d) => {
+                        objects.insert(docs[d % docs.len()].clone());
+                    }
+                    Step::Delete(d) => {
+                        objects.remove(&docs[d % docs.len()].key());
+                    }
+                    Step::Echo(s) => {
+                        let statuses = &config.computed.statuses;
+                        if let Some((k, st)) = statuses.iter().nth(s % statuses.len().max(1)) {
+                            objects.set_status(k, st.clone());
+                            if let Some(o) = objects.get_mut(k) {
+                                o.meta_mut().resource_version = Some(format!("{i}"));
+                            }
+                        }
+                    }
+                }
+                let handed = if separate {
+                    Snapshot::from_objects(objects.iter().cloned())
+                } else {
+                    objects.clone()
+                };
+                let generation = config.generation + 1;
+                let next = Config::build_next(Some(&config), generation, handed, Vec::new(), &opts(), &none);
+                let fresh = Config::build(generation, objects.clone(), Vec::new(), &opts(), &none);
+                proptest::prop_assert_eq!(observed(&next), observed(&fresh));
+                config = next;
+            }
+        }
+    }
+
+    #[test]
+    fn unchanged_inputs_are_shared_with_the_previous_configuration() {
+        let none = BTreeMap::new();
+        let first = Config::build(1, snapshot(MANIFESTS), Vec::new(), &opts(), &none);
+        // A status echo of a route, in a separate copy of every object.
+        let mut objects = Snapshot::from_objects(first.snapshot.iter().cloned());
+        let route = ObjectKey::new(Kind::HttpRoute, "apps", "on-a");
+        objects.set_status(&route, first.computed.statuses[&route].clone());
+        objects.get_mut(&route).unwrap().meta_mut().resource_version = Some("2".into());
+        let second =
+            Config::build_next(Some(&first), 2, objects.clone(), Vec::new(), &opts(), &none);
+        assert!(Arc::ptr_eq(&first.labels, &second.labels));
+        assert!(Arc::ptr_eq(&first.endpoints, &second.endpoints));
+        // The echo and every equal object are the caller's now: the next
+        // build compares pointers only.
+        let mut unshared = 0;
+        second.snapshot.unshared(&objects, |_, _, _| unshared += 1);
+        assert_eq!(unshared, 0);
+        let engine = second.engine.lock().unwrap();
+        let mut unshared = 0;
+        engine
+            .as_ref()
+            .unwrap()
+            .snapshot()
+            .unshared(&objects, |_, _, _| unshared += 1);
+        assert_eq!(unshared, 0, "the engine did not take the caller's objects");
     }
 }
