@@ -1011,4 +1011,49 @@ spec:
             .unshared(&objects, |_, _, _| unshared += 1);
         assert_eq!(unshared, 0, "the engine did not take the caller's objects");
     }
+
+    #[test]
+    fn tls_settings_are_rebuilt_for_a_new_certificate_only() {
+        let none = BTreeMap::new();
+        let secret = |c: &rcgen::CertifiedKey| {
+            let indent =
+                |pem: &str| -> String { pem.lines().map(|l| format!("    {l}\n")).collect() };
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: tls, namespace: apps}}\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+                indent(&c.cert.pem()),
+                indent(&c.key_pair.serialize_pem())
+            )
+        };
+        let one = rcgen::generate_simple_self_signed(vec!["x.example".to_owned()]).unwrap();
+        let two = rcgen::generate_simple_self_signed(vec!["x.example".to_owned()]).unwrap();
+        let https = MANIFESTS.replace(
+            "listeners: [{name: http, port: 80, protocol: HTTP}]",
+            "listeners: [{name: https, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: tls}]}}]",
+        );
+        let first = Config::build(
+            1,
+            snapshot(&format!("{https}---\n{}", secret(&one))),
+            Vec::new(),
+            &opts(),
+            &none,
+        );
+        let port = GatewayPort::new(ObjectKey::new(Kind::Gateway, "apps", "a"), 443);
+        assert!(first.tls_errors.is_empty(), "{:?}", first.tls_errors);
+        // Another route's change: the settings are shared.
+        let other = snapshot(&format!(
+            "{}---\n{}",
+            https.replace("value: /b}", "value: /bee}"),
+            secret(&one)
+        ));
+        let second = Config::build_next(Some(&first), 2, other, Vec::new(), &opts(), &none);
+        assert!(Arc::ptr_eq(&first.tls[&port], &second.tls[&port]));
+        // The certificate rotated (the routing is the same): built anew.
+        let rotated = snapshot(&format!(
+            "{}---\n{}",
+            https.replace("value: /b}", "value: /bee}"),
+            secret(&two)
+        ));
+        let third = Config::build_next(Some(&second), 3, rotated, Vec::new(), &opts(), &none);
+        assert!(!Arc::ptr_eq(&second.tls[&port], &third.tls[&port]));
+    }
 }
