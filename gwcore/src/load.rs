@@ -129,9 +129,15 @@ impl Loaded {
         crate::Snapshot::from_objects(self.objects.iter().map(|(o, _)| o.clone()))
     }
 
-    /// Appends another load result.
+    /// Appends another load result. Appended to an empty one with no room
+    /// reserved, its objects are taken as they are, not copied (a copy of
+    /// every object of a large source, written to fresh pages).
     pub fn extend(&mut self, other: Loaded) {
-        self.objects.extend(other.objects);
+        if self.objects.is_empty() && self.objects.capacity() < other.objects.len() {
+            self.objects = other.objects;
+        } else {
+            self.objects.extend(other.objects);
+        }
         self.diagnostics.extend(other.diagnostics);
     }
 }
@@ -461,6 +467,7 @@ fn load_yaml(source: &str, text: &str, limits: &Limits, ext: &Extensions, out: &
     }
     let threads = limits.threads_for(docs.len());
     if threads == 1 {
+        out.objects.reserve(objects_expected(&docs));
         for (i, &(line, doc)) in docs.iter().enumerate() {
             load_yaml_document(source, i, line, doc, limits, ext, out);
         }
@@ -474,6 +481,7 @@ fn load_yaml(source: &str, text: &str, limits: &Limits, ext: &Extensions, out: &
                 .map(|(r, part)| {
                     s.spawn(move || {
                         let mut loaded = Loaded::default();
+                        loaded.objects.reserve(objects_expected(part));
                         for (j, &(line, doc)) in part.iter().enumerate() {
                             load_yaml_document(
                                 source,
@@ -497,6 +505,8 @@ fn load_yaml(source: &str, text: &str, limits: &Limits, ext: &Extensions, out: &
                 })
                 .collect()
         });
+        out.objects
+            .reserve(parts.iter().map(|p| p.objects.len()).sum());
         for part in parts {
             out.extend(part);
         }
@@ -505,6 +515,18 @@ fn load_yaml(source: &str, text: &str, limits: &Limits, ext: &Extensions, out: &
         out.diagnostics
             .push(too_many_documents(source, limits, line));
     }
+}
+
+/// How many objects the YAML documents `docs` (line, text) are expected
+/// to hold, to allocate room for them once instead of growing a vector of
+/// large elements by doubling: one a document, but no more than one per
+/// 40 bytes (about the smallest object, `{apiVersion: v1, kind:
+/// Namespace, metadata: {name: a}}`), so that many tiny documents do not
+/// reserve more than their text can hold; `List`s with more items grow the
+/// vector as usual.
+fn objects_expected(docs: &[(usize, &str)]) -> usize {
+    let bytes: usize = docs.iter().map(|(_, d)| d.len()).sum();
+    docs.len().min(bytes / 40)
 }
 
 /// Loads document `doc_index` of `source`, which starts on line `line`.
