@@ -507,14 +507,71 @@ impl Labels {
     ) -> Labels {
         let mut l = self.clone();
         for (gw, now) in changed {
-            if let Some(r) = before.get(gw) {
-                l.remove(gw, r);
-            }
-            if let Some(r) = now {
-                l.add(gw, r);
+            match (before.get(gw), now) {
+                (Some(old), Some(new)) => l.replace(old, new),
+                (Some(old), None) => l.remove(gw, old),
+                (None, Some(new)) => l.add(gw, new),
+                (None, None) => {}
             }
         }
         l
+    }
+
+    /// A Gateway's routing `old` replaced by `new`: only the routes not
+    /// shared by a listener of the same name in both count.
+    fn replace(&mut self, old: &GatewayRouting, new: &GatewayRouting) {
+        use gwcore::attachments::{AttachedRoute, ListenerRouting};
+        // Shared with the listener of the same name and source in the
+        // other routing.
+        let shared = |other: &GatewayRouting, l: &ListenerRouting, route: &Arc<AttachedRoute>| {
+            other
+                .listeners
+                .iter()
+                .find(|o| o.name == l.name && o.source == l.source)
+                .and_then(|o| o.routes.get(&route.key))
+                .is_some_and(|r| Arc::ptr_eq(r, route))
+        };
+        for l in &old.listeners {
+            for route in &l.routes {
+                if !shared(new, l, route) {
+                    self.route_down(route);
+                }
+            }
+        }
+        for l in &new.listeners {
+            for route in &l.routes {
+                if !shared(old, l, route) {
+                    self.route_up(route);
+                }
+            }
+        }
+    }
+
+    fn route_up(&mut self, route: &gwcore::attachments::AttachedRoute) {
+        count_up(self.routes.entry(route.key.clone()), || {
+            route_label(&route.key)
+        });
+        for t in Labels::backends(route) {
+            count_up(
+                self.backends
+                    .entry(t.service.clone())
+                    .or_default()
+                    .entry(t.port),
+                || backend_label(&t.service, t.port),
+            );
+        }
+    }
+
+    fn route_down(&mut self, route: &gwcore::attachments::AttachedRoute) {
+        count_down(&mut self.routes, &route.key);
+        for t in Labels::backends(route) {
+            if let Some(ports) = self.backends.get_mut(&t.service) {
+                count_down(ports, &t.port);
+                if ports.is_empty() {
+                    self.backends.remove(&t.service);
+                }
+            }
+        }
     }
 
     /// The targets of a route's backends.
@@ -535,18 +592,7 @@ impl Labels {
             .insert(gw.clone(), format!("{}/{}", gw.namespace, gw.name).into());
         for listener in &r.listeners {
             for route in &listener.routes {
-                count_up(self.routes.entry(route.key.clone()), || {
-                    route_label(&route.key)
-                });
-                for t in Labels::backends(route) {
-                    count_up(
-                        self.backends
-                            .entry(t.service.clone())
-                            .or_default()
-                            .entry(t.port),
-                        || backend_label(&t.service, t.port),
-                    );
-                }
+                self.route_up(route);
             }
         }
     }
@@ -555,15 +601,7 @@ impl Labels {
         self.gateways.remove(gw);
         for listener in &r.listeners {
             for route in &listener.routes {
-                count_down(&mut self.routes, &route.key);
-                for t in Labels::backends(route) {
-                    if let Some(ports) = self.backends.get_mut(&t.service) {
-                        count_down(ports, &t.port);
-                        if ports.is_empty() {
-                            self.backends.remove(&t.service);
-                        }
-                    }
-                }
+                self.route_down(route);
             }
         }
     }
