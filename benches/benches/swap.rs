@@ -22,8 +22,12 @@ use gwcore::model::{Kind, Object, ObjectKey};
 use gwcore::scale::{ScaleSpec, generate};
 use gwcore_proxy::config::{BuildOptions, Config};
 
+/// As `gwcore serve --kubernetes` builds: the controller's engine writes
+/// the statuses, the proxy's computes routing only.
 fn options() -> BuildOptions {
-    BuildOptions::new("gwcore.dev/gateway-controller", "2026-01-01T00:00:00Z")
+    let mut opts = BuildOptions::new("gwcore.dev/gateway-controller", "2026-01-01T00:00:00Z");
+    opts.routing_only = true;
+    opts
 }
 
 /// The controller's side: its own objects, and what it hands the proxy.

@@ -415,6 +415,11 @@ async fn serve(args: Args, plugins: Plugins) -> ExitCode {
     // only the addresses it listens on; behind a Kubernetes Service, the
     // Service's addresses are the Gateway's.
     opts.addresses_from_listen = !args.kubernetes;
+    // Behind a Kubernetes controller, whose engine writes the statuses,
+    // the proxy's engine computes routing only: the echo of each status
+    // write is taken without computing (a controller's clock stamps the
+    // conditions, so they are rarely the proxy's own to the second).
+    opts.routing_only = args.kubernetes;
     if args.kubernetes {
         let grace = Duration::from_secs(args.grace_secs);
         return crate::controller::serve(

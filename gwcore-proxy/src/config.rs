@@ -137,6 +137,12 @@ pub struct BuildOptions {
     /// ([`ComputeOptions::with_usable_addresses`]); `None`: every address
     /// is taken as usable.
     pub usable_addresses: Option<BTreeSet<IpAddr>>,
+    /// Whether another engine writes the statuses (`gwcore serve
+    /// --kubernetes`, whose controller does): a change of status alone is
+    /// then taken without computing ([`ComputeOptions::routing_only`]), so
+    /// the echoes of the controller's writes cost the proxy nothing.
+    /// Default `false`.
+    pub routing_only: bool,
 }
 
 impl BuildOptions {
@@ -148,13 +154,15 @@ impl BuildOptions {
             now: now.into(),
             plugins: crate::plugin::Plugins::default(),
             usable_addresses: None,
+            routing_only: false,
         }
     }
 
     /// The engine's options.
     fn compute_options(&self) -> ComputeOptions {
         let opts = ComputeOptions::new(self.controller_name.clone(), self.now.clone())
-            .with_extensions(self.plugins.extensions().clone());
+            .with_extensions(self.plugins.extensions().clone())
+            .with_routing_only(self.routing_only);
         match &self.usable_addresses {
             Some(a) => opts.with_usable_addresses(a.iter().map(IpAddr::to_string)),
             None => opts,
@@ -252,6 +260,7 @@ impl Config {
                     e.options().controller_name == opts.controller_name
                         && e.options().extensions == *opts.plugins.extensions()
                         && e.options().usable_addresses == opts.compute_options().usable_addresses
+                        && e.options().routing_only == opts.routing_only
                 })
                 .map(|e| (p, e))
         });
@@ -725,6 +734,7 @@ spec:
             controller_name: "example.com/gc".into(),
             now: "2026-01-01T00:00:00Z".into(),
             usable_addresses: None,
+            routing_only: false,
         }
     }
 

@@ -452,6 +452,10 @@ pub struct RuntimeOptions {
     /// whose addresses are the Gateway's. Default is `false`: every address
     /// is taken as usable.
     pub addresses_from_listen: bool,
+    /// Whether another engine writes the statuses, as the controller of
+    /// `gwcore serve --kubernetes` does ([`BuildOptions::routing_only`]).
+    /// Default is `false`.
+    pub routing_only: bool,
 }
 
 impl RuntimeOptions {
@@ -465,6 +469,7 @@ impl RuntimeOptions {
             echo_backends: false,
             plugins: crate::plugin::Plugins::default(),
             addresses_from_listen: false,
+            routing_only: false,
         }
     }
 }
@@ -852,6 +857,7 @@ fn build_options(opts: &RuntimeOptions, snapshot: &Snapshot) -> BuildOptions {
         now: now_rfc3339(),
         plugins: opts.plugins.clone(),
         usable_addresses,
+        routing_only: opts.routing_only,
     }
 }
 

@@ -366,8 +366,9 @@ impl Engine {
     }
 
     /// Whether a change of `key`'s status alone, to `obj`'s, can be taken
-    /// without computing: `obj` carries the status computed for it, and
-    /// nothing but the object's own status computation reads its status
+    /// without computing: `obj` carries the status computed for it (or
+    /// the statuses are not this engine's to write,
+    /// [`ComputeOptions::routing_only`]), and nothing but the object's own status computation reads its status
     /// (policies keep their own state; no policy's parse looked it up).
     fn adoptable(&self, key: &ObjectKey, obj: &Object) -> bool {
         let kind_ok = matches!(
@@ -376,10 +377,10 @@ impl Engine {
         ) || key.kind.is_route();
         kind_ok
             && policy_kind(&self.opts.extensions, key.kind).is_none()
-            && self
-                .statuses
-                .get(key)
-                .is_some_and(|computed| carries_status(obj, computed) && self.fixed_point(computed))
+            && (self.opts.routing_only
+                || self.statuses.get(key).is_some_and(|computed| {
+                    carries_status(obj, computed) && self.fixed_point(computed)
+                }))
             && self.policies.readers(key).is_empty()
     }
 
@@ -1030,6 +1031,51 @@ spec:
             panic!("a Gateway status")
         };
         assert_eq!(g.conditions[0].last_transition_time, "2025-06-01T00:00:00Z");
+    }
+
+    #[test]
+    fn a_routing_only_engine_takes_any_status_alone_without_computing() {
+        // As the proxy beside a Kubernetes controller: the controller's
+        // clock stamped the statuses it wrote, so they are not this
+        // engine's to the second. Its routing is the same either way.
+        let loaded = crate::load::load_str("t.yaml", MANIFESTS);
+        let snap = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
+        let opts =
+            ComputeOptions::new("example.com/gc", "2026-01-01T00:00:00Z").with_routing_only(true);
+        let mut e = Engine::from_snapshot(snap, opts);
+        e.set_now("2026-01-02T00:00:00Z");
+        let route = ObjectKey::new(Kind::HttpRoute, "apps", "r");
+        let gateway = ObjectKey::new(Kind::Gateway, "apps", "a");
+        let before = attachment(&e);
+        let routing = e.routing().clone();
+        let mut stamped = e.statuses()[&route].clone();
+        if let ObjectStatus::Route(RouteStatus { parents }) = &mut stamped {
+            for c in parents.iter_mut().flat_map(|p| &mut p.conditions) {
+                c.last_transition_time = "2025-06-01T00:00:00Z".into();
+            }
+        }
+        let echoed = echo(&e, &route, stamped);
+        assert!(e.apply_shared(echoed.clone()).is_empty());
+        assert!(Arc::ptr_eq(
+            e.snapshot().get_shared(&route).unwrap(),
+            &echoed
+        ));
+        assert!(
+            Arc::ptr_eq(&before, &attachment(&e)),
+            "the route was computed again"
+        );
+        let echoed = echo(&e, &gateway, ObjectStatus::Gateway(Default::default()));
+        assert!(e.apply_shared(echoed.clone()).is_empty());
+        assert!(Arc::ptr_eq(
+            e.snapshot().get_shared(&gateway).unwrap(),
+            &echoed
+        ));
+        assert_eq!(e.routing(), &routing);
+        // What is served is what a computation from the objects gives.
+        assert_eq!(
+            e.computed().routing,
+            compute(e.snapshot(), e.options()).routing
+        );
     }
 
     #[test]

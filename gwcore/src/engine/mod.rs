@@ -93,6 +93,16 @@ pub struct ComputeOptions {
     /// [`ComputeOptions::usable_addresses`]: they are what it reports when
     /// it requests none, and the only addresses it can use. Default: none.
     pub gateway_addresses: BTreeMap<ObjectKey, Vec<GatewayStatusAddress>>,
+    /// Whether the caller uses this engine's routing only, another engine
+    /// writing the statuses (a data plane beside a Kubernetes controller).
+    /// Then a change of an object's status alone, which changes no routing,
+    /// is taken into the snapshot without computing anything, also when it
+    /// is not the status this engine computed (the controller's clock
+    /// stamped it, or another controller's entry changed): the statuses
+    /// this engine reports may keep an earlier `lastTransitionTime` or miss
+    /// another controller's entry. Default `false`: every status is what
+    /// the snapshot gives.
+    pub routing_only: bool,
 }
 
 impl ComputeOptions {
@@ -122,6 +132,7 @@ impl ComputeOptions {
             extensions: Extensions::default(),
             usable_addresses: None,
             gateway_addresses: BTreeMap::new(),
+            routing_only: false,
         })
     }
 
@@ -144,6 +155,12 @@ impl ComputeOptions {
                 .map(|a| canonical_address(a.as_ref()))
                 .collect(),
         );
+        self
+    }
+
+    /// Sets [`ComputeOptions::routing_only`].
+    pub fn with_routing_only(mut self, routing_only: bool) -> Self {
+        self.routing_only = routing_only;
         self
     }
 
