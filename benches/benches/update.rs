@@ -9,7 +9,11 @@
 //! - `engine_apply`: the engine's reaction to one edited HTTPRoute (its
 //!   [`Delta`]);
 //! - `tables_update`: [`Tables::update`] with that delta;
-//! - `apply_to_tables`: both, as a data plane does on a change.
+//! - `apply_to_tables`: both, as a data plane does on a change;
+//! - `one_hostname`: `apply_to_tables` with every route under one
+//!   hostname, so the bucket a change touches holds all N routes (as in
+//!   `benches/k8s/first200`, whose routes have no hostname): the bucket is
+//!   rebuilt, O(N), but must not be worse.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -31,11 +35,11 @@ const NOW: &str = "2026-01-01T00:00:00Z";
 
 /// An engine loaded with `routes` HTTPRoutes on one Gateway, and a route of
 /// it with the edited copy an iteration flips to and back.
-fn setup(routes: usize) -> (Engine, Object, Object) {
+fn setup(routes: usize, hostnames: usize) -> (Engine, Object, Object) {
     let spec = ScaleSpec {
         routes,
         gateways: 1,
-        hostnames: routes / 10,
+        hostnames,
         ..ScaleSpec::default()
     };
     let objs = generate(&spec);
@@ -61,7 +65,7 @@ fn setup(routes: usize) -> (Engine, Object, Object) {
 fn update(c: &mut Criterion) {
     let mut g = c.benchmark_group("update");
     for n in SIZES {
-        let (base, a, b) = setup(n);
+        let (base, a, b) = setup(n, n / 10);
 
         let mut e = base.clone();
         let mut flip = false;
@@ -91,6 +95,19 @@ fn update(c: &mut Criterion) {
         let mut tables = Tables::compile(e.routing());
         let mut flip = false;
         g.bench_function(BenchmarkId::new("apply_to_tables", n), |bn| {
+            bn.iter(|| {
+                flip = !flip;
+                let d = e.apply(if flip { b.clone() } else { a.clone() });
+                tables = tables.update(&d.routing);
+                black_box(&tables);
+            })
+        });
+    }
+    for n in [1_000, 10_000] {
+        let (mut e, a, b) = setup(n, 1);
+        let mut tables = Tables::compile(e.routing());
+        let mut flip = false;
+        g.bench_function(BenchmarkId::new("one_hostname", n), |bn| {
             bn.iter(|| {
                 flip = !flip;
                 let d = e.apply(if flip { b.clone() } else { a.clone() });

@@ -496,9 +496,18 @@ impl PathTrie {
     }
 }
 
+/// Children of a trie node under construction found by a scan up to
+/// this many, by a hash map beyond.
+const INDEXED_FROM: usize = 16;
+
 #[derive(Debug, Default)]
 struct BuildNode {
     children: Vec<(Box<str>, u32)>,
+    /// `children` by segment, once there are more than
+    /// [`INDEXED_FROM`]: a scan per added path made a node with N
+    /// children (a bucket of N sibling paths, `/r-1` ... `/r-N`) cost
+    /// O(N²) comparisons to build.
+    index: FastMap<Box<str>, u32>,
     exact: Vec<u32>,
     prefix: Vec<u32>,
 }
@@ -519,13 +528,25 @@ impl TrieBuilder {
     fn node_for<'s>(&mut self, segs: impl Iterator<Item = &'s str>) -> usize {
         let mut n = 0usize;
         for s in segs {
-            n = match self.nodes[n].children.iter().find(|(c, _)| **c == *s) {
-                Some(c) => c.1 as usize,
+            let node = &self.nodes[n];
+            let found = if node.index.is_empty() {
+                node.children.iter().find(|(c, _)| **c == *s).map(|c| c.1)
+            } else {
+                node.index.get(s).copied()
+            };
+            n = match found {
+                Some(c) => c as usize,
                 None => {
-                    let id = self.nodes.len();
+                    let id = self.nodes.len() as u32;
                     self.nodes.push(BuildNode::default());
-                    self.nodes[n].children.push((s.into(), id as u32));
-                    id
+                    let node = &mut self.nodes[n];
+                    node.children.push((s.into(), id));
+                    if !node.index.is_empty() {
+                        node.index.insert(s.into(), id);
+                    } else if node.children.len() > INDEXED_FROM {
+                        node.index = node.children.iter().map(|(c, i)| (c.clone(), *i)).collect();
+                    }
+                    id as usize
                 }
             };
         }
