@@ -927,13 +927,34 @@ spec:
 "#;
 
     fn engine() -> Engine {
+        engine_with(ComputeOptions::new(
+            "example.com/gc",
+            "2026-01-01T00:00:00Z",
+        ))
+    }
+
+    fn engine_with(opts: ComputeOptions) -> Engine {
         let loaded = crate::load::load_str("t.yaml", MANIFESTS);
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         let snap = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
-        Engine::from_snapshot(
-            snap,
-            ComputeOptions::new("example.com/gc", "2026-01-01T00:00:00Z"),
-        )
+        Engine::from_snapshot(snap, opts)
+    }
+
+    /// Hands `echoed` to the engine and checks it was taken as it is,
+    /// computing nothing: no delta, the object shared, route `r`'s
+    /// attachment still `before`.
+    fn assert_adopted(
+        e: &mut Engine,
+        key: &ObjectKey,
+        echoed: Arc<Object>,
+        before: &Arc<crate::attachments::AttachedRoute>,
+    ) {
+        assert!(e.apply_shared(echoed.clone()).is_empty());
+        assert!(Arc::ptr_eq(e.snapshot().get_shared(key).unwrap(), &echoed));
+        assert!(
+            Arc::ptr_eq(before, &attachment(e)),
+            "the route was computed again"
+        );
     }
 
     /// The object under `key` with `status` written into it, as the API
@@ -963,22 +984,10 @@ spec:
         let gateway = ObjectKey::new(Kind::Gateway, "apps", "a");
         let before = attachment(&e);
         let echoed = echo(&e, &route, e.statuses()[&route].clone());
-        assert!(e.apply_shared(echoed.clone()).is_empty());
-        assert!(Arc::ptr_eq(
-            e.snapshot().get_shared(&route).unwrap(),
-            &echoed
-        ));
-        assert!(
-            Arc::ptr_eq(&before, &attachment(&e)),
-            "the route was computed again"
-        );
+        assert_adopted(&mut e, &route, echoed, &before);
         // A Gateway's echo reaches the copy its conditions are stamped from.
         let echoed = echo(&e, &gateway, e.statuses()[&gateway].clone());
-        assert!(e.apply_shared(echoed.clone()).is_empty());
-        assert!(Arc::ptr_eq(
-            e.snapshot().get_shared(&gateway).unwrap(),
-            &echoed
-        ));
+        assert_adopted(&mut e, &gateway, echoed.clone(), &before);
         let Object::Gateway(g) = &*echoed else {
             unreachable!()
         };
@@ -1038,11 +1047,9 @@ spec:
         // As the proxy beside a Kubernetes controller: the controller's
         // clock stamped the statuses it wrote, so they are not this
         // engine's to the second. Its routing is the same either way.
-        let loaded = crate::load::load_str("t.yaml", MANIFESTS);
-        let snap = Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
-        let opts =
-            ComputeOptions::new("example.com/gc", "2026-01-01T00:00:00Z").with_routing_only(true);
-        let mut e = Engine::from_snapshot(snap, opts);
+        let mut e = engine_with(
+            ComputeOptions::new("example.com/gc", "2026-01-01T00:00:00Z").with_routing_only(true),
+        );
         e.set_now("2026-01-02T00:00:00Z");
         let route = ObjectKey::new(Kind::HttpRoute, "apps", "r");
         let gateway = ObjectKey::new(Kind::Gateway, "apps", "a");
@@ -1055,21 +1062,9 @@ spec:
             }
         }
         let echoed = echo(&e, &route, stamped);
-        assert!(e.apply_shared(echoed.clone()).is_empty());
-        assert!(Arc::ptr_eq(
-            e.snapshot().get_shared(&route).unwrap(),
-            &echoed
-        ));
-        assert!(
-            Arc::ptr_eq(&before, &attachment(&e)),
-            "the route was computed again"
-        );
+        assert_adopted(&mut e, &route, echoed, &before);
         let echoed = echo(&e, &gateway, ObjectStatus::Gateway(Default::default()));
-        assert!(e.apply_shared(echoed.clone()).is_empty());
-        assert!(Arc::ptr_eq(
-            e.snapshot().get_shared(&gateway).unwrap(),
-            &echoed
-        ));
+        assert_adopted(&mut e, &gateway, echoed, &before);
         assert_eq!(e.routing(), &routing);
         // What is served is what a computation from the objects gives.
         assert_eq!(
