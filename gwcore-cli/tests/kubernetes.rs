@@ -25,6 +25,28 @@ impl Drop for Gwcore {
     }
 }
 
+/// `gwcore serve --kubernetes` for controller `ours` (no leader election,
+/// echo backends), port 80 served on `port`, with `extra` arguments.
+fn serve_kubernetes(ours: &str, port: u16, extra: &[&str]) -> Gwcore {
+    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
+    Gwcore(
+        Command::new(env!("CARGO_BIN_EXE_gwcore"))
+            .args(["serve", "--kubernetes", "--kubeconfig", &kubeconfig])
+            .args(["--controller-name", ours, "--no-leader-election"])
+            .args([
+                "--echo-backends",
+                "--listen",
+                &format!("80=127.0.0.1:{port}"),
+            ])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -93,29 +115,7 @@ async fn serve_kubernetes_serves_acme_and_new_routes_quickly() {
     c.apply_all(&objs).await;
 
     let port = free_port();
-    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
-    let _gwcore = Gwcore(
-        Command::new(env!("CARGO_BIN_EXE_gwcore"))
-            .args([
-                "serve",
-                "--kubernetes",
-                "--kubeconfig",
-                &kubeconfig,
-                "--controller-name",
-                &ours,
-            ])
-            .args([
-                "--no-leader-election",
-                "--echo-backends",
-                "--listen",
-                &format!("80=127.0.0.1:{port}"),
-            ])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _gwcore = serve_kubernetes(&ours, port, &[]);
     wait_code(port, "/careers", 200).await;
     wait_code(port, "/product", 200).await;
     assert_eq!(
@@ -234,31 +234,7 @@ async fn serve_kubernetes_rebuilds_the_proxy_for_served_changes_only() {
     c.apply_all(&objs).await;
 
     let (port, admin) = (free_port(), free_port());
-    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
-    let _gwcore = Gwcore(
-        Command::new(env!("CARGO_BIN_EXE_gwcore"))
-            .args([
-                "serve",
-                "--kubernetes",
-                "--kubeconfig",
-                &kubeconfig,
-                "--controller-name",
-                &ours,
-            ])
-            .args([
-                "--no-leader-election",
-                "--echo-backends",
-                "--listen",
-                &format!("80=127.0.0.1:{port}"),
-                "--admin",
-                &format!("127.0.0.1:{admin}"),
-            ])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _gwcore = serve_kubernetes(&ours, port, &["--admin", &format!("127.0.0.1:{admin}")]);
     wait_code(port, "/careers", 200).await;
     wait_route(&c, &careers, "careers", &ours, accepted()).await;
     let before = settled_reloads(admin, Duration::from_secs(1)).await;
