@@ -360,24 +360,24 @@ impl Filter {
         match self {
             Filter::Mirror(b) => HttpRouteFilter {
                 type_: "RequestMirror".into(),
-                request_mirror: Some(RequestMirror {
+                request_mirror: Some(Box::new(RequestMirror {
                     backend_ref: b.build(),
                     ..Default::default()
-                }),
+                })),
                 ..Default::default()
             },
             Filter::Redirect(h) => HttpRouteFilter {
                 type_: "RequestRedirect".into(),
-                request_redirect: Some(RequestRedirect {
+                request_redirect: Some(Box::new(RequestRedirect {
                     hostname: h.map(|h| h.s().to_string()),
                     status_code: Some(301),
                     ..Default::default()
-                }),
+                })),
                 ..Default::default()
             },
             Filter::Rewrite(prefix) => HttpRouteFilter {
                 type_: "URLRewrite".into(),
-                url_rewrite: Some(UrlRewrite {
+                url_rewrite: Some(Box::new(UrlRewrite {
                     hostname: None,
                     path: Some(if *prefix {
                         HttpPathModifier {
@@ -392,7 +392,7 @@ impl Filter {
                             ..Default::default()
                         }
                     }),
-                }),
+                })),
                 ..Default::default()
             },
             Filter::Extension(n) => HttpRouteFilter {
@@ -576,7 +576,7 @@ impl Obj {
                 ours,
                 params,
                 meta,
-            } => Object::GatewayClass(GatewayClass {
+            } => Object::GatewayClass(Box::new(GatewayClass {
                 metadata: meta.build(None, class.s()),
                 spec: GatewayClassSpec {
                     controller_name: if *ours {
@@ -594,7 +594,7 @@ impl Obj {
                     ..Default::default()
                 },
                 status: None,
-            }),
+            })),
             Obj::Namespace { ns, prod } => Object::Namespace(Namespace {
                 metadata: ObjectMeta {
                     name: ns.s().into(),
@@ -660,7 +660,7 @@ impl Obj {
                 listeners,
                 allow_sets,
                 frontend_ca,
-            } => Object::Gateway(Gateway {
+            } => Object::Gateway(Box::new(Gateway {
                 metadata: meta.build(Some(*ns), name.s()),
                 spec: GatewaySpec {
                     gateway_class_name: class.s().into(),
@@ -683,7 +683,7 @@ impl Obj {
                     ..Default::default()
                 },
                 status: None,
-            }),
+            })),
             Obj::ListenerSet {
                 ns,
                 name,
@@ -691,7 +691,7 @@ impl Obj {
                 parent_ns,
                 parent,
                 listeners,
-            } => Object::ListenerSet(ListenerSet {
+            } => Object::ListenerSet(Box::new(ListenerSet {
                 served_as: Default::default(),
                 metadata: meta.build(Some(*ns), name.s()),
                 spec: ListenerSetSpec {
@@ -704,7 +704,7 @@ impl Obj {
                     listeners: listeners.iter().take(3).map(L::build).collect(),
                 },
                 status: None,
-            }),
+            })),
             Obj::HttpRoute {
                 ns,
                 name,
@@ -818,7 +818,7 @@ impl Obj {
                 targets,
                 ca,
                 hostname,
-            } => Object::BackendTlsPolicy(BackendTlsPolicy {
+            } => Object::BackendTlsPolicy(Box::new(BackendTlsPolicy {
                 metadata: meta.build(Some(*ns), name.s()),
                 spec: BackendTlsPolicySpec {
                     target_refs: targets
@@ -847,7 +847,7 @@ impl Obj {
                     ..Default::default()
                 },
                 status: None,
-            }),
+            })),
         }
     }
 }

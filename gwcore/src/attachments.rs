@@ -248,9 +248,9 @@ pub struct HttpRule {
     /// Backends; empty when the rule has no backendRefs.
     pub backends: Vec<ResolvedBackend>,
     /// Timeouts.
-    pub timeouts: Option<HttpRouteTimeouts>,
+    pub timeouts: Option<Box<HttpRouteTimeouts>>,
     /// Retry policy.
-    pub retry: Option<HttpRouteRetry>,
+    pub retry: Option<Box<HttpRouteRetry>>,
     /// `sessionPersistence`, parsed.
     pub session_persistence: Option<Arc<crate::session::SessionPersistence>>,
 }

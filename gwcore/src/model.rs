@@ -629,16 +629,17 @@ pub struct HttpRouteRule {
     /// Backends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backend_refs: Vec<BackendRef>,
-    /// Timeouts.
+    /// Timeouts (boxed, as the retry policy and session persistence: most
+    /// rules have none, and every rule would carry their room).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeouts: Option<HttpRouteTimeouts>,
+    pub timeouts: Option<Box<HttpRouteTimeouts>>,
     /// Retry policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<HttpRouteRetry>,
+    pub retry: Option<Box<HttpRouteRetry>>,
     /// Session persistence (GEP-1619), as written; parsed into
     /// [`crate::session::SessionPersistence`] by the engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_persistence: Option<SessionPersistenceSpec>,
+    pub session_persistence: Option<Box<SessionPersistenceSpec>>,
 }
 
 /// `rules[].sessionPersistence` (HTTPRoute, GRPCRoute) and
@@ -769,6 +770,9 @@ pub struct HttpHeaderMatch {
 }
 
 /// A filter of an HTTPRoute or GRPCRoute rule or backendRef.
+///
+/// One field is set, the one of [`HttpRouteFilter::type_`]; the large ones
+/// are boxed, so that a filter takes the room of the one it has.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRouteFilter {
@@ -783,19 +787,19 @@ pub struct HttpRouteFilter {
     pub response_header_modifier: Option<HeaderModifier>,
     /// `RequestMirror`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_mirror: Option<RequestMirror>,
+    pub request_mirror: Option<Box<RequestMirror>>,
     /// `RequestRedirect`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_redirect: Option<RequestRedirect>,
+    pub request_redirect: Option<Box<RequestRedirect>>,
     /// `URLRewrite`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url_rewrite: Option<UrlRewrite>,
+    pub url_rewrite: Option<Box<UrlRewrite>>,
     /// `CORS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cors: Option<Cors>,
+    pub cors: Option<Box<Cors>>,
     /// `ExternalAuth` (experimental, GEP-1494).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_auth: Option<ExternalAuth>,
+    pub external_auth: Option<Box<ExternalAuth>>,
     /// `ExtensionRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension_ref: Option<LocalObjectReference>,
@@ -1048,10 +1052,10 @@ pub struct GrpcRouteRule {
     /// Backends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backend_refs: Vec<BackendRef>,
-    /// Session persistence (GEP-1619), as written; parsed into
-    /// [`crate::session::SessionPersistence`] by the engine.
+    /// Session persistence (GEP-1619), as written (boxed: rare); parsed
+    /// into [`crate::session::SessionPersistence`] by the engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_persistence: Option<SessionPersistenceSpec>,
+    pub session_persistence: Option<Box<SessionPersistenceSpec>>,
 }
 
 /// `GRPCRoute` match.
@@ -1659,15 +1663,19 @@ impl std::fmt::Display for ObjectKey {
 }
 
 /// Any object gwcore reads.
+///
+/// The kinds there are few of and whose specs are large (GatewayClass,
+/// Gateway, ListenerSet, BackendTLSPolicy) are boxed, so that an object is
+/// the size of a route: a snapshot holds one per route, and each Gateway's
+/// inline fields would otherwise make every route's allocation as large.
 #[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant)]
 pub enum Object {
     /// A GatewayClass.
-    GatewayClass(GatewayClass),
+    GatewayClass(Box<GatewayClass>),
     /// A Gateway.
-    Gateway(Gateway),
+    Gateway(Box<Gateway>),
     /// A ListenerSet.
-    ListenerSet(ListenerSet),
+    ListenerSet(Box<ListenerSet>),
     /// An HTTPRoute.
     HttpRoute(HttpRoute),
     /// A GRPCRoute.
@@ -1681,7 +1689,7 @@ pub enum Object {
     /// A ReferenceGrant.
     ReferenceGrant(ReferenceGrant),
     /// A BackendTLSPolicy.
-    BackendTlsPolicy(BackendTlsPolicy),
+    BackendTlsPolicy(Box<BackendTlsPolicy>),
     /// A Namespace.
     Namespace(Namespace),
     /// A Service.
@@ -1863,7 +1871,7 @@ impl Object {
                     .and_then(serde_json::Value::as_str)
                     .and_then(ListenerSetKind::parse)
                     .unwrap_or_default();
-                let mut ls: ListenerSet = de(value)?;
+                let mut ls: Box<ListenerSet> = de(value)?;
                 ls.served_as = served_as;
                 Object::ListenerSet(ls)
             }

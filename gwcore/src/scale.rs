@@ -120,14 +120,14 @@ pub fn route_namespace(spec: &ScaleSpec, i: usize) -> String {
 pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
     let mut rng = Rng(spec.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut out = Vec::new();
-    out.push(Object::GatewayClass(GatewayClass {
+    out.push(Object::GatewayClass(Box::new(GatewayClass {
         metadata: meta(None, "gwcore".into()),
         spec: GatewayClassSpec {
             controller_name: spec.controller_name.clone(),
             ..Default::default()
         },
         status: None,
-    }));
+    })));
     out.push(Object::Namespace(Namespace {
         metadata: meta(None, "gw-infra".into()),
     }));
@@ -139,7 +139,7 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
         }),
     };
     for g in 0..spec.gateways {
-        out.push(Object::Gateway(Gateway {
+        out.push(Object::Gateway(Box::new(Gateway {
             metadata: meta(Some("gw-infra"), format!("gw-{g}")),
             spec: GatewaySpec {
                 gateway_class_name: "gwcore".into(),
@@ -156,7 +156,7 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
                 ..Default::default()
             },
             status: None,
-        }));
+        })));
     }
     let svc = |ns: &str| {
         Object::Service(Service {
@@ -198,7 +198,7 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
         let ns = route_namespace(spec, i);
         let hostname = format!("app-{}.example.com", rng.below(spec.hostnames));
         let rule_count = 1 + rng.below(3);
-        let mut rules = Vec::new();
+        let mut rules = Vec::with_capacity(rule_count);
         for r in 0..rule_count {
             let mut m = HttpRouteMatch {
                 path: Some(HttpPathMatch {

@@ -255,7 +255,7 @@ impl Ctx<'_> {
                 }
                 let allowed = self.listener_set_allowed(gw, ls.metadata.ns());
                 sets.push(Ls {
-                    obj: ls.clone(),
+                    obj: (**ls).clone(),
                     key: so.key(),
                     allowed,
                 });
@@ -276,7 +276,7 @@ impl Ctx<'_> {
             }
             resolve_conflicts(&mut listeners);
             Some(Gw {
-                obj: gw.clone(),
+                obj: (**gw).clone(),
                 params,
                 backend_client_certificate: self
                     .backend_client_certificate(gw)

@@ -40,7 +40,7 @@ impl Ctx<'_> {
                         continue;
                     }
                     let session_persistence =
-                        match session_persistence(rule.session_persistence.as_ref(), meta, i) {
+                        match session_persistence(rule.session_persistence.as_deref(), meta, i) {
                             Ok(sp) => sp,
                             Err(m) => {
                                 invalid.push((i, m));
@@ -81,7 +81,7 @@ impl Ctx<'_> {
                         continue;
                     }
                     let session_persistence =
-                        match session_persistence(rule.session_persistence.as_ref(), meta, i) {
+                        match session_persistence(rule.session_persistence.as_deref(), meta, i) {
                             Ok(sp) => sp,
                             Err(m) => {
                                 invalid.push((i, m));

@@ -668,8 +668,8 @@ fn compile_route(
                     (&rule.filters, &rule.extension_refs, &rule.external_auth),
                     &rule.backends,
                     &rule.mirrors,
-                    Timeouts::parse(rule.timeouts.as_ref()),
-                    rule.retry.clone(),
+                    Timeouts::parse(rule.timeouts.as_deref()),
+                    rule.retry.as_deref().cloned(),
                     Policies::new(policies, listener, &route.key, rule.name.as_deref()),
                     &mut msgs,
                 ));

@@ -464,7 +464,7 @@ fn redirects_and_rewrites() {
         x.backends.clear();
         x.filters = vec![HttpRouteFilter {
             type_: "RequestRedirect".into(),
-            request_redirect: Some(r),
+            request_redirect: Some(Box::new(r)),
             ..Default::default()
         }];
         x
@@ -494,14 +494,14 @@ fn redirects_and_rewrites() {
     let mut rewrite = rule(2, vec![m("PathPrefix", "/rewrite")], "rw");
     rewrite.filters = vec![HttpRouteFilter {
         type_: "URLRewrite".into(),
-        url_rewrite: Some(UrlRewrite {
+        url_rewrite: Some(Box::new(UrlRewrite {
             hostname: Some("new.example.com".into()),
             path: Some(HttpPathModifier {
                 type_: "ReplacePrefixMatch".into(),
                 replace_full_path: None,
                 replace_prefix_match: Some("/".into()),
             }),
-        }),
+        })),
         ..Default::default()
     }];
     let t = table(vec![listener(
@@ -540,10 +540,10 @@ fn a_head_can_lend_its_header_map_to_the_forwarded_request() {
     let mut cors = rule(0, vec![m("PathPrefix", "/cors")], "c");
     cors.filters = vec![HttpRouteFilter {
         type_: "CORS".into(),
-        cors: Some(crate::model::Cors {
+        cors: Some(Box::new(crate::model::Cors {
             allow_origins: vec!["https://app.example".into()],
             ..Default::default()
-        }),
+        })),
         ..Default::default()
     }];
     let plain = rule(1, vec![m("PathPrefix", "/plain")], "p");

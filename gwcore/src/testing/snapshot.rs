@@ -135,7 +135,7 @@ fn gateway(i: usize) -> impl Strategy<Value = Object> {
             for (j, l) in listeners.iter_mut().enumerate() {
                 l.name = format!("l{j}");
             }
-            Object::Gateway(Gateway {
+            Object::Gateway(Box::new(Gateway {
                 metadata: meta(Some(ns), format!("gw{i}"), BTreeMap::new()),
                 spec: GatewaySpec {
                     gateway_class_name: if ours { "ours".into() } else { "theirs".into() },
@@ -143,7 +143,7 @@ fn gateway(i: usize) -> impl Strategy<Value = Object> {
                     ..Default::default()
                 },
                 status: None,
-            })
+            }))
         })
 }
 
@@ -262,7 +262,7 @@ fn backend_tls_policy(i: usize) -> impl Strategy<Value = Object> {
     (namespace(), any::<bool>(), 0usize..3).prop_map(move |(ns, port, age)| {
         let mut metadata = meta(Some(ns), format!("tls{i}"), BTreeMap::new());
         metadata.creation_timestamp = Some(format!("2026-01-0{}T00:00:00Z", age + 1));
-        Object::BackendTlsPolicy(BackendTlsPolicy {
+        Object::BackendTlsPolicy(Box::new(BackendTlsPolicy {
             metadata,
             spec: BackendTlsPolicySpec {
                 target_refs: vec![PolicyTargetReference {
@@ -283,7 +283,7 @@ fn backend_tls_policy(i: usize) -> impl Strategy<Value = Object> {
                 ..Default::default()
             },
             status: None,
-        })
+        }))
     })
 }
 
@@ -428,22 +428,22 @@ pub fn objects() -> impl Strategy<Value = Vec<Object>> {
         .prop_map(
             |(prod, gateways, routes, grants, (policies, ca), (filters, ext_policies))| {
                 let mut out = vec![
-                    Object::GatewayClass(GatewayClass {
+                    Object::GatewayClass(Box::new(GatewayClass {
                         metadata: meta(None, "ours".into(), BTreeMap::new()),
                         spec: GatewayClassSpec {
                             controller_name: CONTROLLER.into(),
                             ..Default::default()
                         },
                         status: None,
-                    }),
-                    Object::GatewayClass(GatewayClass {
+                    })),
+                    Object::GatewayClass(Box::new(GatewayClass {
                         metadata: meta(None, "theirs".into(), BTreeMap::new()),
                         spec: GatewayClassSpec {
                             controller_name: "example.net/other".into(),
                             ..Default::default()
                         },
                         status: None,
-                    }),
+                    })),
                 ];
                 for (ns, prod) in NAMESPACES.iter().zip(prod) {
                     let labels = if prod {
