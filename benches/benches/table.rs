@@ -1,13 +1,26 @@
 //! Compile and match at 10 to 50 000 routes; one route changed on a
 //! compiled table (`incremental`); the path normalizer.
+//!
+//! With `GWCORE_TABLE_LOOP=<kind>/<routes>` (kind `hit`, `host_miss` or
+//! `path_miss`) it runs no benchmark but looks the bench's 1 024 requests
+//! of that kind up 100 times each (`GWCORE_TABLE_LOOP_ROUNDS` to change),
+//! in [`lookups`], for a run under callgrind that counts only the
+//! lookups:
+//!
+//! ```text
+//! GWCORE_TABLE_LOOP=hit/50000 valgrind --tool=callgrind \
+//!   --toggle-collect='*lookups*' --cache-sim=yes <target>/release/deps/table-<hash>
+//! ```
+//!
+//! (instructions per lookup: the `Ir` total over 102 400).
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, criterion_group};
 use gwcore::attachments::{AttachedRoute, RouteRules};
-use gwcore::table::{Table, path::normalize};
+use gwcore::table::{RequestHead, Table, path::normalize};
 use gwcore_benches::{hits, host_misses, path_misses, routing};
 
 const SIZES: [usize; 5] = [10, 100, 1_000, 10_000, 50_000];
@@ -94,6 +107,43 @@ fn normalizer(c: &mut Criterion) {
     g.finish();
 }
 
+/// Each of `reqs` looked up `rounds` times: the loop callgrind counts.
+#[inline(never)]
+fn lookups(table: &Table, reqs: &[RequestHead], rounds: usize) -> usize {
+    let mut found = 0;
+    for _ in 0..rounds {
+        for r in reqs {
+            found += usize::from(table.find(black_box(r)).matched.is_some());
+        }
+    }
+    found
+}
+
+/// The `GWCORE_TABLE_LOOP` run (see the module's documentation).
+fn lookup_loop(spec: &str) {
+    let (kind, n) = spec
+        .split_once('/')
+        .and_then(|(k, n)| Some((k, n.parse::<usize>().ok()?)))
+        .unwrap_or_else(|| panic!("GWCORE_TABLE_LOOP={spec}: expected <kind>/<routes>"));
+    let rounds: usize = std::env::var("GWCORE_TABLE_LOOP_ROUNDS")
+        .ok()
+        .map(|r| r.parse().expect("GWCORE_TABLE_LOOP_ROUNDS: a number"))
+        .unwrap_or(100);
+    let r = routing(n);
+    let table = Table::compile(&r);
+    let reqs = match kind {
+        "hit" => hits(&r, 1024),
+        "host_miss" => host_misses(1024),
+        "path_miss" => path_misses(&r, 1024),
+        other => panic!("GWCORE_TABLE_LOOP={spec}: unknown kind {other}"),
+    };
+    let found = lookups(&table, &reqs, rounds);
+    println!(
+        "{kind}/{n}: {} lookups, {found} matched",
+        reqs.len() * rounds
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
@@ -101,4 +151,12 @@ criterion_group! {
         .measurement_time(Duration::from_secs(2));
     targets = compile, find, incremental, normalizer
 }
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("GWCORE_TABLE_LOOP") {
+        lookup_loop(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -231,7 +231,7 @@ fn candidates(
         .http
         .entries()
         .filter(|(h, _)| accepts(h))
-        .flat_map(|(_, b)| b.slots.iter());
+        .flat_map(|(_, b)| b.slots());
     let grpc = lt
         .grpc
         .entries()

@@ -360,10 +360,10 @@ pub(crate) const ROOT: u32 = u32::MAX;
 pub(crate) struct PathTrie {
     root: Root,
     entries: Box<[Child]>,
+    ids: Box<[u32]>,
     /// The parent of each entry, [`ROOT`] for the root's children: read
     /// only when a lookup falls back to a shorter prefix.
     up: Box<[u32]>,
-    ids: Box<[u32]>,
     arena: Box<[u8]>,
 }
 
@@ -455,13 +455,20 @@ impl PathTrie {
 
     /// Walks `path` (normalized) as deep as the trie goes: the cursor of the
     /// node reached and whether every segment was consumed.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn walk(&self, path: &str) -> (u32, bool) {
-        let mut cur = ROOT;
-        let mut kids = (self.root.kids, self.root.nkids);
         let p = path.as_bytes();
         let p = p.strip_prefix(b"/").unwrap_or(p);
-        for seg in p.split(|&c| c == b'/') {
+        self.walk_segs(p.split(|&c| c == b'/'))
+    }
+
+    /// Walks the segments `segs` as deep as the trie goes: the cursor of
+    /// the node reached and whether every segment was consumed.
+    #[inline]
+    pub(crate) fn walk_segs<'p>(&self, segs: impl Iterator<Item = &'p [u8]>) -> (u32, bool) {
+        let mut cur = ROOT;
+        let mut kids = (self.root.kids, self.root.nkids);
+        for seg in segs {
             if kids.1 == 0 {
                 return (cur, false);
             }
@@ -493,6 +500,201 @@ impl PathTrie {
     #[inline]
     pub(crate) fn parent(&self, cur: u32) -> u32 {
         self.up.get(cur as usize).copied().unwrap_or(ROOT)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Maps by one path segment.
+
+/// A value of a [`SegMap`], which holds its own key.
+pub(crate) trait SegKeyed {
+    /// The segment it is found by.
+    fn seg(&self) -> &[u8];
+}
+
+/// One slot of a [`SegMap`]: the key's [`head8`] and length inline, so a
+/// probe reads the value only for a key that likely is the one sought.
+#[derive(Debug, Clone)]
+struct SegEntry<V> {
+    head: u64,
+    len: u32,
+    val: Option<V>,
+}
+
+/// A hash map from a path segment to a value that holds its segment
+/// ([`SegKeyed`]): linear probing over [`SegEntry`]s, at most two thirds
+/// full. A copy is one array copy, and a change of one key costs a probe
+/// run ([`SegMap::set`]), so a bucket of N sub-buckets changes one of them
+/// without building a map of N again.
+#[derive(Debug, Clone)]
+pub(crate) struct SegMap<V> {
+    entries: Box<[SegEntry<V>]>,
+    len: usize,
+}
+
+impl<V> Default for SegMap<V> {
+    fn default() -> Self {
+        SegMap {
+            entries: Box::default(),
+            len: 0,
+        }
+    }
+}
+
+impl<V: SegKeyed> SegMap<V> {
+    fn with_size(size: usize) -> SegMap<V> {
+        SegMap {
+            entries: (0..size)
+                .map(|_| SegEntry {
+                    head: 0,
+                    len: 0,
+                    val: None,
+                })
+                .collect(),
+            len: 0,
+        }
+    }
+
+    /// A map of `vals`, whose segments are distinct.
+    pub(crate) fn from_values(vals: impl ExactSizeIterator<Item = V>) -> SegMap<V> {
+        if vals.len() == 0 {
+            return SegMap::default();
+        }
+        let mut m = SegMap::with_size(table_len(vals.len()));
+        for v in vals {
+            let (head, len, i) = {
+                let seg = v.seg();
+                let head = head8(seg);
+                (head, seg.len() as u32, m.free_slot(head, seg))
+            };
+            m.entries[i] = SegEntry {
+                head,
+                len,
+                val: Some(v),
+            };
+            m.len += 1;
+        }
+        m
+    }
+
+    /// The number of values.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The values, in no particular order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().filter_map(|e| e.val.as_ref())
+    }
+
+    /// The index of `seg`'s entry (`Ok`), or of the free slot that ends
+    /// its probe run (`Err`). The map has a free slot.
+    #[inline]
+    fn position(&self, head: u64, seg: &[u8]) -> Result<usize, usize> {
+        let mask = self.entries.len() - 1;
+        let mut i = seg_hash(head, seg) as usize & mask;
+        loop {
+            let e = &self.entries[i];
+            let Some(v) = &e.val else {
+                return Err(i);
+            };
+            if e.head == head
+                && e.len as usize == seg.len()
+                && (seg.len() <= 8 || v.seg()[8..] == seg[8..])
+            {
+                return Ok(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The value of `seg`.
+    #[inline]
+    pub(crate) fn get(&self, seg: &[u8]) -> Option<&V> {
+        if self.len == 0 {
+            return None;
+        }
+        let i = self.position(head8(seg), seg).ok()?;
+        self.entries[i].val.as_ref()
+    }
+
+    /// Sets (`Some`, whose segment is `seg`) or removes (`None`) the value
+    /// of `seg`.
+    pub(crate) fn set(&mut self, seg: &[u8], v: Option<V>) {
+        let head = head8(seg);
+        let found = if self.entries.is_empty() {
+            Err(0)
+        } else {
+            self.position(head, seg)
+        };
+        match (found, v) {
+            (Ok(i), Some(v)) => self.entries[i].val = Some(v),
+            (Ok(i), None) => {
+                self.entries[i].val = None;
+                self.len -= 1;
+                self.close_gap(i);
+            }
+            (Err(_), None) => {}
+            (Err(i), Some(v)) => {
+                if table_len(self.len + 1) > self.entries.len() {
+                    let old = std::mem::take(&mut self.entries);
+                    *self = SegMap::with_size(table_len(self.len + 1));
+                    for e in old.into_vec() {
+                        if let Some(v) = e.val {
+                            let i = self.free_slot(e.head, v.seg());
+                            self.entries[i] = SegEntry { val: Some(v), ..e };
+                            self.len += 1;
+                        }
+                    }
+                    let i = self.free_slot(head, seg);
+                    self.entries[i] = SegEntry {
+                        head,
+                        len: seg.len() as u32,
+                        val: Some(v),
+                    };
+                } else {
+                    self.entries[i] = SegEntry {
+                        head,
+                        len: seg.len() as u32,
+                        val: Some(v),
+                    };
+                }
+                self.len += 1;
+            }
+        }
+    }
+
+    /// The free slot where a key not in the map goes.
+    fn free_slot(&self, head: u64, seg: &[u8]) -> usize {
+        match self.position(head, seg) {
+            Ok(i) | Err(i) => i,
+        }
+    }
+
+    /// After the entry at `i` was emptied: moves back the entries of the
+    /// probe run after it that can no longer be reached past the gap
+    /// (deletion by backward shift, no tombstones).
+    fn close_gap(&mut self, mut gap: usize) {
+        let mask = self.entries.len() - 1;
+        let mut j = gap;
+        loop {
+            j = (j + 1) & mask;
+            let Some(v) = &self.entries[j].val else {
+                return;
+            };
+            let home = seg_hash(self.entries[j].head, v.seg()) as usize & mask;
+            // Whether `home` lies cyclically in (gap, j]: then the entry
+            // stays reachable where it is.
+            let stays = if gap <= j {
+                gap < home && home <= j
+            } else {
+                gap < home || home <= j
+            };
+            if !stays {
+                self.entries.swap(gap, j);
+                gap = j;
+            }
+        }
     }
 }
 
@@ -554,15 +756,27 @@ impl TrieBuilder {
     }
 
     /// Adds an Exact path.
+    #[cfg(test)]
     pub(crate) fn add_exact(&mut self, path: &str, id: u32) {
-        let n = self.node_for(super::path::segments(path));
-        self.nodes[n].exact.push(id);
+        self.add(super::path::segments(path), true, id);
     }
 
     /// Adds a PathPrefix.
+    #[cfg(test)]
     pub(crate) fn add_prefix(&mut self, prefix: &str, id: u32) {
-        let n = self.node_for(super::path::prefix_segments(prefix).into_iter());
-        self.nodes[n].prefix.push(id);
+        self.add(super::path::prefix_segments(prefix).into_iter(), false, id);
+    }
+
+    /// Adds the Exact path (`exact`) or PathPrefix whose segments are
+    /// `segs`.
+    pub(crate) fn add<'s>(&mut self, segs: impl Iterator<Item = &'s str>, exact: bool, id: u32) {
+        let n = self.node_for(segs);
+        let node = &mut self.nodes[n];
+        if exact {
+            node.exact.push(id);
+        } else {
+            node.prefix.push(id);
+        }
     }
 
     /// Freezes. Candidate lists keep the order their ids were added in
@@ -688,6 +902,63 @@ mod tests {
         assert!(!done);
         assert!(t.prefix(n).is_empty());
         assert_eq!(t.parent(t.parent(n)), ROOT);
+    }
+
+    struct Keyed(Vec<u8>, u32);
+
+    impl SegKeyed for Keyed {
+        fn seg(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    /// Inserts, replacements and removals in an order that makes long
+    /// probe runs (keys sharing their first 8 bytes, a table grown from
+    /// empty), checked after each step against a `BTreeMap`: a removal
+    /// must keep every later key of its run reachable.
+    #[test]
+    fn seg_map_sets_and_removes_like_a_map() {
+        let key = |i: u32| -> Vec<u8> {
+            match i % 3 {
+                0 => format!("r-{i}").into_bytes(),
+                1 => format!("commonhead-{i}").into_bytes(),
+                _ => format!("{i}").into_bytes(),
+            }
+        };
+        let mut m: SegMap<Keyed> = SegMap::default();
+        let mut oracle = std::collections::BTreeMap::new();
+        let check =
+            |m: &SegMap<Keyed>, oracle: &std::collections::BTreeMap<Vec<u8>, u32>, step: &str| {
+                assert_eq!(m.len(), oracle.len(), "{step}");
+                for i in 0..300 {
+                    let k = key(i);
+                    assert_eq!(
+                        m.get(&k).map(|v| v.1),
+                        oracle.get(&k).copied(),
+                        "{step}: key {i}"
+                    );
+                }
+            };
+        for i in 0..200 {
+            m.set(&key(i), Some(Keyed(key(i), i)));
+            oracle.insert(key(i), i);
+        }
+        check(&m, &oracle, "inserted");
+        for i in (0..200).step_by(7) {
+            m.set(&key(i), Some(Keyed(key(i), i + 1000)));
+            oracle.insert(key(i), i + 1000);
+        }
+        check(&m, &oracle, "replaced");
+        for i in (0..200).filter(|i| i % 2 == 0 || i % 5 == 0) {
+            m.set(&key(i), None);
+            oracle.remove(&key(i));
+            check(&m, &oracle, &format!("removed {i}"));
+        }
+        m.set(&key(250), None);
+        check(&m, &oracle, "removed an absent key");
+        let fresh = SegMap::from_values(oracle.iter().map(|(k, v)| Keyed(k.clone(), *v)));
+        check(&fresh, &oracle, "built at once");
+        assert!(SegMap::<Keyed>::default().get(b"x").is_none());
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub use path::PathError;
 pub use precedence::{CreationTime, HostRank, MatchRank, PathRank, Precedence, RouteRank, Step};
 pub use request::{RequestHead, normalize_host};
 
-use index::{FastMap, HostMap, PathTrie, ROOT, TrieBuilder};
+use index::{FastMap, HostMap, PathTrie, ROOT, SegKeyed, SegMap, TrieBuilder};
 use matching::Conditions;
 
 // ---------------------------------------------------------------------------
@@ -503,38 +503,159 @@ fn sort_slots(slots: &mut [Slot]) {
     });
 }
 
-/// The HTTP candidates of one route hostname. What a lookup reads first —
-/// the slots' and the trie entries' pointers, the trie's root, the regex
-/// list — is on one cache line (`repr(C)`, aligned: the `Arc`'s counts,
-/// which a lookup does not read, are on the line before).
+/// The HTTP candidates of one route hostname, split into sub-buckets by
+/// the first segment of their path, each compiled on its own: a change of
+/// a route rebuilds the sub-buckets of its paths, not every path of the
+/// hostname (a Gateway whose N routes have no hostname has one bucket of
+/// N paths). What a lookup reads first — the sub-bucket map's entries
+/// pointer and the remaining candidates' pointer — is on one cache line
+/// (`repr(C)`, aligned: the `Arc`'s counts, which a lookup does not read,
+/// are on the line before).
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
 struct HttpBucket {
+    /// The Exact paths and PathPrefixes with a first segment, by it.
+    subs: SegMap<Arc<HttpSub>>,
+    /// The candidates without a first segment, best first: PathPrefix
+    /// `/`, then RegularExpression paths (they rank below every PathPrefix,
+    /// [`Precedence`]). A lookup tries them after its sub-bucket's.
+    /// Shared by the next version of the bucket unless a change reaches it.
+    rest: Arc<[Slot]>,
+}
+
+/// The candidates of one bucket whose path starts with the segment
+/// `seg`: their slots and a path trie of the segments after it.
+#[derive(Debug)]
+#[repr(C, align(64))]
+struct HttpSub {
     /// Best first: an id is an index here.
     slots: Box<[Slot]>,
-    /// RegularExpression paths, best first.
-    regex: Box<[u32]>,
+    /// Rooted at the node of `seg`.
     trie: PathTrie,
+    seg: Box<[u8]>,
+}
+
+impl SegKeyed for Arc<HttpSub> {
+    fn seg(&self) -> &[u8] {
+        &self.seg
+    }
+}
+
+/// The first segment of an Exact path (`exact`) or PathPrefix `value`, and
+/// the segments after it; `None` for the PathPrefix `/`, which has none.
+fn split_first_segment(exact: bool, value: &str) -> Option<(&str, std::str::Split<'_, char>)> {
+    let value = if exact {
+        value
+    } else {
+        value.trim_end_matches('/')
+    };
+    if !exact && value.is_empty() {
+        return None;
+    }
+    let mut segs = path::segments(value);
+    let first = segs.next()?;
+    Some((first, segs))
+}
+
+/// The sub-bucket of a candidate's path (`None`: the bucket's
+/// [`HttpBucket::rest`]).
+fn sub_key(path: &CandPath) -> Option<&str> {
+    match path {
+        CandPath::Exact(p) => split_first_segment(true, p).map(|s| s.0),
+        CandPath::Prefix(p) => split_first_segment(false, p).map(|s| s.0),
+        CandPath::Regex(_) | CandPath::Grpc => None,
+    }
+}
+
+/// The slots of `old` whose route is not in `gone`, then `new`.
+fn kept_slots(old: &[Slot], gone: &rustc_hash::FxHashSet<&ObjectKey>, new: Vec<Slot>) -> Vec<Slot> {
+    old.iter()
+        .filter(|s| !gone.contains(&s.route.info.key))
+        .cloned()
+        .chain(new)
+        .collect()
+}
+
+/// The new HTTP slots of a bucket, by sub-bucket ([`sub_key`]): every
+/// key present is rebuilt, with or without new slots.
+type SubChanges = BTreeMap<Option<Box<str>>, Vec<Slot>>;
+
+impl HttpSub {
+    fn build(seg: &str, mut slots: Vec<Slot>) -> HttpSub {
+        sort_slots(&mut slots);
+        let mut trie = TrieBuilder::new();
+        for (id, s) in slots.iter().enumerate() {
+            let (exact, value) = match &s.cand.path {
+                CandPath::Exact(p) => (true, p),
+                CandPath::Prefix(p) => (false, p),
+                // Not in a sub-bucket (`sub_key`).
+                CandPath::Regex(_) | CandPath::Grpc => continue,
+            };
+            if let Some((_, rest)) = split_first_segment(exact, value) {
+                trie.add(rest, exact, id as u32);
+            }
+        }
+        HttpSub {
+            slots: slots.into_boxed_slice(),
+            trie: trie.build(),
+            seg: seg.as_bytes().into(),
+        }
+    }
 }
 
 impl HttpBucket {
-    fn build(mut slots: Vec<Slot>) -> HttpBucket {
-        sort_slots(&mut slots);
-        let mut trie = TrieBuilder::new();
-        let mut regex = Vec::new();
-        for (id, s) in slots.iter().enumerate() {
-            let id = id as u32;
-            match &s.cand.path {
-                CandPath::Exact(p) => trie.add_exact(p, id),
-                CandPath::Prefix(p) => trie.add_prefix(p, id),
-                CandPath::Regex(_) | CandPath::Grpc => regex.push(id),
+    /// `old` (`None`: an empty bucket) without the slots of the routes in
+    /// `gone`, with the new slots of `changes`: the sub-buckets of the keys
+    /// in `changes` are built again, the others shared with `old`. `None`
+    /// when no slot is left.
+    fn update(
+        old: Option<&HttpBucket>,
+        gone: &rustc_hash::FxHashSet<&ObjectKey>,
+        changes: SubChanges,
+    ) -> Option<HttpBucket> {
+        let mut rest: Arc<[Slot]> = old.map_or_else(|| Arc::from(Vec::new()), |b| b.rest.clone());
+        let Some(old) = old else {
+            // A new bucket: its map is built in one go.
+            let mut subs = Vec::with_capacity(changes.len());
+            for (key, slots) in changes {
+                match key {
+                    None => {
+                        let mut slots = slots;
+                        sort_slots(&mut slots);
+                        rest = slots.into();
+                    }
+                    Some(k) if !slots.is_empty() => subs.push(Arc::new(HttpSub::build(&k, slots))),
+                    Some(_) => {}
+                }
+            }
+            let subs = SegMap::from_values(subs.into_iter());
+            return (subs.len() > 0 || !rest.is_empty()).then_some(HttpBucket { subs, rest });
+        };
+        let mut subs = old.subs.clone();
+        for (key, new) in changes {
+            match key {
+                None => {
+                    let mut slots = kept_slots(&rest, gone, new);
+                    sort_slots(&mut slots);
+                    rest = slots.into();
+                }
+                Some(k) => {
+                    let before = subs.get(k.as_bytes()).map_or(&[][..], |b| &b.slots[..]);
+                    let slots = kept_slots(before, gone, new);
+                    let sub = (!slots.is_empty()).then(|| Arc::new(HttpSub::build(&k, slots)));
+                    subs.set(k.as_bytes(), sub);
+                }
             }
         }
-        HttpBucket {
-            slots: slots.into_boxed_slice(),
-            trie: trie.build(),
-            regex: regex.into_boxed_slice(),
-        }
+        (subs.len() > 0 || !rest.is_empty()).then_some(HttpBucket { subs, rest })
+    }
+
+    /// Every slot, the sub-buckets' in no particular order, then the rest.
+    fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.subs
+            .values()
+            .flat_map(|s| s.slots.iter())
+            .chain(self.rest.iter())
     }
 }
 
@@ -639,6 +760,18 @@ fn u8_count(n: usize) -> u8 {
     u8::try_from(n).unwrap_or(u8::MAX)
 }
 
+/// The path type and value of an HTTPRoute match, with the defaults
+/// (PathPrefix `/`).
+fn match_path(m: &crate::model::HttpRouteMatch) -> (&PathMatchType, &str) {
+    match &m.path {
+        None => (&PathMatchType::PathPrefix, "/"),
+        Some(p) => (
+            p.type_.as_ref().unwrap_or(&PathMatchType::PathPrefix),
+            p.value.as_deref().unwrap_or("/"),
+        ),
+    }
+}
+
 /// Compiles one attached route for the listener `listener`: the route,
 /// and its HTTP and gRPC candidates (each naming its route hostname).
 fn compile_route(
@@ -677,13 +810,7 @@ fn compile_route(
                     last.session_persistence = rule.session_persistence.clone();
                 }
                 for (mi, m) in rule.matches.iter().enumerate() {
-                    let (ptype, pvalue) = match &m.path {
-                        None => (&PathMatchType::PathPrefix, "/"),
-                        Some(p) => (
-                            p.type_.as_ref().unwrap_or(&PathMatchType::PathPrefix),
-                            p.value.as_deref().unwrap_or("/"),
-                        ),
-                    };
+                    let (ptype, pvalue) = match_path(m);
                     let (path, rank_path, regex) = match ptype {
                         PathMatchType::Exact => {
                             (CandPath::Exact(pvalue.into()), PathRank::Exact, None)
@@ -889,16 +1016,41 @@ impl ListenerTable {
     /// listener's routes after them.
     fn with_changes(mut self, source: RouteList, changes: RouteChanges) -> Self {
         self.source = source;
-        // The new HTTP and gRPC slots of each touched route hostname.
-        type NewSlots = (Vec<Slot>, Vec<Slot>);
-        let mut touched: BTreeMap<Option<Arc<str>>, NewSlots> = BTreeMap::new();
+        /// What changes under one route hostname: the HTTP sub-buckets
+        /// to build again with their new slots, and the new gRPC slots
+        /// (`None`: the gRPC bucket stays).
+        #[derive(Default)]
+        struct Touched {
+            http: SubChanges,
+            grpc: Option<Vec<Slot>>,
+        }
+        let mut touched: BTreeMap<Option<Arc<str>>, Touched> = BTreeMap::new();
         // A listener holds one route per key: the slots of a removed
         // route are those of its key.
         let mut gone: rustc_hash::FxHashSet<&ObjectKey> = Default::default();
         for r in &changes.removed {
             gone.insert(&r.key);
             for h in bucket_keys(&r.hostnames) {
-                touched.entry(h).or_default();
+                let t = touched.entry(h).or_default();
+                match &r.rules {
+                    // The sub-buckets its paths went to (a key without
+                    // one of its slots is rebuilt unchanged).
+                    RouteRules::Http(rules) => {
+                        for m in rules.iter().flat_map(|rule| rule.matches.iter()) {
+                            let (ptype, pvalue) = match_path(m);
+                            let key = match ptype {
+                                PathMatchType::Exact => split_first_segment(true, pvalue),
+                                PathMatchType::PathPrefix => split_first_segment(false, pvalue),
+                                _ => None,
+                            };
+                            t.http.entry(key.map(|k| k.0.into())).or_default();
+                        }
+                    }
+                    RouteRules::Grpc(_) => {
+                        t.grpc.get_or_insert_default();
+                    }
+                    RouteRules::L4(_) => {}
+                }
             }
             let first = Problem {
                 route: r.key.clone(),
@@ -916,16 +1068,16 @@ impl ListenerTable {
             }
         }
         for (r, http, grpc) in changes.added {
-            for h in bucket_keys(&r.info.hostnames) {
-                touched.entry(h).or_default();
-            }
             self.problems.extend(r.problems.iter().cloned());
             for cand in http {
                 let slot = Slot::new(&r, cand);
+                let key = sub_key(&slot.cand.path).map(Box::from);
                 touched
                     .entry(slot.cand.hostname.clone())
                     .or_default()
-                    .0
+                    .http
+                    .entry(key)
+                    .or_default()
                     .push(slot);
             }
             for cand in grpc {
@@ -933,31 +1085,26 @@ impl ListenerTable {
                 touched
                     .entry(slot.cand.hostname.clone())
                     .or_default()
-                    .1
+                    .grpc
+                    .get_or_insert_default()
                     .push(slot);
             }
         }
-        let kept = |b: &[Slot], new: Vec<Slot>| -> Vec<Slot> {
-            b.iter()
-                .filter(|s| !gone.contains(&s.route.info.key))
-                .cloned()
-                .chain(new)
-                .collect()
-        };
-        for (h, (http, grpc)) in touched {
+        for (h, t) in touched {
             let h = h.as_deref();
-            let old = self.http.get(h).map_or(&[][..], |b| &b.slots[..]);
-            let slots = kept(old, http);
-            self.http.set(
-                h,
-                (!slots.is_empty()).then(|| Arc::new(HttpBucket::build(slots))),
-            );
-            let old = self.grpc.get(h).map_or(&[][..], |b| &b.slots[..]);
-            let slots = kept(old, grpc);
-            self.grpc.set(
-                h,
-                (!slots.is_empty()).then(|| Arc::new(GrpcBucket::build(slots))),
-            );
+            if !t.http.is_empty() {
+                let old = self.http.get(h).map(|b| &**b);
+                let bucket = HttpBucket::update(old, &gone, t.http);
+                self.http.set(h, bucket.map(Arc::new));
+            }
+            if let Some(new) = t.grpc {
+                let old = self.grpc.get(h).map_or(&[][..], |b| &b.slots[..]);
+                let slots = kept_slots(old, &gone, new);
+                self.grpc.set(
+                    h,
+                    (!slots.is_empty()).then(|| Arc::new(GrpcBucket::build(slots))),
+                );
+            }
         }
         self.http.shrink();
         self
@@ -972,8 +1119,30 @@ impl ListenerTable {
 
     #[inline]
     fn find_http<'b>(b: &'b HttpBucket, head: &RequestHead, path: &str) -> Option<&'b Slot> {
+        let p = path.as_bytes();
+        let p = p.strip_prefix(b"/").unwrap_or(p);
+        let mut segs = p.split(|&c| c == b'/');
+        if let Some(first) = segs.next()
+            && let Some(sub) = b.subs.get(first)
+            && let Some(slot) = Self::find_sub(sub, segs, head, path)
+        {
+            return Some(slot);
+        }
+        b.rest.iter().find(|s| s.cand.cond.matches(head, path))
+    }
+
+    /// The best candidate of `b` for `path`, whose segments after the
+    /// sub-bucket's are `segs`: the Exact path where the walk ends, then
+    /// PathPrefixes from the deepest up to the sub-bucket's segment.
+    #[inline]
+    fn find_sub<'b, 'p>(
+        b: &'b HttpSub,
+        segs: impl Iterator<Item = &'p [u8]>,
+        head: &RequestHead,
+        path: &str,
+    ) -> Option<&'b Slot> {
         let s = &b.slots[..];
-        let (mut node, complete) = b.trie.walk(path);
+        let (mut node, complete) = b.trie.walk_segs(segs);
         if complete && let Some(id) = Self::first_match(s, b.trie.exact(node), head, path) {
             return Some(&s[id as usize]);
         }
@@ -982,11 +1151,10 @@ impl ListenerTable {
                 return Some(&s[id as usize]);
             }
             if node == ROOT {
-                break;
+                return None;
             }
             node = b.trie.parent(node);
         }
-        Self::first_match(s, &b.regex, head, path).map(|id| &s[id as usize])
     }
 
     fn find_grpc<'b>(b: &'b GrpcBucket, head: &RequestHead, path: &str) -> Option<&'b Slot> {

@@ -257,6 +257,7 @@ pub(crate) fn segments(path: &str) -> std::str::Split<'_, char> {
 
 /// The segments of a PathPrefix value: its trailing `/` is ignored, so `/`
 /// has none and `/a/` is `["a"]`.
+#[cfg(test)]
 pub(crate) fn prefix_segments(prefix: &str) -> Vec<&str> {
     let trimmed = prefix.trim_end_matches('/');
     if trimmed.is_empty() {

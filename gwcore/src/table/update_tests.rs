@@ -26,7 +26,7 @@ fn canonical(t: &Table) -> String {
             writeln!(out, "  routes {keys:?}").unwrap();
             // Each compiled route once, from the slots pointing to it.
             let mut compiled: BTreeMap<&ObjectKey, &CompiledRoute> = BTreeMap::new();
-            let http = lt.http.entries().flat_map(|(_, b)| b.slots.iter());
+            let http = lt.http.entries().flat_map(|(_, b)| b.slots());
             let grpc = lt.grpc.entries().flat_map(|(_, b)| b.slots.iter());
             for s in http.chain(grpc) {
                 compiled.insert(&s.route.info.key, &s.route);
@@ -50,8 +50,19 @@ fn canonical(t: &Table) -> String {
             let mut http: Vec<_> = lt.http.entries().collect();
             http.sort_by(|a, b| a.0.cmp(&b.0));
             for (h, b) in http {
-                writeln!(out, "  http {h:?} trie {:?} regex {:?}", b.trie, b.regex).unwrap();
-                for s in b.slots.iter() {
+                writeln!(out, "  http {h:?}").unwrap();
+                // Sub-buckets by segment: where the map puts them depends
+                // on the order they were added in, not what they hold.
+                let mut subs: Vec<_> = b.subs.values().collect();
+                subs.sort_by(|x, y| x.seg.cmp(&y.seg));
+                for sub in subs {
+                    writeln!(out, "   sub {:?} trie {:?}", sub.seg, sub.trie).unwrap();
+                    for s in sub.slots.iter() {
+                        slot(&mut out, s);
+                    }
+                }
+                writeln!(out, "   rest").unwrap();
+                for s in b.rest.iter() {
                     slot(&mut out, s);
                 }
             }
@@ -255,6 +266,104 @@ fn an_update_shares_untouched_buckets_and_listeners() {
     assert_eq!(name(&t1, "/p9/x").as_deref(), Some("r2"));
     assert_eq!(name(&t1, "/p2/x"), None);
     assert_eq!(name(&t0, "/p2/x").as_deref(), Some("r2"));
+}
+
+/// A Gateway whose `n` HTTPRoutes `r0`... have no hostname and an Exact
+/// path `/r-<i>/x` each (all in one bucket, as in the first200 bench).
+fn one_bucket(n: usize) -> GatewayRouting {
+    let mut yaml = String::from(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: c}
+spec: {controllerName: example.com/c}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: c
+  listeners:
+  - {name: a, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
+",
+    );
+    for i in 0..n {
+        write!(
+            yaml,
+            "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r{i}, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw, namespace: infra}}]
+  rules: [{{matches: [{{path: {{type: Exact, value: /r-{i}/x}}}}]}}]
+"
+        )
+        .unwrap();
+    }
+    let loaded = crate::load::load_str("t.yaml", &yaml);
+    let snapshot = crate::Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
+    let out = crate::engine::compute(
+        &snapshot,
+        &crate::engine::ComputeOptions::new("example.com/c", "2026-01-01T00:00:00Z"),
+    );
+    out.routing.into_values().next().expect("the Gateway")
+}
+
+/// One route of a bucket of many moved to another path: the sub-buckets
+/// of its old and new first segment are built again, every other
+/// sub-bucket is the previous table's (a change costs what it touches,
+/// not the bucket's size), and the table is the compiled one.
+#[test]
+fn a_change_in_a_large_bucket_rebuilds_only_its_sub_buckets() {
+    let before = one_bucket(40);
+    let mut after = before.clone();
+    let i = after.listeners[0]
+        .routes
+        .iter()
+        .position(|r| r.key.name == "r7")
+        .expect("r7");
+    let mut r7 = AttachedRoute::clone(&after.listeners[0].routes[i]);
+    let RouteRules::Http(rules) = &mut r7.rules else {
+        panic!("an HTTPRoute")
+    };
+    Arc::make_mut(rules)[0].matches[0]
+        .path
+        .as_mut()
+        .expect("a path")
+        .value = Some("/moved/x".into());
+    after.listeners[0].routes.insert(Arc::new(r7));
+
+    let t0 = Table::compile(&before);
+    let t1 = t0.update(&after);
+    assert_eq!(canonical(&t1), canonical(&Table::compile(&after)));
+    let bucket = |t: &Table| {
+        t.ports[0].listeners[0]
+            .http
+            .get(None)
+            .cloned()
+            .expect("bucket")
+    };
+    let (b0, b1) = (bucket(&t0), bucket(&t1));
+    assert_eq!((b0.subs.len(), b1.subs.len()), (40, 40));
+    for seg in (0..40).map(|i| format!("r-{i}")) {
+        let (s0, s1) = (b0.subs.get(seg.as_bytes()), b1.subs.get(seg.as_bytes()));
+        if seg == "r-7" {
+            assert!(s0.is_some() && s1.is_none(), "{seg} is gone");
+        } else {
+            assert!(
+                Arc::ptr_eq(s0.expect("before"), s1.expect("after")),
+                "{seg} is shared"
+            );
+        }
+    }
+    assert!(b1.subs.get(b"moved").is_some());
+    let name = |t: &Table, path: &str| {
+        let head = RequestHead::new(80, "any.test", "GET", path);
+        t.find(&head).matched.map(|m| m.route().name.clone())
+    };
+    assert_eq!(name(&t1, "/moved/x").as_deref(), Some("r7"));
+    assert_eq!(name(&t1, "/r-7/x"), None);
+    assert_eq!(name(&t1, "/r-8/x").as_deref(), Some("r8"));
 }
 
 /// Edits carried from the engine to the table on a Gateway of hundreds of
