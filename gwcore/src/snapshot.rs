@@ -1,10 +1,12 @@
 //! A set of objects keyed by kind, namespace and name.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::model::{Kind, Object, ObjectKey};
 use crate::status::ObjectStatus;
+
+mod map;
+pub use map::{Iter, Keys, SharedMap, Values};
 
 /// The label the API server gives every Namespace (Kubernetes 1.22 and
 /// later): its name. Immutable there; selectors commonly match on it.
@@ -12,28 +14,26 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// Every object the engine looks at, keyed for deterministic iteration.
 /// Inserting an object with the key of one already present replaces it.
-/// Objects are shared (`Arc`), so cloning a snapshot is cheap and a clone
-/// copies an object only when it is changed.
+/// Objects are shared (`Arc`) and kept in a [`SharedMap`], so cloning a
+/// snapshot costs a reference count per chunk of about 64 objects, a
+/// change in a clone copies the one chunk it touches (and the object
+/// only when it is changed in place), and comparing two snapshots, one
+/// cloned from the other, skips the chunks they share.
 ///
 /// Every Namespace inserted carries [`NAMESPACE_NAME_LABEL`] with its name,
 /// as the API server sets it (any other value is overwritten), so selectors
 /// on it match in every mode, from files as in a cluster.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    objects: BTreeMap<ObjectKey, Arc<Object>>,
+    objects: SharedMap<ObjectKey, Object>,
 }
 
-/// Equal objects under equal keys. An object shared with the other
-/// snapshot (one cloned from the other and changed in a few places) is
-/// equal without being compared field by field.
+/// Equal objects under equal keys. An object, or a chunk of objects,
+/// shared with the other snapshot (one cloned from the other and changed
+/// in a few places) is equal without being compared field by field.
 impl PartialEq for Snapshot {
     fn eq(&self, other: &Snapshot) -> bool {
-        self.objects.len() == other.objects.len()
-            && self
-                .objects
-                .iter()
-                .zip(&other.objects)
-                .all(|((k, a), (l, b))| k == l && (Arc::ptr_eq(a, b) || a == b))
+        self.objects == other.objects
     }
 }
 
@@ -83,7 +83,7 @@ impl Snapshot {
             m.labels
                 .insert(NAMESPACE_NAME_LABEL.to_string(), m.name.clone());
         }
-        self.objects.insert(object.key(), object)
+        self.objects.insert_shared(object.key(), object)
     }
 
     /// Removes an object.
@@ -99,39 +99,39 @@ impl Snapshot {
 
     /// Looks up an object.
     pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
-        self.objects.get(key).map(|o| &**o)
+        self.objects.get(key)
     }
 
     /// Looks up an object as it is shared (clone the `Arc` to hand it on
     /// without copying it).
     pub fn get_shared(&self, key: &ObjectKey) -> Option<&Arc<Object>> {
-        self.objects.get(key)
+        self.objects.get_shared(key)
     }
 
     /// All objects as they are shared, ordered by key.
     pub fn iter_shared(&self) -> impl Iterator<Item = &Arc<Object>> {
-        self.objects.values()
+        self.objects.iter_shared().map(|(_, o)| o)
     }
 
     /// Mutable lookup (copies the object first if it is shared with a clone
     /// of this snapshot). A Namespace's [`NAMESPACE_NAME_LABEL`] is the
     /// caller's to keep.
     pub fn get_mut(&mut self, key: &ObjectKey) -> Option<&mut Object> {
-        self.objects.get_mut(key).map(Arc::make_mut)
+        self.objects.get_mut(key)
     }
 
     /// All objects, ordered by key.
     pub fn iter(&self) -> impl Iterator<Item = &Object> {
-        self.objects.values().map(|o| &**o)
+        self.objects.values()
     }
 
     /// All objects of one kind, ordered by (namespace, name).
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Object> {
         let lo = ObjectKey::new(kind, "", "");
         self.objects
-            .range(lo..)
+            .range_from(&lo)
             .take_while(move |(k, _)| k.kind == kind)
-            .map(|(_, v)| &**v)
+            .map(|(_, v)| v)
     }
 
     /// All objects of one kind in one namespace, ordered by name.
@@ -142,9 +142,9 @@ impl Snapshot {
     ) -> impl Iterator<Item = &'s Object> + 's {
         let lo = ObjectKey::new(kind, namespace, "");
         self.objects
-            .range(lo..)
+            .range_from(&lo)
             .take_while(move |(k, _)| k.kind == kind && k.namespace == namespace)
-            .map(|(_, v)| &**v)
+            .map(|(_, v)| v)
     }
 
     /// What differs from this snapshot to `newer`, in key order: each key
@@ -171,38 +171,7 @@ impl Snapshot {
         newer: &'a Snapshot,
         mut f: impl FnMut(&ObjectKey, Option<&'s Arc<Object>>, Option<&'a Arc<Object>>),
     ) {
-        let mut old = self.objects.iter().peekable();
-        let mut new = newer.objects.iter().peekable();
-        loop {
-            match (old.peek(), new.peek()) {
-                (None, None) => break,
-                (Some((k, v)), None) => {
-                    f(k, Some(*v), None);
-                    old.next();
-                }
-                (None, Some((k, v))) => {
-                    f(k, None, Some(*v));
-                    new.next();
-                }
-                (Some((ko, vo)), Some((kn, vn))) => match ko.cmp(kn) {
-                    std::cmp::Ordering::Less => {
-                        f(ko, Some(*vo), None);
-                        old.next();
-                    }
-                    std::cmp::Ordering::Greater => {
-                        f(kn, None, Some(*vn));
-                        new.next();
-                    }
-                    std::cmp::Ordering::Equal => {
-                        if !Arc::ptr_eq(vo, vn) {
-                            f(kn, Some(*vo), Some(*vn));
-                        }
-                        old.next();
-                        new.next();
-                    }
-                },
-            }
-        }
+        self.objects.unshared(&newer.objects, |k, a, b| f(k, a, b));
     }
 
     /// All keys, ordered.
@@ -224,10 +193,31 @@ impl Snapshot {
     /// subresource would. Returns `false` when the object is absent or the
     /// status is of another shape.
     pub fn set_status(&mut self, key: &ObjectKey, status: ObjectStatus) -> bool {
-        let Some(obj) = self.objects.get_mut(key) else {
+        // Checked first: a status of another shape copies nothing.
+        let fits = matches!(
+            (self.objects.get(key), &status),
+            (Some(Object::GatewayClass(_)), ObjectStatus::GatewayClass(_))
+                | (Some(Object::Gateway(_)), ObjectStatus::Gateway(_))
+                | (Some(Object::ListenerSet(_)), ObjectStatus::ListenerSet(_))
+                | (
+                    Some(
+                        Object::HttpRoute(_)
+                            | Object::GrpcRoute(_)
+                            | Object::TlsRoute(_)
+                            | Object::TcpRoute(_)
+                            | Object::UdpRoute(_)
+                    ),
+                    ObjectStatus::Route(_)
+                )
+                | (
+                    Some(Object::BackendTlsPolicy(_) | Object::Extension(_)),
+                    ObjectStatus::Policy(_)
+                )
+        );
+        let Some(obj) = self.objects.get_mut(key).filter(|_| fits) else {
             return false;
         };
-        match (Arc::make_mut(obj), status) {
+        match (obj, status) {
             (Object::GatewayClass(o), ObjectStatus::GatewayClass(s)) => o.status = Some(s),
             (Object::Gateway(o), ObjectStatus::Gateway(s)) => o.status = Some(s),
             (Object::ListenerSet(o), ObjectStatus::ListenerSet(s)) => o.status = Some(s),
