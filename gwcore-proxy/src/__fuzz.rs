@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use http::Method;
 
 use crate::h1::{ReadResponse, read_response};
+use crate::h1_server::{Framing, read_request};
 use crate::l4::{Hello, client_hello_sni};
 use crate::limits::{IpNet, TrustedProxies};
 
@@ -49,6 +50,36 @@ pub fn h1_response(data: &[u8]) {
         _ if bodiless || r.status == 101 => assert!(r.body.is_empty(), "{r:?}"),
         Some(n) => assert_eq!(r.body.len(), n, "Content-Length {n}"),
         None => {}
+    }
+}
+
+/// A client's request, as the bytes after the first: the first byte says
+/// how many bytes each read brings. Reading it whole or in small reads
+/// gives the same request (or refuses it both ways); a body framed by
+/// `Content-Length` is exactly that long; the request never holds more
+/// bytes than came in.
+pub fn h1_request(data: &[u8]) {
+    let Some((&first, wire)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(first & 0x1f) + 1;
+    let whole = read_request(wire, wire.len());
+    let stepped = read_request(wire, step);
+    // Which error a refused request gets may depend on how much of it had
+    // come (a head over the limit is refused before its end is seen).
+    assert_eq!(
+        whole.is_err(),
+        stepped.is_err(),
+        "fed whole: {whole:?}, fed {step} at a time: {stepped:?}"
+    );
+    let (Ok(whole), Ok(stepped)) = (whole, stepped) else {
+        return;
+    };
+    assert_eq!(whole, stepped, "fed whole or {step} bytes at a time");
+    let Some(r) = whole else { return };
+    assert!(r.body.len() + r.rest <= wire.len());
+    if let Framing::Length(n) = r.framing {
+        assert_eq!(r.body.len() as u64, n);
     }
 }
 

@@ -10,7 +10,7 @@
 //! - the status a client gets for a body that failed ([`status_of`]).
 //!
 //! ```text
-//! client ─▶ hyper (decodes the framing) ─▶ paced ─▶ policies (body limits)
+//! client ─▶ h1_server / hyper's HTTP/2 (decode the framing) ─▶ paced ─▶ policies
 //!        ─▶ read whole when small (HTTP/1.x) ─▶ backend
 //! ```
 

@@ -1,6 +1,7 @@
-//! Serving HTTP on one client connection: HTTP/1.1 (keep-alive, upgrades)
-//! and HTTP/2 with hyper's settings from the [`Limits`], the idle and
-//! header read timeouts, draining, and each request answered
+//! Serving HTTP on one client connection: HTTP/1.x (keep-alive, upgrades)
+//! on gwcore's own server (`crate::h1_server`), HTTP/2 on hyper's with its
+//! settings from the [`Limits`]; the idle and header read timeouts,
+//! draining, and each request answered
 //! ([`Proxy::handle`]: [`crate::route`] decides, then the access log and
 //! the metrics).
 
@@ -10,11 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::body::Body;
@@ -28,7 +28,7 @@ impl Proxy {
     pub async fn handle(
         self: &Arc<Self>,
         conn: &ConnInfo,
-        mut req: Request<Incoming>,
+        mut req: Request<Body>,
     ) -> Response<Body> {
         let start = Instant::now();
         let cfg = self.config();
@@ -240,27 +240,12 @@ where
 /// (an HTTP/2 peer must answer a PING) before it is dropped.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// The smallest HTTP/1.1 read buffer hyper accepts.
-const MIN_HTTP1_BUFFER: usize = 8192;
+/// What an HTTP/2 connection starts with (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// The connection builder for `limits`.
-fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    let mut h1 = builder.http1();
-    // The header read timeout is the connection's own (`Activity::idle`):
-    // hyper's would arm and cancel a timer for every request.
-    h1.header_read_timeout(None);
-    // The read buffer's cap: a head that does not fit gets 431. hyper
-    // needs at least 8 KiB.
-    if limits.max_header_bytes > 0 {
-        h1.max_buf_size(limits.max_header_bytes.max(MIN_HTTP1_BUFFER));
-    }
-    // hyper's own default is 100 on the stack; another count costs a heap
-    // allocation per request.
-    if limits.max_headers > 0 && limits.max_headers != 100 {
-        h1.max_headers(limits.max_headers);
-    }
-    let mut h2 = builder.http2();
+/// hyper's HTTP/2 server with the settings of `limits`.
+fn h2_builder(limits: &Limits) -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     h2.timer(hyper_util::rt::TokioTimer::new())
         .keep_alive_interval(limits.http2_keep_alive_interval.filter(|t| !t.is_zero()))
         .keep_alive_timeout(limits.http2_keep_alive_timeout)
@@ -275,12 +260,74 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         some(limits.http2_max_pending_accept_reset_streams).unwrap_or(usize::MAX),
     )
     .max_local_error_reset_streams(some(limits.http2_max_local_error_reset_streams));
-    builder
+    h2
 }
 
-/// Serves HTTP/1.1 (keep-alive, upgrades) and HTTP/2 (prior knowledge, or
-/// negotiated by ALPN before this is called) on one connection until it
-/// closes or the server drains.
+/// Reads the connection's first bytes into `buf`, until they are the
+/// HTTP/2 preface or cannot be: whether they are.
+async fn starts_with_preface<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+) -> std::io::Result<bool> {
+    loop {
+        let n = buf.len().min(H2_PREFACE.len());
+        if buf[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(true);
+        }
+        if io.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+/// A connection whose first bytes were read already: they are read again
+/// first.
+struct Rewind<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(out.remaining());
+            out.put_slice(&self.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, out)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves HTTP/1.x (keep-alive, upgrades; gwcore's own server,
+/// `crate::h1_server`) or HTTP/2 (prior knowledge, or negotiated by ALPN
+/// before this is called: either way the connection starts with the
+/// preface; hyper's server) on one connection until it closes or the
+/// server drains.
 pub(crate) async fn serve_http<S>(
     io: TokioIo<S>,
     info: ConnInfo,
@@ -290,17 +337,72 @@ pub(crate) async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = proxy.options().limits.clone();
+    let mut io = WriteTimeout::new(io.into_inner(), limits.response_write_timeout);
+    let activity = Arc::new(Activity::new());
+    // The drain signal and the idle timer are watched on a task of their
+    // own, which tells this one why to close: selected here, they would be
+    // polled on every wake of the connection (several per request), and a
+    // oneshot is cheaper to poll than both.
+    let (mut close_tx, mut close_rx) = tokio::sync::oneshot::channel();
+    // The server's shutdown waits until every receiver is dropped; the
+    // watcher's goes as soon as it has seen the signal, so the connection
+    // holds one of its own until its in-flight requests are answered.
+    let _draining = drain.clone();
+    let watched = activity.clone();
+    let (header_timeout, idle_timeout) = (limits.header_read_timeout, limits.idle_timeout);
+    let draining_now = *drain.borrow();
+    tokio::spawn(async move {
+        let why = if draining_now {
+            Close::Drain
+        } else {
+            tokio::select! {
+                // The connection ended.
+                _ = close_tx.closed() => return,
+                _ = drain.changed() => Close::Drain,
+                _ = watched.idle(header_timeout, idle_timeout) => Close::Idle,
+            }
+        };
+        let _ = close_tx.send(why);
+    });
+    let mut first = BytesMut::with_capacity(crate::h1_server::MIN_HEAD_BYTES);
+    let h2 = tokio::select! {
+        biased;
+        // Nothing came before the connection was to close.
+        _ = &mut close_rx => return,
+        h2 = starts_with_preface(&mut io, &mut first) => match h2 {
+            Ok(h2) => h2,
+            Err(_) => return,
+        },
+    };
+    if !h2 {
+        let (proxy, info, activity) = (&proxy, &info, &activity);
+        let handler = move |req: Request<Body>| {
+            let in_flight = activity.begin(http::Version::HTTP_11);
+            async move {
+                proxy.handle(info, req).await.map(|inner| Tracked {
+                    inner,
+                    _in_flight: in_flight,
+                })
+            }
+        };
+        let limits = crate::h1_server::HeadLimits::of(&limits);
+        crate::h1_server::serve(io, first, limits, handler, close_rx).await;
+        return;
+    }
     let io = TokioIo::new(FloodGuard::new(
-        WriteTimeout::new(io.into_inner(), limits.response_write_timeout),
+        Rewind {
+            prefix: first.freeze(),
+            inner: io,
+        },
         limits.http2_max_control_frames_per_second,
     ));
-    let activity = Arc::new(Activity::new());
     let info = Arc::new(info);
     let act = activity.clone();
     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let proxy = proxy.clone();
         let info = info.clone();
         let in_flight = act.begin(req.version());
+        let req = from_hyper(req);
         async move {
             let resp = proxy.handle(&info, req).await;
             Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked {
@@ -309,40 +411,16 @@ pub(crate) async fn serve_http<S>(
             }))
         }
     });
-    let builder = builder(&limits);
-    let conn = builder.serve_connection_with_upgrades(io, svc);
+    let conn = h2_builder(&limits).serve_connection(io, svc);
     tokio::pin!(conn);
-    if *drain.borrow() {
-        conn.as_mut().graceful_shutdown();
-    }
-    // The drain signal and the idle timer are watched on a task of their
-    // own, which tells this one why to close: selected here, they would be
-    // polled on every wake of the connection (several per request), and a
-    // oneshot is cheaper to poll than both.
-    let (mut close_tx, close_rx) = tokio::sync::oneshot::channel();
-    // The server's shutdown waits until every receiver is dropped; the
-    // watcher's goes as soon as it has seen the signal, so the connection
-    // holds one of its own until its in-flight requests are answered.
-    let _draining = drain.clone();
-    let watched = activity.clone();
-    let (header_timeout, idle_timeout) = (limits.header_read_timeout, limits.idle_timeout);
-    tokio::spawn(async move {
-        let why = tokio::select! {
-            // The connection ended.
-            _ = close_tx.closed() => return,
-            _ = drain.changed() => Close::Drain,
-            _ = watched.idle(header_timeout, idle_timeout) => Close::Idle,
-        };
-        let _ = close_tx.send(why);
-    });
     let why = tokio::select! {
         _ = conn.as_mut() => return,
         why = close_rx => why,
     };
     if let Ok(Close::Idle) = why {
-        // Nothing is in flight: say goodbye (HTTP/2: GOAWAY, then a PING
-        // the peer must answer), and drop the connection if the peer does
-        // not finish that in time. A request that slipped in meanwhile is
+        // Nothing is in flight: say goodbye (GOAWAY, then a PING the peer
+        // must answer), and drop the connection if the peer does not
+        // finish that in time. A request that slipped in meanwhile is
         // waited for.
         tracing::debug!("idle connection closed");
         conn.as_mut().graceful_shutdown();
@@ -357,6 +435,21 @@ pub(crate) async fn serve_http<S>(
     // Draining (or the watcher is gone with the runtime).
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+}
+
+/// A request hyper read, as the handler takes it: its body boxed, and a
+/// WebSocket upgrade's claim on the connection as a
+/// [`crate::upgrade::ClientUpgrade`].
+fn from_hyper(req: Request<hyper::body::Incoming>) -> Request<Body> {
+    let (mut parts, body) = req.into_parts();
+    if crate::forward::is_websocket_upgrade(&parts.headers)
+        && let Some(on) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    {
+        parts
+            .extensions
+            .insert(crate::upgrade::ClientUpgrade::hyper(on));
+    }
+    Request::from_parts(parts, crate::body::incoming(body))
 }
 
 /// Why a connection is told to close.

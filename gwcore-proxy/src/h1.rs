@@ -524,7 +524,7 @@ impl Fields {
 
 /// A field value as text, when it is visible ASCII, spaces and tabs
 /// only (what `HeaderValue::to_str` accepts).
-fn visible(value: &[u8]) -> Option<&str> {
+pub(crate) fn visible(value: &[u8]) -> Option<&str> {
     if value
         .iter()
         .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
@@ -537,7 +537,10 @@ fn visible(value: &[u8]) -> Option<&str> {
 
 /// The number a `Content-Length` value gives (a list of copies of one
 /// number is that number), with the one `before` it (RFC 9112 §6.3).
-fn content_length(value: &[u8], before: Option<u64>) -> Result<Option<u64>, &'static str> {
+pub(crate) fn content_length(
+    value: &[u8],
+    before: Option<u64>,
+) -> Result<Option<u64>, &'static str> {
     let text = visible(value).ok_or("invalid Content-Length")?;
     let mut length = before;
     for part in text.split(',') {

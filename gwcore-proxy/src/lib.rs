@@ -35,7 +35,10 @@
 //! draining); the private `tcp` and `udp` modules (TLS passthrough, TCP
 //! and UDP routes); [`tls`] (the handshake); the private `conn` module
 //! (HTTP on one connection, its timeouts, and [`proxy::Proxy::handle`]:
-//! access log and metrics of each request); [`route`]; [`path_policy`]
+//! access log and metrics of each request; HTTP/1.x is read and written
+//! by the private `h1_server` module, HTTP/2 by hyper, and a WebSocket
+//! upgrade hands the connection over through the private `upgrade`
+//! module); [`route`]; [`path_policy`]
 //! (paths with escaped slashes, before routing); [`ext_auth`] (the
 //! `ExternalAuth` filter, asking authorization services); [`proxy`] (shared
 //! state); [`forward`] (proxy headers, pools; HTTP/1.1 to backends is
@@ -94,6 +97,7 @@ pub mod files;
 pub mod first_party;
 pub mod forward;
 mod h1;
+mod h1_server;
 mod h2_flood;
 mod health;
 pub mod l4;
@@ -116,5 +120,6 @@ pub mod tls;
 pub mod trace_context;
 pub mod tracing_otel;
 mod udp;
+mod upgrade;
 mod worker;
 mod write_timeout;

@@ -7,8 +7,6 @@ use bytes::Bytes;
 use gwcore::attachments::BackendTarget;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
 use gwcore::model::ObjectKey;
@@ -17,7 +15,7 @@ use gwcore::table::{
     RespondReason,
 };
 
-use crate::body::{Body, empty, full, incoming};
+use crate::body::{Body, empty, full};
 use crate::config::Config;
 use crate::endpoints::Endpoint;
 use crate::forward::{
@@ -394,7 +392,7 @@ async fn forward_counting(
         }
     };
     let client_upgrade = if crate::forward::is_websocket_upgrade(&parts.headers) {
-        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        parts.extensions.remove::<crate::upgrade::ClientUpgrade>()
     } else {
         None
     };
@@ -607,11 +605,10 @@ impl hyper::body::Body for DeadlineBody {
 /// Copies bytes both ways between an upgraded client and backend until
 /// either side closes. The tunnel owns both ends; a reload does not touch it.
 /// What the backend sent past its `101` answer reaches the client first.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, backend: crate::h1::Conn) {
-    let Ok(client) = client.await else {
+async fn tunnel(client: crate::upgrade::ClientUpgrade, backend: crate::h1::Conn) {
+    let Some(mut client) = client.connection().await else {
         return;
     };
-    let mut client = TokioIo::new(client);
     let (mut backend, early) = backend.into_parts();
     if !early.is_empty() && client.write_all(&early).await.is_err() {
         return;
@@ -894,7 +891,7 @@ pub async fn answer(
     proxy: &Arc<Proxy>,
     cfg: &Arc<Config>,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    req: Request<Body>,
     provenance_wanted: bool,
 ) -> Answered {
     let log = provenance_wanted;
@@ -927,7 +924,7 @@ pub async fn answer(
     }
     let (mut parts, body) = req.into_parts();
     let limits = &proxy.options().limits;
-    let mut body = crate::client_body::paced(incoming(body), limits);
+    let mut body = crate::client_body::paced(body, limits);
     // The head holds the header map while the table matches; a forwarded
     // request takes it back (below).
     let mut head = RequestHead::from_parts_taking_headers(conn.port, &mut parts);
