@@ -133,7 +133,12 @@ impl State {
             .lock()
             .engine
             .as_ref()
-            .map(|e| e.statuses().clone())
+            .map(|e| {
+                e.statuses()
+                    .iter()
+                    .map(|(k, st)| (k.clone(), st.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::incremental::{Delta, RouteKey};
 use crate::attachments::{GatewayRouting, ListenerRouting};
 use crate::model::{Kind, Object, ObjectKey};
+use crate::snapshot::SharedMap;
 use crate::status::ObjectStatus;
 
 /// Adds `route` to the set under `k` (the key is cloned only when new).
@@ -107,11 +108,11 @@ pub(super) fn carries_status(obj: &Object, status: &ObjectStatus) -> bool {
 
 /// The keys of one kind's statuses (a range of the ordered map, not a scan).
 pub(super) fn status_keys(
-    statuses: &BTreeMap<ObjectKey, ObjectStatus>,
+    statuses: &SharedMap<ObjectKey, ObjectStatus>,
     kind: Kind,
 ) -> impl Iterator<Item = &ObjectKey> {
     statuses
-        .range(ObjectKey::new(kind, "", "")..)
+        .range_from(&ObjectKey::new(kind, "", ""))
         .map(|(k, _)| k)
         .take_while(move |k| k.kind == kind)
 }
@@ -121,7 +122,7 @@ pub(super) fn status_keys(
 /// With `delta: None` (loading a whole snapshot, whose delta nobody reads)
 /// nothing is recorded, which saves a deep copy of every status.
 pub(super) fn put_status(
-    statuses: &mut BTreeMap<ObjectKey, ObjectStatus>,
+    statuses: &mut SharedMap<ObjectKey, ObjectStatus>,
     delta: Option<&mut Delta>,
     key: &ObjectKey,
     new: Option<ObjectStatus>,
@@ -150,7 +151,7 @@ pub(super) fn put_status(
 /// Replaces the statuses under `old_keys` with `new`: keys absent from
 /// `new` are removed, the others stored (each change recorded in the delta).
 pub(super) fn replace_statuses(
-    statuses: &mut BTreeMap<ObjectKey, ObjectStatus>,
+    statuses: &mut SharedMap<ObjectKey, ObjectStatus>,
     mut delta: Option<&mut Delta>,
     old_keys: Vec<ObjectKey>,
     new: BTreeMap<ObjectKey, ObjectStatus>,

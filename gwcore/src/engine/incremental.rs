@@ -27,7 +27,7 @@ use super::{Computed, Ctx, GrantIndex, Gw, RouteState, gateway_routing, index_gr
 use crate::attachments::{GatewayRouting, RouteList};
 use crate::engine::ComputeOptions;
 use crate::model::{Kind, Object, ObjectKey};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{SharedMap, Snapshot};
 use crate::status::{GatewayStatusAddress, ObjectStatus};
 
 /// What one change did: the statuses and routing inputs that changed.
@@ -102,8 +102,13 @@ pub struct Engine {
     /// Routes asking for default Gateways (`useDefaultGateways`): attached
     /// again when a Gateway becomes, or stops being, a default one.
     defaulted: BTreeSet<RouteKey>,
-    statuses: BTreeMap<ObjectKey, ObjectStatus>,
+    /// Shared with the outputs handed out ([`Engine::computed`]).
+    statuses: SharedMap<ObjectKey, ObjectStatus>,
     routing: BTreeMap<ObjectKey, Arc<GatewayRouting>>,
+    /// The routes with refused attachments (the others have none to
+    /// report), so that the output lists refusals without visiting every
+    /// route.
+    refused: BTreeSet<ObjectKey>,
     /// Every policy, parsed, and what each parse looked up.
     policies: PolicyCache,
     /// Whether the dependency indexes are kept (not by [`super::compute`],
@@ -131,8 +136,9 @@ impl Engine {
             by_grant_ns: BTreeMap::new(),
             by_ns: BTreeMap::new(),
             defaulted: BTreeSet::new(),
-            statuses: BTreeMap::new(),
+            statuses: SharedMap::new(),
             routing: BTreeMap::new(),
+            refused: BTreeSet::new(),
             policies: PolicyCache::default(),
             indexed: true,
         }
@@ -221,8 +227,9 @@ impl Engine {
         &self.snap
     }
 
-    /// Every current status.
-    pub fn statuses(&self) -> &BTreeMap<ObjectKey, ObjectStatus> {
+    /// Every current status (clone it to keep it: the clone shares the
+    /// statuses, see [`SharedMap`]).
+    pub fn statuses(&self) -> &SharedMap<ObjectKey, ObjectStatus> {
         &self.statuses
     }
 
@@ -231,11 +238,14 @@ impl Engine {
         &self.routing
     }
 
-    /// The whole current output, as [`super::compute`] returns it.
+    /// The whole current output, as [`super::compute`] returns it. The
+    /// statuses are shared, not copied: the cost follows the number of
+    /// Gateways and of refused routes, not of statuses.
     pub fn computed(&self) -> Computed {
         let mut refusals: Vec<_> = self
-            .routes
-            .values()
+            .refused
+            .iter()
+            .filter_map(|k| self.routes.get(k))
             .flat_map(|r| r.refusals.iter().cloned())
             .collect();
         refusals.sort();
@@ -800,6 +810,7 @@ impl Engine {
         delta: Option<&mut Delta>,
     ) {
         // Undo the old state.
+        self.refused.remove(rk);
         if let Some(old) = self.routes.remove(rk) {
             for (gk, li) in &old.attached_to {
                 if let Some(gw) = self.gws.get_mut(gk)
@@ -849,6 +860,9 @@ impl Engine {
             }
             touched.insert(gk.clone());
             state.attached_to.push((gk, li));
+        }
+        if !state.refusals.is_empty() {
+            self.refused.insert(rk.clone());
         }
         if !self.indexed {
             // Nothing will be undone: keep only what the output needs.

@@ -45,7 +45,7 @@ use crate::model::{
     SecretObjectReference,
 };
 use crate::selector;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{SharedMap, Snapshot};
 
 mod backend_tls_policy;
 mod bookkeeping;
@@ -255,7 +255,10 @@ pub struct Refusal {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Computed {
     /// The status of every object we own a part of, keyed by object.
-    pub statuses: BTreeMap<ObjectKey, ObjectStatus>,
+    /// Shared with the [`Engine`] that computed it ([`Engine::computed`]
+    /// copies no status): a [`SharedMap`] is an ordered map whose clones
+    /// share storage.
+    pub statuses: SharedMap<ObjectKey, ObjectStatus>,
     /// Routing input for each of our Gateways.
     pub routing: BTreeMap<ObjectKey, GatewayRouting>,
     /// Every refused route attachment, ordered by route then parent.
