@@ -411,35 +411,24 @@ pub(crate) async fn serve(
         return ExitCode::FAILURE;
     };
     loop {
-        tokio::select! {
+        let next = tokio::select! {
             _ = &mut stop => break,
-            r = state.changed() => {
-                if r.is_err() {
-                    break;
-                }
-                // Status changes alone do not change what is served.
-                let taken = std::time::Instant::now();
-                let next = {
-                    let s = state.borrow_and_update();
-                    (s.objects_version != served_version).then(|| (s.snapshot.clone(), s.objects_version))
-                };
-                if let Some((snapshot, v)) = next {
-                    served_version = v;
-                    let applying = std::time::Instant::now();
-                    let outcome = runtime.apply(snapshot).await;
-                    // The proxy's share of a served change (benches/k8s
-                    // reads it): taking the state, then building and
-                    // swapping the configuration.
-                    tracing::debug!(
-                        objects_version = v,
-                        outcome = ?outcome,
-                        take_ms = ms(applying - taken),
-                        apply_ms = ms(applying.elapsed()),
-                        "proxy swap"
-                    );
-                }
-            }
-        }
+            next = next_objects(&mut state, &mut served_version) => next,
+        };
+        let Some(next) = next else { break };
+        let applying = std::time::Instant::now();
+        let outcome = runtime.apply(next.snapshot).await;
+        // The proxy's share of a served change (benches/k8s reads it):
+        // waking up for the state, taking it, then building and swapping
+        // the configuration.
+        tracing::debug!(
+            objects_version = served_version,
+            outcome = ?outcome,
+            wake_ms = next.published.map(|p| ms(next.woke.saturating_duration_since(p))),
+            take_ms = ms(applying - next.woke),
+            apply_ms = ms(applying.elapsed()),
+            "proxy swap"
+        );
     }
     runtime.shutdown(grace).await;
     ctl.shutdown().await;
@@ -448,6 +437,38 @@ pub(crate) async fn serve(
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// What the proxy serves next.
+struct Next {
+    snapshot: gwcore::Snapshot,
+    /// When the controller published it.
+    published: Option<std::time::Instant>,
+    /// When the serve loop woke up for it.
+    woke: std::time::Instant,
+}
+
+/// Waits for a state whose objects differ from those served (`served`,
+/// their `objects_version`, updated), and takes its snapshot; `None` once
+/// the controller is gone. Status changes alone do not change what is
+/// served and are skipped. The channel keeps only the newest state: the
+/// states published while the proxy swaps are one swap after it, for the
+/// newest of them (whatever came meanwhile waits for at most one swap to
+/// end, and none is lost).
+async fn next_objects(state: &mut watch::Receiver<Arc<State>>, served: &mut u64) -> Option<Next> {
+    loop {
+        state.changed().await.ok()?;
+        let woke = std::time::Instant::now();
+        let s = state.borrow_and_update();
+        if s.objects_version != *served {
+            *served = s.objects_version;
+            return Some(Next {
+                snapshot: s.snapshot.clone(),
+                published: s.published_at(),
+                woke,
+            });
+        }
+    }
 }
 
 /// A minimal HTTP/1.1 admin endpoint: `/healthz` (the process runs),
@@ -504,6 +525,75 @@ async fn admin(
 #[cfg(test)]
 mod tests {
     use super::lease_namespace;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A controller state at `objects_version`, its snapshot one Namespace
+    /// named after `tag`.
+    fn state(objects_version: u64, tag: &str) -> Arc<gwcore_k8s::State> {
+        let mut s = gwcore_k8s::State::default();
+        s.objects_version = objects_version;
+        s.snapshot = gwcore::Snapshot::from_objects([gwcore::model::Object::Namespace(
+            gwcore::model::Namespace {
+                metadata: gwcore::model::ObjectMeta {
+                    name: tag.into(),
+                    ..Default::default()
+                },
+            },
+        )]);
+        Arc::new(s)
+    }
+
+    fn tag(s: &gwcore::Snapshot) -> Vec<String> {
+        s.iter().map(|o| o.meta().name.clone()).collect()
+    }
+
+    /// What the serve loop takes next within 100 ms, if anything: the
+    /// snapshot's tag.
+    async fn next_within(
+        rx: &mut tokio::sync::watch::Receiver<Arc<gwcore_k8s::State>>,
+        served: &mut u64,
+    ) -> Option<Vec<String>> {
+        tokio::time::timeout(Duration::from_millis(100), super::next_objects(rx, served))
+            .await
+            .ok()
+            .flatten()
+            .map(|n| tag(&n.snapshot))
+    }
+
+    /// The serve loop takes states as they come: the states published
+    /// while the proxy swaps (here: between two calls) queue one swap, for
+    /// the newest objects, and no more; a change of status alone is none.
+    #[tokio::test]
+    async fn changes_published_during_a_swap_are_served_by_one_next_swap() {
+        let (tx, mut rx) = tokio::sync::watch::channel(state(1, "v1"));
+        rx.borrow_and_update();
+        let mut served = 1;
+        tx.send(state(1, "v1 with a status")).unwrap();
+        assert_eq!(next_within(&mut rx, &mut served).await, None, "status only");
+        // A swap is under way; three states come meanwhile.
+        tx.send(state(2, "v2")).unwrap();
+        tx.send(state(3, "v3")).unwrap();
+        tx.send(state(3, "v3 with a status")).unwrap();
+        assert_eq!(
+            next_within(&mut rx, &mut served).await,
+            Some(vec!["v3 with a status".to_string()])
+        );
+        assert_eq!(served, 3);
+        assert_eq!(
+            next_within(&mut rx, &mut served).await,
+            None,
+            "one swap was all they needed"
+        );
+        tx.send(state(3, "v3 again")).unwrap();
+        tx.send(state(4, "v4")).unwrap();
+        assert_eq!(
+            next_within(&mut rx, &mut served).await,
+            Some(vec!["v4".to_string()])
+        );
+        drop(tx);
+        assert!(super::next_objects(&mut rx, &mut served).await.is_none());
+    }
 
     #[test]
     fn the_lease_namespace_comes_from_the_flag_then_the_pod_then_the_service_account() {

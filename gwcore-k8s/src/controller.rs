@@ -32,9 +32,13 @@ use crate::writer::{Writer, WriterOptions, current_status, same_status};
 pub struct Options {
     /// Our `controllerName`: only GatewayClasses naming it are ours.
     pub controller_name: String,
-    /// The shortest time between two engine runs: a change after a quiet
-    /// period is computed at once, changes during a burst are gathered for
-    /// this long. Default 10 ms.
+    /// How often the engine runs at most under a steady stream of changes.
+    /// Runs are budgeted like a token bucket holding three, refilled one
+    /// per `coalesce`: a change on a controller that has not spent its
+    /// budget (after a quiet period, or after one or two runs such as the
+    /// echoes of its own status writes) is computed at once; changes
+    /// during a burst are gathered until the budget allows the next run.
+    /// Default 10 ms.
     pub coalesce: Duration,
     /// Static addresses for Gateways that request none. Default: none.
     pub addresses: Vec<GatewayStatusAddress>,
@@ -105,17 +109,29 @@ pub struct State {
     /// Every object, as last seen.
     pub snapshot: Snapshot,
     /// The routing input of each of our Gateways for that snapshot. A
-    /// Gateway the run did not touch keeps the `Arc` of the run before.
-    pub routing: BTreeMap<ObjectKey, Arc<GatewayRouting>>,
+    /// Gateway the run did not touch keeps the `Arc` of the run before,
+    /// and a run that changed no routing publishes the map of the run
+    /// before (the same `Arc`).
+    pub routing: Arc<BTreeMap<ObjectKey, Arc<GatewayRouting>>>,
     /// The statuses this run changed (`None`: no status of ours any more);
     /// on the first run, every status.
     pub changed_statuses: BTreeMap<ObjectKey, Option<ObjectStatus>>,
-    /// Objects left out because they are not valid, with the problems.
-    pub invalid: BTreeMap<ObjectKey, Vec<String>>,
+    /// Objects left out because they are not valid, with the problems;
+    /// the map of the run before (the same `Arc`) when none came or went.
+    pub invalid: Arc<BTreeMap<ObjectKey, Vec<String>>>,
+    /// When this state was published (`None`: the empty state before the
+    /// first run).
+    published: Option<std::time::Instant>,
     shared: Shared,
 }
 
 impl State {
+    /// When the reducer published this state: a data plane that follows
+    /// the states can tell how long it took to take one up.
+    pub fn published_at(&self) -> Option<std::time::Instant> {
+        self.published
+    }
+
     /// The status the engine computes for `key` now (from the newest run,
     /// which may be newer than this state).
     pub fn status(&self, key: &ObjectKey) -> Option<ObjectStatus> {
@@ -141,6 +157,29 @@ impl State {
             })
             .unwrap_or_default()
     }
+}
+
+/// The sending side of the reducer's inbox: each update is stamped with
+/// when it was sent, so that a run can tell how long its first update
+/// waited for the reducer.
+#[derive(Clone, Debug)]
+pub(crate) struct UpdateTx(mpsc::UnboundedSender<(Instant, Update)>);
+
+impl UpdateTx {
+    /// Sends `u`; an error when the reducer is gone.
+    pub(crate) fn send(&self, u: Update) -> Result<(), ReducerGone> {
+        self.0.send((Instant::now(), u)).map_err(|_| ReducerGone)
+    }
+}
+
+/// The reducer has stopped: nothing sent reaches it any more.
+#[derive(Debug)]
+pub(crate) struct ReducerGone;
+
+/// The reducer's inbox.
+pub(crate) fn inbox() -> (UpdateTx, mpsc::UnboundedReceiver<(Instant, Update)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (UpdateTx(tx), rx)
 }
 
 /// The incremental engine, shared by the reducer (which feeds it changes)
@@ -197,7 +236,7 @@ impl Controller {
     /// Starts with the kinds already discovered.
     pub fn start_with(client: kube::Client, served: Served, opts: Options) -> Controller {
         let metrics = Arc::new(Metrics::default());
-        let (updates_tx, updates_rx) = mpsc::unbounded_channel();
+        let (updates_tx, updates_rx) = inbox();
         let shared = Shared::default();
         let (state_tx, state_rx) = watch::channel(Arc::new(State {
             shared: shared.clone(),
@@ -371,7 +410,7 @@ impl WatchBackoff {
 async fn watch_kind(
     api: Api<DynamicObject>,
     kind: Kind,
-    tx: mpsc::UnboundedSender<Update>,
+    tx: UpdateTx,
     metrics: Arc<Metrics>,
     address_service: Option<(String, String)>,
     gateway_services: bool,
@@ -463,17 +502,68 @@ async fn watch_kind(
     }
 }
 
+/// The engine's run budget ([`Options::coalesce`]): a token bucket of
+/// [`RunBudget::BURST`] runs, refilled one per `coalesce`.
+#[derive(Debug)]
+struct RunBudget {
+    every: Duration,
+    tokens: f64,
+    at: Instant,
+}
+
+impl RunBudget {
+    /// Runs allowed back to back: a change and the echoes of the status
+    /// writes it causes (its route's, its Gateway's) are three runs, after
+    /// which a change on a quiet controller still goes at once.
+    const BURST: f64 = 3.0;
+
+    fn new(every: Duration, now: Instant) -> RunBudget {
+        RunBudget {
+            every,
+            tokens: RunBudget::BURST,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if self.every.is_zero() {
+            self.tokens = RunBudget::BURST;
+        } else {
+            let gained =
+                now.saturating_duration_since(self.at).as_secs_f64() / self.every.as_secs_f64();
+            self.tokens = (self.tokens + gained).min(RunBudget::BURST);
+        }
+        self.at = now;
+    }
+
+    /// When the next run may start: `now` while the budget holds a run.
+    fn next_run(&mut self, now: Instant) -> Instant {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            now
+        } else {
+            now + self.every.mul_f64(1.0 - self.tokens)
+        }
+    }
+
+    /// Spends one run.
+    fn spend(&mut self, now: Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens - 1.0).max(0.0);
+    }
+}
+
 /// Applies updates to the index as they come and runs the engine after
-/// changes, at most once per `coalesce`: a change after a quiet period is
+/// changes, within the [`RunBudget`]: a change on a quiet controller is
 /// computed at once (after taking whatever else is already queued); changes
-/// during a burst are gathered until `coalesce` has passed since the last
-/// run. Then the new state is published.
+/// during a burst are gathered until the budget allows a run. Then the new
+/// state is published.
 ///
 /// The engine is incremental: the first run loads the whole snapshot, later
 /// runs hand it only the objects that changed, and what it reports changed
 /// is what the writer looks at.
 async fn reduce(
-    mut rx: mpsc::UnboundedReceiver<Update>,
+    mut rx: mpsc::UnboundedReceiver<(Instant, Update)>,
     kinds: Vec<Kind>,
     opts: Options,
     state: watch::Sender<Arc<State>>,
@@ -484,10 +574,13 @@ async fn reduce(
     let mut version = 0u64;
     let mut objects_version = 0u64;
     let mut objects_changed = false;
-    let mut last_run: Option<Instant> = None;
+    let mut budget = RunBudget::new(opts.coalesce, Instant::now());
     // The load-balancer addresses the engine was loaded with.
     let mut engine_addresses: Vec<GatewayStatusAddress> = Vec::new();
-    let mut routing: BTreeMap<ObjectKey, Arc<GatewayRouting>> = BTreeMap::new();
+    // What the states publish besides the snapshot, kept between runs and
+    // replaced only when they change.
+    let mut routing: Arc<BTreeMap<ObjectKey, Arc<GatewayRouting>>> = Arc::default();
+    let mut invalid: Arc<BTreeMap<ObjectKey, Vec<String>>> = Arc::default();
     // Whether a change needs the engine: the response to our own status
     // write, carrying the status the engine last computed, does not. (Other
     // status changes do: on a follower the leader's writes keep the
@@ -511,11 +604,15 @@ async fn reduce(
     // are theirs.
     let own_services = opts.gateway_services.is_some();
     loop {
-        let Some(u) = rx.recv().await else { return };
+        let Some((sent, u)) = rx.recv().await else {
+            return;
+        };
         // When the first update of this run arrived: what it waits for
         // (the updates queued behind it, the coalescing window) is part of
-        // the time from a watch event to a served change.
+        // the time from a watch event to a served change; before, it
+        // waited `queued` for the reducer to be done with the run before.
         let received = Instant::now();
+        let queued = received.saturating_duration_since(sent);
         let fresh = matches!(u, Update::Fresh(_));
         let c = index.apply(u);
         objects_changed |= c == Change::Objects;
@@ -525,18 +622,17 @@ async fn reduce(
         // What is queued already, but not without end: under a flood the
         // engine still runs every `coalesce`.
         for _ in 0..4096 {
-            let Ok(u) = rx.try_recv() else { break };
+            let Ok((_, u)) = rx.try_recv() else { break };
             objects_changed |= index.apply(u) == Change::Objects;
         }
-        if let Some(deadline) = last_run.map(|t| t + opts.coalesce) {
-            while Instant::now() < deadline {
-                tokio::select! {
-                    u = rx.recv() => match u {
-                        Some(u) => { objects_changed |= index.apply(u) == Change::Objects; }
-                        None => return,
-                    },
-                    _ = tokio::time::sleep_until(deadline) => break,
-                }
+        let deadline = budget.next_run(Instant::now());
+        while Instant::now() < deadline {
+            tokio::select! {
+                u = rx.recv() => match u {
+                    Some((_, u)) => { objects_changed |= index.apply(u) == Change::Objects; }
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
             }
         }
         if !index.synced(kinds.iter().copied()) {
@@ -552,11 +648,15 @@ async fn reduce(
         // engine run does not change the index), so that the writer waits
         // for the lock only while the engine runs.
         let snapshot = index.snapshot().clone();
-        let invalid: BTreeMap<ObjectKey, Vec<String>> = index
-            .invalid()
-            .iter()
-            .map(|(k, (_, errors))| (k.clone(), errors.clone()))
-            .collect();
+        if index.take_invalid_changed() {
+            invalid = Arc::new(
+                index
+                    .invalid()
+                    .iter()
+                    .map(|(k, (_, errors))| (k.clone(), errors.clone()))
+                    .collect(),
+            );
+        }
         let copied = Instant::now();
         // The state is published under the lock, so that the writer, which
         // reads both under it, sees the snapshot the engine ran on with the
@@ -632,14 +732,19 @@ async fn reduce(
         };
         desired.pending.extend(delta.statuses.keys().cloned());
         desired.pending.extend(changed.iter().cloned());
-        for (k, r) in &delta.routing {
-            match r {
-                Some(r) => routing.insert(k.clone(), r.clone()),
-                None => routing.remove(k),
-            };
+        if !delta.routing.is_empty() {
+            // A copy only when the state before still holds the map: the
+            // size of our Gateways, once per change of routing.
+            let routing = Arc::make_mut(&mut routing);
+            for (k, r) in &delta.routing {
+                match r {
+                    Some(r) => routing.insert(k.clone(), r.clone()),
+                    None => routing.remove(k),
+                };
+            }
         }
         let computed = Instant::now();
-        last_run = Some(computed);
+        budget.spend(computed);
         version += 1;
         if std::mem::take(&mut objects_changed) {
             objects_version += 1;
@@ -652,9 +757,10 @@ async fn reduce(
             objects_version,
             synced: true,
             snapshot,
-            routing: routing.clone(),
+            routing: Arc::clone(&routing),
             changed_statuses: delta.statuses,
-            invalid,
+            invalid: Arc::clone(&invalid),
+            published: Some(Instant::now().into_std()),
             shared: shared.clone(),
         }));
         drop(guard);
@@ -677,6 +783,7 @@ async fn reduce(
             changed_routing,
             first_changed,
             full,
+            queued_ms = ms(queued),
             waited_ms = ms(started - received),
             lock_wait_ms = ms(locked - copied),
             took_ms = ms(computed - locked),
@@ -772,7 +879,7 @@ spec:
     #[tokio::test]
     async fn own_write_echo_does_not_rerun_and_status_changes_keep_the_objects_version() {
         let kinds = vec![Kind::GatewayClass, Kind::Gateway, Kind::HttpRoute];
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = inbox();
         let (state_tx, mut state) = watch::channel(Arc::new(State::default()));
         let metrics = Arc::new(Metrics::default());
         let shared = Shared::default();
@@ -835,6 +942,10 @@ spec:
         // no status changed), so the two still share every object.
         assert!(echoed.changed_statuses.is_empty());
         assert_shares_every_object(&echoed, &shared);
+        // Nor is anything else copied for it: the routing and the invalid
+        // objects are the maps the state before published.
+        assert!(Arc::ptr_eq(&echoed.routing, &s.routing));
+        assert!(Arc::ptr_eq(&echoed.invalid, &s.invalid));
         shared.lock().pending.clear();
         let runs = metrics.read().computes;
 
@@ -901,6 +1012,100 @@ spec:
             .expect("an engine run for a spec change");
         assert_eq!(s3.objects_version, s.objects_version + 1);
         assert_shares_every_object(&s3, &shared);
+        assert!(
+            !Arc::ptr_eq(&s3.routing, &s2.routing),
+            "the Gateway's routing changed"
+        );
+        assert!(Arc::ptr_eq(&s3.invalid, &s.invalid));
+        task.abort();
+    }
+
+    /// Waits at most 2 s for the next state.
+    async fn next_within_2s(rx: &mut watch::Receiver<Arc<State>>) -> Arc<State> {
+        tokio::time::timeout(Duration::from_secs(2), rx.changed())
+            .await
+            .expect("a state within 2 s")
+            .unwrap();
+        rx.borrow_and_update().clone()
+    }
+
+    /// Regression: the engine ran at most once per `coalesce` after the
+    /// run before, so that a change arriving a few milliseconds after the
+    /// echo of a status write (a run) waited for the rest of the window on
+    /// a quiet controller. Now a few runs in a row go at once, and only a
+    /// burst beyond them is gathered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_after_a_run_is_computed_at_once_and_a_burst_is_gathered() {
+        let kinds = vec![Kind::GatewayClass, Kind::Gateway, Kind::HttpRoute];
+        let (tx, rx) = inbox();
+        let (state_tx, mut state) = watch::channel(Arc::new(State::default()));
+        let mut opts = Options::new("example.com/c");
+        // Long enough to tell waiting from not waiting on a busy machine.
+        opts.coalesce = Duration::from_millis(400);
+        let task = tokio::spawn(reduce(
+            rx,
+            kinds.clone(),
+            opts,
+            state_tx,
+            Shared::default(),
+            Arc::new(Metrics::default()),
+        ));
+        for k in &kinds {
+            tx.send(Update::Restart(*k)).unwrap();
+        }
+        let mut route = None;
+        for o in objects() {
+            if let Object::HttpRoute(r) = &o {
+                route = Some(r.clone());
+            }
+            tx.send(Update::Listed(Converted::Valid(o))).unwrap();
+        }
+        for k in &kinds {
+            tx.send(Update::Done(*k)).unwrap();
+        }
+        let first = next_within_2s(&mut state).await;
+        let (mut route, key) = (route.unwrap(), ObjectKey::new(Kind::HttpRoute, "n", "r"));
+        let mut rv = 10;
+        let mut change = |host: &str| {
+            rv += 1;
+            route.spec.hostnames = vec![host.into()];
+            route.metadata.resource_version = Some(rv.to_string());
+            tx.send(Update::Applied(Converted::Valid(Object::HttpRoute(
+                route.clone(),
+            ))))
+            .unwrap();
+        };
+        let host = |s: &State| match s.snapshot.get(&key) {
+            Some(Object::HttpRoute(r)) => r.spec.hostnames.clone(),
+            _ => Vec::new(),
+        };
+        // Right after the first run, and right after each other's run.
+        for h in ["a.example.com", "b.example.com"] {
+            let sent = std::time::Instant::now();
+            change(h);
+            let s = next_within_2s(&mut state).await;
+            let took = sent.elapsed();
+            assert_eq!(host(&s), [h]);
+            assert!(
+                took < Duration::from_millis(200),
+                "{h}: computed after {took:?}, not at once"
+            );
+        }
+        // Three runs in a row spent the budget: a burst now waits, and is
+        // computed in one run.
+        let sent = std::time::Instant::now();
+        for h in ["c.example.com", "d.example.com", "e.example.com"] {
+            change(h);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let s = next_within_2s(&mut state).await;
+        let took = sent.elapsed();
+        assert!(
+            took >= Duration::from_millis(200),
+            "the burst was computed after {took:?}, within the spent budget"
+        );
+        assert_eq!(host(&s), ["e.example.com"], "the whole burst in one run");
+        assert_eq!(s.objects_version, first.objects_version + 3);
         task.abort();
     }
 }

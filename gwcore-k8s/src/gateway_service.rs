@@ -595,7 +595,7 @@ mod tests {
         let loaded = gwcore::load::load_str("gw.yaml", &yaml);
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         match loaded.into_objects().last() {
-            Some(Object::Gateway(g)) => g,
+            Some(Object::Gateway(g)) => Gateway::clone(&g),
             other => panic!("{other:?}"),
         }
     }

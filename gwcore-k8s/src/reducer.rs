@@ -90,6 +90,9 @@ pub struct Index {
     /// Objects added, changed (status included) or removed since the last
     /// [`Index::take_changed`].
     changed: BTreeSet<ObjectKey>,
+    /// Whether [`Index::invalid`] changed since the last
+    /// [`Index::take_invalid_changed`].
+    invalid_changed: bool,
 }
 
 /// `resourceVersion`s are opaque, but every API server backed by etcd
@@ -127,6 +130,12 @@ impl Index {
     /// problems found.
     pub fn invalid(&self) -> &BTreeMap<ObjectKey, (Option<String>, Vec<String>)> {
         &self.invalid
+    }
+
+    /// Whether [`Index::invalid`] changed (an entry came, went or was
+    /// replaced) since the last call.
+    pub fn take_invalid_changed(&mut self) -> bool {
+        std::mem::take(&mut self.invalid_changed)
     }
 
     /// The objects added, changed (their status included) or removed since
@@ -195,6 +204,7 @@ impl Index {
             Update::Applied(c) | Update::Fresh(c) => self.upsert(c),
             Update::Deleted(key) => {
                 let was_invalid = self.invalid.remove(&key).is_some();
+                self.invalid_changed |= was_invalid;
                 if let Some(buf) = self.listing.get_mut(&key.kind) {
                     buf.remove(&key);
                 }
@@ -249,7 +259,7 @@ impl Index {
                 ) {
                     return Change::None;
                 }
-                self.invalid.remove(&key);
+                self.invalid_changed |= self.invalid.remove(&key).is_some();
                 let change = match self.snapshot.get(&key) {
                     Some(old) if *old == obj => return Change::None,
                     Some(old) if old.same_but_status(&obj) => Change::Status(key.clone()),
@@ -274,7 +284,11 @@ impl Index {
                 {
                     tracing::warn!(object = %key, errors = ?errors, "left out: the object is not valid");
                 }
-                self.invalid.insert(key.clone(), (resource_version, errors));
+                let entry = (resource_version, errors);
+                if self.invalid.get(&key) != Some(&entry) {
+                    self.invalid.insert(key.clone(), entry);
+                    self.invalid_changed = true;
+                }
                 if self.snapshot.remove(&key).is_some() {
                     self.changed.insert(key);
                     Change::Objects
@@ -298,8 +312,10 @@ impl Index {
             self.changed.insert(k);
             change = Change::Objects;
         }
+        let before = self.invalid.len();
         self.invalid
             .retain(|k, _| k.kind != kind || listed.contains_key(k));
+        self.invalid_changed |= self.invalid.len() != before;
         for (_, c) in listed {
             change = change.or(self.upsert(c));
         }
@@ -425,6 +441,42 @@ mod tests {
             "fixed again"
         );
         assert!(ix.invalid().is_empty());
+    }
+
+    /// The reducer republishes the invalid objects only when they change:
+    /// valid objects coming and going, and an invalid one seen again
+    /// unchanged, leave the published map as it was.
+    #[test]
+    fn the_invalid_objects_are_reported_changed_only_when_they_change() {
+        let bad = |rv: &str, error: &str| Converted::Invalid {
+            key: key("a"),
+            resource_version: Some(rv.into()),
+            errors: vec![error.into()],
+        };
+        let mut ix = Index::new();
+        ix.apply(Update::Applied(ns("b", "1", None)));
+        ix.apply(Update::Deleted(key("b")));
+        assert!(!ix.take_invalid_changed(), "valid objects only");
+        ix.apply(Update::Applied(bad("2", "metadata.name: bad")));
+        assert!(ix.take_invalid_changed(), "an entry came");
+        ix.apply(Update::Applied(bad("2", "metadata.name: bad")));
+        assert!(!ix.take_invalid_changed(), "the same entry again");
+        ix.apply(Update::Applied(bad("3", "metadata.name: worse")));
+        assert!(ix.take_invalid_changed(), "the entry replaced");
+        ix.apply(Update::Applied(ns("a", "4", None)));
+        assert!(ix.take_invalid_changed(), "the entry went: fixed");
+        ix.apply(Update::Applied(bad("5", "metadata.name: bad")));
+        ix.take_invalid_changed();
+        ix.apply(Update::Restart(Kind::Namespace));
+        ix.apply(Update::Done(Kind::Namespace));
+        assert!(
+            ix.take_invalid_changed(),
+            "the entry went: not listed again"
+        );
+        ix.apply(Update::Applied(bad("6", "metadata.name: bad")));
+        ix.take_invalid_changed();
+        ix.apply(Update::Deleted(key("a")));
+        assert!(ix.take_invalid_changed(), "the entry went: deleted");
     }
 
     #[test]

@@ -185,7 +185,7 @@ async fn pass(
 ) -> bool {
     let mut ok = true;
     let mut wanted: BTreeMap<ObjectKey, Service> = BTreeMap::new();
-    for (key, routing) in &st.routing {
+    for (key, routing) in st.routing.iter() {
         let Some(Object::Gateway(gw)) = st.snapshot.get(key) else {
             continue;
         };

@@ -44,11 +44,11 @@ use gwcore::model::{Object, ObjectKey};
 use gwcore::status::{ObjectStatus, PolicyStatus};
 use kube::api::{Api, PostParams};
 use kube::core::DynamicObject;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::State;
-use crate::controller::Shared;
+use crate::controller::{Shared, UpdateTx};
 use crate::kinds::{Served, convert};
 use crate::metrics::Metrics;
 use crate::reducer::Update;
@@ -330,7 +330,7 @@ pub(crate) struct Writer {
     pub(crate) served: Served,
     pub(crate) opts: WriterOptions,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) updates: mpsc::UnboundedSender<Update>,
+    pub(crate) updates: UpdateTx,
     pub(crate) state: watch::Receiver<Arc<State>>,
     pub(crate) shared: Shared,
     pub(crate) leader: watch::Receiver<bool>,
