@@ -21,24 +21,34 @@
 //!    then until its status writes are done (the Gateway says N attached
 //!    routes and the log has been quiet for `--quiet-ms`);
 //! 3. creates `--measure` M new routes one at a time, `--gap-ms` apart,
-//!    and polls the proxy every millisecond from the create call until the
-//!    route's path answers 200;
+//!    and from the create call probes the proxy every `--poll-us` (500 µs,
+//!    on a thread of its own) until the route's path answers 200; the
+//!    last probe that missed it bounds the error (the probe resolution);
 //! 4. prints p50/p90/p99/max of create → first 200, of the create call
 //!    alone, and per stage from gwcore's log: the API server delivering the
-//!    event and the reducer picking it up, the engine run, publishing, the
-//!    proxy building and swapping its configuration, and the poll that saw
-//!    it;
-//! 5. deletes the routes, Gateway, Service and class (the namespace stays:
-//!    the 1.20 test server has no namespace controller).
+//!    event, the reducer picking it up (behind the run before, then
+//!    coalescing), the engine run, publishing, the proxy waking, taking
+//!    the State and applying it, and the poll that saw it; also the CPU
+//!    time gwcore and the `--pids` processes (the API server, etcd) used
+//!    during each sample, gwcore's time runnable without a CPU and its page
+//!    faults (/proc), and, for the three slowest samples, all of it;
+//! 5. deletes the routes (a thousand per call: the labels the preloaded
+//!    ones carry), Gateway, Service and class (the namespace stays: the
+//!    1.20 test server has no namespace controller).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The probe, the process guard and percentiles, shared with the tests of
+/// `gwcore serve --kubernetes`.
+#[path = "../../gwcore-k8s/tests/support/serve.rs"]
+mod serve;
+use serve::{Gwcore, free_port, get, percentile, status_code};
 
 const GROUP: &str = "gateway.networking.k8s.io";
 
@@ -53,10 +63,16 @@ struct Args {
     quiet: Duration,
     log: Option<PathBuf>,
     keep: bool,
+    /// Between two probes of a new route.
+    poll: Duration,
+    /// Other processes whose CPU time each sample reports (the API server
+    /// and etcd), by name.
+    pids: Vec<(String, u32)>,
 }
 
 const USAGE: &str = "usage: k8s-first200 --gwcore PATH [--routes N (0)] [--measure M (100)] \
-[--concurrency C (32)] [--gap-ms MS (50)] [--quiet-ms MS (2000)] [--log FILE] [--keep]";
+[--concurrency C (32)] [--gap-ms MS (50)] [--quiet-ms MS (2000)] [--poll-us US (500)] \
+[--pids NAME=PID,... (processes whose CPU time each sample reports)] [--log FILE] [--keep]";
 
 fn args() -> Result<Args, String> {
     let mut a = Args {
@@ -68,6 +84,8 @@ fn args() -> Result<Args, String> {
         quiet: Duration::from_millis(2000),
         log: None,
         keep: false,
+        poll: Duration::from_micros(500),
+        pids: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -90,6 +108,16 @@ fn args() -> Result<Args, String> {
             "--concurrency" => a.concurrency = number()?.max(1),
             "--gap-ms" => a.gap = Duration::from_millis(number()? as u64),
             "--quiet-ms" => a.quiet = Duration::from_millis(number()? as u64),
+            "--poll-us" => a.poll = Duration::from_micros(number()? as u64),
+            "--pids" => {
+                for item in value.split(',').filter(|i| !i.is_empty()) {
+                    let pid = item
+                        .split_once('=')
+                        .and_then(|(name, pid)| Some((name.to_string(), pid.parse().ok()?)))
+                        .ok_or_else(|| format!("--pids {value}: {item:?} is not NAME=PID"))?;
+                    a.pids.push(pid);
+                }
+            }
             "--log" => a.log = Some(value.clone().into()),
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
@@ -98,47 +126,6 @@ fn args() -> Result<Args, String> {
         return Err(format!("--gwcore is required\n{USAGE}"));
     }
     Ok(a)
-}
-
-/// The `gwcore` process; killed when dropped.
-struct Gwcore(Child);
-
-impl Drop for Gwcore {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// The status code of `GET path` on 127.0.0.1:port, or `None` when the
-/// port does not answer.
-async fn get(port: u16, path: &str) -> Option<u16> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    s.set_nodelay(true).ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = [0u8; 32];
-    let mut n = 0;
-    while n < 12 {
-        let k = s.read(&mut buf[n..]).await.ok()?;
-        if k == 0 {
-            break;
-        }
-        n += k;
-    }
-    std::str::from_utf8(&buf[..n])
-        .ok()?
-        .get(9..12)?
-        .parse()
-        .ok()
 }
 
 fn api(
@@ -184,11 +171,6 @@ async fn create(api: &Api<DynamicObject>, o: &DynamicObject) -> Result<(), Strin
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
@@ -214,6 +196,12 @@ struct Sample {
     start: SystemTime,
     created: SystemTime,
     served: SystemTime,
+    /// The last probe that did not get the 200 was sent this long before
+    /// the 200 was read.
+    resolution: Option<Duration>,
+    /// What gwcore and the `--pids` processes used from the create call to
+    /// the 200, and how busy the machine was (0..1).
+    usage: (Vec<ProcUsage>, f64),
 }
 
 /// What the log says about one route: when the engine run that took it
@@ -222,14 +210,40 @@ struct Sample {
 #[derive(Default, Clone)]
 struct Stages {
     published: Option<SystemTime>,
+    /// From gwcore's watch receiving the run's first event to the reducer
+    /// taking it (the reducer busy with the run before).
+    queued: Duration,
     waited: Duration,
     lock_wait: Duration,
     engine: Duration,
     publish: Duration,
     applied: Option<SystemTime>,
-    /// `gwcore serve`'s split of the swap: taking the State, then
+    /// `gwcore serve`'s part of it.
+    swap: Option<Swap>,
+}
+
+impl Stages {
+    /// The reducer's time on it, from taking the event to publishing.
+    fn run(&self) -> Duration {
+        self.waited + self.lock_wait + self.engine + self.publish
+    }
+
+    /// When gwcore's watch received the event.
+    fn received(&self) -> Option<SystemTime> {
+        Some(self.published? - self.run() - self.queued)
+    }
+}
+
+/// One proxy swap, as `gwcore serve` logs it.
+#[derive(Default, Clone, Copy)]
+struct Swap {
+    /// From the State's publication to the serve loop taking it (`None`
+    /// from a gwcore that does not log it).
+    wake: Option<Duration>,
+    /// Taking the State.
+    take: Duration,
     /// `Runtime::apply`.
-    swap: Option<(Duration, Duration)>,
+    apply: Duration,
 }
 
 fn parse_time(s: &str) -> Option<SystemTime> {
@@ -238,8 +252,8 @@ fn parse_time(s: &str) -> Option<SystemTime> {
 }
 
 /// The swaps of the proxy: when each configuration was applied, and
-/// when `gwcore serve` logged it with its split (take, apply).
-type Swaps = (Vec<SystemTime>, Vec<(SystemTime, Duration, Duration)>);
+/// when `gwcore serve` logged it with its split.
+type Swaps = (Vec<SystemTime>, Vec<(SystemTime, Swap)>);
 
 /// Reads gwcore's JSON log: the engine runs that changed what a Gateway
 /// routes, and the proxy's configuration swaps, in order.
@@ -262,6 +276,7 @@ fn read_log(log: &str) -> (Vec<(SystemTime, Stages)>, Swaps) {
                     at,
                     Stages {
                         published: Some(at),
+                        queued: f(fields, "queued_ms"),
                         waited: f(fields, "waited_ms"),
                         lock_wait: f(fields, "lock_wait_ms"),
                         engine: f(fields, "took_ms"),
@@ -272,7 +287,14 @@ fn read_log(log: &str) -> (Vec<(SystemTime, Stages)>, Swaps) {
                 ));
             }
             Some("configuration applied") => applied.push(at),
-            Some("proxy swap") => swaps.push((at, f(fields, "take_ms"), f(fields, "apply_ms"))),
+            Some("proxy swap") => swaps.push((
+                at,
+                Swap {
+                    wake: fields.get("wake_ms").map(|_| f(fields, "wake_ms")),
+                    take: f(fields, "take_ms"),
+                    apply: f(fields, "apply_ms"),
+                },
+            )),
             _ => {}
         }
     }
@@ -289,50 +311,203 @@ fn stages(runs: &[(SystemTime, Stages)], swaps: &Swaps, start: SystemTime) -> Op
     let j = applied.partition_point(|t| *t < published);
     s.applied = applied.get(j).copied();
     if let Some(at) = s.applied {
-        let k = split.partition_point(|(t, _, _)| *t < at);
-        s.swap = split.get(k).map(|(_, take, apply)| (*take, *apply));
+        let k = split.partition_point(|(t, _)| *t < at);
+        s.swap = split.get(k).map(|(_, swap)| *swap);
     }
     Some(s)
 }
 
-/// One sample's time, stage by stage (ms): the create call, the rest of
-/// the way to the reducer, the reducer's stages, then the proxy's: waking
-/// (or waiting for the swap before to end), taking the State, applying it,
-/// and the poll.
-fn breakdown(s: &Sample, x: &Stages) -> String {
+/// One sample's time, stage by stage (ms): the API server until gwcore's
+/// watch has the event (the create call's own time beside it), the
+/// reducer's stages, then the proxy's: waking, taking the State, applying
+/// it (and what is left: waiting for the swap before to end), and the
+/// poll; then what gwcore and the `--pids` processes used meanwhile.
+fn breakdown(s: &Sample, x: &Stages, names: &[&str]) -> String {
     let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
-    let Some(published) = x.published else {
-        return format!("{} ms (no engine run found)", ms(since(s.start, s.served)));
-    };
-    let run = x.waited + x.lock_wait + x.engine + x.publish;
-    let received = since(s.start, published).saturating_sub(run);
     let mut line = format!(
-        "{} ms = create {} + to reducer {} + wait {} + lock {} + engine {} + publish {}",
+        "{} ms = create call {}",
         ms(since(s.start, s.served)),
-        ms(since(s.start, s.created)),
-        ms(received.saturating_sub(since(s.start, s.created))),
-        ms(x.waited),
-        ms(x.lock_wait),
-        ms(x.engine),
-        ms(x.publish),
+        ms(since(s.start, s.created))
     );
-    if let Some(applied) = x.applied {
-        let (take, apply) = x.swap.unwrap_or_default();
-        let to_proxy = since(published, applied);
+    if let (Some(received), Some(published)) = (x.received(), x.published) {
         line += &format!(
-            " + proxy {} (wake/queue {}, take {}, apply {}) + poll {}",
-            ms(to_proxy),
-            ms(to_proxy.saturating_sub(take + apply)),
-            ms(take),
-            ms(apply),
-            ms(since(applied, s.served)),
+            " / gwcore has the event at {} + queued {} + wait {} + lock {} + engine {} + publish {}",
+            ms(since(s.start, received)),
+            ms(x.queued),
+            ms(x.waited),
+            ms(x.lock_wait),
+            ms(x.engine),
+            ms(x.publish),
         );
+        if let Some(applied) = x.applied {
+            let to_proxy = since(published, applied);
+            let sw = x.swap.unwrap_or_default();
+            line += &format!(
+                " + proxy {} (wake {}, take {}, apply {}, else {})",
+                ms(to_proxy),
+                sw.wake.map_or("?".into(), ms),
+                ms(sw.take),
+                ms(sw.apply),
+                ms(to_proxy.saturating_sub(sw.wake.unwrap_or_default() + sw.take + sw.apply)),
+            );
+            line += &format!(" + poll {}", ms(since(applied, s.served)));
+        }
+    } else {
+        line += " (no engine run found)";
     }
+    if let Some(r) = s.resolution {
+        line += &format!(" (probe resolution {})", ms(r));
+    }
+    let (procs, busy) = &s.usage;
+    line += " | CPU:";
+    for (name, u) in names.iter().zip(procs) {
+        line += &format!(" {name} {}", ms(u.cpu));
+        if *name == "gwcore" {
+            line += &format!(
+                " (runnable, no CPU {}; {} page faults)",
+                ms(u.runnable),
+                u.faults
+            );
+        }
+    }
+    line += &format!("; machine {:.0} % busy", busy * 100.0);
     line
 }
 
 fn since(a: SystemTime, b: SystemTime) -> Duration {
     b.duration_since(a).unwrap_or_default()
+}
+
+/// What a process used, from /proc (Linux): CPU time and time spent
+/// runnable but waiting for a CPU, summed over its threads
+/// (`/proc/PID/task/*/schedstat`), and its minor page faults
+/// (`/proc/PID/stat`, dead threads included).
+#[derive(Debug, Default, Clone, Copy)]
+struct ProcUsage {
+    cpu: Duration,
+    runnable: Duration,
+    faults: u64,
+}
+
+impl ProcUsage {
+    fn read(pid: u32) -> ProcUsage {
+        let mut u = ProcUsage::default();
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in tasks.flatten() {
+                let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) else {
+                    continue;
+                };
+                let mut f = s.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
+                u.cpu += Duration::from_nanos(f.next().unwrap_or(0));
+                u.runnable += Duration::from_nanos(f.next().unwrap_or(0));
+            }
+        }
+        // Fields after "(comm) ": state is the 3rd, minflt the 10th.
+        u.faults = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(") ")?
+                    .1
+                    .split_whitespace()
+                    .nth(7)?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        u
+    }
+
+    /// What was used from `self` to `later` (a thread that ended in
+    /// between takes its time with it: never below zero).
+    fn until(self, later: ProcUsage) -> ProcUsage {
+        ProcUsage {
+            cpu: later.cpu.saturating_sub(self.cpu),
+            runnable: later.runnable.saturating_sub(self.runnable),
+            faults: later.faults.saturating_sub(self.faults),
+        }
+    }
+}
+
+/// The machine's CPU ticks from /proc/stat: (busy, all).
+fn machine_ticks() -> (u64, u64) {
+    let Ok(s) = std::fs::read_to_string("/proc/stat") else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let all: u64 = v.iter().sum();
+    // user nice system idle iowait irq softirq steal
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (all - idle, all)
+}
+
+/// gwcore's and the other watched processes' usage, and the machine's
+/// ticks, at one moment.
+struct Usage {
+    procs: Vec<ProcUsage>,
+    machine: (u64, u64),
+}
+
+impl Usage {
+    fn read(pids: &[u32]) -> Usage {
+        Usage {
+            procs: pids.iter().map(|p| ProcUsage::read(*p)).collect(),
+            machine: machine_ticks(),
+        }
+    }
+
+    /// Per process, what was used from `self` to `later`, and the share
+    /// of the machine's CPU time that was busy (any process).
+    fn until(&self, later: &Usage) -> (Vec<ProcUsage>, f64) {
+        let procs = self
+            .procs
+            .iter()
+            .zip(&later.procs)
+            .map(|(a, b)| a.until(*b))
+            .collect();
+        let busy = later.machine.0.saturating_sub(self.machine.0);
+        let all = later.machine.1.saturating_sub(self.machine.1);
+        (
+            procs,
+            if all == 0 {
+                0.0
+            } else {
+                busy as f64 / all as f64
+            },
+        )
+    }
+}
+
+/// Probes `path` every `interval` (each on a connection of its own) until
+/// it answers 200 or `timeout` passes. Returns when the 200 was read, and
+/// when the last probe that did not get it was sent: the route started to
+/// be served between the two (the measurement's resolution).
+fn poll_until_200(
+    port: u16,
+    path: &str,
+    interval: Duration,
+    timeout: Duration,
+) -> Option<(SystemTime, Option<SystemTime>)> {
+    let t = Instant::now();
+    let mut last_miss = None;
+    loop {
+        let sent = SystemTime::now();
+        if status_code(port, path) == Some(200) {
+            return Some((SystemTime::now(), last_miss));
+        }
+        last_miss = Some(sent);
+        if t.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(interval);
+    }
 }
 
 async fn run(a: Args) -> Result<(), String> {
@@ -402,12 +577,14 @@ async fn run(a: Args) -> Result<(), String> {
     while next < a.routes || !inflight.is_empty() {
         while next < a.routes && inflight.len() < a.concurrency {
             let routes = routes.clone();
-            let o = object(
+            let mut o = object(
                 &gv,
                 "HTTPRoute",
                 &format!("r{next:05}"),
                 route(&format!("/r{next}")),
             );
+            o.metadata.labels =
+                Some([(CHUNK_LABEL.to_string(), (next / CHUNK).to_string())].into());
             inflight.spawn(async move { create(&routes, &o).await });
             next += 1;
         }
@@ -516,28 +693,36 @@ async fn run(a: Args) -> Result<(), String> {
 
     // Measure.
     let mut samples = Vec::new();
+    // gwcore first, then the `--pids` processes.
+    let watched: Vec<u32> = std::iter::once(gwcore.0.id())
+        .chain(a.pids.iter().map(|(_, p)| *p))
+        .collect();
+    let names: Vec<&str> = std::iter::once("gwcore")
+        .chain(a.pids.iter().map(|(n, _)| n.as_str()))
+        .collect();
     for i in 0..a.measure {
         let name = format!("new{i:04}");
         let path = format!("/new{i}");
         let o = object(&gv, "HTTPRoute", &name, route(&path));
+        let before = Usage::read(&watched);
         let start = SystemTime::now();
-        let t0 = Instant::now();
         create(&routes, &o).await?;
         let created = SystemTime::now();
-        loop {
-            if get(port, &path).await == Some(200) {
-                break;
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                return Err(format!("route {name} not served after 30 s"));
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let served = SystemTime::now();
+        // On a thread of its own, so that the probes keep their pace
+        // whatever the runtime does.
+        let (poll, timeout) = (a.poll, Duration::from_secs(30));
+        let (served, last_miss) =
+            tokio::task::spawn_blocking(move || poll_until_200(port, &path, poll, timeout))
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("route {name} not served after 30 s"))?;
+        let usage = before.until(&Usage::read(&watched));
         samples.push(Sample {
             start,
             created,
             served,
+            resolution: last_miss.map(|m| since(m, served)),
+            usage,
         });
         tokio::time::sleep(a.gap).await;
     }
@@ -551,7 +736,8 @@ async fn run(a: Args) -> Result<(), String> {
     let writes = text.matches("\"status written\"").count();
     let mut total = Vec::new();
     let mut call = Vec::new();
-    let (mut to_reducer, mut waited, mut engine, mut publish, mut to_proxy, mut to_poll) = (
+    let mut resolution = Vec::new();
+    let (mut to_watch, mut queued, mut waited, mut lock_wait, mut engine, mut publish) = (
         Vec::new(),
         Vec::new(),
         Vec::new(),
@@ -559,23 +745,36 @@ async fn run(a: Args) -> Result<(), String> {
         Vec::new(),
         Vec::new(),
     );
-    let (mut take, mut apply, mut lock_wait) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut to_proxy, mut wake, mut take, mut apply, mut to_poll) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut cpu: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
+    let (mut runnable, mut faults) = (Vec::new(), Vec::new());
     // The slowest samples, each with its stages, for a look at the tail.
     let mut slow: Vec<(Duration, String)> = Vec::new();
     for s in &samples {
         total.push(since(s.start, s.served));
         call.push(since(s.start, s.created));
+        resolution.extend(s.resolution);
+        for (v, u) in cpu.iter_mut().zip(&s.usage.0) {
+            v.push(u.cpu);
+        }
+        if let Some(g) = s.usage.0.first() {
+            runnable.push(g.runnable);
+            faults.push(g.faults);
+        }
         let Some(x) = stages(&runs, &swaps, s.start) else {
+            slow.push((
+                since(s.start, s.served),
+                breakdown(s, &Stages::default(), &names),
+            ));
             continue;
         };
-        slow.push((since(s.start, s.served), breakdown(s, &x)));
-        let Some(published) = x.published else {
+        slow.push((since(s.start, s.served), breakdown(s, &x, &names)));
+        let (Some(received), Some(published)) = (x.received(), x.published) else {
             continue;
         };
-        let run = x.waited + x.lock_wait + x.engine + x.publish;
-        // Received by the reducer = published − (waited + lock wait +
-        // engine + publish).
-        to_reducer.push(since(s.start, published).saturating_sub(run));
+        to_watch.push(since(s.start, received));
+        queued.push(x.queued);
         waited.push(x.waited);
         lock_wait.push(x.lock_wait);
         engine.push(x.engine);
@@ -584,9 +783,10 @@ async fn run(a: Args) -> Result<(), String> {
             to_proxy.push(since(published, applied));
             to_poll.push(since(applied, s.served));
         }
-        if let Some((t, a)) = x.swap {
-            take.push(t);
-            apply.push(a);
+        if let Some(sw) = x.swap {
+            wake.extend(sw.wake);
+            take.push(sw.take);
+            apply.push(sw.apply);
         }
     }
     println!(
@@ -597,18 +797,34 @@ async fn run(a: Args) -> Result<(), String> {
     );
     println!("{}", summary("create → first 200", total));
     println!("{}", summary("  the create call itself", call));
-    println!(
-        "{}",
-        summary("  create → reducer has the event", to_reducer)
-    );
-    println!("{}", summary("  reducer: queue/coalesce wait", waited));
+    println!("{}", summary("  create → gwcore's watch has it", to_watch));
+    println!("{}", summary("  reducer: busy with the run before", queued));
+    println!("{}", summary("  reducer: coalesce wait", waited));
     println!("{}", summary("  reducer: wait for the lock", lock_wait));
     println!("{}", summary("  reducer: engine run", engine));
     println!("{}", summary("  reducer: publish the State", publish));
     println!("{}", summary("  published → proxy swapped", to_proxy));
+    println!("{}", summary("    serve: wake up", wake));
     println!("{}", summary("    serve: take the State", take));
     println!("{}", summary("    serve: Runtime::apply", apply));
     println!("{}", summary("  swapped → first 200 polled", to_poll));
+    println!("{}", summary("  probe resolution", resolution));
+    for (name, v) in names.iter().zip(cpu) {
+        println!("{}", summary(&format!("CPU used by {name} meanwhile"), v));
+    }
+    println!("{}", summary("  gwcore runnable without a CPU", runnable));
+    faults.sort_unstable();
+    if !faults.is_empty() {
+        let q = |p: f64| faults[((faults.len() as f64 - 1.0) * p).round() as usize];
+        println!(
+            "{:<34} p50 {:>7}  p90 {:>7}  p99 {:>7}  max {:>7}",
+            "  gwcore minor page faults",
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            faults[faults.len() - 1]
+        );
+    }
     slow.sort_by_key(|s| std::cmp::Reverse(s.0));
     for (_, line) in slow.iter().take(3) {
         println!("slowest: {line}");
@@ -619,10 +835,7 @@ async fn run(a: Args) -> Result<(), String> {
     );
 
     if !a.keep {
-        routes
-            .delete_collection(&DeleteParams::default(), &ListParams::default())
-            .await
-            .map_err(|e| format!("deleting the routes: {e}"))?;
+        delete_routes(&routes, &a).await?;
         let _ = gateways.delete("gw", &DeleteParams::default()).await;
         let _ = services.delete("echo", &DeleteParams::default()).await;
         let _ = classes.delete(&class, &DeleteParams::default()).await;
@@ -630,6 +843,31 @@ async fn run(a: Args) -> Result<(), String> {
             let _ = std::fs::remove_file(&log_path);
         }
     }
+    Ok(())
+}
+
+/// The label that puts a route in a group of [`CHUNK`] for deleting.
+const CHUNK_LABEL: &str = "first200.gwcore.dev/chunk";
+/// Routes deleted by one call: the 1.20 API server's deletecollection of
+/// 10 000 routes at once exceeds its request deadline.
+const CHUNK: usize = 1000;
+
+/// Deletes every route of the run, a chunk (by label) at a time; then
+/// anything left (the measured routes and any unlabelled one).
+async fn delete_routes(routes: &Api<DynamicObject>, a: &Args) -> Result<(), String> {
+    for chunk in 0..a.routes.div_ceil(CHUNK) {
+        routes
+            .delete_collection(
+                &DeleteParams::default(),
+                &ListParams::default().labels(&format!("{CHUNK_LABEL}={chunk}")),
+            )
+            .await
+            .map_err(|e| format!("deleting the routes of chunk {chunk}: {e}"))?;
+    }
+    routes
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .map_err(|e| format!("deleting the routes: {e}"))?;
     Ok(())
 }
 

@@ -15,7 +15,8 @@
 #
 # Settings (environment): SIZES ("0 3000 10000"), MEASURE (100 new routes
 # per size), GAP_MS (50, between two new routes), CONCURRENCY (32 creates in
-# flight while preloading), LOGDIR (keep gwcore's JSON logs there),
+# flight while preloading), POLL_US (500, between two probes of a new
+# route), LOGDIR (keep gwcore's JSON logs there),
 # NO_BUILD=1 with GWCORE=path and DRIVER=path (binaries built before).
 # On a shared 2-core machine check `uptime` first: the API server, etcd,
 # gwcore and the driver share the cores, and figures move with the load.
@@ -33,6 +34,8 @@ else
   # shellcheck source=apiserver.sh
   . "$ROOT/benches/k8s/apiserver.sh" "$WORK/k8s"
   PIDS+=("$(cat "$WORK/k8s/apiserver.pid")" "$(cat "$WORK/k8s/etcd.pid")")
+  # Their CPU time during each sample is reported beside gwcore's.
+  WATCH_PIDS="apiserver=$(cat "$WORK/k8s/apiserver.pid"),etcd=$(cat "$WORK/k8s/etcd.pid")"
 fi
 
 GWCORE="${GWCORE:-$CARGO_TARGET_DIR/release/gwcore}"
@@ -52,5 +55,6 @@ for n in ${SIZES:-0 3000 10000}; do
   echo "== $n routes on the Gateway ($(uptime | sed 's/.*load/load/'))"
   "$DRIVER" --gwcore "$GWCORE" \
     --routes "$n" --measure "${MEASURE:-100}" --gap-ms "${GAP_MS:-50}" \
-    --concurrency "${CONCURRENCY:-32}" "${log[@]}"
+    --concurrency "${CONCURRENCY:-32}" --poll-us "${POLL_US:-500}" \
+    --pids "${WATCH_PIDS:-}" "${log[@]}"
 done

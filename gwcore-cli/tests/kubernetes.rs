@@ -6,24 +6,15 @@
 #[path = "../../gwcore-k8s/tests/support/mod.rs"]
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kube::api::PostParams;
 use kube::core::DynamicObject;
 use serde_json::json;
+use support::serve::{Gwcore, free_port, get, percentile};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The `gwcore` process; killed when dropped.
-struct Gwcore(Child);
-
-impl Drop for Gwcore {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `gwcore serve --kubernetes` for controller `ours` (no leader election,
 /// echo backends), port 80 served on `port`, with `extra` arguments.
@@ -47,38 +38,6 @@ fn serve_kubernetes(ours: &str, port: u16, extra: &[&str]) -> Gwcore {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The status code of `GET path` on 127.0.0.1:port, or `None` when the
-/// port does not answer.
-async fn get(port: u16, path: &str) -> Option<u16> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = [0u8; 32];
-    let mut n = 0;
-    while n < 12 {
-        let k = s.read(&mut buf[n..]).await.ok()?;
-        if k == 0 {
-            break;
-        }
-        n += k;
-    }
-    std::str::from_utf8(&buf[..n])
-        .ok()?
-        .get(9..12)?
-        .parse()
-        .ok()
-}
-
 async fn wait_code(port: u16, path: &str, want: u16) -> Duration {
     eventually(
         &format!("GET {path} → {want}"),
@@ -96,11 +55,6 @@ async fn wait_code(port: u16, path: &str, want: u16) -> Duration {
     .1
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_kubernetes_serves_acme_and_new_routes_quickly() {
     let Some(c) = cluster().await else { return };
@@ -114,7 +68,7 @@ async fn serve_kubernetes_serves_acme_and_new_routes_quickly() {
     );
     c.apply_all(&objs).await;
 
-    let port = free_port();
+    let port = free_port().unwrap();
     let _gwcore = serve_kubernetes(&ours, port, &[]);
     wait_code(port, "/careers", 200).await;
     wait_code(port, "/product", 200).await;
@@ -233,7 +187,7 @@ async fn serve_kubernetes_rebuilds_the_proxy_for_served_changes_only() {
     let careers = format!("careers-{sfx}");
     c.apply_all(&objs).await;
 
-    let (port, admin) = (free_port(), free_port());
+    let (port, admin) = (free_port().unwrap(), free_port().unwrap());
     let _gwcore = serve_kubernetes(&ours, port, &["--admin", &format!("127.0.0.1:{admin}")]);
     wait_code(port, "/careers", 200).await;
     wait_route(&c, &careers, "careers", &ours, accepted()).await;

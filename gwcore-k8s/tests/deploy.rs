@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use gwcore_k8s::{Controller, GatewayServiceOptions, LeaseOptions, Options};
@@ -16,35 +14,11 @@ use kube::core::DynamicObject;
 use serde_json::{Value, json};
 use support::*;
 
-const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
-
-fn kubectl(args: &[&str]) -> Option<String> {
-    let out = match Command::new("kubectl").args(args).output() {
-        Ok(o) => o,
-        Err(e) => {
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "CI=true but kubectl cannot run: {e}"
-            );
-            eprintln!("skipping: kubectl cannot run: {e}");
-            return None;
-        }
-    };
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "kubectl {}: {text}", args.join(" "));
-    Some(text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_applies_and_its_rbac_suffices() {
     let Some(c) = cluster().await else { return };
     // A dry run cannot create the namespace the other objects go to.
-    let ns_file = format!("{DEPLOY}/namespace.yaml");
-    let Some(_) = kubectl(&["apply", "-f", &ns_file]) else {
+    let Some(()) = kubectl_apply_deploy(&["namespace.yaml"]) else {
         return;
     };
     // The test server is Kubernetes 1.20, older than CEL
@@ -71,17 +45,8 @@ async fn deploy_applies_and_its_rbac_suffices() {
     }
 
     // Really create the ServiceAccount and its RBAC, then act as it.
-    for f in ["serviceaccount.yaml", "rbac.yaml"] {
-        kubectl(&["apply", "-f", Path::new(DEPLOY).join(f).to_str().unwrap()]).unwrap();
-    }
-    let mut config = kube::Config::infer().await.unwrap();
-    config.auth_info.impersonate = Some("system:serviceaccount:gwcore-system:gwcore".into());
-    config.auth_info.impersonate_groups = Some(vec![
-        "system:serviceaccounts".into(),
-        "system:serviceaccounts:gwcore-system".into(),
-        "system:authenticated".into(),
-    ]);
-    let as_sa = kube::Client::try_from(config).unwrap();
+    kubectl_apply_deploy(&["serviceaccount.yaml", "rbac.yaml"]).unwrap();
+    let as_sa = as_gwcore_service_account().await;
 
     let sfx = suffix("rbac");
     let ours = format!("example.com/gwcore-rbac-{sfx}");

@@ -139,8 +139,7 @@ async fn install_crds(c: &Cluster) {
 /// embedder grants: get, list and watch on each kind, update on the
 /// `status` of policy kinds.
 async fn as_gwcore_with_extension_rbac(c: &Cluster) -> kube::Client {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/rbac.yaml"))
-        .unwrap();
+    let text = std::fs::read_to_string(format!("{DEPLOY}/rbac.yaml")).unwrap();
     let mut objs: Vec<Value> = Vec::new();
     for doc in serde_norway::Deserializer::from_str(&text) {
         let v: Value = serde::Deserialize::deserialize(doc).unwrap();
@@ -184,14 +183,7 @@ async fn as_gwcore_with_extension_rbac(c: &Cluster) -> kube::Client {
         .await
         .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
     }
-    let mut config = kube::Config::infer().await.unwrap();
-    config.auth_info.impersonate = Some("system:serviceaccount:gwcore-system:gwcore".into());
-    config.auth_info.impersonate_groups = Some(vec![
-        "system:serviceaccounts".into(),
-        "system:serviceaccounts:gwcore-system".into(),
-        "system:authenticated".into(),
-    ]);
-    kube::Client::try_from(config).unwrap()
+    as_gwcore_service_account().await
 }
 
 /// Starts a controller as `client` and waits until it has listed

@@ -10,36 +10,11 @@ mod support;
 
 use std::time::Duration;
 
-use gwcore_k8s::{GatewayServiceOptions, Options};
+use gwcore_k8s::GatewayServiceOptions;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
 use support::*;
-
-fn objects(sfx: &str, controller: &str, gateway_spec_extra: Value) -> (String, Vec<Value>) {
-    let ns = format!("gws-{sfx}");
-    let mut spec = json!({
-        "gatewayClassName": format!("gws-{sfx}"),
-        "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
-    });
-    for (k, v) in gateway_spec_extra.as_object().unwrap() {
-        spec[k] = v.clone();
-    }
-    let objs = vec![
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-        json!({"apiVersion": HTTP_V1, "kind": "GatewayClass", "metadata": {"name": format!("gws-{sfx}")},
-               "spec": {"controllerName": controller}}),
-        json!({"apiVersion": HTTP_V1, "kind": "Gateway", "metadata": {"name": "gw", "namespace": ns},
-               "spec": spec}),
-    ];
-    (ns, objs)
-}
-
-fn options(controller: &str) -> Options {
-    let mut opts = Options::new(controller);
-    opts.gateway_services = Some(GatewayServiceOptions::default());
-    opts
-}
 
 /// Waits until the Service `gwcore-gw` in `ns` passes `check`.
 async fn wait_service(
@@ -106,13 +81,14 @@ async fn each_gateway_gets_a_service_kept_as_its_listeners_and_infrastructure_sa
     let Some(c) = cluster().await else { return };
     let sfx = suffix("gws");
     let ours = format!("example.com/gwcore-test-{sfx}");
-    let (ns, objs) = objects(
+    let (ns, objs) = gateway_objects(
+        "gws",
         &sfx,
         &ours,
         json!({"infrastructure": {"labels": {"team": "a"}, "annotations": {"lb.example/internal": "true"}}}),
     );
     c.apply_all(&objs).await;
-    let ctl = start(&c, options(&ours)).await;
+    let ctl = start(&c, with_gateway_services(&ours)).await;
     let gw = c.get(HTTP_V1, "Gateway", &ns, "gw").await.unwrap();
 
     // Created: ports from the listeners, labels, annotations, owner.
@@ -273,13 +249,14 @@ async fn a_requested_address_the_service_does_not_serve_is_not_usable() {
     let Some(c) = cluster().await else { return };
     let sfx = suffix("gwsa");
     let ours = format!("example.com/gwcore-test-{sfx}");
-    let (ns, objs) = objects(
+    let (ns, objs) = gateway_objects(
+        "gws",
         &sfx,
         &ours,
         json!({"addresses": [{"type": "IPAddress", "value": "192.0.2.77"}]}),
     );
     c.apply_all(&objs).await;
-    let ctl = start(&c, options(&ours)).await;
+    let ctl = start(&c, with_gateway_services(&ours)).await;
     let programmed = |status: &str, reason: &str| json!({"status": status, "reason": reason});
     let cond = "/status/conditions/1";
     let get = |g: &DynamicObject| {
@@ -342,33 +319,17 @@ async fn a_requested_address_the_service_does_not_serve_is_not_usable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploys_rbac_lets_the_controller_keep_the_services() {
     let Some(c) = cluster().await else { return };
-    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
-    for f in ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"] {
-        let path = format!("{deploy}/{f}");
-        let out = std::process::Command::new("kubectl")
-            .args(["apply", "-f", &path])
-            .output()
-            .unwrap_or_else(|e| panic!("kubectl (needed to apply {path}): {e}"));
-        assert!(
-            out.status.success(),
-            "kubectl apply -f {path}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let mut config = kube::Config::infer().await.unwrap();
-    config.auth_info.impersonate = Some("system:serviceaccount:gwcore-system:gwcore".into());
-    config.auth_info.impersonate_groups = Some(vec![
-        "system:serviceaccounts".into(),
-        "system:serviceaccounts:gwcore-system".into(),
-        "system:authenticated".into(),
-    ]);
-    let as_sa = kube::Client::try_from(config).unwrap();
+    let Some(()) = kubectl_apply_deploy(&["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"])
+    else {
+        return;
+    };
+    let as_sa = as_gwcore_service_account().await;
 
     let sfx = suffix("gwsr");
     let ours = format!("example.com/gwcore-test-{sfx}");
-    let (ns, objs) = objects(&sfx, &ours, json!({}));
+    let (ns, objs) = gateway_objects("gws", &sfx, &ours, json!({}));
     c.apply_all(&objs).await;
-    let ctl = gwcore_k8s::Controller::start(as_sa, options(&ours))
+    let ctl = gwcore_k8s::Controller::start(as_sa, with_gateway_services(&ours))
         .await
         .expect("discovery as the ServiceAccount");
     wait_service(
@@ -407,13 +368,13 @@ async fn a_restarted_controller_deletes_the_service_it_finds() {
     let Some(c) = cluster().await else { return };
     let sfx = suffix("gwsx");
     let ours = format!("example.com/gwcore-test-{sfx}");
-    let (ns, objs) = objects(&sfx, &ours, json!({}));
+    let (ns, objs) = gateway_objects("gws", &sfx, &ours, json!({}));
     c.apply_all(&objs).await;
-    let first = start(&c, options(&ours)).await;
+    let first = start(&c, with_gateway_services(&ours)).await;
     wait_service(&c, &ns, "the Gateway's Service", |_| Ok(())).await;
     first.shutdown().await;
 
-    let second = start(&c, options(&ours)).await;
+    let second = start(&c, with_gateway_services(&ours)).await;
     c.delete(HTTP_V1, "Gateway", &ns, "gw").await;
     eventually(
         "the Service deleted by the new controller",
@@ -440,12 +401,12 @@ async fn someone_elses_service_of_that_name_is_not_taken_over() {
     let Some(c) = cluster().await else { return };
     let sfx = suffix("gwso");
     let ours = format!("example.com/gwcore-test-{sfx}");
-    let (ns, mut objs) = objects(&sfx, &ours, json!({}));
+    let (ns, mut objs) = gateway_objects("gws", &sfx, &ours, json!({}));
     objs.push(json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "gwcore-gw", "namespace": ns, "labels": {"team": "x"}},
         "spec": {"selector": {"app": "theirs"}, "ports": [{"name": "theirs", "port": 9999, "protocol": "TCP"}]}}));
     c.apply_all(&objs).await;
-    let ctl = start(&c, options(&ours)).await;
+    let ctl = start(&c, with_gateway_services(&ours)).await;
     // The Gateway's status written: the controller has seen both.
     gateway_status(&c, &ns, "/status/conditions/0/type", json!("Accepted")).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -526,7 +487,7 @@ async fn a_gateway_outside_the_pods_namespace_gets_endpoint_slices_of_the_ready_
     let Some(c) = cluster().await else { return };
     let sfx = suffix("gwse");
     let ours = format!("example.com/gwcore-test-{sfx}");
-    let (ns, mut objs) = objects(&sfx, &ours, json!({}));
+    let (ns, mut objs) = gateway_objects("gws", &sfx, &ours, json!({}));
     let pods_ns = format!("gwp-{sfx}");
     objs.insert(
         0,
@@ -544,7 +505,7 @@ async fn a_gateway_outside_the_pods_namespace_gets_endpoint_slices_of_the_ready_
     // Another app's pod in that namespace is not a proxy.
     proxy_pod(&c, &pods_ns, "other", "other", "10.244.0.9", true).await;
 
-    let mut opts = options(&ours);
+    let mut opts = with_gateway_services(&ours);
     let mut services = GatewayServiceOptions::default()
         .with_target_port(80, "8080")
         .and_then(|o| o.with_target_port(8443, "http"))

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use gwcore::model::{Kind, ObjectKey};
-use gwcore_k8s::{GatewayServiceOptions, Options};
+use gwcore_k8s::Options;
 use kube::core::DynamicObject;
 use serde_json::json;
 use support::*;
@@ -72,12 +72,31 @@ fn stop_apiserver(dir: &std::path::Path) -> Vec<String> {
     args
 }
 
-/// Starts the API server again with the same command line, detached from
-/// this test's output, and records its pid where `.ci/k8s.sh` looks. It
-/// outlives the test (the next test binaries use it), so it is not waited
-/// for; `.ci/k8s.sh stop` stops it.
+/// Starts the API server again with the same command line and waits
+/// until it answers; returns how long that took.
+async fn start_apiserver(c: &Cluster, dir: &std::path::Path, args: &[String]) -> Duration {
+    spawn_apiserver(dir, args);
+    eventually(
+        "the API server answers again",
+        Duration::from_secs(60),
+        || async {
+            c.client
+                .apiserver_version()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await
+    .1
+}
+
+/// Starts the API server with `args`, detached from this test's output,
+/// and records its pid where `.ci/k8s.sh` looks. It outlives the test (the
+/// next test binaries use it), so it is not waited for; `.ci/k8s.sh stop`
+/// stops it.
 #[allow(clippy::zombie_processes)]
-fn start_apiserver(dir: &std::path::Path, args: &[String]) {
+fn spawn_apiserver(dir: &std::path::Path, args: &[String]) {
     let log = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
@@ -126,19 +145,7 @@ async fn api_server_restart_mid_test_recovers_with_the_right_status() {
     );
     assert_eq!(state.routing.len(), 1, "our Gateway is still routed");
 
-    start_apiserver(&dir, &args);
-    let (_, ready) = eventually(
-        "the API server answers again",
-        Duration::from_secs(60),
-        || async {
-            c.client
-                .apiserver_version()
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        },
-    )
-    .await;
+    let ready = start_apiserver(&c, &dir, &args).await;
     // Changes right after the restart, while the controller's watches are
     // still backing off.
     c.set_shared_gateway_access(&hr, true).await;
@@ -255,25 +262,6 @@ async fn wait_addresses(c: &Cluster, ns: &str, what: &str, want: Vec<String>) {
     .await;
 }
 
-fn gateway_objects(sfx: &str, controller: &str) -> (String, Vec<serde_json::Value>) {
-    let ns = format!("gwr-{sfx}");
-    let objs = vec![
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-        json!({"apiVersion": HTTP_V1, "kind": "GatewayClass", "metadata": {"name": format!("gwr-{sfx}")},
-               "spec": {"controllerName": controller}}),
-        json!({"apiVersion": HTTP_V1, "kind": "Gateway", "metadata": {"name": "gw", "namespace": ns},
-               "spec": {"gatewayClassName": format!("gwr-{sfx}"),
-                        "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
-    ];
-    (ns, objs)
-}
-
-fn gateway_services(controller: &str) -> Options {
-    let mut opts = Options::new(controller);
-    opts.gateway_services = Some(GatewayServiceOptions::default());
-    opts
-}
-
 /// Gives the Gateway's Service a load balancer address, and waits for it
 /// on the Gateway.
 async fn load_balancer(c: &Cluster, ns: &str, ip: &str) -> DynamicObject {
@@ -334,14 +322,14 @@ async fn a_service_deleted_while_the_controller_was_down_is_made_again_with_fres
     let _server = SERVER.lock().await;
     let sfx = suffix("gwrc");
     let ours = format!("example.com/gwcore-test-{sfx}");
-    let (ns, objs) = gateway_objects(&sfx, &ours);
+    let (ns, objs) = gateway_objects("gwr", &sfx, &ours, json!({}));
     c.apply_all(&objs).await;
-    let first = start(&c, gateway_services(&ours)).await;
+    let first = start(&c, with_gateway_services(&ours)).await;
     let old = load_balancer(&c, &ns, "203.0.113.41").await;
     first.shutdown().await;
     c.delete("v1", "Service", &ns, "gwcore-gw").await;
 
-    let second = start(&c, gateway_services(&ours)).await;
+    let second = start(&c, with_gateway_services(&ours)).await;
     fresh_service_addresses(&c, &ns, &old).await;
     c.cleanup(&objs).await;
     second.shutdown().await;
@@ -360,26 +348,14 @@ async fn a_service_deleted_during_a_watch_gap_leaves_no_stale_address() {
     let _server = SERVER.lock().await;
     let sfx = suffix("gwrg");
     let ours = format!("example.com/gwcore-test-{sfx}");
-    let (ns, objs) = gateway_objects(&sfx, &ours);
+    let (ns, objs) = gateway_objects("gwr", &sfx, &ours, json!({}));
     c.apply_all(&objs).await;
-    let ctl = start(&c, gateway_services(&ours)).await;
+    let ctl = start(&c, with_gateway_services(&ours)).await;
     let old = load_balancer(&c, &ns, "203.0.113.42").await;
 
     let args = stop_apiserver(&dir);
     etcd_delete(&format!("/registry/services/specs/{ns}/gwcore-gw"));
-    start_apiserver(&dir, &args);
-    eventually(
-        "the API server answers again",
-        Duration::from_secs(60),
-        || async {
-            c.client
-                .apiserver_version()
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        },
-    )
-    .await;
+    start_apiserver(&c, &dir, &args).await;
     // At once, while the controller's watches are still backing off.
     let theirs = json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "gwcore-gw", "namespace": ns, "labels": {"team": "x"}},

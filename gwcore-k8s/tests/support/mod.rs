@@ -20,6 +20,8 @@ use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Client, Discovery};
 use serde_json::{Value, json};
 
+pub mod serve;
+
 /// A connection to the test API server.
 pub struct Cluster {
     pub client: Client,
@@ -457,4 +459,89 @@ where
         .buffer_unordered(k)
         .collect::<Vec<()>>()
         .await;
+}
+
+/// deploy/, the manifests the tests check.
+pub const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+
+/// Runs `kubectl ARGS` and returns its output; panics when it fails. When
+/// kubectl cannot run at all: `None` (the test skips), a panic under
+/// `CI=true`.
+pub fn kubectl(args: &[&str]) -> Option<String> {
+    let out = match std::process::Command::new("kubectl").args(args).output() {
+        Ok(o) => o,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "CI=true but kubectl cannot run: {e}"
+            );
+            eprintln!("skipping: kubectl cannot run: {e}");
+            return None;
+        }
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kubectl {}: {text}", args.join(" "));
+    Some(text)
+}
+
+/// Applies deploy/'s `files` with kubectl (`None`: kubectl cannot run).
+pub fn kubectl_apply_deploy(files: &[&str]) -> Option<()> {
+    for f in files {
+        kubectl(&["apply", "-f", &format!("{DEPLOY}/{f}")])?;
+    }
+    Some(())
+}
+
+/// A client acting as deploy/'s `gwcore` ServiceAccount (impersonated,
+/// with the groups a pod's token carries); its RBAC is whatever the test
+/// applied.
+pub async fn as_gwcore_service_account() -> Client {
+    let mut config = kube::Config::infer().await.unwrap();
+    config.auth_info.impersonate = Some("system:serviceaccount:gwcore-system:gwcore".into());
+    config.auth_info.impersonate_groups = Some(vec![
+        "system:serviceaccounts".into(),
+        "system:serviceaccounts:gwcore-system".into(),
+        "system:authenticated".into(),
+    ]);
+    Client::try_from(config).unwrap()
+}
+
+/// A namespace `{prefix}-{sfx}` with a GatewayClass of that name for
+/// `controller` and a Gateway `gw` in it, one HTTP listener on port 80
+/// (and the fields of `gateway_spec_extra` added to its spec). Returns the
+/// namespace and the objects.
+pub fn gateway_objects(
+    prefix: &str,
+    sfx: &str,
+    controller: &str,
+    gateway_spec_extra: Value,
+) -> (String, Vec<Value>) {
+    let name = format!("{prefix}-{sfx}");
+    let mut spec = json!({
+        "gatewayClassName": name,
+        "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+    });
+    for (k, v) in gateway_spec_extra.as_object().into_iter().flatten() {
+        spec[k] = v.clone();
+    }
+    let objs = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+        json!({"apiVersion": HTTP_V1, "kind": "GatewayClass", "metadata": {"name": name},
+               "spec": {"controllerName": controller}}),
+        json!({"apiVersion": HTTP_V1, "kind": "Gateway", "metadata": {"name": "gw", "namespace": name},
+               "spec": spec}),
+    ];
+    (name, objs)
+}
+
+/// The controller's options for `controller` with a Service per Gateway
+/// (the default [`gwcore_k8s::GatewayServiceOptions`]).
+pub fn with_gateway_services(controller: &str) -> Options {
+    let mut opts = Options::new(controller);
+    opts.gateway_services = Some(gwcore_k8s::GatewayServiceOptions::default());
+    opts
 }
