@@ -24,11 +24,17 @@ pub fn path_normalization(data: &[u8]) {
     );
 }
 
-/// Loading manifests never panics, and every object loaded has a kind and
-/// a name or a diagnostic.
+/// Loading manifests never panics, every object loaded has a kind and
+/// a name or a diagnostic, and reading YAML documents straight into their
+/// types gives what reading them by a `serde_json::Value` gives.
 pub fn manifests(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let loaded = crate::load::load_str("fuzz.yaml", &text);
+    let loaded = crate::load::load_both_ways(
+        "fuzz.yaml",
+        &text,
+        crate::load::Limits::default(),
+        &crate::extension::Extensions::default(),
+    );
     for (obj, _) in &loaded.objects {
         let _ = obj.key();
     }

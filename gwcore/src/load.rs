@@ -25,6 +25,7 @@ use crate::validate;
 mod budget;
 pub mod documents;
 mod locate;
+mod typed;
 
 use budget::{Budget, ValueSeed};
 use locate::{Locator, Syntax};
@@ -270,6 +271,51 @@ pub fn load_str_extended(
     limits: Limits,
     extensions: &Extensions,
 ) -> Loaded {
+    // Every source a test of this crate loads is read both ways.
+    if cfg!(test) {
+        return load_both_ways(source, text, limits, extensions);
+    }
+    load_str_by(source, text, limits, extensions, Path::Typed)
+}
+
+/// [`load_str_extended`], reading the YAML documents by both paths (see
+/// `typed`); panics when they read apart. The unit tests of this crate and
+/// the `manifests` fuzz target load by it.
+pub(crate) fn load_both_ways(
+    source: &str,
+    text: &str,
+    limits: Limits,
+    extensions: &Extensions,
+) -> Loaded {
+    let loaded = load_str_by(source, text, limits, extensions, Path::Typed);
+    let reference = load_str_by(source, text, limits, extensions, Path::Value);
+    assert_eq!(loaded.objects, reference.objects, "objects of {source}");
+    assert_eq!(
+        loaded.diagnostics, reference.diagnostics,
+        "diagnostics of {source}"
+    );
+    loaded
+}
+
+/// How YAML documents of built-in kinds are read (see `typed`): the
+/// result is the same, the loader's tests check both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Into the kind's type directly, by the value where that cannot vouch
+    /// for the result.
+    Typed,
+    /// Always by a `serde_json::Value` (the reference).
+    Value,
+}
+
+/// [`load_str_extended`], reading YAML documents by `path`.
+fn load_str_by(
+    source: &str,
+    text: &str,
+    limits: Limits,
+    extensions: &Extensions,
+    path: Path,
+) -> Loaded {
     let mut out = Loaded::default();
     if text.len() > limits.max_source_bytes {
         out.diagnostics.push(Diagnostic {
@@ -291,7 +337,7 @@ pub fn load_str_extended(
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         load_json(source, text, &limits, extensions, &mut out);
     } else {
-        load_yaml(source, text, &limits, extensions, &mut out);
+        load_yaml(source, text, &limits, extensions, path, &mut out);
     }
     if out.objects.len() > limits.max_documents {
         out.objects.truncate(limits.max_documents);
@@ -450,7 +496,14 @@ fn is_blank_yaml(doc: &str) -> bool {
     })
 }
 
-fn load_yaml(source: &str, text: &str, limits: &Limits, ext: &Extensions, out: &mut Loaded) {
+fn load_yaml(
+    source: &str,
+    text: &str,
+    limits: &Limits,
+    ext: &Extensions,
+    path: Path,
+    out: &mut Loaded,
+) {
     // Splitting is a cheap pass over the text; parsing is what is shared
     // out among threads.
     let mut docs: Vec<(usize, &str)> = Vec::new();
@@ -469,7 +522,7 @@ fn load_yaml(source: &str, text: &str, limits: &Limits, ext: &Extensions, out: &
     if threads == 1 {
         out.objects.reserve(objects_expected(&docs));
         for (i, &(line, doc)) in docs.iter().enumerate() {
-            load_yaml_document(source, i, line, doc, limits, ext, out);
+            load_yaml_document(source, i, (line, doc), limits, ext, path, out);
         }
     } else {
         // Runs of consecutive documents, one a thread, joined in order.
@@ -486,10 +539,10 @@ fn load_yaml(source: &str, text: &str, limits: &Limits, ext: &Extensions, out: &
                             load_yaml_document(
                                 source,
                                 r * run + j,
-                                line,
-                                doc,
+                                (line, doc),
                                 limits,
                                 ext,
+                                path,
                                 &mut loaded,
                             );
                         }
@@ -529,14 +582,15 @@ fn objects_expected(docs: &[(usize, &str)]) -> usize {
     docs.len().min(bytes / 40)
 }
 
-/// Loads document `doc_index` of `source`, which starts on line `line`.
+/// Loads document `doc_index` of `source`, `doc`, which starts on line
+/// `line`.
 fn load_yaml_document(
     source: &str,
     doc_index: usize,
-    line: usize,
-    doc: &str,
+    (line, doc): (usize, &str),
     limits: &Limits,
     ext: &Extensions,
+    path: Path,
     out: &mut Loaded,
 ) {
     // Before parsing: a scan of the text, linear in it.
@@ -556,6 +610,22 @@ fn load_yaml_document(
         depth: 0,
         crossed: &crossed,
     };
+    if path == Path::Typed
+        && let Some(t) = typed::read(doc, limits, ext)
+    {
+        let at = Locator::new(doc, line, Syntax::Yaml);
+        accept(
+            source,
+            doc_index,
+            &at,
+            "",
+            t.kind,
+            t.object,
+            t.api_version,
+            out,
+        );
+        return;
+    }
     match seed.deserialize(serde_norway::Deserializer::from_str(doc)) {
         Ok(v) => {
             let at = Locator::new(doc, line, Syntax::Yaml);
@@ -601,7 +671,6 @@ fn read_value(
     ext: &Extensions,
     out: &mut Loaded,
 ) {
-    let line = at.first_line();
     let diag =
         |severity, object: Option<String>, field: Option<String>, message: String| Diagnostic {
             severity,
@@ -696,7 +765,7 @@ fn read_value(
         return;
     }
     let api_version = api_version.to_owned();
-    let mut obj = match Object::from_value(kind, v) {
+    let obj = match Object::from_value(kind, v) {
         Ok(o) => o,
         Err(e) => {
             let path = e.path().to_string();
@@ -709,6 +778,23 @@ fn read_value(
             return;
         }
     };
+    accept(source, doc, at, prefix, kind, obj, api_version, out);
+}
+
+/// Takes an object read from document `doc` (at `prefix` in it): the
+/// namespace defaulted, validated as served at `api_version`, then kept,
+/// or its errors given as diagnostics on the lines `at` finds.
+#[allow(clippy::too_many_arguments)]
+fn accept(
+    source: &str,
+    doc: usize,
+    at: &Locator<'_>,
+    prefix: &str,
+    kind: Kind,
+    mut obj: Object,
+    api_version: String,
+    out: &mut Loaded,
+) {
     if kind.is_namespaced() && obj.meta().namespace.as_deref().unwrap_or("").is_empty() {
         // kubectl applies namespaced objects without a namespace to `default`.
         obj.meta_mut().namespace = Some("default".to_string());
@@ -720,19 +806,22 @@ fn read_value(
             Origin {
                 source: source.to_string(),
                 document: doc,
-                line,
+                line: at.first_line(),
                 api_version,
             },
         ));
     } else {
         let key: ObjectKey = obj.key();
         for e in errors {
-            out.diagnostics.push(diag(
-                Severity::Error,
-                Some(key.to_string()),
-                Some(e.field),
-                e.message,
-            ));
+            out.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                source: source.to_string(),
+                document: doc,
+                line: Some(at.line(&format!("{prefix}{}", e.field))),
+                object: Some(key.to_string()),
+                field: Some(e.field),
+                message: e.message,
+            });
         }
     }
 }
