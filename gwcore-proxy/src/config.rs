@@ -288,10 +288,14 @@ impl Config {
         // (Engine::update_to), so keeping `snapshot` holds no object twice.
         let computed = engine.computed();
         let (endpoints, echo_backends) = match &reuse {
-            Some((p, _, touched))
-                if !touched.endpoints && p.extra_endpoints == *extra_endpoints =>
-            {
-                (p.endpoints.clone(), p.echo_backends.clone())
+            Some((p, _, touched)) if p.extra_endpoints == *extra_endpoints => {
+                if touched.services.is_empty() {
+                    (p.endpoints.clone(), p.echo_backends.clone())
+                } else {
+                    let (endpoints, echoes) =
+                        endpoints_updated(p, &snapshot, &touched.services, extra_endpoints);
+                    (Arc::new(endpoints), echoes)
+                }
             }
             _ => {
                 let (endpoints, echoes) = endpoints_with_echoes(&snapshot, extra_endpoints);
@@ -437,8 +441,9 @@ fn ports(routing: &BTreeMap<ObjectKey, GatewayRouting>) -> BTreeMap<GatewayPort,
 /// snapshots (compared only where the two do not share the object).
 #[derive(Debug, Default)]
 struct Touched {
-    /// A Service or an EndpointSlice.
-    endpoints: bool,
+    /// The Services whose endpoints may have changed: changed Services,
+    /// and the Services of changed EndpointSlices (before and after).
+    services: BTreeSet<ObjectKey>,
     /// A Secret or a ConfigMap (certificates, CA bundles).
     certificates: bool,
 }
@@ -447,18 +452,49 @@ impl Touched {
     fn between(old: &Snapshot, new: &Snapshot) -> Touched {
         use gwcore::model::Kind;
         let mut t = Touched::default();
-        old.unshared(new, |key, a, b| {
-            let flag = match key.kind {
-                Kind::Service | Kind::EndpointSlice => &mut t.endpoints,
-                Kind::Secret | Kind::ConfigMap => &mut t.certificates,
-                _ => return,
-            };
-            if !*flag && a != b {
-                *flag = true;
+        old.unshared(new, |key, a, b| match key.kind {
+            Kind::Service if a != b => {
+                t.services.insert(key.clone());
             }
+            Kind::EndpointSlice if a != b => {
+                let services = [a, b]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|o| crate::endpoints::slice_service(o));
+                t.services.extend(services);
+            }
+            Kind::Secret | Kind::ConfigMap if !t.certificates && a != b => {
+                t.certificates = true;
+            }
+            _ => {}
         });
         t
     }
+}
+
+/// The endpoints of `previous` with those of `services` read again from
+/// `snapshot`, and echo backends (`extra`, the same as `previous`'s) put
+/// in for those of them left without any: what
+/// [`endpoints_with_echoes`] gives for `snapshot`.
+fn endpoints_updated(
+    previous: &Config,
+    snapshot: &Snapshot,
+    services: &BTreeSet<ObjectKey>,
+    extra: &BTreeMap<ObjectKey, SocketAddr>,
+) -> (Endpoints, BTreeMap<ObjectKey, SocketAddr>) {
+    let mut endpoints = previous.endpoints.updated(snapshot, services);
+    let mut used = previous.echo_backends.clone();
+    for key in services {
+        used.remove(key);
+        if let Some(addr) = extra.get(key)
+            && !endpoints.has_service(key)
+            && let Some(Object::Service(svc)) = snapshot.get(key)
+        {
+            endpoints.insert_all_ports(svc, key, *addr);
+            used.insert(key.clone(), *addr);
+        }
+    }
+    (endpoints, used)
 }
 
 /// The EndpointSlices' addresses, and `extra` (echo backends) for every
@@ -895,9 +931,9 @@ spec:
                 "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: apps}}\nspec:\n  parentRefs: [{{name: {parent}}}]\n  rules: [{{matches: [{{path: {{type: PathPrefix, value: {path}}}}}], backendRefs: [{{name: {svc}, port: 8080}}]}}]\n"
             )
         };
-        let slice = |ip: &str| {
+        let slice = |ip: &str, service: &str| {
             format!(
-                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-1, namespace: apps, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{port: 9000}}]\nendpoints: [{{addresses: [{ip}]}}]\n"
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-1, namespace: apps, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nports: [{{port: 9000}}]\nendpoints: [{{addresses: [{ip}]}}]\n"
             )
         };
         let service = |name: &str, port: u16| {
@@ -920,8 +956,9 @@ spec:
             service("web", 8081),
             service("api", 8080),
             service("api", 8082),
-            slice("10.0.0.1"),
-            slice("10.0.0.2"),
+            // The second version moves the slice to another Service.
+            slice("10.0.0.1", "web"),
+            slice("10.0.0.2", "api"),
             format!(
                 "apiVersion: v1\nkind: Secret\nmetadata: {{name: tls, namespace: apps}}\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
                 indent(cert),
@@ -995,11 +1032,15 @@ spec:
                     loaded.objects.into_iter().next().expect("one object").0
                 })
                 .collect();
-            let none = BTreeMap::new();
+            // An echo backend for `api`, served while it has no endpoints.
+            let echoes = BTreeMap::from([(
+                ObjectKey::new(Kind::Service, "apps", "api"),
+                SocketAddr::from(([127, 0, 0, 1], 9)),
+            )]);
             let mut objects = snapshot(
                 "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gc}\nspec: {controllerName: example.com/gc}\n",
             );
-            let mut config = Config::build(1, objects.clone(), Vec::new(), &opts(), &none);
+            let mut config = Config::build(1, objects.clone(), Vec::new(), &opts(), &echoes);
             for (i, (step, separate)) in steps.into_iter().enumerate() {
                 match step {
                     Step::Apply(d) => {
@@ -1024,8 +1065,8 @@ spec:
                     objects.clone()
                 };
                 let generation = config.generation + 1;
-                let next = Config::build_next(Some(&config), generation, handed, Vec::new(), &opts(), &none);
-                let fresh = Config::build(generation, objects.clone(), Vec::new(), &opts(), &none);
+                let next = Config::build_next(Some(&config), generation, handed, Vec::new(), &opts(), &echoes);
+                let fresh = Config::build(generation, objects.clone(), Vec::new(), &opts(), &echoes);
                 proptest::prop_assert_eq!(observed(&next), observed(&fresh));
                 config = next;
             }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use gwcore::Snapshot;
 use gwcore::model::{EndpointSlice, Kind, Object, ObjectKey, Service, ServicePort};
+use gwcore::snapshot::SharedMap;
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -35,9 +36,11 @@ impl Endpoint {
 }
 
 /// Ready addresses per Service port, keyed by (Service, Service port).
+/// Cloning is cheap, and [`Endpoints::updated`] copies only the part of
+/// the map it changes (a [`SharedMap`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoints {
-    map: BTreeMap<ObjectKey, BTreeMap<u16, PortEndpoints>>,
+    map: SharedMap<ObjectKey, BTreeMap<u16, PortEndpoints>>,
 }
 
 /// A Service port's endpoints and their list's id.
@@ -74,6 +77,36 @@ fn list_id(endpoints: &[Endpoint]) -> u64 {
     h
 }
 
+/// The Service an EndpointSlice belongs to (by its
+/// [`SERVICE_NAME_LABEL`]), if it names one.
+pub(crate) fn slice_service(slice: &Object) -> Option<ObjectKey> {
+    match slice {
+        Object::EndpointSlice(s) => {
+            let name = s.metadata.labels.get(SERVICE_NAME_LABEL)?;
+            Some(ObjectKey::new(Kind::Service, s.metadata.ns(), name.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// A Service's ports with endpoints, from its slices.
+fn service_ports(svc: &Service, slices: &[&EndpointSlice]) -> BTreeMap<u16, PortEndpoints> {
+    let mut out = BTreeMap::new();
+    if slices.is_empty() {
+        return out;
+    }
+    for port in &svc.spec.ports {
+        let Ok(service_port) = u16::try_from(port.port) else {
+            continue;
+        };
+        let addrs = slice_addresses(slices, port);
+        if !addrs.is_empty() {
+            out.insert(service_port, PortEndpoints::new(addrs));
+        }
+    }
+    out
+}
+
 impl Endpoints {
     /// Reads every Service's EndpointSlices. A slice port is tied to the
     /// Service port of the same name (both unnamed counts as the same name);
@@ -92,26 +125,58 @@ impl Endpoints {
                     .push(s);
             }
         }
-        let mut map = BTreeMap::new();
+        let mut map = SharedMap::new();
         for o in snapshot.of_kind(Kind::Service) {
             let Object::Service(svc) = o else { continue };
             let key = o.key();
             let Some(svc_slices) = slices.get(&(key.namespace.clone(), key.name.clone())) else {
                 continue;
             };
-            for port in &svc.spec.ports {
-                let Ok(service_port) = u16::try_from(port.port) else {
-                    continue;
-                };
-                let addrs = slice_addresses(svc_slices, port);
-                if !addrs.is_empty() {
-                    map.entry(key.clone())
-                        .or_insert_with(BTreeMap::new)
-                        .insert(service_port, PortEndpoints::new(addrs));
-                }
+            let ports = service_ports(svc, svc_slices);
+            if !ports.is_empty() {
+                map.insert(key, ports);
             }
         }
         Endpoints { map }
+    }
+
+    /// These endpoints with those of `services` read again from
+    /// `snapshot` (whose other Services and slices are the ones these
+    /// were read from): equal to [`Endpoints::from_snapshot`] of it, at a
+    /// cost that follows the Services named and their namespaces' slices.
+    /// Echo backends of the Services named are dropped
+    /// ([`Endpoints::insert_all_ports`] again where one is wanted).
+    pub fn updated<'k>(
+        &self,
+        snapshot: &Snapshot,
+        services: impl IntoIterator<Item = &'k ObjectKey>,
+    ) -> Endpoints {
+        let mut next = self.clone();
+        for key in services {
+            let ports = match snapshot.get(key) {
+                Some(Object::Service(svc)) => {
+                    let slices: Vec<&EndpointSlice> = snapshot
+                        .in_namespace(Kind::EndpointSlice, &key.namespace)
+                        .filter_map(|o| match o {
+                            Object::EndpointSlice(s)
+                                if s.metadata.labels.get(SERVICE_NAME_LABEL) == Some(&key.name) =>
+                            {
+                                Some(s)
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    service_ports(svc, &slices)
+                }
+                _ => BTreeMap::new(),
+            };
+            if ports.is_empty() {
+                next.map.remove(key);
+            } else {
+                next.map.insert(key.clone(), ports);
+            }
+        }
+        next
     }
 
     /// The endpoints of a Service port (empty when it has none).
@@ -131,13 +196,14 @@ impl Endpoints {
 
     /// Sends every port of `service` to `addr` (an echo backend).
     pub fn insert_all_ports(&mut self, svc: &Service, key: &ObjectKey, addr: SocketAddr) {
+        let mut ports = self.map.get(key).cloned().unwrap_or_default();
         for p in &svc.spec.ports {
             if let Ok(port) = u16::try_from(p.port) {
-                self.map
-                    .entry(key.clone())
-                    .or_default()
-                    .insert(port, PortEndpoints::new(vec![Endpoint::new(addr)]));
+                ports.insert(port, PortEndpoints::new(vec![Endpoint::new(addr)]));
             }
+        }
+        if !ports.is_empty() {
+            self.map.insert(key.clone(), ports);
         }
     }
 
