@@ -211,19 +211,21 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
                 }),
                 ..Default::default()
             };
+            // Vecs of exactly their length, as a manifest loads them (a
+            // push would leave room for four).
             if rng.chance(15) {
-                m.headers.push(HttpHeaderMatch {
+                m.headers = vec![HttpHeaderMatch {
                     type_: Some(MatchType::Exact),
                     name: "x-variant".into(),
                     value: "canary".into(),
-                });
+                }];
             }
             if rng.chance(10) {
-                m.query_params.push(HttpHeaderMatch {
+                m.query_params = vec![HttpHeaderMatch {
                     type_: Some(MatchType::Exact),
                     name: "v".into(),
                     value: "2".into(),
-                });
+                }];
             }
             if rng.chance(10) {
                 m.method = Some("GET".into());
@@ -241,14 +243,16 @@ pub fn generate(spec: &ScaleSpec) -> Vec<Object> {
             } else {
                 None
             };
-            let mut backend_refs = vec![BackendRef {
+            let canary = rng.chance(20);
+            let mut backend_refs = Vec::with_capacity(1 + usize::from(canary));
+            backend_refs.push(BackendRef {
                 name: "svc".into(),
                 namespace: backend_ns,
                 port: Some(8080),
                 weight: Some(90),
                 ..Default::default()
-            }];
-            if rng.chance(20) {
+            });
+            if canary {
                 backend_refs.push(BackendRef {
                     name: "svc".into(),
                     port: Some(8080),
