@@ -176,16 +176,20 @@ pub(crate) fn parse_head(
         0 => UNLIMITED_FIELDS,
         n => n,
     };
-    let mut stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
+    // Left uninitialized: the parser writes the fields it finds, and
+    // setting a hundred empty ones first would cost more than the parse.
+    let mut stack = [const { std::mem::MaybeUninit::uninit() }; STACK_FIELDS];
     let mut heap = Vec::new();
-    let fields: &mut [httparse::Header<'_>] = if max_fields <= STACK_FIELDS {
+    let fields: &mut [std::mem::MaybeUninit<httparse::Header<'_>>] = if max_fields <= STACK_FIELDS {
         &mut stack[..max_fields]
     } else {
-        heap.resize(max_fields, httparse::EMPTY_HEADER);
+        heap.resize_with(max_fields, std::mem::MaybeUninit::uninit);
         &mut heap
     };
-    let mut req = httparse::Request::new(fields);
-    let len = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let parsed =
+        httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, fields);
+    let len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= limits.max_bytes => {
             return Err(HeadError::TooLarge);
@@ -694,14 +698,24 @@ enum Out {
     Close,
 }
 
+/// The fields [`encode_head`] adds to a response's own.
+#[derive(Debug, Clone, Copy)]
+struct HeadFields {
+    /// `Transfer-Encoding: chunked`.
+    chunked: bool,
+    /// `Content-Length`.
+    add_length: Option<u64>,
+    /// `Date`.
+    date: bool,
+}
+
 /// The status line, the fields, then the framing and connection fields
 /// the response lacks, and `Date`.
 fn encode_head(
     out: &mut Vec<u8>,
     version: Version,
     parts: &http::response::Parts,
-    framing: Out,
-    add_length: Option<u64>,
+    add: &HeadFields,
     connection: Option<&'static [u8]>,
 ) {
     out.extend_from_slice(if version == Version::HTTP_10 {
@@ -725,11 +739,11 @@ fn encode_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(n) = add_length {
+    if let Some(n) = add.add_length {
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(itoa_buf(n).as_slice());
         out.extend_from_slice(b"\r\n");
-    } else if framing == Out::Chunked && !parts.headers.contains_key(header::TRANSFER_ENCODING) {
+    } else if add.chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     if let Some(c) = connection {
@@ -737,7 +751,7 @@ fn encode_head(
         out.extend_from_slice(c);
         out.extend_from_slice(b"\r\n");
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if add.date {
         out.extend_from_slice(b"date: ");
         date::now(|d| out.extend_from_slice(d));
         out.extend_from_slice(b"\r\n");
@@ -773,22 +787,57 @@ impl Digits {
     }
 }
 
+/// What a response's own fields say of its framing and connection, read
+/// in one pass over them (no lookup by name).
+#[derive(Debug, Default)]
+struct OwnFields<'a> {
+    transfer_encoding: Option<&'a HeaderValue>,
+    content_length: Option<&'a HeaderValue>,
+    connection: Option<&'a HeaderValue>,
+    date: bool,
+}
+
+impl OwnFields<'_> {
+    fn of(headers: &HeaderMap) -> OwnFields<'_> {
+        let mut f = OwnFields::default();
+        for (name, value) in headers {
+            if name == header::TRANSFER_ENCODING {
+                f.transfer_encoding.get_or_insert(value);
+            } else if name == header::CONTENT_LENGTH {
+                f.content_length.get_or_insert(value);
+            } else if name == header::CONNECTION {
+                f.connection.get_or_insert(value);
+            } else if name == header::DATE {
+                f.date = true;
+            }
+        }
+        f
+    }
+
+    /// The `Connection` field lists `close`.
+    fn says_close(&self) -> bool {
+        self.connection
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+    }
+}
+
 /// How a response is to be sent: its framing, the length field to add
 /// (when the body's size is known and the response has none).
 fn out_framing<B: hyper::body::Body>(
     req_version: Version,
     is_head: bool,
-    parts: &http::response::Parts,
+    status: StatusCode,
+    own: &OwnFields<'_>,
     body: &B,
 ) -> (Out, Option<u64>) {
-    let status = parts.status;
     if status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
         return (Out::None, None);
     }
-    if let Some(te) = parts.headers.get(header::TRANSFER_ENCODING) {
+    if let Some(te) = own.transfer_encoding {
         let chunked = te
             .to_str()
             .ok()
@@ -800,7 +849,7 @@ fn out_framing<B: hyper::body::Body>(
             (false, false) => (Out::Close, None),
         };
     }
-    if let Some(cl) = parts.headers.get(header::CONTENT_LENGTH) {
+    if let Some(cl) = own.content_length {
         let n = crate::h1::content_length(cl.as_bytes(), None)
             .ok()
             .flatten();
@@ -891,7 +940,22 @@ where
     B: hyper::body::Body<Data = Bytes, Error = BoxError> + Unpin,
 {
     let (mut parts, mut body) = resp.into_parts();
-    let (framing, add_length) = out_framing(req.version, req.is_head, &parts, &body);
+    let (framing, says_close, has_connection, head_fields) = {
+        let own = OwnFields::of(&parts.headers);
+        let (framing, add_length) =
+            out_framing(req.version, req.is_head, parts.status, &own, &body);
+        let head_fields = HeadFields {
+            chunked: framing == Out::Chunked && own.transfer_encoding.is_none(),
+            add_length,
+            date: !own.date,
+        };
+        (
+            framing,
+            own.says_close(),
+            own.connection.is_some(),
+            head_fields,
+        )
+    };
     let switched = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     let body_done = {
         let mut st = lock(conn);
@@ -899,21 +963,14 @@ where
         st.expect = false;
         st.body_done
     };
-    let says_close = parts
-        .headers
-        .get(header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
     let close = !switched
         && (!req.keep_alive || closing || !body_done || says_close || framing == Out::Close);
-    if close && !says_close {
+    if close && !says_close && has_connection {
         parts.headers.remove(header::CONNECTION);
     }
     let connection: Option<&'static [u8]> = match (close, req.version) {
         (true, _) if !says_close => Some(b"close"),
-        (false, Version::HTTP_10) if !parts.headers.contains_key(header::CONNECTION) => {
-            Some(b"keep-alive")
-        }
+        (false, Version::HTTP_10) if !has_connection => Some(b"keep-alive"),
         _ => None,
     };
     out.clear();
@@ -923,7 +980,7 @@ where
         out.extend_from_slice(st.interim);
         st.interim = &[];
     }
-    encode_head(out, req.version, &parts, framing, add_length, connection);
+    encode_head(out, req.version, &parts, &head_fields, connection);
     let mut sent = 0u64;
     let mut trailers = None;
     let mut broken = false;
@@ -950,6 +1007,24 @@ where
                 None => break,
                 Some(Ok(f)) => match f.into_data() {
                     Ok(data) => {
+                        // A large piece sent as it is rather than copied
+                        // (its framing needs no bytes around it).
+                        if data.len() >= WRITE_BATCH
+                            && matches!(framing, Out::Length(_) | Out::Close)
+                        {
+                            sent += data.len() as u64;
+                            if matches!(framing, Out::Length(n) if sent > n) {
+                                broken = true;
+                                break;
+                            }
+                            if (!out.is_empty() && write_out(conn, out).await.is_err())
+                                || write_out(conn, &data).await.is_err()
+                            {
+                                return (Sent::Broken, HeaderMap::new());
+                            }
+                            out.clear();
+                            continue;
+                        }
                         if !push_data(out, framing, &mut sent, &data) {
                             broken = true;
                             break;
@@ -1016,14 +1091,12 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     *resp.status_mut() = e.status();
     let (parts, ()) = resp.into_parts();
     out.clear();
-    encode_head(
-        out,
-        Version::HTTP_11,
-        &parts,
-        Out::Length(0),
-        Some(0),
-        Some(b"close"),
-    );
+    let add = HeadFields {
+        chunked: false,
+        add_length: Some(0),
+        date: true,
+    };
+    encode_head(out, Version::HTTP_11, &parts, &add, Some(b"close"));
     if write_out(conn, out).await.is_ok() {
         shutdown(conn).await;
     }

@@ -577,3 +577,38 @@ async fn a_switched_connection_reaches_the_claim_with_what_followed_the_head() {
     );
     assert!(!seen.contains("content-length"), "{seen}");
 }
+
+#[tokio::test]
+async fn large_bodies_go_out_whole_with_their_framing() {
+    let (client, server) = tokio::io::duplex(16 * 1024);
+    let (_close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(
+        server,
+        BytesMut::new(),
+        LIMITS,
+        |req: Request<Body>| async move {
+            let big = Bytes::from(vec![b'x'; 200_000]);
+            if req.uri().path() == "/chunked" {
+                let frames: Vec<Result<Frame<Bytes>, BoxError>> =
+                    vec![Ok(Frame::data(big.clone())), Ok(Frame::data(big))];
+                Response::new(
+                    http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed(),
+                )
+            } else {
+                Response::new(crate::body::full(big))
+            }
+        },
+        close_rx,
+    ));
+    let mut client = client;
+    client
+        .write_all(b"GET /length HTTP/1.1\r\nHost: x\r\n\r\nGET /chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_all(&mut client).await;
+    let r = responses(&got);
+    assert_eq!(r.len(), 2, "{}", &got[..200.min(got.len())]);
+    assert_eq!(r[0].1.len(), 200_000);
+    assert_eq!(r[1].1.len(), 400_000);
+    assert!(r.iter().all(|(_, b)| b.bytes().all(|c| c == b'x')));
+}
