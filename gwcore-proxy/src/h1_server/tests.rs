@@ -188,13 +188,11 @@ fn expect_continue_is_kept_only_for_a_body_on_http11() {
     assert!(!h.expect_continue);
 }
 
-/// Decodes `wire` fed `step` bytes at a time: the data, the trailers and
-/// what is left after the body.
-fn decode_all(
-    wire: &[u8],
-    framing: Framing,
-    step: usize,
-) -> Result<(Vec<u8>, Option<HeaderMap>, Vec<u8>), BoxError> {
+/// A decoded body: its data, its trailers, and what was left after it.
+type DecodedBody = (Vec<u8>, Option<HeaderMap>, Vec<u8>);
+
+/// Decodes `wire` fed `step` bytes at a time.
+fn decode_all(wire: &[u8], framing: Framing, step: usize) -> Result<DecodedBody, BoxError> {
     let mut framing = framing;
     let mut buf = BytesMut::new();
     let mut fed = 0;
