@@ -95,7 +95,7 @@ pub fn connector(
     }
     let server_name = ServerName::try_from(tls.hostname.clone())
         .map_err(|e| format!("hostname {:?}: {e}", tls.hostname))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::certs::crypto_provider();
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| e.to_string())?;

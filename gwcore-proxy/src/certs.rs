@@ -22,6 +22,17 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+/// The rustls crypto provider of every TLS configuration gwcore-proxy
+/// builds: the process's default when the program installed one, else the
+/// one rustls's crate features select, installed as the default: *ring*,
+/// the only one this crate enables. (From rustls 0.23.48 on,
+/// `rustls::crypto::ring::default_provider` is deprecated.)
+pub(crate) fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    // Panics only when several providers are compiled in and none is
+    // installed; gwcore-proxy enables rustls's `ring` feature alone.
+    rustls::ClientConfig::builder().crypto_provider().clone()
+}
+
 /// A certificate and key read from a `kubernetes.io/tls` Secret.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -97,7 +108,7 @@ pub fn client_verifier(
             "no CA certificate to trust".into(),
         ));
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::certs::crypto_provider();
     let builder =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
     if !allow_missing {
@@ -259,7 +270,7 @@ pub fn server_configs(
             }
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::certs::crypto_provider();
     let mut out = BTreeMap::new();
     for (port, certs) in per_port {
         let builder = match rustls::ServerConfig::builder_with_provider(provider.clone())

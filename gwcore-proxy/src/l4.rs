@@ -331,7 +331,7 @@ mod tests {
 
     /// A ClientHello as rustls writes it, captured through a pipe.
     fn hello(sni: &str) -> Vec<u8> {
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::certs::crypto_provider();
         let cfg = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()

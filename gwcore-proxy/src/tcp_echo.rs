@@ -104,7 +104,7 @@ impl Drop for TcpEchoServer {
 pub fn tls_config(
     key: rustls::sign::CertifiedKey,
 ) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::certs::crypto_provider();
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()

@@ -73,7 +73,7 @@ where
 }
 
 async fn backend(pki: &Pki) -> Backend {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = rustls::ClientConfig::builder().crypto_provider().clone();
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -298,7 +298,7 @@ async fn backends_with_a_policy_are_reached_over_verified_tls() {
 /// A backend that asks for a client certificate of `client_ca` and
 /// answers with the subject of the one it got.
 async fn mtls_backend(pki: &Pki, client_ca: &rcgen::Certificate) -> SocketAddr {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = rustls::ClientConfig::builder().crypto_provider().clone();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(client_ca.der().clone()).unwrap();
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(

@@ -374,7 +374,7 @@ fn pod_tls(
     };
     let verifier = gwcore_proxy::tls::client_verifier(snapshot, std::slice::from_ref(ca), false)
         .map_err(|e| format!("echo pod {pod}: {e}"))?;
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = rustls::ClientConfig::builder().crypto_provider().clone();
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("echo pod {pod}: {e}"))?

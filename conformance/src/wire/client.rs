@@ -232,8 +232,6 @@ impl rustls::client::danger::ServerCertVerifier for GoNames {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::go_name_matches;
 
     /// A leaf signed by a CA the client does not know, the leaf itself in
@@ -261,9 +259,11 @@ mod tests {
             roots: vec![trusted.der().clone()],
             client_cert: None,
         };
-        let verifier =
-            super::server_verifier(&tls, Arc::new(rustls::crypto::ring::default_provider()))
-                .unwrap();
+        let verifier = super::server_verifier(
+            &tls,
+            rustls::ClientConfig::builder().crypto_provider().clone(),
+        )
+        .unwrap();
         let check = |cert: &rcgen::Certificate, name: &str| {
             verifier
                 .verify_server_cert(
@@ -330,7 +330,7 @@ fn server_verifier(
 }
 
 fn client_config(tls: &Tls, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = rustls::ClientConfig::builder().crypto_provider().clone();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;

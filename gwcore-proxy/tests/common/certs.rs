@@ -52,7 +52,7 @@ impl Cert {
     pub fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.der.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = rustls::ClientConfig::builder().crypto_provider().clone();
         let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -68,7 +68,7 @@ impl Cert {
 /// header) would break it.
 pub async fn tls_backend(c: &Cert) -> SocketAddr {
     let key = PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = rustls::ClientConfig::builder().crypto_provider().clone();
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
