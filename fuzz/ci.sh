@@ -19,7 +19,7 @@ export CARGO_TARGET_DIR="$cache/fuzz-target"
 cd "$here"
 bash ./seed.sh
 # The seed and regression inputs of the proxy's parser targets.
-for t in h1_response h1_chunked tls_client_hello cidr proxy_protocol; do
+for t in h1_request h1_response h1_chunked tls_client_hello cidr proxy_protocol; do
   mkdir -p "corpus/$t" && cp regressions/"$t"/* "corpus/$t/"
 done
 cargo fuzz build -s none
