@@ -526,10 +526,21 @@ struct SegEntry<V> {
 /// full. A copy is one array copy, and a change of one key costs a probe
 /// run ([`SegMap::set`]), so a bucket of N sub-buckets changes one of them
 /// without building a map of N again.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct SegMap<V> {
     entries: Box<[SegEntry<V>]>,
     len: usize,
+}
+
+/// The values ordered by segment: where a key sits in the array depends on
+/// the order keys came and went, so a map updated key by key and one built
+/// at once from the same values print the same.
+impl<V: SegKeyed + std::fmt::Debug> std::fmt::Debug for SegMap<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut vals: Vec<&V> = self.values().collect();
+        vals.sort_by(|a, b| a.seg().cmp(b.seg()));
+        f.debug_list().entries(vals).finish()
+    }
 }
 
 impl<V> Default for SegMap<V> {
