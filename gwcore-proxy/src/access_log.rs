@@ -57,6 +57,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod line;
+pub(crate) use line::Digits;
 
 pub use line::{AccessFormat, install};
 pub(crate) use line::{HttpAccess, log_http};

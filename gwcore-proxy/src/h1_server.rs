@@ -46,6 +46,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
+use crate::access_log::Digits;
 use crate::body::{Body, BoxError};
 
 /// The smallest head limit: heads of 8 KiB are always read, as hyper did.
@@ -741,7 +742,7 @@ fn encode_head(
     }
     if let Some(n) = add.add_length {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa_buf(n).as_slice());
+        out.extend_from_slice(Digits::new(n).as_bytes());
         out.extend_from_slice(b"\r\n");
     } else if add.chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -757,34 +758,6 @@ fn encode_head(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// `n` in decimal, in a small stack buffer.
-fn itoa_buf(mut n: u64) -> Digits {
-    let mut d = Digits {
-        buf: [0; 20],
-        start: 20,
-    };
-    loop {
-        d.start -= 1;
-        d.buf[d.start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return d;
-        }
-    }
-}
-
-/// Decimal digits of a number.
-struct Digits {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    fn as_slice(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
 }
 
 /// What a response's own fields say of its framing and connection, read

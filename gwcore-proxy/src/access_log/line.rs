@@ -259,14 +259,15 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// A number's decimal digits.
-struct Digits {
+/// A number's decimal digits (the access line's numbers and the HTTP/1
+/// server's `content-length`).
+pub(crate) struct Digits {
     buf: [u8; 20],
     start: usize,
 }
 
 impl Digits {
-    fn new(mut n: u64) -> Digits {
+    pub(crate) fn new(mut n: u64) -> Digits {
         let mut d = Digits {
             buf: [0; 20],
             start: 20,
@@ -281,7 +282,7 @@ impl Digits {
         }
     }
 
-    fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[self.start..]
     }
 }
