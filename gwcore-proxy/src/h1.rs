@@ -843,7 +843,7 @@ fn decode(buf: &mut BytesMut, framing: &mut Framing) -> Result<Decoded, BoxError
 /// Where the CRLF ending the first line of `buf` starts; `None` while it
 /// has not come, an error when the line is longer than `max` or ends in a
 /// bare LF.
-fn line_end(buf: &[u8], max: usize) -> Result<Option<usize>, BoxError> {
+pub(crate) fn line_end(buf: &[u8], max: usize) -> Result<Option<usize>, BoxError> {
     match buf.iter().take(max + 2).position(|&b| b == b'\n') {
         Some(i) if i > 0 && buf[i - 1] == b'\r' => Ok(Some(i - 1)),
         Some(_) => Err("a chunk-size line ends in a bare LF".into()),

@@ -331,7 +331,7 @@ pub(crate) fn decode(
                 return Ok(Decoded::Frame(Frame::data(buf.split_to(n).freeze())));
             }
             Framing::Chunked(Chunk::Size) => {
-                let Some(end) = line_end(buf, MAX_CHUNK_LINE)? else {
+                let Some(end) = crate::h1::line_end(buf, MAX_CHUNK_LINE)? else {
                     return Ok(Decoded::More);
                 };
                 let size = chunk_size(&buf[..end])?;
@@ -404,18 +404,6 @@ pub(crate) fn decode(
                 }
             }
         }
-    }
-}
-
-/// Where the CRLF ending the first line of `buf` starts; `None` while it
-/// has not come, an error when the line is longer than `max`, ends in a
-/// bare LF, or holds a CR elsewhere.
-fn line_end(buf: &[u8], max: usize) -> Result<Option<usize>, BoxError> {
-    match buf.iter().take(max + 2).position(|&b| b == b'\n') {
-        Some(i) if i > 0 && buf[i - 1] == b'\r' => Ok(Some(i - 1)),
-        Some(_) => Err("a chunk-size line ends in a bare LF".into()),
-        None if buf.len() > max => Err("a chunk-size line is too long".into()),
-        None => Ok(None),
     }
 }
 
