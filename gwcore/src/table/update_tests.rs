@@ -184,6 +184,17 @@ proptest! {
     }
 }
 
+/// The routing of the one Gateway in `yaml`, as the engine computes it.
+fn routing_of(yaml: &str) -> GatewayRouting {
+    let loaded = crate::load::load_str("t.yaml", yaml);
+    let snapshot = crate::Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
+    let out = crate::engine::compute(
+        &snapshot,
+        &crate::engine::ComputeOptions::new("example.com/c", "2026-01-01T00:00:00Z"),
+    );
+    out.routing.into_values().next().expect("the Gateway")
+}
+
 /// A Gateway with two listeners (ports 80 and 81) and HTTPRoutes `r1`,
 /// `r2`, `r3` on hosts `a.test`, `b.test`, `c.test` on port 80, `r4` on
 /// `a.test` on port 81, as the engine computes it.
@@ -219,13 +230,7 @@ spec:
         )
         .unwrap();
     }
-    let loaded = crate::load::load_str("t.yaml", &yaml);
-    let snapshot = crate::Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
-    let out = crate::engine::compute(
-        &snapshot,
-        &crate::engine::ComputeOptions::new("example.com/c", "2026-01-01T00:00:00Z"),
-    );
-    out.routing.into_values().next().expect("the Gateway")
+    routing_of(&yaml)
 }
 
 /// One route changed: the buckets of its hostname are built again; every
@@ -300,13 +305,7 @@ spec:
         )
         .unwrap();
     }
-    let loaded = crate::load::load_str("t.yaml", &yaml);
-    let snapshot = crate::Snapshot::from_objects(loaded.objects.into_iter().map(|(o, _)| o));
-    let out = crate::engine::compute(
-        &snapshot,
-        &crate::engine::ComputeOptions::new("example.com/c", "2026-01-01T00:00:00Z"),
-    );
-    out.routing.into_values().next().expect("the Gateway")
+    routing_of(&yaml)
 }
 
 /// One route of a bucket of many moved to another path: the sub-buckets
