@@ -26,18 +26,13 @@ pub fn h1_response(data: &[u8]) {
         Method::HEAD
     };
     let step = usize::from(first & 0x0f) + 1;
-    let whole = read_response(wire, &method, wire.len());
-    let stepped = read_response(wire, &method, step);
-    assert_eq!(
-        whole.is_ok(),
-        stepped.is_ok(),
-        "fed whole: {whole:?}, fed {step} at a time: {stepped:?}"
-    );
-    let (Ok(whole), Ok(stepped)) = (whole, stepped) else {
+    let Some(r) = same_whole_or_stepped(
+        read_response(wire, &method, wire.len()),
+        read_response(wire, &method, step),
+        step,
+    ) else {
         return;
     };
-    assert_eq!(whole, stepped, "fed whole or {step} bytes at a time");
-    let Some(r) = whole else { return };
     assert!(r.body.len() + r.rest <= wire.len());
     let bodiless = method == Method::HEAD || r.status == 204 || r.status == 304;
     let length = r
@@ -63,24 +58,43 @@ pub fn h1_request(data: &[u8]) {
         return;
     };
     let step = usize::from(first & 0x1f) + 1;
-    let whole = read_request(wire, wire.len());
-    let stepped = read_request(wire, step);
-    // Which error a refused request gets may depend on how much of it had
-    // come (a head over the limit is refused before its end is seen).
-    assert_eq!(
-        whole.is_err(),
-        stepped.is_err(),
-        "fed whole: {whole:?}, fed {step} at a time: {stepped:?}"
-    );
-    let (Ok(whole), Ok(stepped)) = (whole, stepped) else {
+    let Some(r) = same_whole_or_stepped(
+        read_request(wire, wire.len()),
+        read_request(wire, step),
+        step,
+    ) else {
         return;
     };
-    assert_eq!(whole, stepped, "fed whole or {step} bytes at a time");
-    let Some(r) = whole else { return };
     assert!(r.body.len() + r.rest <= wire.len());
     if let Framing::Length(n) = r.framing {
         assert_eq!(r.body.len() as u64, n);
     }
+}
+
+/// What a parser made of bytes fed whole and fed `step` bytes at a time:
+/// both refused, or both the same (`None`: not complete); the message
+/// when both took it. Which error a refusal gives may depend on how much
+/// had come (a head over the limit is refused before its end is seen), so
+/// errors are not compared.
+fn same_whole_or_stepped<T, E>(
+    whole: Result<Option<T>, E>,
+    stepped: Result<Option<T>, E>,
+    step: usize,
+) -> Option<T>
+where
+    T: PartialEq + std::fmt::Debug,
+    E: std::fmt::Debug,
+{
+    assert_eq!(
+        whole.is_ok(),
+        stepped.is_ok(),
+        "fed whole: {whole:?}, fed {step} at a time: {stepped:?}"
+    );
+    let (Ok(whole), Ok(stepped)) = (whole, stepped) else {
+        return None;
+    };
+    assert_eq!(whole, stepped, "fed whole or {step} bytes at a time");
+    whole
 }
 
 /// A body chunked as a backend may chunk it (pieces cut where the body's
